@@ -1,0 +1,277 @@
+//! The commands: thin wrappers that load the inventory, run the fleet operations and decide the
+//! exit code. Errors reach the user through anyhow, printed with their causes.
+
+use std::io::{BufRead as _, IsTerminal as _, Write as _};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context as _, anyhow, bail};
+use clap::Parser as _;
+
+use crate::cli::{ApplyArgs, Cli, Command, FleetArgs, Format, PlanArgs, RenderArgs};
+use crate::daemon::{Daemon, DaemonVersion};
+use crate::fleet::{self, Connector, HostResult, HostStatus, RunOptions, Summary};
+use crate::glob::Limit;
+use crate::inventory::{Host, Inventory};
+use crate::render::{RenderInputs, Renderer};
+use crate::report::{self, Style};
+
+/// Exit codes, Terraform's convention: 0 success (no changes), 1 error, 2 changes / findings.
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_ERROR: u8 = 1;
+pub const EXIT_CHANGES: u8 = 2;
+
+/// Parse the command line, run the command, print errors, return the exit code.
+#[must_use]
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // Usage errors exit 1, so that 2 keeps meaning "changes" for --detailed-exitcode.
+            return ExitCode::from(if e.use_stderr() { EXIT_ERROR } else { EXIT_OK });
+        }
+    };
+    init_logging(&cli);
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+fn no_color() -> bool {
+    std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
+}
+
+fn init_logging(cli: &Cli) {
+    let level = match (cli.quiet, cli.verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, _) => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CLOCKPROV_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("clockprov={level},warn")));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal() && !no_color())
+        .without_time()
+        .with_target(false)
+        .init();
+}
+
+/// Run one parsed command.
+///
+/// # Errors
+/// Bad input (inventory, templates, arguments) or a failure that concerns the whole run.
+pub fn run(cli: Cli) -> anyhow::Result<u8> {
+    match cli.command {
+        Command::Plan(args) => plan(&args),
+        Command::Apply(args) => apply(&args),
+        Command::Render(args) => render(&args),
+    }
+}
+
+fn stdout_style() -> Style {
+    Style {
+        color: std::io::stdout().is_terminal() && !no_color(),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// Everything a fleet command needs before it contacts any host.
+struct Prepared {
+    connector: Arc<Connector>,
+    renderer: Arc<Renderer>,
+    hosts: Vec<Host>,
+    options: RunOptions,
+}
+
+fn prepare(args: &FleetArgs) -> anyhow::Result<Prepared> {
+    let inventory = Inventory::load(&args.inventory)?;
+    let renderer = Arc::new(renderer_for(&inventory, args.templates.clone())?);
+    let limit = Limit::new(&args.limit);
+    let hosts: Vec<Host> = inventory
+        .hosts
+        .iter()
+        .filter(|h| limit.selects(h.name.as_str()))
+        .cloned()
+        .collect();
+    if hosts.is_empty() {
+        if limit.is_empty() {
+            bail!("{}: the inventory has no hosts", args.inventory.display());
+        }
+        bail!(
+            "--limit {} matches no host of {}",
+            args.limit.join(","),
+            args.inventory.display()
+        );
+    }
+    let options = RunOptions {
+        forks: usize::from(args.forks),
+        connect_timeout: args.connect_timeout.map(|d| d.0),
+        command_timeout: args.command_timeout.map(|d| d.0),
+        progress: true,
+    };
+    let connector = Arc::new(Connector::new(&inventory, &options)?);
+    Ok(Prepared {
+        connector,
+        renderer,
+        hosts,
+        options,
+    })
+}
+
+fn renderer_for(inventory: &Inventory, from_cli: Option<PathBuf>) -> anyhow::Result<Renderer> {
+    let dir = from_cli.or_else(|| {
+        inventory.file.templates.as_ref().map(|t| {
+            let path = t.expand();
+            if path.is_absolute() {
+                path
+            } else {
+                inventory.base_dir().join(path)
+            }
+        })
+    });
+    if let Some(dir) = &dir {
+        if !dir.is_dir() {
+            bail!("templates directory {} does not exist", dir.display());
+        }
+    }
+    Ok(Renderer::new(dir.as_deref())?)
+}
+
+fn plan_results(prepared: &Prepared) -> anyhow::Result<Vec<HostResult>> {
+    let rt = runtime()?;
+    Ok(rt.block_on(fleet::plan_hosts(
+        prepared.connector.clone(),
+        prepared.renderer.clone(),
+        prepared.hosts.clone(),
+        &prepared.options,
+    )))
+}
+
+fn print_stdout(text: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .context("writing to stdout")?;
+    out.flush().context("writing to stdout")
+}
+
+fn plan(args: &PlanArgs) -> anyhow::Result<u8> {
+    let prepared = prepare(&args.fleet)?;
+    let results = plan_results(&prepared)?;
+    match args.fleet.format {
+        Format::Text => print_stdout(&report::plan_text(&results, stdout_style()))?,
+        Format::Json => print_stdout(&report::json("plan", &results))?,
+    }
+    let summary = Summary::of(&results);
+    Ok(if summary.has_errors() {
+        EXIT_ERROR
+    } else if args.detailed_exitcode && summary.change > 0 {
+        EXIT_CHANGES
+    } else {
+        EXIT_OK
+    })
+}
+
+fn confirm(hosts: usize) -> anyhow::Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        bail!("refusing to apply without confirmation: stdin is not a terminal; pass --yes");
+    }
+    eprint!(
+        "Apply these changes to {hosts} host{}? Type 'yes' to go on: ",
+        if hosts == 1 { "" } else { "s" }
+    );
+    std::io::stderr().flush().ok();
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .context("reading the answer")?;
+    Ok(answer.trim().eq_ignore_ascii_case("yes"))
+}
+
+fn apply(args: &ApplyArgs) -> anyhow::Result<u8> {
+    let prepared = prepare(&args.fleet)?;
+    let results = plan_results(&prepared)?;
+    let changes = results
+        .iter()
+        .filter(|r| r.status == HostStatus::Change)
+        .count();
+    if args.fleet.format == Format::Text {
+        print_stdout(&report::plan_text(&results, stdout_style()))?;
+    }
+    let results = if changes == 0 {
+        results
+    } else {
+        if !args.yes && !confirm(changes)? {
+            return Err(anyhow!("apply cancelled; nothing was changed"));
+        }
+        let rt = runtime()?;
+        rt.block_on(fleet::apply_hosts(
+            prepared.connector.clone(),
+            results,
+            &prepared.options,
+        ))
+    };
+    match args.fleet.format {
+        Format::Text => print_stdout(&format!(
+            "\n{}",
+            report::apply_text(&results, stdout_style())
+        ))?,
+        Format::Json => print_stdout(&report::json("apply", &results))?,
+    }
+    Ok(if Summary::of(&results).has_errors() {
+        EXIT_ERROR
+    } else {
+        EXIT_OK
+    })
+}
+
+fn render(args: &RenderArgs) -> anyhow::Result<u8> {
+    let inventory = Inventory::load(&args.inventory)?;
+    let renderer = renderer_for(&inventory, args.templates.clone())?;
+    let host = inventory
+        .hosts
+        .iter()
+        .find(|h| h.name.as_str() == args.host)
+        .ok_or_else(|| {
+            anyhow!(
+                "no host named {:?} in {}",
+                args.host,
+                args.inventory.display()
+            )
+        })?;
+    let (os_id, os_version) = args
+        .os
+        .split_once(':')
+        .ok_or_else(|| anyhow!("--os takes ID:VERSION_ID, e.g. ubuntu:20.04 or debian:12"))?;
+    let daemon = if host.is_server() {
+        Daemon::Chrony
+    } else {
+        Daemon::Timesyncd
+    };
+    let version = match &args.daemon_version {
+        Some(v) => DaemonVersion::from_debian(v)
+            .ok_or_else(|| anyhow!("--daemon-version {v:?} is not a version"))?,
+        None => daemon.distribution_default(os_id, os_version),
+    };
+    let desired = renderer.render(host, RenderInputs { os_id, version })?;
+    for file in &desired.files {
+        tracing::info!("{}:{}", host.name, file.path);
+        print_stdout(&file.content)?;
+    }
+    Ok(EXIT_OK)
+}

@@ -1,0 +1,146 @@
+//! The two time daemons clockprov manages, and what differs between their versions.
+
+use std::fmt;
+
+use serde::Serialize;
+
+/// A time daemon: its Debian package, systemd unit and configuration file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Daemon {
+    Chrony,
+    Timesyncd,
+}
+
+impl Daemon {
+    pub const ALL: [Daemon; 2] = [Daemon::Chrony, Daemon::Timesyncd];
+
+    #[must_use]
+    pub fn package(self) -> &'static str {
+        match self {
+            Daemon::Chrony => "chrony",
+            Daemon::Timesyncd => "systemd-timesyncd",
+        }
+    }
+
+    #[must_use]
+    pub fn unit(self) -> &'static str {
+        match self {
+            Daemon::Chrony => "chrony.service",
+            Daemon::Timesyncd => "systemd-timesyncd.service",
+        }
+    }
+
+    #[must_use]
+    pub fn config_path(self) -> &'static str {
+        match self {
+            Daemon::Chrony => "/etc/chrony/chrony.conf",
+            Daemon::Timesyncd => "/etc/systemd/timesyncd.conf",
+        }
+    }
+
+    /// Both packages provide `time-daemon` and conflict on Debian and Ubuntu: installing one
+    /// removes the other.
+    #[must_use]
+    pub fn conflicting(self) -> Daemon {
+        match self {
+            Daemon::Chrony => Daemon::Timesyncd,
+            Daemon::Timesyncd => Daemon::Chrony,
+        }
+    }
+
+    /// The shell command that checks a candidate configuration file without using it, when this
+    /// daemon version has one (`chronyd -p` appeared in chrony 4.0).
+    #[must_use]
+    pub fn config_check(self, version: DaemonVersion) -> Option<&'static str> {
+        match self {
+            Daemon::Chrony if version.major >= 4 => Some("chronyd -p -f"),
+            _ => None,
+        }
+    }
+
+    /// The version a distribution installs, for rendering before the package is there.
+    #[must_use]
+    pub fn distribution_default(self, os_id: &str, os_version: &str) -> DaemonVersion {
+        let (major, minor) = match (self, os_id, os_version) {
+            (Daemon::Chrony, "ubuntu", "18.04") => (3, 2),
+            (Daemon::Chrony, "ubuntu", "20.04") => (3, 5),
+            (Daemon::Chrony, "debian", "10") => (3, 4),
+            (Daemon::Chrony, "debian", "11") => (4, 0),
+            (Daemon::Chrony, _, _) => (4, 3),
+            (Daemon::Timesyncd, "ubuntu", "18.04") => (237, 0),
+            (Daemon::Timesyncd, "ubuntu", "20.04") => (245, 0),
+            (Daemon::Timesyncd, "debian", "10") => (241, 0),
+            (Daemon::Timesyncd, "debian", "11") => (247, 0),
+            (Daemon::Timesyncd, _, _) => (252, 0),
+        };
+        DaemonVersion { major, minor }
+    }
+}
+
+impl fmt::Display for Daemon {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.package())
+    }
+}
+
+/// The upstream version of a daemon, from a Debian version string such as `4.3-2+deb12u1`,
+/// `1:3.5-6ubuntu6.2` or `245.4-4ubuntu3.22`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct DaemonVersion {
+    pub major: u32,
+    pub minor: u32,
+}
+
+impl DaemonVersion {
+    #[must_use]
+    pub fn from_debian(version: &str) -> Option<DaemonVersion> {
+        let upstream = version.split_once(':').map_or(version, |(_, rest)| rest);
+        let mut numbers = upstream
+            .split(|c: char| !c.is_ascii_digit())
+            .map(str::parse::<u32>);
+        let major = numbers.next()?.ok()?;
+        let minor = numbers.next().and_then(Result::ok).unwrap_or(0);
+        Some(DaemonVersion { major, minor })
+    }
+}
+
+impl fmt::Display for DaemonVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.major, self.minor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_from_debian_strings() {
+        assert_eq!(
+            DaemonVersion::from_debian("4.3-2+deb12u1"),
+            Some(DaemonVersion { major: 4, minor: 3 })
+        );
+        assert_eq!(
+            DaemonVersion::from_debian("1:3.5-6ubuntu6.2"),
+            Some(DaemonVersion { major: 3, minor: 5 })
+        );
+        assert_eq!(
+            DaemonVersion::from_debian("245.4-4ubuntu3.22"),
+            Some(DaemonVersion {
+                major: 245,
+                minor: 4
+            })
+        );
+        assert_eq!(DaemonVersion::from_debian(""), None);
+    }
+
+    #[test]
+    fn only_chrony_4_checks_configs() {
+        let v35 = DaemonVersion { major: 3, minor: 5 };
+        let v43 = DaemonVersion { major: 4, minor: 3 };
+        assert_eq!(Daemon::Chrony.config_check(v35), None);
+        assert!(Daemon::Chrony.config_check(v43).is_some());
+        assert_eq!(Daemon::Timesyncd.config_check(v43), None);
+    }
+}

@@ -1,0 +1,585 @@
+//! The inventory: the one declarative file that says which hosts serve time and which follow.
+//!
+//! Loading is all-or-nothing: the YAML is parsed into validated types (a bad value fails with
+//! its line and column), then the inventory is checked as a whole. Every error names the file,
+//! the line and the field, and nothing is done on any host before the inventory is accepted.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::value::{Cidr, DurationValue, LocalPath, Name, NetAddress, UserName};
+
+/// How the controller reaches a host. Every field is optional: a host's own block overrides the
+/// inventory's `ssh:` defaults field by field.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SshOptions {
+    pub user: Option<UserName>,
+    /// Where to connect when it is not the host's `address`.
+    pub host: Option<NetAddress>,
+    pub port: Option<u16>,
+    pub identity_file: Option<LocalPath>,
+    pub known_hosts: Option<LocalPath>,
+    pub host_key_policy: Option<HostKeyPolicy>,
+    pub config_file: Option<LocalPath>,
+    #[serde(rename = "become")]
+    pub become_method: Option<BecomeMethod>,
+    /// Reach this host through another inventory host.
+    pub jump: Option<Name>,
+    pub connect_timeout: Option<DurationValue>,
+    pub command_timeout: Option<DurationValue>,
+}
+
+impl SshOptions {
+    /// `self` with every unset field taken from `defaults`.
+    #[must_use]
+    pub fn or(&self, defaults: &SshOptions) -> SshOptions {
+        SshOptions {
+            user: self.user.clone().or_else(|| defaults.user.clone()),
+            host: self.host.clone(),
+            port: self.port.or(defaults.port),
+            identity_file: self
+                .identity_file
+                .clone()
+                .or_else(|| defaults.identity_file.clone()),
+            known_hosts: self
+                .known_hosts
+                .clone()
+                .or_else(|| defaults.known_hosts.clone()),
+            host_key_policy: self.host_key_policy.or(defaults.host_key_policy),
+            config_file: self
+                .config_file
+                .clone()
+                .or_else(|| defaults.config_file.clone()),
+            become_method: self.become_method.or(defaults.become_method),
+            jump: self.jump.clone().or_else(|| defaults.jump.clone()),
+            connect_timeout: self.connect_timeout.or(defaults.connect_timeout),
+            command_timeout: self.command_timeout.or(defaults.command_timeout),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum HostKeyPolicy {
+    /// Only keys already in known_hosts are accepted.
+    #[default]
+    Strict,
+    /// A host with no key on record has its key recorded; a changed key is still refused.
+    AcceptNew,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum BecomeMethod {
+    Sudo,
+}
+
+/// One upstream time source of a chrony server: `pool: HOST` or `server: HOST`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Upstream {
+    pub kind: UpstreamKind,
+    pub host: NetAddress,
+    pub iburst: bool,
+    pub maxsources: Option<u8>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamKind {
+    Pool,
+    Server,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpstreamFields {
+    pool: Option<NetAddress>,
+    server: Option<NetAddress>,
+    iburst: Option<bool>,
+    maxsources: Option<u8>,
+}
+
+impl<'de> Deserialize<'de> for Upstream {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let fields = UpstreamFields::deserialize(deserializer)?;
+        let (kind, host) = match (fields.pool, fields.server) {
+            (Some(host), None) => (UpstreamKind::Pool, host),
+            (None, Some(host)) => (UpstreamKind::Server, host),
+            _ => {
+                return Err(D::Error::custom(
+                    "an upstream has exactly one of `pool: HOST` or `server: HOST`",
+                ));
+            }
+        };
+        if let Some(n) = fields.maxsources {
+            if kind != UpstreamKind::Pool || !(1..=16).contains(&n) {
+                return Err(D::Error::custom(
+                    "`maxsources` is for a `pool` and is 1..=16",
+                ));
+            }
+        }
+        Ok(Upstream {
+            kind,
+            host,
+            iburst: fields.iburst.unwrap_or(true),
+            maxsources: fields.maxsources,
+        })
+    }
+}
+
+/// A chrony server: syncs from `upstream` and serves the `allow`ed networks.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSpec {
+    pub address: NetAddress,
+    #[serde(default)]
+    pub ssh: SshOptions,
+    #[serde(default)]
+    pub upstream: Vec<Upstream>,
+    #[serde(default)]
+    pub allow: Vec<Cidr>,
+    #[serde(default, deserialize_with = "stratum")]
+    pub local_stratum: Option<u8>,
+}
+
+fn stratum<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<u8>, D::Error> {
+    let value = Option::<u8>::deserialize(deserializer)?;
+    match value {
+        Some(n) if !(1..=15).contains(&n) => Err(serde::de::Error::custom(format!(
+            "invalid local_stratum {n}: chrony takes 1..=15"
+        ))),
+        other => Ok(other),
+    }
+}
+
+/// A systemd-timesyncd client.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ClientSpec {
+    pub address: NetAddress,
+    #[serde(default)]
+    pub ssh: SshOptions,
+    /// The `ntp_servers` this client follows; all of them when absent.
+    pub ntp: Option<Vec<Name>>,
+    /// `FallbackNTP=`; the distribution's default when absent.
+    pub fallback_ntp: Option<Vec<NetAddress>>,
+}
+
+/// A golden VM image (or a mounted root directory) for `bake`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ImageSpec {
+    pub path: LocalPath,
+    pub ntp: Option<Vec<Name>>,
+    pub fallback_ntp: Option<Vec<NetAddress>>,
+}
+
+/// The inventory as written.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct InventoryFile {
+    #[serde(default)]
+    pub ssh: SshOptions,
+    /// A directory whose `chrony.conf.j2` / `timesyncd.conf.j2` replace the built-in templates.
+    pub templates: Option<LocalPath>,
+    #[serde(default)]
+    pub ntp_servers: BTreeMap<Name, ServerSpec>,
+    #[serde(default)]
+    pub clients: BTreeMap<Name, ClientSpec>,
+    #[serde(default)]
+    pub images: BTreeMap<Name, ImageSpec>,
+}
+
+/// What a host does in the fleet.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Role {
+    Server(ServerSpec),
+    /// A client, with the addresses of the servers it follows, in order.
+    Client {
+        spec: ClientSpec,
+        servers: Vec<NetAddress>,
+    },
+}
+
+/// One host with its effective settings, ready for rendering and connecting.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Host {
+    pub name: Name,
+    pub address: NetAddress,
+    pub ssh: SshOptions,
+    pub role: Role,
+}
+
+impl Host {
+    #[must_use]
+    pub fn is_server(&self) -> bool {
+        matches!(self.role, Role::Server(_))
+    }
+}
+
+/// A loaded, validated inventory.
+#[derive(Debug, Clone)]
+pub struct Inventory {
+    pub path: PathBuf,
+    pub file: InventoryFile,
+    pub hosts: Vec<Host>,
+}
+
+/// A problem in the inventory, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InventoryProblem {
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    /// Dotted path of the field, e.g. `clients.z-b-data-1.address`.
+    pub field: String,
+    pub message: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InventoryError {
+    #[error("cannot read inventory {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}", render_problems(.path, .problems))]
+    Invalid {
+        path: PathBuf,
+        problems: Vec<InventoryProblem>,
+    },
+}
+
+fn render_problems(path: &Path, problems: &[InventoryProblem]) -> String {
+    let mut out = String::new();
+    for (i, p) in problems.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        out.push_str(&path.display().to_string());
+        if let Some(line) = p.line {
+            out.push_str(&format!(":{line}"));
+            if let Some(column) = p.column {
+                out.push_str(&format!(":{column}"));
+            }
+        }
+        out.push_str(": ");
+        if !p.field.is_empty() {
+            out.push_str(&p.field);
+            out.push_str(": ");
+        }
+        out.push_str(&p.message);
+    }
+    out
+}
+
+impl Inventory {
+    /// Read, parse and check an inventory file.
+    ///
+    /// # Errors
+    /// The file cannot be read, is not valid YAML for the schema, or fails a whole-inventory check.
+    pub fn load(path: &Path) -> Result<Inventory, InventoryError> {
+        let source = std::fs::read_to_string(path).map_err(|source| InventoryError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(path, &source)
+    }
+
+    /// Parse and check inventory text; `path` is used in messages only.
+    ///
+    /// # Errors
+    /// As for [`Inventory::load`].
+    pub fn parse(path: &Path, source: &str) -> Result<Inventory, InventoryError> {
+        let invalid = |problems| InventoryError::Invalid {
+            path: path.to_owned(),
+            problems,
+        };
+        let file: InventoryFile = serde_yaml_ng::from_str(source).map_err(|e| {
+            let location = e.location();
+            let text = e.to_string();
+            // serde_yaml_ng formats as "<path>: <message> at line L column C"; split it up so
+            // every problem prints the same way.
+            let text = match location.as_ref() {
+                Some(l) => text
+                    .strip_suffix(&format!(" at line {} column {}", l.line(), l.column()))
+                    .unwrap_or(&text)
+                    .to_owned(),
+                None => text,
+            };
+            let (field, message) = match text.split_once(": ") {
+                Some((field, message)) if !field.contains(' ') => {
+                    (field.to_owned(), message.to_owned())
+                }
+                _ => (String::new(), text),
+            };
+            invalid(vec![InventoryProblem {
+                line: location.as_ref().map(serde_yaml_ng::Location::line),
+                column: location.as_ref().map(serde_yaml_ng::Location::column),
+                field,
+                message,
+            }])
+        })?;
+        let problems = check(&file, source);
+        if !problems.is_empty() {
+            return Err(invalid(problems));
+        }
+        let hosts = resolve_hosts(&file);
+        Ok(Inventory {
+            path: path.to_owned(),
+            file,
+            hosts,
+        })
+    }
+
+    /// The directory that relative paths in the inventory are relative to.
+    #[must_use]
+    pub fn base_dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
+    }
+}
+
+fn resolve_hosts(file: &InventoryFile) -> Vec<Host> {
+    let mut hosts = Vec::new();
+    for (name, spec) in &file.ntp_servers {
+        hosts.push(Host {
+            name: name.clone(),
+            address: spec.address.clone(),
+            ssh: spec.ssh.or(&file.ssh),
+            role: Role::Server(spec.clone()),
+        });
+    }
+    for (name, spec) in &file.clients {
+        let servers = servers_of(file, spec.ntp.as_deref());
+        hosts.push(Host {
+            name: name.clone(),
+            address: spec.address.clone(),
+            ssh: spec.ssh.or(&file.ssh),
+            role: Role::Client {
+                spec: spec.clone(),
+                servers,
+            },
+        });
+    }
+    hosts
+}
+
+/// Addresses of the named servers, or of every server when `names` is absent.
+#[must_use]
+pub fn servers_of(file: &InventoryFile, names: Option<&[Name]>) -> Vec<NetAddress> {
+    match names {
+        Some(names) => names
+            .iter()
+            .filter_map(|n| file.ntp_servers.get(n))
+            .map(|s| s.address.clone())
+            .collect(),
+        None => file
+            .ntp_servers
+            .values()
+            .map(|s| s.address.clone())
+            .collect(),
+    }
+}
+
+/// Whole-inventory checks: references resolve, clients are allowed by their servers.
+fn check(file: &InventoryFile, source: &str) -> Vec<InventoryProblem> {
+    let mut problems = Vec::new();
+    let mut problem = |path: &[&str], message: String| {
+        let (line, column) = locate(source, path).map_or((None, None), |(l, c)| (Some(l), Some(c)));
+        problems.push(InventoryProblem {
+            line,
+            column,
+            field: path.join("."),
+            message,
+        });
+    };
+    for name in file.clients.keys() {
+        if file.ntp_servers.contains_key(name) {
+            problem(
+                &["clients", name.as_str()],
+                format!("{name} is also in ntp_servers; a host is a server or a client, not both"),
+            );
+        }
+    }
+    if !file.clients.is_empty() && file.ntp_servers.is_empty() {
+        problem(
+            &["clients"],
+            "there are clients but no ntp_servers for them to follow".to_owned(),
+        );
+    }
+    let known_host = |n: &Name| file.ntp_servers.contains_key(n) || file.clients.contains_key(n);
+    let hosts = file
+        .ntp_servers
+        .iter()
+        .map(|(n, s)| ("ntp_servers", n, &s.ssh))
+        .chain(file.clients.iter().map(|(n, c)| ("clients", n, &c.ssh)));
+    for (section, name, ssh) in hosts {
+        if let Some(jump) = &ssh.jump {
+            if jump == name {
+                problem(
+                    &[section, name.as_str(), "ssh", "jump"],
+                    format!("{name} cannot jump through itself"),
+                );
+            } else if !known_host(jump) {
+                problem(
+                    &[section, name.as_str(), "ssh", "jump"],
+                    format!("no inventory host is named {jump:?}"),
+                );
+            }
+        }
+    }
+    for (name, server) in &file.ntp_servers {
+        if server.allow.is_empty() && !file.clients.is_empty() {
+            problem(
+                &["ntp_servers", name.as_str(), "allow"],
+                "chrony refuses every client until an `allow` line exists; list the clients' networks"
+                    .to_owned(),
+            );
+        }
+    }
+    for (name, client) in &file.clients {
+        check_client_servers(
+            file,
+            &["clients", name.as_str()],
+            &client.address,
+            client.ntp.as_deref(),
+            &mut problem,
+        );
+    }
+    for (name, image) in &file.images {
+        let path = &["images", name.as_str()];
+        if let Some(names) = &image.ntp {
+            for server in names {
+                if !file.ntp_servers.contains_key(server) {
+                    problem(
+                        &[path[0], path[1], "ntp"],
+                        format!("no ntp_servers entry is named {server:?}"),
+                    );
+                }
+            }
+        } else if file.ntp_servers.is_empty() {
+            problem(path, "an image needs ntp_servers to point at".to_owned());
+        }
+    }
+    problems
+}
+
+fn check_client_servers(
+    file: &InventoryFile,
+    path: &[&str],
+    address: &NetAddress,
+    names: Option<&[Name]>,
+    problem: &mut impl FnMut(&[&str], String),
+) {
+    let ntp_path = [path[0], path[1], "ntp"];
+    let used: Vec<(&Name, &ServerSpec)> = match names {
+        Some(names) => {
+            if names.is_empty() {
+                problem(
+                    &ntp_path,
+                    "an empty list leaves the client with no server".to_owned(),
+                );
+            }
+            names
+                .iter()
+                .filter_map(|n| match file.ntp_servers.get_key_value(n) {
+                    Some(found) => Some(found),
+                    None => {
+                        problem(&ntp_path, format!("no ntp_servers entry is named {n:?}"));
+                        None
+                    }
+                })
+                .collect()
+        }
+        None => file.ntp_servers.iter().collect(),
+    };
+    let Some(ip) = address.ip() else { return };
+    for (server_name, server) in used {
+        if !server.allow.is_empty() && !server.allow.iter().any(|cidr| cidr.contains(ip)) {
+            let allowed: Vec<String> = server.allow.iter().map(ToString::to_string).collect();
+            problem(
+                &[path[0], path[1], "address"],
+                format!(
+                    "{ip} is outside every `allow` network of server {server_name} ({}), so it would never be served",
+                    allowed.join(", ")
+                ),
+            );
+        }
+    }
+}
+
+/// Find the line and column of a dotted field in YAML text, for messages about values that
+/// parsed fine but do not fit together. Handles block mappings and one-line flow mappings; falls
+/// back to the nearest enclosing key that it can find.
+#[must_use]
+pub fn locate(source: &str, path: &[&str]) -> Option<(usize, usize)> {
+    let lines: Vec<&str> = source.lines().collect();
+    let mut found: Option<(usize, usize)> = None;
+    // The block we search: lines [start, end) with keys indented more than `parent_indent`.
+    let (mut start, mut end, mut parent_indent) = (0usize, lines.len(), -1isize);
+    for key in path {
+        let mut hit = None;
+        for (i, line) in lines.iter().enumerate().take(end).skip(start) {
+            let trimmed = line.trim_start();
+            if trimmed.is_empty() || trimmed.starts_with('#') {
+                continue;
+            }
+            let indent = isize::try_from(line.len() - trimmed.len()).unwrap_or(isize::MAX);
+            if indent <= parent_indent {
+                end = i;
+                break;
+            }
+            let bare = trimmed.strip_prefix("- ").unwrap_or(trimmed);
+            let key_text = bare
+                .split(':')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .trim_matches(['"', '\'']);
+            if key_text == *key && bare.contains(':') {
+                hit = Some((i, indent));
+                break;
+            }
+        }
+        match hit {
+            Some((i, indent)) => {
+                found = Some((i + 1, usize::try_from(indent).unwrap_or(0) + 1));
+                start = i + 1;
+                parent_indent = indent;
+                end = lines.len();
+            }
+            None => {
+                // A flow mapping on the parent's line: `name: { address: ..., ssh: { jump: x } }`.
+                if let Some((line_no, _)) = found {
+                    let text = lines[line_no - 1];
+                    if let Some(col) = find_flow_key(text, key) {
+                        found = Some((line_no, col + 1));
+                        continue;
+                    }
+                }
+                return found;
+            }
+        }
+    }
+    found
+}
+
+fn find_flow_key(text: &str, key: &str) -> Option<usize> {
+    let needle = format!("{key}:");
+    text.match_indices(&needle)
+        .find(|(i, _)| *i > 0 && matches!(text.as_bytes()[i - 1], b'{' | b' ' | b','))
+        .map(|(i, _)| i)
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Role::Server(_) => f.write_str("chrony server"),
+            Role::Client { .. } => f.write_str("timesyncd client"),
+        }
+    }
+}

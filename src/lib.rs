@@ -1,0 +1,20 @@
+//! clockprov: keep the clocks of a fleet of Linux hosts in step.
+//!
+//! The data flows one way: inventory -> desired state (render) -> facts (read from each host)
+//! -> plan (pure diff) -> apply.
+
+pub mod apply;
+pub mod cli;
+pub mod commands;
+pub mod daemon;
+pub mod facts;
+pub mod fleet;
+pub mod glob;
+pub mod inventory;
+pub mod known_hosts;
+pub mod plan;
+pub mod render;
+pub mod report;
+pub mod shell;
+pub mod ssh;
+pub mod value;

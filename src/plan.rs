@@ -1,0 +1,340 @@
+//! Planning: a pure function of what a host should have and what it has.
+
+use serde::Serialize;
+use similar::TextDiff;
+
+use crate::daemon::{Daemon, DaemonVersion};
+use crate::facts::{FileFacts, HostFacts, PathFacts};
+use crate::render::{DesiredFile, DesiredState};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FileAction {
+    Create,
+    Update,
+    /// Content is right; mode or owner is not.
+    FixMetadata,
+    Unchanged,
+}
+
+/// What will happen to one managed file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileChange {
+    pub path: String,
+    pub action: FileAction,
+    /// The file as read (None: absent). Apply refuses to act if the host's file no longer is this.
+    #[serde(skip)]
+    pub before: Option<FileFacts>,
+    #[serde(skip)]
+    pub after: DesiredFile,
+    /// Unified diff, empty when the content is unchanged.
+    pub diff: String,
+}
+
+impl FileChange {
+    #[must_use]
+    pub fn writes_content(&self) -> bool {
+        matches!(self.action, FileAction::Create | FileAction::Update)
+    }
+}
+
+/// A daemon package to install; the conflicting daemon it removes, if installed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PackageInstall {
+    pub package: String,
+    pub removes: Option<String>,
+}
+
+/// What will happen to a systemd unit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UnitChange {
+    pub unit: String,
+    pub enable: bool,
+    /// Restart because its configuration changed (once, after all files are written).
+    pub restart: bool,
+    /// Start because it is not running and nothing else will restart it.
+    pub start: bool,
+}
+
+impl UnitChange {
+    #[must_use]
+    pub fn is_noop(&self) -> bool {
+        !(self.enable || self.restart || self.start)
+    }
+}
+
+/// Everything apply would do on one host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HostPlan {
+    pub host: String,
+    pub daemon: Daemon,
+    /// The daemon version the files were rendered for.
+    pub version: DaemonVersion,
+    pub files: Vec<FileChange>,
+    pub package: Option<PackageInstall>,
+    pub unit: UnitChange,
+}
+
+impl HostPlan {
+    #[must_use]
+    pub fn has_changes(&self) -> bool {
+        self.package.is_some()
+            || self.files.iter().any(|f| f.action != FileAction::Unchanged)
+            || !self.unit.is_noop()
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PlanError {
+    #[error("{path} exists but is not a regular file; clockprov will not replace it")]
+    NotAFile { path: String },
+    #[error("the facts do not cover {path}")]
+    MissingFacts { path: String },
+}
+
+/// Compare `desired` with `facts` and say what to do on host `host`.
+///
+/// # Errors
+/// A managed path is something other than a regular file, or was not read.
+pub fn plan(host: &str, desired: &DesiredState, facts: &HostFacts) -> Result<HostPlan, PlanError> {
+    let daemon = desired.daemon;
+    let mut files = Vec::new();
+    for want in &desired.files {
+        let before = match facts.files.get(&want.path) {
+            Some(PathFacts::File(file)) => Some(file.clone()),
+            Some(PathFacts::Absent) => None,
+            Some(PathFacts::NotAFile) => {
+                return Err(PlanError::NotAFile {
+                    path: want.path.clone(),
+                });
+            }
+            None => {
+                return Err(PlanError::MissingFacts {
+                    path: want.path.clone(),
+                });
+            }
+        };
+        let action = match &before {
+            None => FileAction::Create,
+            Some(have) if have.content != want.content.as_bytes() => FileAction::Update,
+            Some(have)
+                if have.mode != want.mode
+                    || have.owner != want.owner
+                    || have.group != want.group =>
+            {
+                FileAction::FixMetadata
+            }
+            Some(_) => FileAction::Unchanged,
+        };
+        let diff = if matches!(action, FileAction::Create | FileAction::Update) {
+            unified_diff(host, &want.path, before.as_ref(), &want.content)
+        } else {
+            String::new()
+        };
+        files.push(FileChange {
+            path: want.path.clone(),
+            action,
+            before,
+            after: want.clone(),
+            diff,
+        });
+    }
+    let package = (!facts.is_installed(daemon)).then(|| PackageInstall {
+        package: daemon.package().to_owned(),
+        removes: facts
+            .is_installed(daemon.conflicting())
+            .then(|| daemon.conflicting().package().to_owned()),
+    });
+    let unit_facts = facts.unit(daemon);
+    let restart = files.iter().any(FileChange::writes_content);
+    let unit = UnitChange {
+        unit: daemon.unit().to_owned(),
+        enable: package.is_some() || !unit_facts.is_enabled(),
+        restart,
+        start: !restart && (package.is_some() || !unit_facts.is_active()),
+    };
+    Ok(HostPlan {
+        host: host.to_owned(),
+        daemon,
+        version: facts.version_for(daemon),
+        files,
+        package,
+        unit,
+    })
+}
+
+/// A unified diff with `HOST:PATH` headers, as `diff -u` would print it.
+#[must_use]
+pub fn unified_diff(host: &str, path: &str, before: Option<&FileFacts>, after: &str) -> String {
+    let old = before
+        .map(|f| String::from_utf8_lossy(&f.content).into_owned())
+        .unwrap_or_default();
+    let old_header = if before.is_some() {
+        format!("{host}:{path}")
+    } else {
+        format!("{host}:{path} (absent)")
+    };
+    let new_header = format!("{host}:{path} (clockprov)");
+    let diff = TextDiff::from_lines(old.as_str(), after);
+    let mut text = diff
+        .unified_diff()
+        .context_radius(3)
+        .header(&old_header, &new_header)
+        .to_string();
+    if !text.ends_with('\n') && !text.is_empty() {
+        text.push('\n');
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::facts::UnitFacts;
+
+    fn desired(content: &str) -> DesiredState {
+        DesiredState {
+            daemon: Daemon::Timesyncd,
+            files: vec![DesiredFile {
+                path: "/etc/systemd/timesyncd.conf".into(),
+                content: content.into(),
+                mode: 0o644,
+                owner: "root".into(),
+                group: "root".into(),
+            }],
+        }
+    }
+
+    fn facts(
+        content: Option<&str>,
+        mode: u32,
+        installed: bool,
+        enabled: &str,
+        active: &str,
+    ) -> HostFacts {
+        let mut facts = HostFacts::default();
+        facts.os.id = "ubuntu".into();
+        facts.os.version_id = "20.04".into();
+        if installed {
+            facts
+                .packages
+                .insert("systemd-timesyncd".into(), "245.4-4ubuntu3.22".into());
+        }
+        facts.units.insert(
+            "systemd-timesyncd.service".into(),
+            UnitFacts {
+                enabled: enabled.into(),
+                active: active.into(),
+            },
+        );
+        facts.files.insert(
+            "/etc/systemd/timesyncd.conf".into(),
+            match content {
+                Some(c) => PathFacts::File(FileFacts {
+                    content: c.as_bytes().to_vec(),
+                    mode,
+                    owner: "root".into(),
+                    group: "root".into(),
+                }),
+                None => PathFacts::Absent,
+            },
+        );
+        facts
+    }
+
+    #[test]
+    fn unchanged_host_has_nothing_to_do() {
+        let plan = plan(
+            "h",
+            &desired("[Time]\nNTP=1.2.3.4\n"),
+            &facts(
+                Some("[Time]\nNTP=1.2.3.4\n"),
+                0o644,
+                true,
+                "enabled",
+                "active",
+            ),
+        )
+        .unwrap();
+        assert!(!plan.has_changes());
+        assert_eq!(plan.files[0].action, FileAction::Unchanged);
+    }
+
+    #[test]
+    fn changed_file_restarts_once_and_diffs() {
+        let plan = plan(
+            "h",
+            &desired("[Time]\nNTP=1.2.3.4\n"),
+            &facts(Some("[Time]\n#NTP=\n"), 0o644, true, "enabled", "active"),
+        )
+        .unwrap();
+        assert_eq!(plan.files[0].action, FileAction::Update);
+        assert!(plan.unit.restart && !plan.unit.start && !plan.unit.enable);
+        insta::assert_snapshot!(plan.files[0].diff, @r"
+        --- h:/etc/systemd/timesyncd.conf
+        +++ h:/etc/systemd/timesyncd.conf (clockprov)
+        @@ -1,2 +1,2 @@
+         [Time]
+        -#NTP=
+        +NTP=1.2.3.4
+        ");
+    }
+
+    #[test]
+    fn mode_only_change_does_not_restart() {
+        let plan = plan(
+            "h",
+            &desired("x\n"),
+            &facts(Some("x\n"), 0o600, true, "enabled", "active"),
+        )
+        .unwrap();
+        assert_eq!(plan.files[0].action, FileAction::FixMetadata);
+        assert!(plan.unit.is_noop());
+        assert!(plan.has_changes());
+    }
+
+    #[test]
+    fn missing_package_is_installed_and_conflict_named() {
+        let mut f = facts(None, 0, false, "", "");
+        f.packages.insert("chrony".into(), "4.3-2".into());
+        let plan = plan("h", &desired("x\n"), &f).unwrap();
+        assert_eq!(
+            plan.package,
+            Some(PackageInstall {
+                package: "systemd-timesyncd".into(),
+                removes: Some("chrony".into())
+            })
+        );
+        assert_eq!(plan.files[0].action, FileAction::Create);
+        assert!(plan.unit.enable && plan.unit.restart);
+        assert!(
+            plan.files[0]
+                .diff
+                .starts_with("--- h:/etc/systemd/timesyncd.conf (absent)\n")
+        );
+    }
+
+    #[test]
+    fn stopped_unit_is_started() {
+        let plan = plan(
+            "h",
+            &desired("x\n"),
+            &facts(Some("x\n"), 0o644, true, "disabled", "inactive"),
+        )
+        .unwrap();
+        assert!(plan.unit.enable && plan.unit.start && !plan.unit.restart);
+    }
+
+    #[test]
+    fn a_directory_in_the_way_is_an_error() {
+        let mut f = facts(None, 0, true, "enabled", "active");
+        f.files
+            .insert("/etc/systemd/timesyncd.conf".into(), PathFacts::NotAFile);
+        assert_eq!(
+            plan("h", &desired("x\n"), &f),
+            Err(PlanError::NotAFile {
+                path: "/etc/systemd/timesyncd.conf".into()
+            })
+        );
+    }
+}

@@ -1,0 +1,256 @@
+//! Rendering: inventory host + what the host runs -> the files and units it should have.
+//!
+//! Pure: no I/O beyond reading override templates once, when the renderer is built.
+
+use std::path::{Path, PathBuf};
+
+use minijinja::{Environment, UndefinedBehavior};
+use serde::Serialize;
+
+use crate::daemon::{Daemon, DaemonVersion};
+use crate::inventory::{Host, Role};
+use crate::value::{Cidr, NetAddress};
+
+const BUILTIN_TEMPLATES: [(&str, &str); 2] = [
+    (
+        "chrony.conf.j2",
+        include_str!("../templates/chrony.conf.j2"),
+    ),
+    (
+        "timesyncd.conf.j2",
+        include_str!("../templates/timesyncd.conf.j2"),
+    ),
+];
+
+/// One file a host should have.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DesiredFile {
+    pub path: String,
+    pub content: String,
+    pub mode: u32,
+    pub owner: String,
+    pub group: String,
+}
+
+/// What a host should run: the daemon (package and unit) and its configuration files.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DesiredState {
+    pub daemon: Daemon,
+    pub files: Vec<DesiredFile>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("cannot read template {path}: {source}")]
+    ReadTemplate {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("template {name}: {message}")]
+    Template { name: String, message: String },
+}
+
+impl RenderError {
+    fn from_minijinja(name: &str, error: &minijinja::Error) -> Self {
+        let mut message = error.to_string();
+        if let Some(line) = error.line() {
+            message = format!("line {line}: {message}");
+        }
+        let mut source = std::error::Error::source(error);
+        while let Some(inner) = source {
+            message.push_str(&format!(": {inner}"));
+            source = inner.source();
+        }
+        RenderError::Template {
+            name: name.to_owned(),
+            message,
+        }
+    }
+}
+
+/// The compiled templates (built-in, or overridden from a directory).
+pub struct Renderer {
+    env: Environment<'static>,
+}
+
+/// The version facts a template may depend on; the host's actual daemon version when it is
+/// installed, otherwise what its distribution would install.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RenderInputs<'a> {
+    pub os_id: &'a str,
+    pub version: DaemonVersion,
+}
+
+#[derive(Serialize)]
+struct HostContext<'a> {
+    name: &'a str,
+    address: String,
+    section: &'a str,
+}
+
+#[derive(Serialize)]
+struct ChronyFeatures {
+    version: String,
+    confdir: bool,
+    sourcedir: bool,
+    nts: bool,
+    leapsectz: bool,
+}
+
+#[derive(Serialize)]
+struct TimesyncdFeatures {
+    systemd_version: u32,
+    default_fallback: &'static str,
+}
+
+impl Renderer {
+    /// Compile the templates; files named `chrony.conf.j2` / `timesyncd.conf.j2` in
+    /// `override_dir` replace the built-in ones.
+    ///
+    /// # Errors
+    /// An override cannot be read or does not compile.
+    pub fn new(override_dir: Option<&Path>) -> Result<Renderer, RenderError> {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_keep_trailing_newline(true);
+        for (name, builtin) in BUILTIN_TEMPLATES {
+            let source = match override_dir.map(|dir| dir.join(name)) {
+                Some(path) if path.exists() => {
+                    std::fs::read_to_string(&path).map_err(|source| RenderError::ReadTemplate {
+                        path: path.clone(),
+                        source,
+                    })?
+                }
+                _ => builtin.to_owned(),
+            };
+            env.add_template_owned(name, source)
+                .map_err(|e| RenderError::from_minijinja(name, &e))?;
+        }
+        Ok(Renderer { env })
+    }
+
+    /// The files and daemon `host` should have.
+    ///
+    /// # Errors
+    /// A template fails (an undefined variable, a filter error).
+    pub fn render(
+        &self,
+        host: &Host,
+        inputs: RenderInputs<'_>,
+    ) -> Result<DesiredState, RenderError> {
+        match &host.role {
+            Role::Server(spec) => {
+                let major = inputs.version.major;
+                let modern = major >= 4;
+                let context = minijinja::context! {
+                    host => HostContext { name: host.name.as_str(), address: host.address.to_string(), section: "ntp_servers" },
+                    chrony => ChronyFeatures {
+                        version: inputs.version.to_string(),
+                        confdir: modern,
+                        sourcedir: modern,
+                        nts: modern,
+                        leapsectz: modern,
+                    },
+                    upstream => &spec.upstream,
+                    allow => spec.allow.iter().map(Cidr::to_string).collect::<Vec<_>>(),
+                    local_stratum => spec.local_stratum,
+                };
+                let content = self.render_template("chrony.conf.j2", &context)?;
+                Ok(DesiredState {
+                    daemon: Daemon::Chrony,
+                    files: vec![config_file(Daemon::Chrony, content)],
+                })
+            }
+            Role::Client { spec, servers } => {
+                let content = self.render_client(
+                    HostContext {
+                        name: host.name.as_str(),
+                        address: host.address.to_string(),
+                        section: "clients",
+                    },
+                    servers,
+                    spec.fallback_ntp.as_deref(),
+                    inputs,
+                )?;
+                Ok(DesiredState {
+                    daemon: Daemon::Timesyncd,
+                    files: vec![config_file(Daemon::Timesyncd, content)],
+                })
+            }
+        }
+    }
+
+    /// `timesyncd.conf` for a client host or a golden image.
+    ///
+    /// # Errors
+    /// As for [`Renderer::render`].
+    pub fn render_timesyncd(
+        &self,
+        name: &str,
+        section: &str,
+        servers: &[NetAddress],
+        fallback: Option<&[NetAddress]>,
+        inputs: RenderInputs<'_>,
+    ) -> Result<DesiredFile, RenderError> {
+        let content = self.render_client(
+            HostContext {
+                name,
+                address: String::new(),
+                section,
+            },
+            servers,
+            fallback,
+            inputs,
+        )?;
+        Ok(config_file(Daemon::Timesyncd, content))
+    }
+
+    fn render_client(
+        &self,
+        host: HostContext<'_>,
+        servers: &[NetAddress],
+        fallback: Option<&[NetAddress]>,
+        inputs: RenderInputs<'_>,
+    ) -> Result<String, RenderError> {
+        let default_fallback = if inputs.os_id == "ubuntu" {
+            "ntp.ubuntu.com"
+        } else {
+            "0.debian.pool.ntp.org 1.debian.pool.ntp.org 2.debian.pool.ntp.org 3.debian.pool.ntp.org"
+        };
+        let context = minijinja::context! {
+            host => host,
+            ntp => servers.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            fallback_ntp => fallback.map(|f| f.iter().map(ToString::to_string).collect::<Vec<_>>()),
+            timesyncd => TimesyncdFeatures { systemd_version: inputs.version.major, default_fallback },
+        };
+        self.render_template("timesyncd.conf.j2", &context)
+    }
+
+    fn render_template(
+        &self,
+        name: &str,
+        context: &minijinja::Value,
+    ) -> Result<String, RenderError> {
+        let template = self
+            .env
+            .get_template(name)
+            .map_err(|e| RenderError::from_minijinja(name, &e))?;
+        let mut text = template
+            .render(context)
+            .map_err(|e| RenderError::from_minijinja(name, &e))?;
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+        Ok(text)
+    }
+}
+
+fn config_file(daemon: Daemon, content: String) -> DesiredFile {
+    DesiredFile {
+        path: daemon.config_path().to_owned(),
+        content,
+        mode: 0o644,
+        owner: "root".to_owned(),
+        group: "root".to_owned(),
+    }
+}

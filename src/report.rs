@@ -1,0 +1,239 @@
+//! What users see: plans and apply results as text (for people) or JSON (for programs).
+//!
+//! Pure functions from results to strings, so the output is snapshot-tested.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::fleet::{HostResult, HostStatus, Summary};
+use crate::plan::{FileAction, HostPlan};
+
+/// The JSON document's schema version; bumped only on incompatible changes.
+pub const JSON_FORMAT_VERSION: u32 = 1;
+
+/// ANSI colours, or none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Style {
+    pub color: bool,
+}
+
+impl Style {
+    fn paint(self, code: &str, text: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_owned()
+        }
+    }
+}
+
+fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("{n} {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
+fn header(out: &mut String, result: &HostResult, style: Style) {
+    let mut detail = vec![result.role.clone()];
+    if let Some(os) = result.os.as_ref().filter(|os| !os.is_empty()) {
+        detail.push(os.clone());
+    }
+    if let Some(plan) = &result.plan {
+        detail.push(format!("{} {}", plan.daemon, plan.version));
+    }
+    let status = match result.status {
+        HostStatus::Change => style.paint("33", "change"),
+        HostStatus::Unchanged => style.paint("32", "unchanged"),
+        HostStatus::Unreachable => style.paint("31", "UNREACHABLE"),
+        HostStatus::Failed => style.paint("31", "FAILED"),
+    };
+    let _ = writeln!(
+        out,
+        "{} {} ({}; {}): {status}",
+        style.paint("1", "=="),
+        style.paint("1", &result.name),
+        result.address,
+        detail.join(", ")
+    );
+    if let Some(error) = &result.error {
+        let _ = writeln!(out, "   {}", error.replace('\n', "\n   "));
+    }
+}
+
+/// The actions of a plan, one per line, Terraform-style markers.
+fn actions(out: &mut String, plan: &HostPlan, style: Style) {
+    if let Some(install) = &plan.package {
+        let removes = install
+            .removes
+            .as_ref()
+            .map(|r| format!(" (removes {r}: both provide time-daemon)"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "   {} install package {}{removes}",
+            style.paint("32", "+"),
+            install.package
+        );
+    }
+    for file in &plan.files {
+        let line = match file.action {
+            FileAction::Create => format!(
+                "{} create {} (mode 644, root)",
+                style.paint("32", "+"),
+                file.path
+            ),
+            FileAction::Update => format!("{} update {}", style.paint("33", "~"), file.path),
+            FileAction::FixMetadata => {
+                let before = file
+                    .before
+                    .as_ref()
+                    .map(|b| format!("{:o} {}:{}", b.mode, b.owner, b.group))
+                    .unwrap_or_default();
+                format!(
+                    "{} fix mode/owner of {} ({before} -> 644 root:root)",
+                    style.paint("33", "~"),
+                    file.path
+                )
+            }
+            FileAction::Unchanged => continue,
+        };
+        let _ = writeln!(out, "   {line}");
+    }
+    let unit = &plan.unit;
+    for (wanted, verb) in [
+        (unit.enable, "enable"),
+        (unit.restart, "restart"),
+        (unit.start, "start"),
+    ] {
+        if wanted {
+            let _ = writeln!(out, "   {} {verb} {}", style.paint("33", "~"), unit.unit);
+        }
+    }
+}
+
+fn diff(out: &mut String, text: &str, style: Style) {
+    for line in text.lines() {
+        let painted = if line.starts_with("+++") || line.starts_with("---") {
+            style.paint("1", line)
+        } else if line.starts_with('+') {
+            style.paint("32", line)
+        } else if line.starts_with('-') {
+            style.paint("31", line)
+        } else if line.starts_with("@@") {
+            style.paint("36", line)
+        } else {
+            line.to_owned()
+        };
+        out.push_str(&painted);
+        out.push('\n');
+    }
+}
+
+/// The plan as people read it: per host, the actions then the diffs; a summary line last.
+#[must_use]
+pub fn plan_text(results: &[HostResult], style: Style) -> String {
+    let mut out = String::new();
+    for result in results {
+        header(&mut out, result, style);
+        if let Some(plan) = result.plan.as_ref().filter(|p| p.has_changes()) {
+            actions(&mut out, plan, style);
+            for file in &plan.files {
+                diff(&mut out, &file.diff, style);
+            }
+        }
+    }
+    let s = Summary::of(results);
+    let _ = writeln!(
+        out,
+        "\nPlan: {} to change, {} unchanged, {} unreachable, {} failed.",
+        plural(s.change, "host"),
+        s.unchanged,
+        s.unreachable,
+        s.failed
+    );
+    out
+}
+
+/// What apply did, per host; a summary line last.
+#[must_use]
+pub fn apply_text(results: &[HostResult], style: Style) -> String {
+    let mut out = String::new();
+    let mut changed = 0;
+    for result in results {
+        match (&result.status, &result.apply) {
+            (HostStatus::Change, Some(report)) => {
+                changed += 1;
+                let _ = writeln!(
+                    out,
+                    "{} {}: {}",
+                    style.paint("32", "ok"),
+                    result.name,
+                    report.done.join("; ")
+                );
+                for backup in &report.backups {
+                    let _ = writeln!(out, "   backup: {backup}");
+                }
+            }
+            (HostStatus::Unchanged, _) => {
+                let _ = writeln!(
+                    out,
+                    "{} {}: unchanged",
+                    style.paint("32", "ok"),
+                    result.name
+                );
+            }
+            (status, _) => {
+                let word = if *status == HostStatus::Unreachable {
+                    "UNREACHABLE"
+                } else {
+                    "FAILED"
+                };
+                let _ = writeln!(
+                    out,
+                    "{} {}: {}",
+                    style.paint("31", word),
+                    result.name,
+                    result.error.as_deref().unwrap_or("").replace('\n', "\n   ")
+                );
+            }
+        }
+    }
+    let s = Summary::of(results);
+    let _ = writeln!(
+        out,
+        "\nApply: {} changed, {} unchanged, {} unreachable, {} failed.",
+        plural(changed, "host"),
+        s.unchanged,
+        s.unreachable,
+        s.failed
+    );
+    out
+}
+
+#[derive(Serialize)]
+struct JsonDocument<'a> {
+    format_version: u32,
+    command: &'a str,
+    hosts: &'a [HostResult],
+    summary: Summary,
+}
+
+/// The machine-readable document (schema in the README).
+///
+/// # Panics
+/// Never: every field serializes.
+#[must_use]
+pub fn json(command: &str, results: &[HostResult]) -> String {
+    let document = JsonDocument {
+        format_version: JSON_FORMAT_VERSION,
+        command,
+        hosts: results,
+        summary: Summary::of(results),
+    };
+    let mut text = serde_json::to_string_pretty(&document).expect("results serialize");
+    text.push('\n');
+    text
+}

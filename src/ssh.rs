@@ -1,0 +1,384 @@
+//! The SSH transport (russh): one connection per host, reused for every command on it.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use russh::ChannelMsg;
+use russh::client::{self, Handle};
+use russh::keys::{PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
+
+use crate::inventory::HostKeyPolicy;
+use crate::known_hosts::{KnownHosts, Verdict};
+
+/// Everything needed to open one host's connection.
+#[derive(Clone)]
+pub struct ConnectSpec {
+    /// The inventory name, for messages.
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub identities: Vec<Arc<PrivateKey>>,
+    /// Also offer the keys of the ssh-agent at `$SSH_AUTH_SOCK`.
+    pub use_agent: bool,
+    pub known_hosts: Arc<KnownHosts>,
+    pub host_key_policy: HostKeyPolicy,
+    pub connect_timeout: Duration,
+    pub command_timeout: Duration,
+}
+
+impl fmt::Debug for ConnectSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectSpec")
+            .field("name", &self.name)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SshError {
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("{what} timed out after {}s", .after.as_secs_f64())]
+    Timeout { what: String, after: Duration },
+    #[error(
+        "host key of {addr} is not in {} (host_key_policy is strict); check the key and add it, e.g. with ssh-keyscan, or use host_key_policy: accept-new",
+        .file.display()
+    )]
+    HostKeyUnknown { addr: String, file: PathBuf },
+    #[error(
+        "HOST KEY CHANGED for {addr}: the key it offered differs from the one in {}, line {line}; if the host was reinstalled, remove that line (ssh-keygen -R), otherwise someone may be intercepting the connection",
+        .file.display()
+    )]
+    HostKeyChanged {
+        addr: String,
+        file: PathBuf,
+        line: usize,
+    },
+    #[error("host key of {addr} is marked @revoked in {}, line {line}", .file.display())]
+    HostKeyRevoked {
+        addr: String,
+        file: PathBuf,
+        line: usize,
+    },
+    #[error(
+        "{addr} offered an OpenSSH certificate as host key; only plain host keys are supported"
+    )]
+    HostCertificate { addr: String },
+    #[error("cannot record the host key of {addr} in {}: {source}", .file.display())]
+    LearnKey {
+        addr: String,
+        file: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("authentication as {user} on {addr} was refused (tried: {tried})")]
+    AuthRefused {
+        user: String,
+        addr: String,
+        tried: String,
+    },
+    #[error("ssh: {0}")]
+    Protocol(#[from] russh::Error),
+}
+
+/// The exit status and output of one remote command.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommandOutput {
+    /// None when the command was killed by a signal or the channel closed without a status.
+    pub status: Option<u32>,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+impl CommandOutput {
+    #[must_use]
+    pub fn success(&self) -> bool {
+        self.status == Some(0)
+    }
+
+    #[must_use]
+    pub fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    #[must_use]
+    pub fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).trim_end().to_owned()
+    }
+}
+
+struct HostKeyCheck {
+    addr: String,
+    host: String,
+    port: u16,
+    known_hosts: Arc<KnownHosts>,
+    policy: HostKeyPolicy,
+}
+
+impl client::Handler for HostKeyCheck {
+    type Error = SshError;
+
+    async fn check_server_key(
+        &mut self,
+        offered: &PublicKeyOrCertificate,
+    ) -> Result<bool, SshError> {
+        let PublicKeyOrCertificate::PublicKey { key, .. } = offered else {
+            return Err(SshError::HostCertificate {
+                addr: self.addr.clone(),
+            });
+        };
+        let file = self.known_hosts.path().to_owned();
+        match self.known_hosts.check(&self.host, self.port, key) {
+            Verdict::Trusted => Ok(true),
+            Verdict::Changed { line } => Err(SshError::HostKeyChanged {
+                addr: self.addr.clone(),
+                file,
+                line,
+            }),
+            Verdict::Revoked { line } => Err(SshError::HostKeyRevoked {
+                addr: self.addr.clone(),
+                file,
+                line,
+            }),
+            Verdict::Unknown => match self.policy {
+                HostKeyPolicy::Strict => Err(SshError::HostKeyUnknown {
+                    addr: self.addr.clone(),
+                    file,
+                }),
+                HostKeyPolicy::AcceptNew => {
+                    self.known_hosts
+                        .learn(&self.host, self.port, key)
+                        .map_err(|source| SshError::LearnKey {
+                            addr: self.addr.clone(),
+                            file: file.clone(),
+                            source,
+                        })?;
+                    tracing::info!(host = %self.addr, file = %file.display(), "recorded new host key");
+                    Ok(true)
+                }
+            },
+        }
+    }
+}
+
+/// An authenticated connection to one host.
+pub struct Session {
+    handle: Handle<HostKeyCheck>,
+    name: String,
+    command_timeout: Duration,
+}
+
+impl Session {
+    /// Connect, check the host key and authenticate, all within `spec.connect_timeout`.
+    ///
+    /// # Errors
+    /// The host is unreachable, its key is not trusted, or no key is accepted.
+    pub async fn connect(spec: &ConnectSpec) -> Result<Session, SshError> {
+        Self::connect_via(spec, None).await
+    }
+
+    /// Connect through `jump`'s connection (an SSH `direct-tcpip` channel) when given.
+    ///
+    /// # Errors
+    /// As for [`Session::connect`]; also when the jump host refuses to forward.
+    pub async fn connect_via(
+        spec: &ConnectSpec,
+        jump: Option<&Session>,
+    ) -> Result<Session, SshError> {
+        let what = match jump {
+            Some(jump) => format!(
+                "connecting to {}:{} via {}",
+                spec.host, spec.port, jump.name
+            ),
+            None => format!("connecting to {}:{}", spec.host, spec.port),
+        };
+        tokio::time::timeout(spec.connect_timeout, Self::connect_inner(spec, jump))
+            .await
+            .map_err(|_| SshError::Timeout {
+                what,
+                after: spec.connect_timeout,
+            })?
+    }
+
+    async fn connect_inner(
+        spec: &ConnectSpec,
+        jump: Option<&Session>,
+    ) -> Result<Session, SshError> {
+        let addr = format!("{}:{}", spec.host, spec.port);
+        let config = Arc::new(client::Config {
+            nodelay: true,
+            inactivity_timeout: None,
+            keepalive_interval: Some(Duration::from_secs(30)),
+            ..client::Config::default()
+        });
+        let check = HostKeyCheck {
+            addr: addr.clone(),
+            host: spec.host.clone(),
+            port: spec.port,
+            known_hosts: spec.known_hosts.clone(),
+            policy: spec.host_key_policy,
+        };
+        let mut handle = if let Some(jump) = jump {
+            let channel = jump
+                .handle
+                .channel_open_direct_tcpip(spec.host.clone(), u32::from(spec.port), "127.0.0.1", 0)
+                .await
+                .map_err(|e| SshError::Connect {
+                    addr: format!("{addr} via {}", jump.name),
+                    source: std::io::Error::other(e.to_string()),
+                })?;
+            client::connect_stream(config, channel.into_stream(), check).await?
+        } else {
+            let stream = tokio::net::TcpStream::connect((spec.host.as_str(), spec.port))
+                .await
+                .map_err(|source| SshError::Connect {
+                    addr: addr.clone(),
+                    source,
+                })?;
+            stream.set_nodelay(true).ok();
+            client::connect_stream(config, stream, check).await?
+        };
+        let mut tried = Vec::new();
+        for key in &spec.identities {
+            let hash = if key.algorithm().is_rsa() {
+                handle.best_supported_rsa_hash().await?.flatten()
+            } else {
+                None
+            };
+            let result = handle
+                .authenticate_publickey(
+                    spec.user.clone(),
+                    PrivateKeyWithHashAlg::new(key.clone(), hash),
+                )
+                .await?;
+            if result.success() {
+                return Ok(Session {
+                    handle,
+                    name: spec.name.clone(),
+                    command_timeout: spec.command_timeout,
+                });
+            }
+            tried.push(format!(
+                "key {}",
+                key.public_key().fingerprint(Default::default())
+            ));
+        }
+        if spec.use_agent && authenticate_with_agent(&mut handle, &spec.user, &mut tried).await? {
+            return Ok(Session {
+                handle,
+                name: spec.name.clone(),
+                command_timeout: spec.command_timeout,
+            });
+        }
+        if tried.is_empty() {
+            tried.push("no keys: no identity file and no ssh-agent".to_owned());
+        }
+        Err(SshError::AuthRefused {
+            user: spec.user.clone(),
+            addr,
+            tried: tried.join(", "),
+        })
+    }
+
+    /// Run `command` through the login shell; wait for its exit status and all its output.
+    ///
+    /// # Errors
+    /// The channel fails or the command runs longer than the command timeout.
+    pub async fn run(&self, command: &str) -> Result<CommandOutput, SshError> {
+        self.run_with_timeout(command, self.command_timeout).await
+    }
+
+    /// As [`Session::run`], with an explicit timeout (package installs take minutes).
+    ///
+    /// # Errors
+    /// As for [`Session::run`].
+    pub async fn run_with_timeout(
+        &self,
+        command: &str,
+        timeout: Duration,
+    ) -> Result<CommandOutput, SshError> {
+        let what = format!("command on {}", self.name);
+        tokio::time::timeout(timeout, self.run_inner(command))
+            .await
+            .map_err(|_| SshError::Timeout {
+                what,
+                after: timeout,
+            })?
+    }
+
+    async fn run_inner(&self, command: &str) -> Result<CommandOutput, SshError> {
+        let mut channel = self.handle.channel_open_session().await?;
+        channel.exec(true, command).await?;
+        let mut output = CommandOutput::default();
+        // Keep reading after ExitStatus: data may still follow until the channel closes.
+        while let Some(message) = channel.wait().await {
+            match message {
+                ChannelMsg::Data { data } => output.stdout.extend_from_slice(&data),
+                ChannelMsg::ExtendedData { data, ext: 1 } => output.stderr.extend_from_slice(&data),
+                ChannelMsg::ExitStatus { exit_status } => output.status = Some(exit_status),
+                ChannelMsg::Close => break,
+                _ => {}
+            }
+        }
+        Ok(output)
+    }
+
+    /// Close the connection politely.
+    pub async fn close(self) {
+        let _ = self
+            .handle
+            .disconnect(russh::Disconnect::ByApplication, "", "en")
+            .await;
+    }
+}
+
+async fn authenticate_with_agent(
+    handle: &mut Handle<HostKeyCheck>,
+    user: &str,
+    tried: &mut Vec<String>,
+) -> Result<bool, SshError> {
+    let Ok(mut agent) = russh::keys::agent::client::AgentClient::connect_env().await else {
+        return Ok(false);
+    };
+    let Ok(identities) = agent.request_identities().await else {
+        return Ok(false);
+    };
+    for identity in identities {
+        let key = identity.public_key().into_owned();
+        let hash = if key.algorithm().is_rsa() {
+            handle.best_supported_rsa_hash().await?.flatten()
+        } else {
+            None
+        };
+        match handle
+            .authenticate_publickey_with(user, key.clone(), hash, &mut agent)
+            .await
+        {
+            Ok(result) if result.success() => return Ok(true),
+            Ok(_) => tried.push(format!("agent key {}", key.fingerprint(Default::default()))),
+            Err(e) => tried.push(format!(
+                "agent key {} ({e:?})",
+                key.fingerprint(Default::default())
+            )),
+        }
+    }
+    Ok(false)
+}
+
+/// Read a private key for authentication.
+///
+/// # Errors
+/// The file cannot be read or decoded (an encrypted key needs its passphrase).
+pub fn load_identity(path: &Path) -> Result<Arc<PrivateKey>, String> {
+    russh::keys::load_secret_key(path, None)
+        .map(Arc::new)
+        .map_err(|e| format!("cannot load identity file {}: {e}", path.display()))
+}

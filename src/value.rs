@@ -1,0 +1,428 @@
+//! Validated value types for everything that can reach a config file or a remote command.
+//!
+//! Each type checks its input when it is deserialized, so a bad value is reported by the YAML
+//! parser with the file's line and column, before anything talks to a host.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
+
+/// Why a value was refused, worded to follow the value in an error message.
+fn describe_bad_char(c: char) -> String {
+    match c {
+        '\n' => "contains a newline".to_owned(),
+        '\r' => "contains a carriage return".to_owned(),
+        '\t' => "contains a tab".to_owned(),
+        ' ' => "contains a space".to_owned(),
+        c if c.is_control() => format!("contains the control character U+{:04X}", u32::from(c)),
+        c => format!("contains {c:?}, which is not allowed here"),
+    }
+}
+
+macro_rules! deserialize_from_str {
+    ($ty:ty) => {
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(deserializer)?;
+                text.parse().map_err(de::Error::custom)
+            }
+        }
+        impl Serialize for $ty {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_str(self)
+            }
+        }
+    };
+}
+
+/// An IP address or a DNS host name: what may follow `NTP=`, `server`, `pool` or `ssh -p`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum NetAddress {
+    Ip(IpAddr),
+    Name(String),
+}
+
+impl NetAddress {
+    #[must_use]
+    pub fn ip(&self) -> Option<IpAddr> {
+        match self {
+            NetAddress::Ip(ip) => Some(*ip),
+            NetAddress::Name(_) => None,
+        }
+    }
+}
+
+impl FromStr for NetAddress {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if let Ok(ip) = text.parse::<IpAddr>() {
+            return Ok(NetAddress::Ip(ip));
+        }
+        let refuse = |why: String| Err(format!("invalid address {text:?}: {why}"));
+        if text.is_empty() {
+            return refuse("it is empty".to_owned());
+        }
+        if let Some(c) = text
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '.'))
+        {
+            return refuse(format!(
+                "{}; expected an IP address or a DNS name",
+                describe_bad_char(c)
+            ));
+        }
+        if text.len() > 253 {
+            return refuse("a DNS name has at most 253 characters".to_owned());
+        }
+        let name = text.strip_suffix('.').unwrap_or(text);
+        for label in name.split('.') {
+            if label.is_empty() {
+                return refuse("a DNS name has no empty labels".to_owned());
+            }
+            if label.len() > 63 {
+                return refuse(format!("the label {label:?} is longer than 63 characters"));
+            }
+            if label.starts_with('-') || label.ends_with('-') {
+                return refuse(format!("the label {label:?} starts or ends with '-'"));
+            }
+        }
+        if name
+            .split('.')
+            .all(|label| label.chars().all(|c| c.is_ascii_digit()))
+        {
+            return refuse("it looks like an IPv4 address but is not a valid one".to_owned());
+        }
+        Ok(NetAddress::Name(text.to_owned()))
+    }
+}
+
+impl fmt::Display for NetAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NetAddress::Ip(ip) => write!(f, "{ip}"),
+            NetAddress::Name(name) => f.write_str(name),
+        }
+    }
+}
+
+deserialize_from_str!(NetAddress);
+
+/// A network in CIDR notation (or a single address), as chrony's `allow` takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Cidr {
+    pub network: IpAddr,
+    pub prefix: u8,
+}
+
+impl Cidr {
+    #[must_use]
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.network, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl FromStr for Cidr {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let refuse = |why: &str| Err(format!("invalid CIDR {text:?}: {why}"));
+        let (addr, prefix) = match text.split_once('/') {
+            Some((addr, prefix)) => (addr, Some(prefix)),
+            None => (text, None),
+        };
+        let Ok(network) = addr.parse::<IpAddr>() else {
+            return refuse("expected an IP network such as 192.168.6.0/24");
+        };
+        let max = if network.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) if !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()) => {
+                match p.parse::<u8>() {
+                    Ok(p) if p <= max => p,
+                    _ => return refuse(&format!("the prefix length must be 0..={max}")),
+                }
+            }
+            Some(_) => return refuse("the prefix length must be a number"),
+        };
+        Ok(Cidr { network, prefix })
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.network, self.prefix)
+    }
+}
+
+deserialize_from_str!(Cidr);
+
+/// The name of an inventory host or image: used in output, `--limit` and `jump:` references.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Name(String);
+
+impl Name {
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for Name {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+        if text.is_empty() || text.len() > 253 {
+            return Err(format!(
+                "invalid name {text:?}: names have 1 to 253 characters"
+            ));
+        }
+        if let Some(c) = text.chars().find(|c| !ok_char(*c)) {
+            return Err(format!(
+                "invalid name {text:?}: {}; names use letters, digits, '-', '_' and '.'",
+                describe_bad_char(c)
+            ));
+        }
+        if !text.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+            return Err(format!(
+                "invalid name {text:?}: names start with a letter or a digit"
+            ));
+        }
+        Ok(Name(text.to_owned()))
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+deserialize_from_str!(Name);
+
+/// A login name for SSH: POSIX portable user names.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct UserName(String);
+
+impl UserName {
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for UserName {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+        if text.is_empty() || text.len() > 32 || text.starts_with('-') {
+            return Err(format!("invalid user name {text:?}"));
+        }
+        if let Some(c) = text.chars().find(|c| !ok_char(*c)) {
+            return Err(format!(
+                "invalid user name {text:?}: {}",
+                describe_bad_char(c)
+            ));
+        }
+        Ok(UserName(text.to_owned()))
+    }
+}
+
+impl fmt::Display for UserName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+deserialize_from_str!(UserName);
+
+/// A path on the controller (identity files, known_hosts, templates). `~/` is expanded against
+/// `$HOME` when used, not when parsed, so the inventory stays portable.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LocalPath(String);
+
+impl LocalPath {
+    /// The path with a leading `~/` replaced by `$HOME`.
+    #[must_use]
+    pub fn expand(&self) -> PathBuf {
+        match (self.0.strip_prefix("~/"), std::env::var_os("HOME")) {
+            (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
+            _ => PathBuf::from(&self.0),
+        }
+    }
+
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for LocalPath {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text.is_empty() {
+            return Err("invalid path: it is empty".to_owned());
+        }
+        if let Some(c) = text.chars().find(|c| c.is_control()) {
+            return Err(format!("invalid path {text:?}: {}", describe_bad_char(c)));
+        }
+        Ok(LocalPath(text.to_owned()))
+    }
+}
+
+impl fmt::Display for LocalPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+deserialize_from_str!(LocalPath);
+
+/// A duration written as `90s`, `2m`, `1500ms` or a bare number of seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurationValue(pub Duration);
+
+impl FromStr for DurationValue {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let split = text
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len());
+        let (number, unit) = text.split_at(split);
+        let refuse = || format!("invalid duration {text:?}: expected e.g. 30s, 2m or 1500ms");
+        let number: u64 = number.parse().map_err(|_| refuse())?;
+        let duration = match unit {
+            "" | "s" => Duration::from_secs(number),
+            "ms" => Duration::from_millis(number),
+            "m" => Duration::from_secs(number.checked_mul(60).ok_or_else(refuse)?),
+            "h" => Duration::from_secs(number.checked_mul(3600).ok_or_else(refuse)?),
+            _ => return Err(refuse()),
+        };
+        Ok(DurationValue(duration))
+    }
+}
+
+impl fmt::Display for DurationValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}ms", self.0.as_millis())
+    }
+}
+
+deserialize_from_str!(DurationValue);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_accept_ips_and_dns_names() {
+        for good in [
+            "192.168.6.200",
+            "::1",
+            "fe80::1",
+            "zcloud",
+            "ntp.ubuntu.com",
+            "a-b.example.net.",
+        ] {
+            assert!(good.parse::<NetAddress>().is_ok(), "{good}");
+        }
+    }
+
+    #[test]
+    fn addresses_refuse_anything_that_could_smuggle_text() {
+        for bad in [
+            "127.0.1.3\nallow all",
+            "$(reboot)",
+            "a b",
+            "host;rm",
+            "`id`",
+            "",
+            "-oProxyCommand=x",
+            "300.1.1.1",
+            "a..b",
+            "x\u{7}",
+        ] {
+            assert!(bad.parse::<NetAddress>().is_err(), "{bad:?} was accepted");
+        }
+        let err = "127.0.1.3\nallow all".parse::<NetAddress>().unwrap_err();
+        assert_eq!(
+            err,
+            r#"invalid address "127.0.1.3\nallow all": contains a newline; expected an IP address or a DNS name"#
+        );
+    }
+
+    #[test]
+    fn cidr_parses_and_contains() {
+        let net: Cidr = "192.168.6.0/24".parse().unwrap();
+        assert!(net.contains("192.168.6.204".parse().unwrap()));
+        assert!(!net.contains("192.168.7.1".parse().unwrap()));
+        assert!(!net.contains("::1".parse().unwrap()));
+        let all: Cidr = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains("10.1.2.3".parse().unwrap()));
+        let one: Cidr = "10.0.0.1".parse().unwrap();
+        assert_eq!(one.prefix, 32);
+        let v6: Cidr = "fd00::/8".parse().unwrap();
+        assert!(v6.contains("fd12::1".parse().unwrap()));
+        for bad in [
+            "192.168.6.0/33",
+            "192.168.6.0/",
+            "all",
+            "192.168.6.0/24 x",
+            "1.2.3.4/-1",
+        ] {
+            assert!(bad.parse::<Cidr>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn names_and_users_are_restricted() {
+        assert!("z-b-data-1".parse::<Name>().is_ok());
+        assert!("-x".parse::<Name>().is_err());
+        assert!("a/b".parse::<Name>().is_err());
+        assert!("huatai".parse::<UserName>().is_ok());
+        assert!("root;id".parse::<UserName>().is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(
+            "120s".parse::<DurationValue>().unwrap().0,
+            Duration::from_secs(120)
+        );
+        assert_eq!(
+            "2m".parse::<DurationValue>().unwrap().0,
+            Duration::from_secs(120)
+        );
+        assert_eq!(
+            "1500ms".parse::<DurationValue>().unwrap().0,
+            Duration::from_millis(1500)
+        );
+        assert_eq!(
+            "7".parse::<DurationValue>().unwrap().0,
+            Duration::from_secs(7)
+        );
+        assert!("2 minutes".parse::<DurationValue>().is_err());
+    }
+}
