@@ -427,7 +427,7 @@ fn check(file: &InventoryFile, source: &str) -> Vec<InventoryProblem> {
             } else if !known_host(jump) {
                 problem(
                     &[section, name.as_str(), "ssh", "jump"],
-                    format!("no inventory host is named {jump:?}"),
+                    format!("no inventory host is named {jump}"),
                 );
             }
         }
@@ -457,7 +457,7 @@ fn check(file: &InventoryFile, source: &str) -> Vec<InventoryProblem> {
                 if !file.ntp_servers.contains_key(server) {
                     problem(
                         &[path[0], path[1], "ntp"],
-                        format!("no ntp_servers entry is named {server:?}"),
+                        format!("no ntp_servers entry is named {server}"),
                     );
                 }
             }
@@ -489,7 +489,7 @@ fn check_client_servers(
                 .filter_map(|n| match file.ntp_servers.get_key_value(n) {
                     Some(found) => Some(found),
                     None => {
-                        problem(&ntp_path, format!("no ntp_servers entry is named {n:?}"));
+                        problem(&ntp_path, format!("no ntp_servers entry is named {n}"));
                         None
                     }
                 })
@@ -581,5 +581,92 @@ impl fmt::Display for Role {
             Role::Server(_) => f.write_str("chrony server"),
             Role::Client { .. } => f.write_str("timesyncd client"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = include_str!("../inventories/zcloud.yaml");
+
+    fn error(source: &str) -> String {
+        Inventory::parse(Path::new("inv.yaml"), source)
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn the_contract_inventory_loads() {
+        let inventory = Inventory::parse(Path::new("inventories/zcloud.yaml"), GOOD).unwrap();
+        let names: Vec<&str> = inventory.hosts.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(names, ["zcloud", "z-b-data-1", "z-b-data-2", "z-b-data-3"]);
+        let client = &inventory.hosts[1];
+        assert_eq!(client.ssh.jump.as_ref().map(Name::as_str), Some("zcloud"));
+        assert_eq!(client.ssh.user.as_ref().map(UserName::as_str), Some("root"));
+        let Role::Client { servers, .. } = &client.role else {
+            panic!("client")
+        };
+        assert_eq!(servers, &["192.168.6.200".parse::<NetAddress>().unwrap()]);
+        let server = &inventory.hosts[0];
+        assert_eq!(
+            server.ssh.host.as_ref().map(ToString::to_string).as_deref(),
+            Some("zcloud.example.net")
+        );
+        assert_eq!(server.ssh.host_key_policy, Some(HostKeyPolicy::Strict));
+    }
+
+    #[test]
+    fn hostile_values_are_refused_with_their_line() {
+        let newline = GOOD.replace(
+            "address: 192.168.6.205",
+            r#"address: "127.0.1.3\nallow all""#,
+        );
+        insta::assert_snapshot!(error(&newline), @r#"inv.yaml:21:15: clients.z-b-data-2: invalid address "127.0.1.3\nallow all": contains a newline; expected an IP address or a DNS name"#);
+        let command = GOOD.replace("pool: ntp.ubuntu.com", "pool: $(reboot)");
+        insta::assert_snapshot!(error(&command), @r#"inv.yaml:15:9: ntp_servers.zcloud.upstream[0]: invalid address "$(reboot)": contains '$', which is not allowed here; expected an IP address or a DNS name"#);
+        let allow = GOOD.replace("allow: [192.168.6.0/24]", "allow: [\"192.168.6.0/24 all\"]");
+        insta::assert_snapshot!(error(&allow), @r#"inv.yaml:16:12: ntp_servers.zcloud.allow: invalid CIDR "192.168.6.0/24 all": the prefix length must be a number"#);
+    }
+
+    #[test]
+    fn typos_and_wrong_types_are_refused() {
+        insta::assert_snapshot!(error(&GOOD.replace("local_stratum: 10", "local_stratun: 10")), @"inv.yaml:17:5: ntp_servers.zcloud: unknown field `local_stratun`, expected one of `address`, `ssh`, `upstream`, `allow`, `local_stratum`");
+        insta::assert_snapshot!(error(&GOOD.replace("local_stratum: 10", "local_stratum: 16")), @"inv.yaml:12:5: ntp_servers.zcloud: invalid local_stratum 16: chrony takes 1..=15");
+        insta::assert_snapshot!(error(&GOOD.replace("port: 22", "port: 70000")), @"inv.yaml:13:44: ntp_servers.zcloud.ssh.port: invalid value: integer `70000`, expected u16");
+        insta::assert_snapshot!(error(&GOOD.replace("host_key_policy: strict", "host_key_policy: yolo")), @"inv.yaml:6:20: ssh.host_key_policy: unknown variant `yolo`, expected `strict` or `accept-new`");
+        insta::assert_snapshot!(error(&GOOD.replace("user: root", "user: \"root;id\"")), @r#"inv.yaml:3:3: ssh: invalid user name "root;id": contains ';', which is not allowed here"#);
+        insta::assert_snapshot!(error(&GOOD.replace("- pool: ntp.ubuntu.com", "- { pool: a, server: b }")), @"inv.yaml:15:7: ntp_servers.zcloud.upstream: an upstream has exactly one of `pool: HOST` or `server: HOST`");
+        insta::assert_snapshot!(error("clients: [1, 2]\n"), @"inv.yaml:1:10: clients: invalid type: sequence, expected a map");
+        insta::assert_snapshot!(error("ntp_servers:\n  'bad name':\n    address: 1.2.3.4\n"), @r#"inv.yaml:2:3: ntp_servers: invalid name "bad name": contains a space; names use letters, digits, '-', '_' and '.'"#);
+    }
+
+    #[test]
+    fn whole_inventory_checks_name_every_problem() {
+        let source = GOOD
+            .replace(
+                "z-b-data-2: { address: 192.168.6.205 }",
+                "z-b-data-2: { address: 10.0.0.5 }",
+            )
+            .replace(
+                "z-b-data-3: { address: 192.168.6.206 }",
+                "z-b-data-3: { address: 192.168.6.206, ntp: [zclod] }",
+            )
+            .replace("ssh: { jump: zcloud }", "ssh: { jump: bastion }");
+        insta::assert_snapshot!(error(&source), @r"
+        inv.yaml:20:48: clients.z-b-data-1.ssh.jump: no inventory host is named bastion
+        inv.yaml:21:17: clients.z-b-data-2.address: 10.0.0.5 is outside every `allow` network of server zcloud (192.168.6.0/24), so it would never be served
+        inv.yaml:22:41: clients.z-b-data-3.ntp: no ntp_servers entry is named zclod
+        ");
+        let no_allow = GOOD.replace("    allow: [192.168.6.0/24]\n", "");
+        insta::assert_snapshot!(error(&no_allow), @"inv.yaml:11:3: ntp_servers.zcloud.allow: chrony refuses every client until an `allow` line exists; list the clients' networks");
+    }
+
+    #[test]
+    fn locate_finds_block_and_flow_fields() {
+        let source = "a:\n  b:\n    c: 1\n  d: { e: 2, f: { g: 3 } }\n";
+        assert_eq!(locate(source, &["a", "b", "c"]), Some((3, 5)));
+        assert_eq!(locate(source, &["a", "d", "f"]), Some((4, 14)));
+        assert_eq!(locate(source, &["a", "x"]), Some((1, 1)));
     }
 }
