@@ -96,6 +96,8 @@ struct Prepared {
     renderer: Arc<Renderer>,
     hosts: Vec<Host>,
     options: RunOptions,
+    /// One runtime for the whole command: the connections' tasks live in it between phases.
+    runtime: tokio::runtime::Runtime,
 }
 
 fn prepare(args: &FleetArgs) -> anyhow::Result<Prepared> {
@@ -130,6 +132,7 @@ fn prepare(args: &FleetArgs) -> anyhow::Result<Prepared> {
         renderer,
         hosts,
         options,
+        runtime: runtime()?,
     })
 }
 
@@ -152,14 +155,13 @@ fn renderer_for(inventory: &Inventory, from_cli: Option<PathBuf>) -> anyhow::Res
     Ok(Renderer::new(dir.as_deref())?)
 }
 
-fn plan_results(prepared: &Prepared) -> anyhow::Result<Vec<HostResult>> {
-    let rt = runtime()?;
-    Ok(rt.block_on(fleet::plan_hosts(
+fn plan_results(prepared: &Prepared) -> Vec<HostResult> {
+    prepared.runtime.block_on(fleet::plan_hosts(
         prepared.connector.clone(),
         prepared.renderer.clone(),
         prepared.hosts.clone(),
         &prepared.options,
-    )))
+    ))
 }
 
 fn print_stdout(text: &str) -> anyhow::Result<()> {
@@ -171,7 +173,7 @@ fn print_stdout(text: &str) -> anyhow::Result<()> {
 
 fn plan(args: &PlanArgs) -> anyhow::Result<u8> {
     let prepared = prepare(&args.fleet)?;
-    let results = plan_results(&prepared)?;
+    let results = plan_results(&prepared);
     match args.fleet.format {
         Format::Text => print_stdout(&report::plan_text(&results, stdout_style()))?,
         Format::Json => print_stdout(&report::json("plan", &results))?,
@@ -205,7 +207,7 @@ fn confirm(hosts: usize) -> anyhow::Result<bool> {
 
 fn apply(args: &ApplyArgs) -> anyhow::Result<u8> {
     let prepared = prepare(&args.fleet)?;
-    let results = plan_results(&prepared)?;
+    let results = plan_results(&prepared);
     let changes = results
         .iter()
         .filter(|r| r.status == HostStatus::Change)
