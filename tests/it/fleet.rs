@@ -1,0 +1,480 @@
+//! plan / apply / render against real sshd hosts.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::support::hosts::{HostSpec, seed_file};
+use crate::{LabBuilder, clockprov};
+
+const CHRONY: &str = "chrony/chrony.conf";
+const TIMESYNCD: &str = "systemd/timesyncd.conf";
+
+fn seed(os: &str, name: &str) -> String {
+    std::fs::read_to_string(seed_file(os, name)).unwrap()
+}
+
+#[test]
+fn plan_on_fresh_hosts_shows_diffs_and_changes_nothing() {
+    let lab = LabBuilder::new()
+        .clients(vec![HostSpec::new("ubuntu-20.04", "systemd-timesyncd"); 1])
+        .start();
+    let run = lab.run("plan", &["--detailed-exitcode"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stdout.contains(
+            "--- zcloud:/etc/chrony/chrony.conf\n+++ zcloud:/etc/chrony/chrony.conf (clockprov)\n"
+        ),
+        "{run:?}"
+    );
+    assert!(run.stdout.contains("+allow 127.0.0.0/8\n"), "{run:?}");
+    assert!(run.stdout.contains("+local stratum 10\n"), "{run:?}");
+    assert!(
+        run.stdout
+            .contains("\n-pool 2.debian.pool.ntp.org iburst\n"),
+        "{run:?}"
+    );
+    assert!(
+        run.stdout.contains("\n+pool ntp.ubuntu.com iburst\n"),
+        "{run:?}"
+    );
+    assert!(
+        run.stdout
+            .contains(&format!("-#NTP=\n+NTP={}\n", lab.server)),
+        "{run:?}"
+    );
+    assert!(
+        run.stdout.contains("   ~ restart chrony.service\n"),
+        "{run:?}"
+    );
+    assert!(
+        run.stdout
+            .ends_with("\nPlan: 2 hosts to change, 0 unchanged, 0 unreachable, 0 failed.\n"),
+        "{run:?}"
+    );
+    // Nothing was written or restarted.
+    assert_eq!(
+        lab.hosts.read_etc(&lab.server, CHRONY).unwrap(),
+        seed("debian-12", "chrony.conf")
+    );
+    assert_eq!(
+        lab.hosts.read_etc(&lab.clients[0], TIMESYNCD).unwrap(),
+        seed("ubuntu-20.04", "timesyncd.conf")
+    );
+    for addr in lab.all() {
+        assert!(
+            lab.service_changes(&addr).is_empty(),
+            "{addr}: {:?}",
+            lab.hosts.systemctl_log(&addr)
+        );
+    }
+    // Without --detailed-exitcode a successful plan exits 0.
+    assert_eq!(lab.run("plan", &[]).code, 0);
+}
+
+#[test]
+fn apply_converges_and_a_second_run_is_a_no_op() {
+    let lab = LabBuilder::new()
+        .clients(vec![
+            HostSpec::new("ubuntu-20.04", "systemd-timesyncd"),
+            HostSpec::new("debian-12", "systemd-timesyncd"),
+        ])
+        .start();
+    let run = lab.run("apply", &["--yes"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout
+            .contains("Apply: 3 hosts changed, 0 unchanged, 0 unreachable, 0 failed."),
+        "{run:?}"
+    );
+    // The files are exactly what `render` prints for each host's distribution.
+    let inventory = lab.inventory.display().to_string();
+    let expected_server =
+        clockprov(&["render", "-i", &inventory, "zcloud", "--os", "debian:12"]).stdout;
+    assert_eq!(
+        lab.hosts.read_etc(&lab.server, CHRONY).unwrap(),
+        expected_server
+    );
+    let expected_client =
+        clockprov(&["render", "-i", &inventory, "data-1", "--os", "ubuntu:20.04"]).stdout;
+    assert_eq!(
+        lab.hosts.read_etc(&lab.clients[0], TIMESYNCD).unwrap(),
+        expected_client
+    );
+    assert!(expected_client.contains(&format!("\nNTP={}\n", lab.server)));
+    // Mode 0644, owner root, and a backup of the stock file beside it.
+    let path = lab.hosts.etc_file(&lab.server, CHRONY);
+    let meta = std::fs::metadata(&path).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o7777,
+        0o644
+    );
+    assert_eq!(std::os::unix::fs::MetadataExt::uid(&meta), 0);
+    let backups: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains(".clockprov-"))
+        .collect();
+    assert_eq!(backups.len(), 1, "{backups:?}");
+    assert_eq!(
+        std::fs::read_to_string(&backups[0]).unwrap(),
+        seed("debian-12", "chrony.conf")
+    );
+    for addr in lab.all() {
+        assert_eq!(
+            lab.restarts(&addr),
+            1,
+            "{addr}: {:?}",
+            lab.hosts.systemctl_log(&addr)
+        );
+    }
+    let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+
+    let again = lab.run("plan", &["--detailed-exitcode"]);
+    assert_eq!(again.code, 0, "{again:?}");
+    assert!(
+        again
+            .stdout
+            .contains("Plan: 0 hosts to change, 3 unchanged"),
+        "{again:?}"
+    );
+    let again = lab.run("apply", &["--yes"]);
+    assert_eq!(again.code, 0, "{again:?}");
+    for addr in lab.all() {
+        assert_eq!(
+            lab.restarts(&addr),
+            1,
+            "{addr} restarted again: {:?}",
+            lab.hosts.systemctl_log(&addr)
+        );
+    }
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().modified().unwrap(),
+        mtime,
+        "the second apply rewrote the file"
+    );
+}
+
+#[test]
+fn a_file_edited_after_planning_is_refused() {
+    let lab = LabBuilder::new().start();
+    let client = lab.clients[0].clone();
+    let inventory = clockprov::inventory::Inventory::load(&lab.inventory).unwrap();
+    let options = clockprov::fleet::RunOptions {
+        forks: 4,
+        connect_timeout: None,
+        command_timeout: None,
+        progress: false,
+    };
+    let connector = Arc::new(clockprov::fleet::Connector::new(&inventory, &options).unwrap());
+    let renderer = Arc::new(clockprov::render::Renderer::new(None).unwrap());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let planned = rt.block_on(clockprov::fleet::plan_hosts(
+        connector.clone(),
+        renderer,
+        inventory.hosts.clone(),
+        &options,
+    ));
+    assert!(
+        planned
+            .iter()
+            .all(|r| r.status == clockprov::fleet::HostStatus::Change),
+        "{planned:?}"
+    );
+    // Someone edits the client's file between plan and apply.
+    let edited = "[Time]\nNTP=10.9.9.9\n";
+    std::fs::write(lab.hosts.etc_file(&client, TIMESYNCD), edited).unwrap();
+    let applied = rt.block_on(clockprov::fleet::apply_hosts(connector, planned, &options));
+    let client_result = applied.iter().find(|r| r.address == client).unwrap();
+    assert_eq!(client_result.status, clockprov::fleet::HostStatus::Failed);
+    let error = client_result.error.as_deref().unwrap();
+    assert!(
+        error.contains("/etc/systemd/timesyncd.conf changed on the host since it was read"),
+        "{error}"
+    );
+    assert_eq!(lab.hosts.read_etc(&client, TIMESYNCD).unwrap(), edited);
+    assert!(lab.service_changes(&client).is_empty());
+    // The other host was applied all the same.
+    let server_result = applied.iter().find(|r| r.address == lab.server).unwrap();
+    assert_eq!(
+        server_result.status,
+        clockprov::fleet::HostStatus::Change,
+        "{server_result:?}"
+    );
+    assert_eq!(lab.restarts(&lab.server), 1);
+}
+
+#[test]
+fn a_missing_daemon_is_installed_and_the_conflict_named() {
+    let lab = LabBuilder::new()
+        .server(HostSpec::new("debian-12", "systemd-timesyncd").without_seed_files())
+        .clients(vec![HostSpec::new("debian-12", "systemd-timesyncd")])
+        .start();
+    let plan = lab.run("plan", &["--detailed-exitcode"]);
+    assert_eq!(plan.code, 2, "{plan:?}");
+    assert!(
+        plan.stdout.contains(
+            "   + install package chrony (removes systemd-timesyncd: both provide time-daemon)\n"
+        ),
+        "{plan:?}"
+    );
+    assert!(
+        plan.stdout
+            .contains("   + create /etc/chrony/chrony.conf (mode 644, root)\n"),
+        "{plan:?}"
+    );
+    assert!(
+        plan.stdout
+            .contains("--- zcloud:/etc/chrony/chrony.conf (absent)\n"),
+        "{plan:?}"
+    );
+    assert!(lab.hosts.apt_log(&lab.server).is_empty());
+    let apply = lab.run("apply", &["--yes"]);
+    assert_eq!(apply.code, 0, "{apply:?}");
+    let apt = lab.hosts.apt_log(&lab.server);
+    assert!(
+        apt.iter()
+            .any(|l| l.contains("install") && l.ends_with("chrony")),
+        "{apt:?}"
+    );
+    let status = lab.hosts.dpkg_status(&lab.server);
+    assert!(
+        status.contains("Package: chrony\nStatus: install ok installed"),
+        "{status}"
+    );
+    assert!(
+        !status.contains("Package: systemd-timesyncd\nStatus: install ok installed"),
+        "{status}"
+    );
+    assert!(
+        lab.hosts
+            .systemctl_log(&lab.server)
+            .contains(&"enable chrony.service".to_owned())
+    );
+    assert_eq!(lab.run("plan", &["--detailed-exitcode"]).code, 0);
+}
+
+#[test]
+fn a_unit_that_fails_to_restart_gets_its_old_file_back() {
+    let lab = LabBuilder::new().start();
+    let client = lab.clients[0].clone();
+    lab.hosts.fail_start(&client, "systemd-timesyncd.service");
+    let run = lab.run("apply", &["--yes"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    // The stand-in keeps failing, so the restart after restoring fails too; the file is back.
+    assert!(
+        run.stdout.contains("FAILED data-1: systemd-timesyncd.service is not active after the restart (failed); restored the previous files"),
+        "{run:?}"
+    );
+    assert_eq!(
+        lab.hosts.read_etc(&client, TIMESYNCD).unwrap(),
+        seed("ubuntu-20.04", "timesyncd.conf")
+    );
+    assert_eq!(
+        lab.restarts(&client),
+        2,
+        "restart, then restart after restoring"
+    );
+    // The server was not held back by the client's failure.
+    assert!(
+        run.stdout
+            .contains("ok zcloud: wrote /etc/chrony/chrony.conf; restarted chrony.service"),
+        "{run:?}"
+    );
+}
+
+#[test]
+fn chronyd_refuses_a_broken_template_before_it_is_used() {
+    let templates = tempfile::tempdir().unwrap();
+    let stock = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/templates/chrony.conf.j2"
+    ))
+    .unwrap();
+    std::fs::write(
+        templates.path().join("chrony.conf.j2"),
+        format!("{stock}\nnot_a_chrony_directive 1\n"),
+    )
+    .unwrap();
+    let lab = LabBuilder::new().start();
+    let dir = templates.path().display().to_string();
+    let run = lab.run("apply", &["--yes", "--templates", &dir]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stdout
+            .contains("the rendered /etc/chrony/chrony.conf fails `chronyd -p -f FILE`"),
+        "{run:?}"
+    );
+    assert!(
+        run.stdout.contains("not_a_chrony_directive"),
+        "chronyd's own message is shown: {run:?}"
+    );
+    assert_eq!(
+        lab.hosts.read_etc(&lab.server, CHRONY).unwrap(),
+        seed("debian-12", "chrony.conf")
+    );
+    assert!(lab.service_changes(&lab.server).is_empty());
+    let leftovers: Vec<_> = std::fs::read_dir(lab.hosts.etc_file(&lab.server, "chrony"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        leftovers.len(),
+        1,
+        "temporary file left behind: {leftovers:?}"
+    );
+}
+
+#[test]
+fn readers_never_see_a_partial_file() {
+    let lab = LabBuilder::new()
+        .clients(vec![HostSpec::new("debian-12", "systemd-timesyncd")])
+        .start();
+    let client = lab.clients[0].clone();
+    let path = lab.hosts.etc_file(&client, TIMESYNCD);
+    // Two inventories whose rendered files differ in size: every read must be one or the other.
+    let padding: String = (0..60).map(|i| format!(" 10.1.{i}.1")).collect();
+    let big = format!("fallback_ntp: [{}] }}", padding.trim().replace(' ', ", "));
+    let inventory = lab.inventory.display().to_string();
+    assert_eq!(lab.run("apply", &["--yes"]).code, 0);
+    let small_text = std::fs::read_to_string(&path).unwrap();
+    lab.rewrite_inventory(
+        &format!("address: {client} }}"),
+        &format!("address: {client}, {big}"),
+    );
+    let big_text = clockprov(&["render", "-i", &inventory, "data-1"]).stdout;
+    assert!(big_text.len() > small_text.len() + 500);
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (stop, path, small, big) = (
+            stop.clone(),
+            path.clone(),
+            small_text.clone(),
+            big_text.clone(),
+        );
+        std::thread::spawn(move || {
+            let mut reads = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let text = std::fs::read_to_string(&path).unwrap();
+                assert!(
+                    text == small || text == big,
+                    "a reader saw a partial file ({} bytes)",
+                    text.len()
+                );
+                reads += 1;
+            }
+            reads
+        })
+    };
+    let small_inventory = std::fs::read_to_string(&lab.inventory)
+        .unwrap()
+        .replace(&format!(", {big}"), " }");
+    let big_inventory = std::fs::read_to_string(&lab.inventory).unwrap();
+    for round in 0..6 {
+        let text = if round % 2 == 0 {
+            &big_inventory
+        } else {
+            &small_inventory
+        };
+        std::fs::write(&lab.inventory, text).unwrap();
+        let run = lab.run("apply", &["--yes", "--limit", "data-1"]);
+        assert_eq!(run.code, 0, "{run:?}");
+    }
+    stop.store(true, Ordering::Relaxed);
+    let reads = reader.join().expect("reader saw only whole files");
+    assert!(reads > 10, "the reader ran ({reads} reads)");
+}
+
+#[test]
+fn limit_json_and_forks() {
+    let lab = LabBuilder::new()
+        .clients(vec![
+            HostSpec::new("ubuntu-20.04", "systemd-timesyncd"),
+            HostSpec::new("ubuntu-20.04", "systemd-timesyncd"),
+        ])
+        .start();
+    let run = lab.run(
+        "plan",
+        &[
+            "--limit",
+            "data-*,!data-2",
+            "--format",
+            "json",
+            "--forks",
+            "1",
+        ],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let doc: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(doc["format_version"], 1);
+    assert_eq!(doc["command"], "plan");
+    let hosts = doc["hosts"].as_array().unwrap();
+    assert_eq!(hosts.len(), 1, "{run:?}");
+    let host = &hosts[0];
+    assert_eq!(host["name"], "data-1");
+    assert_eq!(host["address"], lab.clients[0].as_str());
+    assert_eq!(host["status"], "change");
+    assert_eq!(host["plan"]["daemon"], "timesyncd");
+    assert_eq!(
+        host["plan"]["files"][0]["path"],
+        "/etc/systemd/timesyncd.conf"
+    );
+    assert_eq!(host["plan"]["files"][0]["action"], "update");
+    assert!(
+        host["plan"]["files"][0]["diff"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("+NTP={}", lab.server))
+    );
+    assert_eq!(host["plan"]["unit"]["restart"], true);
+    assert_eq!(doc["summary"]["change"], 1);
+    let none = lab.run("plan", &["--limit", "nope*"]);
+    assert_eq!(none.code, 1);
+    assert!(
+        none.stderr.contains("--limit nope* matches no host"),
+        "{none:?}"
+    );
+}
+
+#[test]
+fn a_hostile_inventory_touches_no_host() {
+    let lab = LabBuilder::new().start();
+    let client = lab.clients[0].clone();
+    let known_before = std::fs::read_to_string(lab.hosts.known_hosts()).unwrap();
+    for (from, to) in [
+        (
+            format!("address: {client}"),
+            r#"address: "127.0.1.3\nallow all""#.to_owned(),
+        ),
+        (
+            "pool: ntp.ubuntu.com".to_owned(),
+            "pool: $(reboot)".to_owned(),
+        ),
+    ] {
+        let original = std::fs::read_to_string(&lab.inventory).unwrap();
+        lab.rewrite_inventory(&from, &to);
+        for command in ["plan", "apply"] {
+            let run = lab.run(
+                command,
+                &["--yes"].as_slice()[..usize::from(command == "apply")],
+            );
+            assert_eq!(run.code, 1, "{run:?}");
+            assert!(
+                run.stderr
+                    .contains(&format!("{}:", lab.inventory.display())),
+                "{run:?}"
+            );
+            assert!(run.stdout.is_empty(), "{run:?}");
+        }
+        std::fs::write(&lab.inventory, original).unwrap();
+    }
+    for addr in lab.all() {
+        assert!(
+            lab.hosts.systemctl_log(&addr).is_empty(),
+            "{addr} was contacted"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(lab.hosts.known_hosts()).unwrap(),
+        known_before
+    );
+}

@@ -1,0 +1,173 @@
+//! Integration tests: the clockprov binary against real OpenSSH sshd test hosts on loopback
+//! addresses, each with its own private /etc (see tests/hosts/testhosts.sh).
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod fleet;
+mod ssh;
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+use support::hosts::{HostSpec, TestHosts};
+
+/// A small fleet: one chrony server and some timesyncd clients, with an inventory for them.
+pub struct Lab {
+    pub hosts: TestHosts,
+    pub server: String,
+    pub clients: Vec<String>,
+    pub inventory: PathBuf,
+}
+
+/// Builds a [`Lab`]: which flavours to start and what the inventory says.
+pub struct LabBuilder {
+    server: HostSpec,
+    clients: Vec<HostSpec>,
+    extra_inventory: String,
+    ssh_defaults: Option<String>,
+}
+
+impl LabBuilder {
+    pub fn new() -> LabBuilder {
+        LabBuilder {
+            server: HostSpec::new("debian-12", "chrony"),
+            clients: vec![HostSpec::new("ubuntu-20.04", "systemd-timesyncd")],
+            extra_inventory: String::new(),
+            ssh_defaults: None,
+        }
+    }
+
+    pub fn server(mut self, spec: HostSpec) -> Self {
+        self.server = spec;
+        self
+    }
+
+    pub fn clients(mut self, specs: Vec<HostSpec>) -> Self {
+        self.clients = specs;
+        self
+    }
+
+    /// Text appended to the inventory (e.g. `templates: DIR`).
+    pub fn inventory_extra(mut self, text: &str) -> Self {
+        self.extra_inventory.push_str(text);
+        self
+    }
+
+    /// Replace the inventory's top-level `ssh:` block body (indented two spaces).
+    pub fn ssh_defaults(mut self, text: &str) -> Self {
+        self.ssh_defaults = Some(text.to_owned());
+        self
+    }
+
+    pub fn start(self) -> Lab {
+        let mut all = vec![self.server.clone()];
+        all.extend(self.clients.iter().cloned());
+        let hosts = TestHosts::start(&all);
+        let server = self.server.addr.clone();
+        let clients: Vec<String> = self.clients.iter().map(|c| c.addr.clone()).collect();
+        let ssh = self.ssh_defaults.unwrap_or_else(|| {
+            format!(
+                "  user: root\n  identity_file: {}\n  known_hosts: {}\n  connect_timeout: 5s\n",
+                hosts.key().display(),
+                hosts.known_hosts().display()
+            )
+        });
+        let mut text = format!(
+            "ssh:\n{ssh}ntp_servers:\n  zcloud:\n    address: {server}\n    upstream:\n      - pool: ntp.ubuntu.com\n    allow: [127.0.0.0/8]\n    local_stratum: 10\nclients:\n"
+        );
+        for (i, client) in clients.iter().enumerate() {
+            text.push_str(&format!("  data-{}: {{ address: {client} }}\n", i + 1));
+        }
+        text.push_str(&self.extra_inventory);
+        let inventory = hosts.dir().join("inventory.yaml");
+        std::fs::write(&inventory, text).unwrap();
+        Lab {
+            hosts,
+            server,
+            clients,
+            inventory,
+        }
+    }
+}
+
+/// What one run of the binary did.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(out: Output) -> Run {
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Run clockprov with `args`, no terminal, no colour.
+pub fn clockprov(args: &[&str]) -> Run {
+    Command::new(env!("CARGO_BIN_EXE_clockprov"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env_remove("SSH_AUTH_SOCK")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run clockprov")
+        .into()
+}
+
+impl Lab {
+    pub fn run(&self, command: &str, extra: &[&str]) -> Run {
+        let inventory = self.inventory.display().to_string();
+        let mut args = vec![command, "-i", inventory.as_str()];
+        args.extend_from_slice(extra);
+        clockprov(&args)
+    }
+
+    pub fn rewrite_inventory(&self, from: &str, to: &str) {
+        let text = std::fs::read_to_string(&self.inventory).unwrap();
+        assert!(text.contains(from), "inventory has no {from:?}");
+        std::fs::write(&self.inventory, text.replace(from, to)).unwrap();
+    }
+
+    pub fn all(&self) -> Vec<String> {
+        let mut all = vec![self.server.clone()];
+        all.extend(self.clients.iter().cloned());
+        all
+    }
+
+    pub fn restarts(&self, addr: &str) -> usize {
+        self.hosts
+            .systemctl_log(addr)
+            .iter()
+            .filter(|l| l.starts_with("restart"))
+            .count()
+    }
+
+    /// systemctl calls that change something (not queries).
+    pub fn service_changes(&self, addr: &str) -> Vec<String> {
+        self.hosts
+            .systemctl_log(addr)
+            .into_iter()
+            .filter(|l| {
+                !l.starts_with("is-enabled")
+                    && !l.starts_with("is-active")
+                    && !l.starts_with("status")
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,251 @@
+//! Reaching hosts: host keys, unreachable hosts, jump hosts, ssh-agent.
+
+use std::process::Command;
+
+use crate::LabBuilder;
+use crate::support::hosts::HostSpec;
+
+#[test]
+fn unknown_host_keys_are_refused_unless_accept_new_records_them() {
+    let lab = LabBuilder::new().start();
+    let empty = lab.hosts.dir().join("empty_known_hosts");
+    std::fs::write(&empty, "").unwrap();
+    let text = std::fs::read_to_string(&lab.inventory).unwrap();
+    let real = lab.hosts.known_hosts().display().to_string();
+    let strict = text.replace(
+        &format!("  known_hosts: {real}\n"),
+        &format!(
+            "  known_hosts: {}\n  host_key_policy: strict\n",
+            empty.display()
+        ),
+    );
+    std::fs::write(&lab.inventory, &strict).unwrap();
+    let run = lab.run("plan", &[]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stdout.contains(&format!(
+            "host key of {}:22 is not in {}",
+            lab.server,
+            empty.display()
+        )),
+        "{run:?}"
+    );
+    assert!(
+        run.stdout.contains("0 to change")
+            || run
+                .stdout
+                .contains("Plan: 0 hosts to change, 0 unchanged, 2 unreachable"),
+        "{run:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&empty).unwrap(),
+        "",
+        "strict never writes known_hosts"
+    );
+
+    std::fs::write(
+        &lab.inventory,
+        strict.replace("host_key_policy: strict", "host_key_policy: accept-new"),
+    )
+    .unwrap();
+    let run = lab.run("plan", &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let learned = std::fs::read_to_string(&empty).unwrap();
+    for addr in lab.all() {
+        let recorded = learned
+            .lines()
+            .find(|l| l.starts_with(&format!("{addr} ")))
+            .unwrap_or_else(|| panic!("{addr} not recorded: {learned}"));
+        let truth = std::fs::read_to_string(lab.hosts.known_hosts()).unwrap();
+        let key_of = |line: &str| line.split_whitespace().nth(2).unwrap().to_owned();
+        let real_line = truth
+            .lines()
+            .find(|l| l.starts_with(&format!("{addr} ")))
+            .unwrap();
+        assert_eq!(
+            key_of(recorded),
+            key_of(real_line),
+            "recorded the host's real key"
+        );
+    }
+    // Recorded keys are then trusted under strict too.
+    std::fs::write(&lab.inventory, &strict).unwrap();
+    assert_eq!(lab.run("plan", &[]).code, 0);
+}
+
+#[test]
+fn a_changed_host_key_is_refused_naming_the_file_and_line() {
+    let lab = LabBuilder::new().start();
+    // Give the server's address someone else's key (the client's), below a comment line.
+    let known = std::fs::read_to_string(lab.hosts.known_hosts()).unwrap();
+    let client_key = known
+        .lines()
+        .find(|l| l.starts_with(&format!("{} ", lab.clients[0])))
+        .unwrap()
+        .split_whitespace()
+        .nth(2)
+        .unwrap()
+        .to_owned();
+    let forged = lab.hosts.dir().join("forged_known_hosts");
+    let mut text = String::from("# hosts of the lab\n");
+    for line in known.lines() {
+        if line.starts_with(&format!("{} ", lab.server)) {
+            text.push_str(&format!("{} ssh-ed25519 {client_key}\n", lab.server));
+        } else {
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    std::fs::write(&forged, &text).unwrap();
+    let line = text
+        .lines()
+        .position(|l| l.starts_with(&format!("{} ", lab.server)))
+        .unwrap()
+        + 1;
+    let real = lab.hosts.known_hosts().display().to_string();
+    lab.rewrite_inventory(
+        &format!("known_hosts: {real}"),
+        &format!(
+            "known_hosts: {}\n  host_key_policy: accept-new",
+            forged.display()
+        ),
+    );
+    let run = lab.run("plan", &[]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stdout.contains(&format!("HOST KEY CHANGED for {}:22: the key it offered differs from the one in {}, line {line}", lab.server, forged.display())),
+        "{run:?}"
+    );
+    // accept-new does not paper over a changed key, and the other host is planned normally.
+    assert_eq!(std::fs::read_to_string(&forged).unwrap(), text);
+    assert!(
+        run.stdout
+            .contains("Plan: 1 host to change, 0 unchanged, 1 unreachable, 0 failed."),
+        "{run:?}"
+    );
+}
+
+#[test]
+fn an_unreachable_host_does_not_stop_the_others() {
+    let lab = LabBuilder::new()
+        .clients(vec![
+            HostSpec::new("ubuntu-20.04", "systemd-timesyncd"),
+            HostSpec::new("ubuntu-20.04", "systemd-timesyncd"),
+        ])
+        .start();
+    lab.hosts.stop_host(&lab.clients[0]);
+    let run = lab.run("apply", &["--yes"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stdout.contains(&format!(
+            "UNREACHABLE data-1: cannot connect to {}:22",
+            lab.clients[0]
+        )),
+        "{run:?}"
+    );
+    assert!(
+        run.stdout
+            .contains("Apply: 2 hosts changed, 0 unchanged, 1 unreachable, 0 failed."),
+        "{run:?}"
+    );
+    assert_eq!(lab.restarts(&lab.clients[1]), 1);
+}
+
+#[test]
+fn a_host_behind_a_jump_host_is_reached_through_it() {
+    let lab = LabBuilder::new().start();
+    let client = lab.clients[0].clone();
+    lab.rewrite_inventory(
+        &format!("address: {client} }}"),
+        &format!("address: {client}, ssh: {{ jump: zcloud }} }}"),
+    );
+    let run = lab.run("apply", &["--yes"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        lab.hosts
+            .read_etc(&client, "systemd/timesyncd.conf")
+            .unwrap()
+            .contains(&format!("NTP={}", lab.server))
+    );
+    // The client's sshd saw the connection come from the jump host's sshd, which forwarded it
+    // (both are on loopback, so prove it by stopping the jump host: the client becomes unreachable).
+    lab.hosts.stop_host(&lab.server);
+    let run = lab.run("plan", &[]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stdout.contains("UNREACHABLE")
+            && run.stdout.contains("jump host zcloud: cannot connect"),
+        "{run:?}"
+    );
+}
+
+#[test]
+fn keys_from_ssh_agent_work_without_an_identity_file() {
+    let lab = LabBuilder::new().start();
+    let sock = lab.hosts.dir().join("agent.sock");
+    let agent = Command::new("ssh-agent")
+        .args(["-D", "-a"])
+        .arg(&sock)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("ssh-agent");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let agent = Kill(agent);
+    for _ in 0..50 {
+        if sock.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let added = Command::new("ssh-add")
+        .arg(lab.hosts.key())
+        .env("SSH_AUTH_SOCK", &sock)
+        .output()
+        .unwrap();
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let known = lab.hosts.known_hosts().display().to_string();
+    let text = std::fs::read_to_string(&lab.inventory).unwrap();
+    let ssh_block_end = text.find("ntp_servers:").unwrap();
+    std::fs::write(
+        &lab.inventory,
+        format!(
+            "ssh:\n  user: root\n  known_hosts: {known}\n{}",
+            &text[ssh_block_end..]
+        ),
+    )
+    .unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let run = |with_agent: bool| -> crate::Run {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_clockprov"));
+        command
+            .args(["plan", "-i"])
+            .arg(&lab.inventory)
+            .env("HOME", home.path())
+            .env("NO_COLOR", "1");
+        if with_agent {
+            command.env("SSH_AUTH_SOCK", &sock);
+        } else {
+            command.env_remove("SSH_AUTH_SOCK");
+        }
+        command.output().unwrap().into()
+    };
+    let without = run(false);
+    assert_eq!(without.code, 1, "{without:?}");
+    assert!(
+        without.stdout.contains("authentication as root") && without.stdout.contains("no keys"),
+        "{without:?}"
+    );
+    let with = run(true);
+    assert_eq!(with.code, 0, "{with:?}");
+    drop(agent);
+}
