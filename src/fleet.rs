@@ -318,7 +318,10 @@ async fn plan_one(connector: &Connector, renderer: &Renderer, host: &Host) -> Ho
     } else {
         crate::daemon::Daemon::Timesyncd
     };
-    let facts = match session.run(&facts::script(&[daemon.config_path()])).await {
+    let facts = match session
+        .run(&facts::script(&[daemon.config_path()], &[daemon.unit()]))
+        .await
+    {
         Ok(out) => facts::parse(&out.stdout_text()).map_err(|e| {
             let stderr = out.stderr_text();
             if stderr.is_empty() {

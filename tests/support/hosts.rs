@@ -152,7 +152,7 @@ impl TestHosts {
         hosts
     }
 
-    /// The directory holding keys, known_hosts and `hosts/<addr>/`.
+    /// The directory holding keys, `known_hosts` and `hosts/<addr>/`.
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
@@ -167,7 +167,7 @@ impl TestHosts {
         self.dir().join("id_ed25519")
     }
 
-    /// known_hosts file with every host's key (`ADDR ssh-ed25519 KEY`).
+    /// `known_hosts` file with every host's key (`ADDR ssh-ed25519 KEY`).
     pub fn known_hosts(&self) -> PathBuf {
         self.dir().join("known_hosts")
     }
@@ -310,6 +310,10 @@ impl TestHosts {
             "BatchMode=yes".into(),
             "-o".into(),
             "ConnectTimeout=10".into(),
+            // the default sntrup761x25519 key exchange costs ~70 ms of CPU
+            // per connection on the 2-core test machine
+            "-o".into(),
+            "KexAlgorithms=curve25519-sha256".into(),
             "-o".into(),
             "LogLevel=ERROR".into(),
         ]
