@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Install what clockprov's tests and demo need on a fresh Debian/Ubuntu machine (as root).
+# Idempotent: packages already present are left alone, and apt is only asked when one is missing.
+set -euo pipefail
+
+packages=(openssh-server openssh-client util-linux mount coreutils findutils iproute2 ca-certificates)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null | grep -q '^ii' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    if [ "$(id -u)" != 0 ]; then
+        echo "setup: need root to install: ${missing[*]}" >&2
+        exit 1
+    fi
+    echo "setup: installing ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# The package's postinst may start the machine's own sshd; the test hosts run their own.
+command -v cargo >/dev/null || { echo "setup: cargo (Rust) is required" >&2; exit 1; }
