@@ -4,6 +4,7 @@
 //! atomically (temporary file in the same directory, fsync, check, hard-link backup, rename,
 //! fsync the directory); enable; restart once; verify; on failure restore the backups.
 
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -67,11 +68,16 @@ pub fn drift_script(files: &[FileChange]) -> String {
     for file in files.iter().filter(|f| f.action != FileAction::Unchanged) {
         let path = quote(&file.path);
         match &file.before {
-            Some(before) => script.push_str(&format!(
-                "printf '%s' '{}' | base64 -d | cmp -s - {path} || echo @@drift {path}\n",
-                BASE64.encode(&before.content)
-            )),
-            None => script.push_str(&format!("[ ! -e {path} ] || echo @@drift {path}\n")),
+            Some(before) => {
+                let _ = writeln!(
+                    script,
+                    "printf '%s' '{}' | base64 -d | cmp -s - {path} || echo @@drift {path}",
+                    BASE64.encode(&before.content)
+                );
+            }
+            None => {
+                let _ = writeln!(script, "[ ! -e {path} ] || echo @@drift {path}");
+            }
         }
     }
     script
@@ -125,8 +131,12 @@ pub fn restore_script(restores: &[(String, Option<String>)]) -> String {
     let mut script = String::new();
     for (path, backup) in restores {
         match backup {
-            Some(backup) => script.push_str(&format!("mv -f {} {}\n", quote(backup), quote(path))),
-            None => script.push_str(&format!("rm -f {}\n", quote(path))),
+            Some(backup) => {
+                let _ = writeln!(script, "mv -f {} {}", quote(backup), quote(path));
+            }
+            None => {
+                let _ = writeln!(script, "rm -f {}", quote(path));
+            }
         }
     }
     script
@@ -261,22 +271,23 @@ async fn roll_back(
         .await
         .map(|o| o.stdout_text().trim().replace('\n', "\n    "))
         .unwrap_or_default();
-    let mut restored = String::new();
-    if !restores.is_empty() {
+    let outcome = if restores.is_empty() {
+        String::new()
+    } else {
         let script = format!("{}systemctl restart {unit}", restore_script(restores));
         match session.run(&script).await {
             Ok(out) if out.success() => {
                 report.rolled_back = true;
-                restored = " and restarted it".to_owned();
+                " and restarted it".to_owned()
             }
-            Ok(out) => restored = format!(" but the restart failed too: {}", out.stderr_text()),
-            Err(e) => restored = format!(" but could not restart: {e}"),
+            Ok(out) => format!(" but the restart failed too: {}", out.stderr_text()),
+            Err(e) => format!(" but could not restart: {e}"),
         }
-    }
+    };
     ApplyError::RolledBack {
         unit: plan.unit.unit.clone(),
         state,
-        restored,
+        restored: outcome,
         status,
     }
 }

@@ -87,9 +87,9 @@ pub struct RenderArgs {
     /// The inventory file.
     #[arg(short, long, value_name = "FILE")]
     pub inventory: PathBuf,
-    /// The host (an ntp_servers or clients name).
+    /// The host (an `ntp_servers` or clients name).
     pub host: String,
-    /// Render for this distribution, as ID:VERSION_ID from os-release.
+    /// Render for this distribution, as `ID:VERSION_ID` from os-release.
     #[arg(long, default_value = "debian:12", value_name = "ID:VERSION")]
     pub os: String,
     /// Render for this daemon version (e.g. 3.5 for chrony on Ubuntu 20.04) instead of the

@@ -147,10 +147,10 @@ fn renderer_for(inventory: &Inventory, from_cli: Option<PathBuf>) -> anyhow::Res
             }
         })
     });
-    if let Some(dir) = &dir {
-        if !dir.is_dir() {
-            bail!("templates directory {} does not exist", dir.display());
-        }
+    if let Some(dir) = &dir
+        && !dir.is_dir()
+    {
+        bail!("templates directory {} does not exist", dir.display());
     }
     Ok(Renderer::new(dir.as_deref())?)
 }

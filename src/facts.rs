@@ -4,6 +4,7 @@
 //! file contents base64-encoded so that any byte survives. Parsing is pure and unit-tested.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -148,7 +149,9 @@ pub fn parse(output: &str) -> Result<HostFacts, FactsError> {
     for line in output.lines() {
         let (kind, rest) = line.split_once(' ').unwrap_or((line, ""));
         match kind {
-            "@@osl" => os_release.push_str(&format!("{rest}\n")),
+            "@@osl" => {
+                let _ = writeln!(os_release, "{rest}");
+            }
             "@@pkg" => {
                 let mut fields = rest.split_whitespace();
                 let (Some(name), Some(status)) = (fields.next(), fields.next()) else {

@@ -85,10 +85,10 @@ pub struct Connector {
 }
 
 impl Connector {
-    /// Build every host's connection settings; loads identities and known_hosts files once.
+    /// Build every host's connection settings; loads identities and `known_hosts` files once.
     ///
     /// # Errors
-    /// An identity or known_hosts file cannot be read: nothing has been contacted yet.
+    /// An identity or `known_hosts` file cannot be read: nothing has been contacted yet.
     pub fn new(inventory: &Inventory, options: &RunOptions) -> Result<Connector, SetupError> {
         let mut identities: HashMap<PathBuf, Arc<PrivateKey>> = HashMap::new();
         let mut known: HashMap<PathBuf, Arc<KnownHosts>> = HashMap::new();
@@ -111,8 +111,8 @@ impl Connector {
                     keys.push(load_cached(&mut identities, &path)?);
                 }
                 None => {
-                    for default in ["~/.ssh/id_ed25519", "~/.ssh/id_ecdsa", "~/.ssh/id_rsa"] {
-                        let path = resolve(base, &default.parse().expect("valid default path"));
+                    for default in [".ssh/id_ed25519", ".ssh/id_ecdsa", ".ssh/id_rsa"] {
+                        let path = home_file(default);
                         if path.exists() {
                             match load_cached(&mut identities, &path) {
                                 Ok(key) => keys.push(key),
@@ -124,23 +124,19 @@ impl Connector {
             }
             let known_path = match &ssh.known_hosts {
                 Some(path) => resolve(base, path),
-                None => resolve(
-                    base,
-                    &"~/.ssh/known_hosts".parse().expect("valid default path"),
-                ),
+                None => home_file(".ssh/known_hosts"),
             };
-            let known_hosts = match known.get(&known_path) {
-                Some(k) => k.clone(),
-                None => {
-                    let k = Arc::new(KnownHosts::load(&known_path).map_err(|source| {
-                        SetupError::KnownHosts {
-                            path: known_path.clone(),
-                            source,
-                        }
-                    })?);
-                    known.insert(known_path.clone(), k.clone());
-                    k
-                }
+            let known_hosts = if let Some(k) = known.get(&known_path) {
+                k.clone()
+            } else {
+                let k = Arc::new(KnownHosts::load(&known_path).map_err(|source| {
+                    SetupError::KnownHosts {
+                        path: known_path.clone(),
+                        source,
+                    }
+                })?);
+                known.insert(known_path.clone(), k.clone());
+                k
             };
             let spec = ConnectSpec {
                 name: host.name.to_string(),
@@ -180,6 +176,7 @@ impl Connector {
     ///
     /// # Errors
     /// The host (or a jump host on the way) cannot be reached or refuses us.
+    #[must_use]
     pub fn session<'a>(
         &'a self,
         name: &'a str,
@@ -208,6 +205,14 @@ impl Connector {
             .clone()
         })
     }
+}
+
+/// A file under `$HOME` (OpenSSH's defaults live there).
+fn home_file(relative: &str) -> PathBuf {
+    std::env::var_os("HOME").map_or_else(
+        || PathBuf::from(relative),
+        |home| PathBuf::from(home).join(relative),
+    )
 }
 
 fn resolve(base: &Path, path: &LocalPath) -> PathBuf {
@@ -264,6 +269,9 @@ impl Progress {
 }
 
 /// Connect to `hosts`, read their facts, render and plan each, `options.forks` at a time.
+///
+/// # Panics
+/// Only if a host's task panics (a bug).
 pub async fn plan_hosts(
     connector: Arc<Connector>,
     renderer: Arc<Renderer>,
@@ -364,6 +372,9 @@ async fn plan_one(connector: &Connector, renderer: &Renderer, host: &Host) -> Ho
 
 /// Apply every planned change, `options.forks` hosts at a time, over the connections opened
 /// for planning. Hosts without changes are left alone.
+///
+/// # Panics
+/// Only if a host's task panics (a bug).
 pub async fn apply_hosts(
     connector: Arc<Connector>,
     results: Vec<HostResult>,

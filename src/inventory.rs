@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -65,7 +66,7 @@ impl SshOptions {
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum HostKeyPolicy {
-    /// Only keys already in known_hosts are accepted.
+    /// Only keys already in `known_hosts` are accepted.
     #[default]
     Strict,
     /// A host with no key on record has its key recorded; a changed key is still refused.
@@ -116,12 +117,12 @@ impl<'de> Deserialize<'de> for Upstream {
                 ));
             }
         };
-        if let Some(n) = fields.maxsources {
-            if kind != UpstreamKind::Pool || !(1..=16).contains(&n) {
-                return Err(D::Error::custom(
-                    "`maxsources` is for a `pool` and is 1..=16",
-                ));
-            }
+        if let Some(n) = fields.maxsources
+            && (kind != UpstreamKind::Pool || !(1..=16).contains(&n))
+        {
+            return Err(D::Error::custom(
+                "`maxsources` is for a `pool` and is 1..=16",
+            ));
         }
         Ok(Upstream {
             kind,
@@ -262,9 +263,9 @@ fn render_problems(path: &Path, problems: &[InventoryProblem]) -> String {
         }
         out.push_str(&path.display().to_string());
         if let Some(line) = p.line {
-            out.push_str(&format!(":{line}"));
+            let _ = write!(out, ":{line}");
             if let Some(column) = p.column {
-                out.push_str(&format!(":{column}"));
+                let _ = write!(out, ":{column}");
             }
         }
         out.push_str(": ");
@@ -486,9 +487,10 @@ fn check_client_servers(
             }
             names
                 .iter()
-                .filter_map(|n| match file.ntp_servers.get_key_value(n) {
-                    Some(found) => Some(found),
-                    None => {
+                .filter_map(|n| {
+                    if let Some(found) = file.ntp_servers.get_key_value(n) {
+                        Some(found)
+                    } else {
                         problem(&ntp_path, format!("no ntp_servers entry is named {n}"));
                         None
                     }
@@ -545,24 +547,21 @@ pub fn locate(source: &str, path: &[&str]) -> Option<(usize, usize)> {
                 break;
             }
         }
-        match hit {
-            Some((i, indent)) => {
-                found = Some((i + 1, usize::try_from(indent).unwrap_or(0) + 1));
-                start = i + 1;
-                parent_indent = indent;
-                end = lines.len();
-            }
-            None => {
-                // A flow mapping on the parent's line: `name: { address: ..., ssh: { jump: x } }`.
-                if let Some((line_no, _)) = found {
-                    let text = lines[line_no - 1];
-                    if let Some(col) = find_flow_key(text, key) {
-                        found = Some((line_no, col + 1));
-                        continue;
-                    }
+        if let Some((i, indent)) = hit {
+            found = Some((i + 1, usize::try_from(indent).unwrap_or(0) + 1));
+            start = i + 1;
+            parent_indent = indent;
+            end = lines.len();
+        } else {
+            // A flow mapping on the parent's line: `name: { address: ..., ssh: { jump: x } }`.
+            if let Some((line_no, _)) = found {
+                let text = lines[line_no - 1];
+                if let Some(col) = find_flow_key(text, key) {
+                    found = Some((line_no, col + 1));
+                    continue;
                 }
-                return found;
             }
+            return found;
         }
     }
     found

@@ -2,8 +2,9 @@
 //!
 //! russh ships a checker, but it matches exact and hashed names only, splits on single spaces,
 //! ignores `@revoked` and miscounts line numbers after comments; users' files have all of those,
-//! so this module reads the format as OpenSSH's sshd(8) "SSH_KNOWN_HOSTS FILE FORMAT" defines it.
+//! so this module reads the format as OpenSSH's sshd(8) "`SSH_KNOWN_HOSTS` FILE FORMAT" defines it.
 
+use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -29,7 +30,7 @@ struct Entry {
     key: PublicKey,
 }
 
-/// What a known_hosts file says about a host's key.
+/// What a `known_hosts` file says about a host's key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     Trusted,
@@ -45,7 +46,7 @@ pub enum Verdict {
     },
 }
 
-/// A parsed known_hosts file. Lines that cannot be parsed are skipped, as OpenSSH does.
+/// A parsed `known_hosts` file. Lines that cannot be parsed are skipped, as OpenSSH does.
 #[derive(Debug)]
 pub struct KnownHosts {
     path: PathBuf,
@@ -126,12 +127,11 @@ impl KnownHosts {
         if !existing.is_empty() && !existing.ends_with(b"\n") {
             line.push('\n');
         }
-        line.push_str(&format!("{name} {openssh}\n"));
+        let _ = writeln!(line, "{name} {openssh}");
         file.write_all(line.as_bytes())?;
         file.sync_all()?;
-        let line_no = existing.iter().filter(|b| **b == b'\n').count()
-            + 1
-            + usize::from(line.starts_with('\n'));
+        // The new entry's line: the lines already there (a missing final newline was just added) + 1.
+        let line_no = String::from_utf8_lossy(&existing).lines().count() + 1;
         entries.push(Entry {
             line: line_no,
             marker: Marker::None,

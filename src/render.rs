@@ -2,6 +2,7 @@
 //!
 //! Pure: no I/O beyond reading override templates once, when the renderer is built.
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use minijinja::{Environment, UndefinedBehavior};
@@ -58,7 +59,7 @@ impl RenderError {
         }
         let mut source = std::error::Error::source(error);
         while let Some(inner) = source {
-            message.push_str(&format!(": {inner}"));
+            let _ = write!(message, ": {inner}");
             source = inner.source();
         }
         RenderError::Template {
@@ -88,7 +89,9 @@ struct HostContext<'a> {
     section: &'a str,
 }
 
+/// One flag per stock-file directive, so override templates can test them by name.
 #[derive(Serialize)]
+#[allow(clippy::struct_excessive_bools)]
 struct ChronyFeatures {
     version: String,
     confdir: bool,
@@ -155,15 +158,15 @@ impl Renderer {
                     allow => spec.allow.iter().map(Cidr::to_string).collect::<Vec<_>>(),
                     local_stratum => spec.local_stratum,
                 };
-                let content = self.render_template("chrony.conf.j2", &context)?;
+                let text = self.render_template("chrony.conf.j2", &context)?;
                 Ok(DesiredState {
                     daemon: Daemon::Chrony,
-                    files: vec![config_file(Daemon::Chrony, content)],
+                    files: vec![config_file(Daemon::Chrony, text)],
                 })
             }
             Role::Client { spec, servers } => {
                 let content = self.render_client(
-                    HostContext {
+                    &HostContext {
                         name: host.name.as_str(),
                         address: host.address.to_string(),
                         section: "clients",
@@ -193,7 +196,7 @@ impl Renderer {
         inputs: RenderInputs<'_>,
     ) -> Result<DesiredFile, RenderError> {
         let content = self.render_client(
-            HostContext {
+            &HostContext {
                 name,
                 address: String::new(),
                 section,
@@ -207,7 +210,7 @@ impl Renderer {
 
     fn render_client(
         &self,
-        host: HostContext<'_>,
+        host: &HostContext<'_>,
         servers: &[NetAddress],
         fallback: Option<&[NetAddress]>,
         inputs: RenderInputs<'_>,

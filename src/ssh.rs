@@ -268,7 +268,8 @@ impl Session {
             }
             tried.push(format!(
                 "key {}",
-                key.public_key().fingerprint(Default::default())
+                key.public_key()
+                    .fingerprint(russh::keys::HashAlg::default())
             ));
         }
         if spec.use_agent && authenticate_with_agent(&mut handle, &spec.user, &mut tried).await? {
@@ -363,10 +364,13 @@ async fn authenticate_with_agent(
             .await
         {
             Ok(result) if result.success() => return Ok(true),
-            Ok(_) => tried.push(format!("agent key {}", key.fingerprint(Default::default()))),
+            Ok(_) => tried.push(format!(
+                "agent key {}",
+                key.fingerprint(russh::keys::HashAlg::default())
+            )),
             Err(e) => tried.push(format!(
                 "agent key {} ({e:?})",
-                key.fingerprint(Default::default())
+                key.fingerprint(russh::keys::HashAlg::default())
             )),
         }
     }

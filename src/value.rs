@@ -256,7 +256,7 @@ impl fmt::Display for UserName {
 
 deserialize_from_str!(UserName);
 
-/// A path on the controller (identity files, known_hosts, templates). `~/` is expanded against
+/// A path on the controller (identity files, `known_hosts`, templates). `~/` is expanded against
 /// `$HOME` when used, not when parsed, so the inventory stays portable.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct LocalPath(String);

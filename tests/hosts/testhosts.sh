@@ -35,7 +35,8 @@ umask 022
 shopt -s nullglob
 
 PROG=${0##*/}
-HERE=$(cd "${BASH_SOURCE[0]%/*}" && pwd -P)
+case ${BASH_SOURCE[0]} in */*) HERE=${BASH_SOURCE[0]%/*} ;; *) HERE=. ;; esac
+HERE=$(cd "$HERE" && pwd -P)
 SEED_ROOT=$HERE/seed
 CACHE=${CLOCKPROV_TEST_CACHE:-/var/tmp/clockprov-test-cache}
 VERBOSE=0

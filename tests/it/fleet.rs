@@ -332,8 +332,8 @@ fn readers_never_see_a_partial_file() {
     let client = lab.clients[0].clone();
     let path = lab.hosts.etc_file(&client, TIMESYNCD);
     // Two inventories whose rendered files differ in size: every read must be one or the other.
-    let padding: String = (0..60).map(|i| format!(" 10.1.{i}.1")).collect();
-    let big = format!("fallback_ntp: [{}] }}", padding.trim().replace(' ', ", "));
+    let servers: Vec<String> = (0..60).map(|i| format!("10.1.{i}.1")).collect();
+    let big = format!("fallback_ntp: [{}] }}", servers.join(", "));
     let inventory = lab.inventory.display().to_string();
     assert_eq!(lab.run("apply", &["--yes"]).code, 0);
     let small_text = std::fs::read_to_string(&path).unwrap();

@@ -1,12 +1,17 @@
 //! Integration tests: the clockprov binary against real OpenSSH sshd test hosts on loopback
 //! addresses, each with its own private /etc (see tests/hosts/testhosts.sh).
 
+// Test helpers panic on failure by design.
+#![allow(clippy::missing_panics_doc)]
+
 #[path = "../support/mod.rs"]
 mod support;
 
 mod fleet;
+mod harness;
 mod ssh;
 
+use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
@@ -28,7 +33,14 @@ pub struct LabBuilder {
     ssh_defaults: Option<String>,
 }
 
+impl Default for LabBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl LabBuilder {
+    #[must_use]
     pub fn new() -> LabBuilder {
         LabBuilder {
             server: HostSpec::new("debian-12", "chrony"),
@@ -38,28 +50,33 @@ impl LabBuilder {
         }
     }
 
+    #[must_use]
     pub fn server(mut self, spec: HostSpec) -> Self {
         self.server = spec;
         self
     }
 
+    #[must_use]
     pub fn clients(mut self, specs: Vec<HostSpec>) -> Self {
         self.clients = specs;
         self
     }
 
     /// Text appended to the inventory (e.g. `templates: DIR`).
+    #[must_use]
     pub fn inventory_extra(mut self, text: &str) -> Self {
         self.extra_inventory.push_str(text);
         self
     }
 
     /// Replace the inventory's top-level `ssh:` block body (indented two spaces).
+    #[must_use]
     pub fn ssh_defaults(mut self, text: &str) -> Self {
         self.ssh_defaults = Some(text.to_owned());
         self
     }
 
+    #[must_use]
     pub fn start(self) -> Lab {
         let mut all = vec![self.server.clone()];
         all.extend(self.clients.iter().cloned());
@@ -77,7 +94,7 @@ impl LabBuilder {
             "ssh:\n{ssh}ntp_servers:\n  zcloud:\n    address: {server}\n    upstream:\n      - pool: ntp.ubuntu.com\n    allow: [127.0.0.0/8]\n    local_stratum: 10\nclients:\n"
         );
         for (i, client) in clients.iter().enumerate() {
-            text.push_str(&format!("  data-{}: {{ address: {client} }}\n", i + 1));
+            let _ = writeln!(text, "  data-{}: {{ address: {client} }}", i + 1);
         }
         text.push_str(&self.extra_inventory);
         let inventory = hosts.dir().join("inventory.yaml");
@@ -119,6 +136,7 @@ impl std::fmt::Debug for Run {
 }
 
 /// Run clockprov with `args`, no terminal, no colour.
+#[must_use]
 pub fn clockprov(args: &[&str]) -> Run {
     Command::new(env!("CARGO_BIN_EXE_clockprov"))
         .args(args)
@@ -131,6 +149,7 @@ pub fn clockprov(args: &[&str]) -> Run {
 }
 
 impl Lab {
+    #[must_use]
     pub fn run(&self, command: &str, extra: &[&str]) -> Run {
         let inventory = self.inventory.display().to_string();
         let mut args = vec![command, "-i", inventory.as_str()];
@@ -144,12 +163,14 @@ impl Lab {
         std::fs::write(&self.inventory, text.replace(from, to)).unwrap();
     }
 
+    #[must_use]
     pub fn all(&self) -> Vec<String> {
         let mut all = vec![self.server.clone()];
         all.extend(self.clients.iter().cloned());
         all
     }
 
+    #[must_use]
     pub fn restarts(&self, addr: &str) -> usize {
         self.hosts
             .systemctl_log(addr)
@@ -159,6 +180,7 @@ impl Lab {
     }
 
     /// systemctl calls that change something (not queries).
+    #[must_use]
     pub fn service_changes(&self, addr: &str) -> Vec<String> {
         self.hosts
             .systemctl_log(addr)

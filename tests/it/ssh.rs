@@ -1,5 +1,6 @@
 //! Reaching hosts: host keys, unreachable hosts, jump hosts, ssh-agent.
 
+use std::fmt::Write as _;
 use std::process::Command;
 
 use crate::LabBuilder;
@@ -90,7 +91,7 @@ fn a_changed_host_key_is_refused_naming_the_file_and_line() {
     let mut text = String::from("# hosts of the lab\n");
     for line in known.lines() {
         if line.starts_with(&format!("{} ", lab.server)) {
-            text.push_str(&format!("{} ssh-ed25519 {client_key}\n", lab.server));
+            let _ = writeln!(text, "{} ssh-ed25519 {client_key}", lab.server);
         } else {
             text.push_str(line);
             text.push('\n');
@@ -181,6 +182,13 @@ fn a_host_behind_a_jump_host_is_reached_through_it() {
 
 #[test]
 fn keys_from_ssh_agent_work_without_an_identity_file() {
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
     let lab = LabBuilder::new().start();
     let sock = lab.hosts.dir().join("agent.sock");
     let agent = Command::new("ssh-agent")
@@ -189,13 +197,6 @@ fn keys_from_ssh_agent_work_without_an_identity_file() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("ssh-agent");
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
     let agent = Kill(agent);
     for _ in 0..50 {
         if sock.exists() {

@@ -2,12 +2,10 @@
 //! works, with the real OpenSSH client.  Needs root (it mounts overlays in
 //! private mount namespaces).
 
-mod support;
-
 use std::fs;
 use std::path::Path;
 
-use support::hosts::{HostSpec, TestHosts, seed_file};
+use crate::support::hosts::{HostSpec, TestHosts, seed_file};
 
 const DPKG_FMT: &str =
     r"dpkg-query -W -f='${Package} ${db:Status-Abbrev} ${Version}\n' chrony systemd-timesyncd";
