@@ -29,6 +29,8 @@ pub enum Command {
     Plan(PlanArgs),
     /// Plan, then write the files, install missing daemons and restart what changed.
     Apply(ApplyArgs),
+    /// Measure every host's clock offset and sync state; flag skew as Ceph would.
+    Check(CheckArgs),
     /// Print the configuration files a host should have (rendered offline, no connection).
     Render(RenderArgs),
 }
@@ -80,6 +82,26 @@ pub struct ApplyArgs {
     /// Do not ask for confirmation.
     #[arg(short, long)]
     pub yes: bool,
+    /// After applying, wait up to this long (e.g. 120s) until every host is synchronized to the
+    /// server the inventory names and within --max-skew.
+    #[arg(long, value_name = "DURATION")]
+    pub wait_sync: Option<DurationValue>,
+    /// The skew allowed while waiting, in seconds.
+    #[arg(long, default_value_t = crate::check::DEFAULT_MAX_SKEW, value_name = "SECONDS")]
+    pub max_skew: f64,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub fleet: FleetArgs,
+    /// Flag hosts whose clock is further than this from their server's, in seconds (Ceph's
+    /// `mon_clock_drift_allowed`).
+    #[arg(long, default_value_t = crate::check::DEFAULT_MAX_SKEW, value_name = "SECONDS")]
+    pub max_skew: f64,
+    /// Clock readings per host; the one with the smallest round trip is used.
+    #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u16).range(1..=100))]
+    pub samples: u16,
 }
 
 #[derive(Debug, Args)]

@@ -1,6 +1,7 @@
 //! The commands: thin wrappers that load the inventory, run the fleet operations and decide the
 //! exit code. Errors reach the user through anyhow, printed with their causes.
 
+use std::fmt::Write as _;
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,7 +10,8 @@ use std::sync::Arc;
 use anyhow::{Context as _, anyhow, bail};
 use clap::Parser as _;
 
-use crate::cli::{ApplyArgs, Cli, Command, FleetArgs, Format, PlanArgs, RenderArgs};
+use crate::check::{self, CheckStatus, HostCheck};
+use crate::cli::{ApplyArgs, CheckArgs, Cli, Command, FleetArgs, Format, PlanArgs, RenderArgs};
 use crate::daemon::{Daemon, DaemonVersion};
 use crate::fleet::{self, Connector, HostResult, HostStatus, RunOptions, Summary};
 use crate::glob::Limit;
@@ -73,6 +75,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Plan(args) => plan(&args),
         Command::Apply(args) => apply(&args),
+        Command::Check(args) => check(&args),
         Command::Render(args) => render(&args),
     }
 }
@@ -235,11 +238,104 @@ fn apply(args: &ApplyArgs) -> anyhow::Result<u8> {
         ))?,
         Format::Json => print_stdout(&report::json("apply", &results))?,
     }
-    Ok(if Summary::of(&results).has_errors() {
+    let mut code = if Summary::of(&results).has_errors() {
         EXIT_ERROR
     } else {
         EXIT_OK
-    })
+    };
+    if let Some(within) = args.wait_sync {
+        let checks = prepared.runtime.block_on(check::wait_for_sync(
+            prepared.connector.clone(),
+            &prepared.hosts,
+            &prepared.options,
+            args.max_skew,
+            within.0,
+            |checks, elapsed| wait_progress(checks, elapsed, within.0),
+        ));
+        let waiting: Vec<String> = checks
+            .iter()
+            .filter(|c| c.status != CheckStatus::Ok)
+            .map(|c| format!("{} ({})", c.name, verdict_words(c)))
+            .collect();
+        if waiting.is_empty() {
+            eprintln!(
+                "wait-sync: all {} hosts synchronized, within {} s of their server",
+                checks.len(),
+                args.max_skew
+            );
+        } else {
+            eprintln!(
+                "error: not synchronized after {} s: {}",
+                within.0.as_secs(),
+                waiting.join(", ")
+            );
+            code = EXIT_ERROR;
+        }
+    }
+    Ok(code)
+}
+
+fn verdict_words(check: &HostCheck) -> String {
+    match check.status {
+        CheckStatus::Ok => "ok".to_owned(),
+        CheckStatus::Findings => check
+            .findings
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; "),
+        CheckStatus::Unreachable | CheckStatus::Failed => check.error.clone().unwrap_or_default(),
+    }
+}
+
+/// One line per polling round on stderr: who is still waiting, and for what.
+fn wait_progress(checks: &[HostCheck], elapsed: std::time::Duration, within: std::time::Duration) {
+    let ok = checks
+        .iter()
+        .filter(|c| c.status == CheckStatus::Ok)
+        .count();
+    let waiting: Vec<String> = checks
+        .iter()
+        .filter(|c| c.status != CheckStatus::Ok)
+        .map(|c| format!("{}: {}", c.name, verdict_words(c)))
+        .collect();
+    let mut line = format!(
+        "wait-sync {:>3}s/{}s: {ok}/{} hosts in sync",
+        elapsed.as_secs(),
+        within.as_secs(),
+        checks.len()
+    );
+    if !waiting.is_empty() {
+        let _ = write!(line, "; waiting for {}", waiting.join(", "));
+    }
+    eprintln!("{line}");
+}
+
+fn check(args: &CheckArgs) -> anyhow::Result<u8> {
+    let prepared = prepare(&args.fleet)?;
+    let readings = prepared.runtime.block_on(check::read_clocks(
+        prepared.connector.clone(),
+        &prepared.hosts,
+        &prepared.options,
+        usize::from(args.samples),
+    ));
+    let checks = check::judge_fleet(&prepared.hosts, &readings, args.max_skew);
+    match args.fleet.format {
+        Format::Text => print_stdout(&report::check_text(&checks, args.max_skew, stdout_style()))?,
+        Format::Json => print_stdout(&report::check_json(&checks, args.max_skew))?,
+    }
+    Ok(
+        if checks
+            .iter()
+            .any(|c| matches!(c.status, CheckStatus::Unreachable | CheckStatus::Failed))
+        {
+            EXIT_ERROR
+        } else if checks.iter().any(|c| c.status == CheckStatus::Findings) {
+            EXIT_CHANGES
+        } else {
+            EXIT_OK
+        },
+    )
 }
 
 fn render(args: &RenderArgs) -> anyhow::Result<u8> {

@@ -4,7 +4,9 @@
 //! -> plan (pure diff) -> apply.
 
 pub mod apply;
+pub mod check;
 pub mod cli;
+pub mod clock;
 pub mod commands;
 pub mod daemon;
 pub mod facts;

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::check::{CheckStatus, HostCheck};
 use crate::fleet::{HostResult, HostStatus, Summary};
 use crate::plan::{FileAction, HostPlan};
 
@@ -234,6 +235,110 @@ pub fn json(command: &str, results: &[HostResult]) -> String {
         summary: Summary::of(results),
     };
     let mut text = serde_json::to_string_pretty(&document).expect("results serialize");
+    text.push('\n');
+    text
+}
+
+fn seconds(value: Option<f64>) -> String {
+    value.map_or_else(|| "-".to_owned(), |v| format!("{v:+.6}"))
+}
+
+/// The check as a table: one row per host, findings last; a summary line.
+#[must_use]
+pub fn check_text(checks: &[HostCheck], max_skew: f64, style: Style) -> String {
+    let mut rows = vec![[
+        "HOST".to_owned(),
+        "ROLE".to_owned(),
+        "OFFSET(s)".to_owned(),
+        "+/-(s)".to_owned(),
+        "VS SERVER(s)".to_owned(),
+        "SYNC".to_owned(),
+        "SERVER".to_owned(),
+        "VERDICT".to_owned(),
+    ]];
+    for c in checks {
+        let verdict = match c.status {
+            CheckStatus::Ok => "ok".to_owned(),
+            CheckStatus::Findings => c
+                .findings
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+            CheckStatus::Unreachable => {
+                format!("unreachable: {}", c.error.as_deref().unwrap_or(""))
+            }
+            CheckStatus::Failed => format!("failed: {}", c.error.as_deref().unwrap_or("")),
+        };
+        rows.push([
+            c.name.clone(),
+            c.role.clone(),
+            seconds(c.offset_seconds),
+            c.uncertainty_seconds
+                .map_or_else(|| "-".to_owned(), |v| format!("{v:.6}")),
+            seconds(c.offset_to_server_seconds),
+            c.synchronized
+                .map_or("-", |s| if s { "yes" } else { "no" })
+                .to_owned(),
+            c.server.clone().unwrap_or_else(|| "-".to_owned()),
+            verdict,
+        ]);
+    }
+    let widths: Vec<usize> = (0..8)
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for (n, row) in rows.iter().enumerate() {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i == 7 {
+                line.push_str(cell);
+            } else {
+                let _ = write!(line, "{cell:<width$}  ", width = widths[i]);
+            }
+        }
+        let line = line.trim_end();
+        let painted = match (n, checks.get(n.wrapping_sub(1)).map(|c| c.status)) {
+            (0, _) => style.paint("1", line),
+            (_, Some(CheckStatus::Ok)) => line.to_owned(),
+            _ => style.paint("31", line),
+        };
+        out.push_str(&painted);
+        out.push('\n');
+    }
+    let count = |status| checks.iter().filter(|c| c.status == status).count();
+    let _ = writeln!(
+        out,
+        "\nCheck: {} ok, {} with findings, {} unreachable, {} failed (max skew {max_skew} s).",
+        plural(count(CheckStatus::Ok), "host"),
+        count(CheckStatus::Findings),
+        count(CheckStatus::Unreachable),
+        count(CheckStatus::Failed),
+    );
+    out
+}
+
+#[derive(Serialize)]
+struct CheckDocument<'a> {
+    format_version: u32,
+    command: &'a str,
+    max_skew_seconds: f64,
+    hosts: &'a [HostCheck],
+}
+
+/// `check --format json`.
+///
+/// # Panics
+/// Never: every field serializes.
+#[must_use]
+pub fn check_json(checks: &[HostCheck], max_skew: f64) -> String {
+    let document = CheckDocument {
+        format_version: JSON_FORMAT_VERSION,
+        command: "check",
+        max_skew_seconds: max_skew,
+        hosts: checks,
+    };
+    let mut text = serde_json::to_string_pretty(&document).expect("checks serialize");
     text.push('\n');
     text
 }

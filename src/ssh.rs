@@ -332,12 +332,82 @@ impl Session {
         Ok(output)
     }
 
+    /// Start `command` and keep its stdin and stdout open for a line-by-line conversation.
+    ///
+    /// # Errors
+    /// The channel cannot be opened.
+    pub async fn open_conversation(&self, command: &str) -> Result<Conversation, SshError> {
+        let channel = self.handle.channel_open_session().await?;
+        channel.exec(true, command).await?;
+        Ok(Conversation {
+            channel,
+            pending: Vec::new(),
+            timeout: self.command_timeout,
+            name: self.name.clone(),
+        })
+    }
+
     /// Close the connection politely.
     pub async fn close(self) {
         let _ = self
             .handle
             .disconnect(russh::Disconnect::ByApplication, "", "en")
             .await;
+    }
+}
+
+/// A running remote command spoken to one line at a time (used to read a clock with the least
+/// delay: no new process or channel per reading).
+pub struct Conversation {
+    channel: russh::Channel<client::Msg>,
+    pending: Vec<u8>,
+    timeout: Duration,
+    name: String,
+}
+
+impl Conversation {
+    /// Send `line` (a newline is added).
+    ///
+    /// # Errors
+    /// The channel is closed.
+    pub async fn send_line(&mut self, line: &str) -> Result<(), SshError> {
+        let mut data = line.as_bytes().to_vec();
+        data.push(b'\n');
+        self.channel.data_bytes(data).await?;
+        Ok(())
+    }
+
+    /// The next line of output; None when the command ended.
+    ///
+    /// # Errors
+    /// No line arrives within the command timeout.
+    pub async fn read_line(&mut self) -> Result<Option<String>, SshError> {
+        let what = format!("reading from {}", self.name);
+        let timeout = self.timeout;
+        tokio::time::timeout(timeout, async {
+            loop {
+                if let Some(end) = self.pending.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = self.pending.drain(..=end).collect();
+                    return Some(String::from_utf8_lossy(&line[..end]).into_owned());
+                }
+                match self.channel.wait().await? {
+                    ChannelMsg::Data { data } => self.pending.extend_from_slice(&data),
+                    ChannelMsg::Close | ChannelMsg::Eof => return None,
+                    _ => {}
+                }
+            }
+        })
+        .await
+        .map_err(|_| SshError::Timeout {
+            what,
+            after: timeout,
+        })
+    }
+
+    /// End the command (closing its stdin) and the channel.
+    pub async fn close(self) {
+        let _ = self.channel.eof().await;
+        let _ = self.channel.close().await;
     }
 }
 

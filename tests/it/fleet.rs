@@ -478,3 +478,38 @@ fn a_hostile_inventory_touches_no_host() {
         known_before
     );
 }
+
+#[test]
+fn check_measures_offsets_and_reports_daemon_state() {
+    // The test hosts share this machine's clock, so the truth is an offset of zero; they run no
+    // systemd, so timedatectl cannot answer and every host is "not synchronized".
+    let lab = LabBuilder::new().start();
+    let run = lab.run("check", &["--format", "json", "--samples", "5"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    let doc: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(doc["command"], "check");
+    assert_eq!(doc["max_skew_seconds"], 0.05);
+    for host in doc["hosts"].as_array().unwrap() {
+        let offset = host["offset_seconds"].as_f64().unwrap();
+        let uncertainty = host["uncertainty_seconds"].as_f64().unwrap();
+        assert!(offset.abs() < 0.01, "{host}");
+        assert!(uncertainty > 0.0 && uncertainty < 0.01, "{host}");
+        assert_eq!(host["synchronized"], false, "{host}");
+        assert_eq!(host["findings"][0]["kind"], "not-synchronized", "{host}");
+    }
+    let client = &doc["hosts"][1];
+    assert_eq!(client["role"], "client");
+    assert!(client["offset_to_server_seconds"].as_f64().unwrap().abs() < 0.01);
+    let text = lab.run("check", &[]);
+    assert_eq!(text.code, 2);
+    assert!(
+        text.stdout.starts_with("HOST    ROLE    OFFSET(s)"),
+        "{text:?}"
+    );
+    assert!(
+        text.stdout.contains(
+            "Check: 0 hosts ok, 2 with findings, 0 unreachable, 0 failed (max skew 0.05 s)."
+        ),
+        "{text:?}"
+    );
+}

@@ -1,0 +1,301 @@
+//! `check` and `apply --wait-sync`: measure every host's clock over its connection, read the
+//! daemon's own view, and judge the fleet as Ceph would.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use tokio::sync::Semaphore;
+
+use crate::clock::{self, ClockReading, ClockSample, DaemonView, Finding, Offset};
+use crate::daemon::Daemon;
+use crate::fleet::{Connector, RunOptions};
+use crate::inventory::{Host, Role};
+use crate::shell::quote;
+use crate::ssh::{Session, SshError};
+
+/// Ceph's `mon_clock_drift_allowed`.
+pub const DEFAULT_MAX_SKEW: f64 = 0.05;
+/// Clock readings per host; the one with the smallest round trip is kept.
+pub const DEFAULT_SAMPLES: usize = 7;
+
+/// Reads the clock with no process started per reading: bash's `$EPOCHREALTIME`, one line per
+/// line of input.
+const CLOCK_READER: &str =
+    r#"LC_ALL=C exec bash -c 'while IFS= read -r _; do printf "%s\n" "$EPOCHREALTIME"; done'"#;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CheckStatus {
+    Ok,
+    Findings,
+    Unreachable,
+    Failed,
+}
+
+/// One host's clock, as `check` reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostCheck {
+    pub name: String,
+    pub address: String,
+    pub role: String,
+    pub status: CheckStatus,
+    pub error: Option<String>,
+    /// Host clock minus controller clock.
+    pub offset_seconds: Option<f64>,
+    pub uncertainty_seconds: Option<f64>,
+    /// Host clock minus its NTP server's clock (both measured from the controller): the skew
+    /// Ceph sees between monitors.
+    pub offset_to_server_seconds: Option<f64>,
+    pub synchronized: Option<bool>,
+    pub server: Option<String>,
+    pub unit: Option<String>,
+    pub unit_state: Option<String>,
+    pub daemon: Option<DaemonView>,
+    pub findings: Vec<Finding>,
+}
+
+fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Measure the host's clock offset from the controller's.
+///
+/// # Errors
+/// The reader cannot be started or answers nonsense.
+pub async fn measure_offset(session: &Session, samples: usize) -> Result<Offset, SshError> {
+    let mut conversation = session.open_conversation(CLOCK_READER).await?;
+    let mut readings = Vec::with_capacity(samples);
+    for _ in 0..samples.max(1) {
+        let before = now();
+        conversation.send_line("").await?;
+        let Some(line) = conversation.read_line().await? else {
+            break;
+        };
+        let after = now();
+        if let Ok(remote) = line.trim().parse::<f64>() {
+            readings.push(ClockSample {
+                before,
+                remote,
+                after,
+            });
+        }
+    }
+    conversation.close().await;
+    clock::best_offset(&readings).ok_or_else(|| SshError::Protocol(russh::Error::Disconnect))
+}
+
+fn daemon_of(host: &Host) -> Daemon {
+    if host.is_server() {
+        Daemon::Chrony
+    } else {
+        Daemon::Timesyncd
+    }
+}
+
+/// The one command that reads a daemon's own state.
+#[must_use]
+pub fn daemon_state_script(daemon: Daemon) -> String {
+    let unit = quote(daemon.unit());
+    let view = match daemon {
+        Daemon::Timesyncd => {
+            "echo @@show-timesync; timedatectl show-timesync --all 2>&1; echo @@show; timedatectl show 2>&1"
+        }
+        Daemon::Chrony => "echo @@tracking; chronyc -n tracking 2>&1",
+    };
+    format!(
+        "printf '@@unit %s\\n' \"$(systemctl is-active {unit} 2>/dev/null)\"\n{view}\necho @@end\n"
+    )
+}
+
+/// Parse what [`daemon_state_script`] printed: the unit state and the daemon's view.
+#[must_use]
+pub fn parse_daemon_state(daemon: Daemon, output: &str) -> (String, DaemonView) {
+    let mut unit_state = String::new();
+    let mut sections: Vec<(&str, String)> = Vec::new();
+    for line in output.lines() {
+        if let Some(state) = line.strip_prefix("@@unit ") {
+            state.trim().clone_into(&mut unit_state);
+        } else if let Some(name) = line.strip_prefix("@@") {
+            sections.push((name, String::new()));
+        } else if let Some((_, text)) = sections.last_mut() {
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    let section = |name: &str| {
+        sections
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or("", |(_, t)| t.as_str())
+    };
+    let view = match daemon {
+        Daemon::Timesyncd => clock::timesyncd_view(section("show-timesync"), section("show")),
+        Daemon::Chrony => clock::chrony_view(section("tracking")),
+    };
+    (unit_state, view)
+}
+
+/// A host's reading, or why there is none (true: unreachable).
+pub type ReadingResult = Result<ClockReading, (bool, String)>;
+
+/// Read every host's clock and daemon state, `options.forks` at a time.
+///
+/// # Panics
+/// Only if a host's task panics (a bug).
+pub async fn read_clocks(
+    connector: Arc<Connector>,
+    hosts: &[Host],
+    options: &RunOptions,
+    samples: usize,
+) -> Vec<ReadingResult> {
+    let limit = Arc::new(Semaphore::new(options.forks.max(1)));
+    let mut tasks = Vec::with_capacity(hosts.len());
+    for host in hosts {
+        let (connector, limit, name, daemon) = (
+            connector.clone(),
+            limit.clone(),
+            host.name.to_string(),
+            daemon_of(host),
+        );
+        tasks.push(tokio::spawn(async move {
+            let _permit = limit.acquire_owned().await.expect("semaphore open");
+            let session = connector.session(&name).await.map_err(|e| (true, e))?;
+            let offset = measure_offset(&session, samples)
+                .await
+                .map_err(|e| (false, format!("reading the clock: {e}")))?;
+            let out = session
+                .run(&daemon_state_script(daemon))
+                .await
+                .map_err(|e| (false, format!("reading {}'s state: {e}", daemon.package())))?;
+            let (unit_state, view) = parse_daemon_state(daemon, &out.stdout_text());
+            Ok(ClockReading {
+                offset,
+                unit: daemon.unit().to_owned(),
+                unit_state,
+                view,
+            })
+        }));
+    }
+    let mut readings = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        readings.push(task.await.expect("clock task panicked"));
+    }
+    readings
+}
+
+/// Judge every host: clients against their server's clock and address, servers on their own.
+#[must_use]
+pub fn judge_fleet(hosts: &[Host], readings: &[ReadingResult], max_skew: f64) -> Vec<HostCheck> {
+    let offset_of = |address: &str| {
+        hosts
+            .iter()
+            .zip(readings)
+            .find(|(h, _)| h.is_server() && h.address.to_string() == address)
+            .and_then(|(_, r)| r.as_ref().ok())
+            .map(|r| r.offset.offset)
+    };
+    hosts
+        .iter()
+        .zip(readings)
+        .map(|(host, reading)| {
+            let mut check = HostCheck {
+                name: host.name.to_string(),
+                address: host.address.to_string(),
+                role: if host.is_server() { "server" } else { "client" }.to_owned(),
+                status: CheckStatus::Failed,
+                error: None,
+                offset_seconds: None,
+                uncertainty_seconds: None,
+                offset_to_server_seconds: None,
+                synchronized: None,
+                server: None,
+                unit: None,
+                unit_state: None,
+                daemon: None,
+                findings: Vec::new(),
+            };
+            let reading = match reading {
+                Ok(reading) => reading,
+                Err((unreachable, error)) => {
+                    check.status = if *unreachable {
+                        CheckStatus::Unreachable
+                    } else {
+                        CheckStatus::Failed
+                    };
+                    check.error = Some(error.clone());
+                    return check;
+                }
+            };
+            let expected: Vec<String> = match &host.role {
+                Role::Server(_) => Vec::new(),
+                Role::Client { servers, .. } => servers.iter().map(ToString::to_string).collect(),
+            };
+            let to_server = expected
+                .iter()
+                .find_map(|a| offset_of(a))
+                .map(|server| reading.offset.offset - server);
+            let relative = to_server.unwrap_or(reading.offset.offset);
+            check.findings = clock::judge(reading, relative, &expected, max_skew);
+            check.status = if check.findings.is_empty() {
+                CheckStatus::Ok
+            } else {
+                CheckStatus::Findings
+            };
+            check.offset_seconds = Some(reading.offset.offset);
+            check.uncertainty_seconds = Some(reading.offset.uncertainty);
+            check.offset_to_server_seconds = to_server;
+            check.synchronized = Some(reading.view.synchronized);
+            check.server.clone_from(&reading.view.server);
+            check.unit = Some(reading.unit.clone());
+            check.unit_state = Some(reading.unit_state.clone());
+            check.daemon = Some(reading.view.clone());
+            check
+        })
+        .collect()
+}
+
+/// Poll until every host is ok or `within` runs out; `report` is called after each round with the
+/// hosts still waiting. Returns the last judgement.
+pub async fn wait_for_sync(
+    connector: Arc<Connector>,
+    hosts: &[Host],
+    options: &RunOptions,
+    max_skew: f64,
+    within: Duration,
+    mut report: impl FnMut(&[HostCheck], Duration),
+) -> Vec<HostCheck> {
+    let start = tokio::time::Instant::now();
+    loop {
+        let readings = read_clocks(connector.clone(), hosts, options, DEFAULT_SAMPLES).await;
+        let checks = judge_fleet(hosts, &readings, max_skew);
+        let elapsed = start.elapsed();
+        report(&checks, elapsed);
+        if checks.iter().all(|c| c.status == CheckStatus::Ok) || elapsed >= within {
+            return checks;
+        }
+        tokio::time::sleep(Duration::from_secs(2).min(within.saturating_sub(elapsed))).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn daemon_state_sections() {
+        let output = "@@unit active\n@@tracking\nReference ID    : 7F7F0101 ()\nStratum         : 10\nLeap status     : Normal\n@@end\n";
+        let (state, view) = parse_daemon_state(Daemon::Chrony, output);
+        assert_eq!(state, "active");
+        assert!(view.synchronized);
+        assert_eq!(view.stratum, Some(10));
+        let output =
+            "@@unit inactive\n@@show-timesync\nServerName=\n@@show\nNTPSynchronized=no\n@@end\n";
+        let (state, view) = parse_daemon_state(Daemon::Timesyncd, output);
+        assert_eq!(state, "inactive");
+        assert!(!view.synchronized);
+        assert_eq!(view.server, None);
+    }
+}
