@@ -13,9 +13,10 @@ mod ssh;
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 use support::hosts::{HostSpec, TestHosts};
+pub use support::run::Run;
 
 /// A small fleet: one chrony server and some timesyncd clients, with an inventory for them.
 pub struct Lab {
@@ -105,33 +106,6 @@ impl LabBuilder {
             clients,
             inventory,
         }
-    }
-}
-
-/// What one run of the binary did.
-pub struct Run {
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl From<Output> for Run {
-    fn from(out: Output) -> Run {
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    }
-}
-
-impl std::fmt::Debug for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {}\n--- stdout\n{}\n--- stderr\n{}",
-            self.code, self.stdout, self.stderr
-        )
     }
 }
 

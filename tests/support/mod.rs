@@ -1,1 +1,2 @@
 pub mod hosts;
+pub mod run;

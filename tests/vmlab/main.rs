@@ -3,7 +3,11 @@
 //! skewed clocks are detected, apply converges them, and real services are handled for real.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
+
+#[path = "../support/run.rs"]
+mod run;
+use run::Run;
 
 /// Requested clock skews of z-b-data-1..3, seconds.
 const SKEWS: [f64; 3] = [2.0, -5.0, 11.0];
@@ -17,31 +21,12 @@ struct Lab {
     dir: tempfile::TempDir,
 }
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl std::fmt::Debug for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "exit {}\n--- stdout\n{}\n--- stderr\n{}", self.code, self.stdout, self.stderr)
-    }
-}
-
-impl From<Output> for Run {
-    fn from(out: Output) -> Run {
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    }
-}
-
 impl Lab {
     fn up() -> Lab {
-        let dir = tempfile::Builder::new().prefix("clockprov-vmlab-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("clockprov-vmlab-")
+            .tempdir()
+            .unwrap();
         let skews: Vec<String> = SKEWS.iter().map(|s| format!("{s}")).collect();
         let status = Command::new("bash")
             .arg(lab_script())
@@ -87,14 +72,22 @@ impl Lab {
             .stdin(Stdio::null())
             .output()
             .expect("run lab.sh ssh");
-        assert!(out.status.success(), "{vm}: {command}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{vm}: {command}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 }
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        let _ = Command::new("bash").arg(lab_script()).arg("down").arg(self.dir.path()).status();
+        let _ = Command::new("bash")
+            .arg(lab_script())
+            .arg("down")
+            .arg(self.dir.path())
+            .status();
     }
 }
 
@@ -106,69 +99,168 @@ fn check_json(lab: &Lab) -> (i32, serde_json::Value) {
 }
 
 fn host<'a>(doc: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    doc["hosts"].as_array().unwrap().iter().find(|h| h["name"] == name).unwrap()
+    doc["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["name"] == name)
+        .unwrap()
 }
 
 #[test]
 fn the_seed_story_on_real_vms() {
     let lab = Lab::up();
-    let inventory = lab.inventory();
+    skew_is_detected(&lab);
+    apply_converges(&lab);
+    a_second_apply_restarts_nothing(&lab);
+    a_failed_restart_is_rolled_back(&lab);
+}
 
+fn skew_is_detected(lab: &Lab) {
     // 1. The seed's problem: clocks seconds apart, no client synchronized.
-    let (code, before) = check_json(&lab);
+    let (code, before) = check_json(lab);
     assert_eq!(code, 2, "{before:#}");
     for (client, skew) in CLIENTS.iter().zip(SKEWS) {
         let h = host(&before, client);
         let measured = h["offset_to_server_seconds"].as_f64().unwrap();
-        assert!((measured - skew).abs() < 0.5, "{client}: measured {measured} s, injected {skew} s");
-        assert!(h["findings"].as_array().unwrap().iter().any(|f| f["kind"] == "skew"), "{h:#}");
+        assert!(
+            (measured - skew).abs() < 0.5,
+            "{client}: measured {measured} s, injected {skew} s"
+        );
+        assert!(
+            h["findings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| f["kind"] == "skew"),
+            "{h:#}"
+        );
     }
-    assert_eq!(host(&before, "zcloud")["server"], serde_json::Value::Null, "chrony has no source yet");
+    let inventory = lab.inventory();
+    assert_eq!(
+        host(&before, "zcloud")["server"],
+        serde_json::Value::Null,
+        "chrony has no source yet"
+    );
 
     // 2. The plan: allow + local stratum on zcloud, NTP= on the clients.
     let plan = lab.clockprov(&["plan", "-i", &inventory, "--detailed-exitcode"]);
     assert_eq!(plan.code, 2, "{plan:?}");
-    assert!(plan.stdout.contains("+allow 192.168.6.0/24\n") && plan.stdout.contains("+NTP=192.168.6.200\n"), "{plan:?}");
-    assert!(!plan.stdout.contains("install package"), "every daemon is installed already: {plan:?}");
+    assert!(
+        plan.stdout.contains("+allow 192.168.6.0/24\n")
+            && plan.stdout.contains("+NTP=192.168.6.200\n"),
+        "{plan:?}"
+    );
+    assert!(
+        !plan.stdout.contains("install package"),
+        "every daemon is installed already: {plan:?}"
+    );
+}
 
+fn apply_converges(lab: &Lab) {
+    let inventory = lab.inventory();
     // 3. Apply and wait for the fleet to converge.
     let apply = lab.clockprov(&["apply", "-i", &inventory, "--yes", "--wait-sync", "240s"]);
     assert_eq!(apply.code, 0, "{apply:?}");
     assert!(apply.stdout.contains("Apply: 4 hosts changed"), "{apply:?}");
 
     // 4. Healthy: every client synchronized to zcloud, within Ceph's 0.05 s.
-    let (code, after) = check_json(&lab);
+    let (code, after) = check_json(lab);
     assert_eq!(code, 0, "{after:#}");
     for client in CLIENTS {
         let h = host(&after, client);
         assert_eq!(h["synchronized"], true, "{h:#}");
         assert_eq!(h["server"], "192.168.6.200", "{h:#}");
-        assert!(h["offset_to_server_seconds"].as_f64().unwrap().abs() < 0.05, "{h:#}");
+        assert!(
+            h["offset_to_server_seconds"].as_f64().unwrap().abs() < 0.05,
+            "{h:#}"
+        );
         let timesync = lab.ssh(client, "timedatectl show-timesync --all");
-        assert!(timesync.lines().any(|l| l == "ServerName=192.168.6.200"), "{client}: {timesync}");
+        assert!(
+            timesync.lines().any(|l| l == "ServerName=192.168.6.200"),
+            "{client}: {timesync}"
+        );
     }
+}
 
+fn a_second_apply_restarts_nothing(lab: &Lab) {
+    let inventory = lab.inventory();
     // 5. A second apply changes nothing and restarts nothing.
-    let restarts = |vm: &str, unit: &str| lab.ssh(vm, &format!("systemctl show -p InvocationID --value {unit}"));
-    let before_ids = (restarts("zcloud", "chrony.service"), restarts("z-b-data-1", "systemd-timesyncd.service"));
+    let restarts = |vm: &str, unit: &str| {
+        lab.ssh(
+            vm,
+            &format!("systemctl show -p InvocationID --value {unit}"),
+        )
+    };
+    let before_ids = (
+        restarts("zcloud", "chrony.service"),
+        restarts("z-b-data-1", "systemd-timesyncd.service"),
+    );
     let again = lab.clockprov(&["apply", "-i", &inventory, "--yes"]);
     assert_eq!(again.code, 0, "{again:?}");
-    assert!(again.stdout.contains("Apply: 0 hosts changed, 4 unchanged"), "{again:?}");
-    assert_eq!(before_ids, (restarts("zcloud", "chrony.service"), restarts("z-b-data-1", "systemd-timesyncd.service")));
+    assert!(
+        again.stdout.contains("Apply: 0 hosts changed, 4 unchanged"),
+        "{again:?}"
+    );
+    assert_eq!(
+        before_ids,
+        (
+            restarts("zcloud", "chrony.service"),
+            restarts("z-b-data-1", "systemd-timesyncd.service")
+        )
+    );
+}
 
+fn a_failed_restart_is_rolled_back(lab: &Lab) {
+    let inventory = lab.inventory();
     // 6. A configuration chronyd accepts on parsing (`chronyd -p`) but cannot start with: the
     //    restart fails, the previous file comes back, chrony runs again.
     let templates = tempfile::tempdir().unwrap();
-    let stock = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/templates/chrony.conf.j2")).unwrap();
-    std::fs::write(templates.path().join("chrony.conf.j2"), format!("{stock}\npidfile /nonexistent/clockprov/chronyd.pid\n")).unwrap();
+    let stock = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/templates/chrony.conf.j2"
+    ))
+    .unwrap();
+    std::fs::write(
+        templates.path().join("chrony.conf.j2"),
+        format!("{stock}\npidfile /nonexistent/clockprov/chronyd.pid\n"),
+    )
+    .unwrap();
     let good = lab.ssh("zcloud", "cat /etc/chrony/chrony.conf");
     let dir = templates.path().display().to_string();
-    let broken = lab.clockprov(&["apply", "-i", &inventory, "--yes", "--limit", "zcloud", "--templates", &dir]);
+    let broken = lab.clockprov(&[
+        "apply",
+        "-i",
+        &inventory,
+        "--yes",
+        "--limit",
+        "zcloud",
+        "--templates",
+        &dir,
+    ]);
     assert_eq!(broken.code, 1, "{broken:?}");
-    assert!(broken.stdout.contains("chrony.service is not active after the restart"), "{broken:?}");
-    assert!(broken.stdout.contains("restored the previous files and restarted it"), "{broken:?}");
-    assert_eq!(lab.ssh("zcloud", "cat /etc/chrony/chrony.conf"), good, "the previous file is back");
-    assert_eq!(lab.ssh("zcloud", "systemctl is-active chrony.service").trim(), "active");
-    let (code, healthy) = check_json(&lab);
+    assert!(
+        broken
+            .stdout
+            .contains("chrony.service is not active after the restart"),
+        "{broken:?}"
+    );
+    assert!(
+        broken
+            .stdout
+            .contains("restored the previous files and restarted it"),
+        "{broken:?}"
+    );
+    assert_eq!(
+        lab.ssh("zcloud", "cat /etc/chrony/chrony.conf"),
+        good,
+        "the previous file is back"
+    );
+    assert_eq!(
+        lab.ssh("zcloud", "systemctl is-active chrony.service")
+            .trim(),
+        "active"
+    );
+    let (code, healthy) = check_json(lab);
     assert_eq!(code, 0, "{healthy:#}");
 }

@@ -1,0 +1,739 @@
+#!/usr/bin/env bash
+# lab.sh -- a VM lab of real Debian 12 machines for clockprov: the seed's cluster.
+#
+#   zcloud       192.168.6.200  chrony (stock Debian config: no allow line)
+#   z-b-data-1   192.168.6.204  systemd-timesyncd (stock config), clock +2 s
+#   z-b-data-2   192.168.6.205  systemd-timesyncd,                clock -5 s
+#   z-b-data-3   192.168.6.206  systemd-timesyncd,                clock +11 s
+#
+# The VMs run under qemu (TCG: KVM hangs here) on a bridge inside a network
+# namespace that `up` creates; the controller side is 192.168.6.1 on that
+# bridge.  Those addresses exist only inside the namespace: run everything
+# that talks to the VMs with `lab.sh exec DIR ...` (ip netns exec).
+#
+# Usage:
+#   lab.sh deps                      apt-get install what the lab needs (idempotent)
+#   lab.sh build                     build or refresh the cached images
+#   lab.sh up DIR [--skews "2 -5 11"] [--only zcloud,z-b-data-1]
+#                                    boot the VMs; write DIR/{netns,id_ed25519,
+#                                    known_hosts,inventory.yaml,ssh_config,
+#                                    skews.tsv,VM.pid,VM.console.log}
+#   lab.sh down DIR                  stop the VMs recorded in DIR, delete the netns
+#   lab.sh exec DIR CMD...           run CMD inside the lab's network namespace
+#   lab.sh ssh DIR VM [CMD...]       ssh to VM (by name) from inside the namespace
+#   lab.sh offset DIR VM...          print "VM offset_s uncertainty_s" (VM clock
+#                                    minus this machine's), measured over ssh
+#   lab.sh fixtures DIR OUTDIR       configure the lab by hand (as in the seed),
+#                                    capture daemon outputs into OUTDIR
+#
+# --skews gives the clients' clock skews in seconds, in order (z-b-data-1..3);
+# zcloud starts unskewed.  --only boots a subset (zcloud is always in the
+# inventory: the clients' NTP server).
+#
+# Environment:
+#   CLOCKPROV_LAB_CACHE    image cache (default /var/tmp/clockprov-lab-cache);
+#                          keyed on a hash of this script's recipe section and
+#                          files/, rebuilt only when those change
+#   CLOCKPROV_LAB_TIMEOUT  seconds `up` waits for every VM to answer ssh (240)
+#   CLOCKPROV_LAB_MEM      MiB of memory per VM (512)
+#
+# stdout carries data only (offset, and whatever CMD prints); logs go to stderr.
+set -euo pipefail
+umask 022
+shopt -s nullglob
+
+PROG=${0##*/}
+case ${BASH_SOURCE[0]} in */*) HERE=${BASH_SOURCE[0]%/*} ;; *) HERE=. ;; esac
+HERE=$(cd "$HERE" && pwd -P)
+SELF=$HERE/${BASH_SOURCE[0]##*/}
+FILES=$HERE/files
+CACHE=${CLOCKPROV_LAB_CACHE:-/var/tmp/clockprov-lab-cache}
+TIMEOUT=${CLOCKPROV_LAB_TIMEOUT:-240}
+MEM=${CLOCKPROV_LAB_MEM:-512}
+QEMU=qemu-system-x86_64
+
+# ------------------------------------------------------------------ logging ---
+
+log() { printf '%(%H:%M:%S)T.%s %s: %s\n' -1 "${EPOCHREALTIME#*.}" "$PROG" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+usage() {
+    sed -n 's/^# \{0,1\}//; /^Usage:/,/^stdout carries/p' "$SELF" | sed '$d' >&2
+    exit 2
+}
+# Seconds since the epoch, with microseconds, as a decimal string.
+now() { printf '%s' "$EPOCHREALTIME"; }
+# elapsed START -> "12.3"
+elapsed() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }
+
+# >>> recipe: everything from here to "<<< recipe" (plus files/) keys the image cache.
+SUITE=bookworm
+# The lab's machines: name, role, address, MAC (the address's last byte in hex).
+VMS=(zcloud z-b-data-1 z-b-data-2 z-b-data-3)
+declare -A ROLE=([zcloud]=server [z-b-data-1]=client [z-b-data-2]=client [z-b-data-3]=client)
+declare -A ADDR=([zcloud]=192.168.6.200 [z-b-data-1]=192.168.6.204 [z-b-data-2]=192.168.6.205 [z-b-data-3]=192.168.6.206)
+declare -A MAC=([zcloud]=52:54:00:06:00:c8 [z-b-data-1]=52:54:00:06:00:cc [z-b-data-2]=52:54:00:06:00:cd [z-b-data-3]=52:54:00:06:00:ce)
+CONTROLLER=192.168.6.1
+PREFIX=24
+BASE_PACKAGES=systemd-sysv,dbus,openssh-server,iproute2,udev,kmod,procps,sudo
+declare -A DAEMON=([server]=chrony [client]=systemd-timesyncd)
+IMAGE_SIZE=2G
+# Units a lab VM does not need: they only slow the boot down or touch the disk.
+MASK=(apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer e2scrub_all.timer
+    e2scrub_reap.service fstrim.timer systemd-networkd-wait-online.service
+    getty@tty1.service systemd-pstore.service)
+# Kernel module trees a virtio VM never loads (the rest of /lib/modules is copied).
+MODULE_EXCLUDES=(kernel/sound kernel/drivers/gpu kernel/drivers/media kernel/drivers/infiniband
+    kernel/drivers/net/wireless kernel/drivers/net/ethernet kernel/drivers/usb kernel/drivers/iio
+    kernel/drivers/staging kernel/drivers/comedi kernel/drivers/isdn kernel/drivers/bluetooth
+    kernel/drivers/mtd kernel/drivers/hwmon kernel/drivers/video kernel/drivers/target
+    kernel/drivers/mmc kernel/drivers/scsi kernel/drivers/md kernel/drivers/platform
+    kernel/drivers/net/can kernel/net/wireless kernel/net/mac80211 kernel/net/bluetooth)
+
+# mmdebstrap's package sources: this machine's own Debian sources when it has them.
+apt_sources() {
+    if [[ -f /etc/apt/sources.list.d/debian.sources ]]; then
+        printf '%s' /etc/apt/sources.list.d/debian.sources
+    else
+        printf '%s' "deb http://deb.debian.org/debian $SUITE main"
+    fi
+}
+
+# bootstrap ROOT LOG PACKAGES [mmdebstrap options...]
+bootstrap() {
+    local root=$1 logfile=$2 packages=$3
+    shift 3
+    mmdebstrap --mode=root --variant=minbase --include="$packages" \
+        --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
+        --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/info/*' \
+        "$@" "$SUITE" "$root" "$(apt_sources)" </dev/null >"$logfile" 2>&1
+}
+
+# build_kernel TREE LOG: Debian's kernel, with a small initrd (files/kernel).
+build_kernel() {
+    bootstrap "$1" "$2" linux-image-amd64 \
+        --essential-hook="tar -C '$FILES/kernel' -c . | tar -C \"\$1\" -x --no-same-owner --no-overwrite-dir"
+}
+
+# customize ROOT ROLE KERNEL_TREE PUBKEY: make a bootstrapped tree a lab image.
+customize() {
+    local root=$1 role=$2 ktree=$3 pubkey=$4 vm kver
+    # Configuration shared by both images.
+    tar -C "$FILES/common" -c . | tar -C "$root" -x --no-same-owner --no-overwrite-dir
+    printf 'localhost\n' >"$root/etc/hostname" # the real name: systemd.hostname=
+    : >"$root/etc/resolv.conf"                   # no DNS in the lab
+    {
+        printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n'
+        printf '%s\tcontroller\n' "$CONTROLLER"
+        for vm in "${VMS[@]}"; do printf '%s\t%s\n' "${ADDR[$vm]}" "$vm"; done
+    } >"$root/etc/hosts"
+    for vm in "${VMS[@]}"; do
+        printf '[Match]\nMACAddress=%s\n\n[Link]\nRequiredForOnline=no\n\n[Network]\nAddress=%s/%s\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n' \
+            "${MAC[$vm]}" "${ADDR[$vm]}" "$PREFIX" >"$root/etc/systemd/network/10-lab-$vm.network"
+    done
+    install -d -m 700 "$root/root/.ssh"
+    install -m 600 "$pubkey" "$root/root/.ssh/authorized_keys"
+    # A fixed machine-id: not a first boot (no preset-all) on every run.
+    printf '%s\n' 6c61626d616368696e65000000000000 >"$root/etc/machine-id"
+    chroot "$root" systemctl -q enable systemd-networkd.service
+    chroot "$root" systemctl -q mask "${MASK[@]}"
+    # State that would differ between clones or move the clock at boot.
+    rm -f "$root"/etc/ssh/ssh_host_* "$root/var/lib/systemd/random-seed"
+    rm -rf "$root/var/lib/systemd/timesync" "$root/var/lib/chrony"/*.drift
+    rm -rf "$root"/var/log/journal/* "$root"/var/cache/apt/*.bin "$root"/var/lib/apt/lists/*
+    # The kernel's modules, less the trees a virtio VM never loads.
+    kver=$(kernel_version "$ktree")
+    mkdir -p "$root/usr/lib/modules"
+    tar -C "$ktree/usr/lib/modules" -c "${MODULE_EXCLUDES[@]/#/--exclude=$kver/}" "$kver" |
+        tar -C "$root/usr/lib/modules" -x
+    chroot "$root" depmod -a "$kver"
+    : "$role"
+}
+
+kernel_version() {
+    local d=("$1"/usr/lib/modules/*)
+    ((${#d[@]} == 1)) || die "expected one kernel in $1, found ${#d[@]}"
+    printf '%s' "${d[0]##*/}"
+}
+
+# make_disk ROOT IMG: a raw ext4 disk holding ROOT, made without mounting.
+make_disk() {
+    rm -f "$2"
+    truncate -s "$IMAGE_SIZE" "$2"
+    mkfs.ext4 -q -F -L lab-root -d "$1" "$2"
+}
+# <<< recipe
+
+recipe_hash() {
+    {
+        sed -n '/^# >>> recipe/,/^# <<< recipe/p' "$SELF"
+        (cd "$FILES" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum)
+        (cd "$FILES" && find . -type f -perm -u+x -print0 | LC_ALL=C sort -z | xargs -0 -r printf 'x %s\n')
+    } | sha256sum | cut -c1-16
+}
+images_dir() { printf '%s/images-%s' "$CACHE" "$(recipe_hash)"; }
+
+# --------------------------------------------------------------------- deps ---
+
+cmd_deps() {
+    ((EUID == 0)) || die "must run as root (apt-get, mmdebstrap, ip netns, tap devices)"
+    local packages=(mmdebstrap qemu-system-x86 qemu-utils e2fsprogs iproute2 openssh-client
+        util-linux coreutils tar) missing=() p
+    for p in "${packages[@]}"; do
+        dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null | grep -q '^ii' || missing+=("$p")
+    done
+    if ((${#missing[@]} == 0)); then
+        return 0
+    fi
+    log "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    local args=() version
+    for p in "${missing[@]}"; do
+        [[ $p == qemu-utils ]] || args+=("$p")
+    done
+    # qemu-utils must match qemu-system-x86 (a newer backported qemu-utils Breaks
+    # Debian 12's qemu-system-common): pin it to qemu-system-x86's version.
+    version=$(apt-cache policy qemu-system-x86 | awk '$1 == "Candidate:" { print $2 }')
+    [[ -n $version && $version != '(none)' ]] || die "apt has no qemu-system-x86"
+    if [[ $(dpkg-query -W -f='${Version}' qemu-utils 2>/dev/null || true) != "$version" ]]; then
+        args+=("qemu-utils=$version")
+    fi
+    apt-get install -y -qq -o Dpkg::Use-Pty=0 --no-install-recommends --allow-downgrades "${args[@]}" >/dev/null
+}
+
+# -------------------------------------------------------------------- build ---
+
+cmd_build() {
+    cmd_deps
+    build_images
+}
+
+# build_images: make $(images_dir) unless it is there; serialized by a lock.
+build_images() {
+    local dest
+    dest=$(images_dir)
+    [[ -f $dest/ready ]] && return 0
+    mkdir -p "$CACHE"
+    exec {lock}>"$CACHE/.lock"
+    flock "$lock"
+    if [[ -f $dest/ready ]]; then
+        exec {lock}>&-
+        return 0
+    fi
+    local t0 work t
+    t0=$(now)
+    log "building images into $dest (recipe changed or cache empty)"
+    work=$(mktemp -d "$CACHE/build.XXXXXX")
+    # shellcheck disable=SC2064 # expand now: the trap must remove this build's directory
+    trap "rm -rf '$work'" EXIT
+    ssh-keygen -q -t ed25519 -N '' -C clockprov-lab -f "$work/lab_ed25519"
+    # The three bootstraps are mostly downloads and dpkg: run them side by side.
+    local -A pid=()
+    t=$(now)
+    build_kernel "$work/kernel" "$work/kernel.log" & pid[kernel]=$!
+    bootstrap "$work/server" "$work/server.log" "$BASE_PACKAGES,${DAEMON[server]}" & pid[server]=$!
+    bootstrap "$work/client" "$work/client.log" "$BASE_PACKAGES,${DAEMON[client]}" & pid[client]=$!
+    local part failed=0
+    for part in kernel server client; do
+        if ! wait "${pid[$part]}"; then
+            log "mmdebstrap ($part) failed; its log:"
+            tail -n 30 "$work/$part.log" >&2
+            failed=1
+        fi
+    done
+    ((failed == 0)) || die "bootstrap failed"
+    log "bootstrapped kernel, server and client trees in $(elapsed "$t") s"
+    local kver role
+    kver=$(kernel_version "$work/kernel")
+    cp "$work/kernel/boot/vmlinuz-$kver" "$work/vmlinuz"
+    cp "$work/kernel/boot/initrd.img-$kver" "$work/initrd.img"
+    for role in server client; do
+        t=$(now)
+        customize "$work/$role" "$role" "$work/kernel" "$work/lab_ed25519.pub"
+        make_disk "$work/$role" "$work/$role.raw"
+        chmod 444 "$work/$role.raw"
+        log "$role image: $(du -sh --apparent-size "$work/$role" | cut -f1) of files, $(du -sh "$work/$role.raw" | cut -f1) on disk, in $(elapsed "$t") s"
+    done
+    {
+        printf 'recipe %s\nbuilt %(%Y-%m-%dT%H:%M:%SZ)T\nkernel %s\n' "$(recipe_hash)" -1 "$kver"
+        for role in server client; do
+            # shellcheck disable=SC2016 # dpkg-query's own ${field} syntax
+            chroot "$work/$role" dpkg-query -W -f='${Package} ${Version}\n' "${DAEMON[$role]}" systemd openssh-server
+        done
+    } >"$work/versions.txt"
+    rm -rf "$work/kernel" "$work/server" "$work/client"
+    rm -rf "$dest"
+    mv "$work" "$dest"
+    trap - EXIT
+    touch "$dest/ready"
+    # Older recipes' images are no longer wanted.
+    local old
+    for old in "$CACHE"/images-*; do
+        [[ $old == "$dest" ]] || rm -rf "$old"
+    done
+    exec {lock}>&-
+    log "images ready in $(elapsed "$t0") s: $(tr '\n' ' ' <"$dest/versions.txt")"
+}
+
+# ----------------------------------------------------------------- lab dirs ---
+
+# lab_dir DIR: the absolute path of DIR (which must exist).
+lab_dir() {
+    [[ -d $1 ]] || die "no such lab directory: $1"
+    (cd "$1" && pwd -P)
+}
+
+# netns_of DIR: the namespace recorded in DIR, checked to be one of ours.
+netns_of() {
+    local ns
+    [[ -s $1/netns ]] || die "$1/netns is missing: is the lab up?"
+    ns=$(<"$1/netns")
+    [[ $ns =~ ^cplab-[0-9a-z]+$ ]] || die "$1/netns does not name a lab namespace: $ns"
+    printf '%s' "$ns"
+}
+
+vm_known() { [[ -n ${ADDR[$1]+x} ]]; }
+
+ssh_opts() {
+    local dir=$1
+    printf '%s\n' -F /dev/null -i "$dir/id_ed25519" -o IdentitiesOnly=yes \
+        -o UserKnownHostsFile="$dir/known_hosts" -o GlobalKnownHostsFile=/dev/null \
+        -o StrictHostKeyChecking=yes -o BatchMode=yes -o LogLevel=ERROR -o ConnectTimeout=5 \
+        -o ServerAliveInterval=5 -o ServerAliveCountMax=6 -l root
+}
+
+# vm_ssh DIR NS VM CMD...: ssh from inside the namespace.
+vm_ssh() {
+    local dir=$1 ns=$2 vm=$3 opts
+    shift 3
+    mapfile -t opts < <(ssh_opts "$dir")
+    ip netns exec "$ns" ssh "${opts[@]}" "${ADDR[$vm]}" -- "$@"
+}
+
+# qemu_pid DIR VM: the recorded PID of VM's qemu when that process is still it.
+qemu_pid() {
+    local dir=$1 vm=$2 pid cmdline
+    [[ -s $dir/$vm.pid ]] || return 1
+    pid=$(<"$dir/$vm.pid")
+    [[ $pid =~ ^[0-9]+$ ]] || return 1
+    cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+    [[ $cmdline == "$QEMU "*"-pidfile $dir/$vm.pid "* ]] || return 1
+    printf '%s' "$pid"
+}
+
+# ----------------------------------------------------------------------- up ---
+
+cmd_up() {
+    (($# >= 1)) || usage
+    local dir=$1 skews="2 -5 11" only=""
+    shift
+    while (($#)); do
+        case $1 in
+            --skews) (($# >= 2)) || usage; skews=$2; shift 2 ;;
+            --skews=*) skews=${1#*=}; shift ;;
+            --only) (($# >= 2)) || usage; only=$2; shift 2 ;;
+            --only=*) only=${1#*=}; shift ;;
+            *) usage ;;
+        esac
+    done
+    ((EUID == 0)) || die "must run as root (ip netns, tap devices)"
+    # Which VMs, with which skew.
+    local -A skew=([zcloud]=0)
+    local -a list s
+    read -r -a s <<<"$skews"
+    local clients=(z-b-data-1 z-b-data-2 z-b-data-3) i vm
+    ((${#s[@]} == ${#clients[@]})) || die "--skews wants ${#clients[@]} numbers (z-b-data-1..3), got '$skews'"
+    for i in "${!clients[@]}"; do
+        [[ ${s[$i]} =~ ^([-+]?)([0-9]{1,6})$ ]] || die "--skews: not a whole number of seconds: ${s[$i]}"
+        skew[${clients[$i]}]=$((10#${BASH_REMATCH[2]}))
+        [[ ${BASH_REMATCH[1]} != - ]] || skew[${clients[$i]}]=$((-skew[${clients[$i]}]))
+    done
+    if [[ -n $only ]]; then
+        IFS=, read -r -a list <<<"$only"
+        for vm in "${list[@]}"; do vm_known "$vm" || die "--only: no VM named '$vm' (have: ${VMS[*]})"; done
+    else
+        list=("${VMS[@]}")
+    fi
+    mkdir -p "$dir"
+    dir=$(lab_dir "$dir")
+    if [[ -s $dir/netns ]]; then
+        die "$dir already holds a lab (netns $(<"$dir/netns")): run '$PROG down $dir' first"
+    fi
+    cmd_deps
+    build_images
+    local images t0
+    images=$(images_dir)
+    t0=$(now)
+    # From here on, a failure tears down what was started.
+    UP_DIR=$dir
+    trap 'up_failed' EXIT
+    local ns
+    ns=cplab-$(printf '%x%04x' "$$" "$RANDOM")
+    [[ ! -e /run/netns/$ns ]] || die "netns $ns exists already"
+    printf '%s\n' "$ns" >"$dir/netns"
+    rm -f "$dir"/*.pid "$dir"/*.console.log "$dir"/*.qcow2 "$dir/known_hosts" "$dir/inventory.yaml"
+    install -m 600 "$images/lab_ed25519" "$dir/id_ed25519"
+    install -m 644 "$images/lab_ed25519.pub" "$dir/id_ed25519.pub"
+    : >"$dir/known_hosts"
+    ip netns add "$ns"
+    ip -n "$ns" link set lo up
+    ip -n "$ns" link add br0 type bridge stp_state 0 forward_delay 0
+    ip -n "$ns" addr add "$CONTROLLER/$PREFIX" dev br0
+    ip -n "$ns" link set br0 up
+    for vm in "${list[@]}"; do
+        ip -n "$ns" tuntap add dev "$(tap_of "$vm")" mode tap
+        ip -n "$ns" link set "$(tap_of "$vm")" master br0 up
+    done
+    log "netns $ns: bridge br0 $CONTROLLER/$PREFIX, ${#list[@]} taps"
+    for vm in "${list[@]}"; do
+        start_vm "$dir" "$ns" "$images" "$vm" "${skew[$vm]}"
+    done
+    wait_ready "$dir" "$ns" "$t0" "${list[@]}"
+    write_inventory "$dir" "$ns" "${list[@]}"
+    write_ssh_config "$dir"
+    # How far off each VM's clock really is, after its boot.
+    {
+        printf 'vm\trequested_s\tmeasured_s\tuncertainty_s\n'
+        local line
+        for vm in "${list[@]}"; do
+            line=$(measure_offset "$dir" "$ns" "$vm")
+            printf '%s\t%s\t%s\n' "$vm" "${skew[$vm]}" "${line// /$'\t'}"
+        done
+    } >"$dir/skews.tsv"
+    log "clock offsets after boot (requested, measured, uncertainty):"
+    column -t <"$dir/skews.tsv" | sed 's/^/    /' >&2
+    trap - EXIT
+    log "lab up in $(elapsed "$t0") s: $dir (netns $ns)"
+}
+
+tap_of() { printf 'tap-%s' "$1"; }
+
+# start_vm DIR NS IMAGES VM OFFSET: boot VM on a fresh overlay of its role's image.
+start_vm() {
+    local dir=$1 ns=$2 images=$3 vm=$4 offset=$5 role frac base
+    role=${ROLE[$vm]}
+    rm -f "$dir/$vm.qcow2" "$dir/$vm.pid"
+    qemu-img create -q -f qcow2 -b "$images/$role.raw" -F raw "$dir/$vm.qcow2"
+    : >"$dir/$vm.console.log"
+    # qemu's RTC counts whole seconds from -rtc base; compute the base early in a
+    # host second so that qemu reads the host clock in that same second.
+    frac=${EPOCHREALTIME#*.}
+    if ((10#$frac > 600000)); then
+        sleep "0.$(printf '%06d' $((1000000 - 10#$frac + 20000)))"
+    fi
+    base=$(date -u -d "@$((${EPOCHREALTIME%.*} + offset))" +%Y-%m-%dT%H:%M:%S)
+    ip netns exec "$ns" "$QEMU" \
+        -name "$vm" -accel tcg -machine pc -m "$MEM" -smp 1 -nodefaults -display none \
+        -kernel "$images/vmlinuz" -initrd "$images/initrd.img" \
+        -append "root=/dev/vda rw rootfstype=ext4 console=ttyS0 systemd.hostname=$vm quiet panic=-1 mitigations=off" \
+        -drive "file=$dir/$vm.qcow2,if=virtio,format=qcow2,cache=unsafe,discard=unmap" \
+        -netdev "tap,id=net0,ifname=$(tap_of "$vm"),script=no,downscript=no" \
+        -device "virtio-net-pci,netdev=net0,mac=${MAC[$vm]},romfile=" \
+        -device virtio-rng-pci \
+        -rtc "base=$base,clock=host" \
+        -serial "file:$dir/$vm.console.log" -monitor none -no-reboot \
+        -pidfile "$dir/$vm.pid" -daemonize
+    log "started $vm (${ADDR[$vm]}, $role, clock $(printf '%+d' "$offset") s): pid $(<"$dir/$vm.pid")"
+}
+
+# wait_ready DIR NS T0 VM...: until every VM answers ssh with the lab key; then
+# DIR/known_hosts holds their host keys.  Bounded by $TIMEOUT seconds.
+wait_ready() {
+    local dir=$1 ns=$2 t0=$3
+    shift 3
+    local -A keys=()
+    local pending=("$@") vm key deadline=$((${EPOCHREALTIME%.*} + TIMEOUT))
+    while ((${#pending[@]})); do
+        local still=()
+        for vm in "${pending[@]}"; do
+            if ! qemu_pid "$dir" "$vm" >/dev/null; then
+                log "$vm: qemu exited before the VM answered ssh"
+                FAILED_VMS+=("$vm")
+                return 1
+            fi
+            if [[ -z ${keys[$vm]:-} ]]; then
+                key=$(ip netns exec "$ns" ssh-keyscan -T 2 -t ed25519 "${ADDR[$vm]}" 2>/dev/null | grep -v '^#' || true)
+                if [[ -n $key ]]; then
+                    keys[$vm]=$key
+                    printf '%s\n' "$key" >>"$dir/known_hosts"
+                fi
+            fi
+            if [[ -n ${keys[$vm]:-} ]] && vm_ssh "$dir" "$ns" "$vm" true </dev/null 2>/dev/null; then
+                log "$vm answers ssh after $(elapsed "$t0") s"
+            else
+                still+=("$vm")
+            fi
+        done
+        pending=("${still[@]}")
+        ((${#pending[@]})) || break
+        if ((${EPOCHREALTIME%.*} >= deadline)); then
+            log "not answering ssh after $TIMEOUT s: ${pending[*]}"
+            FAILED_VMS+=("${pending[@]}")
+            return 1
+        fi
+        sleep 2
+    done
+}
+
+FAILED_VMS=()
+UP_DIR=
+
+up_failed() {
+    local rc=$? vm
+    trap - EXIT
+    [[ -n $UP_DIR ]] || exit "$rc"
+    log "up failed (exit $rc); console log tails:"
+    for vm in "${FAILED_VMS[@]}"; do
+        if [[ -f $UP_DIR/$vm.console.log ]]; then
+            printf -- '----- %s (%s)\n' "$vm" "$UP_DIR/$vm.console.log" >&2
+            tail -n 40 "$UP_DIR/$vm.console.log" | tr -d '\r' >&2
+        fi
+    done
+    teardown "$UP_DIR" || true
+    exit $((rc ? rc : 1))
+}
+
+write_inventory() {
+    local dir=$1 ns=$2 vm
+    shift 2
+    {
+        printf '# The seed'"'"'s cluster as a clockprov VM lab (tests/lab/lab.sh up), netns %s.\n' "$ns"
+        printf '# Run clockprov inside that namespace: tests/lab/lab.sh exec %s clockprov ...\n' "$dir"
+        printf '# Booted: %s\n' "$*"
+        printf 'ssh:\n  user: root\n  identity_file: id_ed25519\n  known_hosts: known_hosts\n  host_key_policy: strict\n\n'
+        printf 'ntp_servers:\n  zcloud:\n    address: %s\n    upstream:\n      - pool: ntp.ubuntu.com       # unreachable from the lab\n' "${ADDR[zcloud]}"
+        printf '    allow: [192.168.6.0/24]\n    local_stratum: 10\n'
+        local clients=()
+        for vm in "$@"; do [[ ${ROLE[$vm]} == client ]] && clients+=("$vm"); done
+        if ((${#clients[@]})); then
+            printf '\nclients:\n'
+            for vm in "${clients[@]}"; do printf '  %s: { address: %s }\n' "$vm" "${ADDR[$vm]}"; done
+        fi
+    } >"$dir/inventory.yaml"
+}
+
+write_ssh_config() {
+    local dir=$1 vm
+    {
+        printf '# OpenSSH client config for the lab (use inside its netns: ssh -F %s/ssh_config zcloud)\n' "$dir"
+        for vm in "${VMS[@]}"; do
+            printf 'Host %s\n  HostName %s\n' "$vm" "${ADDR[$vm]}"
+        done
+        printf 'Host *\n  User root\n  IdentityFile %s/id_ed25519\n  IdentitiesOnly yes\n' "$dir"
+        printf '  UserKnownHostsFile %s/known_hosts\n  StrictHostKeyChecking yes\n  BatchMode yes\n' "$dir"
+    } >"$dir/ssh_config"
+}
+
+# --------------------------------------------------------------- offsets ---
+
+# measure_offset DIR NS VM: prints "OFFSET UNCERTAINTY" (seconds): the VM's clock
+# minus this machine's.  One ssh session; the VM answers each line with bash's
+# $EPOCHREALTIME (no fork); the sample with the shortest round trip wins.
+measure_offset() {
+    local dir=$1 ns=$2 vm=$3 opts i t0 t1 g samples=""
+    mapfile -t opts < <(ssh_opts "$dir")
+    # shellcheck disable=SC2016 # $EPOCHREALTIME is the VM's
+    coproc PROBE { ip netns exec "$ns" ssh "${opts[@]}" "${ADDR[$vm]}" -- \
+        'echo ready; while read -r _; do echo "$EPOCHREALTIME"; done'; }
+    read -r -t 30 g <&"${PROBE[0]}" || { kill "$PROBE_PID" 2>/dev/null || true; die "$vm: no answer from the offset probe"; }
+    for i in 1 2 3 4 5 6 7 8; do
+        t0=$EPOCHREALTIME
+        printf '\n' >&"${PROBE[1]}"
+        read -r -t 10 g <&"${PROBE[0]}" || break
+        t1=$EPOCHREALTIME
+        samples+="$t0 $g $t1"$'\n'
+    done
+    eval "exec ${PROBE[1]}>&-"
+    wait "$PROBE_PID" 2>/dev/null || true
+    [[ -n $samples ]] || die "$vm: no offset samples"
+    awk 'NF == 3 { rtt = $3 - $1; if (best == "" || rtt < best) { best = rtt; off = $2 - ($1 + $3) / 2 } }
+         END { printf "%.6f %.6f\n", off, best / 2 }' <<<"$samples"
+}
+
+cmd_offset() {
+    (($# >= 2)) || usage
+    local dir ns vm
+    dir=$(lab_dir "$1")
+    shift
+    ns=$(netns_of "$dir")
+    for vm in "$@"; do
+        vm_known "$vm" || die "no VM named '$vm'"
+        printf '%s %s\n' "$vm" "$(measure_offset "$dir" "$ns" "$vm")"
+    done
+}
+
+# --------------------------------------------------------------------- down ---
+
+# teardown DIR: stop the qemu processes recorded in DIR, delete the namespace.
+teardown() {
+    local dir=$1 vm pid ns="" i
+    local -a pids=()
+    for vm in "${VMS[@]}"; do
+        if pid=$(qemu_pid "$dir" "$vm"); then
+            kill -TERM "$pid" 2>/dev/null || true
+            pids+=("$pid")
+        fi
+    done
+    for pid in "${pids[@]}"; do
+        for ((i = 0; i < 50; i++)); do
+            [[ -d /proc/$pid ]] || break
+            sleep 0.1
+        done
+        if [[ -d /proc/$pid ]]; then
+            log "pid $pid did not stop on TERM: KILL"
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+    done
+    ((${#pids[@]} == 0)) || log "stopped ${#pids[@]} VM(s)"
+    rm -f "$dir"/*.pid "$dir"/*.qcow2
+    if [[ -s $dir/netns ]]; then
+        ns=$(netns_of "$dir")
+        if [[ -e /run/netns/$ns ]]; then
+            for vm in "${VMS[@]}"; do
+                ip -n "$ns" link del "$(tap_of "$vm")" 2>/dev/null || true
+            done
+            ip -n "$ns" link del br0 2>/dev/null || true
+            ip netns delete "$ns"
+            log "deleted netns $ns"
+        fi
+        rm -f "$dir/netns"
+    fi
+}
+
+cmd_down() {
+    (($# == 1)) || usage
+    [[ -d $1 ]] || return 0
+    teardown "$(lab_dir "$1")"
+}
+
+# --------------------------------------------------------------- exec, ssh ---
+
+cmd_exec() {
+    (($# >= 2)) || usage
+    local dir ns
+    dir=$(lab_dir "$1")
+    shift
+    ns=$(netns_of "$dir")
+    exec ip netns exec "$ns" "$@"
+}
+
+cmd_ssh() {
+    (($# >= 2)) || usage
+    local dir ns vm=$2 opts
+    dir=$(lab_dir "$1")
+    shift 2
+    vm_known "$vm" || die "no VM named '$vm' (have: ${VMS[*]})"
+    ns=$(netns_of "$dir")
+    mapfile -t opts < <(ssh_opts "$dir")
+    exec ip netns exec "$ns" ssh "${opts[@]}" "${ADDR[$vm]}" -- "$@"
+}
+
+# ----------------------------------------------------------------- fixtures ---
+
+# capture DIR NS VM FILE CMD: CMD's stdout (and stderr, and exit status when not 0) into FILE.
+capture() {
+    local dir=$1 ns=$2 vm=$3 file=$4 rc=0
+    shift 4
+    vm_ssh "$dir" "$ns" "$vm" "$* 2>&1" </dev/null >"$file" || rc=$?
+    if ((rc)); then
+        printf '[exit status %d]\n' "$rc" >>"$file"
+    fi
+    log "captured ${file##*/} from $vm: $*"
+}
+
+cmd_fixtures() {
+    (($# == 2)) || usage
+    local dir ns out=$2 client=z-b-data-1 vm t0 t
+    dir=$(lab_dir "$1")
+    ns=$(netns_of "$dir")
+    mkdir -p "$out"
+    out=$(cd "$out" && pwd -P)
+    for vm in "${VMS[@]}"; do
+        qemu_pid "$dir" "$vm" >/dev/null || die "fixtures needs the whole lab up: $vm is not running"
+    done
+    # Before any configuration.
+    capture "$dir" "$ns" "$client" "$out/timesyncd-show-timesync.unsynced.txt" timedatectl show-timesync --all
+    capture "$dir" "$ns" "$client" "$out/timedatectl-show.unsynced.txt" timedatectl show
+    capture "$dir" "$ns" "$client" "$out/timesyncd-timesync-status.unsynced.txt" timedatectl timesync-status
+    capture "$dir" "$ns" "$client" "$out/timedatectl-status.unsynced.txt" timedatectl status
+    capture "$dir" "$ns" "$client" "$out/timesyncd.conf.stock.txt" cat /etc/systemd/timesyncd.conf
+    capture "$dir" "$ns" zcloud "$out/chrony.conf.stock.txt" cat /etc/chrony/chrony.conf
+    capture "$dir" "$ns" zcloud "$out/chrony-tracking.unconfigured.txt" chronyc -n tracking
+    capture "$dir" "$ns" zcloud "$out/chrony-sources.unconfigured.txt" chronyc -n sources
+    capture "$dir" "$ns" zcloud "$out/chrony-clients.unconfigured.txt" chronyc -n clients
+    local -A before=()
+    for vm in z-b-data-1 z-b-data-2 z-b-data-3; do
+        before[$vm]=$(measure_offset "$dir" "$ns" "$vm")
+    done
+    # The seed's fix, by hand: allow the LAN and serve it without upstream.
+    vm_ssh "$dir" "$ns" zcloud "printf '\n# clockprov lab (by hand, as in the seed)\nallow 192.168.6.0/24\nlocal stratum 10\n' >>/etc/chrony/chrony.conf && systemctl restart chrony" </dev/null
+    log "zcloud: chrony allows 192.168.6.0/24, local stratum 10, restarted"
+    t0=$(now)
+    for vm in z-b-data-1 z-b-data-2 z-b-data-3; do
+        vm_ssh "$dir" "$ns" "$vm" "sed -i 's/^#\{0,1\}NTP=.*/NTP=${ADDR[zcloud]}/' /etc/systemd/timesyncd.conf && systemctl restart systemd-timesyncd" </dev/null
+    done
+    log "clients: NTP=${ADDR[zcloud]}, systemd-timesyncd restarted"
+    local -A synced=()
+    local pending=(z-b-data-1 z-b-data-2 z-b-data-3) still deadline=$((${EPOCHREALTIME%.*} + 300))
+    while ((${#pending[@]})); do
+        still=()
+        for vm in "${pending[@]}"; do
+            if [[ $(vm_ssh "$dir" "$ns" "$vm" timedatectl show -p NTPSynchronized --value </dev/null) == yes ]]; then
+                synced[$vm]=$(elapsed "$t0")
+                log "$vm synchronized after ${synced[$vm]} s"
+            else
+                still+=("$vm")
+            fi
+        done
+        pending=("${still[@]}")
+        ((${#pending[@]})) || break
+        ((${EPOCHREALTIME%.*} < deadline)) || die "not synchronized after 300 s: ${pending[*]}"
+        sleep 1
+    done
+    sleep 5 # let chrony see the clients' polls and timesyncd settle
+    capture "$dir" "$ns" "$client" "$out/timesyncd-show-timesync.synced.txt" timedatectl show-timesync --all
+    capture "$dir" "$ns" "$client" "$out/timedatectl-show.synced.txt" timedatectl show
+    capture "$dir" "$ns" "$client" "$out/timesyncd-timesync-status.synced.txt" timedatectl timesync-status
+    capture "$dir" "$ns" "$client" "$out/timedatectl-status.synced.txt" timedatectl status
+    capture "$dir" "$ns" "$client" "$out/timesyncd-journal.synced.txt" journalctl -o short-monotonic --no-hostname -u systemd-timesyncd
+    capture "$dir" "$ns" zcloud "$out/chrony-tracking.txt" chronyc -n tracking
+    capture "$dir" "$ns" zcloud "$out/chrony-sources.txt" chronyc -n sources
+    capture "$dir" "$ns" zcloud "$out/chrony-clients.txt" chronyc -n clients
+    capture "$dir" "$ns" zcloud "$out/chrony-tracking.csv.txt" chronyc -c tracking
+    capture "$dir" "$ns" zcloud "$out/chrony-sources.csv.txt" chronyc -c sources
+    capture "$dir" "$ns" zcloud "$out/chrony-clients.csv.txt" chronyc -c clients
+    capture "$dir" "$ns" zcloud "$out/chrony-journal.txt" journalctl -o short-monotonic --no-hostname -u chrony
+    {
+        printf '# Clients pointed at zcloud by hand; time from restarting systemd-timesyncd to NTPSynchronized=yes,\n'
+        printf '# and each client'"'"'s offset (s) from this machine before and after (offset uncertainty).\n'
+        printf 'vm\tsync_s\toffset_before_s\tuncert_before_s\toffset_after_s\tuncert_after_s\n'
+        for vm in z-b-data-1 z-b-data-2 z-b-data-3; do
+            t=$(measure_offset "$dir" "$ns" "$vm")
+            printf '%s\t%s\t%s\t%s\n' "$vm" "${synced[$vm]}" "${before[$vm]// /$'\t'}" "${t// /$'\t'}"
+        done
+    } >"$out/sync-times.tsv"
+    log "sync times and offsets:"
+    column -t -s $'\t' <"$out/sync-times.tsv" | sed 's/^/    /' >&2
+}
+
+# --------------------------------------------------------------------- main ---
+
+main() {
+    (($#)) || usage
+    local cmd=$1
+    shift
+    case $cmd in
+        deps) cmd_deps "$@" ;;
+        build) cmd_build "$@" ;;
+        up) cmd_up "$@" ;;
+        down) cmd_down "$@" ;;
+        exec) cmd_exec "$@" ;;
+        ssh) cmd_ssh "$@" ;;
+        offset) cmd_offset "$@" ;;
+        fixtures) cmd_fixtures "$@" ;;
+        -h | --help | help) usage ;;
+        *) usage ;;
+    esac
+}
+
+main "$@"
