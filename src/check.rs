@@ -101,7 +101,8 @@ pub fn daemon_state_script(daemon: Daemon) -> String {
     let unit = quote(daemon.unit());
     let view = match daemon {
         Daemon::Timesyncd => {
-            "echo @@show-timesync; timedatectl show-timesync --all 2>&1; echo @@show; timedatectl show 2>&1"
+            "echo @@show-timesync; timedatectl show-timesync --all 2>&1; echo @@show; timedatectl show 2>&1; \
+             echo @@timesync-status; timedatectl timesync-status 2>&1"
         }
         Daemon::Chrony => "echo @@tracking; chronyc -n tracking 2>&1",
     };
@@ -132,7 +133,11 @@ pub fn parse_daemon_state(daemon: Daemon, output: &str) -> (String, DaemonView) 
             .map_or("", |(_, t)| t.as_str())
     };
     let view = match daemon {
-        Daemon::Timesyncd => clock::timesyncd_view(section("show-timesync"), section("show")),
+        Daemon::Timesyncd => clock::timesyncd_view(
+            section("show-timesync"),
+            section("show"),
+            section("timesync-status"),
+        ),
         Daemon::Chrony => clock::chrony_view(section("tracking")),
     };
     (unit_state, view)

@@ -56,21 +56,30 @@ pub fn parse_properties(text: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// timesyncd's view from `timedatectl show-timesync --all` and `timedatectl show`.
+/// timesyncd's view from `timedatectl show-timesync --all`, `timedatectl show` and
+/// `timedatectl timesync-status` (the only one that prints the last measured offset).
 #[must_use]
-pub fn timesyncd_view(show_timesync: &str, show: &str) -> DaemonView {
+pub fn timesyncd_view(show_timesync: &str, show: &str, timesync_status: &str) -> DaemonView {
     let timesync = parse_properties(show_timesync);
     let system = parse_properties(show);
     let non_empty = |key: &str| timesync.get(key).filter(|v| !v.is_empty()).cloned();
-    let server = non_empty("ServerName").or_else(|| non_empty("ServerAddress"));
+    // ServerName is set while timesyncd is still trying a name; only an address means a server
+    // answered. Report the name as configured (what the inventory wrote in NTP=).
+    let server = non_empty("ServerAddress")
+        .and(non_empty("ServerName").or_else(|| non_empty("ServerAddress")));
     let message = timesync
         .get("NTPMessage")
         .map(|m| parse_ntp_message(m))
         .unwrap_or_default();
+    let status: BTreeMap<String, String> = timesync_status
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
     DaemonView {
         synchronized: system.get("NTPSynchronized").is_some_and(|v| v == "yes"),
         server,
-        offset_seconds: ntp_offset(&message),
+        offset_seconds: status.get("Offset").and_then(|v| parse_timespan(v)),
         stratum: message.get("Stratum").and_then(|s| s.parse().ok()),
         leap_status: message.get("Leap").cloned(),
     }
@@ -86,19 +95,24 @@ fn parse_ntp_message(text: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// The NTP offset from the four timestamps of timesyncd's last exchange, when they are given as
-/// microseconds (`timedatectl show-timesync` prints the raw values).
-fn ntp_offset(message: &BTreeMap<String, String>) -> Option<f64> {
-    let get = |key: &str| message.get(key).and_then(|v| v.parse::<f64>().ok());
-    let (t1, t2, t3, t4) = (
-        get("OriginateTimestamp")?,
-        get("ReceiveTimestamp")?,
-        get("TransmitTimestamp")?,
-        get("DestinationTimestamp")?,
-    );
-    // Server time minus client time: positive means the client is slow. Report it the other
-    // way round, like chrony ("fast" is positive), so both daemons read alike.
-    Some(-((t2 - t1) + (t3 - t4)) / 2.0 / 1e6)
+/// A systemd time span as timedatectl prints offsets: `-1.987251s`, `+12.949ms`, `850us`, `0`.
+#[must_use]
+pub fn parse_timespan(text: &str) -> Option<f64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| c.is_ascii_alphabetic() || c == '\u{b5}')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number.trim_start_matches('+').parse().ok()?;
+    let scale = match unit {
+        "" | "s" => 1.0,
+        "ms" => 1e-3,
+        "us" | "\u{b5}s" => 1e-6,
+        "ns" => 1e-9,
+        "min" => 60.0,
+        _ => return None,
+    };
+    Some(value * scale)
 }
 
 /// chrony's view from `chronyc -n tracking`.
@@ -266,6 +280,59 @@ mod tests {
         assert!((best.offset - 2.0).abs() < 1e-9, "{best:?}");
         assert!((best.uncertainty - 0.01).abs() < 1e-9);
         assert_eq!(best_offset(&[]), None);
+    }
+
+    fn fixture(name: &str) -> String {
+        std::fs::read_to_string(format!(
+            "{}/tests/fixtures/daemon/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn timesyncd_views_from_the_lab() {
+        let synced = timesyncd_view(
+            &fixture("timesyncd-show-timesync.synced.txt"),
+            &fixture("timedatectl-show.synced.txt"),
+            &fixture("timesyncd-timesync-status.synced.txt"),
+        );
+        assert!(synced.synchronized);
+        assert_eq!(synced.server.as_deref(), Some("192.168.6.200"));
+        assert_eq!(synced.stratum, Some(10));
+        assert!((synced.offset_seconds.unwrap() + 1.987_251).abs() < 1e-9);
+        let unsynced = timesyncd_view(
+            &fixture("timesyncd-show-timesync.unsynced.txt"),
+            &fixture("timedatectl-show.unsynced.txt"),
+            &fixture("timesyncd-timesync-status.unsynced.txt"),
+        );
+        assert!(!unsynced.synchronized);
+        assert_eq!(
+            unsynced.server, None,
+            "a name still being tried is not a server"
+        );
+        assert_eq!(unsynced.offset_seconds, None);
+    }
+
+    #[test]
+    fn chrony_views_from_the_lab() {
+        let serving = chrony_view(&fixture("chrony-tracking.txt"));
+        assert!(serving.synchronized);
+        assert_eq!(serving.server.as_deref(), Some("local"));
+        assert_eq!(serving.stratum, Some(10));
+        let stock = chrony_view(&fixture("chrony-tracking.unconfigured.txt"));
+        assert!(!stock.synchronized);
+        assert_eq!(stock.server, None);
+        assert_eq!(stock.leap_status.as_deref(), Some("Not synchronised"));
+    }
+
+    #[test]
+    fn timespans() {
+        assert_eq!(parse_timespan("-1.5s"), Some(-1.5));
+        assert_eq!(parse_timespan("+12ms"), Some(0.012));
+        assert_eq!(parse_timespan("0"), Some(0.0));
+        assert!((parse_timespan("850us").unwrap() - 0.000_85).abs() < 1e-12);
+        assert_eq!(parse_timespan("soon"), None);
     }
 
     #[test]
