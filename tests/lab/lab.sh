@@ -14,11 +14,12 @@
 # Usage:
 #   lab.sh deps                      apt-get install what the lab needs (idempotent)
 #   lab.sh build                     build or refresh the cached images
-#   lab.sh up DIR [--skews "2 -5 11"] [--only zcloud,z-b-data-1]
+#   lab.sh up DIR [--skews "2 -5 11"] [--only zcloud,z-b-data-1] [--no-trim]
 #                                    boot the VMs; write DIR/{netns,id_ed25519,
 #                                    known_hosts,inventory.yaml,ssh_config,
 #                                    skews.tsv,VM.pid,VM.console.log}
-#   lab.sh down DIR                  stop the VMs recorded in DIR, delete the netns
+#   lab.sh down DIR                  stop the VMs recorded in DIR (by PID), delete
+#                                    the netns and the run disks; keeps the logs
 #   lab.sh exec DIR CMD...           run CMD inside the lab's network namespace
 #   lab.sh ssh DIR VM [CMD...]       ssh to VM (by name) from inside the namespace
 #   lab.sh offset DIR VM...          print "VM offset_s uncertainty_s" (VM clock
@@ -28,14 +29,23 @@
 #
 # --skews gives the clients' clock skews in seconds, in order (z-b-data-1..3);
 # zcloud starts unskewed.  --only boots a subset (zcloud is always in the
-# inventory: the clients' NTP server).
+# inventory: the clients' NTP server).  A VM's clock starts skewed from its
+# boot on (qemu -rtc base=), but the RTC counts whole seconds, so the offset
+# at boot is only within about 1 s of the requested one; `up` then steps each
+# clock (clock_settime over ssh) to the requested offset within about 2 ms,
+# unless --no-trim.  DIR/skews.tsv has both.  A VM whose kernel panics at boot
+# is booted once more.
 #
 # Environment:
 #   CLOCKPROV_LAB_CACHE    image cache (default /var/tmp/clockprov-lab-cache);
 #                          keyed on a hash of this script's recipe section and
 #                          files/, rebuilt only when those change
-#   CLOCKPROV_LAB_TIMEOUT  seconds `up` waits for every VM to answer ssh (240)
+#   CLOCKPROV_LAB_TIMEOUT  seconds `up` waits for every VM to answer ssh (300;
+#                          4 VMs take 30-50 s on a quiet 2-core machine, up to
+#                          about 280 s on one saturated by other work)
 #   CLOCKPROV_LAB_MEM      MiB of memory per VM (512)
+#   CLOCKPROV_LAB_ACCEL    qemu -accel value (tcg: on this project's machines
+#                          kvm hangs the guest)
 #
 # stdout carries data only (offset, and whatever CMD prints); logs go to stderr.
 set -euo pipefail
@@ -48,13 +58,17 @@ HERE=$(cd "$HERE" && pwd -P)
 SELF=$HERE/${BASH_SOURCE[0]##*/}
 FILES=$HERE/files
 CACHE=${CLOCKPROV_LAB_CACHE:-/var/tmp/clockprov-lab-cache}
-TIMEOUT=${CLOCKPROV_LAB_TIMEOUT:-240}
+TIMEOUT=${CLOCKPROV_LAB_TIMEOUT:-300}
 MEM=${CLOCKPROV_LAB_MEM:-512}
+ACCEL=${CLOCKPROV_LAB_ACCEL:-tcg}
 QEMU=qemu-system-x86_64
 
 # ------------------------------------------------------------------ logging ---
 
-log() { printf '%(%H:%M:%S)T.%s %s: %s\n' -1 "${EPOCHREALTIME#*.}" "$PROG" "$*" >&2; }
+log() {
+    local t=$EPOCHREALTIME
+    printf '%(%H:%M:%S)T.%s %s: %s\n' "${t%.*}" "${t:${#t}-6:3}" "$PROG" "$*" >&2
+}
 die() { log "error: $*"; exit 1; }
 usage() {
     sed -n 's/^# \{0,1\}//; /^Usage:/,/^stdout carries/p' "$SELF" | sed '$d' >&2
@@ -80,7 +94,18 @@ IMAGE_SIZE=2G
 # Units a lab VM does not need: they only slow the boot down or touch the disk.
 MASK=(apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer e2scrub_all.timer
     e2scrub_reap.service fstrim.timer systemd-networkd-wait-online.service
-    getty@tty1.service systemd-pstore.service)
+    getty@tty1.service systemd-pstore.service systemd-logind.service
+    dev-hugepages.mount dev-mqueue.mount sys-kernel-debug.mount sys-kernel-tracing.mount
+    sys-fs-fuse-connections.mount sys-kernel-config.mount kmod-static-nodes.service
+    modprobe@drm.service modprobe@dm_mod.service modprobe@fuse.service modprobe@loop.service
+    modprobe@configfs.service modprobe@efi_pstore.service systemd-network-generator.service)
+# systemd generators a lab VM does not need (each costs an exec at every boot).
+MASK_GENERATORS=(systemd-cryptsetup-generator systemd-debug-generator systemd-gpt-auto-generator
+    systemd-hibernate-resume-generator systemd-integritysetup-generator
+    systemd-rc-local-generator systemd-run-generator systemd-system-update-generator
+    systemd-sysv-generator systemd-veritysetup-generator)
+# What the initrd loads (with their dependencies and soft dependencies).
+INITRD_MODULES=(virtio_pci virtio_blk virtio_net virtio_rng ext4)
 # Kernel module trees a virtio VM never loads (the rest of /lib/modules is copied).
 MODULE_EXCLUDES=(kernel/sound kernel/drivers/gpu kernel/drivers/media kernel/drivers/infiniband
     kernel/drivers/net/wireless kernel/drivers/net/ethernet kernel/drivers/usb kernel/drivers/iio
@@ -108,15 +133,40 @@ bootstrap() {
         "$@" "$SUITE" "$root" "$(apt_sources)" </dev/null >"$logfile" 2>&1
 }
 
-# build_kernel TREE LOG: Debian's kernel, with a small initrd (files/kernel).
+# build_kernel TREE LOG: Debian's kernel (its own initrd is not made: see make_initrd).
 build_kernel() {
-    bootstrap "$1" "$2" linux-image-amd64 \
-        --essential-hook="tar -C '$FILES/kernel' -c . | tar -C \"\$1\" -x --no-same-owner --no-overwrite-dir"
+    bootstrap "$1" "$2" linux-image-amd64,busybox-static,cpio \
+        --dpkgopt='path-exclude=/etc/kernel/postinst.d/initramfs-tools'
 }
 
-# customize ROOT ROLE KERNEL_TREE PUBKEY: make a bootstrapped tree a lab image.
+# make_initrd KERNEL_TREE OUT: a small initrd: static busybox, files/initrd/init,
+# and the modules that find and mount a virtio ext4 root disk, in load order.
+make_initrd() {
+    local ktree=$1 out=$2 kver ird line path ko
+    kver=$(kernel_version "$ktree")
+    ird=$ktree/tmp/initrd
+    rm -rf "$ird"
+    mkdir -p "$ird"/{bin,dev,proc,sys,root,lib/modules}
+    cp "$ktree/bin/busybox" "$ird/bin/busybox"
+    install -m 755 "$FILES/initrd/init" "$ird/init"
+    : >"$ird/modules"
+    while read -r line; do
+        [[ $line == insmod\ * ]] || continue
+        path=${line#insmod }
+        path=${path%% *}
+        ko=${path##*/}
+        grep -qxF "$ko" "$ird/modules" && continue
+        cp "$ktree$path" "$ird/lib/modules/$ko"
+        printf '%s\n' "$ko" >>"$ird/modules"
+    done < <(chroot "$ktree" modprobe -S "$kver" --show-depends -a "${INITRD_MODULES[@]}")
+    # Uncompressed: unpacking is the slow part under TCG, not reading.
+    chroot "$ktree" sh -c 'cd /tmp/initrd && find . | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0' >"$out"
+    rm -rf "$ird"
+}
+
+# customize ROOT KERNEL_TREE PUBKEY: make a bootstrapped tree a lab image.
 customize() {
-    local root=$1 role=$2 ktree=$3 pubkey=$4 vm kver
+    local root=$1 ktree=$2 pubkey=$3 vm kver
     # Configuration shared by both images.
     tar -C "$FILES/common" -c . | tar -C "$root" -x --no-same-owner --no-overwrite-dir
     printf 'localhost\n' >"$root/etc/hostname" # the real name: systemd.hostname=
@@ -132,10 +182,15 @@ customize() {
     done
     install -d -m 700 "$root/root/.ssh"
     install -m 600 "$pubkey" "$root/root/.ssh/authorized_keys"
-    # A fixed machine-id: not a first boot (no preset-all) on every run.
+    # A machine-id, so that no boot is a first boot (no preset-all); each VM
+    # gets its own from the kernel command line (systemd.machine_id=).
     printf '%s\n' 6c61626d616368696e65000000000000 >"$root/etc/machine-id"
     chroot "$root" systemctl -q enable systemd-networkd.service
     chroot "$root" systemctl -q mask "${MASK[@]}"
+    mkdir -p "$root/etc/systemd/system-generators"
+    for vm in "${MASK_GENERATORS[@]}"; do
+        ln -sfn /dev/null "$root/etc/systemd/system-generators/$vm"
+    done
     # State that would differ between clones or move the clock at boot.
     rm -f "$root"/etc/ssh/ssh_host_* "$root/var/lib/systemd/random-seed"
     rm -rf "$root/var/lib/systemd/timesync" "$root/var/lib/chrony"/*.drift
@@ -146,7 +201,6 @@ customize() {
     tar -C "$ktree/usr/lib/modules" -c "${MODULE_EXCLUDES[@]/#/--exclude=$kver/}" "$kver" |
         tar -C "$root/usr/lib/modules" -x
     chroot "$root" depmod -a "$kver"
-    : "$role"
 }
 
 kernel_version() {
@@ -223,6 +277,7 @@ build_images() {
     local t0 work t
     t0=$(now)
     log "building images into $dest (recipe changed or cache empty)"
+    rm -rf "$CACHE"/build.* # an interrupted build's (the lock is ours)
     work=$(mktemp -d "$CACHE/build.XXXXXX")
     # shellcheck disable=SC2064 # expand now: the trap must remove this build's directory
     trap "rm -rf '$work'" EXIT
@@ -246,10 +301,10 @@ build_images() {
     local kver role
     kver=$(kernel_version "$work/kernel")
     cp "$work/kernel/boot/vmlinuz-$kver" "$work/vmlinuz"
-    cp "$work/kernel/boot/initrd.img-$kver" "$work/initrd.img"
+    make_initrd "$work/kernel" "$work/initrd.img"
     for role in server client; do
         t=$(now)
-        customize "$work/$role" "$role" "$work/kernel" "$work/lab_ed25519.pub"
+        customize "$work/$role" "$work/kernel" "$work/lab_ed25519.pub"
         make_disk "$work/$role" "$work/$role.raw"
         chmod 444 "$work/$role.raw"
         log "$role image: $(du -sh --apparent-size "$work/$role" | cut -f1) of files, $(du -sh "$work/$role.raw" | cut -f1) on disk, in $(elapsed "$t") s"
@@ -257,8 +312,10 @@ build_images() {
     {
         printf 'recipe %s\nbuilt %(%Y-%m-%dT%H:%M:%SZ)T\nkernel %s\n' "$(recipe_hash)" -1 "$kver"
         for role in server client; do
+            printf '%s image:' "$role"
             # shellcheck disable=SC2016 # dpkg-query's own ${field} syntax
-            chroot "$work/$role" dpkg-query -W -f='${Package} ${Version}\n' "${DAEMON[$role]}" systemd openssh-server
+            chroot "$work/$role" dpkg-query -W -f=' ${Package} ${Version}' "${DAEMON[$role]}" systemd openssh-server
+            printf '\n'
         done
     } >"$work/versions.txt"
     rm -rf "$work/kernel" "$work/server" "$work/client"
@@ -294,11 +351,12 @@ netns_of() {
 
 vm_known() { [[ -n ${ADDR[$1]+x} ]]; }
 
+# ssh_opts DIR [KNOWN_HOSTS]: the options for ssh to a lab VM, one a line.
 ssh_opts() {
-    local dir=$1
+    local dir=$1 known_hosts=${2:-$1/known_hosts}
     printf '%s\n' -F /dev/null -i "$dir/id_ed25519" -o IdentitiesOnly=yes \
-        -o UserKnownHostsFile="$dir/known_hosts" -o GlobalKnownHostsFile=/dev/null \
-        -o StrictHostKeyChecking=yes -o BatchMode=yes -o LogLevel=ERROR -o ConnectTimeout=5 \
+        -o UserKnownHostsFile="$known_hosts" -o GlobalKnownHostsFile=/dev/null \
+        -o StrictHostKeyChecking=yes -o BatchMode=yes -o LogLevel=ERROR -o ConnectTimeout=20 \
         -o ServerAliveInterval=5 -o ServerAliveCountMax=6 -l root
 }
 
@@ -325,7 +383,7 @@ qemu_pid() {
 
 cmd_up() {
     (($# >= 1)) || usage
-    local dir=$1 skews="2 -5 11" only=""
+    local dir=$1 skews="2 -5 11" only="" trim=1
     shift
     while (($#)); do
         case $1 in
@@ -333,6 +391,7 @@ cmd_up() {
             --skews=*) skews=${1#*=}; shift ;;
             --only) (($# >= 2)) || usage; only=$2; shift 2 ;;
             --only=*) only=${1#*=}; shift ;;
+            --no-trim) trim=0; shift ;;
             *) usage ;;
         esac
     done
@@ -367,11 +426,12 @@ cmd_up() {
     # From here on, a failure tears down what was started.
     UP_DIR=$dir
     trap 'up_failed' EXIT
+    trap 'exit 130' INT TERM HUP
     local ns
     ns=cplab-$(printf '%x%04x' "$$" "$RANDOM")
     [[ ! -e /run/netns/$ns ]] || die "netns $ns exists already"
     printf '%s\n' "$ns" >"$dir/netns"
-    rm -f "$dir"/*.pid "$dir"/*.console.log "$dir"/*.qcow2 "$dir/known_hosts" "$dir/inventory.yaml"
+    rm -f "$dir"/*.pid "$dir"/*.console.log "$dir"/*.console.log.1 "$dir"/*.qcow2 "$dir/known_hosts" "$dir/inventory.yaml"
     install -m 600 "$images/lab_ed25519" "$dir/id_ed25519"
     install -m 644 "$images/lab_ed25519.pub" "$dir/id_ed25519.pub"
     : >"$dir/known_hosts"
@@ -388,21 +448,28 @@ cmd_up() {
     for vm in "${list[@]}"; do
         start_vm "$dir" "$ns" "$images" "$vm" "${skew[$vm]}"
     done
-    wait_ready "$dir" "$ns" "$t0" "${list[@]}"
+    local skews_kv=""
+    for vm in "${list[@]}"; do skews_kv+="$vm=${skew[$vm]} "; done
+    wait_ready "$dir" "$ns" "$t0" "$images" "$skews_kv" "${list[@]}"
     write_inventory "$dir" "$ns" "${list[@]}"
     write_ssh_config "$dir"
-    # How far off each VM's clock really is, after its boot.
+    # How far off each VM's clock really is after its boot (the RTC has whole
+    # seconds), then trimmed to exactly the requested offset.
     {
-        printf 'vm\trequested_s\tmeasured_s\tuncertainty_s\n'
-        local line
+        printf 'vm\trequested_s\tat_boot_s\tmeasured_s\tuncertainty_s\n'
+        local m
         for vm in "${list[@]}"; do
-            line=$(measure_offset "$dir" "$ns" "$vm")
-            printf '%s\t%s\t%s\n' "$vm" "${skew[$vm]}" "${line// /$'\t'}"
+            if ((trim)); then
+                m=$(measure_offset "$dir" "$ns" "$vm" "${skew[$vm]}")
+            else
+                m=$(measure_offset "$dir" "$ns" "$vm")
+            fi
+            printf '%s\t%s\t%s\n' "$vm" "${skew[$vm]}" "${m// /$'\t'}"
         done
     } >"$dir/skews.tsv"
-    log "clock offsets after boot (requested, measured, uncertainty):"
+    log "clock offsets from this machine's clock:"
     column -t <"$dir/skews.tsv" | sed 's/^/    /' >&2
-    trap - EXIT
+    trap - EXIT INT TERM HUP
     log "lab up in $(elapsed "$t0") s: $dir (netns $ns)"
 }
 
@@ -410,8 +477,9 @@ tap_of() { printf 'tap-%s' "$1"; }
 
 # start_vm DIR NS IMAGES VM OFFSET: boot VM on a fresh overlay of its role's image.
 start_vm() {
-    local dir=$1 ns=$2 images=$3 vm=$4 offset=$5 role frac base
+    local dir=$1 ns=$2 images=$3 vm=$4 offset=$5 role frac base machine_id
     role=${ROLE[$vm]}
+    machine_id=$(printf '%s' "$vm" | md5sum | cut -c1-32) # each VM its own, the same every run
     rm -f "$dir/$vm.qcow2" "$dir/$vm.pid"
     qemu-img create -q -f qcow2 -b "$images/$role.raw" -F raw "$dir/$vm.qcow2"
     : >"$dir/$vm.console.log"
@@ -423,9 +491,9 @@ start_vm() {
     fi
     base=$(date -u -d "@$((${EPOCHREALTIME%.*} + offset))" +%Y-%m-%dT%H:%M:%S)
     ip netns exec "$ns" "$QEMU" \
-        -name "$vm" -accel tcg -machine pc -m "$MEM" -smp 1 -nodefaults -display none \
+        -name "$vm" -accel "$ACCEL" -machine pc -m "$MEM" -smp 1 -nodefaults -display none \
         -kernel "$images/vmlinuz" -initrd "$images/initrd.img" \
-        -append "root=/dev/vda rw rootfstype=ext4 console=ttyS0 systemd.hostname=$vm quiet panic=-1 mitigations=off" \
+        -append "root=/dev/vda rw rootfstype=ext4 console=ttyS0 systemd.hostname=$vm systemd.machine_id=$machine_id quiet panic=-1 mitigations=off no_timer_check" \
         -drive "file=$dir/$vm.qcow2,if=virtio,format=qcow2,cache=unsafe,discard=unmap" \
         -netdev "tap,id=net0,ifname=$(tap_of "$vm"),script=no,downscript=no" \
         -device "virtio-net-pci,netdev=net0,mac=${MAC[$vm]},romfile=" \
@@ -436,59 +504,88 @@ start_vm() {
     log "started $vm (${ADDR[$vm]}, $role, clock $(printf '%+d' "$offset") s): pid $(<"$dir/$vm.pid")"
 }
 
-# wait_ready DIR NS T0 VM...: until every VM answers ssh with the lab key; then
-# DIR/known_hosts holds their host keys.  Bounded by $TIMEOUT seconds.
+# wait_ready DIR NS T0 IMAGES SKEWS VM...: until every VM answers ssh with the
+# lab key (each VM polled by its own background loop); then DIR/known_hosts
+# holds their host keys, in VM order.  Bounded by $TIMEOUT seconds.  SKEWS:
+# "VM=SECONDS ..." (for a VM booted again).
 wait_ready() {
-    local dir=$1 ns=$2 t0=$3
-    shift 3
-    local -A keys=()
-    local pending=("$@") vm key deadline=$((${EPOCHREALTIME%.*} + TIMEOUT))
-    while ((${#pending[@]})); do
-        local still=()
-        for vm in "${pending[@]}"; do
-            if ! qemu_pid "$dir" "$vm" >/dev/null; then
-                log "$vm: qemu exited before the VM answered ssh"
-                FAILED_VMS+=("$vm")
-                return 1
-            fi
-            if [[ -z ${keys[$vm]:-} ]]; then
-                key=$(ip netns exec "$ns" ssh-keyscan -T 2 -t ed25519 "${ADDR[$vm]}" 2>/dev/null | grep -v '^#' || true)
-                if [[ -n $key ]]; then
-                    keys[$vm]=$key
-                    printf '%s\n' "$key" >>"$dir/known_hosts"
-                fi
-            fi
-            if [[ -n ${keys[$vm]:-} ]] && vm_ssh "$dir" "$ns" "$vm" true </dev/null 2>/dev/null; then
-                log "$vm answers ssh after $(elapsed "$t0") s"
-            else
-                still+=("$vm")
-            fi
-        done
-        pending=("${still[@]}")
-        ((${#pending[@]})) || break
-        if ((${EPOCHREALTIME%.*} >= deadline)); then
-            log "not answering ssh after $TIMEOUT s: ${pending[*]}"
-            FAILED_VMS+=("${pending[@]}")
-            return 1
-        fi
-        sleep 2
+    local dir=$1 ns=$2 t0=$3 images=$4 kv
+    local -A skew=()
+    for kv in $5; do skew[${kv%%=*}]=${kv#*=}; done
+    shift 5
+    local deadline=$((${EPOCHREALTIME%.*} + TIMEOUT)) vm failed=()
+    local -A pid=()
+    for vm in "$@"; do
+        rm -f "$dir/.$vm.hostkey"
+        wait_one "$dir" "$ns" "$t0" "$deadline" "$vm" "$images" "${skew[$vm]}" &
+        pid[$vm]=$!
+        WAITERS+=("$!")
     done
+    for vm in "$@"; do
+        wait "${pid[$vm]}" || failed+=("$vm")
+    done
+    : >"$dir/known_hosts"
+    for vm in "$@"; do
+        if [[ -f $dir/.$vm.hostkey ]]; then
+            cat "$dir/.$vm.hostkey" >>"$dir/known_hosts"
+            rm -f "$dir/.$vm.hostkey"
+        fi
+    done
+    if ((${#failed[@]})); then
+        FAILED_VMS+=("${failed[@]}")
+        return 1
+    fi
+}
+
+# wait_one DIR NS T0 DEADLINE VM IMAGES OFFSET: poll VM until it answers ssh; its
+# host key (from ssh-keyscan inside the namespace) goes to DIR/.VM.hostkey.  A
+# VM whose qemu exits (a kernel panic: -no-reboot) is booted once more, on a
+# fresh disk; its first console log is kept as VM.console.log.1.
+wait_one() {
+    local dir=$1 ns=$2 t0=$3 deadline=$4 vm=$5 images=$6 offset=$7 key="" opts boots=1
+    mapfile -t opts < <(ssh_opts "$dir" "$dir/.$vm.hostkey")
+    while ((${EPOCHREALTIME%.*} < deadline)); do
+        if ! qemu_pid "$dir" "$vm" >/dev/null; then
+            log "$vm: qemu exited before the VM answered ssh; console: $(grep -a -m1 -i -E 'panic|error' "$dir/$vm.console.log" | tr -d '\r' || true)"
+            ((boots < 2)) || return 1
+            boots=$((boots + 1))
+            mv -f "$dir/$vm.console.log" "$dir/$vm.console.log.1"
+            start_vm "$dir" "$ns" "$images" "$vm" "$offset" || return 1
+            continue
+        fi
+        if [[ -z $key ]]; then
+            key=$(ip netns exec "$ns" ssh-keyscan -T 15 -t ed25519 "${ADDR[$vm]}" 2>/dev/null | grep -v '^#' || true)
+            [[ -z $key ]] || printf '%s\n' "$key" >"$dir/.$vm.hostkey"
+        fi
+        if [[ -n $key ]] && ip netns exec "$ns" ssh "${opts[@]}" "${ADDR[$vm]}" true </dev/null 2>/dev/null; then
+            log "$vm answers ssh after $(elapsed "$t0") s"
+            return 0
+        fi
+        sleep 1
+    done
+    log "$vm: not answering ssh after $TIMEOUT s"
+    return 1
 }
 
 FAILED_VMS=()
+WAITERS=() # wait_one loops, stopped if up fails
 UP_DIR=
 
 up_failed() {
     local rc=$? vm
-    trap - EXIT
+    trap - EXIT INT TERM HUP
     [[ -n $UP_DIR ]] || exit "$rc"
     log "up failed (exit $rc); console log tails:"
+    ((${#FAILED_VMS[@]})) || FAILED_VMS=("${VMS[@]}")
     for vm in "${FAILED_VMS[@]}"; do
         if [[ -f $UP_DIR/$vm.console.log ]]; then
             printf -- '----- %s (%s)\n' "$vm" "$UP_DIR/$vm.console.log" >&2
             tail -n 40 "$UP_DIR/$vm.console.log" | tr -d '\r' >&2
         fi
     done
+    if ((${#WAITERS[@]})); then
+        kill "${WAITERS[@]}" 2>/dev/null || true
+    fi
     teardown "$UP_DIR" || true
     exit $((rc ? rc : 1))
 }
@@ -526,39 +623,115 @@ write_ssh_config() {
 
 # --------------------------------------------------------------- offsets ---
 
-# measure_offset DIR NS VM: prints "OFFSET UNCERTAINTY" (seconds): the VM's clock
-# minus this machine's.  One ssh session; the VM answers each line with bash's
-# $EPOCHREALTIME (no fork); the sample with the shortest round trip wins.
+# measure_offset DIR NS VM [TARGET]: prints "AT_START OFFSET UNCERTAINTY" (in
+# seconds: the VM's clock minus this machine's, first and last, and the last
+# one's uncertainty).  With TARGET, steps the VM's clock in between until it is
+# TARGET seconds off (to about 2 ms).  One ssh session: the VM answers each line
+# with bash's $EPOCHREALTIME (no fork); the sample with the shortest round trip
+# wins.  A step adds the correction to the VM's clock inside one process (perl:
+# clock_gettime, then clock_settime), so the time perl takes to start is not lost.
 measure_offset() {
-    local dir=$1 ns=$2 vm=$3 opts i t0 t1 g samples=""
-    mapfile -t opts < <(ssh_opts "$dir")
-    # shellcheck disable=SC2016 # $EPOCHREALTIME is the VM's
-    coproc PROBE { ip netns exec "$ns" ssh "${opts[@]}" "${ADDR[$vm]}" -- \
-        'echo ready; while read -r _; do echo "$EPOCHREALTIME"; done'; }
-    read -r -t 30 g <&"${PROBE[0]}" || { kill "$PROBE_PID" 2>/dev/null || true; die "$vm: no answer from the offset probe"; }
-    for i in 1 2 3 4 5 6 7 8; do
-        t0=$EPOCHREALTIME
-        printf '\n' >&"${PROBE[1]}"
-        read -r -t 10 g <&"${PROBE[0]}" || break
-        t1=$EPOCHREALTIME
-        samples+="$t0 $g $t1"$'\n'
+    local try
+    for try in 1 2 3; do
+        if measure_offset_once "$@"; then
+            return 0
+        fi
+        log "$3: offset probe failed (try $try of 3)"
+        sleep 2
     done
-    eval "exec ${PROBE[1]}>&-"
+    die "$3: cannot measure its clock offset"
+}
+
+# probe_sample IN OUT: round trips to the probe, 8 or (while the shortest is
+# over 8 ms: a busy machine) up to 32; prints "OFFSET_US UNCERTAINTY_US" from
+# the shortest.
+probe_sample() {
+    local in=$1 out=$2 i t0 t1 g rtt best=-1 off=0
+    for ((i = 1; i <= 32; i++)); do
+        t0=${EPOCHREALTIME/./}
+        printf 'time\n' >&"$out" || return 1
+        read -r -t 20 g <&"$in" || return 1
+        t1=${EPOCHREALTIME/./}
+        [[ $g =~ ^[0-9]+\.[0-9]{6}$ ]] || return 1
+        rtt=$((t1 - t0))
+        if ((best < 0 || rtt < best)); then
+            best=$rtt
+            off=$((10#${g/./} - (t0 + t1) / 2))
+        fi
+        ((i < 8 || best > 8000)) || break
+    done
+    printf '%d %d\n' "$off" $((best / 2))
+}
+
+# us_to_s MICROSECONDS: as seconds, "-1.000250".
+us_to_s() {
+    local us=$1 sign=""
+    if ((us < 0)); then
+        sign=-
+        us=$((-us))
+    fi
+    printf '%s%d.%06d' "$sign" $((us / 1000000)) $((us % 1000000))
+}
+
+# What the VM runs for measure_offset: "time" -> its clock; "step US" -> add US
+# microseconds to its clock (x86_64 syscalls 227/228: clock_settime/gettime),
+# then its clock.
+IFS= read -r -d '' PROBE_SCRIPT <<'EOF' || true
+step() {
+    perl -e 'use integer; my $d = shift; my $ts = pack("q2", 0, 0);
+        syscall(228, 0, $ts) == 0 or die "clock_gettime: $!\n";
+        my ($s, $n) = unpack("q2", $ts); my $t = $s * 1000000000 + $n + $d * 1000;
+        syscall(227, 0, pack("q2", $t / 1000000000, $t % 1000000000)) == 0 or die "clock_settime: $!\n";' -- "$1"
+}
+echo ready
+while read -r cmd us; do
+    if [ "$cmd" = step ]; then step "$us"; fi
+    echo "$EPOCHREALTIME"
+done
+EOF
+
+measure_offset_once() {
+    local dir=$1 ns=$2 vm=$3 target=${4:-} opts g in out first off unc round delta ok=1
+    mapfile -t opts < <(ssh_opts "$dir")
+    coproc PROBE { exec ip netns exec "$ns" ssh "${opts[@]}" "${ADDR[$vm]}" -- "$PROBE_SCRIPT"; }
+    in=${PROBE[0]} out=${PROBE[1]}
+    if read -r -t 30 g <&"$in" && [[ $g == ready ]] && first=$(probe_sample "$in" "$out"); then
+        read -r off unc <<<"$first"
+        if [[ -n $target ]]; then
+            for round in 1 2 3 4 5 6; do
+                delta=$((target * 1000000 - off)) # microseconds to add, unless within 2 ms
+                ((delta <= -2000 || delta >= 2000)) || break
+                if ! { printf 'step %s\n' "$delta" >&"$out" && read -r -t 20 g <&"$in" && g=$(probe_sample "$in" "$out"); }; then
+                    ok=0
+                    break
+                fi
+                read -r off unc <<<"$g"
+                : "$round"
+            done
+            if ((ok && (target * 1000000 - off <= -2000 || target * 1000000 - off >= 2000))); then
+                log "warning: $vm is $(us_to_s "$off") s off, not $target s (uncertainty $(us_to_s "$unc") s: a busy machine)"
+            fi
+        fi
+    else
+        ok=0
+    fi
+    kill "$PROBE_PID" 2>/dev/null || true
+    eval "exec $out>&- $in<&-"
     wait "$PROBE_PID" 2>/dev/null || true
-    [[ -n $samples ]] || die "$vm: no offset samples"
-    awk 'NF == 3 { rtt = $3 - $1; if (best == "" || rtt < best) { best = rtt; off = $2 - ($1 + $3) / 2 } }
-         END { printf "%.6f %.6f\n", off, best / 2 }' <<<"$samples"
+    ((ok)) || return 1
+    printf '%s %s %s\n' "$(us_to_s "${first% *}")" "$(us_to_s "$off")" "$(us_to_s "$unc")"
 }
 
 cmd_offset() {
     (($# >= 2)) || usage
-    local dir ns vm
+    local dir ns vm m
     dir=$(lab_dir "$1")
     shift
     ns=$(netns_of "$dir")
     for vm in "$@"; do
         vm_known "$vm" || die "no VM named '$vm'"
-        printf '%s %s\n' "$vm" "$(measure_offset "$dir" "$ns" "$vm")"
+        m=$(measure_offset "$dir" "$ns" "$vm")
+        printf '%s %s\n' "$vm" "${m#* }"
     done
 }
 
@@ -643,7 +816,7 @@ capture() {
 
 cmd_fixtures() {
     (($# == 2)) || usage
-    local dir ns out=$2 client=z-b-data-1 vm t0 t
+    local dir ns out=$2 client=z-b-data-1 vm t
     dir=$(lab_dir "$1")
     ns=$(netns_of "$dir")
     mkdir -p "$out"
@@ -663,34 +836,27 @@ cmd_fixtures() {
     capture "$dir" "$ns" zcloud "$out/chrony-clients.unconfigured.txt" chronyc -n clients
     local -A before=()
     for vm in z-b-data-1 z-b-data-2 z-b-data-3; do
-        before[$vm]=$(measure_offset "$dir" "$ns" "$vm")
+        t=$(measure_offset "$dir" "$ns" "$vm")
+        before[$vm]=${t#* }
     done
     # The seed's fix, by hand: allow the LAN and serve it without upstream.
     vm_ssh "$dir" "$ns" zcloud "printf '\n# clockprov lab (by hand, as in the seed)\nallow 192.168.6.0/24\nlocal stratum 10\n' >>/etc/chrony/chrony.conf && systemctl restart chrony" </dev/null
     log "zcloud: chrony allows 192.168.6.0/24, local stratum 10, restarted"
-    t0=$(now)
-    for vm in z-b-data-1 z-b-data-2 z-b-data-3; do
-        vm_ssh "$dir" "$ns" "$vm" "sed -i 's/^#\{0,1\}NTP=.*/NTP=${ADDR[zcloud]}/' /etc/systemd/timesyncd.conf && systemctl restart systemd-timesyncd" </dev/null
-    done
-    log "clients: NTP=${ADDR[zcloud]}, systemd-timesyncd restarted"
+    # One client after the other: point it at zcloud, restart, poll until synced.
     local -A synced=()
-    local pending=(z-b-data-1 z-b-data-2 z-b-data-3) still deadline=$((${EPOCHREALTIME%.*} + 300))
-    while ((${#pending[@]})); do
-        still=()
-        for vm in "${pending[@]}"; do
-            if [[ $(vm_ssh "$dir" "$ns" "$vm" timedatectl show -p NTPSynchronized --value </dev/null) == yes ]]; then
-                synced[$vm]=$(elapsed "$t0")
-                log "$vm synchronized after ${synced[$vm]} s"
-            else
-                still+=("$vm")
-            fi
+    local restarted deadline
+    for vm in z-b-data-1 z-b-data-2 z-b-data-3; do
+        restarted=$(now)
+        vm_ssh "$dir" "$ns" "$vm" "sed -i 's/^#\{0,1\}NTP=.*/NTP=${ADDR[zcloud]}/' /etc/systemd/timesyncd.conf && systemctl restart systemd-timesyncd" </dev/null
+        deadline=$((${EPOCHREALTIME%.*} + 300))
+        until [[ $(vm_ssh "$dir" "$ns" "$vm" timedatectl show -p NTPSynchronized --value </dev/null) == yes ]]; do
+            ((${EPOCHREALTIME%.*} < deadline)) || die "$vm: not synchronized 300 s after NTP=${ADDR[zcloud]}"
+            sleep 0.5
         done
-        pending=("${still[@]}")
-        ((${#pending[@]})) || break
-        ((${EPOCHREALTIME%.*} < deadline)) || die "not synchronized after 300 s: ${pending[*]}"
-        sleep 1
+        synced[$vm]=$(elapsed "$restarted")
+        log "$vm: NTP=${ADDR[zcloud]}, systemd-timesyncd restarted, synchronized after ${synced[$vm]} s"
     done
-    sleep 5 # let chrony see the clients' polls and timesyncd settle
+    sleep 5 # let timesyncd settle
     capture "$dir" "$ns" "$client" "$out/timesyncd-show-timesync.synced.txt" timedatectl show-timesync --all
     capture "$dir" "$ns" "$client" "$out/timedatectl-show.synced.txt" timedatectl show
     capture "$dir" "$ns" "$client" "$out/timesyncd-timesync-status.synced.txt" timedatectl timesync-status
@@ -703,17 +869,44 @@ cmd_fixtures() {
     capture "$dir" "$ns" zcloud "$out/chrony-sources.csv.txt" chronyc -c sources
     capture "$dir" "$ns" zcloud "$out/chrony-clients.csv.txt" chronyc -c clients
     capture "$dir" "$ns" zcloud "$out/chrony-journal.txt" journalctl -o short-monotonic --no-hostname -u chrony
+    # From each client's own journal (monotonic clock: steps do not move it):
+    # from "Starting systemd-timesyncd" (the restart) to its first sync.
     {
-        printf '# Clients pointed at zcloud by hand; time from restarting systemd-timesyncd to NTPSynchronized=yes,\n'
-        printf '# and each client'"'"'s offset (s) from this machine before and after (offset uncertainty).\n'
-        printf 'vm\tsync_s\toffset_before_s\tuncert_before_s\toffset_after_s\tuncert_after_s\n'
+        printf '# Clients pointed at zcloud by hand (NTP=, restart).  sync_s: from the restart of\n'
+        printf '# systemd-timesyncd to "Initial clock synchronization" (its journal, monotonic);\n'
+        printf '# polled_s: from the ssh that restarted it until "timedatectl show" said\n'
+        printf '# NTPSynchronized=yes (polled over ssh, each ssh about 1 s under TCG);\n'
+        printf '# offsets (s) of the client from this machine before and after, with uncertainty.\n'
+        printf 'vm\tsync_s\tpolled_s\toffset_before_s\tuncert_before_s\toffset_after_s\tuncert_after_s\n'
+        local journal_sync
         for vm in z-b-data-1 z-b-data-2 z-b-data-3; do
+            # shellcheck disable=SC2016 # awk's fields
+            journal_sync=$(vm_ssh "$dir" "$ns" "$vm" journalctl -o short-monotonic --no-hostname -u systemd-timesyncd </dev/null |
+                awk 'match($0, /[0-9]+\.[0-9]+/) { t = substr($0, RSTART, RLENGTH) }
+                     /Starting systemd-timesyncd/ { start = t; synced = "" }
+                     /Initial clock synchronization/ && synced == "" { synced = t - start }
+                     END { if (synced == "") print "-"; else printf "%.3f\n", synced }')
             t=$(measure_offset "$dir" "$ns" "$vm")
-            printf '%s\t%s\t%s\t%s\n' "$vm" "${synced[$vm]}" "${before[$vm]// /$'\t'}" "${t// /$'\t'}"
+            t=${t#* }
+            printf '%s\t%s\t%s\t%s\t%s\n' "$vm" "$journal_sync" "${synced[$vm]}" "${before[$vm]// /$'\t'}" "${t// /$'\t'}"
         done
     } >"$out/sync-times.tsv"
+    {
+        printf 'Captured by tests/lab/lab.sh fixtures on %(%Y-%m-%d)T from the VM lab (Debian 12 VMs under qemu TCG):\n' -1
+        printf '  zcloud      %s  chrony, stock /etc/chrony/chrony.conf (chrony.conf.stock.txt)\n' "${ADDR[zcloud]}"
+        printf '  z-b-data-1  %s  systemd-timesyncd, stock /etc/systemd/timesyncd.conf (timesyncd.conf.stock.txt)\n' "${ADDR[z-b-data-1]}"
+        printf 'Package versions:\n'
+        sed 's/^/  /' "$(images_dir)/versions.txt"
+        printf '\n*.unsynced.txt, *.unconfigured.txt: before any configuration (the seed'"'"'s problem:\n'
+        printf 'timesyncd cannot reach its Debian pool servers; chrony has no allow line and no source).\n'
+        printf 'Then by hand, as in the seed: on zcloud, "allow 192.168.6.0/24" and "local stratum 10"\n'
+        printf 'appended to chrony.conf, chrony restarted; on the clients, NTP=%s in timesyncd.conf,\n' "${ADDR[zcloud]}"
+        printf 'systemd-timesyncd restarted.  *.synced.txt and chrony-*.txt: after the clients synced.\n'
+        printf 'Timesyncd outputs are from z-b-data-1; *.csv.txt are chronyc -c.  Errors and non-zero exit\n'
+        printf 'statuses are kept in the files ("[exit status N]").  sync-times.tsv: how long the clients took.\n'
+    } >"$out/SOURCE.txt"
     log "sync times and offsets:"
-    column -t -s $'\t' <"$out/sync-times.tsv" | sed 's/^/    /' >&2
+    grep -v '^#' "$out/sync-times.tsv" | column -t -s $'\t' | sed 's/^/    /' >&2
 }
 
 # --------------------------------------------------------------------- main ---

@@ -1,0 +1,178 @@
+//! The "floor" of the speed benchmark (`scripts/bench.sh`): the least any SSH fan-out over the
+//! inventory has to do. For every host it opens one connection (russh, host key checked against
+//! `known_hosts`, public-key auth: the same `Connector` clockprov uses) and runs `true` on it, at
+//! most `--forks` hosts at a time, then prints the wall time. Nothing is rendered or planned.
+//!
+//! ```text
+//! cargo run --release --example floor -- -i INVENTORY [--forks N] [--connect-timeout DURATION]
+//! ```
+//!
+//! `--connect-timeout` (e.g. `60s`) is clockprov's option of the same name.
+//!
+//! Exits 0 when `true` succeeded on every host, 1 otherwise (each failure is named on stderr),
+//! 2 on bad arguments.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clockprov::fleet::{Connector, RunOptions};
+use clockprov::inventory::Inventory;
+use clockprov::value::DurationValue;
+use tokio::sync::Semaphore;
+
+/// clockprov's own default for `--forks`.
+const DEFAULT_FORKS: usize = 64;
+
+const USAGE: &str = "usage: floor -i INVENTORY [--forks N] [--connect-timeout DURATION]";
+
+struct Args {
+    inventory: PathBuf,
+    forks: usize,
+    connect_timeout: Option<Duration>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut inventory = None;
+    let mut forks = DEFAULT_FORKS;
+    let mut connect_timeout = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((flag, value)) if flag.starts_with("--") => {
+                (flag.to_owned(), Some(value.to_owned()))
+            }
+            _ => (arg.clone(), None),
+        };
+        let mut value = |name: &str| {
+            inline
+                .clone()
+                .or_else(|| args.next())
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
+        match flag.as_str() {
+            "-i" | "--inventory" => inventory = Some(PathBuf::from(value("--inventory")?)),
+            "-f" | "--forks" => {
+                let v = value("--forks")?;
+                forks = v
+                    .parse()
+                    .ok()
+                    .filter(|&n: &usize| n >= 1)
+                    .ok_or_else(|| format!("--forks takes a number >= 1, not {v:?}"))?;
+            }
+            "--connect-timeout" => {
+                let v = value("--connect-timeout")?;
+                connect_timeout = Some(v.parse::<DurationValue>()?.0);
+            }
+            "-h" | "--help" => return Err(String::new()),
+            other => return Err(format!("unexpected argument {other:?}")),
+        }
+    }
+    Ok(Args {
+        inventory: inventory.ok_or("-i INVENTORY is required")?,
+        forks,
+        connect_timeout,
+    })
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(e) if e.is_empty() => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("floor: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let start = Instant::now();
+    let inventory = match Inventory::load(&args.inventory) {
+        Ok(inventory) => inventory,
+        Err(e) => {
+            eprintln!("floor: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let options = RunOptions {
+        forks: args.forks,
+        connect_timeout: args.connect_timeout,
+        command_timeout: None,
+        progress: false,
+    };
+    let connector = match Connector::new(&inventory, &options) {
+        Ok(connector) => Arc::new(connector),
+        Err(e) => {
+            eprintln!("floor: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // The same runtime clockprov's commands build.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("floor: starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let names: Vec<String> = inventory.hosts.iter().map(|h| h.name.to_string()).collect();
+    let hosts = names.len();
+    let fan_out = Instant::now();
+    let failures = runtime.block_on(async {
+        let limit = Arc::new(Semaphore::new(args.forks));
+        let mut tasks = Vec::with_capacity(hosts);
+        for name in names {
+            let (connector, limit) = (connector.clone(), limit.clone());
+            tasks.push(tokio::spawn(async move {
+                let _permit = limit.acquire_owned().await.expect("semaphore open");
+                let result = async {
+                    let session = connector.session(&name).await?;
+                    let out = session.run("true").await.map_err(|e| e.to_string())?;
+                    if out.success() {
+                        Ok(())
+                    } else {
+                        Err(format!(
+                            "`true` exited with {:?}: {}",
+                            out.status,
+                            out.stderr_text()
+                        ))
+                    }
+                }
+                .await;
+                result.map_err(|e: String| format!("{name}: {e}"))
+            }));
+        }
+        let mut failures = Vec::new();
+        for task in tasks {
+            match task.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => failures.push(e),
+                Err(e) => failures.push(format!("task failed: {e}")),
+            }
+        }
+        failures
+    });
+    let fan_out = fan_out.elapsed();
+    let total = start.elapsed();
+    for failure in &failures {
+        eprintln!("floor: {failure}");
+    }
+    println!(
+        "floor: {hosts} hosts, forks {}: {} ok, {} failed; fan-out {:.1} ms, wall {:.1} ms",
+        args.forks,
+        hosts - failures.len(),
+        failures.len(),
+        fan_out.as_secs_f64() * 1e3,
+        total.as_secs_f64() * 1e3,
+    );
+    if failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

@@ -1,0 +1,443 @@
+#!/usr/bin/env bash
+# bench.sh -- how fast is clockprov compared with the least any SSH fan-out has
+# to do?
+#
+# Usage:
+#   scripts/bench.sh [N...]          (default: 100 1000)
+#   scripts/bench.sh --compare [N]   (default N: 100; pyinfra and ansible-core
+#                                     on the same hosts, see scripts/bench/)
+#
+# For each N it starts N throw-away sshd test hosts with
+# tests/hosts/testhosts.sh (1 debian-12 chrony server + N-1 ubuntu-20.04
+# systemd-timesyncd clients on 127.1.0.0/16), writes an inventory for them,
+# and times with hyperfine, at clockprov's default --forks (64) and at
+# --forks N (unbounded):
+#   floor  target/release/examples/floor -i INV   one connection + `true` per host
+#   plan   target/release/clockprov plan -i INV   every host has a change
+# It then runs each of them CPU_RUNS more times under /usr/bin/time for the
+# client's CPU (user+sys) per host, and reads the test hosts' sshd listeners'
+# cutime+cstime from /proc for the CPU the host side spent per connection
+# (sshd and whatever it ran: it reaps every per-connection process).
+# Before timing, each command runs once: floor must succeed on every host and
+# plan must see a change on every host.  If that fails (or a timed run does),
+# e.g. because with every host at once some connections queue for longer than
+# the 10 s connect timeout, the failure goes in the table and the pair is
+# timed again with --connect-timeout $BENCH_RETRY_CONNECT_TIMEOUT.
+#
+# Output: a markdown table on stdout; progress and hyperfine's own output on
+# stderr.  Needs root (the test hosts do).  The hosts are always torn down
+# (testhosts.sh down: by the PIDs it recorded) and their directory removed,
+# also on failure or Ctrl-C.
+#
+# Environment:
+#   BENCH_RUNS       hyperfine --runs (default 5; at least 5)
+#   BENCH_CPU_RUNS   /usr/bin/time runs per command (default 5)
+#   BENCH_IDLE_PCT   wait before measuring until other processes use less
+#                    than this % of the machine (default 10)
+#   BENCH_IDLE_WAIT  give up waiting after this many seconds and measure
+#                    anyway, with a warning (default 600)
+#   BENCH_RETRY_CONNECT_TIMEOUT  see above (default 60s)
+#   BENCH_KEEP=1     keep the work directory (the hosts are still stopped)
+#   CARGO_TARGET_DIR as for cargo
+#
+# shellcheck source-path=SCRIPTDIR
+set -euo pipefail
+shopt -s nullglob
+
+PROG=${0##*/}
+ROOT=$(cd "${BASH_SOURCE[0]%/*}/.." && pwd -P)
+TESTHOSTS=$ROOT/tests/hosts/testhosts.sh
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+[[ $TARGET == /* ]] || TARGET=$ROOT/$TARGET
+RUNS=${BENCH_RUNS:-5}
+CPU_RUNS=${BENCH_CPU_RUNS:-5}
+IDLE_PCT=${BENCH_IDLE_PCT:-10}
+IDLE_WAIT=${BENCH_IDLE_WAIT:-600}
+DEFAULT_FORKS=64 # clockprov's default --forks
+CLK_TCK=$(getconf CLK_TCK)
+NCPU=$(nproc)
+
+log() { printf '%s: %s\n' "$PROG" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+usage() {
+    sed -n 's/^# \{0,1\}//; /^Usage:/,/^Environment:/p' "${BASH_SOURCE[0]}" | sed '$d' >&2
+    exit 2
+}
+
+# ------------------------------------------------------------- cleanup ------
+
+WORK= # this run's directory: binaries, inventories, hosts
+declare -a HOST_DIRS=()
+BENCH_CLEANUPS=() # extra commands (compare mode), run before the hosts go down
+declare -a ROWS=() # the result table's rows, printed at the end (or on failure)
+TABLE_PRINTED=0
+
+cleanup() {
+    local rc=$? d c
+    trap - EXIT INT TERM HUP
+    set +e
+    if ((rc != 0 && !TABLE_PRINTED && ${#ROWS[@]})); then
+        log "failed or interrupted; the rows measured so far:"
+        print_table
+    fi
+    for c in "${BENCH_CLEANUPS[@]}"; do eval "$c"; done
+    for d in "${HOST_DIRS[@]}"; do
+        if [[ -d $d/hosts ]]; then
+            log "stopping the test hosts in $d"
+            bash "$TESTHOSTS" down "$d" || log "warning: testhosts.sh down $d failed"
+        fi
+    done
+    if [[ -n $WORK && -d $WORK ]]; then
+        if [[ ${BENCH_KEEP:-0} == 1 ]]; then
+            log "kept $WORK"
+        else
+            rm -rf "$WORK"
+        fi
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
+
+# --------------------------------------------------------------- setup ------
+
+need_tool() { # command package
+    command -v "$1" >/dev/null 2>&1 && return 0
+    log "installing $2"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >&2 ||
+        die "cannot install $2 (apt-get install -y $2)"
+}
+
+raise_nofile() { # at least this many open files
+    local want=$1 soft hard
+    soft=$(ulimit -Sn)
+    hard=$(ulimit -Hn)
+    [[ $soft == unlimited ]] || ((soft >= want)) && return 0
+    if [[ $hard != unlimited ]] && ((hard < want)); then
+        ulimit -Hn "$want" 2>/dev/null || die "ulimit -n: need $want open files, the hard limit is $hard"
+    fi
+    ulimit -Sn "$want" || die "cannot raise ulimit -n to $want"
+}
+
+build() {
+    log "building: cargo build --release --examples --bins"
+    (cd "$ROOT" && cargo build --release --examples --bins) >&2 || die "cargo build failed"
+    # measure a snapshot: the binaries in target/ may be rebuilt while this runs
+    mkdir -p "$WORK/bin"
+    cp "$TARGET/release/clockprov" "$TARGET/release/examples/floor" "$WORK/bin/"
+    CLOCKPROV=$WORK/bin/clockprov
+    FLOOR=$WORK/bin/floor
+    local rev
+    rev=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)
+    log "measuring clockprov $rev (copied from $TARGET/release to $WORK/bin)"
+}
+
+addr_of() { printf '127.1.%d.%d' $(($1 / 250)) $(($1 % 250 + 1)); }
+
+# hosts_up DIR N: fills ADDRS and LISTENERS (the sshd PIDs)
+declare -a ADDRS=() LISTENERS=()
+hosts_up() {
+    local dir=$1 n=$2 i a p t0
+    ADDRS=()
+    for ((i = 0; i < n; i++)); do ADDRS+=("$(addr_of "$i")"); done
+    raise_nofile $((n * 4 + 1024))
+    HOST_DIRS+=("$dir")
+    t0=$SECONDS
+    log "starting $n test hosts in $dir (1 debian-12 chrony server, $((n - 1)) ubuntu-20.04 systemd-timesyncd clients)"
+    bash "$TESTHOSTS" up "$dir" --os debian-12 --packages chrony "${ADDRS[0]}"
+    if ((n > 1)); then
+        bash "$TESTHOSTS" up "$dir" --os ubuntu-20.04 --packages systemd-timesyncd "${ADDRS[@]:1}"
+    fi
+    LISTENERS=()
+    for a in "${ADDRS[@]}"; do
+        read -r p <"$dir/hosts/$a/pid"
+        LISTENERS+=("$p")
+    done
+    printf '%s\n' "${LISTENERS[@]}" >"$WORK/listeners"
+    log "$n hosts up in $((SECONDS - t0)) s"
+}
+
+write_inventory() { # DIR INV
+    local dir=$1 inv=$2 i
+    {
+        printf '# %s hosts for scripts/bench.sh (generated)\n' "${#ADDRS[@]}"
+        printf 'ssh:\n  user: root\n  identity_file: %s/id_ed25519\n  known_hosts: %s/known_hosts\n  host_key_policy: strict\n' "$dir" "$dir"
+        printf 'ntp_servers:\n  ntp-0:\n    address: %s\n    upstream:\n      - pool: 2.debian.pool.ntp.org\n    allow: [127.0.0.0/8]\n    local_stratum: 10\n' "${ADDRS[0]}"
+        if ((${#ADDRS[@]} > 1)); then
+            printf 'clients:\n'
+            for ((i = 1; i < ${#ADDRS[@]}; i++)); do
+                printf '  client-%04d: { address: %s }\n' "$i" "${ADDRS[i]}"
+            done
+        fi
+    } >"$inv"
+}
+
+# summarize_errors: the distinct error messages on stdin (one a line, host
+# names and addresses masked), most frequent first, as "COUNT x MESSAGE; ..."
+summarize_errors() {
+    sed -E 's/127\.[0-9]+\.[0-9]+\.[0-9]+/ADDR/g; s/^floor: [^ :]+: //' | sort | uniq -c | sort -rn | head -n 3 |
+        awk '{ c = $1; sub(/^ *[0-9]+ /, ""); printf "%s%d x %s", (NR > 1 ? "; " : ""), c, $0 }'
+}
+
+# check_pair INV N FORKS [ARGS...]: run floor and plan once each (untimed)
+# with these options: floor must succeed on every host, plan must see a
+# change on every host.  On failure sets FAIL_NOTE and returns 1.
+FAIL_NOTE=
+check_pair() {
+    local inv=$1 n=$2 forks=$3 rc=0 out=$WORK/check.json err=$WORK/check.err changes
+    shift 3
+    if ! "$FLOOR" -i "$inv" --forks "$forks" "$@" >"$WORK/check.out" 2>"$err"; then
+        FAIL_NOTE="floor failed: $(grep '^floor: ' "$err" | summarize_errors)"
+        return 1
+    fi
+    log "check: $(cat "$WORK/check.out")"
+    "$CLOCKPROV" plan -i "$inv" --forks "$forks" "$@" --format json --detailed-exitcode >"$out" 2>"$err" || rc=$?
+    if ((rc != 2)); then
+        FAIL_NOTE="plan exited $rc: $({ sed -n 's/^ *"error": "\(.*\)",\{0,1\}$/\1/p' "$out"; grep -v '^ *$' "$err"; } | summarize_errors)"
+        return 1
+    fi
+    changes=$(sed -n 's/^ *"change": \([0-9]*\),\{0,1\}$/\1/p' "$out" | tail -n 1)
+    [[ $changes == "$n" ]] || die "clockprov plan: $changes of $n hosts have changes, expected all; see $out"
+    log "check: plan --forks $forks $*: a change on all $n hosts"
+}
+
+sanity_check() { # INV N
+    check_pair "$1" "$2" "$DEFAULT_FORKS" || die "$FAIL_NOTE"
+}
+
+# ----------------------------------------------------------- CPU meters -----
+
+# busy jiffies of the whole machine (all CPUs)
+machine_busy() {
+    local _cpu user nice system _idle _iowait irq softirq steal _rest
+    read -r _cpu user nice system _idle _iowait irq softirq steal _rest </proc/stat
+    printf '%s' $((user + nice + system + irq + softirq + steal))
+}
+
+# wait until the machine is (nearly) idle: other work would skew wall times
+wait_idle() {
+    local t0=$SECONDS b0 b1 pct
+    while :; do
+        b0=$(machine_busy)
+        sleep 2
+        b1=$(machine_busy)
+        # % of all CPUs busy over 2 s
+        pct=$(((b1 - b0) * 100 / (2 * CLK_TCK * NCPU)))
+        if ((pct < IDLE_PCT)); then
+            ((SECONDS - t0 > 3)) && log "machine idle again (${pct}% busy)"
+            return 0
+        fi
+        if ((SECONDS - t0 >= IDLE_WAIT)); then
+            log "warning: the machine is still ${pct}% busy after ${IDLE_WAIT}s; measuring anyway (results are noisy)"
+            NOISY=1
+            return 0
+        fi
+        log "machine ${pct}% busy with other work (load: $(cut -d' ' -f1-3 /proc/loadavg)); waiting"
+        sleep 8
+    done
+}
+
+# CPU (ticks) the test hosts' sshd listeners spent, with all the per-connection
+# processes they reaped; first waits until those processes are all gone
+sshd_ticks() {
+    local left deadline=$((SECONDS + 30))
+    while :; do
+        left=$(ps -e -o ppid= | awk 'NR == FNR { l[$1]; next } ($1 in l) { c++ } END { print c + 0 }' "$WORK/listeners" -)
+        ((left == 0)) && break
+        if ((SECONDS > deadline)); then
+            log "warning: $left sshd connection processes still running after 30 s"
+            break
+        fi
+        sleep 0.1
+    done
+    printf '/proc/%s/stat\n' "${LISTENERS[@]}" | xargs cat 2>/dev/null |
+        awk '{ sub(/^.*\) /, ""); t += $12 + $13 + $14 + $15 } END { printf "%d", t }'
+}
+
+# sets SELF_TICKS: this shell's CPU with all its reaped children, from bash's
+# times builtin (not in a subshell: a forked shell starts from zero)
+SELF_TICKS=0
+self_ticks() {
+    local u s part
+    SELF_TICKS=0
+    times >"$WORK/times.out"
+    while read -r u s; do
+        for part in "$u" "$s"; do
+            [[ $part =~ ^([0-9]+)m([0-9]+)\.([0-9]+)s$ ]] || continue
+            SELF_TICKS=$((SELF_TICKS + (10#${BASH_REMATCH[1]} * 60 + 10#${BASH_REMATCH[2]}) * CLK_TCK +
+                10#${BASH_REMATCH[3]} * CLK_TCK / 1000))
+        done
+    done <"$WORK/times.out"
+}
+
+# cpu_runs NAME CMD...: runs CMD CPU_RUNS times under /usr/bin/time; sets
+# CPU_CLIENT_MS and CPU_SSHD_MS (mean per successful run, whole fleet) and
+# CPU_FAILED (runs that exited non-zero: left out of the means)
+cpu_runs() {
+    local name=$1 i f=$WORK/time.out e u s t0 t1 client=0 sshd=0 ok=0
+    shift
+    CPU_FAILED=0
+    for ((i = 0; i < CPU_RUNS; i++)); do
+        t0=$(sshd_ticks)
+        if ! /usr/bin/time -f '%e %U %S' -o "$f" "$@" >/dev/null 2>"$WORK/cpu-run.err"; then
+            CPU_FAILED=$((CPU_FAILED + 1))
+            log "  $name run $((i + 1))/$CPU_RUNS FAILED (left out): $(grep -v '^Command exited' "$WORK/cpu-run.err" | summarize_errors)"
+            sshd_ticks >/dev/null
+            continue
+        fi
+        t1=$(sshd_ticks)
+        read -r e u s <"$f"
+        client=$(awk -v c="$client" -v u="$u" -v s="$s" 'BEGIN { printf "%.3f", c + (u + s) * 1000 }')
+        sshd=$((sshd + t1 - t0))
+        ok=$((ok + 1))
+        log "  $name run $((i + 1))/$CPU_RUNS: wall ${e}s, client user ${u}s sys ${s}s, sshd side $(awk -v t=$((t1 - t0)) -v k="$CLK_TCK" 'BEGIN { printf "%.2f", t / k }')s"
+    done
+    ((ok > 0)) || die "$name failed in every run under /usr/bin/time"
+    CPU_CLIENT_MS=$(awk -v c="$client" -v r="$ok" 'BEGIN { printf "%.3f", c / r }')
+    CPU_SSHD_MS=$(awk -v t="$sshd" -v r="$ok" -v k="$CLK_TCK" 'BEGIN { printf "%.3f", t * 1000 / k / r }')
+}
+
+# --------------------------------------------------------------- timing -----
+
+# csv_field FILE NAME FIELD: a column of hyperfine's --export-csv row NAME
+csv_field() {
+    awk -F, -v name="$2" -v field="$3" '
+        NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }
+        $1 == name { print $col[field] }' "$1"
+}
+
+RETRY_TIMEOUT=${BENCH_RETRY_CONNECT_TIMEOUT:-60s}
+
+# time_pair N FORKS [ARGS...]: hyperfine floor and plan; sets F_MEAN F_SD
+# P_MEAN P_SD (ms) and OTHER (CPUs used by other processes meanwhile)
+time_pair() {
+    local n=$1 forks=$2 hf b0 b1 s0 s1 m0 m1 t0 t1
+    shift 2
+    hf=$WORK/hyperfine-$n-$forks.csv
+    log "N=$n forks=$forks $*: hyperfine --warmup 1 --runs $RUNS (floor, plan)"
+    self_ticks
+    m0=$SELF_TICKS s0=$(sshd_ticks) b0=$(machine_busy) t0=$EPOCHREALTIME
+    if ! hyperfine -N --style basic --warmup 1 --runs "$RUNS" --export-csv "$hf" \
+        -n floor "$FLOOR -i $INV --forks $forks $*" \
+        -n plan "$CLOCKPROV plan -i $INV --forks $forks $*" >&2; then
+        FAIL_NOTE="a timed run failed"
+        return 1
+    fi
+    b1=$(machine_busy) t1=$EPOCHREALTIME s1=$(sshd_ticks)
+    self_ticks
+    m1=$SELF_TICKS
+    # what else ran meanwhile, in CPUs: all busy time minus ours and the hosts'
+    OTHER=$(awk -v b=$((b1 - b0 - (s1 - s0) - (m1 - m0))) -v k="$CLK_TCK" -v t0="$t0" -v t1="$t1" \
+        'BEGIN { o = b / k / (t1 - t0); if (o < 0) o = 0; printf "%.2f", o }')
+    log "N=$n forks=$forks: other processes used ${OTHER} CPUs on average while hyperfine ran"
+    F_MEAN=$(awk -v v="$(csv_field "$hf" floor mean)" 'BEGIN { printf "%.3f", v * 1000 }')
+    F_SD=$(awk -v v="$(csv_field "$hf" floor stddev)" 'BEGIN { printf "%.3f", v * 1000 }')
+    P_MEAN=$(awk -v v="$(csv_field "$hf" plan mean)" 'BEGIN { printf "%.3f", v * 1000 }')
+    P_SD=$(awk -v v="$(csv_field "$hf" plan stddev)" 'BEGIN { printf "%.3f", v * 1000 }')
+}
+
+bench_n() {
+    local n=$1 dir forks label floor_cpu floor_sshd note
+    local -a forks_list=("$DEFAULT_FORKS") extra=()
+    ((n != DEFAULT_FORKS)) && forks_list+=("$n")
+    dir=$WORK/hosts-$n
+    INV=$WORK/inventory-$n.yaml
+    hosts_up "$dir" "$n"
+    write_inventory "$dir" "$INV"
+    for forks in "${forks_list[@]}"; do
+        extra=() note=''
+        label="$forks (default)"
+        ((forks == DEFAULT_FORKS)) || label="$forks (= N)"
+        NOISY=0
+        wait_idle
+        if ! check_pair "$INV" "$n" "$forks" || ! time_pair "$n" "$forks"; then
+            log "N=$n forks=$forks: FAILED: $FAIL_NOTE"
+            ROWS+=("| $n | $label | failed | failed | | | | | | | $FAIL_NOTE |")
+            extra=(--connect-timeout "$RETRY_TIMEOUT")
+            note="--connect-timeout $RETRY_TIMEOUT (both)"
+            log "N=$n forks=$forks: again with ${extra[*]}"
+            wait_idle
+            check_pair "$INV" "$n" "$forks" "${extra[@]}" || die "N=$n forks=$forks ${extra[*]}: $FAIL_NOTE"
+            time_pair "$n" "$forks" "${extra[@]}" || die "N=$n forks=$forks ${extra[*]}: $FAIL_NOTE"
+        fi
+
+        wait_idle
+        log "N=$n forks=$forks: CPU, $CPU_RUNS runs each under /usr/bin/time"
+        cpu_runs floor "$FLOOR" -i "$INV" --forks "$forks" "${extra[@]}"
+        floor_cpu=$CPU_CLIENT_MS floor_sshd=$CPU_SSHD_MS
+        ((CPU_FAILED)) && note+="${note:+; }floor failed in $CPU_FAILED of $CPU_RUNS CPU runs"
+        cpu_runs plan "$CLOCKPROV" plan -i "$INV" --forks "$forks" "${extra[@]}"
+        ((CPU_FAILED)) && note+="${note:+; }plan failed in $CPU_FAILED of $CPU_RUNS CPU runs"
+        ((NOISY)) && note+="${note:+; }machine busy with other work"
+        ROWS+=("$(awk -v n="$n" -v label="$label" -v fm="$F_MEAN" -v fs="$F_SD" -v pm="$P_MEAN" -v ps="$P_SD" \
+            -v pc="$CPU_CLIENT_MS" -v fc="$floor_cpu" -v ss="$CPU_SSHD_MS" -v fss="$floor_sshd" \
+            -v other="$OTHER" -v note="$note" '
+            function t(m, s) { return (m < 10) ? sprintf("%.2f ± %.2f ms", m, s) : sprintf("%.0f ± %.0f ms", m, s) }
+            BEGIN {
+                printf "| %d | %s | %s | %s | %.2f | %.2f | %.2f | %.2f | %.2f | %s | %s |",
+                    n, label, t(fm, fs), t(pm, ps), pm / fm, pc / n, fc / n, ss / n, fss / n, other, note
+            }')")
+        log "row: ${ROWS[-1]}"
+    done
+    log "stopping the $n test hosts"
+    bash "$TESTHOSTS" down "$dir"
+    rm -rf "$dir"
+}
+
+print_table() {
+    TABLE_PRINTED=1
+    ((${#ROWS[@]})) || return 0
+    printf '\n'
+    printf '| N | forks | floor mean ± σ | plan mean ± σ | plan/floor | clockprov CPU ms/host | floor CPU ms/host | host-side CPU ms/host (plan) | host-side CPU ms/host (floor) | other load (CPUs) | note |\n'
+    printf '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n'
+    printf '%s\n' "${ROWS[@]}"
+    printf '\n'
+    printf 'floor: one connection + "true" per host (examples/floor.rs); plan: clockprov plan, a change on every host.\n'
+    printf 'CPU ms/host: (user+sys)/N of the client process, mean of %s runs under /usr/bin/time.\n' "$CPU_RUNS"
+    printf 'host-side: the test hosts'"'"' sshd (key exchange, auth, sessions) and the commands they ran, per host.\n'
+    printf 'other load: CPUs used by anything else while hyperfine ran (%s CPUs in this machine).\n' "$NCPU"
+}
+
+# ----------------------------------------------------------------- main -----
+
+main() {
+    local compare=0 a
+    local -a sizes=()
+    for a in "$@"; do
+        case $a in
+            --compare) compare=1 ;;
+            -h | --help) usage ;;
+            -*) die "unknown option '$a'" ;;
+            *)
+                [[ $a =~ ^[1-9][0-9]*$ ]] || die "not a host count: '$a'"
+                ((a <= 62500)) || die "at most 62500 hosts (127.1.0.0/16)"
+                sizes+=("$a")
+                ;;
+        esac
+    done
+    ((EUID == 0)) || die "must run as root (the test hosts mount overlays)"
+    ((RUNS >= 5)) || die "BENCH_RUNS must be at least 5"
+    ((CPU_RUNS >= 1)) || die "BENCH_CPU_RUNS must be at least 1"
+    need_tool hyperfine hyperfine
+    [[ -x /usr/bin/time ]] || need_tool /usr/bin/time time
+    WORK=$(mktemp -d /var/tmp/clockprov-bench.XXXXXX)
+    chmod 755 "$WORK"
+    if ((compare)); then
+        ((${#sizes[@]})) || sizes=(100)
+        ((${#sizes[@]} == 1)) || die "--compare takes one host count"
+        # shellcheck disable=SC1091 source=bench/compare.sh
+        . "$ROOT/scripts/bench/compare.sh"
+        build
+        compare_main "${sizes[0]}"
+        return
+    fi
+    ((${#sizes[@]})) || sizes=(100 1000)
+    build
+    local n
+    for n in "${sizes[@]}"; do bench_n "$n"; done
+    print_table
+}
+
+main "$@"
