@@ -55,6 +55,26 @@ pub struct HostCheck {
     pub findings: Vec<Finding>,
 }
 
+impl HostCheck {
+    /// The verdict in words: "ok", the findings, or why the host could not be checked.
+    #[must_use]
+    pub fn verdict(&self) -> String {
+        match self.status {
+            CheckStatus::Ok => "ok".to_owned(),
+            CheckStatus::Findings => self
+                .findings
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+            CheckStatus::Unreachable => {
+                format!("unreachable: {}", self.error.as_deref().unwrap_or(""))
+            }
+            CheckStatus::Failed => format!("failed: {}", self.error.as_deref().unwrap_or("")),
+        }
+    }
+}
+
 fn now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -255,7 +255,7 @@ fn apply(args: &ApplyArgs) -> anyhow::Result<u8> {
         let waiting: Vec<String> = checks
             .iter()
             .filter(|c| c.status != CheckStatus::Ok)
-            .map(|c| format!("{} ({})", c.name, verdict_words(c)))
+            .map(|c| format!("{} ({})", c.name, c.verdict()))
             .collect();
         if waiting.is_empty() {
             eprintln!(
@@ -275,19 +275,6 @@ fn apply(args: &ApplyArgs) -> anyhow::Result<u8> {
     Ok(code)
 }
 
-fn verdict_words(check: &HostCheck) -> String {
-    match check.status {
-        CheckStatus::Ok => "ok".to_owned(),
-        CheckStatus::Findings => check
-            .findings
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("; "),
-        CheckStatus::Unreachable | CheckStatus::Failed => check.error.clone().unwrap_or_default(),
-    }
-}
-
 /// One line per polling round on stderr: who is still waiting, and for what.
 fn wait_progress(checks: &[HostCheck], elapsed: std::time::Duration, within: std::time::Duration) {
     let ok = checks
@@ -297,7 +284,7 @@ fn wait_progress(checks: &[HostCheck], elapsed: std::time::Duration, within: std
     let waiting: Vec<String> = checks
         .iter()
         .filter(|c| c.status != CheckStatus::Ok)
-        .map(|c| format!("{}: {}", c.name, verdict_words(c)))
+        .map(|c| format!("{}: {}", c.name, c.verdict()))
         .collect();
     let mut line = format!(
         "wait-sync {:>3}s/{}s: {ok}/{} hosts in sync",

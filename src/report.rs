@@ -257,19 +257,7 @@ pub fn check_text(checks: &[HostCheck], max_skew: f64, style: Style) -> String {
         "VERDICT".to_owned(),
     ]];
     for c in checks {
-        let verdict = match c.status {
-            CheckStatus::Ok => "ok".to_owned(),
-            CheckStatus::Findings => c
-                .findings
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; "),
-            CheckStatus::Unreachable => {
-                format!("unreachable: {}", c.error.as_deref().unwrap_or(""))
-            }
-            CheckStatus::Failed => format!("failed: {}", c.error.as_deref().unwrap_or("")),
-        };
+        let verdict = c.verdict();
         rows.push([
             c.name.clone(),
             c.role.clone(),

@@ -284,17 +284,7 @@ fn a_unit_that_fails_to_restart_gets_its_old_file_back() {
 
 #[test]
 fn chronyd_refuses_a_broken_template_before_it_is_used() {
-    let templates = tempfile::tempdir().unwrap();
-    let stock = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/templates/chrony.conf.j2"
-    ))
-    .unwrap();
-    std::fs::write(
-        templates.path().join("chrony.conf.j2"),
-        format!("{stock}\nnot_a_chrony_directive 1\n"),
-    )
-    .unwrap();
+    let templates = crate::support::templates::chrony_with("not_a_chrony_directive 1");
     let lab = LabBuilder::new().start();
     let dir = templates.path().display().to_string();
     let run = lab.run("apply", &["--yes", "--templates", &dir]);

@@ -1,2 +1,3 @@
 pub mod hosts;
 pub mod run;
+pub mod templates;

@@ -7,6 +7,8 @@ use std::process::{Command, Stdio};
 
 #[path = "../support/run.rs"]
 mod run;
+#[path = "../support/templates.rs"]
+mod templates;
 use run::Run;
 
 /// Requested clock skews of z-b-data-1..3, seconds.
@@ -215,17 +217,7 @@ fn a_failed_restart_is_rolled_back(lab: &Lab) {
     let inventory = lab.inventory();
     // 6. A configuration chronyd accepts on parsing (`chronyd -p`) but cannot start with: the
     //    restart fails, the previous file comes back, chrony runs again.
-    let templates = tempfile::tempdir().unwrap();
-    let stock = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/templates/chrony.conf.j2"
-    ))
-    .unwrap();
-    std::fs::write(
-        templates.path().join("chrony.conf.j2"),
-        format!("{stock}\npidfile /nonexistent/clockprov/chronyd.pid\n"),
-    )
-    .unwrap();
+    let templates = templates::chrony_with("pidfile /nonexistent/clockprov/chronyd.pid");
     let good = lab.ssh("zcloud", "cat /etc/chrony/chrony.conf");
     let dir = templates.path().display().to_string();
     let broken = lab.clockprov(&[
