@@ -121,7 +121,7 @@ pub fn script(paths: &[&str], units: &[&str]) -> String {
 f=/etc/os-release; [ -r $f ] || f=/usr/lib/os-release
 while IFS= read -r l || [ -n "$l" ]; do printf '@@osl %s\n' "$l"; done < $f
 dpkg-query -W -f='@@pkg ${{Package}} ${{db:Status-Abbrev}} ${{Version}}\n' {packages} 2>/dev/null
-for u in {units}; do printf '@@unit %s %s %s\n' "$u" "$(systemctl is-enabled "$u" 2>/dev/null)" "$(systemctl is-active "$u" 2>/dev/null)"; done
+for u in {units}; do systemctl show -p UnitFileState -p ActiveState "$u" 2>/dev/null | while IFS== read -r k v; do printf '@@unit %s %s %s\n' "$u" "$k" "$v"; done; done
 for f in {paths}; do
   if [ -f "$f" ]; then printf '@@file %s %s ' "$f" "$(stat -L -c '%a %U %G' "$f")"; base64 -w0 "$f"; echo
   elif [ -e "$f" ]; then printf '@@notfile %s\n' "$f"
@@ -165,13 +165,18 @@ pub fn parse(output: &str) -> Result<HostFacts, FactsError> {
                 }
             }
             "@@unit" => {
+                // `@@unit UNIT PROPERTY VALUE`, from `systemctl show` (one process per unit).
                 let mut fields = rest.splitn(3, ' ');
-                let unit = fields.next().ok_or_else(|| bad(line))?;
-                let enabled = fields.next().unwrap_or("").trim().to_owned();
-                let active = fields.next().unwrap_or("").trim().to_owned();
-                facts
-                    .units
-                    .insert(unit.to_owned(), UnitFacts { enabled, active });
+                let (Some(unit), Some(property)) = (fields.next(), fields.next()) else {
+                    return Err(bad(line));
+                };
+                let value = fields.next().unwrap_or("").trim().to_owned();
+                let entry = facts.units.entry(unit.to_owned()).or_default();
+                match property {
+                    "UnitFileState" => entry.enabled = value,
+                    "ActiveState" => entry.active = value,
+                    _ => {}
+                }
             }
             "@@file" => {
                 let fields: Vec<&str> = rest.splitn(5, ' ').collect();
@@ -239,7 +244,8 @@ mod tests {
     fn parses_a_full_record() {
         let output = format!(
             "@@osl NAME=\"Ubuntu\"\n@@osl ID=ubuntu\n@@osl VERSION_ID=\"20.04\"\n@@osl PRETTY_NAME=\"Ubuntu 20.04.6 LTS\"\n@@pkg chrony ii  1:3.5-6ubuntu6.2\n@@pkg systemd-timesyncd rc  245.4\n\
-             @@unit chrony.service enabled active\n@@unit systemd-timesyncd.service  \n\
+             @@unit chrony.service ActiveState active\n@@unit chrony.service UnitFileState enabled\n\
+             @@unit systemd-timesyncd.service UnitFileState \n@@unit systemd-timesyncd.service ActiveState inactive\n\
              @@file /etc/chrony/chrony.conf 644 root root {}\n@@absent /etc/systemd/timesyncd.conf\n@@end\n",
             b64("pool x iburst\n")
         );

@@ -362,9 +362,12 @@ do_start() {
 say() { [ "$quiet" = 1 ] || printf '%s\n' "$1"; }
 need_units() { [ -n "$units" ] || { echo "Too few arguments." >&2; exit 1; }; }
 
-quiet=0 now=0 verb='' units=''
+quiet=0 now=0 verb='' units='' props='' want_prop=0
 for a do
+    if [ "$want_prop" = 1 ]; then props="$props $a"; want_prop=0; continue; fi
     case $a in
+    -p | --property) want_prop=1 ;;
+    --property=*) props="$props ${a#--property=}" ;;
     -q | --quiet) quiet=1 ;;
     --now) now=1 ;;
     --no-block | --no-pager | --no-legend | --no-ask-password | --system | --full | -l | --force | -f | --plain) ;;
@@ -391,6 +394,20 @@ is-enabled)
         else
             printf 'Failed to get unit file state for %s: No such file or directory\n' "$u" >&2
         fi
+    done
+    ;;
+show)
+    # `systemctl show -p UnitFileState -p ActiveState UNIT`: KEY=VALUE lines, as systemd prints them.
+    need_units
+    for u in $units; do
+        for p in ${props:-Id UnitFileState ActiveState}; do
+            case $p in
+            Id) printf 'Id=%s\n' "$u" ;;
+            UnitFileState) if exists "$u"; then get_enabled "$u"; else st=''; fi; printf 'UnitFileState=%s\n' "$st" ;;
+            ActiveState) get_active "$u"; printf 'ActiveState=%s\n' "$st" ;;
+            *) printf '%s=\n' "$p" ;;
+            esac
+        done
     done
     ;;
 is-active)

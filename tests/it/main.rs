@@ -163,6 +163,7 @@ impl Lab {
                 !l.starts_with("is-enabled")
                     && !l.starts_with("is-active")
                     && !l.starts_with("status")
+                    && !l.starts_with("show")
             })
             .collect()
     }
