@@ -3,7 +3,7 @@
 //! Hosts fail independently: each host ends with a plan or an error, and the caller decides the
 //! exit code from all of them at the end.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::future::Future;
 use std::io::{IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
@@ -447,10 +447,4 @@ impl Summary {
     pub fn has_errors(&self) -> bool {
         self.unreachable + self.failed > 0
     }
-}
-
-/// Results in inventory order, keyed by name (for lookups in reports).
-#[must_use]
-pub fn by_name(results: &[HostResult]) -> BTreeMap<&str, &HostResult> {
-    results.iter().map(|r| (r.name.as_str(), r)).collect()
 }

@@ -183,31 +183,6 @@ impl Renderer {
         }
     }
 
-    /// `timesyncd.conf` for a client host or a golden image.
-    ///
-    /// # Errors
-    /// As for [`Renderer::render`].
-    pub fn render_timesyncd(
-        &self,
-        name: &str,
-        section: &str,
-        servers: &[NetAddress],
-        fallback: Option<&[NetAddress]>,
-        inputs: RenderInputs<'_>,
-    ) -> Result<DesiredFile, RenderError> {
-        let content = self.render_client(
-            &HostContext {
-                name,
-                address: String::new(),
-                section,
-            },
-            servers,
-            fallback,
-            inputs,
-        )?;
-        Ok(config_file(Daemon::Timesyncd, content))
-    }
-
     fn render_client(
         &self,
         host: &HostContext<'_>,
