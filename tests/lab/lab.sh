@@ -18,9 +18,21 @@
 #                                    boot the VMs; write DIR/{netns,id_ed25519,
 #                                    known_hosts,inventory.yaml,ssh_config,
 #                                    skews.tsv,VM.pid,VM.console.log}
+#   lab.sh up DIR --bastion [...]    the seed's real topology (issue 5): zcloud gets
+#                                    a second NIC 10.0.6.200, the controller its own
+#                                    netns (10.0.6.1, DIR/netns-controller) with no
+#                                    route to the LAN; clients only through zcloud.
+#                                    Also writes DIR/{inventory-bastion.yaml (huatai,
+#                                    become: sudo, jump: zcloud),inventory-bastion-
+#                                    root.yaml,ssh_config-bastion (ProxyJump),
+#                                    inventory-bastion-sshconfig.yaml,become_password}
 #   lab.sh down DIR                  stop the VMs recorded in DIR (by PID), delete
 #                                    the netns and the run disks; keeps the logs
-#   lab.sh exec DIR CMD...           run CMD inside the lab's network namespace
+#   lab.sh exec DIR CMD...           run CMD inside the lab's network namespace (a
+#                                    bastion lab: inside the controller's)
+#   lab.sh sudo DIR MODE [VM...]     huatai's sudo on the VMs: password (as built),
+#                                    nopasswd or denied (nosudo is never allowed)
+#   lab.sh bastion-check DIR         prove the bastion topology with OpenSSH
 #   lab.sh ssh DIR VM [CMD...]       ssh to VM (by name) from inside the namespace
 #   lab.sh offset DIR VM...          print "VM offset_s uncertainty_s" (VM clock
 #                                    minus this machine's), measured over ssh
@@ -182,6 +194,7 @@ customize() {
     done
     install -d -m 700 "$root/root/.ssh"
     install -m 600 "$pubkey" "$root/root/.ssh/authorized_keys"
+    customize_logins "$root" "$pubkey"
     # A machine-id, so that no boot is a first boot (no preset-all); each VM
     # gets its own from the kernel command line (systemd.machine_id=).
     printf '%s\n' 6c61626d616368696e65000000000000 >"$root/etc/machine-id"
@@ -214,6 +227,36 @@ make_disk() {
     rm -f "$2"
     truncate -s "$IMAGE_SIZE" "$2"
     mkfs.ext4 -q -F -L lab-root -d "$1" "$2"
+}
+# --- bastion topology and login users (issue 5; `up --bastion`) ---
+# zcloud's second NIC: the controller's only way in, in bastion mode.
+WAN_ADDR=10.0.6.200
+WAN_MAC=52:54:00:0a:06:c8
+WAN_CONTROLLER=10.0.6.1
+WAN_PREFIX=24
+# Login users in both images, with the lab key: LOGIN_USER may sudo with its password (asked
+# every time: timestamp_timeout=0); NOSUDO_USER is in no sudoers rule.  Both have LAB_PASSWORD.
+LOGIN_USER=huatai
+NOSUDO_USER=nosudo
+LAB_PASSWORD=clockprov-lab-sudo
+# A drop-in `lab.sh sudo DIR MODE` writes (read after LOGIN_USER's own rule, so it wins).
+SUDO_MODE_DROPIN=/etc/sudoers.d/zz-lab-mode
+
+# customize_logins ROOT PUBKEY: the login users, their sudo rule, zcloud's second NIC's network.
+customize_logins() {
+    local root=$1 pubkey=$2 user
+    for user in "$LOGIN_USER" "$NOSUDO_USER"; do
+        chroot "$root" useradd --create-home --user-group --shell /bin/bash "$user"
+        printf '%s:%s\n' "$user" "$LAB_PASSWORD" | chroot "$root" chpasswd
+        install -d -m 700 -o "$(stat -c %u "$root/home/$user")" -g "$(stat -c %g "$root/home/$user")" "$root/home/$user/.ssh"
+        install -m 600 -o "$(stat -c %u "$root/home/$user")" -g "$(stat -c %g "$root/home/$user")" "$pubkey" "$root/home/$user/.ssh/authorized_keys"
+    done
+    printf '# clockprov lab: %s may run anything as root, with its password, asked every time.\nDefaults:%s timestamp_timeout=0\n%s ALL=(ALL:ALL) ALL\n' \
+        "$LOGIN_USER" "$LOGIN_USER" "$LOGIN_USER" >"$root/etc/sudoers.d/lab-$LOGIN_USER"
+    chmod 440 "$root/etc/sudoers.d/lab-$LOGIN_USER"
+    chroot "$root" visudo -cq
+    printf '[Match]\nMACAddress=%s\n\n[Link]\nRequiredForOnline=no\n\n[Network]\nAddress=%s/%s\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n' \
+        "$WAN_MAC" "$WAN_ADDR" "$WAN_PREFIX" >"$root/etc/systemd/network/10-lab-zcloud-wan.network"
 }
 # <<< recipe
 
@@ -383,7 +426,7 @@ qemu_pid() {
 
 cmd_up() {
     (($# >= 1)) || usage
-    local dir=$1 skews="2 -5 11" only="" trim=1
+    local dir=$1 skews="2 -5 11" only="" trim=1 bastion=0
     shift
     while (($#)); do
         case $1 in
@@ -392,6 +435,7 @@ cmd_up() {
             --only) (($# >= 2)) || usage; only=$2; shift 2 ;;
             --only=*) only=${1#*=}; shift ;;
             --no-trim) trim=0; shift ;;
+            --bastion) bastion=1; shift ;;
             *) usage ;;
         esac
     done
@@ -413,6 +457,9 @@ cmd_up() {
     else
         list=("${VMS[@]}")
     fi
+    if ((bastion)) && [[ " ${list[*]} " != *" zcloud "* ]]; then
+        die "--bastion needs zcloud: it is the only way in"
+    fi
     mkdir -p "$dir"
     dir=$(lab_dir "$dir")
     if [[ -s $dir/netns ]]; then
@@ -432,6 +479,7 @@ cmd_up() {
     [[ ! -e /run/netns/$ns ]] || die "netns $ns exists already"
     printf '%s\n' "$ns" >"$dir/netns"
     rm -f "$dir"/*.pid "$dir"/*.console.log "$dir"/*.console.log.1 "$dir"/*.qcow2 "$dir/known_hosts" "$dir/inventory.yaml"
+    bastion_clean "$dir"
     install -m 600 "$images/lab_ed25519" "$dir/id_ed25519"
     install -m 644 "$images/lab_ed25519.pub" "$dir/id_ed25519.pub"
     : >"$dir/known_hosts"
@@ -445,6 +493,9 @@ cmd_up() {
         ip -n "$ns" link set "$(tap_of "$vm")" master br0 up
     done
     log "netns $ns: bridge br0 $CONTROLLER/$PREFIX, ${#list[@]} taps"
+    if ((bastion)); then
+        bastion_net_up "$dir" "$ns"
+    fi
     for vm in "${list[@]}"; do
         start_vm "$dir" "$ns" "$images" "$vm" "${skew[$vm]}"
     done
@@ -453,6 +504,10 @@ cmd_up() {
     wait_ready "$dir" "$ns" "$t0" "$images" "$skews_kv" "${list[@]}"
     write_inventory "$dir" "$ns" "${list[@]}"
     write_ssh_config "$dir"
+    if ((bastion)); then
+        bastion_files "$dir" "${list[@]}"
+        bastion_check "$dir"
+    fi
     # How far off each VM's clock really is after its boot (the RTC has whole
     # seconds), then trimmed to exactly the requested offset.
     {
@@ -479,6 +534,8 @@ tap_of() { printf 'tap-%s' "$1"; }
 start_vm() {
     local dir=$1 ns=$2 images=$3 vm=$4 offset=$5 role frac base machine_id
     role=${ROLE[$vm]}
+    local extra=()
+    mapfile -t extra < <(bastion_qemu_args "$dir" "$vm")
     machine_id=$(printf '%s' "$vm" | md5sum | cut -c1-32) # each VM its own, the same every run
     rm -f "$dir/$vm.qcow2" "$dir/$vm.pid"
     qemu-img create -q -f qcow2 -b "$images/$role.raw" -F raw "$dir/$vm.qcow2"
@@ -497,6 +554,7 @@ start_vm() {
         -drive "file=$dir/$vm.qcow2,if=virtio,format=qcow2,cache=unsafe,discard=unmap" \
         -netdev "tap,id=net0,ifname=$(tap_of "$vm"),script=no,downscript=no" \
         -device "virtio-net-pci,netdev=net0,mac=${MAC[$vm]},romfile=" \
+        "${extra[@]}" \
         -device virtio-rng-pci \
         -rtc "base=$base,clock=host" \
         -serial "file:$dir/$vm.console.log" -monitor none -no-reboot \
@@ -759,6 +817,7 @@ teardown() {
     done
     ((${#pids[@]} == 0)) || log "stopped ${#pids[@]} VM(s)"
     rm -f "$dir"/*.pid "$dir"/*.qcow2
+    bastion_teardown "$dir"
     if [[ -s $dir/netns ]]; then
         ns=$(netns_of "$dir")
         if [[ -e /run/netns/$ns ]]; then
@@ -786,7 +845,11 @@ cmd_exec() {
     local dir ns
     dir=$(lab_dir "$1")
     shift
-    ns=$(netns_of "$dir")
+    if [[ -e $dir/netns-controller ]]; then
+        ns=$(controller_netns_of "$dir") # bastion mode: the controller's own namespace
+    else
+        ns=$(netns_of "$dir")
+    fi
     exec ip netns exec "$ns" "$@"
 }
 
@@ -909,6 +972,216 @@ cmd_fixtures() {
     grep -v '^#' "$out/sync-times.tsv" | column -t -s $'\t' | sed 's/^/    /' >&2
 }
 
+# ------------------------------------------------------------------ bastion ---
+# `up DIR --bastion` (issue 5): the seed's real topology.  zcloud gets a second NIC
+# ($WAN_ADDR, a bridge br-wan in the lab's namespace) joined by a veth pair to a second
+# namespace, the controller's ($WAN_CONTROLLER, DIR/netns-controller), which has no route to
+# the LAN: the clients are reachable only through zcloud (which does not forward).  `exec`
+# then runs in the controller's namespace.  The lab's own tooling (`ssh`, `offset`, `sudo`,
+# boot checks) keeps using the LAN side as root: the hypervisor's console, not the controller.
+
+# controller_netns_of DIR: the controller namespace recorded in DIR, checked to be one of ours.
+controller_netns_of() {
+    local cns
+    [[ -s $1/netns-controller ]] || die "$1/netns-controller is missing: is a bastion lab up?"
+    cns=$(<"$1/netns-controller")
+    [[ $cns =~ ^cplab-[0-9a-z]+-ctl$ ]] || die "$1/netns-controller does not name a lab namespace: $cns"
+    printf '%s' "$cns"
+}
+
+# bastion_clean DIR: a previous run's bastion files.
+bastion_clean() {
+    rm -f "$1"/inventory-bastion*.yaml "$1/ssh_config-bastion" "$1/become_password"
+}
+
+# bastion_net_up DIR NS: the controller's namespace and zcloud's second network.
+bastion_net_up() {
+    local dir=$1 ns=$2 cns=$2-ctl
+    [[ ! -e /run/netns/$cns ]] || die "netns $cns exists already"
+    printf '%s\n' "$cns" >"$dir/netns-controller" # first: a failure from here on deletes it
+    ip netns add "$cns"
+    ip -n "$cns" link set lo up
+    ip -n "$ns" link add br-wan type bridge stp_state 0 forward_delay 0
+    ip -n "$ns" link set br-wan up
+    ip -n "$ns" link add wan0 type veth peer name eth0 netns "$cns"
+    ip -n "$ns" link set wan0 master br-wan up
+    ip -n "$ns" tuntap add dev tapw-zcloud mode tap
+    ip -n "$ns" link set tapw-zcloud master br-wan up
+    ip -n "$cns" addr add "$WAN_CONTROLLER/$WAN_PREFIX" dev eth0
+    ip -n "$cns" link set eth0 up
+    log "netns $cns (controller): eth0 $WAN_CONTROLLER/$WAN_PREFIX, bridged to zcloud's second NIC $WAN_ADDR; no route to the LAN"
+}
+
+# bastion_qemu_args DIR VM: qemu's arguments for VM's second NIC, one a line (none but for
+# zcloud in a bastion lab).
+bastion_qemu_args() {
+    [[ $2 == zcloud && -e $1/netns-controller ]] || return 0
+    printf '%s\n' -netdev "tap,id=net1,ifname=tapw-zcloud,script=no,downscript=no" \
+        -device "virtio-net-pci,netdev=net1,mac=$WAN_MAC,romfile="
+}
+
+# bastion_teardown DIR: delete the controller's namespace (its veth end goes with it).
+bastion_teardown() {
+    local dir=$1 cns ns
+    [[ -e $dir/netns-controller ]] || return 0
+    cns=$(controller_netns_of "$dir")
+    if [[ -s $dir/netns ]]; then
+        ns=$(netns_of "$dir")
+        if [[ -e /run/netns/$ns ]]; then
+            ip -n "$ns" link del tapw-zcloud 2>/dev/null || true
+            ip -n "$ns" link del wan0 2>/dev/null || true
+            ip -n "$ns" link del br-wan 2>/dev/null || true
+        fi
+    fi
+    if [[ -e /run/netns/$cns ]]; then
+        ip netns delete "$cns"
+        log "deleted netns $cns"
+    fi
+    rm -f "$dir/netns-controller"
+}
+
+# bastion_inventory DIR USER BECOME CLIENT...: an inventory reaching zcloud at its second NIC
+# and the clients through zcloud (`jump:`), logging in as USER (with `become: sudo` when BECOME).
+bastion_inventory() {
+    local dir=$1 user=$2 become=$3 vm
+    shift 3
+    printf '# The bastion lab (tests/lab/lab.sh up --bastion): the controller reaches only zcloud,\n'
+    printf '# at %s; the clients through it.  Run clockprov in the controller namespace:\n' "$WAN_ADDR"
+    printf '#   tests/lab/lab.sh exec %s clockprov ...\n' "$dir"
+    printf 'ssh:\n  user: %s\n' "$user"
+    ((become == 0)) || printf '  become: sudo                   # password: %s/become_password\n' "$dir"
+    printf '  identity_file: id_ed25519\n  known_hosts: known_hosts\n  host_key_policy: strict\n\n'
+    printf 'ntp_servers:\n  zcloud:\n    address: %s\n' "${ADDR[zcloud]}"
+    printf '    ssh: { host: %s }         # its second NIC: the only way in\n' "$WAN_ADDR"
+    printf '    upstream:\n      - pool: ntp.ubuntu.com       # unreachable from the lab\n'
+    printf '    allow: [192.168.6.0/24]\n    local_stratum: 10\n'
+    (($#)) || return 0
+    printf '\nclients:\n'
+    for vm in "$@"; do printf '  %s: { address: %s, ssh: { jump: zcloud } }\n' "$vm" "${ADDR[$vm]}"; done
+}
+
+# bastion_files DIR VM...: known_hosts for zcloud's second address, the inventories, the
+# OpenSSH config and the sudo password.
+bastion_files() {
+    local dir=$1 vm
+    shift
+    local clients=()
+    for vm in "$@"; do [[ ${ROLE[$vm]} == client ]] && clients+=("$vm"); done
+    # zcloud's host key, under its second address too.
+    awk -v lan="${ADDR[zcloud]}" -v wan="$WAN_ADDR" '$1 == lan { $1 = wan; print }' "$dir/known_hosts" >"$dir/.wan.hostkey"
+    [[ -s $dir/.wan.hostkey ]] || die "no host key of zcloud in $dir/known_hosts"
+    cat "$dir/.wan.hostkey" >>"$dir/known_hosts"
+    rm -f "$dir/.wan.hostkey"
+    bastion_inventory "$dir" "$LOGIN_USER" 1 "${clients[@]}" >"$dir/inventory-bastion.yaml"
+    bastion_inventory "$dir" root 0 "${clients[@]}" >"$dir/inventory-bastion-root.yaml"
+    {
+        printf '# OpenSSH client config for the bastion lab: zcloud at its second NIC, the clients through\n'
+        printf '# it (ProxyJump).  Each Host names the machine and its LAN address (what clients and the\n'
+        printf '# inventory call it).  In the controller namespace: ssh -F %s/ssh_config-bastion z-b-data-1\n' "$dir"
+        printf 'Host zcloud %s\n  HostName %s\n' "${ADDR[zcloud]}" "$WAN_ADDR"
+        for vm in "${clients[@]}"; do
+            printf 'Host %s %s\n  HostName %s\n  ProxyJump zcloud\n' "$vm" "${ADDR[$vm]}" "${ADDR[$vm]}"
+        done
+        printf 'Host *\n  User %s\n  IdentityFile %s/id_ed25519\n' "$LOGIN_USER" "$dir"
+        printf '  UserKnownHostsFile %s/known_hosts\n  StrictHostKeyChecking yes\n' "$dir"
+    } >"$dir/ssh_config-bastion"
+    {
+        printf '# The bastion lab, every connection from the OpenSSH config (HostName, User, IdentityFile,\n'
+        printf '# ProxyJump, UserKnownHostsFile, StrictHostKeyChecking): %s/ssh_config-bastion.\n' "$dir"
+        printf '#   tests/lab/lab.sh exec %s clockprov ...\n' "$dir"
+        printf 'ssh:\n  config_file: ssh_config-bastion\n  become: sudo                   # password: %s/become_password\n\n' "$dir"
+        printf 'ntp_servers:\n  zcloud:\n    address: %s\n' "${ADDR[zcloud]}"
+        printf '    upstream:\n      - pool: ntp.ubuntu.com       # unreachable from the lab\n'
+        printf '    allow: [192.168.6.0/24]\n    local_stratum: 10\n'
+        if ((${#clients[@]})); then
+            printf '\nclients:\n'
+            for vm in "${clients[@]}"; do printf '  %s: { address: %s }\n' "$vm" "${ADDR[$vm]}"; done
+        fi
+    } >"$dir/inventory-bastion-sshconfig.yaml"
+    (umask 077 && printf '%s\n' "$LAB_PASSWORD" >"$dir/become_password")
+    log "bastion: inventory-bastion.yaml ($LOGIN_USER, become: sudo, jump: zcloud), inventory-bastion-root.yaml, inventory-bastion-sshconfig.yaml + ssh_config-bastion (ProxyJump), become_password"
+}
+
+# bastion_ssh DIR ARGS...: OpenSSH from the controller namespace with the lab's bastion config.
+bastion_ssh() {
+    local dir=$1 cns
+    shift
+    cns=$(controller_netns_of "$dir")
+    ip netns exec "$cns" ssh -F "$dir/ssh_config-bastion" -o BatchMode=yes -o IdentitiesOnly=yes \
+        -o GlobalKnownHostsFile=/dev/null -o LogLevel=ERROR -o ConnectTimeout=20 "$@"
+}
+
+# bastion_check DIR: prove the topology from the controller namespace, with OpenSSH: no route to
+# the LAN, zcloud answers at its second address, the clients only through it (ProxyJump), and
+# sudo asks for the password / refuses nosudo.
+bastion_check() {
+    local dir=$1 cns vm out routes
+    cns=$(controller_netns_of "$dir")
+    routes=$(ip -n "$cns" route show)
+    log "controller routes: ${routes//$'\n'/; }"
+    if out=$(ip -n "$cns" route get "${ADDR[zcloud]}" 2>&1); then
+        die "the controller namespace has a route to the LAN: $out"
+    fi
+    log "controller: ip route get ${ADDR[zcloud]}: ${out}"
+    if out=$(ip netns exec "$cns" timeout 5 bash -c "exec 3<>/dev/tcp/${ADDR[zcloud]}/22" 2>&1); then
+        die "the controller reaches ${ADDR[zcloud]}:22 directly"
+    fi
+    log "controller: connect ${ADDR[zcloud]}:22: ${out##*: }"
+    out=$(bastion_ssh "$dir" zcloud "id -un; cat /proc/sys/net/ipv4/ip_forward; sudo -n true 2>&1 || true; printf '%s\n' '$LAB_PASSWORD' | sudo -S -p '' id -u" </dev/null) ||
+        die "ssh $LOGIN_USER@$WAN_ADDR from the controller failed"
+    [[ $out == "$LOGIN_USER"$'\n0\n'*'password is required'*$'\n0' ]] ||
+        die "zcloud over its second NIC: expected '$LOGIN_USER', no forwarding, sudo asking for a password, uid 0; got: $out"
+    log "controller -> zcloud ($WAN_ADDR) as $LOGIN_USER: ok; ip_forward 0; sudo -n: password required; sudo -S: uid 0"
+    out=$(bastion_ssh "$dir" -l "$NOSUDO_USER" zcloud "printf '%s\n' '$LAB_PASSWORD' | sudo -S -p '' true 2>&1 || true" </dev/null) ||
+        die "ssh $NOSUDO_USER@$WAN_ADDR from the controller failed"
+    [[ $out == *'not in the sudoers file'* ]] || die "$NOSUDO_USER may sudo on zcloud: $out"
+    log "controller -> zcloud as $NOSUDO_USER: sudo refused (${out//$'\n'/ })"
+    for vm in "${VMS[@]}"; do
+        if [[ ${ROLE[$vm]} != client ]] || ! qemu_pid "$dir" "$vm" >/dev/null; then
+            continue
+        fi
+        # shellcheck disable=SC2016 # expanded by the VM's shell
+        out=$(bastion_ssh "$dir" "$vm" 'id -un; echo ${SSH_CONNECTION%% *}' </dev/null) ||
+            die "ssh -F ssh_config-bastion $vm (ProxyJump zcloud) failed"
+        [[ $out == "$LOGIN_USER"$'\n'"${ADDR[zcloud]}" ]] || die "$vm through zcloud: expected '$LOGIN_USER' from ${ADDR[zcloud]}, got: $out"
+        log "controller -> $vm through zcloud (ProxyJump): ok, connection from ${ADDR[zcloud]}"
+    done
+}
+
+cmd_bastion_check() {
+    (($# == 1)) || usage
+    bastion_check "$(lab_dir "$1")"
+}
+
+# lab.sh sudo DIR MODE [VM...]: how LOGIN_USER's sudo behaves on the VMs (default: all running):
+# password (as built: asks every time), nopasswd, denied (a rule refusing every command).
+cmd_sudo() {
+    (($# >= 2)) || usage
+    local dir ns mode=$2 vm rule
+    dir=$(lab_dir "$1")
+    shift 2
+    ns=$(netns_of "$dir")
+    case $mode in
+        password) rule="" ;;
+        nopasswd) rule="$LOGIN_USER ALL=(ALL:ALL) NOPASSWD: ALL" ;;
+        denied) rule="$LOGIN_USER ALL=(ALL:ALL) !ALL" ;;
+        *) die "sudo: MODE is password, nopasswd or denied, not '$mode'" ;;
+    esac
+    local vms=("$@")
+    if ((${#vms[@]} == 0)); then
+        for vm in "${VMS[@]}"; do qemu_pid "$dir" "$vm" >/dev/null && vms+=("$vm"); done
+    fi
+    for vm in "${vms[@]}"; do
+        vm_known "$vm" || die "no VM named '$vm'"
+        if [[ -z $rule ]]; then
+            vm_ssh "$dir" "$ns" "$vm" "rm -f $SUDO_MODE_DROPIN" </dev/null
+        else
+            vm_ssh "$dir" "$ns" "$vm" "t=\$(mktemp /etc/sudoers.d/.lab.XXXXXX) && printf '%s\n' '$rule' >\"\$t\" && chmod 440 \"\$t\" && visudo -cqf \"\$t\" && mv \"\$t\" $SUDO_MODE_DROPIN" </dev/null
+        fi
+    done
+    log "sudo for $LOGIN_USER on ${vms[*]}: $mode"
+}
+
 # --------------------------------------------------------------------- main ---
 
 main() {
@@ -924,6 +1197,8 @@ main() {
         ssh) cmd_ssh "$@" ;;
         offset) cmd_offset "$@" ;;
         fixtures) cmd_fixtures "$@" ;;
+        sudo) cmd_sudo "$@" ;;
+        bastion-check) cmd_bastion_check "$@" ;;
         -h | --help | help) usage ;;
         *) usage ;;
     esac
