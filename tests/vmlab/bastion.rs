@@ -1,0 +1,408 @@
+//! The seed's real topology on the VM lab (`tests/lab/lab.sh up --bastion`, issue 5): the
+//! controller runs in its own network namespace whose only way in is zcloud's second NIC
+//! (10.0.6.200); the clients (192.168.6.204-206) are reachable only through zcloud. clockprov
+//! runs in that namespace and must plan, apply and check the fleet through the jump host, by the
+//! inventory's `jump:` and by an OpenSSH config's `ProxyJump`, logging in as root or as the
+//! ordinary user `huatai` with `become: sudo`; and fail clearly when it cannot.
+//!
+//! Two tests, one lab each, never at the same time (one lock): the root login through `jump:`,
+//! and the sudo / OpenSSH config paths.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+#[path = "../support/run.rs"]
+mod run;
+use run::Run;
+
+const CLIENTS: [&str; 3] = ["z-b-data-1", "z-b-data-2", "z-b-data-3"];
+const HOSTS: [&str; 4] = ["zcloud", "z-b-data-1", "z-b-data-2", "z-b-data-3"];
+const PASSWORD_VAR: &str = "CLOCKPROV_BECOME_PASSWORD";
+
+/// One lab at a time: the machine has two cores.
+static ONE_LAB: Mutex<()> = Mutex::new(());
+
+fn lab_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/lab.sh")
+}
+
+struct Lab {
+    dir: tempfile::TempDir,
+    _one: MutexGuard<'static, ()>,
+}
+
+impl Lab {
+    /// `lab.sh up DIR --bastion`: four VMs, the controller namespace, the bastion inventories.
+    fn up() -> Lab {
+        let one = ONE_LAB.lock().unwrap_or_else(PoisonError::into_inner);
+        let dir = tempfile::Builder::new()
+            .prefix("clockprov-vmlab-bastion-")
+            .tempdir()
+            .unwrap();
+        let status = Command::new("bash")
+            .arg(lab_script())
+            .arg("up")
+            .arg(dir.path())
+            .arg("--bastion")
+            .stdin(Stdio::null())
+            .status()
+            .expect("run lab.sh up");
+        let lab = Lab { dir, _one: one };
+        assert!(
+            status.success(),
+            "lab.sh up --bastion failed (console logs above)"
+        );
+        lab
+    }
+
+    fn file(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+
+    /// An inventory in the lab's directory (its relative paths are the lab's files): `base` with
+    /// each `(from, to)` replaced once.
+    fn derived_inventory(&self, base: &str, name: &str, edits: &[(&str, &str)]) -> String {
+        let mut text = std::fs::read_to_string(self.file(base)).unwrap();
+        for (from, to) in edits {
+            assert!(text.contains(from), "{base} has no {from:?}:\n{text}");
+            text = text.replacen(from, to, 1);
+        }
+        std::fs::write(self.file(name), text).unwrap();
+        self.file(name)
+    }
+
+    fn password(&self) -> String {
+        std::fs::read_to_string(self.file("become_password"))
+            .unwrap()
+            .trim_end()
+            .to_owned()
+    }
+
+    /// A command in the controller's namespace (`lab.sh exec`): the only way in is zcloud.
+    fn exec(&self, program: &str, args: &[&str], password: Option<&str>) -> Run {
+        let mut cmd = Command::new("bash");
+        cmd.arg(lab_script())
+            .arg("exec")
+            .arg(self.dir.path())
+            .arg(program)
+            .args(args)
+            .env("NO_COLOR", "1")
+            .env_remove(PASSWORD_VAR)
+            .env_remove("SSH_AUTH_SOCK")
+            .stdin(Stdio::null());
+        if let Some(password) = password {
+            cmd.env(PASSWORD_VAR, password);
+        }
+        Run::from(
+            cmd.output()
+                .expect("run a command in the controller namespace"),
+        )
+    }
+
+    /// clockprov in the controller's namespace, with `CLOCKPROV_BECOME_PASSWORD` only when given.
+    fn clockprov(&self, args: &[&str], password: Option<&str>) -> Run {
+        let run = self.exec(env!("CARGO_BIN_EXE_clockprov"), args, password);
+        eprintln!(
+            "$ {}clockprov {}\n{run:?}",
+            if password.is_some() {
+                format!("{PASSWORD_VAR}=... ")
+            } else {
+                String::new()
+            },
+            args.join(" ")
+        );
+        if let Some(password) = password {
+            assert!(
+                !run.stdout.contains(password) && !run.stderr.contains(password),
+                "the sudo password is printed: {run:?}"
+            );
+        }
+        run
+    }
+
+    /// `lab.sh SUBCOMMAND DIR ARGS...`, which must succeed.
+    fn lab(&self, subcommand: &str, args: &[&str]) -> String {
+        let out = Command::new("bash")
+            .arg(lab_script())
+            .arg(subcommand)
+            .arg(self.dir.path())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run lab.sh");
+        assert!(
+            out.status.success(),
+            "lab.sh {subcommand} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// A command on VM as root, from the lab's side (the hypervisor's console, not the controller).
+    fn ssh(&self, vm: &str, command: &str) -> String {
+        self.lab("ssh", &[vm, command])
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(lab_script())
+            .arg("down")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+fn check_json(lab: &Lab, inventory: &str, password: Option<&str>) -> (i32, serde_json::Value) {
+    let run = lab.clockprov(&["check", "-i", inventory, "--format", "json"], password);
+    let doc = serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {run:?}"));
+    (run.code, doc)
+}
+
+fn host<'a>(doc: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    doc["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["name"] == name)
+        .unwrap_or_else(|| panic!("no host {name} in {doc:#}"))
+}
+
+/// Plan (every host to change), apply with `--wait-sync`, check (every client synchronized to
+/// zcloud within 0.05 s): the whole story through the jump host, with `inventory`.
+fn plan_apply_check(lab: &Lab, inventory: &str, password: Option<&str>) {
+    let plan = lab.clockprov(&["plan", "-i", inventory, "--detailed-exitcode"], password);
+    assert_eq!(plan.code, 2, "{plan:?}");
+    assert!(
+        plan.stdout.contains("+allow 192.168.6.0/24\n")
+            && plan.stdout.contains("+NTP=192.168.6.200\n")
+            && plan.stdout.contains("Plan: 4 hosts to change, 0 unchanged"),
+        "{plan:?}"
+    );
+
+    let apply = lab.clockprov(
+        &["apply", "-i", inventory, "--yes", "--wait-sync", "240s"],
+        password,
+    );
+    assert_eq!(apply.code, 0, "{apply:?}");
+    assert!(apply.stdout.contains("Apply: 4 hosts changed"), "{apply:?}");
+
+    let (code, after) = check_json(lab, inventory, password);
+    assert_eq!(code, 0, "{after:#}");
+    for client in CLIENTS {
+        let h = host(&after, client);
+        assert_eq!(h["synchronized"], true, "{h:#}");
+        assert_eq!(h["server"], "192.168.6.200", "{h:#}");
+        assert!(
+            h["offset_to_server_seconds"].as_f64().unwrap().abs() < 0.05,
+            "{h:#}"
+        );
+    }
+    files_are_roots(lab);
+}
+
+/// The managed files on the VMs: owned by root, mode 0644 (whoever logged in).
+fn files_are_roots(lab: &Lab) {
+    for vm in HOSTS {
+        let path = stock_path(vm);
+        let stat = lab.ssh(vm, &format!("stat -c '%U:%G %a' {path}"));
+        assert_eq!(stat.trim(), "root:root 644", "{vm}:{path}");
+    }
+}
+
+/// Put the stock files back (saved by `save_stock`) and restart the daemons: the next apply has
+/// the whole story to do again.
+fn save_stock(lab: &Lab) {
+    for vm in HOSTS {
+        let path = stock_path(vm);
+        lab.ssh(vm, &format!("cp -p {path} /root/stock.conf"));
+    }
+}
+
+fn restore_stock(lab: &Lab) {
+    for vm in HOSTS {
+        let path = stock_path(vm);
+        let unit = if vm == "zcloud" {
+            "chrony"
+        } else {
+            "systemd-timesyncd"
+        };
+        lab.ssh(
+            vm,
+            &format!("cp -p /root/stock.conf {path} && systemctl restart {unit}"),
+        );
+    }
+}
+
+fn stock_path(vm: &str) -> &'static str {
+    if vm == "zcloud" {
+        "/etc/chrony/chrony.conf"
+    } else {
+        "/etc/systemd/timesyncd.conf"
+    }
+}
+
+/// The topology itself: from the controller's namespace the LAN is unreachable, so the lab's
+/// ordinary inventory (clients and zcloud at their LAN addresses) reaches nobody.
+fn the_lan_is_unreachable(lab: &Lab) {
+    let routes = lab.exec("ip", &["route", "show"], None);
+    assert_eq!(routes.code, 0, "{routes:?}");
+    assert!(
+        routes.stdout.contains("10.0.6.0/24") && !routes.stdout.contains("192.168.6."),
+        "{routes:?}"
+    );
+    for address in ["192.168.6.200", "192.168.6.204"] {
+        let connect = lab.exec(
+            "timeout",
+            &["5", "bash", "-c", &format!("exec 3<>/dev/tcp/{address}/22")],
+            None,
+        );
+        assert_ne!(connect.code, 0, "{address}: {connect:?}");
+        assert!(
+            connect.stderr.contains("Network is unreachable"),
+            "{address}: {connect:?}"
+        );
+    }
+    let direct = lab.clockprov(
+        &[
+            "plan",
+            "-i",
+            &lab.file("inventory.yaml"),
+            "--connect-timeout",
+            "5s",
+        ],
+        None,
+    );
+    assert_eq!(direct.code, 1, "{direct:?}");
+    assert!(direct.stdout.contains("4 unreachable"), "{direct:?}");
+}
+
+#[test]
+fn bastion_root_login_through_jump() {
+    let lab = Lab::up();
+    the_lan_is_unreachable(&lab);
+
+    // The jump host's address is wrong: zcloud and every host behind it are unreachable, and the
+    // clients say it was their jump host that failed.
+    let bad = lab.derived_inventory(
+        "inventory-bastion-root.yaml",
+        "inventory-bastion-badjump.yaml",
+        &[("host: 10.0.6.200", "host: 10.0.6.99")],
+    );
+    let unreachable = lab.clockprov(&["plan", "-i", &bad, "--connect-timeout", "5s"], None);
+    assert_eq!(unreachable.code, 1, "{unreachable:?}");
+    assert!(
+        unreachable
+            .stdout
+            .contains("Plan: 0 hosts to change, 0 unchanged, 4 unreachable"),
+        "{unreachable:?}"
+    );
+    for client in CLIENTS {
+        let section = unreachable
+            .stdout
+            .split("== ")
+            .find(|s| s.starts_with(client))
+            .unwrap_or_else(|| panic!("no {client} in {unreachable:?}"));
+        assert!(
+            section.contains("UNREACHABLE") && section.contains("jump host zcloud"),
+            "{client}: {section}"
+        );
+    }
+
+    // Root login, clients through `jump: zcloud`.
+    plan_apply_check(&lab, &lab.file("inventory-bastion-root.yaml"), None);
+}
+
+#[test]
+fn bastion_sudo_and_openssh_config() {
+    let lab = Lab::up();
+    save_stock(&lab);
+    let password = lab.password();
+    let inventory = lab.file("inventory-bastion.yaml");
+
+    // sudo needs a password and none is given (no terminal, no CLOCKPROV_BECOME_PASSWORD).
+    let none = lab.clockprov(&["apply", "-i", &inventory, "--yes"], None);
+    assert_eq!(none.code, 1, "{none:?}");
+    assert!(all_text(&none).contains("password"), "{none:?}");
+    stock_is_untouched(&lab);
+
+    // sudo denied: a login in no sudoers rule, and huatai with a rule refusing everything.
+    let nosudo = lab.derived_inventory(
+        "inventory-bastion.yaml",
+        "inventory-bastion-nosudo.yaml",
+        &[("user: huatai", "user: nosudo")],
+    );
+    let denied = lab.clockprov(&["apply", "-i", &nosudo, "--yes"], Some(&password));
+    assert_denied(&denied);
+    lab.lab("sudo", &["denied"]);
+    let denied = lab.clockprov(&["apply", "-i", &inventory, "--yes"], Some(&password));
+    lab.lab("sudo", &["password"]);
+    assert_denied(&denied);
+    stock_is_untouched(&lab);
+
+    // (a) huatai with the sudo password, clients through the inventory's `jump: zcloud`.
+    plan_apply_check(&lab, &inventory, Some(&password));
+    let sudo_log = lab.ssh("zcloud", "journalctl -q --no-pager _COMM=sudo | tail -n 5");
+    assert!(
+        sudo_log.contains("huatai") && sudo_log.contains("USER=root"),
+        "sudo ran the steps: {sudo_log}"
+    );
+    let leaks = lab.ssh(
+        "zcloud",
+        &format!("journalctl -q --no-pager | grep -c -F -e '{password}' || true"),
+    );
+    assert_eq!(
+        leaks.trim(),
+        "0",
+        "the sudo password is in zcloud's journal"
+    );
+
+    // NOPASSWD: no password needed, none given.
+    lab.lab("sudo", &["nopasswd"]);
+    let nopasswd = lab.clockprov(&["plan", "-i", &inventory, "--detailed-exitcode"], None);
+    lab.lab("sudo", &["password"]);
+    assert_eq!(nopasswd.code, 0, "{nopasswd:?}");
+
+    // (b) Everything from an OpenSSH config: HostName, User, IdentityFile, ProxyJump,
+    // UserKnownHostsFile, StrictHostKeyChecking.
+    restore_stock(&lab);
+    plan_apply_check(
+        &lab,
+        &lab.file("inventory-bastion-sshconfig.yaml"),
+        Some(&password),
+    );
+}
+
+fn assert_denied(run: &Run) {
+    assert_eq!(run.code, 1, "{run:?}");
+    let text = all_text(run);
+    assert!(
+        text.contains("sudo")
+            && (text.contains("denied")
+                || text.contains("not allowed")
+                || text.contains("not in the sudoers")),
+        "{run:?}"
+    );
+}
+
+/// stdout and stderr together, lower case.
+fn all_text(run: &Run) -> String {
+    format!("{}\n{}", run.stdout, run.stderr).to_lowercase()
+}
+
+/// No managed file was changed (after a run that must not have changed anything).
+fn stock_is_untouched(lab: &Lab) {
+    for vm in HOSTS {
+        let same = lab.ssh(
+            vm,
+            &format!(
+                "cmp -s /root/stock.conf {} && echo same || echo changed",
+                stock_path(vm)
+            ),
+        );
+        assert_eq!(same.trim(), "same", "{vm}: {}", stock_path(vm));
+    }
+}
