@@ -31,6 +31,9 @@ pub enum Command {
     Apply(ApplyArgs),
     /// Measure every host's clock offset and sync state; flag skew as Ceph would.
     Check(CheckArgs),
+    /// Write the client configuration into the inventory's golden images (qcow2/raw disk images,
+    /// or root directories) so that clones boot synchronized. Shows the diff first.
+    Bake(BakeArgs),
     /// Print the configuration files a host should have (rendered offline, no connection).
     Render(RenderArgs),
 }
@@ -121,4 +124,35 @@ pub struct RenderArgs {
     /// A directory whose templates replace the built-in ones.
     #[arg(long, value_name = "DIR")]
     pub templates: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct BakeArgs {
+    /// The inventory file.
+    #[arg(short, long, value_name = "FILE")]
+    pub inventory: PathBuf,
+    /// Only these images: names or globs, comma-separated or repeated; `!pattern` excludes.
+    #[arg(short, long, value_name = "PATTERN")]
+    pub limit: Vec<String>,
+    /// Output format on stdout.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// How many images to open at once (each disk image starts a libguestfs appliance).
+    #[arg(short, long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..))]
+    pub forks: u16,
+    /// A directory whose timesyncd.conf.j2 replaces the built-in template.
+    #[arg(long, value_name = "DIR")]
+    pub templates: Option<PathBuf>,
+    /// Show what would change (opening disk images read-only); change nothing.
+    #[arg(long, conflicts_with = "yes")]
+    pub dry_run: bool,
+    /// With --dry-run: exit 2 when something would change.
+    #[arg(long, requires = "dry_run")]
+    pub detailed_exitcode: bool,
+    /// Do not ask for confirmation.
+    #[arg(short, long)]
+    pub yes: bool,
+    /// Empty a populated /etc/machine-id, so that each clone makes its own at first boot.
+    #[arg(long)]
+    pub reset_machine_id: bool,
 }

@@ -11,7 +11,10 @@ use anyhow::{Context as _, anyhow, bail};
 use clap::Parser as _;
 
 use crate::check::{self, CheckStatus, HostCheck};
-use crate::cli::{ApplyArgs, CheckArgs, Cli, Command, FleetArgs, Format, PlanArgs, RenderArgs};
+use crate::bake::{self, BakeOptions, ImageResult, ImageStatus};
+use crate::cli::{
+    ApplyArgs, BakeArgs, CheckArgs, Cli, Command, FleetArgs, Format, PlanArgs, RenderArgs,
+};
 use crate::daemon::{Daemon, DaemonVersion};
 use crate::fleet::{self, Connector, HostResult, HostStatus, RunOptions, Summary};
 use crate::glob::Limit;
@@ -76,6 +79,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Plan(args) => plan(&args),
         Command::Apply(args) => apply(&args),
         Command::Check(args) => check(&args),
+        Command::Bake(args) => bake(&args),
         Command::Render(args) => render(&args),
     }
 }
@@ -192,13 +196,17 @@ fn plan(args: &PlanArgs) -> anyhow::Result<u8> {
 }
 
 fn confirm(hosts: usize) -> anyhow::Result<bool> {
-    if !std::io::stdin().is_terminal() {
-        bail!("refusing to apply without confirmation: stdin is not a terminal; pass --yes");
-    }
-    eprint!(
-        "Apply these changes to {hosts} host{}? Type 'yes' to go on: ",
+    ask(&format!(
+        "Apply these changes to {hosts} host{}?",
         if hosts == 1 { "" } else { "s" }
-    );
+    ))
+}
+
+fn ask(question: &str) -> anyhow::Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        bail!("refusing to change anything without confirmation: stdin is not a terminal; pass --yes");
+    }
+    eprint!("{question} Type 'yes' to go on: ");
     std::io::stderr().flush().ok();
     let mut answer = String::new();
     std::io::stdin()
@@ -359,4 +367,116 @@ fn render(args: &RenderArgs) -> anyhow::Result<u8> {
         print_stdout(&file.content)?;
     }
     Ok(EXIT_OK)
+}
+
+fn bake(args: &BakeArgs) -> anyhow::Result<u8> {
+    let inventory = Inventory::load(&args.inventory)?;
+    let renderer = renderer_for(&inventory, args.templates.clone())?;
+    let limit = Limit::new(&args.limit);
+    let images: Vec<_> = inventory
+        .file
+        .images
+        .iter()
+        .filter(|(name, _)| limit.selects(name.as_str()))
+        .collect();
+    if images.is_empty() {
+        if inventory.file.images.is_empty() {
+            bail!("{}: the inventory has no images", args.inventory.display());
+        }
+        bail!(
+            "--limit {} matches no image of {}",
+            args.limit.join(","),
+            args.inventory.display()
+        );
+    }
+    // Decide before any appliance starts: nothing is opened for writing that cannot be written.
+    if !args.dry_run && !args.yes && !std::io::stdin().is_terminal() {
+        bail!("refusing to bake without confirmation: stdin is not a terminal; pass --yes (or --dry-run)");
+    }
+    let options = BakeOptions {
+        reset_machine_id: args.reset_machine_id,
+    };
+    let forks = usize::from(args.forks);
+    let opened = bake::parallel_map(images, forks, |(name, spec)| {
+        let started = std::time::Instant::now();
+        tracing::info!("{name}: opening {}", bake::image_path(&inventory, spec).display());
+        let result = bake::open_and_plan(&inventory, &renderer, name.as_str(), spec, args.dry_run, options);
+        (name.as_str(), bake::image_path(&inventory, spec), started, result)
+    });
+    let mut planned = Vec::new();
+    let mut results = Vec::new();
+    for (name, path, started, result) in opened {
+        let seconds = started.elapsed().as_secs_f64();
+        match result {
+            Ok(image) => {
+                results.push(ImageResult::planned(&image, seconds));
+                planned.push((image, started));
+            }
+            Err(e) => results.push(ImageResult::failed(name, &path, &e, seconds)),
+        }
+    }
+    if args.format == Format::Text {
+        print_stdout(&report::bake_plan_text(&results, stdout_style()))?;
+    }
+    let changes = results
+        .iter()
+        .filter(|r| r.status == ImageStatus::Change)
+        .count();
+    let go = !args.dry_run
+        && changes > 0
+        && (args.yes
+            || ask(&format!(
+                "Bake these changes into {changes} image{}?",
+                if changes == 1 { "" } else { "s" }
+            ))?);
+    let stamp = bake::utc_stamp(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    );
+    let finished = bake::parallel_map(planned, forks, |(image, started)| {
+        let name = image.name.clone();
+        let outcome = if go && image.plan.has_changes() {
+            bake::execute(image, &stamp).map(Some)
+        } else {
+            image.root.finish().map(|()| None).map_err(bake::BakeError::from)
+        };
+        (name, started.elapsed().as_secs_f64(), outcome)
+    });
+    for (name, seconds, outcome) in finished {
+        let Some(result) = results.iter_mut().find(|r| r.name == name) else {
+            continue;
+        };
+        result.seconds = seconds;
+        match outcome {
+            Ok(Some(report)) => {
+                result.status = ImageStatus::Baked;
+                result.report = Some(report);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                result.status = ImageStatus::Failed;
+                result.error = Some(e.to_string());
+            }
+        }
+    }
+    match args.format {
+        Format::Text if go => print_stdout(&format!(
+            "\n{}",
+            report::bake_done_text(&results, stdout_style())
+        ))?,
+        Format::Text => {}
+        Format::Json => print_stdout(&report::bake_json(&results, args.dry_run))?,
+    }
+    let failed = results.iter().any(|r| r.status == ImageStatus::Failed);
+    if !go && !args.dry_run && changes > 0 && !failed {
+        return Err(anyhow!("bake cancelled; nothing was changed"));
+    }
+    Ok(if failed {
+        EXIT_ERROR
+    } else if args.detailed_exitcode && changes > 0 {
+        EXIT_CHANGES
+    } else {
+        EXIT_OK
+    })
 }

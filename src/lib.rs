@@ -4,6 +4,7 @@
 //! -> plan (pure diff) -> apply.
 
 pub mod apply;
+pub mod bake;
 pub mod check;
 pub mod cli;
 pub mod clock;
@@ -12,11 +13,14 @@ pub mod daemon;
 pub mod facts;
 pub mod fleet;
 pub mod glob;
+pub mod guestfs;
+pub mod image;
 pub mod inventory;
 pub mod known_hosts;
 pub mod plan;
 pub mod render;
 pub mod report;
+pub mod rootfs;
 pub mod shell;
 pub mod ssh;
 pub mod value;

@@ -1,5 +1,7 @@
 //! Planning: a pure function of what a host should have and what it has.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 use similar::TextDiff;
 
@@ -98,9 +100,43 @@ pub enum PlanError {
 /// A managed path is something other than a regular file, or was not read.
 pub fn plan(host: &str, desired: &DesiredState, facts: &HostFacts) -> Result<HostPlan, PlanError> {
     let daemon = desired.daemon;
+    let files = file_changes(host, &desired.files, &facts.files)?;
+    let package = (!facts.is_installed(daemon)).then(|| PackageInstall {
+        package: daemon.package().to_owned(),
+        removes: facts
+            .is_installed(daemon.conflicting())
+            .then(|| daemon.conflicting().package().to_owned()),
+    });
+    let unit_facts = facts.unit(daemon);
+    let restart = files.iter().any(FileChange::writes_content);
+    let unit = UnitChange {
+        unit: daemon.unit().to_owned(),
+        enable: package.is_some() || !unit_facts.is_enabled(),
+        restart,
+        start: !restart && (package.is_some() || !unit_facts.is_active()),
+    };
+    Ok(HostPlan {
+        host: host.to_owned(),
+        daemon,
+        version: facts.version_for(daemon),
+        files,
+        package,
+        unit,
+    })
+}
+
+/// What to do to each of the `wanted` files, given what `found` says about them.
+///
+/// # Errors
+/// A managed path is something other than a regular file, or was not read.
+pub fn file_changes(
+    host: &str,
+    wanted: &[DesiredFile],
+    found: &BTreeMap<String, PathFacts>,
+) -> Result<Vec<FileChange>, PlanError> {
     let mut files = Vec::new();
-    for want in &desired.files {
-        let before = match facts.files.get(&want.path) {
+    for want in wanted {
+        let before = match found.get(&want.path) {
             Some(PathFacts::File(file)) => Some(file.clone()),
             Some(PathFacts::Absent) => None,
             Some(PathFacts::NotAFile) => {
@@ -139,28 +175,7 @@ pub fn plan(host: &str, desired: &DesiredState, facts: &HostFacts) -> Result<Hos
             diff,
         });
     }
-    let package = (!facts.is_installed(daemon)).then(|| PackageInstall {
-        package: daemon.package().to_owned(),
-        removes: facts
-            .is_installed(daemon.conflicting())
-            .then(|| daemon.conflicting().package().to_owned()),
-    });
-    let unit_facts = facts.unit(daemon);
-    let restart = files.iter().any(FileChange::writes_content);
-    let unit = UnitChange {
-        unit: daemon.unit().to_owned(),
-        enable: package.is_some() || !unit_facts.is_enabled(),
-        restart,
-        start: !restart && (package.is_some() || !unit_facts.is_active()),
-    };
-    Ok(HostPlan {
-        host: host.to_owned(),
-        daemon,
-        version: facts.version_for(daemon),
-        files,
-        package,
-        unit,
-    })
+    Ok(files)
 }
 
 /// A unified diff with `HOST:PATH` headers, as `diff -u` would print it.

@@ -183,6 +183,33 @@ impl Renderer {
         }
     }
 
+    /// The files a golden image should carry: a timesyncd client of `servers`.
+    ///
+    /// # Errors
+    /// A template fails.
+    pub fn render_image(
+        &self,
+        name: &str,
+        servers: &[NetAddress],
+        fallback: Option<&[NetAddress]>,
+        inputs: RenderInputs<'_>,
+    ) -> Result<DesiredState, RenderError> {
+        let content = self.render_client(
+            &HostContext {
+                name,
+                address: String::new(),
+                section: "images",
+            },
+            servers,
+            fallback,
+            inputs,
+        )?;
+        Ok(DesiredState {
+            daemon: Daemon::Timesyncd,
+            files: vec![config_file(Daemon::Timesyncd, content)],
+        })
+    }
+
     fn render_client(
         &self,
         host: &HostContext<'_>,

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::bake::{ImagePlan, ImageResult, ImageStatus, MachineId};
 use crate::check::{CheckStatus, HostCheck};
 use crate::fleet::{HostResult, HostStatus, Summary};
 use crate::plan::{FileAction, HostPlan};
@@ -327,6 +328,189 @@ pub fn check_json(checks: &[HostCheck], max_skew: f64) -> String {
         hosts: checks,
     };
     let mut text = serde_json::to_string_pretty(&document).expect("checks serialize");
+    text.push('\n');
+    text
+}
+
+fn image_header(out: &mut String, result: &ImageResult, style: Style) {
+    let mut detail = vec![result.path.clone()];
+    if let Some(os) = &result.os {
+        detail.push(os.clone());
+    }
+    if let Some(plan) = &result.plan {
+        detail.push(format!("{} {}", plan.daemon, plan.version));
+    }
+    let status = match result.status {
+        ImageStatus::Change => style.paint("33", "change"),
+        ImageStatus::Baked => style.paint("32", "baked"),
+        ImageStatus::Unchanged => style.paint("32", "unchanged"),
+        ImageStatus::Failed => style.paint("31", "FAILED"),
+    };
+    let _ = writeln!(
+        out,
+        "{} {} ({}): {status}",
+        style.paint("1", "=="),
+        style.paint("1", &result.name),
+        detail.join("; ")
+    );
+    if let Some(error) = &result.error {
+        let _ = writeln!(out, "   {}", error.replace('\n', "\n   "));
+    }
+}
+
+fn image_actions(out: &mut String, plan: &ImagePlan, style: Style) {
+    let add = style.paint("32", "+");
+    let change = style.paint("33", "~");
+    let remove = style.paint("31", "-");
+    for file in &plan.files {
+        let line = match file.action {
+            FileAction::Create => format!("{add} create {} (mode 644, root)", file.path),
+            FileAction::Update => format!("{change} update {}", file.path),
+            FileAction::FixMetadata => format!("{change} fix mode/owner of {}", file.path),
+            FileAction::Unchanged => continue,
+        };
+        let _ = writeln!(out, "   {line}");
+    }
+    for link in &plan.enable {
+        let replaces = link
+            .replaces
+            .as_ref()
+            .map(|r| format!(", was -> {r}"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "   {add} link {} -> {} (enable {}{replaces})",
+            link.link,
+            link.target,
+            plan.daemon.unit()
+        );
+    }
+    for removal in plan.disable.iter().chain(&plan.clock_state) {
+        let _ = writeln!(out, "   {remove} remove {} ({})", removal.path, removal.why);
+    }
+    if let MachineId::Populated { id, reset } = &plan.machine_id {
+        if *reset {
+            let _ = writeln!(
+                out,
+                "   {change} empty /etc/machine-id (was {id}; each clone makes its own at first boot)"
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "   {} /etc/machine-id is populated ({id}): every clone would share it; pass --reset-machine-id to empty it",
+                style.paint("33", "!")
+            );
+        }
+    }
+}
+
+fn image_count(results: &[ImageResult], status: ImageStatus) -> usize {
+    results.iter().filter(|r| r.status == status).count()
+}
+
+/// What bake would do, per image: actions, then diffs; a summary line last.
+#[must_use]
+pub fn bake_plan_text(results: &[ImageResult], style: Style) -> String {
+    let mut out = String::new();
+    for result in results {
+        image_header(&mut out, result, style);
+        if let Some(plan) = &result.plan {
+            image_actions(&mut out, plan, style);
+            for file in &plan.files {
+                diff(&mut out, &file.diff, style);
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\nBake plan: {} to change, {} unchanged, {} failed.",
+        plural(image_count(results, ImageStatus::Change), "image"),
+        image_count(results, ImageStatus::Unchanged),
+        image_count(results, ImageStatus::Failed),
+    );
+    out
+}
+
+/// What bake did, per image; a summary line last.
+#[must_use]
+pub fn bake_done_text(results: &[ImageResult], style: Style) -> String {
+    let mut out = String::new();
+    for result in results {
+        match (&result.status, &result.report) {
+            (ImageStatus::Baked, Some(report)) => {
+                let mut done = Vec::new();
+                if !report.written.is_empty() {
+                    done.push(format!("wrote {}", report.written.join(", ")));
+                }
+                if !report.linked.is_empty() {
+                    done.push(format!("linked {}", report.linked.join(", ")));
+                }
+                if !report.removed.is_empty() {
+                    done.push(format!("removed {}", report.removed.join(", ")));
+                }
+                let _ = writeln!(
+                    out,
+                    "{} {}: {} ({:.1} s)",
+                    style.paint("32", "ok"),
+                    result.name,
+                    done.join("; "),
+                    result.seconds
+                );
+                for backup in &report.backups {
+                    let _ = writeln!(out, "   backup: {backup}");
+                }
+            }
+            (ImageStatus::Unchanged | ImageStatus::Change, _) => {
+                let _ = writeln!(
+                    out,
+                    "{} {}: unchanged ({:.1} s)",
+                    style.paint("32", "ok"),
+                    result.name,
+                    result.seconds
+                );
+            }
+            _ => {
+                let _ = writeln!(
+                    out,
+                    "{} {}: {}",
+                    style.paint("31", "FAILED"),
+                    result.name,
+                    result.error.as_deref().unwrap_or("").replace('\n', "\n   ")
+                );
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\nBake: {} baked, {} unchanged, {} failed.",
+        plural(image_count(results, ImageStatus::Baked), "image"),
+        image_count(results, ImageStatus::Unchanged),
+        image_count(results, ImageStatus::Failed),
+    );
+    out
+}
+
+#[derive(Serialize)]
+struct BakeDocument<'a> {
+    format_version: u32,
+    command: &'a str,
+    dry_run: bool,
+    images: &'a [ImageResult],
+}
+
+/// `bake --format json`.
+///
+/// # Panics
+/// Never: every field serializes.
+#[must_use]
+pub fn bake_json(results: &[ImageResult], dry_run: bool) -> String {
+    let document = BakeDocument {
+        format_version: JSON_FORMAT_VERSION,
+        command: "bake",
+        dry_run,
+        images: results,
+    };
+    let mut text = serde_json::to_string_pretty(&document).expect("results serialize");
     text.push('\n');
     text
 }

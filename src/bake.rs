@@ -1,0 +1,642 @@
+//! `bake`: the client configuration written into golden images, so that every clone boots a
+//! timesyncd client of the inventory's servers.
+//!
+//! The same flow as for hosts: facts read from the image ([`crate::image`]), a pure plan
+//! ([`plan_image`]), then the writes, through a [`RootFs`] (a directory or a disk image).
+//! Offline, services are enabled by creating the links `systemctl enable` would create; nothing
+//! is started and nothing is installed.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::daemon::{Daemon, DaemonVersion};
+use crate::guestfs::GuestfsRoot;
+use crate::image::{self, ImageFacts, MACHINE_ID, SYSTEM_CONFIG_DIR, TIMESYNCD_CLOCK};
+use crate::inventory::{ImageSpec, Inventory, servers_of};
+use crate::plan::{FileAction, FileChange, PlanError, file_changes};
+use crate::render::{RenderError, RenderInputs, Renderer};
+use crate::rootfs::{DirectoryRoot, Entry, RootError, RootFs};
+
+/// A link `systemctl enable` would create (or fix).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LinkChange {
+    pub link: String,
+    pub target: String,
+    /// What the link points to now, when it exists but points elsewhere.
+    pub replaces: Option<String>,
+}
+
+/// A file removed from the image, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Removal {
+    pub path: String,
+    pub why: String,
+}
+
+/// What happens to `/etc/machine-id`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "kebab-case")]
+pub enum MachineId {
+    /// Absent or empty: systemd makes a new one at each clone's first boot.
+    Fresh,
+    /// Populated: every clone would share it.
+    Populated { id: String, reset: bool },
+}
+
+/// Everything bake would do to one image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ImagePlan {
+    pub image: String,
+    pub daemon: Daemon,
+    pub version: DaemonVersion,
+    pub files: Vec<FileChange>,
+    /// Links that enable the daemon.
+    pub enable: Vec<LinkChange>,
+    /// Links that enable the conflicting daemon, removed.
+    pub disable: Vec<Removal>,
+    /// Clock state of the machine the image was made on.
+    pub clock_state: Vec<Removal>,
+    pub machine_id: MachineId,
+}
+
+impl ImagePlan {
+    #[must_use]
+    pub fn has_changes(&self) -> bool {
+        self.files.iter().any(|f| f.action != FileAction::Unchanged)
+            || !self.enable.is_empty()
+            || !self.disable.is_empty()
+            || !self.clock_state.is_empty()
+            || matches!(self.machine_id, MachineId::Populated { reset: true, .. })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BakeError {
+    #[error(
+        "{package} is not installed in the image (no {unit} unit): bake installs nothing; install it into the image first (e.g. virt-customize -a IMAGE --install {package})"
+    )]
+    DaemonAbsent {
+        package: &'static str,
+        unit: &'static str,
+    },
+    #[error("{unit} is masked in the image ({path} -> /dev/null); unmask it first")]
+    Masked { unit: &'static str, path: String },
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    #[error(transparent)]
+    Root(#[from] RootError),
+    #[error(transparent)]
+    Facts(#[from] image::ImageFactsError),
+    #[error("{path} changed in the image since it was read; nothing more was written")]
+    Drift { path: String },
+    #[error("{path}: no such file or directory")]
+    Missing { path: String },
+}
+
+/// Options that change what a bake does.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BakeOptions {
+    /// Empty a populated `/etc/machine-id`.
+    pub reset_machine_id: bool,
+}
+
+/// Compare what the image should carry with what it has.
+///
+/// # Errors
+/// The daemon is not in the image, is masked, or a managed path is not a regular file.
+pub fn plan_image(
+    name: &str,
+    desired: &crate::render::DesiredState,
+    facts: &ImageFacts,
+    options: BakeOptions,
+) -> Result<ImagePlan, BakeError> {
+    let daemon = desired.daemon;
+    let unit = facts.unit(daemon);
+    let Some(unit_file) = unit.and_then(|u| u.file.clone()) else {
+        return Err(BakeError::DaemonAbsent {
+            package: daemon.package(),
+            unit: daemon.unit(),
+        });
+    };
+    let unit = unit.expect("a unit file implies unit facts");
+    if unit.masked {
+        return Err(BakeError::Masked {
+            unit: daemon.unit(),
+            path: format!("{SYSTEM_CONFIG_DIR}/{}", daemon.unit()),
+        });
+    }
+    let files = file_changes(name, &desired.files, &facts.files)?;
+    let mut wanted_links: Vec<String> = Vec::new();
+    for (targets, suffix) in [
+        (&unit.install.wanted_by, "wants"),
+        (&unit.install.required_by, "requires"),
+        (&unit.install.upheld_by, "upholds"),
+    ] {
+        for target in targets {
+            wanted_links.push(format!(
+                "{SYSTEM_CONFIG_DIR}/{target}.{suffix}/{}",
+                daemon.unit()
+            ));
+        }
+    }
+    for alias in &unit.install.alias {
+        wanted_links.push(format!("{SYSTEM_CONFIG_DIR}/{alias}"));
+    }
+    let enable = wanted_links
+        .into_iter()
+        .filter_map(|link| match unit.links.get(&link) {
+            Some(target) if *target == unit_file => None,
+            other => Some(LinkChange {
+                link,
+                target: unit_file.clone(),
+                replaces: other.cloned(),
+            }),
+        })
+        .collect();
+    let conflicting = daemon.conflicting();
+    let disable = facts
+        .unit(conflicting)
+        .map(|u| {
+            u.links
+                .keys()
+                .map(|link| Removal {
+                    path: link.clone(),
+                    why: format!(
+                        "enables {}, which would fight {} over the clock",
+                        conflicting.unit(),
+                        daemon.unit()
+                    ),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let clock_state = facts
+        .clock_state
+        .iter()
+        .map(|path| Removal {
+            path: path.clone(),
+            why: if path == TIMESYNCD_CLOCK {
+                "timesyncd's saved clock: clones would start from the image's time".to_owned()
+            } else if path.ends_with(".nts") {
+                "chrony's NTS cookies of the machine the image was made on".to_owned()
+            } else {
+                "chrony's drift of the machine the image was made on".to_owned()
+            },
+        })
+        .collect();
+    let machine_id = match &facts.machine_id {
+        Some(id) if !id.is_empty() && id != "uninitialized" => MachineId::Populated {
+            id: id.clone(),
+            reset: options.reset_machine_id,
+        },
+        _ => MachineId::Fresh,
+    };
+    Ok(ImagePlan {
+        image: name.to_owned(),
+        daemon,
+        version: version_for(facts, daemon),
+        files,
+        enable,
+        disable,
+        clock_state,
+        machine_id,
+    })
+}
+
+/// The daemon version to render for. Where timesyncd is not its own package (before systemd
+/// 243 on Debian), it is systemd's.
+fn version_for(facts: &ImageFacts, daemon: Daemon) -> DaemonVersion {
+    facts
+        .packages
+        .get(daemon.package())
+        .or_else(|| {
+            (daemon == Daemon::Timesyncd)
+                .then(|| facts.packages.get("systemd"))
+                .flatten()
+        })
+        .and_then(|v| DaemonVersion::from_debian(v))
+        .unwrap_or_else(|| daemon.distribution_default(&facts.os.id, &facts.os.version_id))
+}
+
+/// An image of the inventory, opened.
+pub struct OpenImage {
+    pub name: String,
+    pub path: PathBuf,
+    pub root: Box<dyn RootFs>,
+    pub facts: ImageFacts,
+    pub plan: ImagePlan,
+}
+
+/// The image's path: relative paths are relative to the inventory's directory.
+#[must_use]
+pub fn image_path(inventory: &Inventory, spec: &ImageSpec) -> PathBuf {
+    let path = spec.path.expand();
+    if path.is_absolute() {
+        path
+    } else {
+        inventory.base_dir().join(path)
+    }
+}
+
+/// Open the root of `path`: a directory, or a disk image (read-only when `readonly`).
+///
+/// # Errors
+/// It does not exist, is locked, or cannot be opened.
+pub fn open_root(path: &Path, readonly: bool) -> Result<Box<dyn RootFs>, BakeError> {
+    if path.is_dir() {
+        return Ok(Box::new(DirectoryRoot::open(path)?));
+    }
+    if !path.exists() {
+        return Err(BakeError::Missing {
+            path: path.display().to_string(),
+        });
+    }
+    Ok(Box::new(GuestfsRoot::open(path, readonly)?))
+}
+
+/// Open image `name`, read its facts, render and plan.
+///
+/// # Errors
+/// Anything on the way; the image is then closed unchanged.
+pub fn open_and_plan(
+    inventory: &Inventory,
+    renderer: &Renderer,
+    name: &str,
+    spec: &ImageSpec,
+    readonly: bool,
+    options: BakeOptions,
+) -> Result<OpenImage, BakeError> {
+    let path = image_path(inventory, spec);
+    let mut root = open_root(&path, readonly)?;
+    let daemon = Daemon::Timesyncd;
+    let facts = image::gather(root.as_mut(), &[daemon.config_path()], &Daemon::ALL)?;
+    let servers = servers_of(&inventory.file, spec.ntp.as_deref());
+    let version = version_for(&facts, daemon);
+    let desired = renderer.render_image(
+        name,
+        &servers,
+        spec.fallback_ntp.as_deref(),
+        RenderInputs {
+            os_id: &facts.os.id,
+            version,
+        },
+    )?;
+    let plan = plan_image(name, &desired, &facts, options)?;
+    Ok(OpenImage {
+        name: name.to_owned(),
+        path,
+        root,
+        facts,
+        plan,
+    })
+}
+
+/// What bake did to one image.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct BakeReport {
+    pub written: Vec<String>,
+    pub backups: Vec<String>,
+    pub linked: Vec<String>,
+    pub removed: Vec<String>,
+}
+
+/// Carry out `plan` on the open image, then flush and close it.
+///
+/// # Errors
+/// A step fails, or a managed file changed since it was read; later steps are not taken.
+pub fn execute(image: OpenImage, stamp: &str) -> Result<BakeReport, BakeError> {
+    let OpenImage { mut root, plan, .. } = image;
+    let mut report = BakeReport::default();
+    for file in &plan.files {
+        if file.action == FileAction::Unchanged {
+            continue;
+        }
+        // Refuse to overwrite a file that changed since it was read (a directory target may be
+        // a live chroot).
+        let now = match root.lstat(&file.path)? {
+            Entry::Absent => None,
+            Entry::File { mode, .. } => Some((root.read(&file.path)?, mode)),
+            _ => {
+                return Err(BakeError::Drift {
+                    path: file.path.clone(),
+                });
+            }
+        };
+        let before = file.before.as_ref().map(|b| (b.content.clone(), b.mode));
+        if now != before {
+            return Err(BakeError::Drift {
+                path: file.path.clone(),
+            });
+        }
+        let backup = file
+            .before
+            .as_ref()
+            .map(|_| format!("{}.clockprov-{stamp}.bak", file.path));
+        root.write(
+            &file.path,
+            file.after.content.as_bytes(),
+            file.after.mode,
+            backup.as_deref(),
+        )?;
+        report.written.push(file.path.clone());
+        report.backups.extend(backup);
+    }
+    for link in &plan.enable {
+        root.symlink(&link.target, &link.link)?;
+        report.linked.push(link.link.clone());
+    }
+    for removal in plan.disable.iter().chain(&plan.clock_state) {
+        root.remove(&removal.path)?;
+        report.removed.push(removal.path.clone());
+    }
+    if let MachineId::Populated { reset: true, .. } = plan.machine_id {
+        // Empty, not absent: systemd then makes a new id at first boot and treats the boot as
+        // the first one (ConditionFirstBoot), which is what a clone's boot is.
+        let mode = match root.lstat(MACHINE_ID)? {
+            Entry::File { mode, .. } => mode,
+            _ => 0o444,
+        };
+        root.write(MACHINE_ID, b"", mode, None)?;
+        report.written.push(MACHINE_ID.to_owned());
+    }
+    root.finish()?;
+    Ok(report)
+}
+
+/// How an image fared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ImageStatus {
+    /// Changes planned (dry run, or not confirmed yet).
+    Change,
+    /// Changes written.
+    Baked,
+    Unchanged,
+    Failed,
+}
+
+/// One image's outcome, for the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageResult {
+    pub name: String,
+    pub path: String,
+    pub status: ImageStatus,
+    /// `PRETTY_NAME` of the image's os-release.
+    pub os: Option<String>,
+    pub plan: Option<ImagePlan>,
+    pub report: Option<BakeReport>,
+    pub error: Option<String>,
+    pub seconds: f64,
+}
+
+impl ImageResult {
+    #[must_use]
+    pub fn failed(name: &str, path: &Path, error: &dyn std::fmt::Display, seconds: f64) -> Self {
+        ImageResult {
+            name: name.to_owned(),
+            path: path.display().to_string(),
+            status: ImageStatus::Failed,
+            os: None,
+            plan: None,
+            report: None,
+            error: Some(error.to_string()),
+            seconds,
+        }
+    }
+
+    #[must_use]
+    pub fn planned(image: &OpenImage, seconds: f64) -> Self {
+        ImageResult {
+            name: image.name.clone(),
+            path: image.path.display().to_string(),
+            status: if image.plan.has_changes() {
+                ImageStatus::Change
+            } else {
+                ImageStatus::Unchanged
+            },
+            os: Some(image.facts.os.pretty_name.clone()).filter(|o| !o.is_empty()),
+            plan: Some(image.plan.clone()),
+            report: None,
+            error: None,
+            seconds,
+        }
+    }
+}
+
+/// Run `work` on every item, at most `limit` at a time, keeping the order.
+pub fn parallel_map<T: Send, R: Send>(
+    items: Vec<T>,
+    limit: usize,
+    work: impl Fn(T) -> R + Sync,
+) -> Vec<R> {
+    let count = items.len();
+    let queue = std::sync::Mutex::new(items.into_iter().enumerate());
+    let results = std::sync::Mutex::new((0..count).map(|_| None).collect::<Vec<Option<R>>>());
+    std::thread::scope(|scope| {
+        for _ in 0..limit.clamp(1, count.max(1)) {
+            scope.spawn(|| {
+                loop {
+                    let next = queue.lock().expect("queue lock").next();
+                    let Some((i, item)) = next else { break };
+                    let result = work(item);
+                    results.lock().expect("results lock")[i] = Some(result);
+                }
+            });
+        }
+    });
+    results
+        .into_inner()
+        .expect("results lock")
+        .into_iter()
+        .map(|r| r.expect("every item ran"))
+        .collect()
+}
+
+/// `YYYYmmddTHHMMSSZ` for `seconds` since the epoch, as `date -u +%Y%m%dT%H%M%SZ` prints it.
+#[must_use]
+pub fn utc_stamp(seconds: u64) -> String {
+    let days = i64::try_from(seconds / 86_400).unwrap_or(0);
+    let rest = seconds % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::facts::{FileFacts, OsRelease, PathFacts};
+    use crate::image::{InstallSection, UnitFacts};
+    use crate::render::DesiredFile;
+
+    fn facts() -> ImageFacts {
+        let mut units = BTreeMap::new();
+        units.insert(
+            "systemd-timesyncd.service".to_owned(),
+            UnitFacts {
+                unit: "systemd-timesyncd.service".into(),
+                file: Some("/lib/systemd/system/systemd-timesyncd.service".into()),
+                install: InstallSection {
+                    wanted_by: vec!["sysinit.target".into()],
+                    alias: vec!["dbus-org.freedesktop.timesync1.service".into()],
+                    ..InstallSection::default()
+                },
+                masked: false,
+                links: BTreeMap::from([(
+                    "/etc/systemd/system/dbus-org.freedesktop.timesync1.service".to_owned(),
+                    "/lib/systemd/system/systemd-timesyncd.service".to_owned(),
+                )]),
+            },
+        );
+        units.insert(
+            "chrony.service".to_owned(),
+            UnitFacts {
+                unit: "chrony.service".into(),
+                file: None,
+                install: InstallSection::default(),
+                masked: false,
+                links: BTreeMap::from([(
+                    "/etc/systemd/system/multi-user.target.wants/chrony.service".to_owned(),
+                    "/lib/systemd/system/chrony.service".to_owned(),
+                )]),
+            },
+        );
+        ImageFacts {
+            os: OsRelease {
+                id: "debian".into(),
+                version_id: "12".into(),
+                pretty_name: "Debian GNU/Linux 12 (bookworm)".into(),
+            },
+            packages: BTreeMap::from([("systemd-timesyncd".into(), "252.30-1~deb12u2".into())]),
+            files: BTreeMap::from([(
+                "/etc/systemd/timesyncd.conf".to_owned(),
+                PathFacts::File(FileFacts {
+                    content: b"[Time]\n".to_vec(),
+                    mode: 0o644,
+                    owner: "root".into(),
+                    group: "root".into(),
+                }),
+            )]),
+            units,
+            clock_state: vec![TIMESYNCD_CLOCK.to_owned()],
+            machine_id: Some("6c61626d616368696e65000000000000".into()),
+        }
+    }
+
+    fn desired(content: &str) -> crate::render::DesiredState {
+        crate::render::DesiredState {
+            daemon: Daemon::Timesyncd,
+            files: vec![DesiredFile {
+                path: "/etc/systemd/timesyncd.conf".into(),
+                content: content.into(),
+                mode: 0o644,
+                owner: "root".into(),
+                group: "root".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn plans_links_removals_and_machine_id() {
+        let plan = plan_image(
+            "golden",
+            &desired("[Time]\nNTP=192.168.6.200\n"),
+            &facts(),
+            BakeOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(plan.files[0].action, FileAction::Update);
+        // The alias exists already; only the wants link is missing.
+        assert_eq!(
+            plan.enable,
+            vec![LinkChange {
+                link: "/etc/systemd/system/sysinit.target.wants/systemd-timesyncd.service".into(),
+                target: "/lib/systemd/system/systemd-timesyncd.service".into(),
+                replaces: None,
+            }]
+        );
+        assert_eq!(
+            plan.disable[0].path,
+            "/etc/systemd/system/multi-user.target.wants/chrony.service"
+        );
+        assert_eq!(plan.clock_state[0].path, TIMESYNCD_CLOCK);
+        assert!(matches!(
+            plan.machine_id,
+            MachineId::Populated { reset: false, .. }
+        ));
+        assert_eq!(plan.version.major, 252);
+        assert!(plan.has_changes());
+    }
+
+    #[test]
+    fn a_baked_image_plans_nothing() {
+        let mut facts = facts();
+        facts.units.get_mut("systemd-timesyncd.service").unwrap().links.insert(
+            "/etc/systemd/system/sysinit.target.wants/systemd-timesyncd.service".into(),
+            "/lib/systemd/system/systemd-timesyncd.service".into(),
+        );
+        facts.units.get_mut("chrony.service").unwrap().links.clear();
+        facts.clock_state.clear();
+        facts.machine_id = Some(String::new());
+        let plan = plan_image(
+            "golden",
+            &desired("[Time]\n"),
+            &facts,
+            BakeOptions {
+                reset_machine_id: true,
+            },
+        )
+        .unwrap();
+        assert!(!plan.has_changes(), "{plan:#?}");
+        assert_eq!(plan.machine_id, MachineId::Fresh);
+    }
+
+    #[test]
+    fn absent_or_masked_daemons_are_errors() {
+        let mut absent = facts();
+        absent
+            .units
+            .get_mut("systemd-timesyncd.service")
+            .unwrap()
+            .file = None;
+        let err = plan_image("g", &desired(""), &absent, BakeOptions::default()).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("systemd-timesyncd is not installed in the image"),
+            "{err}"
+        );
+        let mut masked = facts();
+        masked
+            .units
+            .get_mut("systemd-timesyncd.service")
+            .unwrap()
+            .masked = true;
+        let err = plan_image("g", &desired(""), &masked, BakeOptions::default()).unwrap_err();
+        assert!(err.to_string().contains("masked"), "{err}");
+    }
+
+    #[test]
+    fn stamps() {
+        assert_eq!(utc_stamp(0), "19700101T000000Z");
+        assert_eq!(utc_stamp(1_795_619_103), "20261125T150503Z");
+        assert_eq!(utc_stamp(951_782_400), "20000229T000000Z");
+    }
+}
