@@ -749,10 +749,15 @@ done
 EOF
 
 measure_offset_once() {
-    local dir=$1 ns=$2 vm=$3 target=${4:-} opts g in out first off unc round delta ok=1
+    local dir=$1 ns=$2 vm=$3 target=${4:-} opts g in out first off unc round delta ok=1 pid
     mapfile -t opts < <(ssh_opts "$dir")
     coproc PROBE { exec ip netns exec "$ns" ssh "${opts[@]}" "${ADDR[$vm]}" -- "$PROBE_SCRIPT"; }
-    in=${PROBE[0]} out=${PROBE[1]}
+    # Copied at once: bash unsets PROBE and PROBE_PID when the coprocess ends (an ssh that fails).
+    pid=${PROBE_PID:-} in=${PROBE[0]:-} out=${PROBE[1]:-}
+    if [[ -z $pid || -z $in || -z $out ]]; then
+        [[ -z $pid ]] || wait "$pid" 2>/dev/null || true
+        return 1
+    fi
     if read -r -t 30 g <&"$in" && [[ $g == ready ]] && first=$(probe_sample "$in" "$out"); then
         read -r off unc <<<"$first"
         if [[ -n $target ]]; then
@@ -773,9 +778,9 @@ measure_offset_once() {
     else
         ok=0
     fi
-    kill "$PROBE_PID" 2>/dev/null || true
+    kill "$pid" 2>/dev/null || true
     eval "exec $out>&- $in<&-"
-    wait "$PROBE_PID" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
     ((ok)) || return 1
     printf '%s %s %s\n' "$(us_to_s "${first% *}")" "$(us_to_s "$off")" "$(us_to_s "$unc")"
 }
@@ -1171,14 +1176,19 @@ cmd_sudo() {
     if ((${#vms[@]} == 0)); then
         for vm in "${VMS[@]}"; do qemu_pid "$dir" "$vm" >/dev/null && vms+=("$vm"); done
     fi
+    local command="rm -f $SUDO_MODE_DROPIN" pids=() bad=0 pid
+    if [[ -n $rule ]]; then
+        command="t=\$(mktemp /etc/sudoers.d/.lab.XXXXXX) && printf '%s\n' '$rule' >\"\$t\" && chmod 440 \"\$t\" && visudo -cqf \"\$t\" && mv \"\$t\" $SUDO_MODE_DROPIN"
+    fi
     for vm in "${vms[@]}"; do
         vm_known "$vm" || die "no VM named '$vm'"
-        if [[ -z $rule ]]; then
-            vm_ssh "$dir" "$ns" "$vm" "rm -f $SUDO_MODE_DROPIN" </dev/null
-        else
-            vm_ssh "$dir" "$ns" "$vm" "t=\$(mktemp /etc/sudoers.d/.lab.XXXXXX) && printf '%s\n' '$rule' >\"\$t\" && chmod 440 \"\$t\" && visudo -cqf \"\$t\" && mv \"\$t\" $SUDO_MODE_DROPIN" </dev/null
-        fi
+        vm_ssh "$dir" "$ns" "$vm" "$command" </dev/null &
+        pids+=("$!")
     done
+    for pid in "${pids[@]}"; do
+        wait "$pid" || bad=1
+    done
+    ((bad == 0)) || die "sudo: could not set $mode on every one of ${vms[*]}"
     log "sudo for $LOGIN_USER on ${vms[*]}: $mode"
 }
 
