@@ -61,12 +61,12 @@ impl Lab {
     }
 
     /// An inventory in the lab's directory (its relative paths are the lab's files): `base` with
-    /// each `(from, to)` replaced once.
+    /// every `from` replaced by its `to`.
     fn derived_inventory(&self, base: &str, name: &str, edits: &[(&str, &str)]) -> String {
         let mut text = std::fs::read_to_string(self.file(base)).unwrap();
         for (from, to) in edits {
             assert!(text.contains(from), "{base} has no {from:?}:\n{text}");
-            text = text.replacen(from, to, 1);
+            text = text.replace(from, to);
         }
         std::fs::write(self.file(name), text).unwrap();
         self.file(name)
@@ -345,7 +345,7 @@ fn bastion_sudo_and_openssh_config() {
 
     // (a) huatai with the sudo password, clients through the inventory's `jump: zcloud`.
     plan_apply_check(&lab, &inventory, Some(&password));
-    let sudo_log = lab.ssh("zcloud", "journalctl -q --no-pager _COMM=sudo | tail -n 5");
+    let sudo_log = lab.ssh("zcloud", "journalctl -q --no-pager _COMM=sudo | tail -n 30");
     assert!(
         sudo_log.contains("huatai") && sudo_log.contains("USER=root"),
         "sudo ran the steps: {sudo_log}"
@@ -358,6 +358,31 @@ fn bastion_sudo_and_openssh_config() {
         leaks.trim(),
         "0",
         "the sudo password is in zcloud's journal"
+    );
+
+    // A jump host that is not in the inventory: `user@host:port`.
+    let userjump = lab.derived_inventory(
+        "inventory-bastion.yaml",
+        "inventory-bastion-userjump.yaml",
+        &[("jump: zcloud", "jump: \"huatai@10.0.6.200:22\"")],
+    );
+    let through = lab.clockprov(
+        &[
+            "plan",
+            "-i",
+            &userjump,
+            "--limit",
+            "z-b-data-*",
+            "--detailed-exitcode",
+        ],
+        Some(&password),
+    );
+    assert_eq!(through.code, 0, "{through:?}");
+    assert!(
+        through
+            .stdout
+            .contains("Plan: 0 hosts to change, 3 unchanged"),
+        "{through:?}"
     );
 
     // NOPASSWD: no password needed, none given.
