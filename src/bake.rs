@@ -589,10 +589,15 @@ mod tests {
     #[test]
     fn a_baked_image_plans_nothing() {
         let mut facts = facts();
-        facts.units.get_mut("systemd-timesyncd.service").unwrap().links.insert(
-            "/etc/systemd/system/sysinit.target.wants/systemd-timesyncd.service".into(),
-            "/lib/systemd/system/systemd-timesyncd.service".into(),
-        );
+        facts
+            .units
+            .get_mut("systemd-timesyncd.service")
+            .unwrap()
+            .links
+            .insert(
+                "/etc/systemd/system/sysinit.target.wants/systemd-timesyncd.service".into(),
+                "/lib/systemd/system/systemd-timesyncd.service".into(),
+            );
         facts.units.get_mut("chrony.service").unwrap().links.clear();
         facts.clock_state.clear();
         facts.machine_id = Some(String::new());

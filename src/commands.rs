@@ -10,8 +10,8 @@ use std::sync::Arc;
 use anyhow::{Context as _, anyhow, bail};
 use clap::Parser as _;
 
-use crate::check::{self, CheckStatus, HostCheck};
 use crate::bake::{self, BakeOptions, ImageResult, ImageStatus};
+use crate::check::{self, CheckStatus, HostCheck};
 use crate::cli::{
     ApplyArgs, BakeArgs, CheckArgs, Cli, Command, FleetArgs, Format, PlanArgs, RenderArgs,
 };
@@ -204,7 +204,9 @@ fn confirm(hosts: usize) -> anyhow::Result<bool> {
 
 fn ask(question: &str) -> anyhow::Result<bool> {
     if !std::io::stdin().is_terminal() {
-        bail!("refusing to change anything without confirmation: stdin is not a terminal; pass --yes");
+        bail!(
+            "refusing to change anything without confirmation: stdin is not a terminal; pass --yes"
+        );
     }
     eprint!("{question} Type 'yes' to go on: ");
     std::io::stderr().flush().ok();
@@ -391,7 +393,9 @@ fn bake(args: &BakeArgs) -> anyhow::Result<u8> {
     }
     // Decide before any appliance starts: nothing is opened for writing that cannot be written.
     if !args.dry_run && !args.yes && !std::io::stdin().is_terminal() {
-        bail!("refusing to bake without confirmation: stdin is not a terminal; pass --yes (or --dry-run)");
+        bail!(
+            "refusing to bake without confirmation: stdin is not a terminal; pass --yes (or --dry-run)"
+        );
     }
     let options = BakeOptions {
         reset_machine_id: args.reset_machine_id,
@@ -399,9 +403,24 @@ fn bake(args: &BakeArgs) -> anyhow::Result<u8> {
     let forks = usize::from(args.forks);
     let opened = bake::parallel_map(images, forks, |(name, spec)| {
         let started = std::time::Instant::now();
-        tracing::info!("{name}: opening {}", bake::image_path(&inventory, spec).display());
-        let result = bake::open_and_plan(&inventory, &renderer, name.as_str(), spec, args.dry_run, options);
-        (name.as_str(), bake::image_path(&inventory, spec), started, result)
+        tracing::info!(
+            "{name}: opening {}",
+            bake::image_path(&inventory, spec).display()
+        );
+        let result = bake::open_and_plan(
+            &inventory,
+            &renderer,
+            name.as_str(),
+            spec,
+            args.dry_run,
+            options,
+        );
+        (
+            name.as_str(),
+            bake::image_path(&inventory, spec),
+            started,
+            result,
+        )
     });
     let mut planned = Vec::new();
     let mut results = Vec::new();
@@ -439,7 +458,11 @@ fn bake(args: &BakeArgs) -> anyhow::Result<u8> {
         let outcome = if go && image.plan.has_changes() {
             bake::execute(image, &stamp).map(Some)
         } else {
-            image.root.finish().map(|()| None).map_err(bake::BakeError::from)
+            image
+                .root
+                .finish()
+                .map(|()| None)
+                .map_err(bake::BakeError::from)
         };
         (name, started.elapsed().as_secs_f64(), outcome)
     });

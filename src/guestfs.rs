@@ -218,19 +218,25 @@ impl GuestfsRoot {
             }
         };
         self.safe(&root)?;
+        let verb = if self.readonly { "mount-ro" } else { "mount" };
+        // The inspected root is what `/` is, whatever the image's fstab calls it (an fstab
+        // written for the VM says /dev/vda, which is a whole partitioned disk here).
+        self.call(&format!("{verb} {root} /"))?;
         let mut mounts: Vec<(String, String)> = self
             .call(&format!("inspect-get-mountpoints {root}"))?
             .iter()
             .filter_map(|line| line.split_once(": "))
+            .filter(|(at, _)| *at != "/")
             .map(|(at, device)| (at.to_owned(), device.to_owned()))
             .collect();
-        // Parents before children: / before /boot.
+        // Parents before children: /var before /var/lib.
         mounts.sort_by_key(|(at, _)| at.len());
         for (at, device) in mounts {
             self.safe(&at)?;
             self.safe(&device)?;
-            let verb = if self.readonly { "mount-ro" } else { "mount" };
-            self.call(&format!("{verb} {device} {at}"))?;
+            // `-`: a mount that fails (a device the appliance does not have) does not end
+            // guestfish; what bake touches is then read from the root file system.
+            self.call(&format!("-{verb} {device} {at}"))?;
         }
         Ok(())
     }

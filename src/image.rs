@@ -122,7 +122,10 @@ pub fn gather(
     }
     let mut clock_state = Vec::new();
     for path in [TIMESYNCD_CLOCK, CHRONY_DRIFT] {
-        if matches!(root.lstat(path)?, Entry::File { .. } | Entry::Symlink { .. }) {
+        if matches!(
+            root.lstat(path)?,
+            Entry::File { .. } | Entry::Symlink { .. }
+        ) {
             clock_state.push(path.to_owned());
         }
     }
@@ -155,7 +158,11 @@ pub fn gather(
 }
 
 fn owner_name(id: u32) -> String {
-    if id == 0 { "root".to_owned() } else { id.to_string() }
+    if id == 0 {
+        "root".to_owned()
+    } else {
+        id.to_string()
+    }
 }
 
 fn path_facts(root: &mut dyn RootFs, path: &str) -> Result<PathFacts, ImageFactsError> {
@@ -252,7 +259,9 @@ pub fn is_unit_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 255
         && !name.starts_with('.')
-        && suffixes.iter().any(|s| name.ends_with(s) && name.len() > s.len())
+        && suffixes
+            .iter()
+            .any(|s| name.ends_with(s) && name.len() > s.len())
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b":_.@-\\".contains(&b))
@@ -304,7 +313,10 @@ pub fn parse_install(text: &str) -> Result<InstallSection, String> {
         }
         for name in value.split_whitespace() {
             if !is_unit_name(name) {
-                return Err(format!("[Install] {}={name:?} is not a unit name", key.trim()));
+                return Err(format!(
+                    "[Install] {}={name:?} is not a unit name",
+                    key.trim()
+                ));
             }
             if !list.iter().any(|n| n == name) {
                 list.push(name.to_owned());
@@ -349,7 +361,10 @@ mod tests {
         let timesyncd = "[Unit]\nDescription=Network Time Synchronization\n\n[Service]\nExecStart=!!/lib/systemd/systemd-timesyncd\n\n[Install]\nWantedBy=sysinit.target\nAlias=dbus-org.freedesktop.timesync1.service\n";
         let install = parse_install(timesyncd).unwrap();
         assert_eq!(install.wanted_by, vec!["sysinit.target"]);
-        assert_eq!(install.alias, vec!["dbus-org.freedesktop.timesync1.service"]);
+        assert_eq!(
+            install.alias,
+            vec!["dbus-org.freedesktop.timesync1.service"]
+        );
         let odd = "[Install]\n# comment\nWantedBy=multi-user.target \\\n  graphical.target\nWantedBy=multi-user.target\nRequiredBy=\nAlias=chronyd.service\n[Service]\nWantedBy=ignored.target\n";
         let install = parse_install(odd).unwrap();
         assert_eq!(
