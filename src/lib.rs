@@ -19,4 +19,5 @@ pub mod render;
 pub mod report;
 pub mod shell;
 pub mod ssh;
+pub mod ssh_config;
 pub mod value;
