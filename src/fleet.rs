@@ -157,16 +157,23 @@ impl Connector {
             let key = builder.node(&Target::inventory(host), &Route::Own)?;
             hosts.insert(host.name.to_string(), key);
         }
-        let nodes = builder.nodes;
-        let cells = nodes
+        let cells = builder
+            .nodes
             .keys()
             .map(|key| (key.clone(), SessionCell::new()))
             .collect();
-        Ok(Connector {
-            nodes,
+        let connector = Connector {
+            nodes: builder.nodes,
             hosts,
             cells,
-        })
+        };
+        for host in &inventory.hosts {
+            let route = connector.route(host.name.as_str());
+            if route.len() > 1 {
+                tracing::debug!("route to {}: {}", host.name, route.join(" -> "));
+            }
+        }
+        Ok(connector)
     }
 
     /// The host's connection, opened on first use.
@@ -210,7 +217,7 @@ impl Connector {
 
     /// The route to `name`: its jump hosts, first to last, then itself (for logs and tests).
     #[must_use]
-    pub fn route(&self, name: &str) -> Vec<String> {
+    fn route(&self, name: &str) -> Vec<String> {
         let mut route = Vec::new();
         let mut key = self.hosts.get(name);
         while let Some(k) = key {
@@ -914,6 +921,15 @@ mod tests {
             err,
             "the jump chain of zcloud loops: root@bastion.example:22 -> root@bastion.example:22"
         );
+        // `jump: none` in the inventory overrides the config's ProxyJump.
+        let connector = scratch
+            .connector(&inventory(
+                "  known_hosts: kh\n  jump: none\n",
+                "  d1: { address: 10.0.0.2, ssh: { jump: zcloud } }\n",
+            ))
+            .unwrap();
+        assert_eq!(connector.route("zcloud"), ["zcloud (root@10.0.0.1:22)"]);
+        assert_eq!(connector.route("d1").len(), 2);
         // The usual way to write it works.
         let scratch = Scratch::new("Host * !bastion.example\n  ProxyJump bastion.example\n");
         let connector = scratch

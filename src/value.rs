@@ -349,7 +349,8 @@ impl fmt::Display for JumpRef {
 }
 
 /// A jump chain, `a,b,c`: the connection goes to `a`, through it to `b`, through both to `c`,
-/// and through all three to the host.
+/// and through all three to the host. `none` (an empty chain) connects directly, whatever a
+/// default or the OpenSSH config says.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct JumpList(pub Vec<JumpRef>);
 
@@ -359,6 +360,9 @@ impl FromStr for JumpList {
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         if text.trim().is_empty() {
             return Err("invalid jump: it is empty".to_owned());
+        }
+        if text.eq_ignore_ascii_case("none") {
+            return Ok(JumpList(Vec::new()));
         }
         text.split(',')
             .map(|hop| {
@@ -375,6 +379,9 @@ impl FromStr for JumpList {
 
 impl fmt::Display for JumpList {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("none");
+        }
         for (i, hop) in self.0.iter().enumerate() {
             if i > 0 {
                 f.write_str(",")?;
