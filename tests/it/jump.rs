@@ -245,7 +245,7 @@ fn a_jump_host_outside_the_inventory() {
 }
 
 #[test]
-fn refused_authentication_and_unknown_host_keys_say_whether_jump_host_or_target() {
+fn each_way_access_fails_says_whether_jump_host_or_target() {
     let lab = LabBuilder::new().start();
     let (server, client) = (lab.server.clone(), lab.clients[0].clone());
     let home = tempfile::tempdir().unwrap();
@@ -324,4 +324,14 @@ fn refused_authentication_and_unknown_host_keys_say_whether_jump_host_or_target(
             "{expect}\n{run:?}"
         );
     }
+    // The jump host is fine but cannot reach the target.
+    write("", "jump: zcloud", &ssh);
+    lab.hosts.stop_host(&client);
+    let run = run_in(home.path(), "plan", &lab.inventory);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        error_of(&run, "data-1")
+            .starts_with(&format!("cannot connect to {client}:22 via zcloud: ")),
+        "{run:?}"
+    );
 }
