@@ -403,10 +403,8 @@ fn bake(args: &BakeArgs) -> anyhow::Result<u8> {
     let forks = usize::from(args.forks);
     let opened = bake::parallel_map(images, forks, |(name, spec)| {
         let started = std::time::Instant::now();
-        tracing::info!(
-            "{name}: opening {}",
-            bake::image_path(&inventory, spec).display()
-        );
+        let path = bake::image_path(&inventory, spec);
+        tracing::info!("{name}: opening {}", path.display());
         let result = bake::open_and_plan(
             &inventory,
             &renderer,
@@ -415,12 +413,7 @@ fn bake(args: &BakeArgs) -> anyhow::Result<u8> {
             args.dry_run,
             options,
         );
-        (
-            name.as_str(),
-            bake::image_path(&inventory, spec),
-            started,
-            result,
-        )
+        (name.as_str(), path, started, result)
     });
     let mut planned = Vec::new();
     let mut results = Vec::new();
@@ -448,6 +441,35 @@ fn bake(args: &BakeArgs) -> anyhow::Result<u8> {
                 "Bake these changes into {changes} image{}?",
                 if changes == 1 { "" } else { "s" }
             ))?);
+    finish_images(planned, go, forks, &mut results);
+    match args.format {
+        Format::Text if go => print_stdout(&format!(
+            "\n{}",
+            report::bake_done_text(&results, stdout_style())
+        ))?,
+        Format::Text => {}
+        Format::Json => print_stdout(&report::bake_json(&results, args.dry_run))?,
+    }
+    let failed = results.iter().any(|r| r.status == ImageStatus::Failed);
+    if !go && !args.dry_run && changes > 0 && !failed {
+        return Err(anyhow!("bake cancelled; nothing was changed"));
+    }
+    Ok(if failed {
+        EXIT_ERROR
+    } else if args.detailed_exitcode && changes > 0 {
+        EXIT_CHANGES
+    } else {
+        EXIT_OK
+    })
+}
+
+/// Bake the open images when `go`, else just close them; record the outcomes in `results`.
+fn finish_images(
+    planned: Vec<(bake::OpenImage, std::time::Instant)>,
+    go: bool,
+    forks: usize,
+    results: &mut [ImageResult],
+) {
     let stamp = bake::utc_stamp(
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -483,23 +505,4 @@ fn bake(args: &BakeArgs) -> anyhow::Result<u8> {
             }
         }
     }
-    match args.format {
-        Format::Text if go => print_stdout(&format!(
-            "\n{}",
-            report::bake_done_text(&results, stdout_style())
-        ))?,
-        Format::Text => {}
-        Format::Json => print_stdout(&report::bake_json(&results, args.dry_run))?,
-    }
-    let failed = results.iter().any(|r| r.status == ImageStatus::Failed);
-    if !go && !args.dry_run && changes > 0 && !failed {
-        return Err(anyhow!("bake cancelled; nothing was changed"));
-    }
-    Ok(if failed {
-        EXIT_ERROR
-    } else if args.detailed_exitcode && changes > 0 {
-        EXIT_CHANGES
-    } else {
-        EXIT_OK
-    })
 }

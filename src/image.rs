@@ -132,7 +132,9 @@ pub fn gather(
     for name in root.list(CHRONY_STATE_DIR)? {
         // chrony's NTS dump: one `<server>.nts` file per NTS-KE server.
         let path = format!("{CHRONY_STATE_DIR}/{name}");
-        if name.ends_with(".nts")
+        if std::path::Path::new(&name)
+            .extension()
+            .is_some_and(|e| e == "nts")
             && crate::rootfs::is_safe_path(&path)
             && matches!(root.lstat(&path)?, Entry::File { .. })
         {
@@ -196,12 +198,11 @@ fn unit_facts(
                 file = Some(path);
                 break;
             }
-            Entry::Symlink { .. } if root.resolve(&path)?.is_some() => {
-                // An /etc link to a unit elsewhere (`systemctl link`), or /lib -> /usr/lib.
-                if dir != SYSTEM_CONFIG_DIR {
-                    file = Some(path);
-                    break;
-                }
+            // A packaged unit reached through a link (an /etc link made by `systemctl link` is
+            // not one: its target is the unit file, found in a later directory or not at all).
+            Entry::Symlink { .. } if dir != SYSTEM_CONFIG_DIR && root.resolve(&path)?.is_some() => {
+                file = Some(path);
+                break;
             }
             _ => {}
         }

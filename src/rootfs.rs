@@ -136,7 +136,7 @@ impl DirectoryRoot {
         Ok(DirectoryRoot { root, counter: 0 })
     }
 
-    fn err(&self, path: &str, e: impl ToString) -> RootError {
+    fn err(&self, path: &str, e: impl std::fmt::Display) -> RootError {
         RootError::Io {
             root: self.root.display().to_string(),
             path: path.to_owned(),

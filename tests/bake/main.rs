@@ -14,8 +14,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
+#[path = "../support/guest.rs"]
+mod guest;
 #[path = "../support/run.rs"]
 mod run;
+use guest::{assert_baked, client_image, guestfish};
 use run::Run;
 
 const UNIT: &str = "systemd-timesyncd.service";
@@ -48,26 +51,6 @@ fn pristine_tree() -> &'static Path {
             (dir, tree)
         })
         .1
-}
-
-/// The lab's cached client disk image (built by lab.sh when missing).
-fn client_image() -> PathBuf {
-    let out = Command::new("bash")
-        .arg("-c")
-        .arg(r#"bash "$1" build >&2 && ls -d "${CLOCKPROV_LAB_CACHE:-/var/tmp/clockprov-lab-cache}"/images-*/client.raw"#)
-        .arg("bash")
-        .arg(lab_script())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "lab.sh build failed");
-    let text = String::from_utf8(out.stdout).unwrap();
-    let newest = text
-        .lines()
-        .filter_map(|l| fs::metadata(l).ok().map(|m| (m.mtime(), l.to_owned())))
-        .max()
-        .expect("a client image");
-    PathBuf::from(newest.1)
 }
 
 /// A scratch copy of the pristine tree.
@@ -216,7 +199,10 @@ fn bake_a_root_directory_as_systemctl_enable_would() {
     let backups: Vec<_> = fs::read_dir(target.path("etc/systemd"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("timesyncd.conf.clockprov-") && n.ends_with(".bak"))
+        .filter(|n| {
+            n.starts_with("timesyncd.conf.clockprov-")
+                && Path::new(n).extension().is_some_and(|e| e == "bak")
+        })
         .collect();
     assert_eq!(backups.len(), 1, "{backups:?}");
     assert_eq!(
@@ -370,46 +356,6 @@ fn bake_json_describes_the_plan() {
     assert_eq!(image["plan"]["files"][0]["action"], "update");
 }
 
-/// What a disk image holds at the paths bake manages, read with guestfish (one launch), its
-/// root file system being `device`.
-fn read_image(image: &Path, device: &str) -> String {
-    let script = "cat /etc/systemd/timesyncd.conf\necho @@\nreadlink /etc/systemd/system/sysinit.target.wants/systemd-timesyncd.service\necho @@\ncat /etc/machine-id\necho @@\nexists /var/lib/systemd/timesync/clock\necho @@\nlstatns /etc/systemd/timesyncd.conf\n";
-    let mut child = Command::new("guestfish")
-        .args(["--ro", "-a"])
-        .arg(image)
-        .arg("-m")
-        .arg(device)
-        .env("LIBGUESTFS_BACKEND", "direct")
-        .env("LIBGUESTFS_BACKEND_SETTINGS", "force_tcg")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(child.stdin.as_mut().unwrap(), script.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "guestfish failed on {}",
-        image.display()
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn assert_baked(image: &Path, device: &str) {
-    let seen = read_image(image, device);
-    let parts: Vec<&str> = seen.split("@@\n").collect();
-    assert_eq!(parts.len(), 5, "{seen}");
-    assert!(parts[0].contains("\nNTP=192.168.6.200\n"), "{seen}");
-    assert_eq!(
-        parts[1].trim(),
-        "/lib/systemd/system/systemd-timesyncd.service"
-    );
-    assert_eq!(parts[2].trim(), "", "machine-id not emptied: {seen}");
-    assert_eq!(parts[3].trim(), "false", "timesyncd clock left: {seen}");
-    assert!(parts[4].contains("st_mode: 33188"), "not 0100644: {seen}"); // regular, 0644
-    assert!(parts[4].contains("st_uid: 0\n"), "{seen}");
-}
-
 fn sha256(path: &Path) -> String {
     let out = Command::new("sha256sum").arg(path).output().unwrap();
     String::from_utf8(out.stdout).unwrap()
@@ -430,12 +376,10 @@ fn bake_a_raw_image_without_a_partition_table() {
         .unwrap();
     assert!(status.success());
     // The stock lab image has timesyncd enabled; disable it so that bake must enable it.
-    let status = Command::new("guestfish")
+    let status = guestfish()
         .args(["--rw", "-a"])
         .arg(&image)
         .args(["-i", "rm", &format!("/{WANTS_LINK}")])
-        .env("LIBGUESTFS_BACKEND", "direct")
-        .env("LIBGUESTFS_BACKEND_SETTINGS", "force_tcg")
         .status()
         .unwrap();
     assert!(status.success());
@@ -498,6 +442,15 @@ fn bake_a_partitioned_qcow2_image() {
     assert_baked(&image, "/dev/sda1");
 }
 
+/// Kills a process by PID when dropped.
+struct Kill(String);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(&self.0).status();
+    }
+}
+
 #[test]
 fn bake_refuses_an_image_in_use() {
     let dir = tempfile::Builder::new()
@@ -534,12 +487,6 @@ fn bake_refuses_an_image_in_use() {
         .unwrap();
     assert!(status.success(), "qemu did not start");
     let pid = fs::read_to_string(&pidfile).unwrap().trim().to_owned();
-    struct Kill(String);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = Command::new("kill").arg(&self.0).status();
-        }
-    }
     let _qemu = Kill(pid);
     let before = sha256(&image);
     let inventory = dir.path().join("inventory.yaml");

@@ -19,6 +19,8 @@
 #                                    of its role's image: a baked golden image); write DIR/{netns,id_ed25519,
 #                                    known_hosts,inventory.yaml,ssh_config,
 #                                    skews.tsv,VM.pid,VM.console.log}
+#   lab.sh image ROLE                print the cached image of ROLE (client|server),
+#                                    building it first when needed
 #   lab.sh rootfs ROLE DEST          extract a root tree (etc, usr/lib/systemd,
 #                                    var/lib, os-release, the merged-/usr links)
 #                                    from ROLE's (client|server) cached image
@@ -938,6 +940,15 @@ cmd_fixtures() {
 
 # ------------------------------------------------------------------- rootfs ---
 
+# cmd_image ROLE: build the images if needed; print the path of ROLE's (read-only).
+cmd_image() {
+    (($# == 1)) || usage
+    [[ $1 == client || $1 == server ]] || die "image: ROLE is client or server, not '$1'"
+    cmd_deps
+    build_images >&2
+    printf '%s/%s.raw\n' "$(images_dir)" "$1"
+}
+
 # cmd_rootfs ROLE DEST: the parts of ROLE's image that `clockprov bake` reads and
 # writes, as a plain directory tree: a real Debian root for directory-target tests.
 # Read with debugfs from the ext4 image, so nothing is mounted.
@@ -979,6 +990,7 @@ main() {
         offset) cmd_offset "$@" ;;
         fixtures) cmd_fixtures "$@" ;;
         rootfs) cmd_rootfs "$@" ;;
+        image) cmd_image "$@" ;;
         -h | --help | help) usage ;;
         *) usage ;;
     esac
