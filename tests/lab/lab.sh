@@ -237,9 +237,9 @@ images_dir() { printf '%s/images-%s' "$CACHE" "$(recipe_hash)"; }
 cmd_deps() {
     ((EUID == 0)) || die "must run as root (apt-get, mmdebstrap, ip netns, tap devices)"
     # libguestfs-tools and a kernel under /boot (its appliance boots this machine's kernel):
-    # for `clockprov bake` on disk images.
+    # for `clockprov bake` on disk images; systemctl for `systemctl --root` in its tests.
     local packages=(mmdebstrap qemu-system-x86 qemu-utils e2fsprogs iproute2 openssh-client
-        util-linux coreutils tar libguestfs-tools linux-image-amd64) missing=() p
+        util-linux coreutils tar libguestfs-tools linux-image-amd64 systemd) missing=() p
     for p in "${packages[@]}"; do
         dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null | grep -q '^ii' || missing+=("$p")
     done
@@ -248,7 +248,7 @@ cmd_deps() {
     fi
     log "installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
+    apt-get -o DPkg::Lock::Timeout=300 update -qq
     local args=() version
     for p in "${missing[@]}"; do
         [[ $p == qemu-utils ]] || args+=("$p")
@@ -260,7 +260,7 @@ cmd_deps() {
     if [[ $(dpkg-query -W -f='${Version}' qemu-utils 2>/dev/null || true) != "$version" ]]; then
         args+=("qemu-utils=$version")
     fi
-    apt-get install -y -qq -o Dpkg::Use-Pty=0 --no-install-recommends --allow-downgrades "${args[@]}" >/dev/null
+    apt-get install -y -qq -o Dpkg::Use-Pty=0 -o DPkg::Lock::Timeout=300 --no-install-recommends --allow-downgrades "${args[@]}" >/dev/null
 }
 
 # -------------------------------------------------------------------- build ---
