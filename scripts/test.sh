@@ -4,4 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+# The VM lab's packages and images (cached), once, before tests use them side by side.
+bash tests/lab/lab.sh deps
+bash tests/lab/lab.sh build
 cargo test --locked "$@"

@@ -114,14 +114,12 @@ pub fn plan_image(
     options: BakeOptions,
 ) -> Result<ImagePlan, BakeError> {
     let daemon = desired.daemon;
-    let unit = facts.unit(daemon);
-    let Some(unit_file) = unit.and_then(|u| u.file.clone()) else {
-        return Err(BakeError::DaemonAbsent {
-            package: daemon.package(),
-            unit: daemon.unit(),
-        });
+    let absent = || BakeError::DaemonAbsent {
+        package: daemon.package(),
+        unit: daemon.unit(),
     };
-    let unit = unit.expect("a unit file implies unit facts");
+    let unit = facts.unit(daemon).ok_or_else(absent)?;
+    let unit_file = unit.file.clone().ok_or_else(absent)?;
     if unit.masked {
         return Err(BakeError::Masked {
             unit: daemon.unit(),
@@ -180,7 +178,7 @@ pub fn plan_image(
             path: path.clone(),
             why: if path == TIMESYNCD_CLOCK {
                 "timesyncd's saved clock: clones would start from the image's time".to_owned()
-            } else if path.ends_with(".nts") {
+            } else if Path::new(path).extension().is_some_and(|e| e == "nts") {
                 "chrony's NTS cookies of the machine the image was made on".to_owned()
             } else {
                 "chrony's drift of the machine the image was made on".to_owned()
@@ -427,6 +425,9 @@ impl ImageResult {
 }
 
 /// Run `work` on every item, at most `limit` at a time, keeping the order.
+///
+/// # Panics
+/// When `work` panics.
 pub fn parallel_map<T: Send, R: Send>(
     items: Vec<T>,
     limit: usize,
@@ -589,10 +590,15 @@ mod tests {
     #[test]
     fn a_baked_image_plans_nothing() {
         let mut facts = facts();
-        facts.units.get_mut("systemd-timesyncd.service").unwrap().links.insert(
-            "/etc/systemd/system/sysinit.target.wants/systemd-timesyncd.service".into(),
-            "/lib/systemd/system/systemd-timesyncd.service".into(),
-        );
+        facts
+            .units
+            .get_mut("systemd-timesyncd.service")
+            .unwrap()
+            .links
+            .insert(
+                "/etc/systemd/system/sysinit.target.wants/systemd-timesyncd.service".into(),
+                "/lib/systemd/system/systemd-timesyncd.service".into(),
+            );
         facts.units.get_mut("chrony.service").unwrap().links.clear();
         facts.clock_state.clear();
         facts.machine_id = Some(String::new());

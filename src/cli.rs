@@ -127,6 +127,7 @@ pub struct RenderArgs {
 }
 
 #[derive(Debug, Args)]
+#[allow(clippy::struct_excessive_bools)] // independent command-line switches
 pub struct BakeArgs {
     /// The inventory file.
     #[arg(short, long, value_name = "FILE")]

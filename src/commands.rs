@@ -10,8 +10,8 @@ use std::sync::Arc;
 use anyhow::{Context as _, anyhow, bail};
 use clap::Parser as _;
 
-use crate::check::{self, CheckStatus, HostCheck};
 use crate::bake::{self, BakeOptions, ImageResult, ImageStatus};
+use crate::check::{self, CheckStatus, HostCheck};
 use crate::cli::{
     ApplyArgs, BakeArgs, CheckArgs, Cli, Command, FleetArgs, Format, PlanArgs, RenderArgs,
 };
@@ -204,7 +204,9 @@ fn confirm(hosts: usize) -> anyhow::Result<bool> {
 
 fn ask(question: &str) -> anyhow::Result<bool> {
     if !std::io::stdin().is_terminal() {
-        bail!("refusing to change anything without confirmation: stdin is not a terminal; pass --yes");
+        bail!(
+            "refusing to change anything without confirmation: stdin is not a terminal; pass --yes"
+        );
     }
     eprint!("{question} Type 'yes' to go on: ");
     std::io::stderr().flush().ok();
@@ -391,7 +393,9 @@ fn bake(args: &BakeArgs) -> anyhow::Result<u8> {
     }
     // Decide before any appliance starts: nothing is opened for writing that cannot be written.
     if !args.dry_run && !args.yes && !std::io::stdin().is_terminal() {
-        bail!("refusing to bake without confirmation: stdin is not a terminal; pass --yes (or --dry-run)");
+        bail!(
+            "refusing to bake without confirmation: stdin is not a terminal; pass --yes (or --dry-run)"
+        );
     }
     let options = BakeOptions {
         reset_machine_id: args.reset_machine_id,
@@ -399,9 +403,17 @@ fn bake(args: &BakeArgs) -> anyhow::Result<u8> {
     let forks = usize::from(args.forks);
     let opened = bake::parallel_map(images, forks, |(name, spec)| {
         let started = std::time::Instant::now();
-        tracing::info!("{name}: opening {}", bake::image_path(&inventory, spec).display());
-        let result = bake::open_and_plan(&inventory, &renderer, name.as_str(), spec, args.dry_run, options);
-        (name.as_str(), bake::image_path(&inventory, spec), started, result)
+        let path = bake::image_path(&inventory, spec);
+        tracing::info!("{name}: opening {}", path.display());
+        let result = bake::open_and_plan(
+            &inventory,
+            &renderer,
+            name.as_str(),
+            spec,
+            args.dry_run,
+            options,
+        );
+        (name.as_str(), path, started, result)
     });
     let mut planned = Vec::new();
     let mut results = Vec::new();
@@ -429,6 +441,35 @@ fn bake(args: &BakeArgs) -> anyhow::Result<u8> {
                 "Bake these changes into {changes} image{}?",
                 if changes == 1 { "" } else { "s" }
             ))?);
+    finish_images(planned, go, forks, &mut results);
+    match args.format {
+        Format::Text if go => print_stdout(&format!(
+            "\n{}",
+            report::bake_done_text(&results, stdout_style())
+        ))?,
+        Format::Text => {}
+        Format::Json => print_stdout(&report::bake_json(&results, args.dry_run))?,
+    }
+    let failed = results.iter().any(|r| r.status == ImageStatus::Failed);
+    if !go && !args.dry_run && changes > 0 && !failed {
+        return Err(anyhow!("bake cancelled; nothing was changed"));
+    }
+    Ok(if failed {
+        EXIT_ERROR
+    } else if args.detailed_exitcode && changes > 0 {
+        EXIT_CHANGES
+    } else {
+        EXIT_OK
+    })
+}
+
+/// Bake the open images when `go`, else just close them; record the outcomes in `results`.
+fn finish_images(
+    planned: Vec<(bake::OpenImage, std::time::Instant)>,
+    go: bool,
+    forks: usize,
+    results: &mut [ImageResult],
+) {
     let stamp = bake::utc_stamp(
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -439,7 +480,11 @@ fn bake(args: &BakeArgs) -> anyhow::Result<u8> {
         let outcome = if go && image.plan.has_changes() {
             bake::execute(image, &stamp).map(Some)
         } else {
-            image.root.finish().map(|()| None).map_err(bake::BakeError::from)
+            image
+                .root
+                .finish()
+                .map(|()| None)
+                .map_err(bake::BakeError::from)
         };
         (name, started.elapsed().as_secs_f64(), outcome)
     });
@@ -460,23 +505,4 @@ fn bake(args: &BakeArgs) -> anyhow::Result<u8> {
             }
         }
     }
-    match args.format {
-        Format::Text if go => print_stdout(&format!(
-            "\n{}",
-            report::bake_done_text(&results, stdout_style())
-        ))?,
-        Format::Text => {}
-        Format::Json => print_stdout(&report::bake_json(&results, args.dry_run))?,
-    }
-    let failed = results.iter().any(|r| r.status == ImageStatus::Failed);
-    if !go && !args.dry_run && changes > 0 && !failed {
-        return Err(anyhow!("bake cancelled; nothing was changed"));
-    }
-    Ok(if failed {
-        EXIT_ERROR
-    } else if args.detailed_exitcode && changes > 0 {
-        EXIT_CHANGES
-    } else {
-        EXIT_OK
-    })
 }

@@ -166,8 +166,13 @@ impl GuestfsRoot {
             detail: format!("{e} (install libguestfs-tools)"),
         })?;
         let stdin = child.stdin.take();
-        let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
-        let mut stderr_pipe = child.stderr.take().expect("piped stderr");
+        let (Some(stdout), Some(mut stderr_pipe)) = (child.stdout.take(), child.stderr.take())
+        else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(RootError::Guestfs("guestfish: no pipes".to_owned()));
+        };
+        let stdout = BufReader::new(stdout);
         let stderr = std::thread::spawn(move || {
             let mut text = String::new();
             let _ = stderr_pipe.read_to_string(&mut text);
@@ -218,19 +223,25 @@ impl GuestfsRoot {
             }
         };
         self.safe(&root)?;
+        let verb = if self.readonly { "mount-ro" } else { "mount" };
+        // The inspected root is what `/` is, whatever the image's fstab calls it (an fstab
+        // written for the VM says /dev/vda, which is a whole partitioned disk here).
+        self.call(&format!("{verb} {root} /"))?;
         let mut mounts: Vec<(String, String)> = self
             .call(&format!("inspect-get-mountpoints {root}"))?
             .iter()
             .filter_map(|line| line.split_once(": "))
+            .filter(|(at, _)| *at != "/")
             .map(|(at, device)| (at.to_owned(), device.to_owned()))
             .collect();
-        // Parents before children: / before /boot.
+        // Parents before children: /var before /var/lib.
         mounts.sort_by_key(|(at, _)| at.len());
         for (at, device) in mounts {
             self.safe(&at)?;
             self.safe(&device)?;
-            let verb = if self.readonly { "mount-ro" } else { "mount" };
-            self.call(&format!("{verb} {device} {at}"))?;
+            // `-`: a mount that fails (a device the appliance does not have) does not end
+            // guestfish; what bake touches is then read from the root file system.
+            self.call(&format!("-{verb} {device} {at}"))?;
         }
         Ok(())
     }
@@ -251,15 +262,14 @@ impl GuestfsRoot {
         self.commands += 1;
         let marker = format!("@@clockprov-{}", self.commands);
         tracing::debug!("{}: guestfish {command}", self.image);
-        let sent = self
-            .stdin
-            .as_mut()
-            .map(|stdin| {
+        let sent = self.stdin.as_mut().map_or_else(
+            || Err(std::io::ErrorKind::BrokenPipe.into()),
+            |stdin| {
                 stdin
                     .write_all(format!("{command}\necho {marker}\n").as_bytes())
                     .and_then(|()| stdin.flush())
-            })
-            .unwrap_or_else(|| Err(std::io::ErrorKind::BrokenPipe.into()));
+            },
+        );
         if sent.is_err() {
             return Err(self.died(command));
         }
@@ -303,11 +313,12 @@ impl GuestfsRoot {
         let out = self.call(command)?;
         Ok(out.first().is_some_and(|l| l == "true"))
     }
+}
 
-    fn temp_name(&mut self, dir: &str) -> String {
-        let dir = if dir == "/" { "" } else { dir };
-        format!("{dir}/.clockprov-{}-{}.tmp", std::process::id(), unique())
-    }
+/// A fresh temporary name in guest directory `dir`.
+fn temp_name(dir: &str) -> String {
+    let dir = if dir == "/" { "" } else { dir };
+    format!("{dir}/.clockprov-{}-{}.tmp", std::process::id(), unique())
 }
 
 fn unique() -> u64 {
@@ -411,7 +422,7 @@ impl RootFs for GuestfsRoot {
         file.write_all(content)
             .map_err(|e| RootError::Guestfs(format!("{local_text}: {e}")))?;
         drop(file);
-        let temp = self.temp_name(parent_of(path));
+        let temp = temp_name(parent_of(path));
         let result = (|| {
             self.call(&format!("upload {local_text} {temp}"))?;
             self.call(&format!("chown 0 0 {temp}"))?;
@@ -430,7 +441,7 @@ impl RootFs for GuestfsRoot {
     fn symlink(&mut self, target: &str, link: &str) -> Result<(), RootError> {
         self.safe(target)?;
         self.safe(link)?;
-        let temp = self.temp_name(parent_of(link));
+        let temp = temp_name(parent_of(link));
         self.call(&format!("mkdir-p {}", parent_of(link)))?;
         self.call(&format!("ln-s {target} {temp}"))?;
         self.call(&format!("rename {temp} {link}"))?;

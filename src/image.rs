@@ -122,14 +122,19 @@ pub fn gather(
     }
     let mut clock_state = Vec::new();
     for path in [TIMESYNCD_CLOCK, CHRONY_DRIFT] {
-        if matches!(root.lstat(path)?, Entry::File { .. } | Entry::Symlink { .. }) {
+        if matches!(
+            root.lstat(path)?,
+            Entry::File { .. } | Entry::Symlink { .. }
+        ) {
             clock_state.push(path.to_owned());
         }
     }
     for name in root.list(CHRONY_STATE_DIR)? {
         // chrony's NTS dump: one `<server>.nts` file per NTS-KE server.
         let path = format!("{CHRONY_STATE_DIR}/{name}");
-        if name.ends_with(".nts")
+        if std::path::Path::new(&name)
+            .extension()
+            .is_some_and(|e| e == "nts")
             && crate::rootfs::is_safe_path(&path)
             && matches!(root.lstat(&path)?, Entry::File { .. })
         {
@@ -155,7 +160,11 @@ pub fn gather(
 }
 
 fn owner_name(id: u32) -> String {
-    if id == 0 { "root".to_owned() } else { id.to_string() }
+    if id == 0 {
+        "root".to_owned()
+    } else {
+        id.to_string()
+    }
 }
 
 fn path_facts(root: &mut dyn RootFs, path: &str) -> Result<PathFacts, ImageFactsError> {
@@ -189,12 +198,11 @@ fn unit_facts(
                 file = Some(path);
                 break;
             }
-            Entry::Symlink { .. } if root.resolve(&path)?.is_some() => {
-                // An /etc link to a unit elsewhere (`systemctl link`), or /lib -> /usr/lib.
-                if dir != SYSTEM_CONFIG_DIR {
-                    file = Some(path);
-                    break;
-                }
+            // A packaged unit reached through a link (an /etc link made by `systemctl link` is
+            // not one: its target is the unit file, found in a later directory or not at all).
+            Entry::Symlink { .. } if dir != SYSTEM_CONFIG_DIR && root.resolve(&path)?.is_some() => {
+                file = Some(path);
+                break;
             }
             _ => {}
         }
@@ -252,7 +260,9 @@ pub fn is_unit_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 255
         && !name.starts_with('.')
-        && suffixes.iter().any(|s| name.ends_with(s) && name.len() > s.len())
+        && suffixes
+            .iter()
+            .any(|s| name.ends_with(s) && name.len() > s.len())
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b":_.@-\\".contains(&b))
@@ -304,7 +314,10 @@ pub fn parse_install(text: &str) -> Result<InstallSection, String> {
         }
         for name in value.split_whitespace() {
             if !is_unit_name(name) {
-                return Err(format!("[Install] {}={name:?} is not a unit name", key.trim()));
+                return Err(format!(
+                    "[Install] {}={name:?} is not a unit name",
+                    key.trim()
+                ));
             }
             if !list.iter().any(|n| n == name) {
                 list.push(name.to_owned());
@@ -349,7 +362,10 @@ mod tests {
         let timesyncd = "[Unit]\nDescription=Network Time Synchronization\n\n[Service]\nExecStart=!!/lib/systemd/systemd-timesyncd\n\n[Install]\nWantedBy=sysinit.target\nAlias=dbus-org.freedesktop.timesync1.service\n";
         let install = parse_install(timesyncd).unwrap();
         assert_eq!(install.wanted_by, vec!["sysinit.target"]);
-        assert_eq!(install.alias, vec!["dbus-org.freedesktop.timesync1.service"]);
+        assert_eq!(
+            install.alias,
+            vec!["dbus-org.freedesktop.timesync1.service"]
+        );
         let odd = "[Install]\n# comment\nWantedBy=multi-user.target \\\n  graphical.target\nWantedBy=multi-user.target\nRequiredBy=\nAlias=chronyd.service\n[Service]\nWantedBy=ignored.target\n";
         let install = parse_install(odd).unwrap();
         assert_eq!(

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::value::{Cidr, DurationValue, LocalPath, Name, NetAddress, UserName};
+use crate::value::{Cidr, DurationValue, JumpList, JumpRef, LocalPath, Name, NetAddress, UserName};
 
 /// How the controller reaches a host. Every field is optional: a host's own block overrides the
 /// inventory's `ssh:` defaults field by field.
@@ -28,8 +28,9 @@ pub struct SshOptions {
     pub config_file: Option<LocalPath>,
     #[serde(rename = "become")]
     pub become_method: Option<BecomeMethod>,
-    /// Reach this host through another inventory host.
-    pub jump: Option<Name>,
+    /// Reach this host through other hosts: inventory names or `[user@]host[:port]`, a chain
+    /// written `a,b` (to `a`, through it to `b`, through both to this host).
+    pub jump: Option<JumpList>,
     pub connect_timeout: Option<DurationValue>,
     pub command_timeout: Option<DurationValue>,
 }
@@ -227,6 +228,8 @@ impl Host {
 #[derive(Debug, Clone)]
 pub struct Inventory {
     pub path: PathBuf,
+    /// The text as read, to point at a field in later messages (e.g. a missing `config_file`).
+    pub source: String,
     pub file: InventoryFile,
     pub hosts: Vec<Host>,
 }
@@ -332,6 +335,7 @@ impl Inventory {
         let hosts = resolve_hosts(&file);
         Ok(Inventory {
             path: path.to_owned(),
+            source: source.to_owned(),
             file,
             hosts,
         })
@@ -419,18 +423,25 @@ fn check(file: &InventoryFile, source: &str) -> Vec<InventoryProblem> {
         .map(|(n, s)| ("ntp_servers", n, &s.ssh))
         .chain(file.clients.iter().map(|(n, c)| ("clients", n, &c.ssh)));
     for (section, name, ssh) in hosts {
-        if let Some(jump) = &ssh.jump {
-            if jump == name {
+        let Some(jump) = &ssh.jump else { continue };
+        let field = [section, name.as_str(), "ssh", "jump"];
+        for hop in &jump.0 {
+            let JumpRef::Name(hop) = hop else { continue };
+            if hop == name {
+                problem(&field, format!("{name} cannot jump through itself"));
+            } else if !known_host(hop) && !looks_like_an_address(hop) {
+                // A bare single word is an inventory name or a typo; an outside host is written
+                // with a user or a port, so that a typo cannot send us somewhere else.
                 problem(
-                    &[section, name.as_str(), "ssh", "jump"],
-                    format!("{name} cannot jump through itself"),
-                );
-            } else if !known_host(jump) {
-                problem(
-                    &[section, name.as_str(), "ssh", "jump"],
-                    format!("no inventory host is named {jump}"),
+                    &field,
+                    format!(
+                        "no inventory host is named {hop}; a host outside the inventory is written [user@]host[:port], e.g. root@{hop} or {hop}:22"
+                    ),
                 );
             }
+        }
+        if let Some(path) = jump_loop(file, name) {
+            problem(&field, format!("the jump chain loops: {path}"));
         }
     }
     for (name, server) in &file.ntp_servers {
@@ -467,6 +478,45 @@ fn check(file: &InventoryFile, source: &str) -> Vec<InventoryProblem> {
         }
     }
     problems
+}
+
+/// A bare hop with a dot (an IP address or a DNS name) is a host outside the inventory.
+fn looks_like_an_address(name: &Name) -> bool {
+    name.as_str().contains('.') && name.as_str().parse::<NetAddress>().is_ok()
+}
+
+/// The inventory's jump settings of `name`, when it is an inventory host.
+fn jump_of<'f>(file: &'f InventoryFile, name: &Name) -> Option<&'f JumpList> {
+    let own = match (file.ntp_servers.get(name), file.clients.get(name)) {
+        (Some(server), _) => &server.ssh,
+        (None, Some(client)) => &client.ssh,
+        (None, None) => return None,
+    };
+    own.jump.as_ref().or(file.ssh.jump.as_ref())
+}
+
+/// `a -> b -> a` when following the first hop of each jump chain through inventory hosts comes
+/// back to `start` (the first hop is the one whose own jump settings are used; later hops are
+/// reached through the hops before them).
+fn jump_loop(file: &InventoryFile, start: &Name) -> Option<String> {
+    let mut path = vec![start.clone()];
+    let mut current = start;
+    while let Some(JumpRef::Name(next)) = jump_of(file, current).and_then(|j| j.0.first()) {
+        if next == start {
+            if path.len() == 1 {
+                return None; // jumping through itself is reported as such
+            }
+            path.push(next.clone());
+            let names: Vec<&str> = path.iter().map(Name::as_str).collect();
+            return Some(names.join(" -> "));
+        }
+        if path.contains(next) || next == current {
+            return None; // a loop that does not pass through `start`: reported for its members
+        }
+        path.push(next.clone());
+        current = next;
+    }
+    None
 }
 
 fn check_client_servers(
@@ -601,7 +651,10 @@ mod tests {
         let names: Vec<&str> = inventory.hosts.iter().map(|h| h.name.as_str()).collect();
         assert_eq!(names, ["zcloud", "z-b-data-1", "z-b-data-2", "z-b-data-3"]);
         let client = &inventory.hosts[1];
-        assert_eq!(client.ssh.jump.as_ref().map(Name::as_str), Some("zcloud"));
+        assert_eq!(
+            client.ssh.jump.as_ref().map(ToString::to_string).as_deref(),
+            Some("zcloud")
+        );
         assert_eq!(client.ssh.user.as_ref().map(UserName::as_str), Some("root"));
         let Role::Client { servers, .. } = &client.role else {
             panic!("client")
@@ -653,12 +706,47 @@ mod tests {
             )
             .replace("ssh: { jump: zcloud }", "ssh: { jump: bastion }");
         insta::assert_snapshot!(error(&source), @r"
-        inv.yaml:20:48: clients.z-b-data-1.ssh.jump: no inventory host is named bastion
+        inv.yaml:20:48: clients.z-b-data-1.ssh.jump: no inventory host is named bastion; a host outside the inventory is written [user@]host[:port], e.g. root@bastion or bastion:22
         inv.yaml:21:17: clients.z-b-data-2.address: 10.0.0.5 is outside every `allow` network of server zcloud (192.168.6.0/24), so it would never be served
         inv.yaml:22:41: clients.z-b-data-3.ntp: no ntp_servers entry is named zclod
         ");
         let no_allow = GOOD.replace("    allow: [192.168.6.0/24]\n", "");
         insta::assert_snapshot!(error(&no_allow), @"inv.yaml:11:3: ntp_servers.zcloud.allow: chrony refuses every client until an `allow` line exists; list the clients' networks");
+    }
+
+    #[test]
+    fn jump_forms_are_checked_when_the_inventory_is_read() {
+        let with =
+            |jump: &str| GOOD.replace("ssh: { jump: zcloud }", &format!("ssh: {{ jump: {jump} }}"));
+        for good in [
+            "zcloud",
+            "\"root@10.0.0.1:2222\"",
+            "\"huatai@bastion\"",
+            "\"bastion:22\"",
+            "bastion.example.net",
+            "10.0.0.1",
+            "\"zcloud,root@bastion:22\"",
+        ] {
+            let inventory = Inventory::parse(Path::new("inv.yaml"), &with(good));
+            assert!(inventory.is_ok(), "{good}: {}", inventory.unwrap_err());
+        }
+        insta::assert_snapshot!(error(&with("\"root@bad host:22\"")), @r#"inv.yaml:20:46: clients.z-b-data-1.ssh: invalid jump host "root@bad host:22": invalid address "bad host": contains a space; expected an IP address or a DNS name"#);
+        insta::assert_snapshot!(error(&with("\"root@bastion:99999\"")), @r#"inv.yaml:20:46: clients.z-b-data-1.ssh: invalid jump host "root@bastion:99999": the port "99999" is not 1..=65535"#);
+        insta::assert_snapshot!(error(&with("z-b-data-1")), @"inv.yaml:20:48: clients.z-b-data-1.ssh.jump: z-b-data-1 cannot jump through itself");
+        let looped = with("z-b-data-2")
+            .replace(
+                "z-b-data-2: { address: 192.168.6.205 }",
+                "z-b-data-2: { address: 192.168.6.205, ssh: { jump: \"z-b-data-3,zcloud\" } }",
+            )
+            .replace(
+                "z-b-data-3: { address: 192.168.6.206 }",
+                "z-b-data-3: { address: 192.168.6.206, ssh: { jump: z-b-data-1 } }",
+            );
+        insta::assert_snapshot!(error(&looped), @r"
+        inv.yaml:20:48: clients.z-b-data-1.ssh.jump: the jump chain loops: z-b-data-1 -> z-b-data-2 -> z-b-data-3 -> z-b-data-1
+        inv.yaml:21:48: clients.z-b-data-2.ssh.jump: the jump chain loops: z-b-data-2 -> z-b-data-3 -> z-b-data-1 -> z-b-data-2
+        inv.yaml:22:48: clients.z-b-data-3.ssh.jump: the jump chain loops: z-b-data-3 -> z-b-data-1 -> z-b-data-2 -> z-b-data-3
+        ");
     }
 
     #[test]

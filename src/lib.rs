@@ -23,4 +23,5 @@ pub mod report;
 pub mod rootfs;
 pub mod shell;
 pub mod ssh;
+pub mod ssh_config;
 pub mod value;

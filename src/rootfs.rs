@@ -136,7 +136,7 @@ impl DirectoryRoot {
         Ok(DirectoryRoot { root, counter: 0 })
     }
 
-    fn err(&self, path: &str, e: impl ToString) -> RootError {
+    fn err(&self, path: &str, e: impl std::fmt::Display) -> RootError {
         RootError::Io {
             root: self.root.display().to_string(),
             path: path.to_owned(),
@@ -342,8 +342,11 @@ impl RootFs for DirectoryRoot {
             file.sync_all().map_err(|e| self.err(&temp, e))?;
             if let Some(backup) = backup {
                 self.check(backup)?;
-                fs::hard_link(self.host(&target), self.host(&join(&dir, backup_name(backup))))
-                    .map_err(|e| self.err(backup, e))?;
+                fs::hard_link(
+                    self.host(&target),
+                    self.host(&join(&dir, backup_name(backup))),
+                )
+                .map_err(|e| self.err(backup, e))?;
             }
             fs::rename(self.host(&temp), self.host(&target)).map_err(|e| self.err(path, e))
         })();

@@ -256,6 +256,144 @@ impl fmt::Display for UserName {
 
 deserialize_from_str!(UserName);
 
+/// One hop of a jump chain outside the inventory: `[user@]host[:port]` (an IPv6 address is written
+/// `[addr]` or `[addr]:port`), as OpenSSH's `ProxyJump` and `-J` take it; `ssh://` is allowed in
+/// front, as OpenSSH allows it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct JumpHop {
+    pub user: Option<UserName>,
+    pub host: NetAddress,
+    pub port: Option<u16>,
+}
+
+impl FromStr for JumpHop {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let refuse = |why: String| format!("invalid jump host {text:?}: {why}");
+        let rest = text.strip_prefix("ssh://").unwrap_or(text);
+        let (user, rest) = match rest.rsplit_once('@') {
+            Some((user, rest)) => (Some(user.parse::<UserName>().map_err(refuse)?), rest),
+            None => (None, rest),
+        };
+        let (host, port) = if let Some(bracketed) = rest.strip_prefix('[') {
+            let Some((host, after)) = bracketed.split_once(']') else {
+                return Err(refuse("a '[' without its ']'".to_owned()));
+            };
+            match after {
+                "" => (host, None),
+                _ => match after.strip_prefix(':') {
+                    Some(port) => (host, Some(port)),
+                    None => return Err(refuse(format!("unexpected {after:?} after ']'"))),
+                },
+            }
+        } else {
+            match rest.split_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (rest, None),
+            }
+        };
+        let host = host.parse::<NetAddress>().map_err(refuse)?;
+        let port = match port {
+            None => None,
+            Some(port) => match port.parse::<u16>() {
+                Ok(p) if p > 0 && port.chars().all(|c| c.is_ascii_digit()) => Some(p),
+                _ => return Err(refuse(format!("the port {port:?} is not 1..=65535"))),
+            },
+        };
+        Ok(JumpHop { user, host, port })
+    }
+}
+
+impl fmt::Display for JumpHop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(user) = &self.user {
+            write!(f, "{user}@")?;
+        }
+        match (&self.host, self.port) {
+            (NetAddress::Ip(IpAddr::V6(ip)), Some(port)) => write!(f, "[{ip}]:{port}"),
+            (host, Some(port)) => write!(f, "{host}:{port}"),
+            (host, None) => write!(f, "{host}"),
+        }
+    }
+}
+
+/// One hop of a jump chain: a bare name (an inventory host, when one has that name) or a host
+/// written `[user@]host[:port]`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum JumpRef {
+    Name(Name),
+    Hop(JumpHop),
+}
+
+impl FromStr for JumpRef {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        // A user, a port or brackets make it a host; a bare word may name an inventory host.
+        if text.contains(['@', ':', '[']) {
+            text.parse().map(JumpRef::Hop)
+        } else {
+            text.parse().map(JumpRef::Name)
+        }
+    }
+}
+
+impl fmt::Display for JumpRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JumpRef::Name(name) => write!(f, "{name}"),
+            JumpRef::Hop(hop) => write!(f, "{hop}"),
+        }
+    }
+}
+
+/// A jump chain, `a,b,c`: the connection goes to `a`, through it to `b`, through both to `c`,
+/// and through all three to the host. `none` (an empty chain) connects directly, whatever a
+/// default or the OpenSSH config says.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct JumpList(pub Vec<JumpRef>);
+
+impl FromStr for JumpList {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text.trim().is_empty() {
+            return Err("invalid jump: it is empty".to_owned());
+        }
+        if text.eq_ignore_ascii_case("none") {
+            return Ok(JumpList(Vec::new()));
+        }
+        text.split(',')
+            .map(|hop| {
+                if hop.is_empty() {
+                    Err(format!("invalid jump {text:?}: an empty hop"))
+                } else {
+                    hop.parse()
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(JumpList)
+    }
+}
+
+impl fmt::Display for JumpList {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("none");
+        }
+        for (i, hop) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{hop}")?;
+        }
+        Ok(())
+    }
+}
+
+deserialize_from_str!(JumpList);
+
 /// A path on the controller (identity files, `known_hosts`, templates). `~/` is expanded against
 /// `$HOME` when used, not when parsed, so the inventory stays portable.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -403,6 +541,55 @@ mod tests {
         assert!("a/b".parse::<Name>().is_err());
         assert!("huatai".parse::<UserName>().is_ok());
         assert!("root;id".parse::<UserName>().is_err());
+    }
+
+    #[test]
+    fn jump_hops_and_lists() {
+        let hop: JumpHop = "huatai@192.168.6.200:2222".parse().unwrap();
+        assert_eq!(hop.user.as_ref().map(UserName::as_str), Some("huatai"));
+        assert_eq!(hop.host.to_string(), "192.168.6.200");
+        assert_eq!(hop.port, Some(2222));
+        assert_eq!(hop.to_string(), "huatai@192.168.6.200:2222");
+        let v6: JumpHop = "ssh://[fe80::1]:22".parse().unwrap();
+        assert_eq!(
+            (v6.host.to_string(), v6.port),
+            ("fe80::1".to_owned(), Some(22))
+        );
+        assert_eq!(v6.to_string(), "[fe80::1]:22");
+        let list: JumpList = "zcloud,root@bastion:22".parse().unwrap();
+        assert_eq!(
+            list.0,
+            [
+                JumpRef::Name("zcloud".parse().unwrap()),
+                JumpRef::Hop("root@bastion:22".parse().unwrap())
+            ]
+        );
+        for (bad, why) in [
+            (
+                "root@",
+                "invalid jump host \"root@\": invalid address \"\": it is empty",
+            ),
+            (
+                "root@host:0",
+                "invalid jump host \"root@host:0\": the port \"0\" is not 1..=65535",
+            ),
+            (
+                "host:+22",
+                "invalid jump host \"host:+22\": the port \"+22\" is not 1..=65535",
+            ),
+            (
+                "a;b@host",
+                "invalid jump host \"a;b@host\": invalid user name \"a;b\": contains ';', which is not allowed here",
+            ),
+            (
+                "x@$(id):22",
+                "invalid jump host \"x@$(id):22\": invalid address \"$(id)\": contains '$', which is not allowed here; expected an IP address or a DNS name",
+            ),
+            ("a,,b", "invalid jump \"a,,b\": an empty hop"),
+            ("[::1", "invalid jump host \"[::1\": a '[' without its ']'"),
+        ] {
+            assert_eq!(bad.parse::<JumpList>().unwrap_err(), why, "{bad}");
+        }
     }
 
     #[test]

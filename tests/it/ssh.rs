@@ -175,7 +175,10 @@ fn a_host_behind_a_jump_host_is_reached_through_it() {
     assert_eq!(run.code, 1, "{run:?}");
     assert!(
         run.stdout.contains("UNREACHABLE")
-            && run.stdout.contains("jump host zcloud: cannot connect"),
+            && run.stdout.contains(&format!(
+                "cannot reach jump host zcloud for data-1: cannot connect to {}:22",
+                lab.server
+            )),
         "{run:?}"
     );
 }

@@ -15,7 +15,8 @@
 #   lab.sh deps                      apt-get install what the lab needs (idempotent)
 #   lab.sh build                     build or refresh the cached images
 #   lab.sh up DIR [--skews "2 -5 11"] [--only zcloud,z-b-data-1] [--no-trim]
-#                                    boot the VMs; write DIR/{netns,id_ed25519,
+#                [--image VM=DISK]   boot the VMs (VM from DISK, raw or qcow2, instead
+#                                    of its role's image: a baked golden image); write DIR/{netns,id_ed25519,
 #                                    known_hosts,inventory.yaml,ssh_config,
 #                                    skews.tsv,VM.pid,VM.console.log}
 #   lab.sh up DIR --bastion [...]    the seed's real topology (issue 5): zcloud gets
@@ -26,6 +27,11 @@
 #                                    become: sudo, jump: zcloud),inventory-bastion-
 #                                    root.yaml,ssh_config-bastion (ProxyJump),
 #                                    inventory-bastion-sshconfig.yaml,become_password}
+#   lab.sh image ROLE                print the cached image of ROLE (client|server),
+#                                    building it first when needed
+#   lab.sh rootfs ROLE DEST          extract a root tree (etc, usr/lib/systemd,
+#                                    var/lib, os-release, the merged-/usr links)
+#                                    from ROLE's (client|server) cached image
 #   lab.sh down DIR                  stop the VMs recorded in DIR (by PID), delete
 #                                    the netns and the run disks; keeps the logs
 #   lab.sh exec DIR CMD...           run CMD inside the lab's network namespace (a
@@ -273,8 +279,10 @@ images_dir() { printf '%s/images-%s' "$CACHE" "$(recipe_hash)"; }
 
 cmd_deps() {
     ((EUID == 0)) || die "must run as root (apt-get, mmdebstrap, ip netns, tap devices)"
+    # libguestfs-tools and a kernel under /boot (its appliance boots this machine's kernel):
+    # for `clockprov bake` on disk images; systemctl for `systemctl --root` in its tests.
     local packages=(mmdebstrap qemu-system-x86 qemu-utils e2fsprogs iproute2 openssh-client
-        util-linux coreutils tar) missing=() p
+        util-linux coreutils tar libguestfs-tools linux-image-amd64 systemd) missing=() p
     for p in "${packages[@]}"; do
         dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null | grep -q '^ii' || missing+=("$p")
     done
@@ -283,7 +291,7 @@ cmd_deps() {
     fi
     log "installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
+    apt-get -o DPkg::Lock::Timeout=300 update -qq
     local args=() version
     for p in "${missing[@]}"; do
         [[ $p == qemu-utils ]] || args+=("$p")
@@ -295,7 +303,7 @@ cmd_deps() {
     if [[ $(dpkg-query -W -f='${Version}' qemu-utils 2>/dev/null || true) != "$version" ]]; then
         args+=("qemu-utils=$version")
     fi
-    apt-get install -y -qq -o Dpkg::Use-Pty=0 --no-install-recommends --allow-downgrades "${args[@]}" >/dev/null
+    apt-get install -y -qq -o Dpkg::Use-Pty=0 -o DPkg::Lock::Timeout=300 --no-install-recommends --allow-downgrades "${args[@]}" >/dev/null
 }
 
 # -------------------------------------------------------------------- build ---
@@ -426,7 +434,8 @@ qemu_pid() {
 
 cmd_up() {
     (($# >= 1)) || usage
-    local dir=$1 skews="2 -5 11" only="" trim=1 bastion=0
+    local dir=$1 skews="2 -5 11" only="" trim=1 bastion=0 kv
+    local -A disk=()
     shift
     while (($#)); do
         case $1 in
@@ -436,6 +445,15 @@ cmd_up() {
             --only=*) only=${1#*=}; shift ;;
             --no-trim) trim=0; shift ;;
             --bastion) bastion=1; shift ;;
+            --image)
+                (($# >= 2)) || usage
+                kv=$2
+                shift 2
+                [[ $kv == *=* ]] || die "--image wants VM=DISK, got '$kv'"
+                vm_known "${kv%%=*}" || die "--image: no VM named '${kv%%=*}'"
+                [[ -f ${kv#*=} ]] || die "--image: no such disk image: ${kv#*=}"
+                disk[${kv%%=*}]=$(realpath -- "${kv#*=}")
+                ;;
             *) usage ;;
         esac
     done
@@ -497,7 +515,7 @@ cmd_up() {
         bastion_net_up "$dir" "$ns"
     fi
     for vm in "${list[@]}"; do
-        start_vm "$dir" "$ns" "$images" "$vm" "${skew[$vm]}"
+        start_vm "$dir" "$ns" "$images" "$vm" "${skew[$vm]}" "${disk[$vm]:-}"
     done
     local skews_kv=""
     for vm in "${list[@]}"; do skews_kv+="$vm=${skew[$vm]} "; done
@@ -530,15 +548,24 @@ cmd_up() {
 
 tap_of() { printf 'tap-%s' "$1"; }
 
-# start_vm DIR NS IMAGES VM OFFSET: boot VM on a fresh overlay of its role's image.
+# start_vm DIR NS IMAGES VM OFFSET [DISK]: boot VM on a fresh overlay of its role's
+# image (or of DISK).
 start_vm() {
-    local dir=$1 ns=$2 images=$3 vm=$4 offset=$5 role frac base machine_id
+    local dir=$1 ns=$2 images=$3 vm=$4 offset=$5 disk=${6:-} role frac base machine_id format
     role=${ROLE[$vm]}
     local extra=()
     mapfile -t extra < <(bastion_qemu_args "$dir" "$vm")
     machine_id=$(printf '%s' "$vm" | md5sum | cut -c1-32) # each VM its own, the same every run
     rm -f "$dir/$vm.qcow2" "$dir/$vm.pid"
-    qemu-img create -q -f qcow2 -b "$images/$role.raw" -F raw "$dir/$vm.qcow2"
+    if [[ -z $disk ]]; then
+        disk=$images/$role.raw
+        format=raw
+    else
+        format=$(qemu-img info --output=json "$disk" | sed -n 's/^ *"format": "\([a-z0-9]*\)".*/\1/p' | head -n1)
+        [[ $format == raw || $format == qcow2 ]] || die "$disk: unsupported format '$format'"
+        role="$role, from $disk"
+    fi
+    qemu-img create -q -f qcow2 -b "$disk" -F "$format" "$dir/$vm.qcow2"
     : >"$dir/$vm.console.log"
     # qemu's RTC counts whole seconds from -rtc base; compute the base early in a
     # host second so that qemu reads the host clock in that same second.
@@ -1194,6 +1221,44 @@ cmd_sudo() {
 
 # --------------------------------------------------------------------- main ---
 
+# ------------------------------------------------------------------- rootfs ---
+
+# cmd_image ROLE: build the images if needed; print the path of ROLE's (read-only).
+cmd_image() {
+    (($# == 1)) || usage
+    [[ $1 == client || $1 == server ]] || die "image: ROLE is client or server, not '$1'"
+    cmd_deps
+    build_images >&2
+    printf '%s/%s.raw\n' "$(images_dir)" "$1"
+}
+
+# cmd_rootfs ROLE DEST: the parts of ROLE's image that `clockprov bake` reads and
+# writes, as a plain directory tree: a real Debian root for directory-target tests.
+# Read with debugfs from the ext4 image, so nothing is mounted.
+cmd_rootfs() {
+    (($# == 2)) || usage
+    local role=$1 dest=$2 images img top target
+    [[ $role == client || $role == server ]] || die "rootfs: ROLE is client or server, not '$role'"
+    cmd_deps
+    build_images
+    images=$(images_dir)
+    img=$images/$role.raw
+    [[ ! -e $dest ]] || die "rootfs: $dest exists already"
+    mkdir -p "$dest/usr/lib" "$dest/var/lib/dpkg"
+    debugfs -R "rdump /etc $dest" "$img" 2>/dev/null
+    debugfs -R "rdump /usr/lib/systemd $dest/usr/lib" "$img" 2>/dev/null
+    debugfs -R "dump /usr/lib/os-release $dest/usr/lib/os-release" "$img" 2>/dev/null
+    debugfs -R "dump /var/lib/dpkg/status $dest/var/lib/dpkg/status" "$img" 2>/dev/null
+    mkdir -p "$dest/var/lib/systemd" "$dest/var/lib/chrony"
+    # The merged-/usr links, as in the image (bin -> usr/bin, lib -> usr/lib, ...).
+    for top in bin lib lib64 sbin; do
+        target=$(debugfs -R "stat /$top" "$img" 2>/dev/null | sed -n 's/^Fast link dest: "\(.*\)"$/\1/p')
+        [[ -z $target ]] || ln -s "$target" "$dest/$top"
+    done
+    [[ -s $dest/var/lib/dpkg/status && -e $dest/etc/os-release ]] || die "rootfs: extraction from $img failed"
+    log "rootfs: $role image -> $dest"
+}
+
 main() {
     (($#)) || usage
     local cmd=$1
@@ -1207,6 +1272,8 @@ main() {
         ssh) cmd_ssh "$@" ;;
         offset) cmd_offset "$@" ;;
         fixtures) cmd_fixtures "$@" ;;
+        rootfs) cmd_rootfs "$@" ;;
+        image) cmd_image "$@" ;;
         sudo) cmd_sudo "$@" ;;
         bastion-check) cmd_bastion_check "$@" ;;
         -h | --help | help) usage ;;

@@ -5,6 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+mod bake;
+#[path = "../support/guest.rs"]
+mod guest;
 #[path = "../support/run.rs"]
 mod run;
 #[path = "../support/templates.rs"]
@@ -19,26 +22,38 @@ fn lab_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/lab.sh")
 }
 
+/// One lab at a time: the machine has 2 cores, and every VM runs under TCG.
+static ONE_LAB: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 struct Lab {
     dir: tempfile::TempDir,
+    _turn: std::sync::MutexGuard<'static, ()>,
 }
 
 impl Lab {
     fn up() -> Lab {
+        let skews: Vec<String> = SKEWS.iter().map(|s| format!("{s}")).collect();
+        Lab::up_with(&["--skews", &skews.join(" ")])
+    }
+
+    /// `lab.sh up DIR ARGS...`
+    fn up_with(args: &[&str]) -> Lab {
+        let turn = ONE_LAB
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let dir = tempfile::Builder::new()
             .prefix("clockprov-vmlab-")
             .tempdir()
             .unwrap();
-        let skews: Vec<String> = SKEWS.iter().map(|s| format!("{s}")).collect();
         let status = Command::new("bash")
             .arg(lab_script())
             .arg("up")
             .arg(dir.path())
-            .args(["--skews", &skews.join(" ")])
+            .args(args)
             .stdin(Stdio::null())
             .status()
             .expect("run lab.sh up");
-        let lab = Lab { dir };
+        let lab = Lab { dir, _turn: turn };
         assert!(status.success(), "lab.sh up failed (console logs above)");
         lab
     }

@@ -1,0 +1,70 @@
+//! Reading disk images in tests, with libguestfs as clockprov's bake uses it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// guestfish, with the settings these machines need (DESIGN.md: KVM hangs guests here).
+#[must_use]
+pub fn guestfish() -> Command {
+    let mut command = Command::new("guestfish");
+    command
+        .env("LIBGUESTFS_BACKEND", "direct")
+        .env("LIBGUESTFS_BACKEND_SETTINGS", "force_tcg");
+    command
+}
+
+/// What a disk image holds at the paths bake manages, read in one appliance launch; its root
+/// file system is `device`. Parts, separated by `@@` lines: timesyncd.conf, the sysinit.target
+/// wants link, /etc/machine-id, whether timesyncd's clock file exists, lstat of timesyncd.conf.
+#[must_use]
+pub fn read_baked_paths(image: &Path, device: &str) -> Vec<String> {
+    let script = "cat /etc/systemd/timesyncd.conf\necho @@\nreadlink /etc/systemd/system/sysinit.target.wants/systemd-timesyncd.service\necho @@\ncat /etc/machine-id\necho @@\nexists /var/lib/systemd/timesync/clock\necho @@\nlstatns /etc/systemd/timesyncd.conf\n";
+    let mut child = guestfish()
+        .args(["--ro", "-a"])
+        .arg(image)
+        .arg("-m")
+        .arg(device)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run guestfish");
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), script.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "guestfish failed on {}",
+        image.display()
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let parts: Vec<String> = text.split("@@\n").map(str::to_owned).collect();
+    assert_eq!(parts.len(), 5, "{text}");
+    parts
+}
+
+/// Assert that the image was baked for the lab's server 192.168.6.200.
+pub fn assert_baked(image: &Path, device: &str) {
+    let parts = read_baked_paths(image, device);
+    let seen = parts.join("@@\n");
+    assert!(parts[0].contains("\nNTP=192.168.6.200\n"), "{seen}");
+    assert_eq!(
+        parts[1].trim(),
+        "/lib/systemd/system/systemd-timesyncd.service"
+    );
+    assert_eq!(parts[2].trim(), "", "machine-id not emptied: {seen}");
+    assert_eq!(parts[3].trim(), "false", "timesyncd clock left: {seen}");
+    assert!(parts[4].contains("st_mode: 33188"), "not 0100644: {seen}"); // regular, 0644
+    assert!(parts[4].contains("st_uid: 0\n"), "{seen}");
+}
+
+/// The lab's cached client disk image (built by lab.sh when missing). Read-only: copy it.
+#[must_use]
+pub fn client_image() -> PathBuf {
+    let out = Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/lab.sh"))
+        .args(["image", "client"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run lab.sh image");
+    assert!(out.status.success(), "lab.sh image failed");
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}

@@ -1,0 +1,138 @@
+//! `bake` proven by booting: a copy of the lab's client image is baked, then a VM cloned from
+//! it boots with a skewed clock next to the lab's chrony server and synchronizes to it with no
+//! `apply` on the clone at all.
+
+use std::fs;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::guest::{assert_baked, client_image, guestfish};
+use crate::{Lab, check_json, host, lab_script};
+
+/// The clone's clock skew at boot, seconds.
+const CLONE_SKEW: f64 = 7.0;
+
+fn clockprov_local(args: &[&str]) -> crate::Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_clockprov"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env("LIBGUESTFS_BACKEND", "direct")
+        .env("LIBGUESTFS_BACKEND_SETTINGS", "force_tcg")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run clockprov");
+    let run = crate::Run::from(out);
+    eprintln!("$ clockprov {}\n{run:?}", args.join(" "));
+    run
+}
+
+#[test]
+fn a_clone_of_a_baked_image_boots_synchronized() {
+    assert!(lab_script().exists());
+    let work = tempfile::Builder::new()
+        .prefix("clockprov-vmlab-bake-")
+        .tempdir()
+        .unwrap();
+    // A qcow2 golden image: the lab's stock client (NTP= unset, so it would use Debian's pool,
+    // unreachable here), with timesyncd's enablement link gone, as on a template where the
+    // daemon was disabled.
+    let image = work.path().join("z-golden.qcow2");
+    let status = Command::new("qemu-img")
+        .args(["convert", "-O", "qcow2"])
+        .arg(client_image())
+        .arg(&image)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let status = guestfish()
+        .args(["--rw", "-a"])
+        .arg(&image)
+        .args([
+            "-m",
+            "/dev/sda",
+            "rm",
+            "/etc/systemd/system/sysinit.target.wants/systemd-timesyncd.service",
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let inventory = work.path().join("inventory.yaml");
+    fs::write(
+        &inventory,
+        "ntp_servers:\n  zcloud:\n    address: 192.168.6.200\n    upstream: [{pool: ntp.ubuntu.com}]\n    allow: [192.168.6.0/24]\n    local_stratum: 10\nimages:\n  z-golden:\n    path: z-golden.qcow2\n",
+    )
+    .unwrap();
+    let inventory = inventory.display().to_string();
+
+    let started = Instant::now();
+    let bake = clockprov_local(&["bake", "-i", &inventory, "--yes", "--reset-machine-id"]);
+    eprintln!("bake took {:.1} s", started.elapsed().as_secs_f64());
+    assert_eq!(bake.code, 0, "{bake:?}");
+    assert!(
+        bake.stdout
+            .contains("+ link /etc/systemd/system/sysinit.target.wants/systemd-timesyncd.service"),
+        "{bake:?}"
+    );
+    assert_baked(&image, "/dev/sda");
+    // Baking the same image again changes nothing.
+    let again = clockprov_local(&["bake", "-i", &inventory, "--yes"]);
+    assert_eq!(again.code, 0, "{again:?}");
+    assert!(
+        again.stdout.contains("0 images to change, 1 unchanged"),
+        "{again:?}"
+    );
+
+    // Boot a clone of it as z-b-data-3, clock +7 s, next to zcloud.
+    let image_arg = format!("z-b-data-3={}", image.display());
+    let skews = format!("0 0 {CLONE_SKEW}");
+    let lab = Lab::up_with(&[
+        "--only",
+        "zcloud,z-b-data-3",
+        "--skews",
+        &skews,
+        "--image",
+        &image_arg,
+    ]);
+    let lab_inventory = lab.inventory();
+    // zcloud is the stock chrony server (no `allow`): the clone is skewed and unsynchronized.
+    let (code, before) = check_json(&lab);
+    assert_eq!(code, 2, "{before:#}");
+    let skew = host(&before, "z-b-data-3")["offset_to_server_seconds"]
+        .as_f64()
+        .unwrap();
+    assert!((skew - CLONE_SKEW).abs() < 0.5, "clone at {skew} s");
+    // The server is applied; the clone is not touched.
+    let apply = lab.clockprov(&["apply", "-i", &lab_inventory, "--yes", "--limit", "zcloud"]);
+    assert_eq!(apply.code, 0, "{apply:?}");
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let after = loop {
+        let (code, doc) = check_json(&lab);
+        if code == 0 {
+            break doc;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the clone did not synchronize within 240 s: {doc:#}"
+        );
+        std::thread::sleep(Duration::from_secs(5));
+    };
+    let clone = host(&after, "z-b-data-3");
+    assert_eq!(clone["synchronized"], true, "{clone:#}");
+    assert_eq!(clone["server"], "192.168.6.200", "{clone:#}");
+    assert!(
+        clone["offset_to_server_seconds"].as_f64().unwrap().abs() < 0.05,
+        "{clone:#}"
+    );
+    let timesync = lab.ssh("z-b-data-3", "timedatectl show-timesync --all");
+    assert!(
+        timesync.lines().any(|l| l == "ServerName=192.168.6.200"),
+        "{timesync}"
+    );
+    // The configuration came from the image: nothing was written to the clone.
+    let conf = lab.ssh("z-b-data-3", "cat /etc/systemd/timesyncd.conf");
+    assert!(conf.contains("inventory: images.z-golden"), "{conf}");
+    eprintln!(
+        "clone synchronized; {:.1} s after the bake started",
+        started.elapsed().as_secs_f64()
+    );
+}
