@@ -112,12 +112,11 @@ impl Lab {
             },
             args.join(" ")
         );
-        if let Some(password) = password {
-            assert!(
-                !run.stdout.contains(password) && !run.stderr.contains(password),
-                "the sudo password is printed: {run:?}"
-            );
-        }
+        let secret = self.password();
+        assert!(
+            !run.stdout.contains(&secret) && !run.stderr.contains(&secret),
+            "the sudo password is printed: {run:?}"
+        );
         run
     }
 
@@ -172,9 +171,14 @@ fn host<'a>(doc: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
 }
 
 /// Plan (every host to change), apply with `--wait-sync`, check (every client synchronized to
-/// zcloud within 0.05 s): the whole story through the jump host, with `inventory`.
-fn plan_apply_check(lab: &Lab, inventory: &str, password: Option<&str>) {
-    let plan = lab.clockprov(&["plan", "-i", inventory, "--detailed-exitcode"], password);
+/// zcloud within 0.05 s): the whole story through the jump host, with `inventory`; `password`
+/// in `CLOCKPROV_BECOME_PASSWORD`, `extra` options for plan and apply.
+fn plan_apply_check(lab: &Lab, inventory: &str, password: Option<&str>, extra: &[&str]) {
+    let with = |args: &[&str]| [args, extra].concat();
+    let plan = lab.clockprov(
+        &with(&["plan", "-i", inventory, "--detailed-exitcode"]),
+        password,
+    );
     assert_eq!(plan.code, 2, "{plan:?}");
     assert!(
         plan.stdout.contains("+allow 192.168.6.0/24\n")
@@ -184,7 +188,7 @@ fn plan_apply_check(lab: &Lab, inventory: &str, password: Option<&str>) {
     );
 
     let apply = lab.clockprov(
-        &["apply", "-i", inventory, "--yes", "--wait-sync", "240s"],
+        &with(&["apply", "-i", inventory, "--yes", "--wait-sync", "240s"]),
         password,
     );
     assert_eq!(apply.code, 0, "{apply:?}");
@@ -283,6 +287,7 @@ fn the_lan_is_unreachable(lab: &Lab) {
 #[test]
 fn bastion_root_login_through_jump() {
     let lab = Lab::up();
+    save_stock(&lab);
     the_lan_is_unreachable(&lab);
 
     // The jump host's address is wrong: zcloud and every host behind it are unreachable, and the
@@ -313,7 +318,18 @@ fn bastion_root_login_through_jump() {
     }
 
     // Root login, clients through `jump: zcloud`.
-    plan_apply_check(&lab, &lab.file("inventory-bastion-root.yaml"), None);
+    plan_apply_check(&lab, &lab.file("inventory-bastion-root.yaml"), None, &[]);
+
+    // Root login, every connection from the OpenSSH config (HostName, ProxyJump,
+    // IdentityFile, UserKnownHostsFile, StrictHostKeyChecking); the inventory's `user` wins over
+    // the config's `User`.
+    let from_config = lab.derived_inventory(
+        "inventory-bastion-sshconfig.yaml",
+        "inventory-bastion-sshconfig-root.yaml",
+        &[("  become: sudo", "  user: root")],
+    );
+    restore_stock(&lab);
+    plan_apply_check(&lab, &from_config, None, &[]);
 }
 
 #[test]
@@ -344,7 +360,7 @@ fn bastion_sudo_and_openssh_config() {
     stock_is_untouched(&lab);
 
     // (a) huatai with the sudo password, clients through the inventory's `jump: zcloud`.
-    plan_apply_check(&lab, &inventory, Some(&password));
+    plan_apply_check(&lab, &inventory, Some(&password), &[]);
     let sudo_log = lab.ssh("zcloud", "journalctl -q --no-pager _COMM=sudo | tail -n 30");
     assert!(
         sudo_log.contains("huatai") && sudo_log.contains("USER=root"),
@@ -392,12 +408,13 @@ fn bastion_sudo_and_openssh_config() {
     assert_eq!(nopasswd.code, 0, "{nopasswd:?}");
 
     // (b) Everything from an OpenSSH config: HostName, User, IdentityFile, ProxyJump,
-    // UserKnownHostsFile, StrictHostKeyChecking.
+    // UserKnownHostsFile, StrictHostKeyChecking; the sudo password from a file this time.
     restore_stock(&lab);
     plan_apply_check(
         &lab,
         &lab.file("inventory-bastion-sshconfig.yaml"),
-        Some(&password),
+        None,
+        &["--become-password-file", &lab.file("become_password")],
     );
 }
 
