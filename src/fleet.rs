@@ -18,11 +18,13 @@ use tokio::sync::{OnceCell, Semaphore};
 
 use crate::apply::{ApplyReport, apply_host};
 use crate::facts;
-use crate::inventory::{Host, HostKeyPolicy, Inventory};
+use crate::inventory::{BecomeMethod, Host, HostKeyPolicy, Inventory};
 use crate::known_hosts::KnownHosts;
 use crate::plan::{HostPlan, plan};
+use crate::privilege::{BecomeError, Privilege, Privileged};
 use crate::render::{RenderInputs, Renderer};
-use crate::ssh::{ConnectSpec, Session, load_identity};
+use crate::secret::{KeyPassphrase, Secrets};
+use crate::ssh::{ConnectSpec, IdentityError, Session, load_identity};
 use crate::value::LocalPath;
 
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -40,15 +42,13 @@ pub struct RunOptions {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
-    #[error("{0}")]
-    Identity(String),
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
     #[error("cannot read known_hosts file {path}: {source}")]
     KnownHosts {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("ssh.become: sudo for {host} is not supported yet; log in as root")]
-    Become { host: String },
 }
 
 /// How a host's run ended.
@@ -82,39 +82,52 @@ pub struct Connector {
     specs: HashMap<String, ConnectSpec>,
     jumps: HashMap<String, String>,
     cells: HashMap<String, SessionCell>,
+    /// How each host's privileged scripts run (sudo for `become: sudo` with a non-root login).
+    privileges: HashMap<String, Privilege>,
 }
 
 impl Connector {
-    /// Build every host's connection settings; loads identities and `known_hosts` files once.
+    /// As [`Connector::with_secrets`] with no secrets: encrypted keys and sudo passwords fail.
+    ///
+    /// # Errors
+    /// As for [`Connector::with_secrets`].
+    pub fn new(inventory: &Inventory, options: &RunOptions) -> Result<Connector, SetupError> {
+        Connector::with_secrets(inventory, options, &Secrets::none())
+    }
+
+    /// Build every host's connection settings; loads identities (decrypting them with
+    /// `secrets.key_passphrase`) and `known_hosts` files once.
     ///
     /// # Errors
     /// An identity or `known_hosts` file cannot be read: nothing has been contacted yet.
-    pub fn new(inventory: &Inventory, options: &RunOptions) -> Result<Connector, SetupError> {
+    pub fn with_secrets(
+        inventory: &Inventory,
+        options: &RunOptions,
+        secrets: &Secrets,
+    ) -> Result<Connector, SetupError> {
         let mut identities: HashMap<PathBuf, Arc<PrivateKey>> = HashMap::new();
         let mut known: HashMap<PathBuf, Arc<KnownHosts>> = HashMap::new();
         let base = inventory.base_dir();
         let mut specs = HashMap::new();
         let mut jumps = HashMap::new();
+        let mut privileges = HashMap::new();
         for host in &inventory.hosts {
             let ssh = &host.ssh;
-            if ssh.become_method.is_some()
-                && ssh.user.as_ref().is_some_and(|u| u.as_str() != "root")
-            {
-                return Err(SetupError::Become {
-                    host: host.name.to_string(),
-                });
-            }
             let mut keys = Vec::new();
             match &ssh.identity_file {
                 Some(path) => {
                     let path = resolve(base, path);
-                    keys.push(load_cached(&mut identities, &path)?);
+                    keys.push(load_cached(
+                        &mut identities,
+                        &path,
+                        &secrets.key_passphrase,
+                    )?);
                 }
                 None => {
                     for default in [".ssh/id_ed25519", ".ssh/id_ecdsa", ".ssh/id_rsa"] {
                         let path = home_file(default);
                         if path.exists() {
-                            match load_cached(&mut identities, &path) {
+                            match load_cached(&mut identities, &path, &secrets.key_passphrase) {
                                 Ok(key) => keys.push(key),
                                 Err(e) => tracing::warn!("skipping default identity: {e}"),
                             }
@@ -159,6 +172,16 @@ impl Connector {
             if let Some(jump) = &ssh.jump {
                 jumps.insert(host.name.to_string(), jump.to_string());
             }
+            // sudo only for a login that is not root already.
+            if ssh.become_method == Some(BecomeMethod::Sudo) && spec.user != "root" {
+                privileges.insert(
+                    host.name.to_string(),
+                    Privilege::Sudo {
+                        user: spec.user.clone(),
+                        password: secrets.become_password.clone(),
+                    },
+                );
+            }
             specs.insert(host.name.to_string(), spec);
         }
         let cells = specs
@@ -169,7 +192,14 @@ impl Connector {
             specs,
             jumps,
             cells,
+            privileges,
         })
+    }
+
+    /// How the host's privileged scripts run.
+    #[must_use]
+    pub fn privilege(&self, name: &str) -> &Privilege {
+        self.privileges.get(name).unwrap_or(&Privilege::Direct)
     }
 
     /// The host's connection, opened on first use.
@@ -227,11 +257,12 @@ fn resolve(base: &Path, path: &LocalPath) -> PathBuf {
 fn load_cached(
     cache: &mut HashMap<PathBuf, Arc<PrivateKey>>,
     path: &Path,
+    passphrase: &KeyPassphrase,
 ) -> Result<Arc<PrivateKey>, SetupError> {
     if let Some(key) = cache.get(path) {
         return Ok(key.clone());
     }
-    let key = load_identity(path).map_err(SetupError::Identity)?;
+    let key = load_identity(path, passphrase)?;
     cache.insert(path.to_owned(), key.clone());
     Ok(key)
 }
@@ -326,7 +357,11 @@ async fn plan_one(connector: &Connector, renderer: &Renderer, host: &Host) -> Ho
     } else {
         crate::daemon::Daemon::Timesyncd
     };
-    let facts = match session
+    let root = Privileged {
+        session: &session,
+        privilege: connector.privilege(host.name.as_str()),
+    };
+    let facts = match root
         .run(&facts::script(&[daemon.config_path()], &[daemon.unit()]))
         .await
     {
@@ -338,7 +373,9 @@ async fn plan_one(connector: &Connector, renderer: &Renderer, host: &Host) -> Ho
                 format!("reading facts: {e}: {stderr}")
             }
         }),
-        Err(e) => Err(format!("reading facts: {e}")),
+        Err(BecomeError::Ssh(e)) => Err(format!("reading facts: {e}")),
+        // sudo's refusals say what they are about.
+        Err(e) => Err(e.to_string()),
     };
     let facts = match facts {
         Ok(facts) => facts,
@@ -396,7 +433,15 @@ pub async fn apply_hosts(
             let _permit = limit.acquire_owned().await.expect("semaphore open");
             let plan = result.plan.as_ref().expect("a changing host has a plan");
             match connector.session(&result.name).await {
-                Ok(session) => match apply_host(&session, plan).await {
+                Ok(session) => match apply_host(
+                    &Privileged {
+                        session: &session,
+                        privilege: connector.privilege(&result.name),
+                    },
+                    plan,
+                )
+                .await
+                {
                     Ok(report) => result.apply = Some(report),
                     Err(e) => {
                         result.status = HostStatus::Failed;
