@@ -9,6 +9,7 @@ mod support;
 
 mod fleet;
 mod harness;
+mod privilege;
 mod ssh;
 
 use std::fmt::Write as _;
