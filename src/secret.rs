@@ -5,10 +5,13 @@
 //! the terminal (without echo) and then shared by every host.
 
 use std::fmt;
-use std::io::IsTerminal as _;
+use std::io::{IsTerminal as _, Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use rustix::termios::{
+    LocalModes, OptionalActions, SpecialCodeIndex, Termios, tcgetattr, tcsetattr,
+};
 use tokio::sync::OnceCell;
 use zeroize::Zeroizing;
 
@@ -276,13 +279,81 @@ fn warn_if_readable_by_others(path: &Path) {
 
 /// Ask on the controlling terminal without echo; None when there is no terminal or no answer.
 fn ask(prompt: &str) -> Option<Secret> {
-    match rpassword::prompt_password(prompt) {
-        Ok(answer) => Some(Secret::new(answer)),
+    match read_from_terminal(prompt) {
+        Ok(answer) => answer,
         Err(e) => {
             tracing::warn!("cannot read a secret from the terminal: {e}");
             None
         }
     }
+}
+
+/// Puts the terminal back as it was, also on an early return or a panic.
+struct Restore<'a> {
+    tty: &'a std::fs::File,
+    original: Termios,
+}
+
+impl Drop for Restore<'_> {
+    fn drop(&mut self) {
+        let _ = tcsetattr(self.tty, OptionalActions::Now, &self.original);
+        // The Enter the user typed was not echoed.
+        let _ = (&mut &*self.tty).write_all(b"\n");
+    }
+}
+
+/// Read one line from `/dev/tty` with echo off, as getpass does, but reading keys one by one
+/// (no ISIG) so that Ctrl-C restores the terminal before the run stops: a process killed by
+/// SIGINT while echo is off leaves the user's shell blind (rpassword has that flaw).
+fn read_from_terminal(prompt: &str) -> std::io::Result<Option<Secret>> {
+    const CTRL_C: u8 = 0x03;
+    const CTRL_D: u8 = 0x04;
+    const CTRL_U: u8 = 0x15;
+    const BACKSPACE: u8 = 0x08;
+    const DELETE: u8 = 0x7f;
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")?;
+    let original = tcgetattr(&tty)?;
+    let mut quiet = original.clone();
+    quiet.local_modes -=
+        LocalModes::ECHO | LocalModes::ECHONL | LocalModes::ICANON | LocalModes::ISIG;
+    quiet.special_codes[SpecialCodeIndex::VMIN] = 1;
+    quiet.special_codes[SpecialCodeIndex::VTIME] = 0;
+    // Flush: keys typed before the prompt appeared are not taken as the answer.
+    tcsetattr(&tty, OptionalActions::Flush, &quiet)?;
+    let restore = Restore {
+        tty: &tty,
+        original,
+    };
+    (&mut &tty).write_all(prompt.as_bytes())?;
+    let mut line = Zeroizing::new(Vec::new());
+    let mut key = [0u8; 1];
+    loop {
+        if (&mut &tty).read(&mut key)? == 0 {
+            break;
+        }
+        match key[0] {
+            b'\n' | b'\r' => break,
+            CTRL_C => {
+                drop(restore);
+                eprintln!("interrupted");
+                std::process::exit(130);
+            }
+            CTRL_D if line.is_empty() => return Ok(None),
+            BACKSPACE | DELETE => {
+                // Remove one character: its UTF-8 continuation bytes and its first byte.
+                while line.pop().is_some_and(|b| b & 0xc0 == 0x80) {}
+            }
+            CTRL_U => line.clear(),
+            byte => line.push(byte),
+        }
+    }
+    drop(restore);
+    Ok(Some(Secret::new(
+        String::from_utf8_lossy(&line).into_owned(),
+    )))
 }
 
 #[cfg(test)]
