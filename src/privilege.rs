@@ -2,8 +2,12 @@
 //! root, speaking sudo's password dialogue safely.
 //!
 //! The command sent is
-//! `sudo -S -p PROMPT -- /bin/sh -c 'echo READY; s=$(cat) && eval "$s" </dev/null'`, where
-//! PROMPT and READY are random markers made for each run. Then:
+//!
+//! ```text
+//! sudo -S -p PROMPT -- /bin/sh -c 'echo READY; s=$(cat) || exit 125; eval "$s" </dev/null'
+//! ```
+//!
+//! where PROMPT and READY are random markers made for each run. Then:
 //! - PROMPT on stderr: sudo is reading a password from stdin, so (and only then) the password
 //!   line is sent. If sudo does not ask (`NOPASSWD`, cached credentials) nothing is sent: a
 //!   password fed blindly would be read by the shell as a command.
@@ -147,7 +151,10 @@ impl Markers {
     /// The command line that starts the dialogue (markers only: no secret).
     #[must_use]
     pub fn command(&self) -> String {
-        let shell = format!("echo {}; s=$(cat) && eval \"$s\" </dev/null", self.ready);
+        let shell = format!(
+            "echo {}; s=$(cat) || exit 125; eval \"$s\" </dev/null",
+            self.ready
+        );
         format!(
             "sudo -S -p {} -- /bin/sh -c {}",
             quote(&self.prompt),
@@ -426,7 +433,7 @@ mod tests {
         assert!(a.prompt.len() > 30 && a.ready.len() > 30);
         assert_eq!(
             markers().command(),
-            r#"sudo -S -p 'PROMPT-1' -- /bin/sh -c 'echo READY-1; s=$(cat) && eval "$s" </dev/null'"#
+            r#"sudo -S -p 'PROMPT-1' -- /bin/sh -c 'echo READY-1; s=$(cat) || exit 125; eval "$s" </dev/null'"#
         );
     }
 
@@ -517,7 +524,10 @@ mod tests {
     fn the_shell_reads_the_whole_script_before_running_it() {
         use std::io::Write as _;
         let m = markers();
-        let shell = format!("echo {}; s=$(cat) && eval \"$s\" </dev/null", m.ready);
+        let shell = format!(
+            "echo {}; s=$(cat) || exit 125; eval \"$s\" </dev/null",
+            m.ready
+        );
         let mut child = std::process::Command::new("/bin/sh")
             .arg("-c")
             .arg(&shell)
@@ -529,10 +539,11 @@ mod tests {
             .stdin
             .take()
             .unwrap()
-            .write_all(b"set -e\nread -r x || echo stdin-empty\necho after\nexit 3\necho never\n")
+            .write_all(b"set -e\nread -r x || echo stdin-empty\necho after\nfalse\necho never\n")
             .unwrap();
         let out = child.wait_with_output().unwrap();
-        assert_eq!(out.status.code(), Some(3));
+        // `set -e` in the script holds: it stopped at `false`.
+        assert_eq!(out.status.code(), Some(1));
         assert_eq!(
             String::from_utf8(out.stdout).unwrap(),
             "READY-1\nstdin-empty\nafter\n"
