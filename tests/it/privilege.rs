@@ -1,9 +1,12 @@
 //! `become: sudo` for a non-root login, with the real sudo on the sshd test hosts, and encrypted
 //! private keys.
 
+use std::io::{Read as _, Write as _};
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::support::hosts::HostSpec;
 use crate::{Lab, LabBuilder, Run};
@@ -282,35 +285,7 @@ fn sudo_chatter_on_stderr_does_not_disturb_facts_or_apply() {
 #[test]
 fn an_encrypted_identity_file_is_decrypted_with_the_passphrase_from_the_environment() {
     let lab = LabBuilder::new().clients(vec![]).start();
-    let key = lab.hosts.dir().join("id_encrypted");
-    let made = Command::new("ssh-keygen")
-        .args([
-            "-q",
-            "-t",
-            "ed25519",
-            "-N",
-            "correct horse",
-            "-C",
-            "enc",
-            "-f",
-        ])
-        .arg(&key)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(made.status.success(), "{made:?}");
-    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
-    lab.hosts.root(
-        &lab.server,
-        &format!(
-            "printf '%s\\n' '{}' >> /root/.ssh/authorized_keys",
-            public.trim()
-        ),
-    );
-    lab.rewrite_inventory(
-        &format!("identity_file: {}", lab.hosts.key().display()),
-        &format!("identity_file: {}", key.display()),
-    );
+    let key = encrypted_key(&lab, "root");
     let key = key.display().to_string();
 
     let ok = run(
@@ -342,5 +317,165 @@ fn an_encrypted_identity_file_is_decrypted_with_the_passphrase_from_the_environm
             "error: identity file {key} is encrypted and no passphrase was given: set CLOCKPROV_KEY_PASSPHRASE"
         )),
         "{missing:?}"
+    );
+}
+
+/// `clockprov` on a real terminal (a pty from util-linux `script`), typed at like a user.
+struct Terminal {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    output: Arc<Mutex<String>>,
+    reader: std::thread::JoinHandle<()>,
+}
+
+impl Terminal {
+    fn start(command: &str) -> Terminal {
+        let mut child = Command::new("script")
+            .args(["-q", "-e", "-c", command, "/dev/null"])
+            .env("NO_COLOR", "1")
+            .env_remove("SSH_AUTH_SOCK")
+            .env_remove("CLOCKPROV_BECOME_PASSWORD")
+            .env_remove("CLOCKPROV_KEY_PASSPHRASE")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("script (util-linux)");
+        let output = Arc::new(Mutex::new(String::new()));
+        let mut stdout = child.stdout.take().unwrap();
+        let reader = {
+            let output = output.clone();
+            std::thread::spawn(move || {
+                let mut chunk = [0u8; 4096];
+                while let Ok(n) = stdout.read(&mut chunk) {
+                    if n == 0 {
+                        break;
+                    }
+                    let text = String::from_utf8_lossy(&chunk[..n]).into_owned();
+                    output.lock().unwrap().push_str(&text);
+                }
+            })
+        };
+        let stdin = child.stdin.take().unwrap();
+        Terminal {
+            child,
+            stdin,
+            output,
+            reader,
+        }
+    }
+
+    fn wait_for(&self, text: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.output.lock().unwrap().contains(text) {
+            assert!(
+                Instant::now() < deadline,
+                "no {text:?} on the terminal: {}",
+                self.output.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Type `line` and Enter.
+    fn type_line(&mut self, line: &str) {
+        self.stdin
+            .write_all(format!("{line}\r").as_bytes())
+            .unwrap();
+    }
+
+    /// Wait for the end: the exit code and everything the terminal showed.
+    fn finish(mut self) -> (Option<i32>, String) {
+        let status = self.child.wait().unwrap();
+        drop(self.stdin);
+        self.reader.join().unwrap();
+        let output = self.output.lock().unwrap().clone();
+        (status.code(), output)
+    }
+}
+
+/// A new ed25519 key encrypted with "correct horse", authorised for `login` (root or the
+/// `--user`) on every host, and named by the inventory instead of the lab's key.
+fn encrypted_key(lab: &Lab, login: &str) -> PathBuf {
+    let key = lab.hosts.dir().join("id_encrypted");
+    let made = Command::new("ssh-keygen")
+        .args([
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "correct horse",
+            "-C",
+            "enc",
+            "-f",
+        ])
+        .arg(&key)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    let home = if login == "root" {
+        "/root".to_owned()
+    } else {
+        format!("/home/{login}")
+    };
+    for addr in lab.all() {
+        lab.hosts.root(
+            &addr,
+            &format!(
+                "printf '%s\\n' '{}' >> {home}/.ssh/authorized_keys",
+                public.trim()
+            ),
+        );
+    }
+    lab.rewrite_inventory(
+        &format!("identity_file: {}", lab.hosts.key().display()),
+        &format!("identity_file: {}", key.display()),
+    );
+    key
+}
+
+/// On a terminal: the key's passphrase is asked once, the sudo password once for both hosts,
+/// neither is echoed, and both hosts are planned.
+#[test]
+fn on_a_terminal_the_passphrase_and_the_sudo_password_are_each_asked_once() {
+    let lab = sudo_lab(
+        spec("debian-12", "chrony"),
+        vec![spec("ubuntu-20.04", "systemd-timesyncd")],
+    );
+    for addr in lab.all() {
+        lab.hosts.set_sudoers(&addr, WITH_PASSWORD);
+        lab.hosts.set_password(&addr, USER, PASSWORD);
+    }
+    let key = encrypted_key(&lab, USER);
+    let mut terminal = Terminal::start(&format!(
+        "{} plan -i {} --detailed-exitcode",
+        env!("CARGO_BIN_EXE_clockprov"),
+        lab.inventory.display()
+    ));
+    terminal.wait_for(&format!("Enter passphrase for key {}: ", key.display()));
+    terminal.type_line("correct horse");
+    terminal.wait_for("[clockprov] sudo password for alice (used for every host): ");
+    terminal.type_line(PASSWORD);
+    let (code, output) = terminal.finish();
+    assert_eq!(code, Some(2), "{output}");
+    assert!(
+        output.contains("Plan: 2 hosts to change, 0 unchanged, 0 unreachable, 0 failed."),
+        "{output}"
+    );
+    assert_eq!(
+        output.matches("Enter passphrase for key").count(),
+        1,
+        "{output}"
+    );
+    assert_eq!(
+        output.matches("sudo password for alice").count(),
+        1,
+        "{output}"
+    );
+    assert!(
+        !output.contains(PASSWORD) && !output.contains("correct horse"),
+        "echoed: {output}"
     );
 }
