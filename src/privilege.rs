@@ -267,7 +267,7 @@ pub fn refusal(stderr: &str, status: Option<u32>) -> Refusal {
         .lines()
         .find(|l| denied.iter().any(|d| l.contains(d)))
     {
-        return Refusal::Denied(line.trim().to_owned());
+        return Refusal::Denied(elide_command(line.trim()));
     }
     if stderr.contains("incorrect password attempt") {
         return Refusal::WrongPassword;
@@ -279,6 +279,24 @@ pub fn refusal(stderr: &str, status: Option<u32>) -> Refusal {
         return Refusal::NotInstalled;
     }
     Refusal::Other
+}
+
+/// sudo quotes the whole command it refused, markers and all: show just the program.
+fn elide_command(line: &str) -> String {
+    let Some(start) = line.find(" execute '") else {
+        return line.to_owned();
+    };
+    let start = start + " execute '".len();
+    match line[start..].rfind("' as ") {
+        Some(end) => {
+            let program = line[start..start + end]
+                .split(' ')
+                .next()
+                .unwrap_or_default();
+            format!("{}{program} …{}", &line[..start], &line[start + end..])
+        }
+        None => line.to_owned(),
+    }
 }
 
 async fn next_event(
@@ -501,11 +519,11 @@ mod tests {
         );
         assert_eq!(
             refusal(
-                "Sorry, user alice is not allowed to execute '/bin/sh -c x' as root on h.",
+                "Sorry, user alice is not allowed to execute '/bin/sh -c echo m; s=$(cat) || exit 125; eval \"$s\" </dev/null' as root on h.",
                 Some(1)
             ),
             Refusal::Denied(
-                "Sorry, user alice is not allowed to execute '/bin/sh -c x' as root on h.".into()
+                "Sorry, user alice is not allowed to execute '/bin/sh …' as root on h.".into()
             )
         );
         assert_eq!(

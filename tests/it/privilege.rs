@@ -246,10 +246,20 @@ fn sudo_denied_says_who_may_not_do_what_where() {
     );
     assert_eq!(narrow.code, 1, "{narrow:?}");
     assert!(
-        narrow
-            .stdout
-            .contains("sudo denied: alice may not run commands as root on zcloud (Sorry, user alice is not allowed to execute"),
+        narrow.stdout.contains(
+            "sudo denied: alice may not run commands as root on zcloud (Sorry, user alice is not allowed to execute '/bin/sh …' as root on "
+        ),
         "{narrow:?}"
+    );
+    // No sudo at all (removed from this host's /usr overlay only).
+    lab.hosts.root(&lab.server, "rm /usr/bin/sudo");
+    let missing = run(&lab, "plan", &[], &[]);
+    assert_eq!(missing.code, 1, "{missing:?}");
+    assert!(
+        missing
+            .stdout
+            .contains("sudo is not installed on zcloud, and become: sudo needs it"),
+        "{missing:?}"
     );
 }
 
