@@ -23,7 +23,7 @@ use crate::known_hosts::KnownHosts;
 use crate::plan::{HostPlan, plan};
 use crate::privilege::{BecomeError, Privilege, Privileged};
 use crate::render::{RenderInputs, Renderer};
-use crate::secret::{KeyPassphrase, Secrets};
+use crate::secret::{KEY_PASSPHRASE_ENV, KeyPassphrase, Secrets};
 use crate::ssh::{ConnectSpec, IdentityError, Session, load_identity};
 use crate::value::LocalPath;
 
@@ -111,6 +111,8 @@ impl Connector {
         let mut specs = HashMap::new();
         let mut jumps = HashMap::new();
         let mut privileges = HashMap::new();
+        let default_passphrase = secrets.key_passphrase.without_terminal();
+        let mut skipped = std::collections::HashSet::new();
         for host in &inventory.hosts {
             let ssh = &host.ssh;
             let mut keys = Vec::new();
@@ -126,10 +128,15 @@ impl Connector {
                 None => {
                     for default in [".ssh/id_ed25519", ".ssh/id_ecdsa", ".ssh/id_rsa"] {
                         let path = home_file(default);
-                        if path.exists() {
-                            match load_cached(&mut identities, &path, &secrets.key_passphrase) {
+                        if path.exists() && !skipped.contains(&path) {
+                            // Never a terminal prompt for a key nobody named: an encrypted
+                            // default key is usually in the ssh-agent, which is tried next.
+                            match load_cached(&mut identities, &path, &default_passphrase) {
                                 Ok(key) => keys.push(key),
-                                Err(e) => tracing::warn!("skipping default identity: {e}"),
+                                Err(e) => {
+                                    log_skipped_default(&path, &e);
+                                    skipped.insert(path);
+                                }
                             }
                         }
                     }
@@ -265,6 +272,17 @@ fn load_cached(
     let key = load_identity(path, passphrase)?;
     cache.insert(path.to_owned(), key.clone());
     Ok(key)
+}
+
+fn log_skipped_default(path: &Path, error: &SetupError) {
+    if let SetupError::Identity(IdentityError::NoPassphrase { .. }) = error {
+        tracing::info!(
+            "skipping encrypted default identity {} (no {KEY_PASSPHRASE_ENV})",
+            path.display()
+        );
+    } else {
+        tracing::warn!("skipping default identity: {error}");
+    }
 }
 
 /// A one-line progress counter on stderr, shown only on a terminal.

@@ -193,6 +193,18 @@ impl KeyPassphrase {
         }
     }
 
+    /// The same passphrase, but never asked on the terminal.
+    #[must_use]
+    pub fn without_terminal(&self) -> KeyPassphrase {
+        KeyPassphrase {
+            given: self
+                .given
+                .as_ref()
+                .map(|s| Secret::new(s.expose().to_owned())),
+            terminal: false,
+        }
+    }
+
     /// Where passphrases come from, for messages.
     #[must_use]
     pub fn origin_name(&self) -> &'static str {
