@@ -4,7 +4,7 @@
 //! The command sent is
 //!
 //! ```text
-//! sudo -S -p PROMPT -- /bin/sh -c 'echo READY; s=$(cat) || exit 125; eval "$s" </dev/null'
+//! LC_ALL=C sudo -S -p PROMPT -- /bin/sh -c 'echo READY; s=$(cat) || exit 125; eval "$s" </dev/null'
 //! ```
 //!
 //! where PROMPT and READY are random markers made for each run. Then:
@@ -155,8 +155,10 @@ impl Markers {
             "echo {}; s=$(cat) || exit 125; eval \"$s\" </dev/null",
             self.ready
         );
+        // C locale: sudo's and PAM's messages are then the English ones matched here (a
+        // translated PAM prompt would also not be replaced by our marker).
         format!(
-            "sudo -S -p {} -- /bin/sh -c {}",
+            "LC_ALL=C sudo -S -p {} -- /bin/sh -c {}",
             quote(&self.prompt),
             quote(&shell)
         )
@@ -451,7 +453,7 @@ mod tests {
         assert!(a.prompt.len() > 30 && a.ready.len() > 30);
         assert_eq!(
             markers().command(),
-            r#"sudo -S -p 'PROMPT-1' -- /bin/sh -c 'echo READY-1; s=$(cat) || exit 125; eval "$s" </dev/null'"#
+            r#"LC_ALL=C sudo -S -p 'PROMPT-1' -- /bin/sh -c 'echo READY-1; s=$(cat) || exit 125; eval "$s" </dev/null'"#
         );
     }
 
