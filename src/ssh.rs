@@ -281,7 +281,7 @@ impl Session {
             });
         }
         if tried.is_empty() {
-            tried.push("no keys: no identity file and no ssh-agent".to_owned());
+            tried.push("no keys: no usable identity file and no ssh-agent".to_owned());
         }
         Err(SshError::AuthRefused {
             user: spec.user.clone(),

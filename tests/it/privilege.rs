@@ -77,7 +77,7 @@ fn assert_root_0644(path: &Path) {
 }
 
 #[test]
-fn nopasswd_sudo_plans_and_applies_as_root_and_a_second_apply_does_nothing() {
+fn nopasswd_sudo_through_a_jump_host_applies_as_root_and_a_second_apply_does_nothing() {
     let lab = sudo_lab(
         spec("debian-12", "chrony"),
         vec![spec("ubuntu-20.04", "systemd-timesyncd")],
@@ -85,6 +85,12 @@ fn nopasswd_sudo_plans_and_applies_as_root_and_a_second_apply_does_nothing() {
     for addr in lab.all() {
         lab.hosts.set_sudoers(&addr, NOPASSWD);
     }
+    // The seed's topology: the client is reached through the server, as the same ordinary user.
+    let client = lab.clients[0].clone();
+    lab.rewrite_inventory(
+        &format!("address: {client} }}"),
+        &format!("address: {client}, ssh: {{ jump: zcloud }} }}"),
+    );
     let plan = run(&lab, "plan", &["--detailed-exitcode"], &[]);
     assert_eq!(plan.code, 2, "{plan:?}");
     assert!(plan.stdout.contains("Plan: 2 hosts to change"), "{plan:?}");
@@ -327,6 +333,33 @@ fn an_encrypted_identity_file_is_decrypted_with_the_passphrase_from_the_environm
             "error: identity file {key} is encrypted and no passphrase was given: set CLOCKPROV_KEY_PASSPHRASE"
         )),
         "{missing:?}"
+    );
+
+    // The same key as the default ~/.ssh/id_ed25519: decrypted with the variable, and without
+    // it skipped (not an error: the agent usually holds such a key), so no key is left to try.
+    let home = lab.hosts.dir().join("home");
+    std::fs::create_dir_all(home.join(".ssh")).unwrap();
+    std::fs::copy(&key, home.join(".ssh/id_ed25519")).unwrap();
+    lab.rewrite_inventory(&format!("  identity_file: {key}\n"), "");
+    let home = home.display().to_string();
+    let ok = run(
+        &lab,
+        "plan",
+        &[],
+        &[
+            ("HOME", home.as_str()),
+            ("CLOCKPROV_KEY_PASSPHRASE", "correct horse"),
+        ],
+    );
+    assert_eq!(ok.code, 0, "{ok:?}");
+    let skipped = run(&lab, "plan", &[], &[("HOME", home.as_str())]);
+    assert_eq!(skipped.code, 1, "{skipped:?}");
+    assert!(
+        skipped.stdout.contains("authentication as root")
+            && skipped
+                .stdout
+                .contains("no keys: no usable identity file and no ssh-agent"),
+        "{skipped:?}"
     );
 }
 
