@@ -376,29 +376,30 @@ async fn sudo(
     if !chatter.is_empty() {
         tracing::debug!(host = %host, "sudo said: {chatter}");
     }
-    process.send(script.as_bytes()).await?;
-    process.eof().await?;
     let mut output = CommandOutput {
         status: None,
         stdout: rest,
         stderr: Vec::new(),
     };
-    let collect = async {
+    // Sending counts too: a host that stops reading must not hold the run forever.
+    let work = async {
+        process.send(script.as_bytes()).await?;
+        process.eof().await?;
         loop {
             match process.next().await {
                 ProcessEvent::Stdout(data) => output.stdout.extend_from_slice(&data),
                 ProcessEvent::Stderr(data) => output.stderr.extend_from_slice(&data),
                 ProcessEvent::Exit(code) => output.status = Some(code),
-                ProcessEvent::Closed => break,
+                ProcessEvent::Closed => return Ok::<(), SshError>(()),
             }
         }
     };
-    tokio::time::timeout(timeout, collect)
+    tokio::time::timeout(timeout, work)
         .await
         .map_err(|_| SshError::Timeout {
             what: format!("command on {host} (through sudo)"),
             after: timeout,
-        })?;
+        })??;
     Ok(output)
 }
 

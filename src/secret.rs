@@ -121,9 +121,8 @@ impl BecomePassword {
             ));
         }
         if let Some(value) = std::env::var_os(BECOME_PASSWORD_ENV) {
-            let value = Zeroizing::new(value.to_string_lossy().into_owned());
             return Ok(BecomePassword::given(
-                Secret::new(value.as_str().to_owned()),
+                Secret::new(value.to_string_lossy().into_owned()),
                 BECOME_PASSWORD_ENV,
             ));
         }
