@@ -3,7 +3,8 @@
 # Idempotent: packages already present are left alone, and apt is only asked when one is missing.
 set -euo pipefail
 
-packages=(openssh-server openssh-client util-linux mount coreutils findutils iproute2 ca-certificates)
+# sudo, openssl and passwd (usermod): the test hosts' non-root login with real sudo
+packages=(openssh-server openssh-client util-linux mount coreutils findutils iproute2 ca-certificates sudo openssl passwd)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null | grep -q '^ii' || missing+=("$p")

@@ -12,8 +12,9 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::Serialize;
 
 use crate::plan::{FileAction, FileChange, HostPlan};
+use crate::privilege::{BecomeError, Privileged};
 use crate::shell::quote;
-use crate::ssh::{CommandOutput, Session, SshError};
+use crate::ssh::CommandOutput;
 
 const INSTALL_TIMEOUT: Duration = Duration::from_secs(900);
 
@@ -53,7 +54,7 @@ pub enum ApplyError {
         status: String,
     },
     #[error(transparent)]
-    Ssh(#[from] SshError),
+    Become(#[from] BecomeError),
 }
 
 /// The check command to run on a new file before it is used, if the daemon has one.
@@ -142,11 +143,15 @@ pub fn restore_script(restores: &[(String, Option<String>)]) -> String {
     script
 }
 
-/// Carry out `plan` on `session`. A plan with no changes runs nothing.
+/// Carry out `plan` on `host`, every step as root (through sudo when the login is not root).
+/// A plan with no changes runs nothing.
 ///
 /// # Errors
 /// Any step fails; the error says which, and what was restored.
-pub async fn apply_host(session: &Session, plan: &HostPlan) -> Result<ApplyReport, ApplyError> {
+pub async fn apply_host(
+    session: &Privileged<'_>,
+    plan: &HostPlan,
+) -> Result<ApplyReport, ApplyError> {
     let mut report = ApplyReport::default();
     if !plan.has_changes() {
         return Ok(report);
@@ -248,7 +253,7 @@ pub async fn apply_host(session: &Session, plan: &HostPlan) -> Result<ApplyRepor
 }
 
 /// `systemctl is-active`, waiting out a unit that is still activating.
-async fn active_state(session: &Session, unit: &str) -> Result<String, SshError> {
+async fn active_state(session: &Privileged<'_>, unit: &str) -> Result<String, BecomeError> {
     let command = format!(
         "for i in 1 2 3 4 5 6 7 8 9 10; do s=$(systemctl is-active {unit} 2>/dev/null); \
          case \"$s\" in activating|reloading|deactivating) sleep 0.5;; *) break;; esac; done; echo \"$s\""
@@ -257,7 +262,7 @@ async fn active_state(session: &Session, unit: &str) -> Result<String, SshError>
 }
 
 async fn roll_back(
-    session: &Session,
+    session: &Privileged<'_>,
     plan: &HostPlan,
     unit: &str,
     restores: &[(String, Option<String>)],

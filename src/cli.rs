@@ -67,6 +67,10 @@ pub struct FleetArgs {
     /// Give up on a remote command that runs longer than this (package installs excepted).
     #[arg(long, value_name = "DURATION")]
     pub command_timeout: Option<DurationValue>,
+    /// The sudo password for `become: sudo` hosts: the first line of FILE (else
+    /// `CLOCKPROV_BECOME_PASSWORD`, else asked once on a terminal).
+    #[arg(long, value_name = "FILE")]
+    pub become_password_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -21,6 +21,7 @@ use crate::glob::Limit;
 use crate::inventory::{Host, Inventory};
 use crate::render::{RenderInputs, Renderer};
 use crate::report::{self, Style};
+use crate::secret::Secrets;
 
 /// Exit codes, Terraform's convention: 0 success (no changes), 1 error, 2 changes / findings.
 pub const EXIT_OK: u8 = 0;
@@ -133,7 +134,8 @@ fn prepare(args: &FleetArgs) -> anyhow::Result<Prepared> {
         command_timeout: args.command_timeout.map(|d| d.0),
         progress: true,
     };
-    let connector = Arc::new(Connector::new(&inventory, &options)?);
+    let secrets = Secrets::from_environment(args.become_password_file.as_deref())?;
+    let connector = Arc::new(Connector::with_secrets(&inventory, &options, &secrets)?);
     Ok(Prepared {
         connector,
         renderer,

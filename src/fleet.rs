@@ -18,11 +18,13 @@ use tokio::sync::{OnceCell, Semaphore};
 
 use crate::apply::{ApplyReport, apply_host};
 use crate::facts;
-use crate::inventory::{Host, HostKeyPolicy, Inventory, Role, SshOptions, locate};
+use crate::inventory::{BecomeMethod, Host, HostKeyPolicy, Inventory, Role, SshOptions, locate};
 use crate::known_hosts::KnownHosts;
 use crate::plan::{HostPlan, plan};
+use crate::privilege::{BecomeError, Privilege, Privileged};
 use crate::render::{RenderInputs, Renderer};
-use crate::ssh::{ConnectSpec, Session, load_identity};
+use crate::secret::{KEY_PASSPHRASE_ENV, KeyPassphrase, Secrets};
+use crate::ssh::{ConnectSpec, IdentityError, Session, load_identity};
 use crate::ssh_config::{
     ConfigError, Context, HostConfig, Located, SshConfig, Strictness, local_user_name,
 };
@@ -43,15 +45,13 @@ pub struct RunOptions {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
-    #[error("{0}")]
-    Identity(String),
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
     #[error("cannot read known_hosts file {path}: {source}")]
     KnownHosts {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("ssh.become: sudo for {host} is not supported yet; log in as root")]
-    Become { host: String },
     /// A problem in an OpenSSH config file (it names the file and line).
     #[error("{0}")]
     SshConfig(#[from] ConfigError),
@@ -112,32 +112,50 @@ pub struct Connector {
     /// Inventory name -> its node.
     hosts: HashMap<String, String>,
     cells: HashMap<String, SessionCell>,
+    /// How each host's privileged scripts run (sudo for `become: sudo` with a non-root login).
+    privileges: HashMap<String, Privilege>,
 }
 
 impl Connector {
+    /// As [`Connector::with_secrets`] with no secrets: encrypted keys and sudo passwords fail.
+    ///
+    /// # Errors
+    /// As for [`Connector::with_secrets`].
+    pub fn new(inventory: &Inventory, options: &RunOptions) -> Result<Connector, SetupError> {
+        Connector::with_secrets(inventory, options, &Secrets::none())
+    }
+
     /// Build every host's connection settings from the inventory and the OpenSSH config; loads
-    /// identities, `known_hosts` and config files once each.
+    /// identities (decrypting them with `secrets.key_passphrase`), `known_hosts` and config files
+    /// once each.
     ///
     /// # Errors
     /// A file cannot be read, the OpenSSH config is malformed, or a jump chain loops: nothing
     /// has been contacted yet.
-    pub fn new(inventory: &Inventory, options: &RunOptions) -> Result<Connector, SetupError> {
+    pub fn with_secrets(
+        inventory: &Inventory,
+        options: &RunOptions,
+        secrets: &Secrets,
+    ) -> Result<Connector, SetupError> {
         let home = std::env::var_os("HOME").map_or_else(PathBuf::new, PathBuf::from);
-        Self::with_home(inventory, options, home)
+        Self::with_home(inventory, options, secrets, home)
     }
 
-    /// As [`Connector::new`], with `home` for `~` (tests use their own).
+    /// As [`Connector::with_secrets`], with `home` for `~` (tests use their own).
     fn with_home(
         inventory: &Inventory,
         options: &RunOptions,
+        secrets: &Secrets,
         home: PathBuf,
     ) -> Result<Connector, SetupError> {
         let mut builder = Builder {
             inventory,
             options,
+            secrets,
             home,
             local_user: local_user_name(),
             identities: HashMap::new(),
+            skipped_defaults: HashSet::new(),
             known: HashMap::new(),
             configs: HashMap::new(),
             nodes: HashMap::new(),
@@ -145,16 +163,20 @@ impl Connector {
             warned: HashSet::new(),
         };
         let mut hosts = HashMap::new();
+        let mut privileges = HashMap::new();
         for host in &inventory.hosts {
-            let ssh = &host.ssh;
-            if ssh.become_method.is_some()
-                && ssh.user.as_ref().is_some_and(|u| u.as_str() != "root")
-            {
-                return Err(SetupError::Become {
-                    host: host.name.to_string(),
-                });
-            }
             let key = builder.node(&Target::inventory(host), &Route::Own)?;
+            // sudo only for a login that is not root already (the user may come from the config).
+            let user = &builder.nodes[&key].spec.user;
+            if host.ssh.become_method == Some(BecomeMethod::Sudo) && user != "root" {
+                privileges.insert(
+                    host.name.to_string(),
+                    Privilege::Sudo {
+                        user: user.clone(),
+                        password: secrets.become_password.clone(),
+                    },
+                );
+            }
             hosts.insert(host.name.to_string(), key);
         }
         let cells = builder
@@ -166,6 +188,7 @@ impl Connector {
             nodes: builder.nodes,
             hosts,
             cells,
+            privileges,
         };
         for host in &inventory.hosts {
             let route = connector.route(host.name.as_str());
@@ -174,6 +197,12 @@ impl Connector {
             }
         }
         Ok(connector)
+    }
+
+    /// How the host's privileged scripts run.
+    #[must_use]
+    pub fn privilege(&self, name: &str) -> &Privilege {
+        self.privileges.get(name).unwrap_or(&Privilege::Direct)
     }
 
     /// The host's connection, opened on first use.
@@ -297,9 +326,12 @@ enum Route {
 struct Builder<'a> {
     inventory: &'a Inventory,
     options: &'a RunOptions,
+    secrets: &'a Secrets,
     home: PathBuf,
     local_user: String,
     identities: HashMap<PathBuf, Arc<PrivateKey>>,
+    /// Default identities that could not be used (said once, not per host).
+    skipped_defaults: HashSet<PathBuf>,
     known: HashMap<PathBuf, Arc<KnownHosts>>,
     configs: HashMap<PathBuf, Arc<SshConfig>>,
     nodes: HashMap<String, Node>,
@@ -405,36 +437,7 @@ impl Builder<'_> {
             )?,
             None => HostConfig::default(),
         };
-        let mut keys = Vec::new();
-        if let Some(path) = &ssh.identity_file {
-            keys.push(self.identity(&resolve(&base, path))?);
-        } else if !config.identity_files.is_empty() {
-            // As OpenSSH: files that do not exist are skipped; the defaults are not added.
-            for file in &config.identity_files {
-                if file.value.exists() {
-                    match self.identity(&file.value) {
-                        Ok(key) => keys.push(key),
-                        Err(e) => tracing::warn!("{}: skipping IdentityFile: {e}", file.loc),
-                    }
-                } else {
-                    tracing::debug!(
-                        "{}: IdentityFile {} does not exist",
-                        file.loc,
-                        file.value.display()
-                    );
-                }
-            }
-        } else {
-            for default in [".ssh/id_ed25519", ".ssh/id_ecdsa", ".ssh/id_rsa"] {
-                let path = self.home.join(default);
-                if path.exists() {
-                    match self.identity(&path) {
-                        Ok(key) => keys.push(key),
-                        Err(e) => tracing::warn!("skipping default identity: {e}"),
-                    }
-                }
-            }
-        }
+        let keys = self.identities(ssh, &config, &base)?;
         let known_path = match (&ssh.known_hosts, &config.known_hosts_files) {
             (Some(path), _) => resolve(&base, path),
             (None, Some(files)) => {
@@ -487,6 +490,55 @@ impl Builder<'_> {
                 .unwrap_or(DEFAULT_COMMAND_TIMEOUT),
         };
         Ok((spec, jump))
+    }
+
+    /// The identities to offer, in order: the inventory's, else the config's `IdentityFile`s,
+    /// else the default files that exist (the agent's keys come after them).
+    fn identities(
+        &mut self,
+        ssh: &SshOptions,
+        config: &HostConfig,
+        base: &Path,
+    ) -> Result<Vec<Arc<PrivateKey>>, SetupError> {
+        let mut keys = Vec::new();
+        let secrets = self.secrets; // a shared reference, not a borrow of self
+        let named = &secrets.key_passphrase;
+        if let Some(path) = &ssh.identity_file {
+            keys.push(self.identity(&resolve(base, path), named)?);
+        } else if !config.identity_files.is_empty() {
+            // As OpenSSH: files that do not exist are skipped; the defaults are not added.
+            for file in &config.identity_files {
+                if file.value.exists() {
+                    match self.identity(&file.value, named) {
+                        Ok(key) => keys.push(key),
+                        Err(e) => tracing::warn!("{}: skipping IdentityFile: {e}", file.loc),
+                    }
+                } else {
+                    tracing::debug!(
+                        "{}: IdentityFile {} does not exist",
+                        file.loc,
+                        file.value.display()
+                    );
+                }
+            }
+        } else {
+            // Never a terminal prompt for a key nobody named: an encrypted default key is
+            // usually in the ssh-agent, which is tried next.
+            let unnamed = self.secrets.key_passphrase.without_terminal();
+            for default in [".ssh/id_ed25519", ".ssh/id_ecdsa", ".ssh/id_rsa"] {
+                let path = self.home.join(default);
+                if path.exists() && !self.skipped_defaults.contains(&path) {
+                    match self.identity(&path, &unnamed) {
+                        Ok(key) => keys.push(key),
+                        Err(e) => {
+                            log_skipped_default(&path, &e);
+                            self.skipped_defaults.insert(path);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(keys)
     }
 
     /// `StrictHostKeyChecking` as a policy. We never turn host key checking off: `no`/`off`
@@ -547,11 +599,15 @@ impl Builder<'_> {
         Ok(Some(config))
     }
 
-    fn identity(&mut self, path: &Path) -> Result<Arc<PrivateKey>, SetupError> {
+    fn identity(
+        &mut self,
+        path: &Path,
+        passphrase: &KeyPassphrase,
+    ) -> Result<Arc<PrivateKey>, SetupError> {
         if let Some(key) = self.identities.get(path) {
             return Ok(key.clone());
         }
-        let key = load_identity(path).map_err(SetupError::Identity)?;
+        let key = load_identity(path, passphrase)?;
         self.identities.insert(path.to_owned(), key.clone());
         Ok(key)
     }
@@ -577,6 +633,17 @@ fn resolve(base: &Path, path: &LocalPath) -> PathBuf {
         expanded
     } else {
         base.join(expanded)
+    }
+}
+
+fn log_skipped_default(path: &Path, error: &SetupError) {
+    if let SetupError::Identity(IdentityError::NoPassphrase { .. }) = error {
+        tracing::info!(
+            "skipping encrypted default identity {} (no {KEY_PASSPHRASE_ENV})",
+            path.display()
+        );
+    } else {
+        tracing::warn!("skipping default identity: {error}");
     }
 }
 
@@ -670,7 +737,11 @@ async fn plan_one(connector: &Connector, renderer: &Renderer, host: &Host) -> Ho
     } else {
         crate::daemon::Daemon::Timesyncd
     };
-    let facts = match session
+    let root = Privileged {
+        session: &session,
+        privilege: connector.privilege(host.name.as_str()),
+    };
+    let facts = match root
         .run(&facts::script(&[daemon.config_path()], &[daemon.unit()]))
         .await
     {
@@ -682,7 +753,9 @@ async fn plan_one(connector: &Connector, renderer: &Renderer, host: &Host) -> Ho
                 format!("reading facts: {e}: {stderr}")
             }
         }),
-        Err(e) => Err(format!("reading facts: {e}")),
+        Err(BecomeError::Ssh(e)) => Err(format!("reading facts: {e}")),
+        // sudo's refusals say what they are about.
+        Err(e) => Err(e.to_string()),
     };
     let facts = match facts {
         Ok(facts) => facts,
@@ -740,7 +813,15 @@ pub async fn apply_hosts(
             let _permit = limit.acquire_owned().await.expect("semaphore open");
             let plan = result.plan.as_ref().expect("a changing host has a plan");
             match connector.session(&result.name).await {
-                Ok(session) => match apply_host(&session, plan).await {
+                Ok(session) => match apply_host(
+                    &Privileged {
+                        session: &session,
+                        privilege: connector.privilege(&result.name),
+                    },
+                    plan,
+                )
+                .await
+                {
                     Ok(report) => result.apply = Some(report),
                     Err(e) => {
                         result.status = HostStatus::Failed;
@@ -820,7 +901,12 @@ mod tests {
                 command_timeout: None,
                 progress: false,
             };
-            Connector::with_home(&inventory, &options, self.dir.path().to_owned())
+            Connector::with_home(
+                &inventory,
+                &options,
+                &Secrets::none(),
+                self.dir.path().to_owned(),
+            )
         }
     }
 

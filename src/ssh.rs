@@ -11,6 +11,7 @@ use russh::keys::{PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
 
 use crate::inventory::HostKeyPolicy;
 use crate::known_hosts::{KnownHosts, Verdict};
+use crate::secret::KeyPassphrase;
 
 /// Everything needed to open one host's connection.
 #[derive(Clone)]
@@ -280,7 +281,7 @@ impl Session {
             });
         }
         if tried.is_empty() {
-            tried.push("no keys: no identity file and no ssh-agent".to_owned());
+            tried.push("no keys: no usable identity file and no ssh-agent".to_owned());
         }
         Err(SshError::AuthRefused {
             user: spec.user.clone(),
@@ -347,6 +348,29 @@ impl Session {
         })
     }
 
+    /// Start `command` and hand back its raw channel: output as it arrives, input when wanted
+    /// (for a dialogue such as sudo's password prompt).
+    ///
+    /// # Errors
+    /// The channel cannot be opened.
+    pub async fn start(&self, command: &str) -> Result<Process, SshError> {
+        let channel = self.handle.channel_open_session().await?;
+        channel.exec(true, command).await?;
+        Ok(Process { channel })
+    }
+
+    /// The inventory name of the host, for messages.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// How long one remote command may run.
+    #[must_use]
+    pub fn command_timeout(&self) -> Duration {
+        self.command_timeout
+    }
+
     /// Close the connection politely.
     pub async fn close(self) {
         let _ = self
@@ -411,17 +435,87 @@ impl Conversation {
     }
 }
 
+/// What a started command did next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProcessEvent {
+    Stdout(Vec<u8>),
+    Stderr(Vec<u8>),
+    Exit(u32),
+    /// The channel is closed: nothing more will come.
+    Closed,
+}
+
+/// A command started with [`Session::start`].
+pub struct Process {
+    channel: russh::Channel<client::Msg>,
+}
+
+impl Process {
+    /// The next thing the command did; [`ProcessEvent::Closed`] once the channel is closed (data
+    /// may still follow the exit status, so read until then).
+    pub async fn next(&mut self) -> ProcessEvent {
+        loop {
+            match self.channel.wait().await {
+                Some(ChannelMsg::Data { data }) => return ProcessEvent::Stdout(data.to_vec()),
+                Some(ChannelMsg::ExtendedData { data, ext: 1 }) => {
+                    return ProcessEvent::Stderr(data.to_vec());
+                }
+                Some(ChannelMsg::ExitStatus { exit_status }) => {
+                    return ProcessEvent::Exit(exit_status);
+                }
+                Some(ChannelMsg::Close) | None => return ProcessEvent::Closed,
+                Some(_) => {}
+            }
+        }
+    }
+
+    /// Write `data` to the command's stdin.
+    ///
+    /// # Errors
+    /// The channel is closed.
+    pub async fn send(&mut self, data: &[u8]) -> Result<(), SshError> {
+        self.channel.data(data).await?;
+        Ok(())
+    }
+
+    /// Close the command's stdin.
+    ///
+    /// # Errors
+    /// The channel is closed.
+    pub async fn eof(&mut self) -> Result<(), SshError> {
+        self.channel.eof().await?;
+        Ok(())
+    }
+
+    /// Close the channel (the command gets EOF and a hang-up).
+    pub async fn close(self) {
+        let _ = self.channel.eof().await;
+        let _ = self.channel.close().await;
+    }
+}
+
 async fn authenticate_with_agent(
     handle: &mut Handle<HostKeyCheck>,
     user: &str,
     tried: &mut Vec<String>,
 ) -> Result<bool, SshError> {
-    let Ok(mut agent) = russh::keys::agent::client::AgentClient::connect_env().await else {
-        return Ok(false);
+    let mut agent = match russh::keys::agent::client::AgentClient::connect_env().await {
+        Ok(agent) => agent,
+        Err(e) => {
+            tried.push(format!("ssh-agent (cannot reach $SSH_AUTH_SOCK: {e})"));
+            return Ok(false);
+        }
     };
-    let Ok(identities) = agent.request_identities().await else {
-        return Ok(false);
+    let identities = match agent.request_identities().await {
+        Ok(identities) => identities,
+        Err(e) => {
+            tried.push(format!("ssh-agent (cannot list its keys: {e})"));
+            return Ok(false);
+        }
     };
+    if identities.is_empty() {
+        tried.push("ssh-agent (it holds no keys)".to_owned());
+    }
     for identity in identities {
         let key = identity.public_key().into_owned();
         let hash = if key.algorithm().is_rsa() {
@@ -447,12 +541,53 @@ async fn authenticate_with_agent(
     Ok(false)
 }
 
-/// Read a private key for authentication.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    #[error("cannot load identity file {}: {source}", .path.display())]
+    Load {
+        path: PathBuf,
+        source: russh::keys::Error,
+    },
+    #[error(
+        "identity file {} is encrypted and no passphrase was given: set {} or run on a terminal to be asked",
+        .path.display(), crate::secret::KEY_PASSPHRASE_ENV
+    )]
+    NoPassphrase { path: PathBuf },
+    #[error("wrong passphrase for identity file {} (from {from})", .path.display())]
+    WrongPassphrase { path: PathBuf, from: &'static str },
+}
+
+/// Read a private key for authentication, decrypting it with a passphrase from `passphrase`
+/// when it is encrypted.
 ///
 /// # Errors
-/// The file cannot be read or decoded (an encrypted key needs its passphrase).
-pub fn load_identity(path: &Path) -> Result<Arc<PrivateKey>, String> {
-    russh::keys::load_secret_key(path, None)
-        .map(Arc::new)
-        .map_err(|e| format!("cannot load identity file {}: {e}", path.display()))
+/// The file cannot be read or decoded, or it is encrypted and the passphrase is missing or wrong.
+pub fn load_identity(
+    path: &Path,
+    passphrase: &KeyPassphrase,
+) -> Result<Arc<PrivateKey>, IdentityError> {
+    let load = |source| IdentityError::Load {
+        path: path.to_owned(),
+        source,
+    };
+    let text = zeroize::Zeroizing::new(
+        std::fs::read_to_string(path).map_err(|e| load(russh::keys::Error::IO(e)))?,
+    );
+    match russh::keys::decode_secret_key(&text, None) {
+        Ok(key) => Ok(Arc::new(key)),
+        Err(russh::keys::Error::KeyIsEncrypted) => {
+            let secret = passphrase
+                .for_key(path)
+                .ok_or_else(|| IdentityError::NoPassphrase {
+                    path: path.to_owned(),
+                })?;
+            russh::keys::decode_secret_key(&text, Some(secret.expose()))
+                .map(Arc::new)
+                .map_err(|_| IdentityError::WrongPassphrase {
+                    path: path.to_owned(),
+                    from: passphrase.origin_name(),
+                })
+        }
+        Err(e) => Err(load(e)),
+    }
 }

@@ -11,16 +11,26 @@
 #                         extra lower layer
 #   /var/lib/dpkg/status  bind of H/dpkg-status (only the host's packages)
 #   /root                 bind of H/root (only .ssh/authorized_keys)
+#   /home                 bind of H/home (the --user's home, if any)
 # where H = DIR/hosts/ADDR.  No systemd runs: systemctl is a recorded
 # stand-in that logs to H/state/systemctl.log and keeps unit state in
 # H/state/units/; apt-get logs to H/state/apt-get.log and edits
 # H/dpkg-status.  Knobs: H/state/fail-start/<unit>, H/state/fail-apt.
 #
 # Usage:
-#   testhosts.sh [-v] up DIR [--os OS] [--packages PKGS] [--no-seed-files] ADDR...
+#   testhosts.sh [-v] up DIR [--os OS] [--packages PKGS] [--no-seed-files]
+#                [--user NAME] [--hostname NAME] ADDR...
 #       OS:   ubuntu-20.04 | debian-12 (default debian-12)
 #       PKGS: chrony | systemd-timesyncd | chrony,systemd-timesyncd | none
 #             (default systemd-timesyncd)
+#       --user NAME: also a non-root login NAME (uid 4242 or the next free
+#             one, shell /bin/sh, home /home/NAME) that the client key opens;
+#             no password (`*`) and no sudo rule: set those as root over ssh
+#             (the host's /etc/shadow and /etc/sudoers.d are in its overlay)
+#       --hostname NAME: the host runs in its own UTS namespace named NAME,
+#             which its /etc/hosts does not list, and resolves host names
+#             from files only (so no DNS query leaves the machine): sudo then
+#             says "unable to resolve host NAME" as on a misconfigured host
 #   testhosts.sh [-v] down DIR [ADDR...]
 #       kills the recorded sshd of every host (or of the given ones) and all
 #       of its descendants, by PID.  Idempotent.
@@ -657,13 +667,15 @@ mount -t overlay clockprov-etc -o "lowerdir=/etc,upperdir=$h/etc-upper,workdir=$
 mount -t overlay clockprov-usr -o "lowerdir=$2,upperdir=$h/usr-upper,workdir=$h/usr-work" /usr
 mount --bind "$h/dpkg-status" /var/lib/dpkg/status
 mount --bind "$h/root" /root
+mount --bind "$h/home" /home
+if [ -n "$3" ]; then hostname "$3"; fi
 exec /usr/sbin/sshd -D -e -f "$h/sshd_config"'
 
 # xargs over NUL-separated stdin, quietly failing the script if it fails
 xargs0() { xargs -0 -r "$@"; }
 
 cmd_up() {
-    local dir='' os=debian-12 packages=systemd-timesyncd seed=1
+    local dir='' os=debian-12 packages=systemd-timesyncd seed=1 user='' hostname=''
     local -a addrs=()
     while (($#)); do
         case $1 in
@@ -672,6 +684,10 @@ cmd_up() {
             --packages) packages=${2:?--packages needs a value}; shift 2 ;;
             --packages=*) packages=${1#*=}; shift ;;
             --no-seed-files) seed=0; shift ;;
+            --user) user=${2:?--user needs a value}; shift 2 ;;
+            --user=*) user=${1#*=}; shift ;;
+            --hostname) hostname=${2:?--hostname needs a value}; shift 2 ;;
+            --hostname=*) hostname=${1#*=}; shift ;;
             -h | --help) usage ;;
             -*) die "up: unknown option '$1'" ;;
             *) if [[ -z $dir ]]; then dir=$1; else addrs+=("$1"); fi; shift ;;
@@ -687,6 +703,18 @@ cmd_up() {
         chrony,systemd-timesyncd | systemd-timesyncd,chrony) pkgs=(chrony systemd-timesyncd) ;;
         *) die "unknown --packages '$packages' (chrony, systemd-timesyncd, chrony,systemd-timesyncd or none)" ;;
     esac
+    [[ -z $user || $user =~ ^[a-z_][a-z0-9_-]{0,30}$ ]] || die "bad --user '$user'"
+    [[ -z $user || $user != root ]] || die "--user root: root logs in anyway"
+    [[ -z $hostname || $hostname =~ ^[a-z0-9][a-z0-9-]{0,62}$ ]] || die "bad --hostname '$hostname'"
+    if [[ -n $hostname ]] && getent -s files hosts "$hostname" >/dev/null; then
+        die "--hostname $hostname is in this machine's /etc/hosts, so it would resolve"
+    fi
+    local uid=''
+    if [[ -n $user ]]; then
+        getent passwd "$user" >/dev/null && die "--user $user exists on this machine already"
+        uid=4242
+        while getent passwd "$uid" >/dev/null || getent group "$uid" >/dev/null; do uid=$((uid + 1)); done
+    fi
     local has_chrony=0 p
     for p in "${pkgs[@]}"; do [[ $p == chrony ]] && has_chrony=1; done
 
@@ -749,6 +777,7 @@ cmd_up() {
             "$h/state/units" "$h/state/fail-start" "$h/state/pkgs")
         ((seed)) && dirs+=("$h/etc-upper/chrony" "$h/etc-upper/systemd")
         private+=("$h/root" "$h/root/.ssh")
+        dirs+=("$h/home")
         keys+=("$h/ssh_host_ed25519_key")
     done
     printf '%s\0' "${dirs[@]}" | xargs0 mkdir -p
@@ -804,7 +833,21 @@ cmd_up() {
         done
         : >"$h/state/systemctl.log"
         : >"$h/state/apt-get.log"
-        printf 'os=%s\npackages=%s\nseed_files=%s\n' "$os" "$packages" "$seed" >"$h/flavour"
+        if [[ -n $user ]]; then
+            # the machine's accounts plus the login, in the host's own /etc
+            cp -p /etc/passwd /etc/group /etc/shadow "$h/etc-upper/"
+            printf '%s:x:%s:%s:clockprov test login:/home/%s:/bin/sh\n' "$user" "$uid" "$uid" "$user" >>"$h/etc-upper/passwd"
+            printf '%s:x:%s:\n' "$user" "$uid" >>"$h/etc-upper/group"
+            # `*`: no password yet, but not locked (sshd refuses every method to a locked account)
+            printf '%s:*:20000:0:99999:7:::\n' "$user" >>"$h/etc-upper/shadow"
+            mkdir -p -m 700 "$h/home/$user/.ssh"
+            printf '%s\n' "$client_pub" >"$h/home/$user/.ssh/authorized_keys"
+            chown -R "$uid:$uid" "$h/home/$user"
+        fi
+        if [[ -n $hostname ]]; then
+            sed 's/^hosts:.*/hosts: files/' /etc/nsswitch.conf >"$h/etc-upper/nsswitch.conf"
+        fi
+        printf 'os=%s\npackages=%s\nseed_files=%s\nuser=%s\nhostname=%s\n' "$os" "$packages" "$seed" "$user" "$hostname" >"$h/flavour"
         wrapper_head="#!/bin/sh
 # clockprov test host $a: stand-in, see $dir/lib/
 H='$h' FL='$fl' CHRONY_LAYER='$CHRONY_LAYER'"
@@ -829,8 +872,8 @@ H='$h' FL='$fl' CHRONY_LAYER='$CHRONY_LAYER'"
     local -a started=()
     for a in "${addrs[@]}"; do
         h=$dir/hosts/$a
-        setsid unshare --mount --propagation private \
-            sh -c "$MOUNT_SCRIPT" clockprov-testhost "$h" "$lower" \
+        setsid unshare --mount --uts --propagation private \
+            sh -c "$MOUNT_SCRIPT" clockprov-testhost "$h" "$lower" "$hostname" \
             </dev/null >"$h/log" 2>&1 &
         printf '%s\n' "$!" >"$h/pid"
         started+=("$h")

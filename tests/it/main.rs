@@ -10,6 +10,7 @@ mod support;
 mod fleet;
 mod harness;
 mod jump;
+mod privilege;
 mod ssh;
 
 use std::fmt::Write as _;

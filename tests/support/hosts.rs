@@ -40,6 +40,10 @@ pub struct HostSpec {
     /// Seed `/etc/chrony/chrony.conf` and `/etc/systemd/timesyncd.conf` (both,
     /// whatever the packages); `false` starts with neither file present.
     pub seed_files: bool,
+    /// A non-root login the client key opens (no password, no sudo rule yet).
+    pub user: Option<&'static str>,
+    /// Run the host under this host name, which does not resolve there (sudo complains).
+    pub hostname: Option<String>,
 }
 
 impl HostSpec {
@@ -50,7 +54,23 @@ impl HostSpec {
             os,
             packages,
             seed_files: true,
+            user: None,
+            hostname: None,
         }
+    }
+
+    /// The same host with a non-root login `user`.
+    #[must_use]
+    pub fn with_user(mut self, user: &'static str) -> HostSpec {
+        self.user = Some(user);
+        self
+    }
+
+    /// The same host under a host name it cannot resolve.
+    #[must_use]
+    pub fn with_unresolvable_hostname(mut self, hostname: &str) -> HostSpec {
+        self.hostname = Some(hostname.to_owned());
+        self
     }
 
     /// The same host without the seeded config files.
@@ -60,6 +80,9 @@ impl HostSpec {
         self
     }
 }
+
+/// What one `testhosts.sh up` call starts: os, packages, seed files, user, host name.
+type Flavour<'a> = (&'a str, &'a str, bool, Option<&'a str>, Option<&'a str>);
 
 /// Running test hosts; dropping it stops them (`testhosts.sh down`) and
 /// removes their directory.
@@ -106,16 +129,22 @@ impl TestHosts {
             .prefix("clockprov-hosts-")
             .tempdir()
             .expect("create a temporary directory for the test hosts");
-        let mut groups: BTreeMap<(&str, &str, bool), Vec<&str>> = BTreeMap::new();
+        let mut groups: BTreeMap<Flavour, Vec<&str>> = BTreeMap::new();
         for h in hosts {
             groups
-                .entry((h.os, h.packages, h.seed_files))
+                .entry((
+                    h.os,
+                    h.packages,
+                    h.seed_files,
+                    h.user,
+                    h.hostname.as_deref(),
+                ))
                 .or_default()
                 .push(&h.addr);
         }
         let children: Vec<_> = groups
             .iter()
-            .map(|((os, packages, seed), addrs)| {
+            .map(|((os, packages, seed, user, hostname), addrs)| {
                 let mut cmd = Command::new("bash");
                 cmd.arg(script()).arg("up").arg(dir.path()).args([
                     "--os",
@@ -125,6 +154,12 @@ impl TestHosts {
                 ]);
                 if !seed {
                     cmd.arg("--no-seed-files");
+                }
+                if let Some(user) = user {
+                    cmd.args(["--user", user]);
+                }
+                if let Some(hostname) = hostname {
+                    cmd.args(["--hostname", hostname]);
                 }
                 cmd.args(addrs)
                     .stdin(Stdio::null())
@@ -334,6 +369,42 @@ impl TestHosts {
         self.ssh_command(addr, remote_cmd)
             .output()
             .expect("run ssh")
+    }
+
+    /// Runs `remote_cmd` as root on the host; panics unless it succeeds.
+    pub fn root(&self, addr: &str, remote_cmd: &str) {
+        let out = self.ssh(addr, remote_cmd);
+        assert!(
+            out.status.success(),
+            "`{remote_cmd}` on {addr}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Replaces the host's sudo rules for the tests (`/etc/sudoers.d/clockprov-test`, checked
+    /// with `visudo -c` first); an empty `rules` removes them.
+    pub fn set_sudoers(&self, addr: &str, rules: &str) {
+        let f = "/etc/sudoers.d/clockprov-test";
+        if rules.is_empty() {
+            self.root(addr, &format!("rm -f {f}"));
+            return;
+        }
+        self.root(
+            addr,
+            &format!(
+                "umask 337; printf '%s\\n' '{rules}' > {f}.new && visudo -cqf {f}.new && mv {f}.new {f}"
+            ),
+        );
+    }
+
+    /// Sets `user`'s password on the host (SHA-512 crypt in its own /etc/shadow).
+    pub fn set_password(&self, addr: &str, user: &str, password: &str) {
+        self.root(
+            addr,
+            &format!(
+                "usermod -p \"$(printf '%s' '{password}' | openssl passwd -6 -stdin)\" {user}"
+            ),
+        );
     }
 
     fn down(&self) -> bool {

@@ -1,0 +1,573 @@
+//! `become: sudo`: run a host's privileged scripts as root through sudo when the login is not
+//! root, speaking sudo's password dialogue safely.
+//!
+//! The command sent is
+//!
+//! ```text
+//! LC_ALL=C sudo -S -p PROMPT -- /bin/sh -c 'echo READY; s=$(cat) || exit 125; eval "$s" </dev/null'
+//! ```
+//!
+//! where PROMPT and READY are random markers made for each run. Then:
+//! - PROMPT on stderr: sudo is reading a password from stdin, so (and only then) the password
+//!   line is sent. If sudo does not ask (`NOPASSWD`, cached credentials) nothing is sent: a
+//!   password fed blindly would be read by the shell as a command.
+//! - PROMPT a second time: the password was wrong; the dialogue is cut off there, so sudo's
+//!   lockout counter sees one failure, not three.
+//! - READY on stdout: the shell runs as root; the script goes to stdin, then EOF. The shell
+//!   reads it whole before running it, with stdin from /dev/null, so no command in the script can
+//!   swallow the script's own text.
+//! - The channel closes before READY: sudo refused; its message says why.
+//!
+//! The password is never on a command line (the command above holds only the markers) nor in a
+//! log line. Everything sudo prints on stderr before READY (e.g. `sudo: unable to resolve host
+//! X`) is kept out of the script's output, which the facts and apply parsers read.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use zeroize::Zeroizing;
+
+use crate::secret::{BECOME_PASSWORD_ENV, BecomePassword};
+use crate::shell::quote;
+use crate::ssh::{CommandOutput, Process, ProcessEvent, Session, SshError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BecomeError {
+    #[error(
+        "sudo on {host} requires a password: set {BECOME_PASSWORD_ENV} or --become-password-file"
+    )]
+    PasswordRequired { host: String },
+    #[error("sudo: wrong password for {user} on {host} (the password from {from})")]
+    WrongPassword {
+        user: String,
+        host: String,
+        from: String,
+    },
+    #[error("sudo denied: {user} may not run commands as root on {host} ({message})")]
+    Denied {
+        user: String,
+        host: String,
+        message: String,
+    },
+    #[error("sudo is not installed on {host}, and become: sudo needs it")]
+    NotInstalled { host: String },
+    #[error("sudo on {host} failed (exit {status}): {message}")]
+    Failed {
+        host: String,
+        status: String,
+        message: String,
+    },
+    #[error("sudo on {host} did not start the command within {}s: {message}", .after.as_secs_f64())]
+    Timeout {
+        host: String,
+        after: Duration,
+        message: String,
+    },
+    #[error(transparent)]
+    Ssh(#[from] SshError),
+}
+
+/// How a host's privileged scripts run.
+#[derive(Debug, Clone)]
+pub enum Privilege {
+    /// The login is root (or no `become`): run scripts as they are.
+    Direct,
+    /// Through sudo, as this login user.
+    Sudo {
+        user: String,
+        password: Arc<BecomePassword>,
+    },
+}
+
+/// A host's connection together with the way to run scripts as root on it.
+pub struct Privileged<'a> {
+    pub session: &'a Session,
+    pub privilege: &'a Privilege,
+}
+
+impl Privileged<'_> {
+    /// Run `script` as root within the session's command timeout.
+    ///
+    /// # Errors
+    /// The connection fails, the script times out, or sudo refuses.
+    pub async fn run(&self, script: &str) -> Result<CommandOutput, BecomeError> {
+        self.run_with_timeout(script, self.session.command_timeout())
+            .await
+    }
+
+    /// As [`Privileged::run`], with an explicit timeout for the script itself (sudo's dialogue
+    /// keeps the session's command timeout; the wait for a password typed on the terminal is not
+    /// counted).
+    ///
+    /// # Errors
+    /// As for [`Privileged::run`].
+    pub async fn run_with_timeout(
+        &self,
+        script: &str,
+        timeout: Duration,
+    ) -> Result<CommandOutput, BecomeError> {
+        match self.privilege {
+            Privilege::Direct => Ok(self.session.run_with_timeout(script, timeout).await?),
+            Privilege::Sudo { user, password } => {
+                sudo(self.session, user, password, script, timeout).await
+            }
+        }
+    }
+}
+
+/// The random markers of one sudo dialogue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Markers {
+    pub prompt: String,
+    pub ready: String,
+}
+
+impl Markers {
+    /// Fresh markers: unguessable, so that nothing else a host prints can pass for them.
+    ///
+    /// # Panics
+    /// If the system's random number generator fails.
+    #[must_use]
+    pub fn random() -> Markers {
+        use ring::rand::SecureRandom as _;
+        let mut bytes = [0u8; 24];
+        // The system RNG failing is not something to carry on from.
+        ring::rand::SystemRandom::new()
+            .fill(&mut bytes)
+            .expect("the system random number generator works");
+        let hex = |b: &[u8]| {
+            b.iter().fold(String::new(), |mut s, b| {
+                let _ = write!(s, "{b:02x}");
+                s
+            })
+        };
+        Markers {
+            prompt: format!("clockprov-sudo-prompt-{}", hex(&bytes[..12])),
+            ready: format!("clockprov-sudo-ready-{}", hex(&bytes[12..])),
+        }
+    }
+
+    /// The command line that starts the dialogue (markers only: no secret).
+    #[must_use]
+    pub fn command(&self) -> String {
+        let shell = format!(
+            "echo {}; s=$(cat) || exit 125; eval \"$s\" </dev/null",
+            self.ready
+        );
+        // C locale: sudo's and PAM's messages are then the English ones matched here (a
+        // translated PAM prompt would also not be replaced by our marker).
+        format!(
+            "LC_ALL=C sudo -S -p {} -- /bin/sh -c {}",
+            quote(&self.prompt),
+            quote(&shell)
+        )
+    }
+}
+
+/// What to do after sudo said something.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Nothing yet: read on.
+    Wait,
+    /// sudo asks for the password.
+    SendPassword,
+    /// sudo asks again after the password was sent: it was wrong.
+    WrongPassword,
+    /// The root shell is running; these bytes of its stdout came after the marker.
+    Ready(Vec<u8>),
+}
+
+/// sudo's side of the dialogue, fed with what the command prints (pure, so it is unit-tested).
+#[derive(Debug)]
+pub struct Dialogue {
+    markers: Markers,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    scanned: usize,
+    password_sent: bool,
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+impl Dialogue {
+    #[must_use]
+    pub fn new(markers: Markers) -> Dialogue {
+        Dialogue {
+            markers,
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            scanned: 0,
+            password_sent: false,
+        }
+    }
+
+    /// sudo wrote `data` on stderr (prompts, "Sorry, try again.", chatter).
+    pub fn on_stderr(&mut self, data: &[u8]) -> Step {
+        self.stderr.extend_from_slice(data);
+        let prompt = self.markers.prompt.as_bytes();
+        let Some(at) = find(&self.stderr[self.scanned..], prompt).map(|i| i + self.scanned) else {
+            // A prompt may be split across two reads: rescan the part that could hold its start.
+            self.scanned = self.stderr.len().saturating_sub(prompt.len() - 1);
+            return Step::Wait;
+        };
+        // The marker is ours, not sudo's news: keep it out of messages.
+        self.stderr.drain(at..at + prompt.len());
+        self.scanned = at;
+        if self.password_sent {
+            Step::WrongPassword
+        } else {
+            Step::SendPassword
+        }
+    }
+
+    /// The command wrote `data` on stdout.
+    pub fn on_stdout(&mut self, data: &[u8]) -> Step {
+        self.stdout.extend_from_slice(data);
+        let ready = format!("{}\n", self.markers.ready);
+        match find(&self.stdout, ready.as_bytes()) {
+            Some(at) => Step::Ready(self.stdout.split_off(at + ready.len())),
+            None => Step::Wait,
+        }
+    }
+
+    /// The password has been sent: another prompt now means it was wrong.
+    pub fn password_sent(&mut self) {
+        self.password_sent = true;
+    }
+
+    /// What sudo said on stderr, without the prompt markers.
+    #[must_use]
+    pub fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).trim().to_owned()
+    }
+}
+
+/// Why sudo ended before starting the shell, judged from what it said.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refusal {
+    PasswordRequired,
+    WrongPassword,
+    Denied(String),
+    NotInstalled,
+    Other,
+}
+
+/// Classify sudo's last words (its messages are not translated when `LC_ALL` is C, and are
+/// stable across sudo 1.8 and 1.9).
+#[must_use]
+pub fn refusal(stderr: &str, status: Option<u32>) -> Refusal {
+    let denied = [
+        "is not in the sudoers file",
+        "is not allowed to execute",
+        "is not allowed to run sudo",
+        "may not run sudo",
+    ];
+    if let Some(line) = stderr
+        .lines()
+        .find(|l| denied.iter().any(|d| l.contains(d)))
+    {
+        return Refusal::Denied(elide_command(line.trim()));
+    }
+    if stderr.contains("incorrect password attempt") {
+        return Refusal::WrongPassword;
+    }
+    if stderr.contains("a password is required") || stderr.contains("no password was provided") {
+        return Refusal::PasswordRequired;
+    }
+    if status == Some(127) && stderr.contains("sudo") && stderr.contains("not found") {
+        return Refusal::NotInstalled;
+    }
+    Refusal::Other
+}
+
+/// sudo quotes the whole command it refused, markers and all: show just the program.
+fn elide_command(line: &str) -> String {
+    let Some(start) = line.find(" execute '") else {
+        return line.to_owned();
+    };
+    let start = start + " execute '".len();
+    match line[start..].rfind("' as ") {
+        Some(end) => {
+            let program = line[start..start + end]
+                .split(' ')
+                .next()
+                .unwrap_or_default();
+            format!("{}{program} …{}", &line[..start], &line[start + end..])
+        }
+        None => line.to_owned(),
+    }
+}
+
+async fn next_event(
+    process: &mut Process,
+    host: &str,
+    after: Duration,
+    dialogue: &Dialogue,
+) -> Result<ProcessEvent, BecomeError> {
+    tokio::time::timeout(after, process.next())
+        .await
+        .map_err(|_| BecomeError::Timeout {
+            host: host.to_owned(),
+            after,
+            message: dialogue.stderr_text(),
+        })
+}
+
+async fn sudo(
+    session: &Session,
+    user: &str,
+    password: &BecomePassword,
+    script: &str,
+    timeout: Duration,
+) -> Result<CommandOutput, BecomeError> {
+    let host = session.name().to_owned();
+    let markers = Markers::random();
+    let mut process = session.start(&markers.command()).await?;
+    let mut dialogue = Dialogue::new(markers);
+    let mut status = None;
+    let after = session.command_timeout();
+    let rest = loop {
+        let event = match next_event(&mut process, &host, after, &dialogue).await {
+            Ok(event) => event,
+            Err(e) => {
+                process.close().await;
+                return Err(e);
+            }
+        };
+        let step = match event {
+            ProcessEvent::Stdout(data) => dialogue.on_stdout(&data),
+            ProcessEvent::Stderr(data) => dialogue.on_stderr(&data),
+            ProcessEvent::Exit(code) => {
+                status = Some(code);
+                Step::Wait
+            }
+            ProcessEvent::Closed => {
+                return Err(refused(&host, user, password, &dialogue, status));
+            }
+        };
+        match step {
+            Step::Wait => {}
+            Step::SendPassword => {
+                let Some(secret) = password.get(user).await else {
+                    process.close().await;
+                    return Err(BecomeError::PasswordRequired { host });
+                };
+                let mut line = Zeroizing::new(Vec::with_capacity(secret.expose().len() + 1));
+                line.extend_from_slice(secret.expose().as_bytes());
+                line.push(b'\n');
+                process.send(&line).await?;
+                dialogue.password_sent();
+            }
+            Step::WrongPassword => {
+                process.close().await;
+                return Err(BecomeError::WrongPassword {
+                    user: user.to_owned(),
+                    host,
+                    from: password.origin_name().to_owned(),
+                });
+            }
+            Step::Ready(rest) => break rest,
+        }
+    };
+    let chatter = dialogue.stderr_text();
+    if !chatter.is_empty() {
+        tracing::debug!(host = %host, "sudo said: {chatter}");
+    }
+    let mut output = CommandOutput {
+        status: None,
+        stdout: rest,
+        stderr: Vec::new(),
+    };
+    // Sending counts too: a host that stops reading must not hold the run forever.
+    let work = async {
+        process.send(script.as_bytes()).await?;
+        process.eof().await?;
+        loop {
+            match process.next().await {
+                ProcessEvent::Stdout(data) => output.stdout.extend_from_slice(&data),
+                ProcessEvent::Stderr(data) => output.stderr.extend_from_slice(&data),
+                ProcessEvent::Exit(code) => output.status = Some(code),
+                ProcessEvent::Closed => return Ok::<(), SshError>(()),
+            }
+        }
+    };
+    tokio::time::timeout(timeout, work)
+        .await
+        .map_err(|_| SshError::Timeout {
+            what: format!("command on {host} (through sudo)"),
+            after: timeout,
+        })??;
+    Ok(output)
+}
+
+fn refused(
+    host: &str,
+    user: &str,
+    password: &BecomePassword,
+    dialogue: &Dialogue,
+    status: Option<u32>,
+) -> BecomeError {
+    let message = dialogue.stderr_text();
+    match refusal(&message, status) {
+        Refusal::PasswordRequired => BecomeError::PasswordRequired {
+            host: host.to_owned(),
+        },
+        Refusal::WrongPassword => BecomeError::WrongPassword {
+            user: user.to_owned(),
+            host: host.to_owned(),
+            from: password.origin_name().to_owned(),
+        },
+        Refusal::Denied(message) => BecomeError::Denied {
+            user: user.to_owned(),
+            host: host.to_owned(),
+            message,
+        },
+        Refusal::NotInstalled => BecomeError::NotInstalled {
+            host: host.to_owned(),
+        },
+        Refusal::Other => BecomeError::Failed {
+            host: host.to_owned(),
+            status: status.map_or_else(|| "none".to_owned(), |s| s.to_string()),
+            message,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn markers() -> Markers {
+        Markers {
+            prompt: "PROMPT-1".into(),
+            ready: "READY-1".into(),
+        }
+    }
+
+    #[test]
+    fn markers_are_fresh_and_the_command_holds_nothing_else() {
+        let (a, b) = (Markers::random(), Markers::random());
+        assert_ne!(a, b);
+        assert!(a.prompt.len() > 30 && a.ready.len() > 30);
+        assert_eq!(
+            markers().command(),
+            r#"LC_ALL=C sudo -S -p 'PROMPT-1' -- /bin/sh -c 'echo READY-1; s=$(cat) || exit 125; eval "$s" </dev/null'"#
+        );
+    }
+
+    #[test]
+    fn no_prompt_means_no_password_is_sent() {
+        let mut d = Dialogue::new(markers());
+        assert_eq!(
+            d.on_stderr(b"sudo: unable to resolve host x: Name or service not known\n"),
+            Step::Wait
+        );
+        assert_eq!(d.on_stdout(b"READY"), Step::Wait);
+        assert_eq!(
+            d.on_stdout(b"-1\n@@osl ID=debian\n"),
+            Step::Ready(b"@@osl ID=debian\n".to_vec())
+        );
+        assert_eq!(
+            d.stderr_text(),
+            "sudo: unable to resolve host x: Name or service not known"
+        );
+    }
+
+    #[test]
+    fn a_prompt_split_across_reads_is_seen_once_and_a_second_one_means_wrong() {
+        let mut d = Dialogue::new(markers());
+        assert_eq!(
+            d.on_stderr(b"sudo: unable to resolve host x\nPROM"),
+            Step::Wait
+        );
+        assert_eq!(d.on_stderr(b"PT-1"), Step::SendPassword);
+        d.password_sent();
+        assert_eq!(d.on_stderr(b"Sorry, try again.\n"), Step::Wait);
+        assert_eq!(d.on_stderr(b"PROMPT-1"), Step::WrongPassword);
+        assert_eq!(
+            d.stderr_text(),
+            "sudo: unable to resolve host x\nSorry, try again."
+        );
+    }
+
+    #[test]
+    fn the_ready_marker_must_be_a_whole_line() {
+        let mut d = Dialogue::new(markers());
+        assert_eq!(d.on_stdout(b"READY-12\n"), Step::Wait);
+        assert_eq!(d.on_stdout(b"READY-1\n"), Step::Ready(Vec::new()));
+    }
+
+    #[test]
+    fn sudo_refusals_are_told_apart() {
+        assert_eq!(
+            refusal("sudo: a password is required", Some(1)),
+            Refusal::PasswordRequired
+        );
+        assert_eq!(
+            refusal(
+                "Sorry, try again.\nsudo: no password was provided\nsudo: 1 incorrect password attempt",
+                Some(1)
+            ),
+            Refusal::WrongPassword
+        );
+        assert_eq!(
+            refusal(
+                "sudo: unable to resolve host h: Name or service not known\nalice is not in the sudoers file.",
+                Some(1)
+            ),
+            Refusal::Denied("alice is not in the sudoers file.".into())
+        );
+        assert_eq!(
+            refusal(
+                "Sorry, user alice is not allowed to execute '/bin/sh -c echo m; s=$(cat) || exit 125; eval \"$s\" </dev/null' as root on h.",
+                Some(1)
+            ),
+            Refusal::Denied(
+                "Sorry, user alice is not allowed to execute '/bin/sh …' as root on h.".into()
+            )
+        );
+        assert_eq!(
+            refusal("sh: 1: sudo: not found", Some(127)),
+            Refusal::NotInstalled
+        );
+        assert_eq!(
+            refusal("sudo: sorry, you must have a tty to run sudo", Some(1)),
+            Refusal::Other
+        );
+    }
+
+    /// The root shell's half of the protocol, run for real with `sh` standing in for sudo's
+    /// child: the script is read whole, and a command in it that reads stdin gets nothing.
+    #[test]
+    fn the_shell_reads_the_whole_script_before_running_it() {
+        use std::io::Write as _;
+        let m = markers();
+        let shell = format!(
+            "echo {}; s=$(cat) || exit 125; eval \"$s\" </dev/null",
+            m.ready
+        );
+        let mut child = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(&shell)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"set -e\nread -r x || echo stdin-empty\necho after\nfalse\necho never\n")
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        // `set -e` in the script holds: it stopped at `false`.
+        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(
+            String::from_utf8(out.stdout).unwrap(),
+            "READY-1\nstdin-empty\nafter\n"
+        );
+    }
+}
