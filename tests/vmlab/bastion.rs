@@ -173,8 +173,8 @@ fn host<'a>(doc: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
 /// Plan (every host to change), apply with `--wait-sync`, check (every client synchronized to
 /// zcloud within 0.05 s): the whole story through the jump host, with `inventory`; `password`
 /// in `CLOCKPROV_BECOME_PASSWORD`, `extra` options for plan and apply.
-fn plan_apply_check(lab: &Lab, inventory: &str, password: Option<&str>, extra: &[&str]) {
-    let with = |args: &[&str]| [args, extra].concat();
+fn plan_apply_check<'a>(lab: &Lab, inventory: &'a str, password: Option<&str>, extra: &[&'a str]) {
+    let with = |args: &[&'a str]| [args, extra].concat();
     let plan = lab.clockprov(
         &with(&["plan", "-i", inventory, "--detailed-exitcode"]),
         password,
@@ -401,11 +401,22 @@ fn bastion_sudo_and_openssh_config() {
         "{through:?}"
     );
 
-    // NOPASSWD: no password needed, none given.
+    // NOPASSWD: no password needed, none given; zcloud's file written through sudo again.
+    lab.ssh(
+        "zcloud",
+        "cp -p /root/stock.conf /etc/chrony/chrony.conf && systemctl restart chrony",
+    );
     lab.lab("sudo", &["nopasswd"]);
-    let nopasswd = lab.clockprov(&["plan", "-i", &inventory, "--detailed-exitcode"], None);
+    let nopasswd = lab.clockprov(
+        &["apply", "-i", &inventory, "--yes", "--limit", "zcloud"],
+        None,
+    );
     lab.lab("sudo", &["password"]);
     assert_eq!(nopasswd.code, 0, "{nopasswd:?}");
+    assert!(
+        nopasswd.stdout.contains("Apply: 1 host changed"),
+        "{nopasswd:?}"
+    );
 
     // (b) Everything from an OpenSSH config: HostName, User, IdentityFile, ProxyJump,
     // UserKnownHostsFile, StrictHostKeyChecking; the sudo password from a file this time.
