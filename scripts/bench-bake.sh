@@ -40,12 +40,13 @@ sed 's/golden.raw/baked.raw/' "$work/inventory.yaml" >"$work/baked.yaml"
 fresh="cp --sparse=always $image $work/golden.raw"
 cd "$work"
 hyperfine --runs "$RUNS" --export-markdown "$work/table.md" --style basic \
-    -n "clockprov bake --yes (fresh image)" --prepare "$fresh" \
-    "$bin bake -i $work/inventory.yaml --yes --reset-machine-id" \
-    -n "clockprov bake --dry-run" --prepare "$fresh" \
-    "$bin bake -i $work/inventory.yaml --dry-run" \
+    --prepare "$fresh" --prepare "$fresh" --prepare true --prepare "$fresh" \
+    -n "clockprov bake --yes (fresh image)" \
+    -n "clockprov bake --dry-run" \
     -n "clockprov bake --yes (already baked: no-op)" \
+    -n "virt-customize --write (fresh image)" \
+    "$bin bake -i $work/inventory.yaml --yes --reset-machine-id" \
+    "$bin bake -i $work/inventory.yaml --dry-run" \
     "$bin bake -i $work/baked.yaml --yes" \
-    -n "virt-customize --write (fresh image)" --prepare "$fresh" \
-    "virt-customize -q -a $work/golden.raw --format raw --no-network --write '/etc/systemd/timesyncd.conf:$(tr '\n' ' ' <"$work/timesyncd.conf")'" >&2
+    "virt-customize -q --format raw -a $work/golden.raw --no-network --write '/etc/systemd/timesyncd.conf:$(tr '\n' ' ' <"$work/timesyncd.conf")'" >&2
 cat "$work/table.md"
