@@ -306,16 +306,14 @@ fn bastion_root_login_through_jump() {
         "{unreachable:?}"
     );
     for client in CLIENTS {
-        let section = unreachable
-            .stdout
-            .split("== ")
-            .find(|s| s.starts_with(client))
-            .unwrap_or_else(|| panic!("no {client} in {unreachable:?}"));
+        let section = section(&unreachable, client);
         assert!(
             section.contains("UNREACHABLE") && section.contains("jump host zcloud"),
             "{client}: {section}"
         );
     }
+
+    auth_refused_on_the_jump_host_or_the_target(&lab);
 
     // Root login, clients through `jump: zcloud`.
     plan_apply_check(&lab, &lab.file("inventory-bastion-root.yaml"), None, &[]);
@@ -330,6 +328,68 @@ fn bastion_root_login_through_jump() {
     );
     restore_stock(&lab);
     plan_apply_check(&lab, &from_config, None, &[]);
+}
+
+/// What clockprov printed about `host` (its `== host` section of a plan).
+fn section<'a>(run: &'a Run, host: &str) -> &'a str {
+    run.stdout
+        .split("== ")
+        .find(|s| s.starts_with(&format!("{host} ")))
+        .unwrap_or_else(|| panic!("no {host} in {run:?}"))
+}
+
+/// Refused by the jump host (a key zcloud does not know): the clients say it was their jump host;
+/// refused by the targets (a login with no key there), zcloud fine: the clients say it was them.
+fn auth_refused_on_the_jump_host_or_the_target(lab: &Lab) {
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "unknown", "-f"])
+        .arg(lab.file("id_unknown"))
+        .stdin(Stdio::null())
+        .status()
+        .expect("run ssh-keygen");
+    assert!(status.success());
+    let unknown_key = lab.derived_inventory(
+        "inventory-bastion-root.yaml",
+        "inventory-bastion-unknownkey.yaml",
+        &[("identity_file: id_ed25519", "identity_file: id_unknown")],
+    );
+    let refused = lab.clockprov(&["plan", "-i", &unknown_key], None);
+    assert_eq!(refused.code, 1, "{refused:?}");
+    assert!(
+        section(&refused, "zcloud").contains("refused"),
+        "{refused:?}"
+    );
+    for client in CLIENTS {
+        let section = section(&refused, client);
+        assert!(
+            section.contains("jump host zcloud") && section.contains("refused"),
+            "{client}: {section}"
+        );
+    }
+
+    let wrong_user = lab.derived_inventory(
+        "inventory-bastion-root.yaml",
+        "inventory-bastion-wronguser.yaml",
+        &[(
+            "ssh: { jump: zcloud }",
+            "ssh: { jump: zcloud, user: daemon }",
+        )],
+    );
+    let refused = lab.clockprov(&["plan", "-i", &wrong_user], None);
+    assert_eq!(refused.code, 1, "{refused:?}");
+    assert!(
+        !section(&refused, "zcloud").contains("refused"),
+        "{refused:?}"
+    );
+    for (client, address) in CLIENTS.iter().zip(["204", "205", "206"]) {
+        let section = section(&refused, client);
+        assert!(
+            section.contains(&format!(
+                "authentication as daemon on 192.168.6.{address}:22 was refused"
+            )) && !section.contains("jump host"),
+            "{client}: {section}"
+        );
+    }
 }
 
 #[test]
