@@ -435,7 +435,7 @@ qemu_pid() {
 cmd_up() {
     (($# >= 1)) || usage
     local dir=$1 skews="2 -5 11" only="" trim=1 bastion=0 kv
-    local -A disk=()
+    local -A disk_of=()
     shift
     while (($#)); do
         case $1 in
@@ -452,7 +452,7 @@ cmd_up() {
                 [[ $kv == *=* ]] || die "--image wants VM=DISK, got '$kv'"
                 vm_known "${kv%%=*}" || die "--image: no VM named '${kv%%=*}'"
                 [[ -f ${kv#*=} ]] || die "--image: no such disk image: ${kv#*=}"
-                disk[${kv%%=*}]=$(realpath -- "${kv#*=}")
+                disk_of[${kv%%=*}]=$(realpath -- "${kv#*=}")
                 ;;
             *) usage ;;
         esac
@@ -515,7 +515,7 @@ cmd_up() {
         bastion_net_up "$dir" "$ns"
     fi
     for vm in "${list[@]}"; do
-        start_vm "$dir" "$ns" "$images" "$vm" "${skew[$vm]}" "${disk[$vm]:-}"
+        start_vm "$dir" "$ns" "$images" "$vm" "${skew[$vm]}" "${disk_of[$vm]:-}"
     done
     local skews_kv=""
     for vm in "${list[@]}"; do skews_kv+="$vm=${skew[$vm]} "; done
