@@ -403,10 +403,16 @@ fn bake(args: &BakeArgs) -> anyhow::Result<u8> {
         reset_machine_id: args.reset_machine_id,
     };
     let forks = usize::from(args.forks);
+    // Opening a disk image boots libguestfs's appliance (about 20 s under TCG): say so on a
+    // terminal, so that a quiet wait does not look like a hang.
+    let progress = std::io::stderr().is_terminal();
     let opened = bake::parallel_map(images, forks, |(name, spec)| {
         let started = std::time::Instant::now();
         let path = bake::image_path(&inventory, spec);
         tracing::info!("{name}: opening {}", path.display());
+        if progress {
+            eprintln!("bake: {name}: opening {} ...", path.display());
+        }
         let result = bake::open_and_plan(
             &inventory,
             &renderer,
@@ -415,6 +421,12 @@ fn bake(args: &BakeArgs) -> anyhow::Result<u8> {
             args.dry_run,
             options,
         );
+        if progress {
+            eprintln!(
+                "bake: {name}: read in {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
+        }
         (name.as_str(), path, started, result)
     });
     let mut planned = Vec::new();

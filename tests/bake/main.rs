@@ -504,3 +504,57 @@ fn bake_refuses_an_image_in_use() {
     );
     assert_eq!(sha256(&image), before, "the image changed");
 }
+
+/// `clockprov bake` on a terminal (a pty from util-linux `script`), answering its question.
+fn bake_on_a_terminal(inventory: &Path, answer: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    let command = format!(
+        "{} bake -i {}",
+        env!("CARGO_BIN_EXE_clockprov"),
+        inventory.display()
+    );
+    let mut child = Command::new("script")
+        .args(["-q", "-e", "-c", &command, "/dev/null"])
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("script (util-linux)");
+    let mut stdout = child.stdout.take().unwrap();
+    let mut seen = String::new();
+    let mut chunk = [0u8; 4096];
+    while !seen.contains("Type 'yes' to go on") {
+        let n = stdout.read(&mut chunk).unwrap();
+        assert!(n > 0, "bake ended before asking: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&chunk[..n]));
+    }
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(format!("{answer}\n").as_bytes()).unwrap();
+    stdout.read_to_string(&mut seen).unwrap();
+    drop(stdin);
+    child.wait().unwrap();
+    seen
+}
+
+#[test]
+fn bake_asks_on_a_terminal() {
+    let target = Target::new();
+    target.make_stale();
+    let inventory = target.golden_inventory();
+    let before = snapshot_tree(&target.root());
+    let declined = bake_on_a_terminal(&inventory, "no");
+    assert!(
+        declined.contains("Bake these changes into 1 image?")
+            && declined.contains("bake cancelled; nothing was changed"),
+        "{declined}"
+    );
+    assert_eq!(snapshot_tree(&target.root()), before);
+    let accepted = bake_on_a_terminal(&inventory, "yes");
+    assert!(accepted.contains("Bake: 1 image baked"), "{accepted}");
+    assert!(
+        fs::read_to_string(target.path("etc/systemd/timesyncd.conf"))
+            .unwrap()
+            .contains("\nNTP=192.168.6.200\n")
+    );
+}
