@@ -30,27 +30,25 @@ fn lab_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/lab.sh")
 }
 
-/// The lab's client root tree, extracted once per test process.
+/// The lab's client root tree, extracted once per test process into cargo's scratch directory
+/// for integration tests (a static is never dropped, so a temporary directory would leak).
 fn pristine_tree() -> &'static Path {
-    static TREE: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
-    &TREE
-        .get_or_init(|| {
-            let dir = tempfile::Builder::new()
-                .prefix("clockprov-bake-tree-")
-                .tempdir()
-                .unwrap();
-            let tree = dir.path().join("root");
-            let status = Command::new("bash")
-                .arg(lab_script())
-                .args(["rootfs", "client"])
-                .arg(&tree)
-                .stdin(Stdio::null())
-                .status()
-                .expect("run lab.sh rootfs");
-            assert!(status.success(), "lab.sh rootfs failed");
-            (dir, tree)
-        })
-        .1
+    static TREE: OnceLock<PathBuf> = OnceLock::new();
+    TREE.get_or_init(|| {
+        let tree = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bake-pristine-root");
+        if tree.exists() {
+            fs::remove_dir_all(&tree).unwrap();
+        }
+        let status = Command::new("bash")
+            .arg(lab_script())
+            .args(["rootfs", "client"])
+            .arg(&tree)
+            .stdin(Stdio::null())
+            .status()
+            .expect("run lab.sh rootfs");
+        assert!(status.success(), "lab.sh rootfs failed");
+        tree
+    })
 }
 
 /// A scratch copy of the pristine tree.
