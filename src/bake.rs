@@ -264,11 +264,11 @@ pub fn open_and_plan(
     renderer: &Renderer,
     name: &str,
     spec: &ImageSpec,
+    path: &Path,
     readonly: bool,
     options: BakeOptions,
 ) -> Result<OpenImage, BakeError> {
-    let path = image_path(inventory, spec);
-    let mut root = open_root(&path, readonly)?;
+    let mut root = open_root(path, readonly)?;
     let daemon = Daemon::Timesyncd;
     let facts = image::gather(root.as_mut(), &[daemon.config_path()], &Daemon::ALL)?;
     let servers = servers_of(&inventory.file, spec.ntp.as_deref());
@@ -285,7 +285,7 @@ pub fn open_and_plan(
     let plan = plan_image(name, &desired, &facts, options)?;
     Ok(OpenImage {
         name: name.to_owned(),
-        path,
+        path: path.to_owned(),
         root,
         facts,
         plan,

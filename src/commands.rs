@@ -418,6 +418,7 @@ fn bake(args: &BakeArgs) -> anyhow::Result<u8> {
             &renderer,
             name.as_str(),
             spec,
+            &path,
             args.dry_run,
             options,
         );

@@ -14,7 +14,7 @@ use std::thread::JoinHandle;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
-use crate::rootfs::{Entry, RootError, RootFs, is_safe_path, parent_of};
+use crate::rootfs::{Entry, RootError, RootFs, ensure_safe, parent_of, temp_name, unique};
 
 /// The formats clockprov hands to libguestfs (never probed by qemu: a raw image whose first
 /// bytes look like a qcow2 header must not be opened as one).
@@ -247,14 +247,7 @@ impl GuestfsRoot {
     }
 
     fn safe(&self, path: &str) -> Result<(), RootError> {
-        if is_safe_path(path) {
-            Ok(())
-        } else {
-            Err(RootError::UnsafePath {
-                root: self.image.clone(),
-                path: path.to_owned(),
-            })
-        }
+        ensure_safe(&self.image, path)
     }
 
     /// Run one guestfish command; its stdout lines.
@@ -313,18 +306,6 @@ impl GuestfsRoot {
         let out = self.call(command)?;
         Ok(out.first().is_some_and(|l| l == "true"))
     }
-}
-
-/// A fresh temporary name in guest directory `dir`.
-fn temp_name(dir: &str) -> String {
-    let dir = if dir == "/" { "" } else { dir };
-    format!("{dir}/.clockprov-{}-{}.tmp", std::process::id(), unique())
-}
-
-fn unique() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 /// `lstatns` prints `st_mode: 33188` lines.

@@ -102,6 +102,37 @@ pub fn is_safe_path(path: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"._@:+/-".contains(&b))
 }
 
+/// An error naming `root` unless `path` is safe (see [`is_safe_path`]).
+///
+/// # Errors
+/// `path` is not safe.
+pub fn ensure_safe(root: &str, path: &str) -> Result<(), RootError> {
+    if is_safe_path(path) {
+        Ok(())
+    } else {
+        Err(RootError::UnsafePath {
+            root: root.to_owned(),
+            path: path.to_owned(),
+        })
+    }
+}
+
+/// A number not handed out before in this process (for temporary names).
+pub fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A fresh temporary name in guest directory `dir`.
+#[must_use]
+pub fn temp_name(dir: &str) -> String {
+    join(
+        dir,
+        &format!(".clockprov-{}-{}.tmp", std::process::id(), unique()),
+    )
+}
+
 /// The directory part of a guest path (`/` for top-level names).
 #[must_use]
 pub fn parent_of(path: &str) -> &str {
@@ -114,7 +145,6 @@ pub fn parent_of(path: &str) -> &str {
 /// A root file system in a directory of this machine.
 pub struct DirectoryRoot {
     root: PathBuf,
-    counter: u32,
 }
 
 impl DirectoryRoot {
@@ -133,7 +163,7 @@ impl DirectoryRoot {
                 message: "not a directory".to_owned(),
             });
         }
-        Ok(DirectoryRoot { root, counter: 0 })
+        Ok(DirectoryRoot { root })
     }
 
     fn err(&self, path: &str, e: impl std::fmt::Display) -> RootError {
@@ -145,14 +175,7 @@ impl DirectoryRoot {
     }
 
     fn check(&self, path: &str) -> Result<(), RootError> {
-        if is_safe_path(path) {
-            Ok(())
-        } else {
-            Err(RootError::UnsafePath {
-                root: self.root.display().to_string(),
-                path: path.to_owned(),
-            })
-        }
+        ensure_safe(&self.root.display().to_string(), path)
     }
 
     /// The host path of guest path `guest` (no link resolution).
@@ -216,16 +239,6 @@ impl DirectoryRoot {
         File::open(self.host(guest_dir))
             .and_then(|d| d.sync_all())
             .map_err(|e| self.err(guest_dir, e))
-    }
-
-    fn temp_name(&mut self, dir: &str) -> String {
-        self.counter += 1;
-        let dir = if dir == "/" { "" } else { dir };
-        format!(
-            "{dir}/.clockprov-{}-{}.tmp",
-            std::process::id(),
-            self.counter
-        )
     }
 
     /// The guest path of `path`'s directory with links resolved; it must exist.
@@ -327,7 +340,7 @@ impl RootFs for DirectoryRoot {
         self.check(path)?;
         let (dir, name) = self.real_parent(path)?;
         let target = join(&dir, &name);
-        let temp = self.temp_name(&dir);
+        let temp = temp_name(&dir);
         let result = (|| -> Result<(), RootError> {
             let mut file = OpenOptions::new()
                 .write(true)
@@ -365,7 +378,7 @@ impl RootFs for DirectoryRoot {
             fs::create_dir_all(self.host(&dir)).map_err(|e| self.err(&dir, e))?;
         }
         let name = link.rsplit('/').next().unwrap_or_default();
-        let temp = self.temp_name(&dir);
+        let temp = temp_name(&dir);
         std::os::unix::fs::symlink(OsStr::from_bytes(target.as_bytes()), self.host(&temp))
             .map_err(|e| self.err(&temp, e))?;
         // A link's owner is what `ls -l` shows; make it root's like systemctl would.
