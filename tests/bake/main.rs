@@ -18,8 +18,7 @@ use std::sync::OnceLock;
 mod guest;
 #[path = "../support/run.rs"]
 mod run;
-use guest::{assert_baked, client_image, guestfish};
-use run::Run;
+use guest::{assert_baked, client_image, clockprov_here, guestfish, image_inventory};
 
 const UNIT: &str = "systemd-timesyncd.service";
 const WANTS_LINK: &str = "etc/systemd/system/sysinit.target.wants/systemd-timesyncd.service";
@@ -95,35 +94,12 @@ impl Target {
     }
 
     fn inventory(&self, images: &str) -> PathBuf {
-        let path = self.dir.path().join("inventory.yaml");
-        fs::write(
-            &path,
-            format!(
-                "ntp_servers:\n  zcloud:\n    address: 192.168.6.200\n    upstream:\n      - pool: ntp.ubuntu.com\n    allow: [192.168.6.0/24]\nimages:\n{images}"
-            ),
-        )
-        .unwrap();
-        path
+        image_inventory(self.dir.path(), images)
     }
 
     fn golden_inventory(&self) -> PathBuf {
         self.inventory("  golden:\n    path: root\n")
     }
-}
-
-fn clockprov(args: &[&str], inventory: &Path) -> Run {
-    Command::new(env!("CARGO_BIN_EXE_clockprov"))
-        .args(args)
-        .arg("-i")
-        .arg(inventory)
-        .env("NO_COLOR", "1")
-        .env("LIBGUESTFS_BACKEND", "direct")
-        // KVM hangs guests on these machines (DESIGN.md).
-        .env("LIBGUESTFS_BACKEND_SETTINGS", "force_tcg")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run clockprov")
-        .into()
 }
 
 /// Every path under `root` with what it is: file content, link target, or a directory.
@@ -172,7 +148,7 @@ fn bake_a_root_directory_as_systemctl_enable_would() {
     let before = snapshot_tree(&target.root());
 
     // The dry run shows everything and changes nothing.
-    let dry = clockprov(&["bake", "--dry-run", "--detailed-exitcode"], &inventory);
+    let dry = clockprov_here(&["bake", "--dry-run", "--detailed-exitcode"], &inventory);
     assert_eq!(dry.code, 2, "{dry:?}");
     assert_eq!(snapshot_tree(&target.root()), before, "the dry run wrote");
     let shown = dry
@@ -180,7 +156,7 @@ fn bake_a_root_directory_as_systemctl_enable_would() {
         .replace(&target.root().display().to_string(), "[ROOT]");
     insta::assert_snapshot!("dry_run", shown);
 
-    let run = clockprov(&["bake", "--yes", "--reset-machine-id"], &inventory);
+    let run = clockprov_here(&["bake", "--yes", "--reset-machine-id"], &inventory);
     assert_eq!(run.code, 0, "{run:?}");
     assert!(run.stdout.contains("Bake: 1 image baked"), "{run:?}");
 
@@ -259,7 +235,7 @@ fn bake_a_root_directory_as_systemctl_enable_would() {
     assert_eq!(changed, expected);
 
     // Baking again changes nothing.
-    let again = clockprov(&["bake", "--yes"], &inventory);
+    let again = clockprov_here(&["bake", "--yes"], &inventory);
     assert_eq!(again.code, 0, "{again:?}");
     assert!(
         again.stdout.contains("golden (") && again.stdout.contains("): unchanged"),
@@ -274,7 +250,7 @@ fn bake_refuses_what_it_cannot_do_and_changes_nothing() {
     let absent = Target::new();
     fs::remove_file(absent.path(&format!("usr/lib/systemd/system/{UNIT}"))).unwrap();
     let before = snapshot_tree(&absent.root());
-    let run = clockprov(&["bake", "--yes"], &absent.golden_inventory());
+    let run = clockprov_here(&["bake", "--yes"], &absent.golden_inventory());
     assert_eq!(run.code, 1, "{run:?}");
     assert!(
         run.stdout
@@ -291,7 +267,7 @@ fn bake_refuses_what_it_cannot_do_and_changes_nothing() {
     )
     .unwrap();
     let before = snapshot_tree(&masked.root());
-    let run = clockprov(&["bake", "--yes"], &masked.golden_inventory());
+    let run = clockprov_here(&["bake", "--yes"], &masked.golden_inventory());
     assert_eq!(run.code, 1, "{run:?}");
     assert!(run.stdout.contains("is masked in the image"), "{run:?}");
     assert_eq!(snapshot_tree(&masked.root()), before);
@@ -299,7 +275,7 @@ fn bake_refuses_what_it_cannot_do_and_changes_nothing() {
     // Not on a terminal and no --yes: refuse before opening anything.
     let target = Target::new();
     let before = snapshot_tree(&target.root());
-    let run = clockprov(&["bake"], &target.golden_inventory());
+    let run = clockprov_here(&["bake"], &target.golden_inventory());
     assert_eq!(run.code, 1, "{run:?}");
     assert!(run.stderr.contains("pass --yes"), "{run:?}");
     assert_eq!(snapshot_tree(&target.root()), before);
@@ -307,7 +283,7 @@ fn bake_refuses_what_it_cannot_do_and_changes_nothing() {
     // A missing image is a clear error; --limit picks images; the other one is baked.
     let inventory =
         target.inventory("  golden:\n    path: root\n  lost:\n    path: nowhere.qcow2\n");
-    let run = clockprov(&["bake", "--yes"], &inventory);
+    let run = clockprov_here(&["bake", "--yes"], &inventory);
     assert_eq!(run.code, 1, "{run:?}");
     assert!(
         run.stdout.contains("== lost (")
@@ -321,10 +297,10 @@ fn bake_refuses_what_it_cannot_do_and_changes_nothing() {
             .contains("Bake: 1 image baked, 0 unchanged, 1 failed."),
         "{run:?}"
     );
-    let run = clockprov(&["bake", "--yes", "--limit", "lost"], &inventory);
+    let run = clockprov_here(&["bake", "--yes", "--limit", "lost"], &inventory);
     assert_eq!(run.code, 1, "{run:?}");
     assert!(!run.stdout.contains("golden"), "{run:?}");
-    let run = clockprov(&["bake", "--yes", "--limit", "nothing*"], &inventory);
+    let run = clockprov_here(&["bake", "--yes", "--limit", "nothing*"], &inventory);
     assert_eq!(run.code, 1, "{run:?}");
     assert!(run.stderr.contains("matches no image"), "{run:?}");
 }
@@ -333,7 +309,7 @@ fn bake_refuses_what_it_cannot_do_and_changes_nothing() {
 fn bake_json_describes_the_plan() {
     let target = Target::new();
     target.make_stale();
-    let run = clockprov(
+    let run = clockprov_here(
         &["bake", "--dry-run", "--format", "json"],
         &target.golden_inventory(),
     );
@@ -381,13 +357,8 @@ fn bake_a_raw_image_without_a_partition_table() {
         .status()
         .unwrap();
     assert!(status.success());
-    let inventory = dir.path().join("inventory.yaml");
-    fs::write(
-        &inventory,
-        "ntp_servers:\n  zcloud:\n    address: 192.168.6.200\n    upstream: [{pool: ntp.ubuntu.com}]\n    allow: [192.168.6.0/24]\nimages:\n  golden:\n    path: golden.raw\n",
-    )
-    .unwrap();
-    let run = clockprov(&["bake", "--yes", "--reset-machine-id"], &inventory);
+    let inventory = image_inventory(dir.path(), "  golden:\n    path: golden.raw\n");
+    let run = clockprov_here(&["bake", "--yes", "--reset-machine-id"], &inventory);
     assert_eq!(run.code, 0, "{run:?}");
     assert!(
         run.stdout.contains(&format!(
@@ -398,7 +369,7 @@ fn bake_a_raw_image_without_a_partition_table() {
     assert!(run.stdout.contains("Bake: 1 image baked"), "{run:?}");
     assert_baked(&image, "/dev/sda");
     // Again: nothing to change.
-    let again = clockprov(&["bake", "--dry-run", "--detailed-exitcode"], &inventory);
+    let again = clockprov_here(&["bake", "--dry-run", "--detailed-exitcode"], &inventory);
     assert_eq!(again.code, 0, "{again:?}");
     assert!(
         again.stdout.contains("0 images to change, 1 unchanged"),
@@ -428,13 +399,8 @@ fn bake_a_partitioned_qcow2_image() {
         .status()
         .unwrap();
     assert!(status.success(), "virt-make-fs failed");
-    let inventory = dir.path().join("inventory.yaml");
-    fs::write(
-        &inventory,
-        "ntp_servers:\n  zcloud:\n    address: 192.168.6.200\n    upstream: [{pool: ntp.ubuntu.com}]\n    allow: [192.168.6.0/24]\nimages:\n  golden:\n    path: golden.qcow2\n",
-    )
-    .unwrap();
-    let run = clockprov(&["bake", "--yes", "--reset-machine-id"], &inventory);
+    let inventory = image_inventory(dir.path(), "  golden:\n    path: golden.qcow2\n");
+    let run = clockprov_here(&["bake", "--yes", "--reset-machine-id"], &inventory);
     assert_eq!(run.code, 0, "{run:?}");
     assert!(run.stdout.contains("qcow2; Debian GNU/Linux 12"), "{run:?}");
     assert_baked(&image, "/dev/sda1");
@@ -487,13 +453,8 @@ fn bake_refuses_an_image_in_use() {
     let pid = fs::read_to_string(&pidfile).unwrap().trim().to_owned();
     let _qemu = Kill(pid);
     let before = sha256(&image);
-    let inventory = dir.path().join("inventory.yaml");
-    fs::write(
-        &inventory,
-        "ntp_servers:\n  zcloud:\n    address: 192.168.6.200\n    upstream: [{pool: ntp.ubuntu.com}]\n    allow: [192.168.6.0/24]\nimages:\n  golden:\n    path: golden.qcow2\n",
-    )
-    .unwrap();
-    let run = clockprov(&["bake", "--yes"], &inventory);
+    let inventory = image_inventory(dir.path(), "  golden:\n    path: golden.qcow2\n");
+    let run = clockprov_here(&["bake", "--yes"], &inventory);
     assert_eq!(run.code, 1, "{run:?}");
     assert!(
         run.stdout

@@ -1,16 +1,58 @@
-//! Reading disk images in tests, with libguestfs as clockprov's bake uses it.
+//! Golden images in tests: inventories naming them, clockprov and guestfish run with the
+//! libguestfs settings these machines need, and reading back what bake wrote.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-/// guestfish, with the settings these machines need (DESIGN.md: KVM hangs guests here).
-#[must_use]
-pub fn guestfish() -> Command {
-    let mut command = Command::new("guestfish");
+use super::run::Run;
+
+/// `program` with the libguestfs settings these machines need (DESIGN.md: KVM hangs guests).
+fn with_libguestfs(program: &str) -> Command {
+    let mut command = Command::new(program);
     command
         .env("LIBGUESTFS_BACKEND", "direct")
         .env("LIBGUESTFS_BACKEND_SETTINGS", "force_tcg");
     command
+}
+
+#[must_use]
+pub fn guestfish() -> Command {
+    with_libguestfs("guestfish")
+}
+
+/// clockprov on this machine (not in a lab namespace) with `-i inventory`, echoed on stderr.
+#[must_use]
+pub fn clockprov_here(args: &[&str], inventory: &Path) -> Run {
+    let run: Run = with_libguestfs(env!("CARGO_BIN_EXE_clockprov"))
+        .args(args)
+        .arg("-i")
+        .arg(inventory)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run clockprov")
+        .into();
+    eprintln!(
+        "$ clockprov {} -i {}\n{run:?}",
+        args.join(" "),
+        inventory.display()
+    );
+    run
+}
+
+/// `dir/inventory.yaml`: the lab's server zcloud (192.168.6.200) and `images` (YAML lines
+/// under `images:`).
+#[must_use]
+pub fn image_inventory(dir: &Path, images: &str) -> PathBuf {
+    let path = dir.join("inventory.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "ntp_servers:\n  zcloud:\n    address: 192.168.6.200\n    upstream: [{{pool: ntp.ubuntu.com}}]\n    allow: [192.168.6.0/24]\n    local_stratum: 10\nimages:\n{images}"
+        ),
+    )
+    .unwrap();
+    path
 }
 
 /// What a disk image holds at the paths bake manages, read in one appliance launch; its root

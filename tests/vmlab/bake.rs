@@ -2,29 +2,15 @@
 //! it boots with a skewed clock next to the lab's chrony server and synchronizes to it with no
 //! `apply` on the clone at all.
 
-use std::fs;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::guest::{assert_baked, client_image, guestfish};
-use crate::{Lab, check_json, host, lab_script};
+use crate::check_json;
+use crate::guest::{assert_baked, client_image, clockprov_here, guestfish, image_inventory};
+use crate::lab::{Lab, host, lab_script};
 
 /// The clone's clock skew at boot, seconds.
 const CLONE_SKEW: f64 = 7.0;
-
-fn clockprov_local(args: &[&str]) -> crate::Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_clockprov"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .env("LIBGUESTFS_BACKEND", "direct")
-        .env("LIBGUESTFS_BACKEND_SETTINGS", "force_tcg")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("run clockprov");
-    let run = crate::Run::from(out);
-    eprintln!("$ clockprov {}\n{run:?}", args.join(" "));
-    run
-}
 
 #[test]
 fn a_clone_of_a_baked_image_boots_synchronized() {
@@ -56,16 +42,15 @@ fn a_clone_of_a_baked_image_boots_synchronized() {
         .status()
         .unwrap();
     assert!(status.success());
-    let inventory = work.path().join("inventory.yaml");
-    fs::write(
-        &inventory,
-        "ntp_servers:\n  zcloud:\n    address: 192.168.6.200\n    upstream: [{pool: ntp.ubuntu.com}]\n    allow: [192.168.6.0/24]\n    local_stratum: 10\nimages:\n  z-golden:\n    path: z-golden.qcow2\n",
-    )
-    .unwrap();
-    let inventory = inventory.display().to_string();
+    let inventory = image_inventory(
+        work.path(),
+        "  z-golden:
+    path: z-golden.qcow2
+",
+    );
 
     let started = Instant::now();
-    let bake = clockprov_local(&["bake", "-i", &inventory, "--yes", "--reset-machine-id"]);
+    let bake = clockprov_here(&["bake", "--yes", "--reset-machine-id"], &inventory);
     eprintln!("bake took {:.1} s", started.elapsed().as_secs_f64());
     assert_eq!(bake.code, 0, "{bake:?}");
     assert!(
@@ -75,7 +60,7 @@ fn a_clone_of_a_baked_image_boots_synchronized() {
     );
     assert_baked(&image, "/dev/sda");
     // Baking the same image again changes nothing.
-    let again = clockprov_local(&["bake", "-i", &inventory, "--yes"]);
+    let again = clockprov_here(&["bake", "--yes"], &inventory);
     assert_eq!(again.code, 0, "{again:?}");
     assert!(
         again.stdout.contains("0 images to change, 1 unchanged"),
@@ -85,14 +70,17 @@ fn a_clone_of_a_baked_image_boots_synchronized() {
     // Boot a clone of it as z-b-data-3, clock +7 s, next to zcloud.
     let image_arg = format!("z-b-data-3={}", image.display());
     let skews = format!("0 0 {CLONE_SKEW}");
-    let lab = Lab::up_with(&[
-        "--only",
-        "zcloud,z-b-data-3",
-        "--skews",
-        &skews,
-        "--image",
-        &image_arg,
-    ]);
+    let lab = Lab::up(
+        "clockprov-vmlab-",
+        &[
+            "--only",
+            "zcloud,z-b-data-3",
+            "--skews",
+            &skews,
+            "--image",
+            &image_arg,
+        ],
+    );
     let lab_inventory = lab.inventory();
     // zcloud is the stock chrony server (no `allow`): the clone is skewed and unsynchronized.
     let (code, before) = check_json(&lab);

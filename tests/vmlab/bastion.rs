@@ -8,56 +8,34 @@
 //! Two tests, one lab each, never at the same time (one lock): the root login through `jump:`,
 //! and the sudo / OpenSSH config paths.
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Mutex, MutexGuard, PoisonError};
 
+#[path = "../support/lab.rs"]
+#[allow(dead_code)] // the default topology's helpers
+mod lab;
 #[path = "../support/run.rs"]
 mod run;
+use lab::{PASSWORD_VAR, host};
 use run::Run;
 
 const CLIENTS: [&str; 3] = ["z-b-data-1", "z-b-data-2", "z-b-data-3"];
 const HOSTS: [&str; 4] = ["zcloud", "z-b-data-1", "z-b-data-2", "z-b-data-3"];
-const PASSWORD_VAR: &str = "CLOCKPROV_BECOME_PASSWORD";
 
-/// One lab at a time: the machine has two cores.
-static ONE_LAB: Mutex<()> = Mutex::new(());
+/// The lab in its bastion topology, with the sudo password at hand.
+struct Lab(lab::Lab);
 
-fn lab_script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/lab.sh")
-}
+impl std::ops::Deref for Lab {
+    type Target = lab::Lab;
 
-struct Lab {
-    dir: tempfile::TempDir,
-    _one: MutexGuard<'static, ()>,
+    fn deref(&self) -> &lab::Lab {
+        &self.0
+    }
 }
 
 impl Lab {
     /// `lab.sh up DIR --bastion`: four VMs, the controller namespace, the bastion inventories.
     fn up() -> Lab {
-        let one = ONE_LAB.lock().unwrap_or_else(PoisonError::into_inner);
-        let dir = tempfile::Builder::new()
-            .prefix("clockprov-vmlab-bastion-")
-            .tempdir()
-            .unwrap();
-        let status = Command::new("bash")
-            .arg(lab_script())
-            .arg("up")
-            .arg(dir.path())
-            .arg("--bastion")
-            .stdin(Stdio::null())
-            .status()
-            .expect("run lab.sh up");
-        let lab = Lab { dir, _one: one };
-        assert!(
-            status.success(),
-            "lab.sh up --bastion failed (console logs above)"
-        );
-        lab
-    }
-
-    fn file(&self, name: &str) -> String {
-        self.dir.path().join(name).display().to_string()
+        Lab(lab::Lab::up("clockprov-vmlab-bastion-", &["--bastion"]))
     }
 
     /// An inventory in the lab's directory (its relative paths are the lab's files): `base` with
@@ -81,23 +59,8 @@ impl Lab {
 
     /// A command in the controller's namespace (`lab.sh exec`): the only way in is zcloud.
     fn exec(&self, program: &str, args: &[&str], password: Option<&str>) -> Run {
-        let mut cmd = Command::new("bash");
-        cmd.arg(lab_script())
-            .arg("exec")
-            .arg(self.dir.path())
-            .arg(program)
-            .args(args)
-            .env("NO_COLOR", "1")
-            .env_remove(PASSWORD_VAR)
-            .env_remove("SSH_AUTH_SOCK")
-            .stdin(Stdio::null());
-        if let Some(password) = password {
-            cmd.env(PASSWORD_VAR, password);
-        }
-        Run::from(
-            cmd.output()
-                .expect("run a command in the controller namespace"),
-        )
+        let env: Vec<(&str, &str)> = password.map(|p| (PASSWORD_VAR, p)).into_iter().collect();
+        self.0.exec(program, args, &env)
     }
 
     /// clockprov in the controller's namespace, with `CLOCKPROV_BECOME_PASSWORD` only when given.
@@ -119,55 +82,12 @@ impl Lab {
         );
         run
     }
-
-    /// `lab.sh SUBCOMMAND DIR ARGS...`, which must succeed.
-    fn lab(&self, subcommand: &str, args: &[&str]) -> String {
-        let out = Command::new("bash")
-            .arg(lab_script())
-            .arg(subcommand)
-            .arg(self.dir.path())
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run lab.sh");
-        assert!(
-            out.status.success(),
-            "lab.sh {subcommand} {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// A command on VM as root, from the lab's side (the hypervisor's console, not the controller).
-    fn ssh(&self, vm: &str, command: &str) -> String {
-        self.lab("ssh", &[vm, command])
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(lab_script())
-            .arg("down")
-            .arg(self.dir.path())
-            .status();
-    }
 }
 
 fn check_json(lab: &Lab, inventory: &str, password: Option<&str>) -> (i32, serde_json::Value) {
     let run = lab.clockprov(&["check", "-i", inventory, "--format", "json"], password);
     let doc = serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {run:?}"));
     (run.code, doc)
-}
-
-fn host<'a>(doc: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    doc["hosts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|h| h["name"] == name)
-        .unwrap_or_else(|| panic!("no host {name} in {doc:#}"))
 }
 
 /// Plan (every host to change), apply with `--wait-sync`, check (every client synchronized to

@@ -2,110 +2,25 @@
 //! inside a network namespace this test creates (tests/lab/lab.sh). The seed's story, measured:
 //! skewed clocks are detected, apply converges them, and real services are handled for real.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-
 mod bake;
 #[path = "../support/guest.rs"]
 mod guest;
+#[path = "../support/lab.rs"]
+mod lab;
 #[path = "../support/run.rs"]
 mod run;
 #[path = "../support/templates.rs"]
 mod templates;
-use run::Run;
+use lab::{Lab, host};
 
 /// Requested clock skews of z-b-data-1..3, seconds.
 const SKEWS: [f64; 3] = [2.0, -5.0, 11.0];
 const CLIENTS: [&str; 3] = ["z-b-data-1", "z-b-data-2", "z-b-data-3"];
 
-fn lab_script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/lab.sh")
-}
-
-/// One lab at a time: the machine has 2 cores, and every VM runs under TCG.
-static ONE_LAB: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-struct Lab {
-    dir: tempfile::TempDir,
-    _turn: std::sync::MutexGuard<'static, ()>,
-}
-
-impl Lab {
-    fn up() -> Lab {
-        let skews: Vec<String> = SKEWS.iter().map(|s| format!("{s}")).collect();
-        Lab::up_with(&["--skews", &skews.join(" ")])
-    }
-
-    /// `lab.sh up DIR ARGS...`
-    fn up_with(args: &[&str]) -> Lab {
-        let turn = ONE_LAB
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let dir = tempfile::Builder::new()
-            .prefix("clockprov-vmlab-")
-            .tempdir()
-            .unwrap();
-        let status = Command::new("bash")
-            .arg(lab_script())
-            .arg("up")
-            .arg(dir.path())
-            .args(args)
-            .stdin(Stdio::null())
-            .status()
-            .expect("run lab.sh up");
-        let lab = Lab { dir, _turn: turn };
-        assert!(status.success(), "lab.sh up failed (console logs above)");
-        lab
-    }
-
-    fn inventory(&self) -> String {
-        self.dir.path().join("inventory.yaml").display().to_string()
-    }
-
-    /// clockprov inside the lab's network namespace.
-    fn clockprov(&self, args: &[&str]) -> Run {
-        let out = Command::new("bash")
-            .arg(lab_script())
-            .arg("exec")
-            .arg(self.dir.path())
-            .arg(env!("CARGO_BIN_EXE_clockprov"))
-            .args(args)
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .output()
-            .expect("run clockprov in the lab");
-        let run = Run::from(out);
-        eprintln!("$ clockprov {}\n{run:?}", args.join(" "));
-        run
-    }
-
-    fn ssh(&self, vm: &str, command: &str) -> String {
-        let out = Command::new("bash")
-            .arg(lab_script())
-            .arg("ssh")
-            .arg(self.dir.path())
-            .arg(vm)
-            .arg(command)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run lab.sh ssh");
-        assert!(
-            out.status.success(),
-            "{vm}: {command}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(lab_script())
-            .arg("down")
-            .arg(self.dir.path())
-            .status();
-    }
+/// The seed's cluster, clients skewed by [`SKEWS`].
+fn story_lab() -> Lab {
+    let skews: Vec<String> = SKEWS.iter().map(|s| format!("{s}")).collect();
+    Lab::up("clockprov-vmlab-", &["--skews", &skews.join(" ")])
 }
 
 fn check_json(lab: &Lab) -> (i32, serde_json::Value) {
@@ -115,18 +30,9 @@ fn check_json(lab: &Lab) -> (i32, serde_json::Value) {
     (run.code, doc)
 }
 
-fn host<'a>(doc: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    doc["hosts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|h| h["name"] == name)
-        .unwrap()
-}
-
 #[test]
 fn the_seed_story_on_real_vms() {
-    let lab = Lab::up();
+    let lab = story_lab();
     skew_is_detected(&lab);
     apply_converges(&lab);
     a_second_apply_restarts_nothing(&lab);
