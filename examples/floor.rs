@@ -17,8 +17,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clockprov::fleet::{Connector, RunOptions};
+use clockprov::fleet::RunOptions;
 use clockprov::inventory::Inventory;
+use clockprov::ssh::connector::Connector;
 use clockprov::value::DurationValue;
 use tokio::sync::Semaphore;
 

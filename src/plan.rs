@@ -6,7 +6,7 @@ use serde::Serialize;
 use similar::TextDiff;
 
 use crate::daemon::{Daemon, DaemonVersion};
-use crate::facts::{FileFacts, HostFacts, PathFacts};
+use crate::host::facts::{FileFacts, HostFacts, PathFacts};
 use crate::render::{DesiredFile, DesiredState};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -205,7 +205,7 @@ pub fn unified_diff(host: &str, path: &str, before: Option<&FileFacts>, after: &
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::facts::UnitFacts;
+    use crate::host::facts::UnitFacts;
 
     fn desired(content: &str) -> DesiredState {
         DesiredState {

@@ -6,9 +6,9 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::bake::{ImagePlan, ImageResult, ImageStatus, MachineId};
 use crate::check::{CheckStatus, HostCheck};
 use crate::fleet::{HostResult, HostStatus, Summary};
+use crate::image::bake::{ImagePlan, ImageResult, ImageStatus, MachineId};
 use crate::plan::{FileAction, HostPlan};
 
 /// The JSON document's schema version; bumped only on incompatible changes.

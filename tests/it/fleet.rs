@@ -165,7 +165,8 @@ fn a_file_edited_after_planning_is_refused() {
         command_timeout: None,
         progress: false,
     };
-    let connector = Arc::new(clockprov::fleet::Connector::new(&inventory, &options).unwrap());
+    let connector =
+        Arc::new(clockprov::ssh::connector::Connector::new(&inventory, &options).unwrap());
     let renderer = Arc::new(clockprov::render::Renderer::new(None).unwrap());
     let rt = tokio::runtime::Runtime::new().unwrap();
     let planned = rt.block_on(clockprov::fleet::plan_hosts(

@@ -1,5 +1,5 @@
 //! An offline root file system that `bake` reads and writes: a directory on this machine (a
-//! mounted image, a chroot) or a disk image opened through libguestfs ([`crate::guestfs`]).
+//! mounted image, a chroot) or a disk image opened through libguestfs ([`crate::image::guestfs`]).
 //!
 //! Paths are always the guest's absolute paths (`/etc/systemd/timesyncd.conf`); symbolic links
 //! are resolved inside the root, never against this machine's file system.

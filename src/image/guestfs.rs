@@ -14,7 +14,7 @@ use std::thread::JoinHandle;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
-use crate::rootfs::{Entry, RootError, RootFs, ensure_safe, parent_of, temp_name, unique};
+use crate::image::rootfs::{Entry, RootError, RootFs, ensure_safe, parent_of, temp_name, unique};
 
 /// The formats clockprov hands to libguestfs (never probed by qemu: a raw image whose first
 /// bytes look like a qcow2 header must not be opened as one).

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::daemon::Daemon;
-use crate::facts::{FileFacts, OsRelease, PathFacts, parse_os_release};
-use crate::rootfs::{Entry, RootError, RootFs};
+use crate::host::facts::{FileFacts, OsRelease, PathFacts, parse_os_release};
+use crate::image::rootfs::{Entry, RootError, RootFs};
 
 /// Where systemd looks for units installed by packages, in the order `systemctl enable` uses to
 /// name a link's target. `/lib` first: on Debian and Ubuntu, `systemctl enable` links to
@@ -135,7 +135,7 @@ pub fn gather(
         if std::path::Path::new(&name)
             .extension()
             .is_some_and(|e| e == "nts")
-            && crate::rootfs::is_safe_path(&path)
+            && crate::image::rootfs::is_safe_path(&path)
             && matches!(root.lstat(&path)?, Entry::File { .. })
         {
             clock_state.push(path);
@@ -230,7 +230,7 @@ fn unit_facts(
         } else if [".wants", ".requires", ".upholds"]
             .iter()
             .any(|suffix| entry.ends_with(suffix))
-            && crate::rootfs::is_safe_path(&path)
+            && crate::image::rootfs::is_safe_path(&path)
         {
             for inner in root.list(&path)? {
                 if names.contains(&inner) {

@@ -1,7 +1,7 @@
 //! `bake`: the client configuration written into golden images, so that every clone boots a
 //! timesyncd client of the inventory's servers.
 //!
-//! The same flow as for hosts: facts read from the image ([`crate::image`]), a pure plan
+//! The same flow as for hosts: facts read from the image ([`crate::image::facts`]), a pure plan
 //! ([`plan_image`]), then the writes, through a [`RootFs`] (a directory or a disk image).
 //! Offline, services are enabled by creating the links `systemctl enable` would create; nothing
 //! is started and nothing is installed.
@@ -11,12 +11,14 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::daemon::{Daemon, DaemonVersion};
-use crate::guestfs::GuestfsRoot;
-use crate::image::{self, ImageFacts, MACHINE_ID, SYSTEM_CONFIG_DIR, TIMESYNCD_CLOCK};
+use crate::image::facts::{
+    self as image, ImageFacts, MACHINE_ID, SYSTEM_CONFIG_DIR, TIMESYNCD_CLOCK,
+};
+use crate::image::guestfs::GuestfsRoot;
+use crate::image::rootfs::{DirectoryRoot, Entry, RootError, RootFs};
 use crate::inventory::{ImageSpec, Inventory, servers_of};
 use crate::plan::{FileAction, FileChange, PlanError, file_changes};
 use crate::render::{RenderError, RenderInputs, Renderer};
-use crate::rootfs::{DirectoryRoot, Entry, RootError, RootFs};
 
 /// A link `systemctl enable` would create (or fix).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -484,8 +486,8 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::facts::{FileFacts, OsRelease, PathFacts};
-    use crate::image::{InstallSection, UnitFacts};
+    use crate::host::facts::{FileFacts, OsRelease, PathFacts};
+    use crate::image::facts::{InstallSection, UnitFacts};
     use crate::render::DesiredFile;
 
     fn facts() -> ImageFacts {

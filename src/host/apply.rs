@@ -12,9 +12,9 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::Serialize;
 
 use crate::plan::{FileAction, FileChange, HostPlan};
-use crate::privilege::{BecomeError, Privileged};
 use crate::shell::quote;
-use crate::ssh::CommandOutput;
+use crate::ssh::sudo::{BecomeError, Privileged};
+use crate::ssh::transport::CommandOutput;
 
 const INSTALL_TIMEOUT: Duration = Duration::from_secs(900);
 
@@ -313,7 +313,7 @@ fn check_step(step: &str, out: &CommandOutput) -> Result<(), ApplyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::facts::FileFacts;
+    use crate::host::facts::FileFacts;
     use crate::render::DesiredFile;
 
     fn change(before: Option<&str>, after: &str) -> FileChange {

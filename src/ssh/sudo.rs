@@ -28,9 +28,9 @@ use std::time::Duration;
 
 use zeroize::Zeroizing;
 
-use crate::secret::{BECOME_PASSWORD_ENV, BecomePassword};
 use crate::shell::quote;
-use crate::ssh::{CommandOutput, Process, ProcessEvent, Session, SshError};
+use crate::ssh::secret::{BECOME_PASSWORD_ENV, BecomePassword};
+use crate::ssh::transport::{CommandOutput, Process, ProcessEvent, Session, SshError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BecomeError {

@@ -10,8 +10,8 @@ use russh::client::{self, Handle};
 use russh::keys::{PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
 
 use crate::inventory::HostKeyPolicy;
-use crate::known_hosts::{KnownHosts, Verdict};
-use crate::secret::KeyPassphrase;
+use crate::ssh::known_hosts::{KnownHosts, Verdict};
+use crate::ssh::secret::KeyPassphrase;
 
 /// Everything needed to open one host's connection.
 #[derive(Clone)]
@@ -550,7 +550,7 @@ pub enum IdentityError {
     },
     #[error(
         "identity file {} is encrypted and no passphrase was given: set {} or run on a terminal to be asked",
-        .path.display(), crate::secret::KEY_PASSPHRASE_ENV
+        .path.display(), crate::ssh::secret::KEY_PASSPHRASE_ENV
     )]
     NoPassphrase { path: PathBuf },
     #[error("wrong passphrase for identity file {} (from {from})", .path.display())]

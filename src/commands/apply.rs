@@ -1,0 +1,109 @@
+//! `clockprov apply`: the plan, then the changes, host by host; optionally wait for sync.
+
+use std::fmt::Write as _;
+
+use anyhow::anyhow;
+
+use crate::check::{self, CheckStatus, HostCheck};
+use crate::cli::{ApplyArgs, Format};
+use crate::fleet::{self, HostStatus, Summary};
+use crate::report;
+
+use super::{EXIT_ERROR, EXIT_OK, ask, plan_results, prepare, print_stdout, runtime, stdout_style};
+
+fn confirm(hosts: usize) -> anyhow::Result<bool> {
+    ask(&format!(
+        "Apply these changes to {hosts} host{}?",
+        if hosts == 1 { "" } else { "s" }
+    ))
+}
+
+pub(crate) fn run(args: &ApplyArgs) -> anyhow::Result<u8> {
+    let prepared = prepare(&args.fleet)?;
+    let results = plan_results(&prepared);
+    let changes = results
+        .iter()
+        .filter(|r| r.status == HostStatus::Change)
+        .count();
+    if args.fleet.format == Format::Text {
+        print_stdout(&report::plan_text(&results, stdout_style()))?;
+    }
+    let results = if changes == 0 {
+        results
+    } else {
+        if !args.yes && !confirm(changes)? {
+            return Err(anyhow!("apply cancelled; nothing was changed"));
+        }
+        let rt = runtime()?;
+        rt.block_on(fleet::apply_hosts(
+            prepared.connector.clone(),
+            results,
+            &prepared.options,
+        ))
+    };
+    match args.fleet.format {
+        Format::Text => print_stdout(&format!(
+            "\n{}",
+            report::apply_text(&results, stdout_style())
+        ))?,
+        Format::Json => print_stdout(&report::json("apply", &results))?,
+    }
+    let mut code = if Summary::of(&results).has_errors() {
+        EXIT_ERROR
+    } else {
+        EXIT_OK
+    };
+    if let Some(within) = args.wait_sync {
+        let checks = prepared.runtime.block_on(check::wait_for_sync(
+            prepared.connector.clone(),
+            &prepared.hosts,
+            &prepared.options,
+            args.max_skew,
+            within.0,
+            |checks, elapsed| wait_progress(checks, elapsed, within.0),
+        ));
+        let waiting: Vec<String> = checks
+            .iter()
+            .filter(|c| c.status != CheckStatus::Ok)
+            .map(|c| format!("{} ({})", c.name, c.verdict()))
+            .collect();
+        if waiting.is_empty() {
+            eprintln!(
+                "wait-sync: all {} hosts synchronized, within {} s of their server",
+                checks.len(),
+                args.max_skew
+            );
+        } else {
+            eprintln!(
+                "error: not synchronized after {} s: {}",
+                within.0.as_secs(),
+                waiting.join(", ")
+            );
+            code = EXIT_ERROR;
+        }
+    }
+    Ok(code)
+}
+
+/// One line per polling round on stderr: who is still waiting, and for what.
+fn wait_progress(checks: &[HostCheck], elapsed: std::time::Duration, within: std::time::Duration) {
+    let ok = checks
+        .iter()
+        .filter(|c| c.status == CheckStatus::Ok)
+        .count();
+    let waiting: Vec<String> = checks
+        .iter()
+        .filter(|c| c.status != CheckStatus::Ok)
+        .map(|c| format!("{}: {}", c.name, c.verdict()))
+        .collect();
+    let mut line = format!(
+        "wait-sync {:>3}s/{}s: {ok}/{} hosts in sync",
+        elapsed.as_secs(),
+        within.as_secs(),
+        checks.len()
+    );
+    if !waiting.is_empty() {
+        let _ = write!(line, "; waiting for {}", waiting.join(", "));
+    }
+    eprintln!("{line}");
+}

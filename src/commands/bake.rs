@@ -1,0 +1,162 @@
+//! `clockprov bake`: the client configuration written into the inventory's golden images.
+
+use std::io::IsTerminal as _;
+
+use anyhow::{anyhow, bail};
+
+use crate::cli::{BakeArgs, Format};
+use crate::glob::Limit;
+use crate::image::bake::{self, BakeOptions, ImageResult, ImageStatus};
+use crate::inventory::Inventory;
+use crate::report;
+
+use super::{EXIT_CHANGES, EXIT_ERROR, EXIT_OK, ask, print_stdout, renderer_for, stdout_style};
+
+pub(crate) fn run(args: &BakeArgs) -> anyhow::Result<u8> {
+    let inventory = Inventory::load(&args.inventory)?;
+    let renderer = renderer_for(&inventory, args.templates.clone())?;
+    let limit = Limit::new(&args.limit);
+    let images: Vec<_> = inventory
+        .file
+        .images
+        .iter()
+        .filter(|(name, _)| limit.selects(name.as_str()))
+        .collect();
+    if images.is_empty() {
+        if inventory.file.images.is_empty() {
+            bail!("{}: the inventory has no images", args.inventory.display());
+        }
+        bail!(
+            "--limit {} matches no image of {}",
+            args.limit.join(","),
+            args.inventory.display()
+        );
+    }
+    // Decide before any appliance starts: nothing is opened for writing that cannot be written.
+    if !args.dry_run && !args.yes && !std::io::stdin().is_terminal() {
+        bail!(
+            "refusing to bake without confirmation: stdin is not a terminal; pass --yes (or --dry-run)"
+        );
+    }
+    let options = BakeOptions {
+        reset_machine_id: args.reset_machine_id,
+    };
+    let forks = usize::from(args.forks);
+    // Opening a disk image boots libguestfs's appliance (about 20 s under TCG): say so on a
+    // terminal, so that a quiet wait does not look like a hang.
+    let progress = std::io::stderr().is_terminal();
+    let opened = bake::parallel_map(images, forks, |(name, spec)| {
+        let started = std::time::Instant::now();
+        let path = bake::image_path(&inventory, spec);
+        tracing::info!("{name}: opening {}", path.display());
+        if progress {
+            eprintln!("bake: {name}: opening {} ...", path.display());
+        }
+        let result = bake::open_and_plan(
+            &inventory,
+            &renderer,
+            name.as_str(),
+            spec,
+            &path,
+            args.dry_run,
+            options,
+        );
+        if progress {
+            eprintln!(
+                "bake: {name}: read in {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
+        }
+        (name.as_str(), path, started, result)
+    });
+    let mut planned = Vec::new();
+    let mut results = Vec::new();
+    for (name, path, started, result) in opened {
+        let seconds = started.elapsed().as_secs_f64();
+        match result {
+            Ok(image) => {
+                results.push(ImageResult::planned(&image, seconds));
+                planned.push((image, started));
+            }
+            Err(e) => results.push(ImageResult::failed(name, &path, &e, seconds)),
+        }
+    }
+    if args.format == Format::Text {
+        print_stdout(&report::bake_plan_text(&results, stdout_style()))?;
+    }
+    let changes = results
+        .iter()
+        .filter(|r| r.status == ImageStatus::Change)
+        .count();
+    let go = !args.dry_run
+        && changes > 0
+        && (args.yes
+            || ask(&format!(
+                "Bake these changes into {changes} image{}?",
+                if changes == 1 { "" } else { "s" }
+            ))?);
+    finish_images(planned, go, forks, &mut results);
+    match args.format {
+        Format::Text if go => print_stdout(&format!(
+            "\n{}",
+            report::bake_done_text(&results, stdout_style())
+        ))?,
+        Format::Text => {}
+        Format::Json => print_stdout(&report::bake_json(&results, args.dry_run))?,
+    }
+    let failed = results.iter().any(|r| r.status == ImageStatus::Failed);
+    if !go && !args.dry_run && changes > 0 && !failed {
+        return Err(anyhow!("bake cancelled; nothing was changed"));
+    }
+    Ok(if failed {
+        EXIT_ERROR
+    } else if args.detailed_exitcode && changes > 0 {
+        EXIT_CHANGES
+    } else {
+        EXIT_OK
+    })
+}
+
+/// Bake the open images when `go`, else just close them; record the outcomes in `results`.
+fn finish_images(
+    planned: Vec<(bake::OpenImage, std::time::Instant)>,
+    go: bool,
+    forks: usize,
+    results: &mut [ImageResult],
+) {
+    let stamp = bake::utc_stamp(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    );
+    let finished = bake::parallel_map(planned, forks, |(image, started)| {
+        let name = image.name.clone();
+        let outcome = if go && image.plan.has_changes() {
+            bake::execute(image, &stamp).map(Some)
+        } else {
+            image
+                .root
+                .finish()
+                .map(|()| None)
+                .map_err(bake::BakeError::from)
+        };
+        (name, started.elapsed().as_secs_f64(), outcome)
+    });
+    for (name, seconds, outcome) in finished {
+        let Some(result) = results.iter_mut().find(|r| r.name == name) else {
+            continue;
+        };
+        result.seconds = seconds;
+        match outcome {
+            Ok(Some(report)) => {
+                result.status = ImageStatus::Baked;
+                result.report = Some(report);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                result.status = ImageStatus::Failed;
+                result.error = Some(e.to_string());
+            }
+        }
+    }
+}

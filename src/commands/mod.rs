@@ -1,0 +1,198 @@
+//! The commands: thin wrappers that load the inventory, run the fleet operations and decide the
+//! exit code. Errors reach the user through anyhow, printed with their causes.
+
+mod apply;
+mod bake;
+mod check;
+mod plan;
+mod render;
+
+use std::io::{BufRead as _, IsTerminal as _, Write as _};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+use clap::Parser as _;
+
+use crate::cli::{Cli, Command, FleetArgs};
+use crate::fleet::{self, HostResult, RunOptions};
+use crate::glob::Limit;
+use crate::inventory::{Host, Inventory};
+use crate::render::Renderer;
+use crate::report::Style;
+use crate::ssh::connector::Connector;
+use crate::ssh::secret::Secrets;
+
+/// Exit codes, Terraform's convention: 0 success (no changes), 1 error, 2 changes / findings.
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_ERROR: u8 = 1;
+pub const EXIT_CHANGES: u8 = 2;
+
+/// Parse the command line, run the command, print errors, return the exit code.
+#[must_use]
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // Usage errors exit 1, so that 2 keeps meaning "changes" for --detailed-exitcode.
+            return ExitCode::from(if e.use_stderr() { EXIT_ERROR } else { EXIT_OK });
+        }
+    };
+    init_logging(&cli);
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+fn no_color() -> bool {
+    std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
+}
+
+fn init_logging(cli: &Cli) {
+    let level = match (cli.quiet, cli.verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, _) => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CLOCKPROV_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("clockprov={level},warn")));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal() && !no_color())
+        .without_time()
+        .with_target(false)
+        .init();
+}
+
+/// Run one parsed command.
+///
+/// # Errors
+/// Bad input (inventory, templates, arguments) or a failure that concerns the whole run.
+pub fn run(cli: Cli) -> anyhow::Result<u8> {
+    match cli.command {
+        Command::Plan(args) => plan::run(&args),
+        Command::Apply(args) => apply::run(&args),
+        Command::Check(args) => check::run(&args),
+        Command::Bake(args) => bake::run(&args),
+        Command::Render(args) => render::run(&args),
+    }
+}
+
+fn stdout_style() -> Style {
+    Style {
+        color: std::io::stdout().is_terminal() && !no_color(),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// Everything a fleet command needs before it contacts any host.
+struct Prepared {
+    connector: Arc<Connector>,
+    renderer: Arc<Renderer>,
+    hosts: Vec<Host>,
+    options: RunOptions,
+    /// One runtime for the whole command: the connections' tasks live in it between phases.
+    runtime: tokio::runtime::Runtime,
+}
+
+fn prepare(args: &FleetArgs) -> anyhow::Result<Prepared> {
+    let inventory = Inventory::load(&args.inventory)?;
+    let renderer = Arc::new(renderer_for(&inventory, args.templates.clone())?);
+    let limit = Limit::new(&args.limit);
+    let hosts: Vec<Host> = inventory
+        .hosts
+        .iter()
+        .filter(|h| limit.selects(h.name.as_str()))
+        .cloned()
+        .collect();
+    if hosts.is_empty() {
+        if limit.is_empty() {
+            bail!("{}: the inventory has no hosts", args.inventory.display());
+        }
+        bail!(
+            "--limit {} matches no host of {}",
+            args.limit.join(","),
+            args.inventory.display()
+        );
+    }
+    let options = RunOptions {
+        forks: usize::from(args.forks),
+        connect_timeout: args.connect_timeout.map(|d| d.0),
+        command_timeout: args.command_timeout.map(|d| d.0),
+        progress: true,
+    };
+    let secrets = Secrets::from_environment(args.become_password_file.as_deref())?;
+    let connector = Arc::new(Connector::with_secrets(&inventory, &options, &secrets)?);
+    Ok(Prepared {
+        connector,
+        renderer,
+        hosts,
+        options,
+        runtime: runtime()?,
+    })
+}
+
+fn renderer_for(inventory: &Inventory, from_cli: Option<PathBuf>) -> anyhow::Result<Renderer> {
+    let dir = from_cli.or_else(|| {
+        inventory.file.templates.as_ref().map(|t| {
+            let path = t.expand();
+            if path.is_absolute() {
+                path
+            } else {
+                inventory.base_dir().join(path)
+            }
+        })
+    });
+    if let Some(dir) = &dir
+        && !dir.is_dir()
+    {
+        bail!("templates directory {} does not exist", dir.display());
+    }
+    Ok(Renderer::new(dir.as_deref())?)
+}
+
+fn plan_results(prepared: &Prepared) -> Vec<HostResult> {
+    prepared.runtime.block_on(fleet::plan_hosts(
+        prepared.connector.clone(),
+        prepared.renderer.clone(),
+        prepared.hosts.clone(),
+        &prepared.options,
+    ))
+}
+
+fn print_stdout(text: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .context("writing to stdout")?;
+    out.flush().context("writing to stdout")
+}
+
+fn ask(question: &str) -> anyhow::Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        bail!(
+            "refusing to change anything without confirmation: stdin is not a terminal; pass --yes"
+        );
+    }
+    eprint!("{question} Type 'yes' to go on: ");
+    std::io::stderr().flush().ok();
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .context("reading the answer")?;
+    Ok(answer.trim().eq_ignore_ascii_case("yes"))
+}

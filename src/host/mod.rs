@@ -1,0 +1,6 @@
+//! What runs on a live host over its connection: reading its facts, applying a plan, and the
+//! remote half of `check` (reading its clock and its daemon's view).
+
+pub mod apply;
+pub mod facts;
+pub mod readings;

@@ -1,0 +1,9 @@
+//! How a host is reached: the SSH transport (russh), the OpenSSH client config, `known_hosts`,
+//! the connector that decides route and credentials per host, sudo for `become`, and secrets.
+
+pub mod config;
+pub mod connector;
+pub mod known_hosts;
+pub mod secret;
+pub mod sudo;
+pub mod transport;
