@@ -5,12 +5,12 @@
 //! the line and the field, and nothing is done on any host before the inventory is accepted.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::daemon::Daemon;
 use crate::value::{Cidr, DurationValue, JumpList, JumpRef, LocalPath, Name, NetAddress, UserName};
 
 /// How the controller reaches a host. Every field is optional: a host's own block overrides the
@@ -222,16 +222,39 @@ impl Host {
     pub fn is_server(&self) -> bool {
         matches!(self.role, Role::Server(_))
     }
+
+    /// The daemon this host runs: chrony on a server, timesyncd on a client.
+    #[must_use]
+    pub fn daemon(&self) -> Daemon {
+        match self.role {
+            Role::Server(_) => Daemon::Chrony,
+            Role::Client { .. } => Daemon::Timesyncd,
+        }
+    }
+}
+
+impl Role {
+    /// The role in one word, as every output names it: `server` or `client`.
+    #[must_use]
+    pub fn word(&self) -> &'static str {
+        match self {
+            Role::Server(_) => "server",
+            Role::Client { .. } => "client",
+        }
+    }
 }
 
 /// A loaded, validated inventory.
 #[derive(Debug, Clone)]
 pub struct Inventory {
     pub path: PathBuf,
-    /// The text as read, to point at a field in later messages (e.g. a missing `config_file`).
+    /// The text as read.
     pub source: String,
     pub file: InventoryFile,
     pub hosts: Vec<Host>,
+    /// Where each path field is (`ssh.config_file`, `clients.c1.ssh.config_file`, ...), for
+    /// messages about a file that parsed fine but cannot be used later.
+    locations: BTreeMap<String, (usize, usize)>,
 }
 
 /// A problem in the inventory, with where it is.
@@ -333,11 +356,19 @@ impl Inventory {
             return Err(invalid(problems));
         }
         let hosts = resolve_hosts(&file);
+        let locations = path_fields(&file)
+            .into_iter()
+            .filter_map(|field| {
+                let at = locate(source, &field)?;
+                Some((field.join("."), at))
+            })
+            .collect();
         Ok(Inventory {
             path: path.to_owned(),
             source: source.to_owned(),
             file,
             hosts,
+            locations,
         })
     }
 
@@ -346,6 +377,57 @@ impl Inventory {
     pub fn base_dir(&self) -> &Path {
         self.path.parent().unwrap_or(Path::new("."))
     }
+
+    /// A path the inventory names, as used: `~/` is the home directory, and a relative path is
+    /// relative to the inventory's directory.
+    #[must_use]
+    pub fn resolve_path(&self, path: &LocalPath) -> PathBuf {
+        let expanded = path.expand();
+        if expanded.is_absolute() {
+            expanded
+        } else {
+            self.base_dir().join(expanded)
+        }
+    }
+
+    /// `FILE:LINE:COLUMN: FIELD` for a path field (e.g. `["ssh", "config_file"]`), to head a
+    /// message about it.
+    #[must_use]
+    pub fn field_location(&self, field: &[&str]) -> String {
+        let dotted = field.join(".");
+        match self.locations.get(&dotted) {
+            Some((line, column)) => {
+                format!("{}:{line}:{column}: {dotted}", self.path.display())
+            }
+            None => format!("{}: {dotted}", self.path.display()),
+        }
+    }
+}
+
+/// Every path field the inventory sets, as dotted paths: where messages about files point.
+fn path_fields(file: &InventoryFile) -> Vec<Vec<&str>> {
+    fn ssh_fields<'f>(fields: &mut Vec<Vec<&'f str>>, prefix: &[&'f str], ssh: &SshOptions) {
+        for (field, set) in [
+            ("config_file", ssh.config_file.is_some()),
+            ("identity_file", ssh.identity_file.is_some()),
+            ("known_hosts", ssh.known_hosts.is_some()),
+        ] {
+            if set {
+                let mut path = prefix.to_vec();
+                path.extend(["ssh", field]);
+                fields.push(path);
+            }
+        }
+    }
+    let mut fields = Vec::new();
+    ssh_fields(&mut fields, &[], &file.ssh);
+    for (name, server) in &file.ntp_servers {
+        ssh_fields(&mut fields, &["ntp_servers", name.as_str()], &server.ssh);
+    }
+    for (name, client) in &file.clients {
+        ssh_fields(&mut fields, &["clients", name.as_str()], &client.ssh);
+    }
+    fields
 }
 
 fn resolve_hosts(file: &InventoryFile) -> Vec<Host> {
@@ -622,15 +704,6 @@ fn find_flow_key(text: &str, key: &str) -> Option<usize> {
     text.match_indices(&needle)
         .find(|(i, _)| *i > 0 && matches!(text.as_bytes()[i - 1], b'{' | b' ' | b','))
         .map(|(i, _)| i)
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Role::Server(_) => f.write_str("chrony server"),
-            Role::Client { .. } => f.write_str("timesyncd client"),
-        }
-    }
 }
 
 #[cfg(test)]

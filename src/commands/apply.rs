@@ -6,10 +6,10 @@ use anyhow::anyhow;
 
 use crate::check::{self, CheckStatus, HostCheck};
 use crate::cli::{ApplyArgs, Format};
-use crate::fleet::{self, HostStatus, Summary};
+use crate::operations::{self, HostStatus, Summary};
 use crate::report;
 
-use super::{EXIT_ERROR, EXIT_OK, ask, plan_results, prepare, print_stdout, runtime, stdout_style};
+use super::{EXIT_ERROR, EXIT_OK, ask, plan_results, prepare, print_stdout, stdout_style};
 
 fn confirm(hosts: usize) -> anyhow::Result<bool> {
     ask(&format!(
@@ -34,8 +34,7 @@ pub(crate) fn run(args: &ApplyArgs) -> anyhow::Result<u8> {
         if !args.yes && !confirm(changes)? {
             return Err(anyhow!("apply cancelled; nothing was changed"));
         }
-        let rt = runtime()?;
-        rt.block_on(fleet::apply_hosts(
+        prepared.runtime.block_on(operations::apply_hosts(
             prepared.connector.clone(),
             results,
             &prepared.options,

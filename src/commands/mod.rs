@@ -16,9 +16,11 @@ use anyhow::{Context as _, bail};
 use clap::Parser as _;
 
 use crate::cli::{Cli, Command, FleetArgs};
-use crate::fleet::{self, HostResult, RunOptions};
+use crate::fleet::RunOptions;
 use crate::glob::Limit;
 use crate::inventory::{Host, Inventory};
+use crate::operations::{self, HostResult};
+use crate::progress;
 use crate::render::Renderer;
 use crate::report::Style;
 use crate::ssh::connector::Connector;
@@ -41,6 +43,8 @@ pub fn main() -> ExitCode {
         }
     };
     init_logging(&cli);
+    // Progress only where someone watches it, and never with -q.
+    progress::init(std::io::stderr().is_terminal() && !cli.quiet);
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
@@ -65,11 +69,25 @@ fn init_logging(cli: &Cli) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("clockprov={level},warn")));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| LogWriter)
         .with_ansi(std::io::stderr().is_terminal() && !no_color())
         .without_time()
         .with_target(false)
         .init();
+}
+
+/// Writes log lines to stderr with the progress bar cleared meanwhile, so that neither
+/// overwrites the other.
+struct LogWriter;
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        progress::suspend(|| std::io::stderr().write(buf))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
 }
 
 /// Run one parsed command.
@@ -110,6 +128,8 @@ struct Prepared {
 }
 
 fn prepare(args: &FleetArgs) -> anyhow::Result<Prepared> {
+    // Started first: nothing is read or asked before we know we can run at all.
+    let runtime = runtime()?;
     let inventory = Inventory::load(&args.inventory)?;
     let renderer = Arc::new(renderer_for(&inventory, args.templates.clone())?);
     let limit = Limit::new(&args.limit);
@@ -142,20 +162,17 @@ fn prepare(args: &FleetArgs) -> anyhow::Result<Prepared> {
         renderer,
         hosts,
         options,
-        runtime: runtime()?,
+        runtime,
     })
 }
 
 fn renderer_for(inventory: &Inventory, from_cli: Option<PathBuf>) -> anyhow::Result<Renderer> {
     let dir = from_cli.or_else(|| {
-        inventory.file.templates.as_ref().map(|t| {
-            let path = t.expand();
-            if path.is_absolute() {
-                path
-            } else {
-                inventory.base_dir().join(path)
-            }
-        })
+        inventory
+            .file
+            .templates
+            .as_ref()
+            .map(|t| inventory.resolve_path(t))
     });
     if let Some(dir) = &dir
         && !dir.is_dir()
@@ -166,7 +183,7 @@ fn renderer_for(inventory: &Inventory, from_cli: Option<PathBuf>) -> anyhow::Res
 }
 
 fn plan_results(prepared: &Prepared) -> Vec<HostResult> {
-    prepared.runtime.block_on(fleet::plan_hosts(
+    prepared.runtime.block_on(operations::plan_hosts(
         prepared.connector.clone(),
         prepared.renderer.clone(),
         prepared.hosts.clone(),

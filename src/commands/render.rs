@@ -3,7 +3,7 @@
 use anyhow::anyhow;
 
 use crate::cli::RenderArgs;
-use crate::daemon::{Daemon, DaemonVersion};
+use crate::daemon::DaemonVersion;
 use crate::inventory::Inventory;
 use crate::render::RenderInputs;
 
@@ -27,11 +27,7 @@ pub(crate) fn run(args: &RenderArgs) -> anyhow::Result<u8> {
         .os
         .split_once(':')
         .ok_or_else(|| anyhow!("--os takes ID:VERSION_ID, e.g. ubuntu:20.04 or debian:12"))?;
-    let daemon = if host.is_server() {
-        Daemon::Chrony
-    } else {
-        Daemon::Timesyncd
-    };
+    let daemon = host.daemon();
     let version = match &args.daemon_version {
         Some(v) => DaemonVersion::from_debian(v)
             .ok_or_else(|| anyhow!("--daemon-version {v:?} is not a version"))?,

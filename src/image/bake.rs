@@ -17,6 +17,7 @@ use crate::image::facts::{
 use crate::image::guestfs::GuestfsRoot;
 use crate::image::rootfs::{DirectoryRoot, Entry, RootError, RootFs};
 use crate::inventory::{ImageSpec, Inventory, servers_of};
+use crate::outcome::{ErrorKind, HostError};
 use crate::plan::{FileAction, FileChange, PlanError, file_changes};
 use crate::render::{RenderError, RenderInputs, Renderer};
 
@@ -233,12 +234,7 @@ pub struct OpenImage {
 /// The image's path: relative paths are relative to the inventory's directory.
 #[must_use]
 pub fn image_path(inventory: &Inventory, spec: &ImageSpec) -> PathBuf {
-    let path = spec.path.expand();
-    if path.is_absolute() {
-        path
-    } else {
-        inventory.base_dir().join(path)
-    }
+    inventory.resolve_path(&spec.path)
 }
 
 /// Open the root of `path`: a directory, or a disk image (read-only when `readonly`).
@@ -389,12 +385,14 @@ pub struct ImageResult {
     pub plan: Option<ImagePlan>,
     pub report: Option<BakeReport>,
     pub error: Option<String>,
+    /// What kind of failure `error` is, for programs.
+    pub error_kind: Option<ErrorKind>,
     pub seconds: f64,
 }
 
 impl ImageResult {
     #[must_use]
-    pub fn failed(name: &str, path: &Path, error: &dyn std::fmt::Display, seconds: f64) -> Self {
+    pub fn failed(name: &str, path: &Path, error: &HostError, seconds: f64) -> Self {
         ImageResult {
             name: name.to_owned(),
             path: path.display().to_string(),
@@ -402,7 +400,8 @@ impl ImageResult {
             os: None,
             plan: None,
             report: None,
-            error: Some(error.to_string()),
+            error: Some(error.message.clone()),
+            error_kind: Some(error.kind),
             seconds,
         }
     }
@@ -421,41 +420,10 @@ impl ImageResult {
             plan: Some(image.plan.clone()),
             report: None,
             error: None,
+            error_kind: None,
             seconds,
         }
     }
-}
-
-/// Run `work` on every item, at most `limit` at a time, keeping the order.
-///
-/// # Panics
-/// When `work` panics.
-pub fn parallel_map<T: Send, R: Send>(
-    items: Vec<T>,
-    limit: usize,
-    work: impl Fn(T) -> R + Sync,
-) -> Vec<R> {
-    let count = items.len();
-    let queue = std::sync::Mutex::new(items.into_iter().enumerate());
-    let results = std::sync::Mutex::new((0..count).map(|_| None).collect::<Vec<Option<R>>>());
-    std::thread::scope(|scope| {
-        for _ in 0..limit.clamp(1, count.max(1)) {
-            scope.spawn(|| {
-                loop {
-                    let next = queue.lock().expect("queue lock").next();
-                    let Some((i, item)) = next else { break };
-                    let result = work(item);
-                    results.lock().expect("results lock")[i] = Some(result);
-                }
-            });
-        }
-    });
-    results
-        .into_inner()
-        .expect("results lock")
-        .into_iter()
-        .map(|r| r.expect("every item ran"))
-        .collect()
 }
 
 /// `YYYYmmddTHHMMSSZ` for `seconds` since the epoch, as `date -u +%Y%m%dT%H%M%SZ` prints it.
