@@ -119,7 +119,8 @@ struct Header<'a> {
     error: Option<&'a str>,
 }
 
-/// `== NAME (PLACE; DETAILS): STATUS`, then the error, indented, if there is one.
+/// `== NAME (PLACE; DETAIL; ...): STATUS`, then the error, indented, if there is one: the same
+/// for hosts and images.
 fn header(out: &mut String, head: &Header<'_>, style: Style) {
     let status = match head.good {
         Some(true) => style.paint(tone::GOOD, head.status),
@@ -127,8 +128,8 @@ fn header(out: &mut String, head: &Header<'_>, style: Style) {
         None => style.paint(tone::CHANGED, head.status),
     };
     let mut place = shown(head.place).into_owned();
-    if !head.details.is_empty() {
-        let _ = write!(place, "; {}", shown(&head.details.join(", ")));
+    for detail in &head.details {
+        let _ = write!(place, "; {}", shown(detail));
     }
     let _ = writeln!(
         out,
@@ -692,4 +693,452 @@ pub fn bake_json(results: &[ImageResult], dry_run: bool) -> String {
         items: Images { images: results },
         summary: BakeSummary::of(results),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    //! Every text and JSON output from fixture results: a server to change, a client to
+    //! update, an unchanged host, an unreachable one, a sudo refusal, and a hostile host whose
+    //! os-release, file and error text carry terminal escape sequences.
+
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::clock::{DaemonView, Finding};
+    use crate::daemon::{Daemon, DaemonVersion};
+    use crate::host::apply::ApplyReport;
+    use crate::host::facts::{FileFacts, PathFacts};
+    use crate::image::bake::{BakeReport, LinkChange, Removal};
+    use crate::outcome::ErrorKind;
+    use crate::plan::{PackageInstall, UnitChange, file_changes};
+    use crate::render::DesiredFile;
+
+    const PLAIN: Style = Style { color: false };
+
+    fn change(host: &str, path: &str, before: Option<(&str, u32)>, after: &str) -> FileChange {
+        let found = BTreeMap::from([(
+            path.to_owned(),
+            before.map_or(PathFacts::Absent, |(content, mode)| {
+                PathFacts::File(FileFacts {
+                    content: content.as_bytes().to_vec(),
+                    mode,
+                    owner: "root".into(),
+                    group: "adm".into(),
+                })
+            }),
+        )]);
+        let wanted = [DesiredFile {
+            path: path.to_owned(),
+            content: after.to_owned(),
+            mode: 0o644,
+            owner: "root".into(),
+            group: "root".into(),
+        }];
+        file_changes(host, &wanted, &found).unwrap().remove(0)
+    }
+
+    fn plan(host: &str, daemon: Daemon, files: Vec<FileChange>, restart: bool) -> HostPlan {
+        HostPlan {
+            host: host.to_owned(),
+            daemon,
+            version: match daemon {
+                Daemon::Chrony => DaemonVersion { major: 4, minor: 3 },
+                Daemon::Timesyncd => DaemonVersion {
+                    major: 245,
+                    minor: 4,
+                },
+            },
+            files,
+            package: None,
+            unit: UnitChange {
+                unit: daemon.unit().to_owned(),
+                enable: false,
+                restart,
+                start: false,
+            },
+        }
+    }
+
+    fn row(name: &str, address: &str, daemon: Daemon, status: HostStatus) -> HostResult {
+        HostResult {
+            name: name.to_owned(),
+            address: address.to_owned(),
+            role: if daemon == Daemon::Chrony {
+                "server"
+            } else {
+                "client"
+            },
+            daemon,
+            os: Some("Debian GNU/Linux 12 (bookworm)".to_owned()),
+            status,
+            error: None,
+            error_kind: None,
+            plan: None,
+            apply: None,
+        }
+    }
+
+    fn failed(mut row: HostResult, status: HostStatus, kind: ErrorKind, error: &str) -> HostResult {
+        row.os = None;
+        row.status = status;
+        row.error = Some(error.to_owned());
+        row.error_kind = Some(kind);
+        row
+    }
+
+    /// A plan over six hosts.
+    fn planned() -> Vec<HostResult> {
+        let mut server = row(
+            "zcloud",
+            "192.168.6.200",
+            Daemon::Chrony,
+            HostStatus::Change,
+        );
+        let mut server_plan = plan(
+            "zcloud",
+            Daemon::Chrony,
+            vec![change(
+                "zcloud",
+                "/etc/chrony/chrony.conf",
+                None,
+                "pool ntp.ubuntu.com iburst\nallow 192.168.6.0/24\nlocal stratum 10\n",
+            )],
+            true,
+        );
+        server_plan.package = Some(PackageInstall {
+            package: "chrony".into(),
+            removes: Some("systemd-timesyncd".into()),
+        });
+        server_plan.unit.enable = true;
+        server.plan = Some(server_plan);
+        let mut client = row(
+            "z-b-data-1",
+            "192.168.6.204",
+            Daemon::Timesyncd,
+            HostStatus::Change,
+        );
+        client.os = Some("Ubuntu 20.04.6 LTS".to_owned());
+        client.plan = Some(plan(
+            "z-b-data-1",
+            Daemon::Timesyncd,
+            vec![change(
+                "z-b-data-1",
+                "/etc/systemd/timesyncd.conf",
+                Some(("[Time]\n#NTP=\n", 0o600)),
+                "[Time]\nNTP=192.168.6.200\n",
+            )],
+            true,
+        ));
+        let mut unchanged = row(
+            "z-b-data-2",
+            "192.168.6.205",
+            Daemon::Timesyncd,
+            HostStatus::Unchanged,
+        );
+        unchanged.plan = Some(plan("z-b-data-2", Daemon::Timesyncd, Vec::new(), false));
+        let unreachable = failed(
+            row(
+                "z-b-data-3",
+                "192.168.6.206",
+                Daemon::Timesyncd,
+                HostStatus::Unreachable,
+            ),
+            HostStatus::Unreachable,
+            ErrorKind::Unreachable,
+            "cannot reach jump host zcloud for z-b-data-3: connecting to 192.168.6.200:22 timed out after 10s",
+        );
+        let sudo = failed(
+            row(
+                "z-b-data-4",
+                "192.168.6.207",
+                Daemon::Timesyncd,
+                HostStatus::Failed,
+            ),
+            HostStatus::Failed,
+            ErrorKind::SudoRefused,
+            "sudo denied: huatai may not run commands as root on z-b-data-4 (huatai is not in the sudoers file.)",
+        );
+        let mut hostile = row(
+            "evil",
+            "192.168.6.66",
+            Daemon::Timesyncd,
+            HostStatus::Change,
+        );
+        hostile.os = Some("Evil Linux\x1b[2J\x1b[H\x07".to_owned());
+        hostile.plan = Some(plan(
+            "evil",
+            Daemon::Timesyncd,
+            vec![change(
+                "evil",
+                "/etc/systemd/timesyncd.conf",
+                Some((
+                    "[Time]\r\n\x1b]0;pwned\x07\x1b[1A\x1b[2K\u{202e}NTP=1.2.3.4\n",
+                    0o644,
+                )),
+                "[Time]\nNTP=192.168.6.200\n",
+            )],
+            true,
+        ));
+        vec![server, client, unchanged, unreachable, sudo, hostile]
+    }
+
+    #[test]
+    fn plan_text() {
+        insta::assert_snapshot!(super::plan_text(&planned(), PLAIN));
+    }
+
+    #[test]
+    fn plan_text_in_colour_uses_the_named_styles() {
+        let hosts = &planned()[1..3];
+        insta::assert_snapshot!(shown(&super::plan_text(hosts, Style { color: true })));
+    }
+
+    #[test]
+    fn plan_json() {
+        insta::assert_snapshot!(json("plan", &planned()));
+    }
+
+    fn applied() -> Vec<HostResult> {
+        let mut rows = planned();
+        rows[0].apply = Some(ApplyReport {
+            done: vec![
+                "installed chrony (removed systemd-timesyncd)".into(),
+                "wrote /etc/chrony/chrony.conf".into(),
+                "enabled chrony.service".into(),
+                "restarted chrony.service".into(),
+            ],
+            backups: Vec::new(),
+            rolled_back: false,
+        });
+        rows[1].apply = Some(ApplyReport {
+            done: vec![
+                "wrote /etc/systemd/timesyncd.conf".into(),
+                "restarted systemd-timesyncd.service".into(),
+            ],
+            backups: vec!["/etc/systemd/timesyncd.conf.clockprov-20261125T141608Z.bak".into()],
+            rolled_back: false,
+        });
+        rows[5] = failed(
+            rows[5].clone(),
+            HostStatus::Failed,
+            ErrorKind::RemoteCommandFailed,
+            "systemd-timesyncd.service is not active after the restart (failed); restored the previous files: Process: 582 ExecStart=/lib/systemd/systemd-timesyncd \x1b[31m(code=exited, status=1/FAILURE)\x1b[0m\r\nline two",
+        );
+        rows
+    }
+
+    #[test]
+    fn apply_text() {
+        insta::assert_snapshot!(super::apply_text(&applied(), PLAIN));
+    }
+
+    #[test]
+    fn apply_json() {
+        insta::assert_snapshot!(json("apply", &applied()));
+    }
+
+    fn check(name: &str, host: u8, role: &'static str, status: CheckStatus) -> HostCheck {
+        HostCheck {
+            name: name.to_owned(),
+            address: format!("192.168.6.{host}"),
+            role,
+            status,
+            error: None,
+            error_kind: None,
+            offset_seconds: Some(0.001_234),
+            uncertainty_seconds: Some(0.000_8),
+            offset_to_server_seconds: None,
+            synchronized: Some(true),
+            server: Some("local".to_owned()),
+            unit: Some("chrony.service".to_owned()),
+            unit_state: Some("active".to_owned()),
+            daemon: Some(DaemonView {
+                synchronized: true,
+                server: Some("local".to_owned()),
+                offset_seconds: Some(0.000_01),
+                stratum: Some(10),
+                leap_status: Some("Normal".to_owned()),
+            }),
+            findings: Vec::new(),
+        }
+    }
+
+    fn checks() -> Vec<HostCheck> {
+        let server = check("zcloud", 200, "server", CheckStatus::Ok);
+        let mut ok = check("z-b-data-1", 204, "client", CheckStatus::Ok);
+        ok.offset_to_server_seconds = Some(0.006_305);
+        ok.server = Some("192.168.6.200".to_owned());
+        let mut skewed = check("z-b-data-2", 205, "client", CheckStatus::Findings);
+        skewed.offset_seconds = Some(-5.001_324);
+        skewed.offset_to_server_seconds = Some(-4.999_904);
+        skewed.synchronized = Some(false);
+        skewed.server = None;
+        skewed.findings = vec![
+            Finding::NotSynchronized,
+            Finding::Skew {
+                offset_seconds: -4.999_904,
+                max_seconds: 0.05,
+            },
+        ];
+        let mut unreachable = check("z-b-data-3", 206, "client", CheckStatus::Unreachable);
+        unreachable.error =
+            Some("cannot connect to 192.168.6.206:22: No route to host (os error 113)".into());
+        unreachable.error_kind = Some(ErrorKind::Unreachable);
+        unreachable.offset_seconds = None;
+        unreachable.uncertainty_seconds = None;
+        unreachable.synchronized = None;
+        unreachable.server = None;
+        unreachable.unit = None;
+        unreachable.unit_state = None;
+        unreachable.daemon = None;
+        let mut hostile = check("evil", 66, "client", CheckStatus::Findings);
+        hostile.server = Some("\x1b[2J\x1b[Hntp.evil".to_owned());
+        hostile.findings = vec![Finding::WrongServer {
+            server: hostile.server.clone(),
+            expected: vec!["192.168.6.200".to_owned()],
+        }];
+        vec![server, ok, skewed, unreachable, hostile]
+    }
+
+    #[test]
+    fn check_text() {
+        insta::assert_snapshot!(super::check_text(&checks(), 0.05, PLAIN));
+    }
+
+    #[test]
+    fn check_json() {
+        insta::assert_snapshot!(super::check_json(&checks(), 0.05));
+    }
+
+    fn images() -> Vec<ImageResult> {
+        let file = change(
+            "golden",
+            "/etc/systemd/timesyncd.conf",
+            Some(("[Time]\n#NTP=\n", 0o644)),
+            "[Time]\nNTP=192.168.6.200\n",
+        );
+        let plan = ImagePlan {
+            image: "golden".into(),
+            daemon: Daemon::Timesyncd,
+            version: DaemonVersion {
+                major: 252,
+                minor: 39,
+            },
+            files: vec![file],
+            enable: vec![LinkChange {
+                link: "/etc/systemd/system/sysinit.target.wants/systemd-timesyncd.service".into(),
+                target: "/lib/systemd/system/systemd-timesyncd.service".into(),
+                replaces: None,
+            }],
+            disable: vec![Removal {
+                path: "/etc/systemd/system/multi-user.target.wants/chrony.service".into(),
+                why: "enables chrony.service, which would fight systemd-timesyncd.service over the clock".into(),
+            }],
+            clock_state: Vec::new(),
+            machine_id: MachineId::Populated {
+                id: "6c61626d616368696e65000000000000".into(),
+                reset: true,
+            },
+        };
+        let golden = ImageResult {
+            name: "golden".into(),
+            path: "/var/lib/libvirt/images/golden.qcow2".into(),
+            status: ImageStatus::Change,
+            os: Some("Debian GNU/Linux 12 (bookworm)".into()),
+            plan: Some(plan),
+            report: None,
+            error: None,
+            error_kind: None,
+            seconds: 18.4,
+        };
+        let metadata = change(
+            "chroot",
+            "/etc/systemd/timesyncd.conf",
+            Some(("[Time]\nNTP=192.168.6.200\n", 0o600)),
+            "[Time]\nNTP=192.168.6.200\n",
+        );
+        let chroot = ImageResult {
+            name: "chroot".into(),
+            path: "/srv/chroot".into(),
+            status: ImageStatus::Change,
+            os: Some("Ubuntu 20.04.6 LTS".into()),
+            plan: Some(ImagePlan {
+                image: "chroot".into(),
+                files: vec![metadata],
+                enable: Vec::new(),
+                disable: Vec::new(),
+                machine_id: MachineId::Fresh,
+                ..golden.plan.clone().unwrap()
+            }),
+            ..golden.clone()
+        };
+        let lost = ImageResult {
+            name: "lost".into(),
+            path: "/nowhere.qcow2".into(),
+            status: ImageStatus::Failed,
+            os: None,
+            plan: None,
+            report: None,
+            error: Some("/nowhere.qcow2: no such file or directory".into()),
+            error_kind: Some(ErrorKind::NotFound),
+            seconds: 0.0,
+        };
+        vec![golden, chroot, lost]
+    }
+
+    fn baked() -> Vec<ImageResult> {
+        let mut images = images();
+        images[0].status = ImageStatus::Baked;
+        images[0].seconds = 45.5;
+        images[0].report = Some(BakeReport {
+            written: vec![
+                "/etc/systemd/timesyncd.conf".into(),
+                "/etc/machine-id".into(),
+            ],
+            backups: vec!["/etc/systemd/timesyncd.conf.clockprov-20261125T165154Z.bak".into()],
+            linked: vec![
+                "/etc/systemd/system/sysinit.target.wants/systemd-timesyncd.service".into(),
+            ],
+            removed: vec!["/etc/systemd/system/multi-user.target.wants/chrony.service".into()],
+        });
+        images[1].status = ImageStatus::Failed;
+        images[1].error = Some("/etc/systemd/timesyncd.conf changed in the image since it was read; nothing more was written".into());
+        images[1].error_kind = Some(ErrorKind::Drift);
+        images
+    }
+
+    #[test]
+    fn bake_plan_text() {
+        insta::assert_snapshot!(super::bake_plan_text(&images(), PLAIN));
+    }
+
+    #[test]
+    fn bake_done_text() {
+        insta::assert_snapshot!(super::bake_done_text(&baked(), PLAIN));
+    }
+
+    #[test]
+    fn bake_json() {
+        insta::assert_snapshot!(super::bake_json(&baked(), false));
+    }
+
+    #[test]
+    fn control_characters_from_hosts_are_shown_not_obeyed() {
+        assert_eq!(shown("plain\ttext\n"), "plain\ttext\n");
+        assert_eq!(
+            shown("\x1b[2J\r\x07\x7f\u{9b}"),
+            "\\x1b[2J\\r\\x07\\x7f\\u{9b}"
+        );
+        assert_eq!(shown("a\u{202e}b"), "a\\u{202e}b");
+        for text in [
+            super::plan_text(&planned(), PLAIN),
+            super::apply_text(&applied(), PLAIN),
+            super::check_text(&checks(), 0.05, PLAIN),
+        ] {
+            assert!(
+                !text.contains(|c: char| c.is_control() && c != '\n'),
+                "a raw control character: {text:?}"
+            );
+        }
+    }
 }
