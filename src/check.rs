@@ -15,13 +15,13 @@ use crate::progress::Progress;
 use crate::ssh::connector::Connector;
 
 /// Ceph's `mon_clock_drift_allowed`.
-pub const DEFAULT_MAX_SKEW: f64 = 0.05;
+pub(crate) const DEFAULT_MAX_SKEW: f64 = 0.05;
 /// Clock readings per host; the one with the smallest round trip is kept.
-pub const DEFAULT_SAMPLES: usize = 7;
+pub(crate) const DEFAULT_SAMPLES: usize = 7;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum CheckStatus {
+pub(crate) enum CheckStatus {
     Ok,
     Findings,
     Unreachable,
@@ -30,33 +30,33 @@ pub enum CheckStatus {
 
 /// One host's clock, as `check` reports it.
 #[derive(Debug, Clone, Serialize)]
-pub struct HostCheck {
-    pub name: String,
-    pub address: String,
+pub(crate) struct HostCheck {
+    pub(crate) name: String,
+    pub(crate) address: String,
     /// `server` or `client`.
-    pub role: &'static str,
-    pub status: CheckStatus,
-    pub error: Option<String>,
+    pub(crate) role: &'static str,
+    pub(crate) status: CheckStatus,
+    pub(crate) error: Option<String>,
     /// What kind of failure `error` is, for programs.
-    pub error_kind: Option<ErrorKind>,
+    pub(crate) error_kind: Option<ErrorKind>,
     /// Host clock minus controller clock.
-    pub offset_seconds: Option<f64>,
-    pub uncertainty_seconds: Option<f64>,
+    pub(crate) offset_seconds: Option<f64>,
+    pub(crate) uncertainty_seconds: Option<f64>,
     /// Host clock minus its NTP server's clock (both measured from the controller): the skew
     /// Ceph sees between monitors.
-    pub offset_to_server_seconds: Option<f64>,
-    pub synchronized: Option<bool>,
-    pub server: Option<String>,
-    pub unit: Option<String>,
-    pub unit_state: Option<String>,
-    pub daemon: Option<DaemonView>,
-    pub findings: Vec<Finding>,
+    pub(crate) offset_to_server_seconds: Option<f64>,
+    pub(crate) synchronized: Option<bool>,
+    pub(crate) server: Option<String>,
+    pub(crate) unit: Option<String>,
+    pub(crate) unit_state: Option<String>,
+    pub(crate) daemon: Option<DaemonView>,
+    pub(crate) findings: Vec<Finding>,
 }
 
 impl HostCheck {
     /// The verdict in words: "ok", the findings, or why the host could not be checked.
     #[must_use]
-    pub fn verdict(&self) -> String {
+    pub(crate) fn verdict(&self) -> String {
         match self.status {
             CheckStatus::Ok => "ok".to_owned(),
             CheckStatus::Findings => self
@@ -74,7 +74,7 @@ impl HostCheck {
 }
 
 /// Read every host's clock and daemon state, `options.forks` at a time.
-pub async fn read_clocks(
+pub(crate) async fn read_clocks(
     connector: Arc<Connector>,
     hosts: &[Host],
     options: &RunOptions,
@@ -117,7 +117,7 @@ pub async fn read_clocks(
 
 /// Judge every host: clients against their server's clock and address, servers on their own.
 #[must_use]
-pub fn judge_fleet(
+pub(crate) fn judge_fleet(
     hosts: &[Host],
     readings: &[Outcome<ClockReading>],
     max_skew: f64,
@@ -194,7 +194,7 @@ pub fn judge_fleet(
 
 /// Poll until every host is ok or `within` runs out; `report` is called after each round with the
 /// hosts still waiting. Returns the last judgement.
-pub async fn wait_for_sync(
+pub(crate) async fn wait_for_sync(
     connector: Arc<Connector>,
     hosts: &[Host],
     options: &RunOptions,

@@ -12,22 +12,34 @@
 //! - Flat, pure modules: [`value`], [`inventory`], [`daemon`], [`render`], [`plan`], [`clock`],
 //!   [`check`] (judging), [`report`] (output), and [`fleet`] (the bounded fan-out).
 
-pub mod check;
-pub mod cli;
-pub mod clock;
-pub mod commands;
+// `pub` means "part of the library's API" (what examples/floor.rs and the integration tests
+// use); everything else is `pub(crate)`, so that unused code shows up as dead. (Here rather
+// than in Cargo.toml, whose [lints] would apply to the test crates' helper modules too.)
+#![warn(unreachable_pub)]
+
+pub(crate) mod check;
+// Spelled `pub` inside until their rewrites (issues 9, 10) land; crate-private all the same.
+#[allow(unreachable_pub)]
+pub(crate) mod cli;
+#[allow(unreachable_pub)]
+pub(crate) mod clock;
+pub(crate) mod commands;
 pub mod daemon;
 pub mod fleet;
-pub mod glob;
+pub(crate) mod glob;
 pub mod host;
-pub mod image;
+#[allow(unreachable_pub)]
+pub(crate) mod image;
 pub mod inventory;
 pub mod operations;
 pub mod outcome;
 pub mod plan;
 pub mod progress;
 pub mod render;
-pub mod report;
-pub mod shell;
+pub(crate) mod report;
+#[allow(unreachable_pub)]
+pub(crate) mod shell;
 pub mod ssh;
 pub mod value;
+
+pub use commands::main;

@@ -19,7 +19,7 @@ use crate::operations::{HostResult, HostStatus, Summary};
 use crate::plan::{FileAction, FileChange, HostPlan};
 
 /// The JSON document's schema version; bumped only on incompatible changes.
-pub const JSON_FORMAT_VERSION: u32 = 1;
+pub(crate) const JSON_FORMAT_VERSION: u32 = 1;
 
 /// The named styles of text output; nothing else paints.
 mod tone {
@@ -36,8 +36,8 @@ mod tone {
 
 /// Colours, or none (not a terminal, or `NO_COLOR`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Style {
-    pub color: bool,
+pub(crate) struct Style {
+    pub(crate) color: bool,
 }
 
 impl Style {
@@ -54,7 +54,7 @@ impl Style {
 /// newline, and the bidirectional overrides that reorder what a line seems to say, written out
 /// as an escape (`\x1b`, `\r`, `\u{202e}`).
 #[must_use]
-pub fn shown(text: &str) -> Cow<'_, str> {
+pub(crate) fn shown(text: &str) -> Cow<'_, str> {
     let hostile = |c: char| {
         (c.is_control() && c != '\t' && c != '\n')
             || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
@@ -335,7 +335,7 @@ fn end_sections(out: &mut String) {
 
 /// The plan as people read it: per host, the actions then the diffs; a summary line last.
 #[must_use]
-pub fn plan_text(results: &[HostResult], style: Style) -> String {
+pub(crate) fn plan_text(results: &[HostResult], style: Style) -> String {
     let mut out = String::new();
     for result in results {
         let (list, files) = match result.plan.as_ref().filter(|p| p.has_changes()) {
@@ -365,7 +365,7 @@ fn result_line(out: &mut String, good: bool, word: &str, name: &str, text: &str,
 
 /// What apply did, per host; a summary line last.
 #[must_use]
-pub fn apply_text(results: &[HostResult], style: Style) -> String {
+pub(crate) fn apply_text(results: &[HostResult], style: Style) -> String {
     let mut out = String::new();
     let mut changed = 0;
     for result in results {
@@ -445,7 +445,7 @@ fn document(envelope: &impl Serialize) -> String {
 
 /// The machine-readable document of `plan` and `apply` (schema in the README).
 #[must_use]
-pub fn json(command: &str, results: &[HostResult]) -> String {
+pub(crate) fn json(command: &str, results: &[HostResult]) -> String {
     document(&Envelope {
         format_version: JSON_FORMAT_VERSION,
         command,
@@ -461,16 +461,16 @@ fn seconds(value: Option<f64>) -> String {
 
 /// Counts of checked hosts by status.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct CheckSummary {
-    pub ok: usize,
-    pub findings: usize,
-    pub unreachable: usize,
-    pub failed: usize,
+pub(crate) struct CheckSummary {
+    pub(crate) ok: usize,
+    pub(crate) findings: usize,
+    pub(crate) unreachable: usize,
+    pub(crate) failed: usize,
 }
 
 impl CheckSummary {
     #[must_use]
-    pub fn of(checks: &[HostCheck]) -> CheckSummary {
+    pub(crate) fn of(checks: &[HostCheck]) -> CheckSummary {
         let count = |status| checks.iter().filter(|c| c.status == status).count();
         CheckSummary {
             ok: count(CheckStatus::Ok),
@@ -483,7 +483,7 @@ impl CheckSummary {
 
 /// The check as a table: one row per host, findings last; a summary line.
 #[must_use]
-pub fn check_text(checks: &[HostCheck], max_skew: f64, style: Style) -> String {
+pub(crate) fn check_text(checks: &[HostCheck], max_skew: f64, style: Style) -> String {
     let mut rows = vec![[
         "HOST".to_owned(),
         "ROLE".to_owned(),
@@ -553,7 +553,7 @@ struct CheckContext {
 
 /// `check --format json`.
 #[must_use]
-pub fn check_json(checks: &[HostCheck], max_skew: f64) -> String {
+pub(crate) fn check_json(checks: &[HostCheck], max_skew: f64) -> String {
     document(&Envelope {
         format_version: JSON_FORMAT_VERSION,
         command: "check",
@@ -591,16 +591,16 @@ fn image_header(result: &ImageResult) -> Header<'_> {
 
 /// Counts of images by status.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct BakeSummary {
-    pub change: usize,
-    pub baked: usize,
-    pub unchanged: usize,
-    pub failed: usize,
+pub(crate) struct BakeSummary {
+    pub(crate) change: usize,
+    pub(crate) baked: usize,
+    pub(crate) unchanged: usize,
+    pub(crate) failed: usize,
 }
 
 impl BakeSummary {
     #[must_use]
-    pub fn of(results: &[ImageResult]) -> BakeSummary {
+    pub(crate) fn of(results: &[ImageResult]) -> BakeSummary {
         let count = |status| results.iter().filter(|r| r.status == status).count();
         BakeSummary {
             change: count(ImageStatus::Change),
@@ -613,7 +613,7 @@ impl BakeSummary {
 
 /// What bake would do, per image: actions, then diffs; a summary line last.
 #[must_use]
-pub fn bake_plan_text(results: &[ImageResult], style: Style) -> String {
+pub(crate) fn bake_plan_text(results: &[ImageResult], style: Style) -> String {
     let mut out = String::new();
     for result in results {
         let (list, files) = match &result.plan {
@@ -636,7 +636,7 @@ pub fn bake_plan_text(results: &[ImageResult], style: Style) -> String {
 
 /// What bake did, per image; a summary line last.
 #[must_use]
-pub fn bake_done_text(results: &[ImageResult], style: Style) -> String {
+pub(crate) fn bake_done_text(results: &[ImageResult], style: Style) -> String {
     let mut out = String::new();
     for result in results {
         match (&result.status, &result.report) {
@@ -685,7 +685,7 @@ struct BakeContext {
 
 /// `bake --format json`.
 #[must_use]
-pub fn bake_json(results: &[ImageResult], dry_run: bool) -> String {
+pub(crate) fn bake_json(results: &[ImageResult], dry_run: bool) -> String {
     document(&Envelope {
         format_version: JSON_FORMAT_VERSION,
         command: "bake",

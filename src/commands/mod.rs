@@ -27,9 +27,9 @@ use crate::ssh::connector::Connector;
 use crate::ssh::secret::Secrets;
 
 /// Exit codes, Terraform's convention: 0 success (no changes), 1 error, 2 changes / findings.
-pub const EXIT_OK: u8 = 0;
-pub const EXIT_ERROR: u8 = 1;
-pub const EXIT_CHANGES: u8 = 2;
+pub(crate) const EXIT_OK: u8 = 0;
+pub(crate) const EXIT_ERROR: u8 = 1;
+pub(crate) const EXIT_CHANGES: u8 = 2;
 
 /// Parse the command line, run the command, print errors, return the exit code.
 #[must_use]
@@ -94,7 +94,7 @@ impl std::io::Write for LogWriter {
 ///
 /// # Errors
 /// Bad input (inventory, templates, arguments) or a failure that concerns the whole run.
-pub fn run(cli: Cli) -> anyhow::Result<u8> {
+pub(crate) fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Plan(args) => plan::run(&args),
         Command::Apply(args) => apply::run(&args),
