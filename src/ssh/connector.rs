@@ -1,6 +1,6 @@
 //! Connections: each host's connection, opened once, on first use, and shared by the hosts
-//! behind it. Where and as whom to connect is decided by [`crate::ssh::resolve`] (pure); the
-//! files it names are read by [`crate::ssh::files`] (once each); this module turns the result
+//! behind it. Where and as whom to connect is decided by `ssh::resolve` (pure); the
+//! files it names are read by `ssh::files` (once each); this module turns the result
 //! into live sessions.
 
 use std::collections::HashMap;
