@@ -14,6 +14,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::check::{CheckStatus, HostCheck};
+use crate::daemon::{Daemon, DaemonVersion};
 use crate::image::bake::{ImagePlan, ImageResult, ImageStatus, MachineId};
 use crate::operations::{HostResult, HostStatus, Summary};
 use crate::plan::{FileAction, FileChange, HostPlan};
@@ -302,28 +303,51 @@ fn section(
     }
 }
 
+impl<'a> Header<'a> {
+    /// A header whose details are what is known of the OS and the daemon.
+    fn new(
+        name: &'a str,
+        place: &'a str,
+        os: Option<&str>,
+        daemon: Option<(Daemon, DaemonVersion)>,
+        (status, good): (&'static str, Option<bool>),
+        error: Option<&'a str>,
+    ) -> Header<'a> {
+        let details = os
+            .filter(|os| !os.is_empty())
+            .map(str::to_owned)
+            .into_iter()
+            .chain(daemon.map(|(daemon, version)| format!("{daemon} {version}")))
+            .collect();
+        Header {
+            name,
+            place,
+            details,
+            status,
+            good,
+            error,
+        }
+    }
+}
+
 fn host_header(result: &HostResult) -> Header<'_> {
-    let mut details = vec![format!("{} {}", result.daemon.short_name(), result.role)];
-    if let Some(os) = result.os.as_ref().filter(|os| !os.is_empty()) {
-        details.push(os.clone());
-    }
-    if let Some(plan) = &result.plan {
-        details.push(format!("{} {}", plan.daemon, plan.version));
-    }
-    let (status, good) = match result.status {
+    let status = match result.status {
         HostStatus::Change => ("change", None),
         HostStatus::Unchanged => ("unchanged", Some(true)),
         HostStatus::Unreachable => ("UNREACHABLE", Some(false)),
         HostStatus::Failed => ("FAILED", Some(false)),
     };
-    Header {
-        name: &result.name,
-        place: &result.address,
-        details,
+    let mut head = Header::new(
+        &result.name,
+        &result.address,
+        result.os.as_deref(),
+        result.plan.as_ref().map(|p| (p.daemon, p.version)),
         status,
-        good,
-        error: result.error.as_deref(),
-    }
+        result.error.as_deref(),
+    );
+    let role = format!("{} {}", result.daemon.short_name(), result.role);
+    head.details.insert(0, role);
+    head
 }
 
 /// Drop the blank line the last section left: the summary brings its own.
@@ -566,27 +590,20 @@ pub(crate) fn check_json(checks: &[HostCheck], max_skew: f64) -> String {
 }
 
 fn image_header(result: &ImageResult) -> Header<'_> {
-    let mut details = Vec::new();
-    if let Some(os) = &result.os {
-        details.push(os.clone());
-    }
-    if let Some(plan) = &result.plan {
-        details.push(format!("{} {}", plan.daemon, plan.version));
-    }
-    let (status, good) = match result.status {
+    let status = match result.status {
         ImageStatus::Change => ("change", None),
         ImageStatus::Baked => ("baked", Some(true)),
         ImageStatus::Unchanged => ("unchanged", Some(true)),
         ImageStatus::Failed => ("FAILED", Some(false)),
     };
-    Header {
-        name: &result.name,
-        place: &result.path,
-        details,
+    Header::new(
+        &result.name,
+        &result.path,
+        result.os.as_deref(),
+        result.plan.as_ref().map(|p| (p.daemon, p.version)),
         status,
-        good,
-        error: result.error.as_deref(),
-    }
+        result.error.as_deref(),
+    )
 }
 
 /// Counts of images by status.
@@ -705,7 +722,6 @@ mod tests {
 
     use super::*;
     use crate::clock::{DaemonView, Finding};
-    use crate::daemon::{Daemon, DaemonVersion};
     use crate::host::apply::ApplyReport;
     use crate::host::facts::{FileFacts, PathFacts};
     use crate::image::bake::{BakeReport, LinkChange, Removal};

@@ -477,6 +477,11 @@ mod tests {
         resolve(inventory, &settings(), &mut texts)
     }
 
+    /// The error resolving `inventory` ends with.
+    fn refused(config: &str, others: &[(&str, &str)], inventory: &Inventory) -> String {
+        routes(config, others, inventory).err().unwrap().to_string()
+    }
+
     #[test]
     fn the_config_decides_where_unless_the_inventory_says() {
         let routes = routes(
@@ -570,10 +575,7 @@ mod tests {
     #[test]
     fn loops_through_the_config_are_errors() {
         let config = "Host *\n  ProxyJump bastion.example\n";
-        let err = routes(config, &[], &inventory("  known_hosts: kh\n", ""))
-            .err()
-            .unwrap()
-            .to_string();
+        let err = refused(config, &[], &inventory("  known_hosts: kh\n", ""));
         assert_eq!(
             err,
             "the jump chain of zcloud loops: root@bastion.example:22 -> root@bastion.example:22"
@@ -609,22 +611,16 @@ mod tests {
     #[test]
     fn config_file_errors_say_where() {
         let bad = "Host *\n  Port seventy\n";
-        let err = routes(bad, &[], &inventory("  known_hosts: kh\n", ""))
-            .err()
-            .unwrap()
-            .to_string();
+        let err = refused(bad, &[], &inventory("  known_hosts: kh\n", ""));
         assert_eq!(
             err,
             "/home/u/.ssh/config:2: Port \"seventy\" is not 1..=65535"
         );
-        let err = routes(
+        let err = refused(
             bad,
             &[],
             &inventory("  known_hosts: kh\n  config_file: nope/config\n", ""),
-        )
-        .err()
-        .unwrap()
-        .to_string();
+        );
         assert_eq!(
             err,
             "/inv/inv.yaml:3:3: ssh.config_file: cannot read OpenSSH config /inv/nope/config: entity not found"
