@@ -343,7 +343,12 @@ fn parse_item(
             let port = one_arg("Port", args, loc)?;
             match port.parse::<u16>() {
                 Ok(p) if p > 0 => Setting::Port(p),
-                _ => return invalid(loc, format!("Port {port:?} is not 1..=65535")),
+                _ => {
+                    return invalid(
+                        loc,
+                        format!("Port {port:?} is not a port number (1 to 65535)"),
+                    );
+                }
             }
         }
         "identityfile" => Setting::IdentityFile(one_arg("IdentityFile", args, loc)?),
@@ -1026,7 +1031,7 @@ mod tests {
     fn malformed_lines_name_file_and_line() {
         assert_eq!(
             parse_error("Host a\n  Port 0\n"),
-            "/cfg:2: Port \"0\" is not 1..=65535"
+            "/cfg:2: Port \"0\" is not a port number (1 to 65535)"
         );
         assert_eq!(
             parse_error("Port 22 23\n"),
