@@ -950,7 +950,7 @@ mod tests {
             "    allow: [192.168.6.0/24]\n",
             "   allow: [192.168.6.0/24]\n",
         );
-        insta::assert_snapshot!(error(&misaligned), @"inv.yaml:16:4: not valid YAML (while parsing a block mapping, did not find expected key): check this line's indentation against the lines above it (keys of one mapping line up exactly)");
+        insta::assert_snapshot!(error(&misaligned), @"inv.yaml:16:4: not valid YAML (while parsing a block mapping, did not find expected key): check the indentation of this line and of the lines above it (the keys of one mapping line up exactly; a setting belongs under its host)");
     }
 
     #[test]

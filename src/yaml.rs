@@ -1,6 +1,6 @@
 //! YAML read once into a tree that knows where every key and value is.
 //!
-//! The text is parsed with saphyr-parser's event stream (serde_yaml_ng keeps its parser's events
+//! The text is parsed with saphyr-parser's event stream (`serde_yaml_ng` keeps its parser's events
 //! and marks private, so it cannot tell where a key was or that a key came twice). Building the
 //! tree refuses a mapping that names a key twice, naming both lines. The tree then deserializes
 //! through serde ([`from_node`]): every error carries the line, column and dotted path of the node
@@ -226,7 +226,7 @@ impl<'s> Reader<'s> {
                 (Event::StreamStart | Event::Nothing, _) => {}
                 (Event::StreamEnd, _) => return Ok(empty),
                 (Event::DocumentStart(_), _) => break,
-                (_, span) => return Err(self.unexpected(&span)),
+                (_, span) => return Err(Self::unexpected(&span)),
             }
         }
         let (event, span) = self.next()?;
@@ -248,12 +248,12 @@ impl<'s> Reader<'s> {
                         message: "a second YAML document starts here; the inventory is one document (remove the `---` line)".to_owned(),
                     });
                 }
-                (_, span) => return Err(self.unexpected(&span)),
+                (_, span) => return Err(Self::unexpected(&span)),
             }
         }
     }
 
-    fn unexpected(&self, span: &Span) -> Problem {
+    fn unexpected(span: &Span) -> Problem {
         Problem {
             at: location(span),
             path: String::new(),
@@ -306,7 +306,7 @@ impl<'s> Reader<'s> {
                         .to_owned(),
                 });
             }
-            _ => return Err(self.unexpected(span)),
+            _ => return Err(Self::unexpected(span)),
         };
         if anchor != 0 {
             self.anchors.insert(anchor, node.clone());
@@ -386,7 +386,7 @@ impl<'s> Reader<'s> {
             || info.contains("did not find expected '-'")
             || info.contains("indentation")
         {
-            ": check this line's indentation against the lines above it (keys of one mapping line up exactly)"
+            ": check the indentation of this line and of the lines above it (the keys of one mapping line up exactly; a setting belongs under its host)"
         } else if info.contains("tab") {
             ": YAML indents with spaces only"
         } else {
@@ -627,7 +627,7 @@ impl NodeDeserializer<'_> {
         };
         visitor
             .visit_map(Entries {
-                entries: entries.iter(),
+                remaining: entries.iter(),
                 current: None,
                 previous: None,
                 path: self.path,
@@ -897,7 +897,7 @@ impl<'de, 'n, I: Iterator<Item = (usize, &'n Node)>> de::SeqAccess<'de> for Item
 }
 
 struct Entries<'n, I> {
-    entries: I,
+    remaining: I,
     current: Option<&'n Entry>,
     previous: Option<&'n Entry>,
     path: &'n PathRef<'n>,
@@ -911,7 +911,7 @@ impl<'de, 'n, I: Iterator<Item = &'n Entry>> de::MapAccess<'de> for Entries<'n, 
         seed: K,
     ) -> Result<Option<K::Value>, Error> {
         self.previous = self.current.take().or(self.previous);
-        let Some(entry) = self.entries.next() else {
+        let Some(entry) = self.remaining.next() else {
             return Ok(None);
         };
         self.current = Some(entry);

@@ -37,7 +37,7 @@ pub enum SetupError {
         /// As the inventory writes it.
         written: String,
         resolved: PathBuf,
-        error: IdentityError,
+        error: Box<IdentityError>,
     },
     #[error("cannot read known_hosts file {path}: {source}")]
     KnownHosts {
@@ -484,7 +484,7 @@ impl Builder<'_> {
                         field: field.join("."),
                         written: path.to_string(),
                         resolved: std::path::absolute(&resolved).unwrap_or(resolved),
-                        error,
+                        error: Box::new(error),
                     }
                 }
                 other => other,
