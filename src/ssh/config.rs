@@ -41,10 +41,11 @@ impl fmt::Display for Loc {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read OpenSSH config {}: {source}", .path.display())]
+    // The cause is in the message, not chained as a source: `{:#}` would print it twice.
+    #[error("cannot read OpenSSH config {}: {}", .path.display(), crate::inventory::io_reason(.error))]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{loc}: {message}")]
     Invalid { loc: Loc, message: String },
@@ -168,9 +169,9 @@ impl SshConfig {
     /// # Errors
     /// A file cannot be read, or a line is malformed (the error names the file and line).
     pub fn load(path: &Path, home: &Path) -> Result<SshConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.to_owned(),
-            source,
+            error,
         })?;
         Self::parse(path, &text, home)
     }

@@ -47,12 +47,12 @@ pub enum SetupError {
     /// A problem in an OpenSSH config file (it names the file and line).
     #[error("{0}")]
     SshConfig(#[from] ConfigError),
-    /// The inventory's `config_file` cannot be read.
-    #[error("{location}: {field}: {source}")]
+    /// The inventory's `config_file` cannot be read (the cause in the message, not chained).
+    #[error("{location}: {field}: {error}")]
     ConfigFile {
         location: String,
         field: String,
-        source: ConfigError,
+        error: ConfigError,
     },
     #[error("the jump chain of {host} loops: {path}")]
     JumpLoop { host: String, path: String },
@@ -565,12 +565,12 @@ impl Builder<'_> {
         }
         let config = match SshConfig::load(&path, &self.home) {
             Ok(config) => Arc::new(config),
-            Err(source @ ConfigError::Read { .. }) if explicit => {
+            Err(error @ ConfigError::Read { .. }) if explicit => {
                 let location = self.inventory.location(field);
                 return Err(SetupError::ConfigFile {
                     location,
                     field: field.join("."),
-                    source,
+                    error,
                 });
             }
             Err(e) => return Err(e.into()),
@@ -832,7 +832,7 @@ mod tests {
         assert_eq!(
             err,
             format!(
-                "{}:3:16: ssh.config_file: cannot read OpenSSH config {}: No such file or directory (os error 2)",
+                "{}:3:16: ssh.config_file: cannot read OpenSSH config {}: No such file or directory",
                 inv.display(),
                 scratch.dir.path().join("nope/config").display()
             )
