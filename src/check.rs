@@ -14,8 +14,8 @@ use crate::outcome::{ErrorKind, HostError, Outcome};
 use crate::progress::Progress;
 use crate::ssh::connector::Connector;
 
-/// Ceph's `mon_clock_drift_allowed`.
-pub(crate) const DEFAULT_MAX_SKEW: f64 = 0.05;
+/// Ceph's `mon_clock_drift_allowed`: the default `--max-skew`.
+pub(crate) const DEFAULT_MAX_SKEW: Duration = Duration::from_millis(50);
 /// Clock readings per host; the one with the smallest round trip is kept.
 pub(crate) const DEFAULT_SAMPLES: usize = 7;
 

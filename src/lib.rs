@@ -43,6 +43,8 @@ pub(crate) mod report;
 #[allow(unreachable_pub)]
 pub(crate) mod shell;
 pub mod ssh;
+pub mod suggest;
 pub mod value;
+pub mod yaml;
 
 pub use commands::main;

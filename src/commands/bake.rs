@@ -9,20 +9,21 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use anyhow::{anyhow, bail};
+use anyhow::bail;
 
 use crate::cli::{BakeArgs, Format};
 use crate::fleet::{self, Item};
-use crate::glob::Limit;
 use crate::image::bake::{self, BakeOptions, BakeReport, ImageResult, ImageStatus, OpenImage};
 use crate::inventory::{ImageSpec, Inventory};
 use crate::outcome::{HostError, Outcome};
 use crate::progress::Progress;
 use crate::render::Renderer;
 use crate::report;
+use crate::value::Name;
 
 use super::{
-    EXIT_CHANGES, EXIT_ERROR, EXIT_OK, ask, print_stdout, renderer_for, runtime, stdout_style,
+    EXIT_CHANGES, EXIT_ERROR, EXIT_OK, ask, limit, print_stdout, renderer_for, runtime,
+    stdout_style,
 };
 
 pub(crate) fn run(args: &BakeArgs) -> anyhow::Result<u8> {
@@ -70,8 +71,9 @@ pub(crate) fn run(args: &BakeArgs) -> anyhow::Result<u8> {
         Format::Json => print_stdout(&report::bake_json(&results, args.dry_run))?,
     }
     let failed = results.iter().any(|r| r.status == ImageStatus::Failed);
-    if !go && !args.dry_run && changes > 0 && !failed {
-        return Err(anyhow!("bake cancelled; nothing was changed"));
+    if !go && !args.dry_run && changes > 0 {
+        // Saying no is a decision, not a failure.
+        eprintln!("Bake cancelled; nothing was changed.");
     }
     Ok(if failed {
         EXIT_ERROR
@@ -105,7 +107,8 @@ impl Item for ImageJob {
 
 /// The images `--limit` selects, in inventory order.
 fn selected_images(inventory: &Inventory, args: &BakeArgs) -> anyhow::Result<Vec<ImageJob>> {
-    let limit = Limit::new(&args.limit);
+    let names: Vec<&str> = inventory.file.images.keys().map(Name::as_str).collect();
+    let limit = limit(&args.limit, &names, "image", &args.inventory)?;
     let jobs: Vec<ImageJob> = inventory
         .file
         .images
@@ -124,7 +127,7 @@ fn selected_images(inventory: &Inventory, args: &BakeArgs) -> anyhow::Result<Vec
             bail!("{}: the inventory has no images", args.inventory.display());
         }
         bail!(
-            "--limit {} matches no image of {}",
+            "--limit {} leaves no image of {}",
             args.limit.join(","),
             args.inventory.display()
         );

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::sync::OnceCell;
 
 use crate::fleet::RunOptions;
-use crate::inventory::{BecomeMethod, Inventory};
+use crate::inventory::{BecomeMethod, Inventory, io_reason};
 use crate::outcome::HostError;
 use crate::ssh::config::{ConfigError, local_user_name};
 use crate::ssh::files::Files;
@@ -29,6 +29,16 @@ pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
 pub enum SetupError {
     #[error(transparent)]
     Identity(#[from] IdentityError),
+    /// The inventory's `identity_file` cannot be used: where it is written, and why.
+    #[error("{location}: {field}: {}", identity_file_problem(.written, .resolved, .error))]
+    IdentityFile {
+        location: String,
+        field: String,
+        /// As the inventory writes it.
+        written: String,
+        resolved: PathBuf,
+        error: Box<IdentityError>,
+    },
     #[error("cannot read known_hosts file {path}: {source}")]
     KnownHosts {
         path: PathBuf,
@@ -37,11 +47,12 @@ pub enum SetupError {
     /// A problem in an OpenSSH config file (it names the file and line).
     #[error("{0}")]
     SshConfig(#[from] ConfigError),
-    /// The inventory's `config_file` cannot be read; `location` is `FILE:LINE:COL: FIELD`.
-    #[error("{location}: {source}")]
+    /// The inventory's `config_file` cannot be read (the cause in the message, not chained).
+    #[error("{location}: {field}: {error}")]
     ConfigFile {
         location: String,
-        source: ConfigError,
+        field: String,
+        error: ConfigError,
     },
     #[error("the jump chain of {host} loops: {path}")]
     JumpLoop { host: String, path: String },
@@ -51,6 +62,29 @@ pub enum SetupError {
         hop: String,
         message: String,
     },
+}
+
+/// Why an inventory `identity_file` cannot be used, with the path it was resolved to.
+fn identity_file_problem(written: &str, resolved: &Path, error: &IdentityError) -> String {
+    let resolution = if written.starts_with("~/") {
+        format!(" (resolved from {written} against $HOME)")
+    } else if Path::new(written).is_relative() {
+        format!(" (resolved from {written} against the inventory's directory)")
+    } else {
+        String::new()
+    };
+    match error {
+        IdentityError::Read { error, .. } => format!(
+            "cannot read {}{resolution}: {}",
+            resolved.display(),
+            io_reason(error)
+        ),
+        IdentityError::Decode { error, .. } => format!(
+            "{}{resolution} is not a private key clockprov can use: {error}",
+            resolved.display()
+        ),
+        other => other.to_string(),
+    }
 }
 
 type SessionCell = OnceCell<Result<Arc<Session>, HostError>>;
@@ -265,8 +299,7 @@ mod tests {
         }
     }
 
-    const SERVERS: &str =
-        "ntp_servers:\n  zcloud:\n    address: 10.0.0.1\n    allow: [10.0.0.0/8]\n";
+    const SERVERS: &str = "ntp_servers:\n  zcloud:\n    address: 10.0.0.1\n    allow: [10.0.0.0/8]\n    local_stratum: 10\n";
 
     fn inventory(ssh: &str, clients: &str) -> String {
         format!("ssh:\n{ssh}{SERVERS}clients:\n{clients}")
@@ -308,7 +341,7 @@ mod tests {
         assert_eq!(
             err,
             format!(
-                "{}:2: Port \"seventy\" is not 1..=65535",
+                "{}:2: Port \"seventy\" is not a port number (1 to 65535)",
                 scratch.dir.path().join(".ssh/config").display()
             )
         );
@@ -324,7 +357,7 @@ mod tests {
         assert_eq!(
             err,
             format!(
-                "{}:3:3: ssh.config_file: cannot read OpenSSH config {}: No such file or directory (os error 2)",
+                "{}:3:16: ssh.config_file: cannot read OpenSSH config {}: No such file or directory",
                 inv.display(),
                 scratch.dir.path().join("nope/config").display()
             )
@@ -337,6 +370,34 @@ mod tests {
         assert_eq!(
             connector.nodes[&connector.hosts["zcloud"]].spec.user,
             "other"
+        );
+    }
+
+    #[test]
+    fn a_missing_identity_file_names_its_line_and_resolved_path() {
+        let scratch = Scratch::new("");
+        let message = |inventory: &str| {
+            let error = scratch.connector(inventory).err().unwrap();
+            // As the command line prints it: the error and its sources, `{:#}`.
+            format!("{:#}", anyhow::Error::from(error))
+                .replace(&scratch.dir.path().display().to_string(), "/SCRATCH")
+                .replace(&std::env::var("HOME").unwrap_or_default(), "/HOME")
+        };
+        insta::assert_snapshot!(
+            message(&inventory("  known_hosts: kh\n  identity_file: keys/z3\n", "")),
+            @"/SCRATCH/inv.yaml:3:18: ssh.identity_file: cannot read /SCRATCH/keys/z3 (resolved from keys/z3 against the inventory's directory): No such file or directory"
+        );
+        insta::assert_snapshot!(
+            message(&inventory(
+                "  known_hosts: kh\n",
+                "  c1: { address: 10.0.0.2, ssh: { identity_file: ~/.ssh/gone } }\n"
+            )),
+            @"/SCRATCH/inv.yaml:9:50: clients.c1.ssh.identity_file: cannot read /HOME/.ssh/gone (resolved from ~/.ssh/gone against $HOME): No such file or directory"
+        );
+        std::fs::write(scratch.dir.path().join("not-a-key"), "hello\n").unwrap();
+        insta::assert_snapshot!(
+            message(&inventory("  known_hosts: kh\n  identity_file: not-a-key\n", "")),
+            @"/SCRATCH/inv.yaml:3:18: ssh.identity_file: /SCRATCH/not-a-key (resolved from not-a-key against the inventory's directory) is not a private key clockprov can use: Could not read key"
         );
     }
 }

@@ -97,8 +97,23 @@ impl<'s> Files<'s> {
         let named = &self.secrets.key_passphrase;
         let mut keys = Vec::new();
         match wanted {
-            Identities::Named(path) => {
-                keys.push(self.identities.get(path, |p| load_identity(p, named))?);
+            Identities::Named {
+                path,
+                written,
+                location,
+                field,
+            } => {
+                let key = self
+                    .identities
+                    .get(path, |p| load_identity(p, named))
+                    .map_err(|error| SetupError::IdentityFile {
+                        location: location.clone(),
+                        field: field.clone(),
+                        written: written.clone(),
+                        resolved: std::path::absolute(path).unwrap_or_else(|_| path.clone()),
+                        error: Box::new(error),
+                    })?;
+                keys.push(key);
             }
             Identities::FromConfig(files) => {
                 for file in files {

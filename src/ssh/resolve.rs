@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::inventory::{HostKeyPolicy, Inventory, Role, SshOptions};
+use crate::inventory::{HostKeyPolicy, Inventory, SshOptions};
 use crate::ssh::config::{ConfigError, Context, HostConfig, Located, SshConfig, Strictness};
 use crate::ssh::connector::{DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, SetupError};
 use crate::value::{JumpHop, JumpList, JumpRef, NetAddress, UserName};
@@ -48,8 +48,15 @@ pub(crate) struct Settings {
 /// Which private keys to offer, in order (the agent's come after them).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Identities {
-    /// The inventory's `identity_file`: it must load.
-    Named(PathBuf),
+    /// The inventory's `identity_file`: it must load; an error names where it is written.
+    Named {
+        path: PathBuf,
+        /// As the inventory writes it.
+        written: String,
+        /// `FILE:LINE:COLUMN` and the dotted field of the setting.
+        location: String,
+        field: String,
+    },
     /// The config's `IdentityFile`s: missing ones are skipped, as OpenSSH does.
     FromConfig(Vec<Located<PathBuf>>),
     /// `~/.ssh/id_ed25519`, `id_ecdsa`, `id_rsa`, those that exist.
@@ -148,21 +155,12 @@ impl Target {
     /// The inventory host `name`, if there is one.
     fn inventory(inventory: &Inventory, name: &str) -> Option<Target> {
         let host = inventory.hosts.iter().find(|h| h.name.as_str() == name)?;
-        let (section, own) = match &host.role {
-            Role::Server(spec) => ("ntp_servers", &spec.ssh),
-            Role::Client { spec, .. } => ("clients", &spec.ssh),
-        };
-        let config_field = if own.config_file.is_some() {
-            vec![section, host.name.as_str(), "ssh", "config_file"]
-        } else {
-            vec!["ssh", "config_file"]
-        };
         Some(Target {
             label: host.name.to_string(),
             inventory_name: Some(host.name.to_string()),
             connect_name: host.ssh.host.as_ref().unwrap_or(&host.address).to_string(),
             ssh: host.ssh.clone(),
-            config_field: config_field.into_iter().map(str::to_owned).collect(),
+            config_field: inventory.ssh_setting(Some(name), "config_file"),
         })
     }
 
@@ -299,7 +297,16 @@ impl Resolver<'_> {
             None => HostConfig::default(),
         };
         let identities = if let Some(path) = &ssh.identity_file {
-            Identities::Named(self.inventory.resolve_path(path))
+            let field = self
+                .inventory
+                .ssh_setting(target.inventory_name.as_deref(), "identity_file");
+            let field: Vec<&str> = field.iter().map(String::as_str).collect();
+            Identities::Named {
+                path: self.inventory.resolve_path(path),
+                written: path.to_string(),
+                location: self.inventory.location(&field),
+                field: field.join("."),
+            }
         } else if !config.identity_files.is_empty() {
             Identities::FromConfig(config.identity_files.clone())
         } else {
@@ -393,11 +400,12 @@ impl Resolver<'_> {
             let path = self.inventory.resolve_path(path);
             return match self.configs.named(&path) {
                 Ok(config) => Ok(Some(config)),
-                Err(source @ ConfigError::Read { .. }) => {
+                Err(error @ ConfigError::Read { .. }) => {
                     let field: Vec<&str> = field.iter().map(String::as_str).collect();
                     Err(SetupError::ConfigFile {
-                        location: self.inventory.field_location(&field),
-                        source,
+                        location: self.inventory.location(&field),
+                        field: field.join("."),
+                        error,
                     })
                 }
                 Err(e) => Err(e.into()),
@@ -427,7 +435,7 @@ mod tests {
                 )?)),
                 None => Err(ConfigError::Read {
                     path: path.to_owned(),
-                    source: std::io::ErrorKind::NotFound.into(),
+                    error: std::io::ErrorKind::NotFound.into(),
                 }),
             }
         }
@@ -440,8 +448,7 @@ mod tests {
         }
     }
 
-    const SERVERS: &str =
-        "ntp_servers:\n  zcloud:\n    address: 10.0.0.1\n    allow: [10.0.0.0/8]\n";
+    const SERVERS: &str = "ntp_servers:\n  zcloud:\n    address: 10.0.0.1\n    allow: [10.0.0.0/8]\n    local_stratum: 10\n";
 
     fn inventory(ssh: &str, clients: &str) -> Inventory {
         Inventory::parse(
@@ -614,7 +621,7 @@ mod tests {
         let err = refused(bad, &[], &inventory("  known_hosts: kh\n", ""));
         assert_eq!(
             err,
-            "/home/u/.ssh/config:2: Port \"seventy\" is not 1..=65535"
+            "/home/u/.ssh/config:2: Port \"seventy\" is not a port number (1 to 65535)"
         );
         let err = refused(
             bad,
@@ -623,7 +630,7 @@ mod tests {
         );
         assert_eq!(
             err,
-            "/inv/inv.yaml:3:3: ssh.config_file: cannot read OpenSSH config /inv/nope/config: entity not found"
+            "/inv/inv.yaml:3:16: ssh.config_file: cannot read OpenSSH config /inv/nope/config: entity not found"
         );
         // An explicit config_file replaces ~/.ssh/config (which has the bad line).
         let other = routes(

@@ -483,7 +483,7 @@ fn bake_on_a_terminal(inventory: &Path, answer: &str) -> String {
     let mut stdout = child.stdout.take().unwrap();
     let mut seen = String::new();
     let mut chunk = [0u8; 4096];
-    while !seen.contains("Type 'yes' to go on") {
+    while !seen.contains("[y/N]") {
         let n = stdout.read(&mut chunk).unwrap();
         assert!(n > 0, "bake ended before asking: {seen}");
         seen.push_str(&String::from_utf8_lossy(&chunk[..n]));
@@ -505,7 +505,7 @@ fn bake_asks_on_a_terminal() {
     let declined = bake_on_a_terminal(&inventory, "no");
     assert!(
         declined.contains("Bake these changes into 1 image?")
-            && declined.contains("bake cancelled; nothing was changed"),
+            && declined.contains("Bake cancelled; nothing was changed."),
         "{declined}"
     );
     assert_eq!(snapshot_tree(&target.root()), before);
