@@ -1,7 +1,8 @@
 //! The "floor" of the speed benchmark (`scripts/bench.sh`): the least any SSH fan-out over the
 //! inventory has to do. For every host it opens one connection (russh, host key checked against
 //! `known_hosts`, public-key auth: the same `Connector` clockprov uses) and runs `true` on it, at
-//! most `--forks` hosts at a time (clockprov's own fan-out engine, `fleet::for_each`), then prints the wall time. Nothing is rendered or planned.
+//! most `--forks` hosts at a time (clockprov's own fan-out engine, `fleet::for_each`), then
+//! prints the wall time. Nothing is rendered or planned.
 //!
 //! ```text
 //! cargo run --release --example floor -- -i INVENTORY [--forks N] [--connect-timeout DURATION]

@@ -217,8 +217,10 @@ mod tests {
             Progress::hidden(),
             |_, _| blocking(|| -> Result<(), HostError> { panic!("guestfish reply") }),
         ));
-        assert!(
-            matches!(&outcomes[0], Outcome::Failed(e) if e.kind == ErrorKind::Internal && e.message.contains("guestfish reply"))
-        );
+        let Outcome::Failed(error) = &outcomes[0] else {
+            panic!("{:?}", outcomes[0]);
+        };
+        assert_eq!(error.kind, ErrorKind::Internal);
+        assert!(error.message.contains("guestfish reply"), "{error}");
     }
 }
