@@ -64,7 +64,7 @@ pub(crate) fn run(args: &ApplyArgs) -> anyhow::Result<u8> {
         let waiting: Vec<String> = checks
             .iter()
             .filter(|c| c.status != CheckStatus::Ok)
-            .map(|c| format!("{} ({})", c.name, c.verdict()))
+            .map(|c| format!("{} ({})", c.name, report::shown(&c.verdict())))
             .collect();
         if waiting.is_empty() {
             eprintln!(
@@ -93,7 +93,7 @@ fn wait_progress(checks: &[HostCheck], elapsed: std::time::Duration, within: std
     let waiting: Vec<String> = checks
         .iter()
         .filter(|c| c.status != CheckStatus::Ok)
-        .map(|c| format!("{}: {}", c.name, c.verdict()))
+        .map(|c| format!("{}: {}", c.name, report::shown(&c.verdict())))
         .collect();
     let mut line = format!(
         "wait-sync {:>3}s/{}s: {ok}/{} hosts in sync",
