@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::image::libvirt::LibvirtSpec;
 use crate::value::{Cidr, DurationValue, JumpList, JumpRef, LocalPath, Name, NetAddress, UserName};
 
 /// How the controller reaches a host. Every field is optional: a host's own block overrides the
@@ -172,11 +173,13 @@ pub struct ClientSpec {
     pub fallback_ntp: Option<Vec<NetAddress>>,
 }
 
-/// A golden VM image (or a mounted root directory) for `bake`.
+/// A golden VM image for `bake`: a disk image or a mounted root directory (`path`), or a libvirt
+/// domain's disks (`libvirt`); exactly one of the two.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ImageSpec {
-    pub path: LocalPath,
+    pub path: Option<LocalPath>,
+    pub libvirt: Option<LibvirtSpec>,
     pub ntp: Option<Vec<Name>>,
     pub fallback_ntp: Option<Vec<NetAddress>>,
 }
@@ -464,6 +467,22 @@ fn check(file: &InventoryFile, source: &str) -> Vec<InventoryProblem> {
     }
     for (name, image) in &file.images {
         let path = &["images", name.as_str()];
+        match (&image.path, &image.libvirt) {
+            (None, None) => problem(
+                path,
+                "an image needs `path` (a disk image or a root directory) or `libvirt` (a domain)"
+                    .to_owned(),
+            ),
+            (Some(_), Some(_)) => problem(
+                &[path[0], path[1], "libvirt"],
+                "give either `path` or `libvirt`, not both".to_owned(),
+            ),
+            (Some(local), None) if is_filesystem_root(local) => problem(
+                &[path[0], path[1], "path"],
+                "`/` is this machine's own root directory, not an image".to_owned(),
+            ),
+            _ => {}
+        }
         if let Some(names) = &image.ntp {
             for server in names {
                 if !file.ntp_servers.contains_key(server) {
@@ -478,6 +497,20 @@ fn check(file: &InventoryFile, source: &str) -> Vec<InventoryProblem> {
         }
     }
     problems
+}
+
+/// Does `path` name `/` itself (`/`, `//`, `/./..`)?
+fn is_filesystem_root(path: &LocalPath) -> bool {
+    let path = path.expand();
+    path.has_root()
+        && path.components().all(|c| {
+            matches!(
+                c,
+                std::path::Component::RootDir
+                    | std::path::Component::CurDir
+                    | std::path::Component::ParentDir
+            )
+        })
 }
 
 /// A bare hop with a dot (an IP address or a DNS name) is a host outside the inventory.

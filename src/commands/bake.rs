@@ -45,20 +45,23 @@ pub(crate) fn run(args: &BakeArgs) -> anyhow::Result<u8> {
     // Opening a disk image boots libguestfs's appliance (about 20 s under TCG): say so on a
     // terminal, so that a quiet wait does not look like a hang.
     let progress = std::io::stderr().is_terminal();
+    // Without --yes, disk images are opened read-only for the plan shown before the question,
+    // and opened for writing only once it is answered (bake::execute reopens them).
+    let readonly = args.dry_run || !args.yes;
     let opened = bake::parallel_map(images, forks, |(name, spec)| {
         let started = std::time::Instant::now();
-        let path = bake::image_path(&inventory, spec);
-        tracing::info!("{name}: opening {}", path.display());
+        let target = bake::image_target(&inventory, spec);
+        tracing::info!("{name}: opening {target}");
         if progress {
-            eprintln!("bake: {name}: opening {} ...", path.display());
+            eprintln!("bake: {name}: opening {target} ...");
         }
         let result = bake::open_and_plan(
             &inventory,
             &renderer,
             name.as_str(),
             spec,
-            &path,
-            args.dry_run,
+            &target,
+            readonly,
             options,
         );
         if progress {
@@ -67,18 +70,18 @@ pub(crate) fn run(args: &BakeArgs) -> anyhow::Result<u8> {
                 started.elapsed().as_secs_f64()
             );
         }
-        (name.as_str(), path, started, result)
+        (name.as_str(), target, started, result)
     });
     let mut planned = Vec::new();
     let mut results = Vec::new();
-    for (name, path, started, result) in opened {
+    for (name, target, started, result) in opened {
         let seconds = started.elapsed().as_secs_f64();
         match result {
             Ok(image) => {
                 results.push(ImageResult::planned(&image, seconds));
                 planned.push((image, started));
             }
-            Err(e) => results.push(ImageResult::failed(name, &path, &e, seconds)),
+            Err(e) => results.push(ImageResult::failed(name, &target, &e, seconds)),
         }
     }
     if args.format == Format::Text {
