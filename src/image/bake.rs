@@ -313,7 +313,7 @@ pub fn open_root(
             spec.ensure_shut_off()?;
             let disks = spec.disks()?;
             let paths: Vec<String> = disks.iter().map(|d| d.path.display().to_string()).collect();
-            let location = format!("{spec}: {}", paths.join(", "));
+            let location = format!("libvirt domain {}: {}", spec.domain, paths.join(", "));
             let root = GuestfsRoot::open(&location, &disks, readonly)?;
             // Again, now that the appliance holds the disks: a domain started in between is
             // refused here (and the appliance closed without writing).
@@ -363,6 +363,7 @@ pub fn open_and_plan(
         },
     )?;
     let plan = plan_image(name, &desired, &facts, options)?;
+    preflight(root.as_mut(), &plan)?;
     Ok(OpenImage {
         name: name.to_owned(),
         target: target.clone(),
@@ -371,6 +372,21 @@ pub fn open_and_plan(
         facts,
         plan,
     })
+}
+
+/// Check that every directory the plan writes into can be written (a directory root may have
+/// links that lead nowhere bake will go), so that a root bake cannot finish fails before its
+/// first write, and a dry run says so too.
+fn preflight(root: &mut dyn RootFs, plan: &ImagePlan) -> Result<(), BakeError> {
+    for file in &plan.files {
+        if file.action != FileAction::Unchanged {
+            root.check_dir(&GuestPath::new(&file.path)?.parent(), false)?;
+        }
+    }
+    for link in &plan.enable {
+        root.check_dir(&link.link.parent(), true)?;
+    }
+    Ok(())
 }
 
 /// What differs between two readings of an image's facts, in words.

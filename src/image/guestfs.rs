@@ -113,6 +113,18 @@ fn is_launch_death(text: &str) -> bool {
             || text.to_ascii_lowercase().contains("kvm"))
 }
 
+/// The first thing libguestfs said about a failed launch (`appliance closed the connection
+/// unexpectedly`), without the advice that follows it.
+fn launch_reason(error: &str) -> &str {
+    let after = error.split_once(" run: ").map_or(error, |(_, rest)| rest);
+    let after = after.strip_prefix("line 1: ").unwrap_or(after);
+    after
+        .split("; ")
+        .next()
+        .unwrap_or(after)
+        .trim_end_matches('.')
+}
+
 /// The environment variable that makes libguestfs use software emulation.
 pub const BACKEND_SETTINGS: &str = "LIBGUESTFS_BACKEND_SETTINGS";
 
@@ -344,7 +356,8 @@ impl GuestfsRoot {
             Err(StartError::LaunchDied(e)) if !forced && !skip_kvm => {
                 if !KVM_FAILED.swap(true, Ordering::Relaxed) {
                     tracing::warn!(
-                        "{name}: libguestfs's appliance died as it started ({e}); this happens where /dev/kvm exists but does not work. Trying again with software emulation (TCG); set {BACKEND_SETTINGS}=force_tcg to skip the first try"
+                        "{name}: libguestfs's appliance died as it started ({}), as it does where /dev/kvm exists but does not work; trying again with software emulation (TCG). Set {BACKEND_SETTINGS}=force_tcg to skip the first try",
+                        launch_reason(&e.to_string())
                     );
                 }
                 Self::start(name, disks, &formats, readonly, true).map_err(|e| match e {
@@ -576,6 +589,12 @@ impl RootFs for GuestfsRoot {
 
     fn readonly(&self) -> bool {
         self.readonly
+    }
+
+    fn check_dir(&mut self, _dir: &GuestPath, _create: bool) -> Result<(), RootError> {
+        // Inside the appliance every link resolves within the image, and `mkdir-p` makes what
+        // is missing: nothing to refuse beforehand.
+        Ok(())
     }
 
     fn lstat(&mut self, path: &GuestPath) -> Result<Entry, RootError> {

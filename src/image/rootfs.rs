@@ -51,7 +51,7 @@ pub enum RootError {
     #[error("{root}: {path}: symbolic links nest too deep (a loop?)")]
     SymlinkLoop { root: String, path: String },
     #[error(
-        "{root}: {path}: {link} is a symbolic link to {target}, which does not exist; refusing to create what a link points to"
+        "{root}: {path}: {link} is a symbolic link to {target}, which leads to something missing; refusing to create what a link points to"
     )]
     DanglingLink {
         root: String,
@@ -81,6 +81,14 @@ pub trait RootFs: Send {
     fn describe(&self) -> String;
     /// Was it opened read-only?
     fn readonly(&self) -> bool;
+    /// Would writing into directory `dir` work (`create`: after making its missing
+    /// directories)? Changes nothing; bake asks before its first write, so that a root it cannot
+    /// bake fails whole.
+    ///
+    /// # Errors
+    /// `dir` is not a directory, is missing (and `create` is false), or its missing part is
+    /// what a link points to.
+    fn check_dir(&mut self, dir: &GuestPath, create: bool) -> Result<(), RootError>;
     /// What `path` is; a final symbolic link is not followed.
     ///
     /// # Errors
@@ -160,9 +168,9 @@ enum Leaf {
     /// The path names the directory on top of the walk's stack itself (`/`, or a path whose
     /// last step was `..` inside a link).
     Top,
-    /// `name` in the top directory, which does not exist (`from_link`: a link's target named
-    /// it).
-    Missing { name: String, from_link: bool },
+    /// `name` in the top directory, which does not exist. `creatable`: it and what follows are
+    /// the path's own names (not a link's target, no `..` to come), so bake may make them.
+    Missing { name: String, creatable: bool },
     /// `name` in the top directory: an `O_PATH` descriptor of it and what it is.
     Found {
         name: String,
@@ -175,6 +183,8 @@ enum Leaf {
 struct Walk {
     dirs: Vec<Dir>,
     leaf: Leaf,
+    /// The last link followed and its target, for messages.
+    last_link: Option<(String, String)>,
 }
 
 impl Walk {
@@ -282,7 +292,7 @@ impl DirectoryRoot {
             .collect();
         let mut links = 0;
         // The last link followed and its target, for messages.
-        let mut last_link = (String::new(), String::new());
+        let mut last_link = None;
         while let Some((name, from_link)) = pending.pop() {
             match name.as_str() {
                 "." => continue,
@@ -303,18 +313,20 @@ impl DirectoryRoot {
                 Mode::empty(),
             ) {
                 Ok(fd) => fd,
-                Err(Errno::NOENT) if is_last || !how.create_dirs => {
-                    // Nothing is there, and nothing after it can be.
-                    return Ok(Walk {
-                        dirs,
-                        leaf: Leaf::Missing { name, from_link },
-                    });
-                }
                 Err(Errno::NOENT) => {
                     // Only the path's own directories are made: never what a link points to,
                     // never a directory that a later `..` would leave again.
-                    if from_link || pending.iter().any(|(c, _)| c == "..") {
-                        return Err(self.dangling(path, &last_link));
+                    let creatable = !from_link && !pending.iter().any(|(c, f)| *f || c == "..");
+                    if is_last || !how.create_dirs {
+                        // Nothing is there, and nothing after it can be.
+                        return Ok(Walk {
+                            dirs,
+                            leaf: Leaf::Missing { name, creatable },
+                            last_link,
+                        });
+                    }
+                    if !creatable {
+                        return Err(self.dangling(path, last_link.as_ref()));
                     }
                     let fd = self.make_dir(top, &name, path)?;
                     dirs.push(Dir { fd, name });
@@ -336,7 +348,7 @@ impl DirectoryRoot {
                     if target.is_empty() {
                         return Err(self.err(path, "a symbolic link with an empty target"));
                     }
-                    last_link = (here(&dirs, &name), target.clone());
+                    last_link = Some((here(&dirs, &name), target.clone()));
                     if target.starts_with('/') {
                         dirs.truncate(1);
                     }
@@ -352,6 +364,7 @@ impl DirectoryRoot {
                     return Ok(Walk {
                         dirs,
                         leaf: Leaf::Found { name, fd, stat },
+                        last_link,
                     });
                 }
                 FileType::Directory => dirs.push(Dir { fd, name }),
@@ -367,16 +380,18 @@ impl DirectoryRoot {
         Ok(Walk {
             dirs,
             leaf: Leaf::Top,
+            last_link,
         })
     }
 
     /// The error for a missing directory that a link leads to.
-    fn dangling(&self, path: &GuestPath, (link, target): &(String, String)) -> RootError {
+    fn dangling(&self, path: &GuestPath, link: Option<&(String, String)>) -> RootError {
+        let (link, target) = link.cloned().unwrap_or_default();
         RootError::DanglingLink {
             root: self.root.display().to_string(),
             path: path.to_string(),
-            link: link.clone(),
-            target: sanitize(target),
+            link,
+            target: sanitize(&target),
         }
     }
 
@@ -439,14 +454,11 @@ impl DirectoryRoot {
             }),
             Leaf::Missing {
                 ref name,
-                from_link: false,
+                creatable: true,
             } if create => self.make_dir(walk.top(), name, path),
-            Leaf::Missing {
-                from_link: true, ..
-            } if create => Err(self.err(
-                &path.parent(),
-                "a symbolic link on the way points to something missing; refusing to create what a link points to",
-            )),
+            Leaf::Missing { .. } if create => {
+                Err(self.dangling(&path.parent(), walk.last_link.as_ref()))
+            }
             Leaf::Missing { .. } => Err(self.err(&path.parent(), "directory does not exist")),
         }
     }
@@ -506,6 +518,34 @@ impl RootFs for DirectoryRoot {
 
     fn readonly(&self) -> bool {
         self.readonly
+    }
+
+    fn check_dir(&mut self, dir: &GuestPath, create: bool) -> Result<(), RootError> {
+        let walk = self.walk(
+            dir,
+            How {
+                follow_last: true,
+                create_dirs: false,
+            },
+        )?;
+        match walk.leaf {
+            Leaf::Top => Ok(()),
+            Leaf::Found { stat, .. }
+                if FileType::from_raw_mode(stat.st_mode) == FileType::Directory =>
+            {
+                Ok(())
+            }
+            Leaf::Found { .. } => Err(RootError::NotADirectory {
+                root: self.root.display().to_string(),
+                path: dir.to_string(),
+                at: dir.to_string(),
+            }),
+            Leaf::Missing {
+                creatable: true, ..
+            } if create => Ok(()),
+            Leaf::Missing { .. } if create => Err(self.dangling(dir, walk.last_link.as_ref())),
+            Leaf::Missing { .. } => Err(self.err(dir, "directory does not exist")),
+        }
     }
 
     fn lstat(&mut self, path: &GuestPath) -> Result<Entry, RootError> {
@@ -848,6 +888,10 @@ mod tests {
         let cases = [
             ("x/../../..", false),
             ("x/../../../../../..", false),
+            (
+                "x/../../../../../../../../../../../../../../etc/systemd/system",
+                false,
+            ),
             ("../../../../../../..", true),
             ("/", true),
             ("/../../..", true),

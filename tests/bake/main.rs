@@ -335,8 +335,10 @@ fn sha256(path: &Path) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// Also the machine as users find it: no `LIBGUESTFS_*` variable set. Where /dev/kvm exists but
+/// does not work (these machines), the appliance dies at launch and bake retries with TCG.
 #[test]
-fn bake_a_raw_image_without_a_partition_table() {
+fn bake_a_raw_image_with_no_libguestfs_variables_set() {
     let dir = tempfile::Builder::new()
         .prefix("clockprov-bake-raw-")
         .tempdir()
@@ -358,8 +360,9 @@ fn bake_a_raw_image_without_a_partition_table() {
         .unwrap();
     assert!(status.success());
     let inventory = image_inventory(dir.path(), "  golden:\n    path: golden.raw\n");
-    let run = clockprov_here(&["bake", "--yes", "--reset-machine-id"], &inventory);
+    let run = clockprov_bare(&["bake", "--yes", "--reset-machine-id"], &inventory);
     assert_eq!(run.code, 0, "{run:?}");
+    assert_kvm_fallback_explained(&run.stderr);
     assert!(
         run.stdout.contains(&format!(
             "+ link /{WANTS_LINK} -> /lib/systemd/system/{UNIT}"
@@ -369,7 +372,7 @@ fn bake_a_raw_image_without_a_partition_table() {
     assert!(run.stdout.contains("Bake: 1 image baked"), "{run:?}");
     assert_baked(&image, "/dev/sda");
     // Again: nothing to change.
-    let again = clockprov_here(&["bake", "--dry-run", "--detailed-exitcode"], &inventory);
+    let again = clockprov_bare(&["bake", "--dry-run", "--detailed-exitcode"], &inventory);
     assert_eq!(again.code, 0, "{again:?}");
     assert!(
         again.stdout.contains("0 images to change, 1 unchanged"),
@@ -466,20 +469,55 @@ fn bake_refuses_an_image_in_use() {
 
 /// `clockprov bake` on a terminal (a pty from util-linux `script`), answering its question.
 fn bake_on_a_terminal(inventory: &Path, answer: &str) -> String {
+    bake_on_a_terminal_with(&[], inventory, Libguestfs::AsConfigured, || {}, answer)
+}
+
+/// How a test runs clockprov with respect to libguestfs's environment variables.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Libguestfs {
+    /// With the settings these machines need (tests/support/guest.rs).
+    AsConfigured,
+    /// With every `LIBGUESTFS_*` variable removed, as a user who never heard of them runs it.
+    Unset,
+}
+
+/// `clockprov bake ARGS` on a terminal; `before_answer` runs once the question is asked.
+fn bake_on_a_terminal_with(
+    args: &[&str],
+    inventory: &Path,
+    libguestfs: Libguestfs,
+    before_answer: impl FnOnce(),
+    answer: &str,
+) -> String {
     use std::io::{Read as _, Write as _};
     let command = format!(
-        "{} bake -i {}",
+        "{} bake -i {} {}",
         env!("CARGO_BIN_EXE_clockprov"),
-        inventory.display()
+        inventory.display(),
+        args.join(" ")
     );
-    let mut child = Command::new("script")
+    let mut script = Command::new("script");
+    script
         .args(["-q", "-e", "-c", &command, "/dev/null"])
         .env("NO_COLOR", "1")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("script (util-linux)");
+        .stderr(Stdio::null());
+    match libguestfs {
+        Libguestfs::AsConfigured => {
+            script
+                .env("LIBGUESTFS_BACKEND", "direct")
+                .env("LIBGUESTFS_BACKEND_SETTINGS", "force_tcg");
+        }
+        Libguestfs::Unset => {
+            for (name, _) in std::env::vars_os() {
+                if name.to_string_lossy().starts_with("LIBGUESTFS_") {
+                    script.env_remove(name);
+                }
+            }
+        }
+    }
+    let mut child = script.spawn().expect("script (util-linux)");
     let mut stdout = child.stdout.take().unwrap();
     let mut seen = String::new();
     let mut chunk = [0u8; 4096];
@@ -488,12 +526,49 @@ fn bake_on_a_terminal(inventory: &Path, answer: &str) -> String {
         assert!(n > 0, "bake ended before asking: {seen}");
         seen.push_str(&String::from_utf8_lossy(&chunk[..n]));
     }
+    before_answer();
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(format!("{answer}\n").as_bytes()).unwrap();
     stdout.read_to_string(&mut seen).unwrap();
     drop(stdin);
     child.wait().unwrap();
+    eprintln!("$ {command} (on a terminal, answered {answer:?})\n{seen}");
     seen
+}
+
+/// clockprov with every `LIBGUESTFS_*` variable removed from its environment.
+fn clockprov_bare(args: &[&str], inventory: &Path) -> run::Run {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_clockprov"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("LIBGUESTFS_") {
+            command.env_remove(name);
+        }
+    }
+    let run: run::Run = command
+        .args(args)
+        .arg("-i")
+        .arg(inventory)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run clockprov")
+        .into();
+    eprintln!(
+        "$ clockprov {} -i {} (no LIBGUESTFS_* variables)\n{run:?}",
+        args.join(" "),
+        inventory.display()
+    );
+    run
+}
+
+/// Where the appliance died under broken KVM, bake says so and how to skip the first try.
+fn assert_kvm_fallback_explained(stderr: &str) {
+    if stderr.contains("died as it started") {
+        assert!(
+            stderr.contains("LIBGUESTFS_BACKEND_SETTINGS=force_tcg"),
+            "{stderr}"
+        );
+    }
 }
 
 #[test]
@@ -516,4 +591,420 @@ fn bake_asks_on_a_terminal() {
             .unwrap()
             .contains("\nNTP=192.168.6.200\n")
     );
+}
+
+/// Issue 9: a root directory whose links try to lead bake out of it. Each crafted root either
+/// fails or is baked inside itself; nothing outside the roots changes: neither a whole sentinel
+/// tree next to them (which the links name, by relative and absolute paths) nor this machine's
+/// own /etc/systemd/system.
+#[test]
+fn bake_stays_inside_a_crafted_root() {
+    let world = tempfile::Builder::new()
+        .prefix("clockprov-bake-escape-")
+        .tempdir()
+        .unwrap();
+    let sentinel = world.path().join("sentinel");
+    fs::create_dir_all(&sentinel).unwrap();
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(pristine_tree().join("etc"))
+        .arg(&sentinel)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    fs::create_dir_all(sentinel.join("var/lib/chrony")).unwrap();
+    fs::write(sentinel.join("var/lib/chrony/chrony.drift"), "1.0 0.1\n").unwrap();
+    let abs = sentinel.display().to_string();
+
+    // (what, link path in the root, link target, bake may succeed inside the root)
+    let cases: Vec<(&str, &str, String, bool)> = vec![
+        (
+            "climb through a missing component",
+            "etc/systemd/system",
+            "x/../../..".into(),
+            false,
+        ),
+        (
+            "climb far through a missing component",
+            "etc/systemd/system",
+            "x/../../../../../../../../..".into(),
+            false,
+        ),
+        (
+            "a `..` chain",
+            "etc/systemd/system",
+            "../../../../../../../../../..".into(),
+            true,
+        ),
+        ("a link to /", "etc/systemd/system", "/".into(), true),
+        (
+            "an absolute link to the sentinel",
+            "etc/systemd/system",
+            format!("{abs}/etc/systemd/system"),
+            false,
+        ),
+        (
+            "a relative link to the sentinel",
+            "etc/systemd/system",
+            "../../../sentinel/etc/systemd/system".into(),
+            false,
+        ),
+        ("a link loop", "etc/systemd/system", "system".into(), false),
+        (
+            "the config directory climbing out",
+            "etc/systemd",
+            "../../sentinel/etc/systemd".into(),
+            false,
+        ),
+        (
+            "the state directory, absolutely",
+            "var/lib/chrony",
+            format!("{abs}/var/lib/chrony"),
+            true,
+        ),
+        (
+            "machine-id, absolutely",
+            "etc/machine-id",
+            format!("{abs}/etc/machine-id"),
+            true,
+        ),
+    ];
+    let mut inventory_images = String::new();
+    for (i, (what, link, target, _)) in cases.iter().enumerate() {
+        let root = world.path().join(format!("root{i}"));
+        let status = Command::new("cp")
+            .arg("-a")
+            .arg(pristine_tree())
+            .arg(&root)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let at = root.join(link);
+        if fs::symlink_metadata(&at).unwrap().is_dir() {
+            fs::remove_dir_all(&at).unwrap();
+        } else {
+            fs::remove_file(&at).unwrap();
+        }
+        std::os::unix::fs::symlink(target, &at).unwrap();
+        eprintln!("root{i}: {what}: /{link} -> {target}");
+        inventory_images.push_str(&format!("  root{i}:\n    path: root{i}\n"));
+    }
+    let inventory = image_inventory(world.path(), &inventory_images);
+    let controller = Path::new("/etc/systemd/system");
+    let controller_before = snapshot_tree(controller);
+    let outside_before = snapshot_tree(world.path());
+    let run = clockprov_here(
+        &["bake", "--yes", "--reset-machine-id", "--forks", "1"],
+        &inventory,
+    );
+    assert_eq!(run.code, 1, "some crafted roots must fail: {run:?}");
+    for (i, (what, _, _, may_succeed)) in cases.iter().enumerate() {
+        // Refused roots fail at the plan, before any write; the others are baked.
+        let header = run
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("== root{i} (")))
+            .unwrap_or_else(|| panic!("no header for root{i}: {run:?}"));
+        let done = run
+            .stdout
+            .lines()
+            .find(|l| {
+                l.starts_with(&format!("ok root{i}:")) || l.starts_with(&format!("FAILED root{i}:"))
+            })
+            .unwrap_or_else(|| panic!("no outcome for root{i}: {run:?}"));
+        assert_eq!(
+            (header.ends_with("FAILED"), done.starts_with("ok")),
+            (!may_succeed, *may_succeed),
+            "root{i} ({what}): {header}\n{done}\n{run:?}"
+        );
+    }
+    // A refused root is whole: not even its timesyncd.conf was written.
+    for (i, (_, _, _, may_succeed)) in cases.iter().enumerate() {
+        if !may_succeed {
+            let conf = world
+                .path()
+                .join(format!("root{i}/etc/systemd/timesyncd.conf"));
+            assert_eq!(
+                fs::read(&conf).ok(),
+                fs::read(pristine_tree().join("etc/systemd/timesyncd.conf")).ok(),
+                "root{i}"
+            );
+        }
+    }
+    // The `..` chain and the link to / land inside their roots.
+    for i in [2, 3] {
+        assert_eq!(
+            fs::read_link(
+                world
+                    .path()
+                    .join(format!("root{i}/sysinit.target.wants/{UNIT}"))
+            )
+            .unwrap(),
+            Path::new(&format!("/lib/systemd/system/{UNIT}"))
+        );
+    }
+    let outside_after: BTreeMap<_, _> = snapshot_tree(world.path())
+        .into_iter()
+        .filter(|(path, _)| {
+            !path
+                .components()
+                .next()
+                .is_some_and(|c| c.as_os_str().to_string_lossy().starts_with("root"))
+        })
+        .collect();
+    let outside_before: BTreeMap<_, _> = outside_before
+        .into_iter()
+        .filter(|(path, _)| {
+            !path
+                .components()
+                .next()
+                .is_some_and(|c| c.as_os_str().to_string_lossy().starts_with("root"))
+        })
+        .collect();
+    assert_eq!(
+        outside_after, outside_before,
+        "something outside the roots changed"
+    );
+    assert_eq!(snapshot_tree(controller), controller_before);
+}
+
+/// `path: /` is refused when the inventory is read, and a relative path that leads to / when
+/// the root is opened; an image with both `path` and `libvirt`, or with a remote libvirt, is
+/// refused with its line.
+#[test]
+fn bake_refuses_this_machines_root_and_bad_image_entries() {
+    let dir = tempfile::Builder::new()
+        .prefix("clockprov-bake-slash-")
+        .tempdir()
+        .unwrap();
+    let controller_before = snapshot_tree(Path::new("/etc/systemd/system"));
+    let run = clockprov_here(
+        &["bake", "--yes"],
+        &image_inventory(dir.path(), "  host:\n    path: /\n"),
+    );
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr
+            .contains("images.host.path: `/` is this machine's own root directory"),
+        "{run:?}"
+    );
+    let up = "../".repeat(dir.path().components().count() + 2);
+    let run = clockprov_here(
+        &["bake", "--dry-run"],
+        &image_inventory(dir.path(), &format!("  host:\n    path: {up}\n")),
+    );
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stdout
+            .contains("this is the root directory of this machine, not an image"),
+        "{run:?}"
+    );
+    assert_eq!(
+        snapshot_tree(Path::new("/etc/systemd/system")),
+        controller_before
+    );
+    let run = clockprov_here(
+        &["bake", "--dry-run"],
+        &image_inventory(
+            dir.path(),
+            "  both:\n    path: x.qcow2\n    libvirt: {domain: z-ubuntu20}\n",
+        ),
+    );
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr
+            .contains("images.both.libvirt: give either `path` or `libvirt`, not both"),
+        "{run:?}"
+    );
+    let run = clockprov_here(
+        &["bake", "--dry-run"],
+        &image_inventory(
+            dir.path(),
+            "  remote:\n    libvirt: {domain: z-ubuntu20, uri: \"qemu+ssh://zcloud/system\"}\n",
+        ),
+    );
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr.contains("inventory.yaml:") && run.stderr.contains("reaches another machine"),
+        "{run:?}"
+    );
+}
+
+/// On a terminal, the plan is made from what was read, the question asked, and only then is
+/// the image opened for writing: if it changed in between, nothing is written.
+#[test]
+fn bake_refuses_an_image_that_changed_while_asking() {
+    let target = Target::new();
+    target.make_stale();
+    let inventory = target.golden_inventory();
+    let conf = target.path("etc/systemd/timesyncd.conf");
+    let out = bake_on_a_terminal_with(
+        &[],
+        &inventory,
+        Libguestfs::AsConfigured,
+        || fs::write(&conf, "[Time]\nNTP=203.0.113.9\n").unwrap(),
+        "yes",
+    );
+    let edited = snapshot_tree(&target.root());
+    assert!(
+        out.contains(
+            "the image changed between the plan and the bake (/etc/systemd/timesyncd.conf)"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("Bake: 0 images baked, 0 unchanged, 1 failed."),
+        "{out}"
+    );
+    // Nothing but the edit: no link, removal or backup.
+    assert_eq!(
+        fs::read_to_string(&conf).unwrap(),
+        "[Time]\nNTP=203.0.113.9\n"
+    );
+    assert!(fs::symlink_metadata(target.path(CHRONY_LINK)).is_ok());
+    assert_eq!(snapshot_tree(&target.root()), edited);
+}
+
+/// Stops a private libvirtd (tests/bake/libvirtd.sh) when dropped.
+struct Libvirtd {
+    dir: PathBuf,
+    uri: String,
+}
+
+impl Libvirtd {
+    fn start(dir: &Path) -> Libvirtd {
+        let out = Command::new("bash")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bake/libvirtd.sh"))
+            .arg("up")
+            .arg(dir)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run libvirtd.sh");
+        assert!(
+            out.status.success(),
+            "libvirtd.sh up: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Libvirtd {
+            dir: dir.to_owned(),
+            uri: String::from_utf8(out.stdout).unwrap().trim().to_owned(),
+        }
+    }
+
+    fn virsh(&self, args: &[&str]) -> String {
+        let out = Command::new("virsh")
+            .args(["-q", "-c", &self.uri])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run virsh");
+        assert!(
+            out.status.success(),
+            "virsh {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+}
+
+impl Drop for Libvirtd {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bake/libvirtd.sh"))
+            .arg("down")
+            .arg(&self.dir)
+            .status();
+    }
+}
+
+/// Issue 15: a VM template kept by libvirt, named by its domain. A real libvirtd (Debian's, its
+/// own configuration, sockets and state under a temporary directory) with a TCG domain on a
+/// qcow2 copy of the lab's client disk and no network. Shut off: baked on a terminal (read-only
+/// for the plan, read-write after `yes`), with no libguestfs variable set. Running: refused
+/// before any appliance starts, the disk byte for byte unchanged.
+#[test]
+fn bake_a_libvirt_domain_by_name_and_refuse_it_running() {
+    let dir = tempfile::Builder::new()
+        .prefix("clockprov-bake-libvirt-")
+        .tempdir()
+        .unwrap();
+    let disk = dir.path().join("z-ubuntu20.qcow2");
+    let status = Command::new("qemu-img")
+        .args(["convert", "-q", "-f", "raw", "-O", "qcow2"])
+        .arg(client_image())
+        .arg(&disk)
+        .status()
+        .unwrap();
+    assert!(status.success(), "qemu-img convert failed");
+    let libvirtd = Libvirtd::start(dir.path());
+    let xml = dir.path().join("z-ubuntu20.xml");
+    fs::write(
+        &xml,
+        format!(
+            "<domain type='qemu'>
+  <name>z-ubuntu20</name>
+  <memory unit='MiB'>128</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='qcow2'/>
+      <source file='{}'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+    <memballoon model='none'/>
+  </devices>
+</domain>
+",
+            disk.display()
+        ),
+    )
+    .unwrap();
+    libvirtd.virsh(&["define", &xml.display().to_string()]);
+    assert_eq!(libvirtd.virsh(&["domstate", "z-ubuntu20"]), "shut off");
+    let inventory = image_inventory(
+        dir.path(),
+        &format!(
+            "  z-ubuntu20:\n    libvirt: {{domain: z-ubuntu20, uri: \"{}\"}}\n",
+            libvirtd.uri
+        ),
+    );
+
+    let out = bake_on_a_terminal_with(
+        &["--reset-machine-id"],
+        &inventory,
+        Libguestfs::Unset,
+        || {},
+        "yes",
+    );
+    assert!(
+        out.contains(&format!(
+            "== z-ubuntu20 (libvirt domain z-ubuntu20: {}; Debian GNU/Linux 12",
+            disk.display()
+        )),
+        "{out}"
+    );
+    assert!(out.contains("+NTP=192.168.6.200"), "{out}");
+    assert!(out.contains("Bake: 1 image baked"), "{out}");
+    assert_kvm_fallback_explained(&out);
+    assert_baked(&disk, "/dev/sda");
+
+    // Running (at its firmware: the lab's disk has no boot loader, so the guest writes
+    // nothing): refused, untouched.
+    libvirtd.virsh(&["start", "z-ubuntu20"]);
+    assert_eq!(libvirtd.virsh(&["domstate", "z-ubuntu20"]), "running");
+    let before = sha256(&disk);
+    let run = clockprov_bare(&["bake", "--yes", "--reset-machine-id"], &inventory);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stdout
+            .contains("is running: a domain's disks are baked only while it is shut off"),
+        "{run:?}"
+    );
+    assert_eq!(sha256(&disk), before, "the running domain's disk changed");
+    libvirtd.virsh(&["destroy", "z-ubuntu20"]);
+    assert_eq!(libvirtd.virsh(&["domstate", "z-ubuntu20"]), "shut off");
+    libvirtd.virsh(&["undefine", "z-ubuntu20"]);
 }
