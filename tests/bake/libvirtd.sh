@@ -53,6 +53,7 @@ EOF
         echo 'libvirt-qemu:x:64055:64055:libvirt qemu (clockprov test):/nonexistent:/usr/sbin/nologin' >>"$dir/passwd"
     grep -q '^libvirt-qemu:' "$dir/group" || echo 'libvirt-qemu:x:64055:' >>"$dir/group"
     # The daemon becomes the process whose PID is recorded: unshare and bash exec into it.
+    # shellcheck disable=SC2016 # the inner script expands its own $1
     setsid unshare --mount --propagation private -- bash -c '
         set -e
         dir=$1
@@ -88,7 +89,9 @@ cmd_down() {
     for pidfile in "$dir"/run.upper/libvirt/qemu/*.pid; do
         [[ -f $pidfile && $pidfile != */driver.pid ]] || continue
         pid=$(cat "$pidfile")
-        [[ $pid =~ ^[0-9]+$ ]] && kill "$pid" 2>/dev/null || true
+        if [[ $pid =~ ^[0-9]+$ ]]; then
+            kill "$pid" 2>/dev/null || true
+        fi
     done
     if [[ -f $dir/libvirtd.pid ]]; then
         pid=$(cat "$dir/libvirtd.pid")
