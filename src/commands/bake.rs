@@ -2,36 +2,22 @@
 
 use std::io::IsTerminal as _;
 
-use anyhow::{anyhow, bail};
+use anyhow::bail;
 
 use crate::cli::{BakeArgs, Format};
-use crate::glob::Limit;
 use crate::image::bake::{self, BakeOptions, ImageResult, ImageStatus};
-use crate::inventory::Inventory;
+use crate::inventory::{ImageSpec, Inventory};
 use crate::report;
+use crate::value::Name;
 
-use super::{EXIT_CHANGES, EXIT_ERROR, EXIT_OK, ask, print_stdout, renderer_for, stdout_style};
+use super::{
+    EXIT_CHANGES, EXIT_ERROR, EXIT_OK, ask, limit, print_stdout, renderer_for, stdout_style,
+};
 
 pub(crate) fn run(args: &BakeArgs) -> anyhow::Result<u8> {
     let inventory = Inventory::load(&args.inventory)?;
     let renderer = renderer_for(&inventory, args.templates.clone())?;
-    let limit = Limit::new(&args.limit);
-    let images: Vec<_> = inventory
-        .file
-        .images
-        .iter()
-        .filter(|(name, _)| limit.selects(name.as_str()))
-        .collect();
-    if images.is_empty() {
-        if inventory.file.images.is_empty() {
-            bail!("{}: the inventory has no images", args.inventory.display());
-        }
-        bail!(
-            "--limit {} matches no image of {}",
-            args.limit.join(","),
-            args.inventory.display()
-        );
-    }
+    let images = selected_images(args, &inventory)?;
     // Decide before any appliance starts: nothing is opened for writing that cannot be written.
     if !args.dry_run && !args.yes && !std::io::stdin().is_terminal() {
         bail!(
@@ -45,8 +31,7 @@ pub(crate) fn run(args: &BakeArgs) -> anyhow::Result<u8> {
     // Opening a disk image boots libguestfs's appliance (about 20 s under TCG): say so on a
     // terminal, so that a quiet wait does not look like a hang.
     let progress = std::io::stderr().is_terminal();
-    // Without --yes, disk images are opened read-only for the plan shown before the question,
-    // and opened for writing only once it is answered (bake::execute reopens them).
+    // Without --yes, read-only until the question is answered (bake::execute then reopens).
     let readonly = args.dry_run || !args.yes;
     let opened = bake::parallel_map(images, forks, |(name, spec)| {
         let started = std::time::Instant::now();
@@ -108,8 +93,9 @@ pub(crate) fn run(args: &BakeArgs) -> anyhow::Result<u8> {
         Format::Json => print_stdout(&report::bake_json(&results, args.dry_run))?,
     }
     let failed = results.iter().any(|r| r.status == ImageStatus::Failed);
-    if !go && !args.dry_run && changes > 0 && !failed {
-        return Err(anyhow!("bake cancelled; nothing was changed"));
+    if !go && !args.dry_run && changes > 0 {
+        // Saying no is a decision, not a failure.
+        eprintln!("Bake cancelled; nothing was changed.");
     }
     Ok(if failed {
         EXIT_ERROR
@@ -118,6 +104,32 @@ pub(crate) fn run(args: &BakeArgs) -> anyhow::Result<u8> {
     } else {
         EXIT_OK
     })
+}
+
+/// The images `--limit` selects; at least one.
+fn selected_images<'i>(
+    args: &BakeArgs,
+    inventory: &'i Inventory,
+) -> anyhow::Result<Vec<(&'i Name, &'i ImageSpec)>> {
+    let names: Vec<&str> = inventory.file.images.keys().map(Name::as_str).collect();
+    let limit = limit(&args.limit, &names, "image", &args.inventory)?;
+    let images: Vec<_> = inventory
+        .file
+        .images
+        .iter()
+        .filter(|(name, _)| limit.selects(name.as_str()))
+        .collect();
+    if images.is_empty() {
+        if inventory.file.images.is_empty() {
+            bail!("{}: the inventory has no images", args.inventory.display());
+        }
+        bail!(
+            "--limit {} leaves no image of {}",
+            args.limit.join(","),
+            args.inventory.display()
+        );
+    }
+    Ok(images)
 }
 
 /// Bake the open images when `go`, else just close them; record the outcomes in `results`.

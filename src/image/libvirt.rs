@@ -139,7 +139,7 @@ string_serde!(LibvirtUri);
 
 /// `images.NAME.libvirt`: the domain, and the libvirt to ask (virsh's default when absent).
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename = "libvirt settings")]
 pub struct LibvirtSpec {
     pub domain: DomainName,
     pub uri: Option<LibvirtUri>,

@@ -521,7 +521,7 @@ fn bake_on_a_terminal_with(
     let mut stdout = child.stdout.take().unwrap();
     let mut seen = String::new();
     let mut chunk = [0u8; 4096];
-    while !seen.contains("Type 'yes' to go on") {
+    while !seen.contains("[y/N]") {
         let n = stdout.read(&mut chunk).unwrap();
         assert!(n > 0, "bake ended before asking: {seen}");
         seen.push_str(&String::from_utf8_lossy(&chunk[..n]));
@@ -580,7 +580,7 @@ fn bake_asks_on_a_terminal() {
     let declined = bake_on_a_terminal(&inventory, "no");
     assert!(
         declined.contains("Bake these changes into 1 image?")
-            && declined.contains("bake cancelled; nothing was changed"),
+            && declined.contains("Bake cancelled; nothing was changed."),
         "{declined}"
     );
     assert_eq!(snapshot_tree(&target.root()), before);
@@ -593,10 +593,93 @@ fn bake_asks_on_a_terminal() {
     );
 }
 
+/// One crafted root: a link at `link` (relative to the root) to `target`.
+struct Crafted {
+    what: &'static str,
+    link: &'static str,
+    target: String,
+    /// Whether bake may bake it (inside the root) rather than refuse it.
+    bakes: bool,
+}
+
+/// The links of issue 9 that try to lead bake out of its root: through a missing component,
+/// `..` chains, absolute and relative links to a sentinel tree next to the roots (`sentinel`,
+/// its absolute path `abs`), a loop, and a climb to this machine's own /etc/systemd/system.
+fn crafted_roots(abs: &str, depth: usize) -> Vec<Crafted> {
+    let system = "etc/systemd/system";
+    let case = |what, link, target: String, bakes| Crafted {
+        what,
+        link,
+        target,
+        bakes,
+    };
+    vec![
+        case("through a missing x", system, "x/../../..".into(), false),
+        case(
+            "far through a missing x",
+            system,
+            format!("x/{}", "../".repeat(depth + 8)),
+            false,
+        ),
+        case("a `..` chain", system, "../".repeat(depth + 8), true),
+        case("a link to /", system, "/".into(), true),
+        case(
+            "absolute, to the sentinel",
+            system,
+            format!("{abs}/{system}"),
+            false,
+        ),
+        case(
+            "relative, to the sentinel",
+            system,
+            format!("../../../sentinel/{system}"),
+            false,
+        ),
+        case("a loop", system, "system".into(), false),
+        case(
+            "to this machine's own",
+            system,
+            format!("x/{}{system}", "../".repeat(depth + 8)),
+            false,
+        ),
+        case(
+            "the config directory",
+            "etc/systemd",
+            "../../sentinel/etc/systemd".into(),
+            false,
+        ),
+        case(
+            "the state directory",
+            "var/lib/chrony",
+            format!("{abs}/var/lib/chrony"),
+            true,
+        ),
+        case(
+            "machine-id",
+            "etc/machine-id",
+            format!("{abs}/etc/machine-id"),
+            true,
+        ),
+    ]
+}
+
+/// Everything under `dir` except the crafted roots (`root*`).
+fn outside_the_roots(dir: &Path) -> BTreeMap<PathBuf, String> {
+    snapshot_tree(dir)
+        .into_iter()
+        .filter(|(path, _)| {
+            !path
+                .components()
+                .next()
+                .is_some_and(|c| c.as_os_str().to_string_lossy().starts_with("root"))
+        })
+        .collect()
+}
+
 /// Issue 9: a root directory whose links try to lead bake out of it. Each crafted root either
-/// fails or is baked inside itself; nothing outside the roots changes: neither a whole sentinel
-/// tree next to them (which the links name, by relative and absolute paths) nor this machine's
-/// own /etc/systemd/system.
+/// fails whole (before its first write) or is baked inside itself; nothing outside the roots
+/// changes: neither a whole sentinel tree next to them (which the links name, by relative and
+/// absolute paths) nor this machine's own /etc/systemd/system.
 #[test]
 fn bake_stays_inside_a_crafted_root() {
     let world = tempfile::Builder::new()
@@ -604,7 +687,7 @@ fn bake_stays_inside_a_crafted_root() {
         .tempdir()
         .unwrap();
     let sentinel = world.path().join("sentinel");
-    fs::create_dir_all(&sentinel).unwrap();
+    fs::create_dir_all(sentinel.join("var/lib/chrony")).unwrap();
     let status = Command::new("cp")
         .arg("-a")
         .arg(pristine_tree().join("etc"))
@@ -612,65 +695,13 @@ fn bake_stays_inside_a_crafted_root() {
         .status()
         .unwrap();
     assert!(status.success());
-    fs::create_dir_all(sentinel.join("var/lib/chrony")).unwrap();
     fs::write(sentinel.join("var/lib/chrony/chrony.drift"), "1.0 0.1\n").unwrap();
-    let abs = sentinel.display().to_string();
-
-    // (what, link path in the root, link target, bake may succeed inside the root)
-    let cases: Vec<(&str, &str, String, bool)> = vec![
-        (
-            "climb through a missing component",
-            "etc/systemd/system",
-            "x/../../..".into(),
-            false,
-        ),
-        (
-            "climb far through a missing component",
-            "etc/systemd/system",
-            "x/../../../../../../../../..".into(),
-            false,
-        ),
-        (
-            "a `..` chain",
-            "etc/systemd/system",
-            "../../../../../../../../../..".into(),
-            true,
-        ),
-        ("a link to /", "etc/systemd/system", "/".into(), true),
-        (
-            "an absolute link to the sentinel",
-            "etc/systemd/system",
-            format!("{abs}/etc/systemd/system"),
-            false,
-        ),
-        (
-            "a relative link to the sentinel",
-            "etc/systemd/system",
-            "../../../sentinel/etc/systemd/system".into(),
-            false,
-        ),
-        ("a link loop", "etc/systemd/system", "system".into(), false),
-        (
-            "the config directory climbing out",
-            "etc/systemd",
-            "../../sentinel/etc/systemd".into(),
-            false,
-        ),
-        (
-            "the state directory, absolutely",
-            "var/lib/chrony",
-            format!("{abs}/var/lib/chrony"),
-            true,
-        ),
-        (
-            "machine-id, absolutely",
-            "etc/machine-id",
-            format!("{abs}/etc/machine-id"),
-            true,
-        ),
-    ];
-    let mut inventory_images = String::new();
-    for (i, (what, link, target, _)) in cases.iter().enumerate() {
+    let cases = crafted_roots(
+        &sentinel.display().to_string(),
+        world.path().components().count(),
+    );
+    let mut images = String::new();
+    for (i, case) in cases.iter().enumerate() {
         let root = world.path().join(format!("root{i}"));
         let status = Command::new("cp")
             .arg("-a")
@@ -679,90 +710,68 @@ fn bake_stays_inside_a_crafted_root() {
             .status()
             .unwrap();
         assert!(status.success());
-        let at = root.join(link);
+        let at = root.join(case.link);
         if fs::symlink_metadata(&at).unwrap().is_dir() {
             fs::remove_dir_all(&at).unwrap();
         } else {
             fs::remove_file(&at).unwrap();
         }
-        std::os::unix::fs::symlink(target, &at).unwrap();
-        eprintln!("root{i}: {what}: /{link} -> {target}");
-        inventory_images.push_str(&format!("  root{i}:\n    path: root{i}\n"));
+        std::os::unix::fs::symlink(&case.target, &at).unwrap();
+        eprintln!("root{i}: {}: /{} -> {}", case.what, case.link, case.target);
+        images.push_str("  root");
+        images.push_str(&i.to_string());
+        images.push_str(":\n    path: root");
+        images.push_str(&i.to_string());
+        images.push('\n');
     }
-    let inventory = image_inventory(world.path(), &inventory_images);
+    let inventory = image_inventory(world.path(), &images);
     let controller = Path::new("/etc/systemd/system");
     let controller_before = snapshot_tree(controller);
-    let outside_before = snapshot_tree(world.path());
+    let outside_before = outside_the_roots(world.path());
     let run = clockprov_here(
         &["bake", "--yes", "--reset-machine-id", "--forks", "1"],
         &inventory,
     );
     assert_eq!(run.code, 1, "some crafted roots must fail: {run:?}");
-    for (i, (what, _, _, may_succeed)) in cases.iter().enumerate() {
+    let stock_conf = fs::read(pristine_tree().join("etc/systemd/timesyncd.conf")).unwrap();
+    for (i, case) in cases.iter().enumerate() {
         // Refused roots fail at the plan, before any write; the others are baked.
-        let header = run
-            .stdout
-            .lines()
-            .find(|l| l.starts_with(&format!("== root{i} (")))
-            .unwrap_or_else(|| panic!("no header for root{i}: {run:?}"));
+        let header = format!("== root{i} (");
+        let header = run.stdout.lines().find(|l| l.starts_with(&header));
+        let done = [format!("ok root{i}:"), format!("FAILED root{i}:")];
         let done = run
             .stdout
             .lines()
-            .find(|l| {
-                l.starts_with(&format!("ok root{i}:")) || l.starts_with(&format!("FAILED root{i}:"))
-            })
-            .unwrap_or_else(|| panic!("no outcome for root{i}: {run:?}"));
+            .find(|l| done.iter().any(|d| l.starts_with(d)));
+        let (Some(header), Some(done)) = (header, done) else {
+            panic!("root{i}: no plan or outcome: {run:?}");
+        };
         assert_eq!(
             (header.ends_with("FAILED"), done.starts_with("ok")),
-            (!may_succeed, *may_succeed),
-            "root{i} ({what}): {header}\n{done}\n{run:?}"
+            (!case.bakes, case.bakes),
+            "root{i} ({}): {header}\n{done}\n{run:?}",
+            case.what
         );
-    }
-    // A refused root is whole: not even its timesyncd.conf was written.
-    for (i, (_, _, _, may_succeed)) in cases.iter().enumerate() {
-        if !may_succeed {
+        if !case.bakes {
             let conf = world
                 .path()
                 .join(format!("root{i}/etc/systemd/timesyncd.conf"));
-            assert_eq!(
-                fs::read(&conf).ok(),
-                fs::read(pristine_tree().join("etc/systemd/timesyncd.conf")).ok(),
-                "root{i}"
-            );
+            assert_eq!(fs::read(&conf).ok().as_ref(), Some(&stock_conf), "root{i}");
         }
     }
     // The `..` chain and the link to / land inside their roots.
     for i in [2, 3] {
+        let link = world
+            .path()
+            .join(format!("root{i}/sysinit.target.wants/{UNIT}"));
         assert_eq!(
-            fs::read_link(
-                world
-                    .path()
-                    .join(format!("root{i}/sysinit.target.wants/{UNIT}"))
-            )
-            .unwrap(),
+            fs::read_link(link).unwrap(),
             Path::new(&format!("/lib/systemd/system/{UNIT}"))
         );
     }
-    let outside_after: BTreeMap<_, _> = snapshot_tree(world.path())
-        .into_iter()
-        .filter(|(path, _)| {
-            !path
-                .components()
-                .next()
-                .is_some_and(|c| c.as_os_str().to_string_lossy().starts_with("root"))
-        })
-        .collect();
-    let outside_before: BTreeMap<_, _> = outside_before
-        .into_iter()
-        .filter(|(path, _)| {
-            !path
-                .components()
-                .next()
-                .is_some_and(|c| c.as_os_str().to_string_lossy().starts_with("root"))
-        })
-        .collect();
     assert_eq!(
-        outside_after, outside_before,
+        outside_the_roots(world.path()),
+        outside_before,
         "something outside the roots changed"
     );
     assert_eq!(snapshot_tree(controller), controller_before);

@@ -10,6 +10,7 @@ mod support;
 mod fleet;
 mod harness;
 mod jump;
+mod messages;
 mod privilege;
 mod ssh;
 
