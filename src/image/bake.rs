@@ -826,6 +826,40 @@ mod tests {
     }
 
     #[test]
+    fn targets_from_the_inventory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("inv.yaml");
+        std::fs::write(
+            &path,
+            "ntp_servers:\n  zcloud:\n    address: 192.168.6.200\n    local_stratum: 10\nimages:\n  by-path:\n    path: images/golden.qcow2\n  by-domain:\n    libvirt: {domain: z-ubuntu20, uri: \"qemu:///system\"}\n",
+        )
+        .unwrap();
+        let inventory = Inventory::load(&path).unwrap();
+        let target = |name: &str| {
+            let spec = inventory
+                .file
+                .images
+                .iter()
+                .find(|(n, _)| n.as_str() == name)
+                .unwrap()
+                .1;
+            image_target(&inventory, spec)
+        };
+        assert_eq!(
+            target("by-path"),
+            ImageTarget::Path(dir.path().join("images/golden.qcow2"))
+        );
+        let ImageTarget::Libvirt(spec) = target("by-domain") else {
+            panic!("not a libvirt target");
+        };
+        assert_eq!(spec.domain.as_str(), "z-ubuntu20");
+        assert_eq!(
+            target("by-domain").to_string(),
+            "libvirt domain z-ubuntu20 (qemu:///system)"
+        );
+    }
+
+    #[test]
     fn stamps() {
         assert_eq!(utc_stamp(0), "19700101T000000Z");
         assert_eq!(utc_stamp(1_795_619_103), "20261125T150503Z");
