@@ -6,8 +6,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::check_json;
-use crate::guest::{assert_baked, client_image, clockprov_here, guestfish, image_inventory};
-use crate::lab::{Lab, host, lab_script};
+use crate::support::guest::{
+    assert_baked, client_image, clockprov_here, guestfish, image_inventory,
+};
+use crate::support::lab::{Lab, host, lab_script};
 
 /// The clone's clock skew at boot, seconds.
 const CLONE_SKEW: f64 = 7.0;
@@ -42,12 +44,7 @@ fn a_clone_of_a_baked_image_boots_synchronized() {
         .status()
         .unwrap();
     assert!(status.success());
-    let inventory = image_inventory(
-        work.path(),
-        "  z-golden:
-    path: z-golden.qcow2
-",
-    );
+    let inventory = image_inventory(work.path(), "  z-golden:\n    path: z-golden.qcow2\n");
 
     let started = Instant::now();
     let bake = clockprov_here(&["bake", "--yes", "--reset-machine-id"], &inventory);
@@ -90,7 +87,10 @@ fn a_clone_of_a_baked_image_boots_synchronized() {
         .unwrap();
     assert!((skew - CLONE_SKEW).abs() < 0.5, "clone at {skew} s");
     // The server is applied; the clone is not touched.
-    let apply = lab.clockprov(&["apply", "-i", &lab_inventory, "--yes", "--limit", "zcloud"]);
+    let apply = lab.clockprov(
+        &["apply", "-i", &lab_inventory, "--yes", "--limit", "zcloud"],
+        &[],
+    );
     assert_eq!(apply.code, 0, "{apply:?}");
     let deadline = Instant::now() + Duration::from_secs(240);
     let after = loop {
