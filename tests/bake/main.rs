@@ -19,7 +19,8 @@ use std::sync::OnceLock;
 mod support;
 use support::clockprov::Clockprov;
 use support::guest::{
-    assert_baked, client_image, clockprov_here, guestfish, image_inventory, with_libguestfs,
+    assert_baked, client_image, client_image_with_timesyncd_disabled, clockprov_here,
+    image_inventory, with_libguestfs,
 };
 use support::lab::lab_script;
 
@@ -341,21 +342,8 @@ fn bake_a_raw_image_without_a_partition_table() {
         .tempdir()
         .unwrap();
     let image = dir.path().join("golden.raw");
-    let status = Command::new("cp")
-        .arg("--sparse=always")
-        .arg(client_image())
-        .arg(&image)
-        .status()
-        .unwrap();
-    assert!(status.success());
     // The stock lab image has timesyncd enabled; disable it so that bake must enable it.
-    let status = guestfish()
-        .args(["--rw", "-a"])
-        .arg(&image)
-        .args(["-i", "rm", &format!("/{WANTS_LINK}")])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    client_image_with_timesyncd_disabled(&image, "raw");
     let inventory = image_inventory(dir.path(), "  golden:\n    path: golden.raw\n");
     let run = clockprov_here(&["bake", "--yes", "--reset-machine-id"], &inventory);
     assert_eq!(run.code, 0, "{run:?}");

@@ -97,6 +97,34 @@ pub fn assert_baked(image: &Path, device: &str) {
     assert!(parts[4].contains("st_uid: 0\n"), "{seen}");
 }
 
+/// A copy of the lab's client image at `dest` in `format` (`raw` or `qcow2`), with timesyncd's
+/// enablement link removed, as on a template where the daemon was disabled: bake must enable it.
+pub fn client_image_with_timesyncd_disabled(dest: &Path, format: &str) {
+    let status = Command::new("qemu-img")
+        .args(["convert", "-O", format])
+        .arg(client_image())
+        .arg(dest)
+        .status()
+        .expect("run qemu-img");
+    assert!(status.success(), "qemu-img convert failed");
+    let status = guestfish()
+        .args(["--rw", "-a"])
+        .arg(dest)
+        .args([
+            "-m",
+            "/dev/sda",
+            "rm",
+            "/etc/systemd/system/sysinit.target.wants/systemd-timesyncd.service",
+        ])
+        .status()
+        .expect("run guestfish");
+    assert!(
+        status.success(),
+        "guestfish rm failed on {}",
+        dest.display()
+    );
+}
+
 /// The lab's cached client disk image (built by lab.sh when missing). Read-only: copy it.
 #[must_use]
 pub fn client_image() -> PathBuf {

@@ -119,6 +119,15 @@ impl Lab {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Assert that timesyncd on `vm` follows zcloud (`timedatectl show-timesync`).
+    pub fn assert_timesyncd_follows_zcloud(&self, vm: &str) {
+        let timesync = self.ssh(vm, "timedatectl show-timesync --all");
+        assert!(
+            timesync.lines().any(|l| l == "ServerName=192.168.6.200"),
+            "{vm}: {timesync}"
+        );
+    }
+
     /// A command on VM as root, from the lab's side (the hypervisor's console).
     pub fn ssh(&self, vm: &str, command: &str) -> String {
         self.lab("ssh", &[vm, command])
@@ -144,4 +153,16 @@ pub fn host<'a>(doc: &'a serde_json::Value, name: &str) -> &'a serde_json::Value
         .iter()
         .find(|h| h["name"] == name)
         .unwrap_or_else(|| panic!("no host {name} in {doc:#}"))
+}
+
+/// Assert that host `name` of a `check --format json` document is synchronized to zcloud
+/// (192.168.6.200), within Ceph's 0.05 s of it.
+pub fn assert_synchronized_to_zcloud(doc: &serde_json::Value, name: &str) {
+    let h = host(doc, name);
+    assert_eq!(h["synchronized"], true, "{h:#}");
+    assert_eq!(h["server"], "192.168.6.200", "{h:#}");
+    assert!(
+        h["offset_to_server_seconds"].as_f64().unwrap().abs() < 0.05,
+        "{h:#}"
+    );
 }
