@@ -30,6 +30,9 @@
 //! Two other ways to run the same command: [`Clockprov::netns`] runs it inside a VM lab's network
 //! namespace (`tests/lab/lab.sh exec DIR`), and [`Clockprov::terminal`] starts it on a
 //! pseudo-terminal (util-linux `script`) to be typed at, as a user would.
+//!
+//! A test that calls the library in its own process (not the binary) is outside all this: it
+//! reads this process's `HOME`, so its inventory names every file (`config_file` included).
 
 use std::ffi::{OsStr, OsString};
 use std::io::{Read as _, Write as _};
