@@ -1,16 +1,58 @@
 //! Command-line arguments.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::value::DurationValue;
 
+/// Where the inventory's format is described: the end of every `--help`.
+const INVENTORY_HELP: &str = "\
+The inventory (-i FILE, or $CLOCKPROV_INVENTORY) is a YAML file: `ssh:` connection defaults, \
+`ntp_servers:` (chrony), `clients:` (systemd-timesyncd) and `images:` (for bake). Its format, \
+field by field, with examples of every error message: README.md, section \"Inventory \
+reference\"; a complete example: inventories/zcloud.yaml.";
+
+const CHECK_HELP: &str = "\
+Verdicts, one per host (the VERDICT column; `status` and `findings` in JSON):
+  ok                     synchronized to a server the inventory names, within --max-skew of it
+  skew ... exceeds ...   the clock is further than --max-skew from its server's clock
+  not synchronized       the time daemon has not synchronized
+  synchronized to X      synchronized, but to a server the inventory does not name
+  ... is inactive        the time daemon is not running
+  unreachable / failed   the host could not be reached, refused us, or could not be read
+
+Exit codes: 0 every host ok; 2 a finding on some host; 1 an error (a host unreachable or \
+failed, or bad input). check changes nothing on any host.
+
+The inventory (-i FILE, or $CLOCKPROV_INVENTORY): README.md, section \"Inventory reference\".";
+
+const APPLY_HELP: &str = "\
+Per host, after the plan: refuse if a managed file changed since the plan read it (nothing is \
+written on that host); install a missing daemon package; write each file atomically (a \
+temporary file in the same directory, renamed over the old one), keeping the old file as a \
+backup beside it (FILE.clockprov-<UTC time>.bak); enable the unit and restart it when its \
+files changed; if it does not come back, restore the backup and restart it again (rollback), \
+and report the host as failed.
+
+On a terminal, apply shows the plan and asks before changing anything (y or yes to go on; \
+anything else changes nothing). Without a terminal it refuses unless --yes is given.
+
+Exit codes: 0 every host is as the inventory says; 1 an error (bad input, or a host \
+unreachable, refused or failed: the other hosts are still applied).
+
+The inventory (-i FILE, or $CLOCKPROV_INVENTORY): README.md, section \"Inventory reference\".";
+
+/// Ceph's `mon_clock_drift_allowed`, as `check::DEFAULT_MAX_SKEW` in seconds.
+const DEFAULT_MAX_SKEW: DurationValue = DurationValue(Duration::from_millis(50));
+
 #[derive(Debug, Parser)]
 #[command(
     name = "clockprov",
     version,
-    about = "Keep the clocks of a fleet of Linux hosts in step."
+    about = "Keep the clocks of a fleet of Linux hosts in step.",
+    after_help = INVENTORY_HELP
 )]
 pub struct Cli {
     /// More log output on stderr (-v info, -vv debug).
@@ -28,8 +70,10 @@ pub enum Command {
     /// Read every host, render its configuration and show what apply would change. Changes nothing.
     Plan(PlanArgs),
     /// Plan, then write the files, install missing daemons and restart what changed.
+    #[command(after_help = APPLY_HELP)]
     Apply(ApplyArgs),
-    /// Measure every host's clock offset and sync state; flag skew as Ceph would.
+    /// Measure every host's clock offset and sync state; flag skew as Ceph would. Read-only.
+    #[command(after_help = CHECK_HELP)]
     Check(CheckArgs),
     /// Write the client configuration into the inventory's golden images (qcow2/raw disk images,
     /// or root directories) so that clones boot synchronized. Shows the diff first.
@@ -46,8 +90,8 @@ pub enum Format {
 
 #[derive(Debug, Args)]
 pub struct FleetArgs {
-    /// The inventory file.
-    #[arg(short, long, value_name = "FILE")]
+    /// The inventory file (format: README.md, "Inventory reference").
+    #[arg(short, long, value_name = "FILE", env = "CLOCKPROV_INVENTORY")]
     pub inventory: PathBuf,
     /// Only these hosts: names or globs, comma-separated or repeated; `!pattern` excludes.
     #[arg(short, long, value_name = "PATTERN")]
@@ -58,9 +102,6 @@ pub struct FleetArgs {
     /// How many hosts to work on at once.
     #[arg(short, long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
     pub forks: u16,
-    /// A directory whose chrony.conf.j2 / timesyncd.conf.j2 replace the built-in templates.
-    #[arg(long, value_name = "DIR")]
-    pub templates: Option<PathBuf>,
     /// Give up on a host that does not answer within this (e.g. 10s).
     #[arg(long, value_name = "DURATION")]
     pub connect_timeout: Option<DurationValue>,
@@ -77,6 +118,9 @@ pub struct FleetArgs {
 pub struct PlanArgs {
     #[command(flatten)]
     pub fleet: FleetArgs,
+    /// A directory whose chrony.conf.j2 / timesyncd.conf.j2 replace the built-in templates.
+    #[arg(long, value_name = "DIR")]
+    pub templates: Option<PathBuf>,
     /// Exit 0 when nothing would change, 2 when something would, 1 on errors.
     #[arg(long)]
     pub detailed_exitcode: bool,
@@ -86,26 +130,29 @@ pub struct PlanArgs {
 pub struct ApplyArgs {
     #[command(flatten)]
     pub fleet: FleetArgs,
-    /// Do not ask for confirmation.
+    /// A directory whose chrony.conf.j2 / timesyncd.conf.j2 replace the built-in templates.
+    #[arg(long, value_name = "DIR")]
+    pub templates: Option<PathBuf>,
+    /// Do not ask for confirmation (needed without a terminal).
     #[arg(short, long)]
     pub yes: bool,
     /// After applying, wait up to this long (e.g. 120s) until every host is synchronized to the
     /// server the inventory names and within --max-skew.
     #[arg(long, value_name = "DURATION")]
     pub wait_sync: Option<DurationValue>,
-    /// The skew allowed while waiting, in seconds.
-    #[arg(long, default_value_t = crate::check::DEFAULT_MAX_SKEW, value_name = "SECONDS")]
-    pub max_skew: f64,
+    /// The skew allowed while waiting: 0.05, 50ms or 1s alike.
+    #[arg(long, default_value_t = DEFAULT_MAX_SKEW, value_name = "DURATION")]
+    pub max_skew: DurationValue,
 }
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     #[command(flatten)]
     pub fleet: FleetArgs,
-    /// Flag hosts whose clock is further than this from their server's, in seconds (Ceph's
-    /// `mon_clock_drift_allowed`).
-    #[arg(long, default_value_t = crate::check::DEFAULT_MAX_SKEW, value_name = "SECONDS")]
-    pub max_skew: f64,
+    /// Flag hosts whose clock is further than this from their server's (Ceph's
+    /// `mon_clock_drift_allowed`): 0.05, 50ms or 1s alike.
+    #[arg(long, default_value_t = DEFAULT_MAX_SKEW, value_name = "DURATION")]
+    pub max_skew: DurationValue,
     /// Clock readings per host; the one with the smallest round trip is used.
     #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u16).range(1..=100))]
     pub samples: u16,
@@ -113,13 +160,14 @@ pub struct CheckArgs {
 
 #[derive(Debug, Args)]
 pub struct RenderArgs {
-    /// The inventory file.
-    #[arg(short, long, value_name = "FILE")]
+    /// The inventory file (format: README.md, "Inventory reference").
+    #[arg(short, long, value_name = "FILE", env = "CLOCKPROV_INVENTORY")]
     pub inventory: PathBuf,
     /// The host (an `ntp_servers` or clients name).
     pub host: String,
-    /// Render for this distribution, as `ID:VERSION_ID` from os-release.
-    #[arg(long, default_value = "debian:12", value_name = "ID:VERSION")]
+    /// Render for this distribution, as `ID:VERSION_ID` from os-release (supported: see
+    /// `crate::daemon::SUPPORTED_SYSTEMS`).
+    #[arg(long, default_value = "debian:12", value_name = "ID:VERSION", value_parser = supported_os)]
     pub os: String,
     /// Render for this daemon version (e.g. 3.5 for chrony on Ubuntu 20.04) instead of the
     /// distribution's.
@@ -133,8 +181,8 @@ pub struct RenderArgs {
 #[derive(Debug, Args)]
 #[allow(clippy::struct_excessive_bools)] // independent command-line switches
 pub struct BakeArgs {
-    /// The inventory file.
-    #[arg(short, long, value_name = "FILE")]
+    /// The inventory file (format: README.md, "Inventory reference").
+    #[arg(short, long, value_name = "FILE", env = "CLOCKPROV_INVENTORY")]
     pub inventory: PathBuf,
     /// Only these images: names or globs, comma-separated or repeated; `!pattern` excludes.
     #[arg(short, long, value_name = "PATTERN")]
@@ -154,10 +202,58 @@ pub struct BakeArgs {
     /// With --dry-run: exit 2 when something would change.
     #[arg(long, requires = "dry_run")]
     pub detailed_exitcode: bool,
-    /// Do not ask for confirmation.
+    /// Do not ask for confirmation (needed without a terminal).
     #[arg(short, long)]
     pub yes: bool,
     /// Empty a populated /etc/machine-id, so that each clone makes its own at first boot.
     #[arg(long)]
     pub reset_machine_id: bool,
+}
+
+/// `--os`: one of the systems clockprov knows the layout of.
+fn supported_os(text: &str) -> Result<String, String> {
+    if crate::daemon::is_supported_system(text) {
+        Ok(text.to_owned())
+    } else {
+        Err(format!(
+            "not a supported system; supported: {}",
+            crate::daemon::supported_systems()
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn max_skew_defaults_to_cephs_threshold() {
+        assert!((DEFAULT_MAX_SKEW.seconds() - crate::check::DEFAULT_MAX_SKEW).abs() < 1e-12);
+        for (text, seconds) in [("50ms", 0.05), ("0.05", 0.05), ("1s", 1.0)] {
+            let cli =
+                Cli::try_parse_from(["clockprov", "check", "-i", "x", "--max-skew", text]).unwrap();
+            let Command::Check(args) = cli.command else {
+                panic!("check")
+            };
+            assert!((args.max_skew.seconds() - seconds).abs() < 1e-12, "{text}");
+        }
+    }
+
+    #[test]
+    fn check_renders_nothing_so_it_takes_no_templates() {
+        let help = Cli::command()
+            .find_subcommand_mut("check")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        assert!(!help.contains("--templates"), "{help}");
+        assert!(help.contains("Exit codes: 0 every host ok"), "{help}");
+    }
 }

@@ -4,6 +4,30 @@ use std::fmt;
 
 use serde::Serialize;
 
+/// The systems whose layout clockprov knows, as `ID:VERSION_ID` from os-release: the one list
+/// that `render --os` (and anything else that names a system) checks against.
+pub const SUPPORTED_SYSTEMS: [&str; 7] = [
+    "debian:12",
+    "debian:13",
+    "ubuntu:20.04",
+    "ubuntu:22.04",
+    "ubuntu:24.04",
+    "ubuntu:25.10",
+    "ubuntu:26.04",
+];
+
+/// Is `id_version` (`ID:VERSION_ID`) one of [`SUPPORTED_SYSTEMS`]?
+#[must_use]
+pub fn is_supported_system(id_version: &str) -> bool {
+    SUPPORTED_SYSTEMS.contains(&id_version)
+}
+
+/// [`SUPPORTED_SYSTEMS`] for a message: `debian:12, debian:13, ...`.
+#[must_use]
+pub fn supported_systems() -> String {
+    SUPPORTED_SYSTEMS.join(", ")
+}
+
 /// A time daemon: its Debian package, systemd unit and configuration file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]

@@ -55,6 +55,17 @@ impl Limit {
         self.include.is_empty() && self.exclude.is_empty()
     }
 
+    /// The patterns that select none of `names`: typos, most likely (an exclusion that matches
+    /// nothing is harmless and not listed).
+    #[must_use]
+    pub fn unmatched(&self, names: &[&str]) -> Vec<&str> {
+        self.include
+            .iter()
+            .filter(|pattern| !names.iter().any(|name| wildcard_match(pattern, name)))
+            .map(String::as_str)
+            .collect()
+    }
+
     #[must_use]
     pub fn selects(&self, name: &str) -> bool {
         (self.include.is_empty() || self.include.iter().any(|p| wildcard_match(p, name)))
@@ -83,5 +94,10 @@ mod tests {
         assert!(!limit.selects("z-b-data-2"));
         assert!(!limit.selects("other"));
         assert!(Limit::new(&[]).selects("x"));
+        let names = ["zcloud", "z-b-data-1"];
+        assert_eq!(
+            Limit::new(&["z-b-dat-1,z*,!nothing".into()]).unmatched(&names),
+            ["z-b-dat-1"]
+        );
     }
 }

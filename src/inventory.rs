@@ -1,26 +1,31 @@
 //! The inventory: the one declarative file that says which hosts serve time and which follow.
 //!
-//! Loading is all-or-nothing: the YAML is parsed into validated types (a bad value fails with
-//! its line and column), then the inventory is checked as a whole. Every error names the file,
-//! the line and the field, and nothing is done on any host before the inventory is accepted.
+//! Loading is all-or-nothing: the text is read once into a located YAML tree (a key given twice
+//! is refused with both lines), deserialized into validated types (a bad value fails at its own
+//! line and column, in the inventory's words), then checked as a whole. Every error names the
+//! file, the line and the field, offers the closest valid name where there is one, and nothing
+//! is done on any host before the inventory is accepted.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
+use crate::suggest;
 use crate::value::{Cidr, DurationValue, JumpList, JumpRef, LocalPath, Name, NetAddress, UserName};
+use crate::yaml::{self, ListOf, Location, MapOf, Node, Number, OptionalList};
 
 /// How the controller reaches a host. Every field is optional: a host's own block overrides the
 /// inventory's `ssh:` defaults field by field.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename = "SSH settings")]
 pub struct SshOptions {
     pub user: Option<UserName>,
     /// Where to connect when it is not the host's `address`.
     pub host: Option<NetAddress>,
+    #[serde(default, deserialize_with = "port")]
     pub port: Option<u16>,
     pub identity_file: Option<LocalPath>,
     pub known_hosts: Option<LocalPath>,
@@ -97,11 +102,13 @@ pub enum UpstreamKind {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename = "upstream settings")]
 struct UpstreamFields {
     pool: Option<NetAddress>,
     server: Option<NetAddress>,
+    #[serde(default, deserialize_with = "flag")]
     iburst: Option<bool>,
+    #[serde(default, deserialize_with = "maxsources")]
     maxsources: Option<u8>,
 }
 
@@ -118,11 +125,9 @@ impl<'de> Deserialize<'de> for Upstream {
                 ));
             }
         };
-        if let Some(n) = fields.maxsources
-            && (kind != UpstreamKind::Pool || !(1..=16).contains(&n))
-        {
+        if fields.maxsources.is_some() && kind != UpstreamKind::Pool {
             return Err(D::Error::custom(
-                "`maxsources` is for a `pool` and is 1..=16",
+                "`maxsources` is for a `pool`; a `server` is one source",
             ));
         }
         Ok(Upstream {
@@ -136,65 +141,169 @@ impl<'de> Deserialize<'de> for Upstream {
 
 /// A chrony server: syncs from `upstream` and serves the `allow`ed networks.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename = "server settings")]
 pub struct ServerSpec {
     pub address: NetAddress,
     #[serde(default)]
     pub ssh: SshOptions,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "upstreams")]
     pub upstream: Vec<Upstream>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "networks")]
     pub allow: Vec<Cidr>,
     #[serde(default, deserialize_with = "stratum")]
     pub local_stratum: Option<u8>,
 }
 
-fn stratum<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<u8>, D::Error> {
-    let value = Option::<u8>::deserialize(deserializer)?;
-    match value {
-        Some(n) if !(1..=15).contains(&n) => Err(serde::de::Error::custom(format!(
-            "invalid local_stratum {n}: chrony takes 1..=15"
-        ))),
-        other => Ok(other),
-    }
-}
-
 /// A systemd-timesyncd client.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename = "client settings")]
 pub struct ClientSpec {
     pub address: NetAddress,
     #[serde(default)]
     pub ssh: SshOptions,
     /// The `ntp_servers` this client follows; all of them when absent.
+    #[serde(default, deserialize_with = "server_names")]
     pub ntp: Option<Vec<Name>>,
     /// `FallbackNTP=`; the distribution's default when absent.
+    #[serde(default, deserialize_with = "fallback_addresses")]
     pub fallback_ntp: Option<Vec<NetAddress>>,
 }
 
 /// A golden VM image (or a mounted root directory) for `bake`.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename = "image settings")]
 pub struct ImageSpec {
     pub path: LocalPath,
+    #[serde(default, deserialize_with = "server_names")]
     pub ntp: Option<Vec<Name>>,
+    #[serde(default, deserialize_with = "fallback_addresses")]
     pub fallback_ntp: Option<Vec<NetAddress>>,
 }
 
 /// The inventory as written.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename = "inventory sections")]
 pub struct InventoryFile {
     #[serde(default)]
     pub ssh: SshOptions,
     /// A directory whose `chrony.conf.j2` / `timesyncd.conf.j2` replace the built-in templates.
     pub templates: Option<LocalPath>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "servers")]
     pub ntp_servers: BTreeMap<Name, ServerSpec>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "clients")]
     pub clients: BTreeMap<Name, ClientSpec>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "images")]
     pub images: BTreeMap<Name, ImageSpec>,
+}
+
+// What each field holds, in the words its error messages use (`expected ..., found ...`).
+
+fn number<'de, D: Deserializer<'de>, T: TryFrom<u64>>(
+    deserializer: D,
+    number: Number,
+) -> Result<Option<T>, D::Error> {
+    let n = deserializer.deserialize_u64(number)?;
+    T::try_from(n)
+        .map(Some)
+        .map_err(|_| serde::de::Error::custom("out of range"))
+}
+
+fn port<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u16>, D::Error> {
+    number(
+        deserializer,
+        Number {
+            expecting: "a port number (1 to 65535)",
+            range: "1 to 65535",
+            min: 1,
+            max: 65535,
+        },
+    )
+}
+
+fn stratum<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u8>, D::Error> {
+    number(
+        deserializer,
+        Number {
+            expecting: "a stratum, 1 to 15 (chrony's range)",
+            range: "1 to 15 (chrony's range)",
+            min: 1,
+            max: 15,
+        },
+    )
+}
+
+fn maxsources<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u8>, D::Error> {
+    number(
+        deserializer,
+        Number {
+            expecting: "a number of sources, 1 to 16",
+            range: "1 to 16",
+            min: 1,
+            max: 16,
+        },
+    )
+}
+
+fn flag<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<bool>, D::Error> {
+    struct Flag;
+    impl serde::de::Visitor<'_> for Flag {
+        type Value = bool;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("`true` or `false`")
+        }
+        fn visit_bool<E: serde::de::Error>(self, value: bool) -> Result<bool, E> {
+            Ok(value)
+        }
+    }
+    deserializer.deserialize_bool(Flag).map(Some)
+}
+
+fn upstreams<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Upstream>, D::Error> {
+    deserializer.deserialize_seq(ListOf::new(
+        "a list of upstream sources, e.g. `- pool: ntp.ubuntu.com`",
+    ))
+}
+
+fn networks<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Cidr>, D::Error> {
+    deserializer.deserialize_seq(ListOf::new("a list of networks, e.g. [192.168.6.0/24]"))
+}
+
+fn server_names<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Vec<Name>>, D::Error> {
+    deserializer.deserialize_option(OptionalList(ListOf::new(
+        "a list of ntp_servers names, e.g. [zcloud]",
+    )))
+}
+
+fn fallback_addresses<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Vec<NetAddress>>, D::Error> {
+    deserializer.deserialize_option(OptionalList(ListOf::new(
+        "a list of NTP server addresses, e.g. [ntp.ubuntu.com]",
+    )))
+}
+
+fn servers<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<Name, ServerSpec>, D::Error> {
+    deserializer.deserialize_map(MapOf::new(
+        "a mapping of server names to their settings, e.g. `zcloud: { address: 192.168.6.200 }`",
+    ))
+}
+
+fn clients<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<Name, ClientSpec>, D::Error> {
+    deserializer.deserialize_map(MapOf::new(
+        "a mapping of client names to their settings, e.g. `z-b-data-1: { address: 192.168.6.204 }`",
+    ))
+}
+
+fn images<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<Name, ImageSpec>, D::Error> {
+    deserializer.deserialize_map(MapOf::new(
+        "a mapping of image names to their settings, e.g. `z-ubuntu20: { path: z-ubuntu20.qcow2 }`",
+    ))
 }
 
 /// What a host does in the fleet.
@@ -228,8 +337,11 @@ impl Host {
 #[derive(Debug, Clone)]
 pub struct Inventory {
     pub path: PathBuf,
-    /// The text as read, to point at a field in later messages (e.g. a missing `config_file`).
+    /// The text as read.
     pub source: String,
+    /// The text as a located tree: where each field is, for messages about it later (a missing
+    /// `identity_file`, an unreadable `config_file`).
+    pub document: Node,
     pub file: InventoryFile,
     pub hosts: Vec<Host>,
 }
@@ -244,12 +356,23 @@ pub struct InventoryProblem {
     pub message: String,
 }
 
+impl InventoryProblem {
+    fn at(location: Option<Location>, field: String, message: String) -> InventoryProblem {
+        InventoryProblem {
+            line: location.map(|l| l.line),
+            column: location.map(|l| l.column),
+            field,
+            message,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum InventoryError {
-    #[error("cannot read inventory {path}: {source}")]
+    #[error("cannot read inventory {}: {}", .path.display(), io_reason(.error))]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{}", render_problems(.path, .problems))]
     Invalid {
@@ -287,9 +410,9 @@ impl Inventory {
     /// # Errors
     /// The file cannot be read, is not valid YAML for the schema, or fails a whole-inventory check.
     pub fn load(path: &Path) -> Result<Inventory, InventoryError> {
-        let source = std::fs::read_to_string(path).map_err(|source| InventoryError::Read {
+        let source = std::fs::read_to_string(path).map_err(|error| InventoryError::Read {
             path: path.to_owned(),
-            source,
+            error,
         })?;
         Self::parse(path, &source)
     }
@@ -303,32 +426,19 @@ impl Inventory {
             path: path.to_owned(),
             problems,
         };
-        let file: InventoryFile = serde_yaml_ng::from_str(source).map_err(|e| {
-            let location = e.location();
-            let text = e.to_string();
-            // serde_yaml_ng formats as "<path>: <message> at line L column C"; split it up so
-            // every problem prints the same way.
-            let text = match location.as_ref() {
-                Some(l) => text
-                    .strip_suffix(&format!(" at line {} column {}", l.line(), l.column()))
-                    .unwrap_or(&text)
-                    .to_owned(),
-                None => text,
-            };
-            let (field, message) = match text.split_once(": ") {
-                Some((field, message)) if !field.contains(' ') => {
-                    (field.to_owned(), message.to_owned())
-                }
-                _ => (String::new(), text),
-            };
-            invalid(vec![InventoryProblem {
-                line: location.as_ref().map(serde_yaml_ng::Location::line),
-                column: location.as_ref().map(serde_yaml_ng::Location::column),
-                field,
-                message,
-            }])
+        let document = yaml::parse(source).map_err(|problems| {
+            invalid(
+                problems
+                    .into_iter()
+                    .map(|p| InventoryProblem::at(Some(p.at), p.path, p.message))
+                    .collect(),
+            )
         })?;
-        let problems = check(&file, source);
+        let file: InventoryFile = yaml::from_node(&document).map_err(|error| {
+            let message = with_placement_hint(&error);
+            invalid(vec![InventoryProblem::at(error.at, error.path, message)])
+        })?;
+        let problems = check(&file, &document);
         if !problems.is_empty() {
             return Err(invalid(problems));
         }
@@ -336,6 +446,7 @@ impl Inventory {
         Ok(Inventory {
             path: path.to_owned(),
             source: source.to_owned(),
+            document,
             file,
             hosts,
         })
@@ -346,6 +457,74 @@ impl Inventory {
     pub fn base_dir(&self) -> &Path {
         self.path.parent().unwrap_or(Path::new("."))
     }
+
+    /// `FILE:LINE:COLUMN` of the value at `path` (or of the nearest enclosing key), for messages
+    /// about a value that turns out to be wrong only when it is used.
+    #[must_use]
+    pub fn location(&self, path: &[&str]) -> String {
+        match self.document.value_location(path) {
+            Some(at) => format!("{}:{at}", self.path.display()),
+            None => self.path.display().to_string(),
+        }
+    }
+
+    /// The path of an `ssh:` setting as it applies to `host`: the host's own `ssh:` block when it
+    /// sets `key` there, else the top-level one (`None` for a jump host outside the inventory).
+    #[must_use]
+    pub fn ssh_setting(&self, host: Option<&str>, key: &str) -> Vec<String> {
+        if let Some(host) = host {
+            for section in ["ntp_servers", "clients"] {
+                let own = [section, host, "ssh", key];
+                if self.document.get(&own).is_some() {
+                    return own.iter().map(ToString::to_string).collect();
+                }
+            }
+        }
+        vec!["ssh".to_owned(), key.to_owned()]
+    }
+
+    /// Every host's name, servers first, as written.
+    pub fn host_names(&self) -> impl Iterator<Item = &str> {
+        self.hosts.iter().map(|h| h.name.as_str())
+    }
+}
+
+/// An I/O error as a reason, without the `(os error N)` that only repeats it in numbers.
+#[must_use]
+pub fn io_reason(error: &std::io::Error) -> String {
+    let text = error.to_string();
+    match text.rfind(" (os error ") {
+        Some(i) if text.ends_with(')') => text[..i].to_owned(),
+        _ => text,
+    }
+}
+
+/// A field written one level off reads as a field of the wrong mapping: say where it belongs.
+fn with_placement_hint(error: &yaml::Error) -> String {
+    let yaml::ErrorKind::UnknownField(field) = &error.kind else {
+        return error.message.clone();
+    };
+    let homes: Vec<&str> = [
+        yaml::struct_fields::<SshOptions>(),
+        yaml::struct_fields::<ServerSpec>(),
+        yaml::struct_fields::<ClientSpec>(),
+        yaml::struct_fields::<ImageSpec>(),
+        yaml::struct_fields::<Upstream>(),
+        yaml::struct_fields::<InventoryFile>(),
+    ]
+    .into_iter()
+    .flatten()
+    .filter(|(_, fields)| fields.contains(&field.as_str()))
+    .map(|(name, _)| name)
+    .collect();
+    if homes.is_empty() {
+        return error.message.clone();
+    }
+    format!(
+        "{}; `{field}` is one of the {}: check its indentation",
+        error.message,
+        homes.join(" and ")
+    )
 }
 
 fn resolve_hosts(file: &InventoryFile) -> Vec<Host> {
@@ -390,65 +569,61 @@ pub fn servers_of(file: &InventoryFile, names: Option<&[Name]>) -> Vec<NetAddres
     }
 }
 
-/// Whole-inventory checks: references resolve, clients are allowed by their servers.
-fn check(file: &InventoryFile, source: &str) -> Vec<InventoryProblem> {
-    let mut problems = Vec::new();
-    let mut problem = |path: &[&str], message: String| {
-        let (line, column) = locate(source, path).map_or((None, None), |(l, c)| (Some(l), Some(c)));
-        problems.push(InventoryProblem {
-            line,
-            column,
-            field: path.join("."),
-            message,
-        });
+/// The problems found so far, each placed at its field's key or value in the text.
+struct Problems<'d> {
+    document: &'d Node,
+    found: Vec<InventoryProblem>,
+}
+
+impl Problems<'_> {
+    /// A problem with the field at `path` as a whole: placed at its key.
+    fn at_key(&mut self, path: &[&str], message: String) {
+        let at = self.document.key_location(path);
+        self.found
+            .push(InventoryProblem::at(at, path.join("."), message));
+    }
+
+    /// A problem with a value (`value` is its path, e.g. a list item): placed at the value;
+    /// reported under the field `path`.
+    fn at_value(&mut self, path: &[&str], value: &[&str], message: String) {
+        let at = self.document.value_location(value);
+        self.found
+            .push(InventoryProblem::at(at, path.join("."), message));
+    }
+}
+
+/// Whole-inventory checks: references resolve, servers can serve, clients are allowed.
+fn check(file: &InventoryFile, document: &Node) -> Vec<InventoryProblem> {
+    let mut problems = Problems {
+        document,
+        found: Vec::new(),
     };
     for name in file.clients.keys() {
         if file.ntp_servers.contains_key(name) {
-            problem(
+            problems.at_key(
                 &["clients", name.as_str()],
                 format!("{name} is also in ntp_servers; a host is a server or a client, not both"),
             );
         }
     }
     if !file.clients.is_empty() && file.ntp_servers.is_empty() {
-        problem(
+        problems.at_key(
             &["clients"],
             "there are clients but no ntp_servers for them to follow".to_owned(),
         );
     }
-    let known_host = |n: &Name| file.ntp_servers.contains_key(n) || file.clients.contains_key(n);
-    let hosts = file
-        .ntp_servers
-        .iter()
-        .map(|(n, s)| ("ntp_servers", n, &s.ssh))
-        .chain(file.clients.iter().map(|(n, c)| ("clients", n, &c.ssh)));
-    for (section, name, ssh) in hosts {
-        let Some(jump) = &ssh.jump else { continue };
-        let field = [section, name.as_str(), "ssh", "jump"];
-        for hop in &jump.0 {
-            let JumpRef::Name(hop) = hop else { continue };
-            if hop == name {
-                problem(&field, format!("{name} cannot jump through itself"));
-            } else if !known_host(hop) && !looks_like_an_address(hop) {
-                // A bare single word is an inventory name or a typo; an outside host is written
-                // with a user or a port, so that a typo cannot send us somewhere else.
-                problem(
-                    &field,
-                    format!(
-                        "no inventory host is named {hop}; a host outside the inventory is written [user@]host[:port], e.g. root@{hop} or {hop}:22"
-                    ),
-                );
-            }
-        }
-        if let Some(path) = jump_loop(file, name) {
-            problem(&field, format!("the jump chain loops: {path}"));
-        }
-    }
+    check_jumps(file, &mut problems);
     for (name, server) in &file.ntp_servers {
+        if server.upstream.is_empty() && server.local_stratum.is_none() {
+            problems.at_key(
+                &["ntp_servers", name.as_str()],
+                "no `upstream` and no `local_stratum`: chrony would never count itself synchronized, so no client would ever synchronize to it; add `local_stratum: 10` to serve this server's own clock (an isolated LAN), or an `upstream:` list of time sources".to_owned(),
+            );
+        }
         if server.allow.is_empty() && !file.clients.is_empty() {
-            problem(
+            problems.at_key(
                 &["ntp_servers", name.as_str(), "allow"],
-                "chrony refuses every client until an `allow` line exists; list the clients' networks"
+                "chrony refuses every client until an `allow` line exists; list the clients' networks, e.g. `allow: [192.168.6.0/24]`"
                     .to_owned(),
             );
         }
@@ -456,28 +631,73 @@ fn check(file: &InventoryFile, source: &str) -> Vec<InventoryProblem> {
     for (name, client) in &file.clients {
         check_client_servers(
             file,
-            &["clients", name.as_str()],
-            &client.address,
+            ["clients", name.as_str()],
+            Some(&client.address),
             client.ntp.as_deref(),
-            &mut problem,
+            &mut problems,
         );
     }
     for (name, image) in &file.images {
-        let path = &["images", name.as_str()];
-        if let Some(names) = &image.ntp {
-            for server in names {
-                if !file.ntp_servers.contains_key(server) {
-                    problem(
-                        &[path[0], path[1], "ntp"],
-                        format!("no ntp_servers entry is named {server}"),
-                    );
-                }
+        if image.ntp.is_none() && file.ntp_servers.is_empty() {
+            problems.at_key(
+                &["images", name.as_str()],
+                "an image needs ntp_servers to point at".to_owned(),
+            );
+        }
+        check_client_servers(
+            file,
+            ["images", name.as_str()],
+            None,
+            image.ntp.as_deref(),
+            &mut problems,
+        );
+    }
+    problems.found
+}
+
+/// Every `jump:` hop that is a bare word names an inventory host; no chain loops.
+fn check_jumps(file: &InventoryFile, problems: &mut Problems<'_>) {
+    let known_host = |n: &Name| file.ntp_servers.contains_key(n) || file.clients.contains_key(n);
+    let hosts = file
+        .ntp_servers
+        .iter()
+        .map(|(n, s)| (Some(("ntp_servers", n)), &s.ssh))
+        .chain(
+            file.clients
+                .iter()
+                .map(|(n, c)| (Some(("clients", n)), &c.ssh)),
+        )
+        .chain(std::iter::once((None, &file.ssh)));
+    for (owner, ssh) in hosts {
+        let Some(jump) = &ssh.jump else { continue };
+        let field: Vec<&str> = match owner {
+            Some((section, name)) => vec![section, name.as_str(), "ssh", "jump"],
+            None => vec!["ssh", "jump"],
+        };
+        for hop in &jump.0 {
+            let JumpRef::Name(hop) = hop else { continue };
+            if owner.is_some_and(|(_, name)| name == hop) {
+                problems.at_value(&field, &field, format!("{hop} cannot jump through itself"));
+            } else if !known_host(hop) && !looks_like_an_address(hop) {
+                // A bare single word is an inventory name or a typo; an outside host is written
+                // with a user or a port, so that a typo cannot send us somewhere else.
+                let names = file.ntp_servers.keys().chain(file.clients.keys());
+                let suggestion = suggest::did_you_mean(hop.as_str(), names.map(Name::as_str));
+                problems.at_value(
+                    &field,
+                    &field,
+                    format!(
+                        "no inventory host is named {hop}{suggestion} (a host outside the inventory is written [user@]host[:port], e.g. root@{hop} or {hop}:22)"
+                    ),
+                );
             }
-        } else if file.ntp_servers.is_empty() {
-            problem(path, "an image needs ntp_servers to point at".to_owned());
+        }
+        if let Some((_, name)) = owner
+            && let Some(path) = jump_loop(file, name)
+        {
+            problems.at_value(&field, &field, format!("the jump chain loops: {path}"));
         }
     }
-    problems
 }
 
 /// A bare hop with a dot (an IP address or a DNS name) is a host outside the inventory.
@@ -519,42 +739,57 @@ fn jump_loop(file: &InventoryFile, start: &Name) -> Option<String> {
     None
 }
 
+/// A client's (or an image's) `ntp:` names exist; a client's address is allowed by its servers.
 fn check_client_servers(
     file: &InventoryFile,
-    path: &[&str],
-    address: &NetAddress,
+    path: [&str; 2],
+    address: Option<&NetAddress>,
     names: Option<&[Name]>,
-    problem: &mut impl FnMut(&[&str], String),
+    problems: &mut Problems<'_>,
 ) {
     let ntp_path = [path[0], path[1], "ntp"];
     let used: Vec<(&Name, &ServerSpec)> = match names {
         Some(names) => {
             if names.is_empty() {
-                problem(
+                problems.at_key(
                     &ntp_path,
-                    "an empty list leaves the client with no server".to_owned(),
+                    "an empty list leaves it with no server; leave `ntp` out to follow every server"
+                        .to_owned(),
                 );
             }
-            names
-                .iter()
-                .filter_map(|n| {
-                    if let Some(found) = file.ntp_servers.get_key_value(n) {
-                        Some(found)
-                    } else {
-                        problem(&ntp_path, format!("no ntp_servers entry is named {n}"));
-                        None
-                    }
-                })
-                .collect()
+            let mut used = Vec::new();
+            for (i, n) in names.iter().enumerate() {
+                if let Some(found) = file.ntp_servers.get_key_value(n) {
+                    used.push(found);
+                    continue;
+                }
+                let index = i.to_string();
+                let item = [path[0], path[1], "ntp", index.as_str()];
+                let message = if file.clients.contains_key(n) {
+                    format!("{n} is a client, not an ntp_servers entry")
+                } else {
+                    let suggestion = suggest::did_you_mean(
+                        n.as_str(),
+                        file.ntp_servers.keys().map(Name::as_str),
+                    );
+                    format!("no ntp_servers entry is named {n}{suggestion}")
+                };
+                problems.at_value(&ntp_path, &item, message);
+            }
+            used
         }
         None => file.ntp_servers.iter().collect(),
     };
-    let Some(ip) = address.ip() else { return };
+    let Some(ip) = address.and_then(NetAddress::ip) else {
+        return;
+    };
     for (server_name, server) in used {
         if !server.allow.is_empty() && !server.allow.iter().any(|cidr| cidr.contains(ip)) {
             let allowed: Vec<String> = server.allow.iter().map(ToString::to_string).collect();
-            problem(
-                &[path[0], path[1], "address"],
+            let address_path = [path[0], path[1], "address"];
+            problems.at_value(
+                &address_path,
+                &address_path,
                 format!(
                     "{ip} is outside every `allow` network of server {server_name} ({}), so it would never be served",
                     allowed.join(", ")
@@ -562,66 +797,6 @@ fn check_client_servers(
             );
         }
     }
-}
-
-/// Find the line and column of a dotted field in YAML text, for messages about values that
-/// parsed fine but do not fit together. Handles block mappings and one-line flow mappings; falls
-/// back to the nearest enclosing key that it can find.
-#[must_use]
-pub fn locate(source: &str, path: &[&str]) -> Option<(usize, usize)> {
-    let lines: Vec<&str> = source.lines().collect();
-    let mut found: Option<(usize, usize)> = None;
-    // The block we search: lines [start, end) with keys indented more than `parent_indent`.
-    let (mut start, mut end, mut parent_indent) = (0usize, lines.len(), -1isize);
-    for key in path {
-        let mut hit = None;
-        for (i, line) in lines.iter().enumerate().take(end).skip(start) {
-            let trimmed = line.trim_start();
-            if trimmed.is_empty() || trimmed.starts_with('#') {
-                continue;
-            }
-            let indent = isize::try_from(line.len() - trimmed.len()).unwrap_or(isize::MAX);
-            if indent <= parent_indent {
-                end = i;
-                break;
-            }
-            let bare = trimmed.strip_prefix("- ").unwrap_or(trimmed);
-            let key_text = bare
-                .split(':')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .trim_matches(['"', '\'']);
-            if key_text == *key && bare.contains(':') {
-                hit = Some((i, indent));
-                break;
-            }
-        }
-        if let Some((i, indent)) = hit {
-            found = Some((i + 1, usize::try_from(indent).unwrap_or(0) + 1));
-            start = i + 1;
-            parent_indent = indent;
-            end = lines.len();
-        } else {
-            // A flow mapping on the parent's line: `name: { address: ..., ssh: { jump: x } }`.
-            if let Some((line_no, _)) = found {
-                let text = lines[line_no - 1];
-                if let Some(col) = find_flow_key(text, key) {
-                    found = Some((line_no, col + 1));
-                    continue;
-                }
-            }
-            return found;
-        }
-    }
-    found
-}
-
-fn find_flow_key(text: &str, key: &str) -> Option<usize> {
-    let needle = format!("{key}:");
-    text.match_indices(&needle)
-        .find(|(i, _)| *i > 0 && matches!(text.as_bytes()[i - 1], b'{' | b' ' | b','))
-        .map(|(i, _)| i)
 }
 
 impl fmt::Display for Role {
@@ -645,10 +820,16 @@ mod tests {
             .to_string()
     }
 
+    /// GOOD with `from` replaced by `to` (which must be there).
+    fn with(from: &str, to: &str) -> String {
+        assert!(GOOD.contains(from), "{from:?}");
+        GOOD.replacen(from, to, 1)
+    }
+
     #[test]
     fn the_contract_inventory_loads() {
         let inventory = Inventory::parse(Path::new("inventories/zcloud.yaml"), GOOD).unwrap();
-        let names: Vec<&str> = inventory.hosts.iter().map(|h| h.name.as_str()).collect();
+        let names: Vec<&str> = inventory.host_names().collect();
         assert_eq!(names, ["zcloud", "z-b-data-1", "z-b-data-2", "z-b-data-3"]);
         let client = &inventory.hosts[1];
         assert_eq!(
@@ -666,31 +847,161 @@ mod tests {
             Some("zcloud.example.net")
         );
         assert_eq!(server.ssh.host_key_policy, Some(HostKeyPolicy::Strict));
+        let Role::Server(spec) = &server.role else {
+            panic!("server")
+        };
+        assert_eq!(spec.local_stratum, Some(10));
+        assert_eq!(spec.upstream[0].kind, UpstreamKind::Pool);
+        assert!(spec.upstream[0].iburst);
+        assert_eq!(server.ssh.port, Some(22));
+    }
+
+    #[test]
+    fn fields_are_located_where_they_are_written() {
+        let inventory = Inventory::parse(Path::new("inv.yaml"), GOOD).unwrap();
+        assert_eq!(
+            inventory.location(&["ssh", "identity_file"]),
+            "inv.yaml:4:18"
+        );
+        assert_eq!(
+            inventory.location(&["clients", "z-b-data-1", "ssh", "jump"]),
+            "inv.yaml:20:54"
+        );
+        assert_eq!(
+            inventory.ssh_setting(Some("z-b-data-1"), "jump"),
+            ["clients", "z-b-data-1", "ssh", "jump"]
+        );
+        assert_eq!(
+            inventory.ssh_setting(Some("z-b-data-1"), "identity_file"),
+            ["ssh", "identity_file"]
+        );
+        assert_eq!(inventory.ssh_setting(None, "user"), ["ssh", "user"]);
+    }
+
+    #[test]
+    fn a_key_given_twice_is_refused_naming_both_lines() {
+        let twice = with(
+            "  z-b-data-3: { address: 192.168.6.206 }\n",
+            "  z-b-data-3: { address: 192.168.6.206 }\n  z-b-data-2:\n    address: 192.168.6.207\n",
+        );
+        insta::assert_snapshot!(error(&twice), @"inv.yaml:23:3: clients.z-b-data-2: defined twice (first at line 21); only one can be kept: remove or rename one of them");
+        let field_twice = with("  user: root\n", "  user: root\n  user: admin\n");
+        insta::assert_snapshot!(error(&field_twice), @"inv.yaml:4:3: ssh.user: defined twice (first at line 3); only one can be kept: remove or rename one of them");
+        let section_twice = format!("{GOOD}clients:\n  c9: {{ address: 192.168.6.209 }}\n");
+        insta::assert_snapshot!(error(&section_twice), @"inv.yaml:27:1: clients: defined twice (first at line 19); only one can be kept: remove or rename one of them");
+    }
+
+    #[test]
+    fn each_problem_is_reported_at_its_own_line() {
+        // The same text twice: the second one's problem is at the second one's line.
+        let source = with(
+            "  z-b-data-2: { address: 192.168.6.205 }\n  z-b-data-3: { address: 192.168.6.206 }\n",
+            "  z-b-data-2: { address: 192.168.6.205 }\n  z-b-data-3: { address: 192.168.6.206, ntp: [zclod] }\n  z-b-data-4: { address: 192.168.6.207, ntp: [zclod] }\n",
+        );
+        insta::assert_snapshot!(error(&source), @r"
+            inv.yaml:22:47: clients.z-b-data-3.ntp: no ntp_servers entry is named zclod; did you mean `zcloud`?
+            inv.yaml:23:47: clients.z-b-data-4.ntp: no ntp_servers entry is named zclod; did you mean `zcloud`?
+            ");
     }
 
     #[test]
     fn hostile_values_are_refused_with_their_line() {
-        let newline = GOOD.replace(
+        let newline = with(
             "address: 192.168.6.205",
             r#"address: "127.0.1.3\nallow all""#,
         );
-        insta::assert_snapshot!(error(&newline), @r#"inv.yaml:21:15: clients.z-b-data-2: invalid address "127.0.1.3\nallow all": contains a newline; expected an IP address or a DNS name"#);
-        let command = GOOD.replace("pool: ntp.ubuntu.com", "pool: $(reboot)");
-        insta::assert_snapshot!(error(&command), @r#"inv.yaml:15:9: ntp_servers.zcloud.upstream[0]: invalid address "$(reboot)": contains '$', which is not allowed here; expected an IP address or a DNS name"#);
-        let allow = GOOD.replace("allow: [192.168.6.0/24]", "allow: [\"192.168.6.0/24 all\"]");
-        insta::assert_snapshot!(error(&allow), @r#"inv.yaml:16:12: ntp_servers.zcloud.allow: invalid CIDR "192.168.6.0/24 all": the prefix length must be a number"#);
+        insta::assert_snapshot!(error(&newline), @r#"inv.yaml:21:26: clients.z-b-data-2.address: invalid address "127.0.1.3\nallow all": contains a newline; expected an IP address or a DNS name"#);
+        let command = with("pool: ntp.ubuntu.com", "pool: $(reboot)");
+        insta::assert_snapshot!(error(&command), @r#"inv.yaml:15:15: ntp_servers.zcloud.upstream[0].pool: invalid address "$(reboot)": contains '$', which is not allowed here; expected an IP address or a DNS name"#);
+        let allow = with("allow: [192.168.6.0/24]", "allow: [\"192.168.6.0/24 all\"]");
+        insta::assert_snapshot!(error(&allow), @r#"inv.yaml:16:13: ntp_servers.zcloud.allow[0]: invalid CIDR "192.168.6.0/24 all": the prefix length must be a number"#);
     }
 
     #[test]
-    fn typos_and_wrong_types_are_refused() {
-        insta::assert_snapshot!(error(&GOOD.replace("local_stratum: 10", "local_stratun: 10")), @"inv.yaml:17:5: ntp_servers.zcloud: unknown field `local_stratun`, expected one of `address`, `ssh`, `upstream`, `allow`, `local_stratum`");
-        insta::assert_snapshot!(error(&GOOD.replace("local_stratum: 10", "local_stratum: 16")), @"inv.yaml:12:5: ntp_servers.zcloud: invalid local_stratum 16: chrony takes 1..=15");
-        insta::assert_snapshot!(error(&GOOD.replace("port: 22", "port: 70000")), @"inv.yaml:13:44: ntp_servers.zcloud.ssh.port: invalid value: integer `70000`, expected u16");
-        insta::assert_snapshot!(error(&GOOD.replace("host_key_policy: strict", "host_key_policy: yolo")), @"inv.yaml:6:20: ssh.host_key_policy: unknown variant `yolo`, expected `strict` or `accept-new`");
-        insta::assert_snapshot!(error(&GOOD.replace("user: root", "user: \"root;id\"")), @r#"inv.yaml:3:3: ssh: invalid user name "root;id": contains ';', which is not allowed here"#);
-        insta::assert_snapshot!(error(&GOOD.replace("- pool: ntp.ubuntu.com", "- { pool: a, server: b }")), @"inv.yaml:15:7: ntp_servers.zcloud.upstream: an upstream has exactly one of `pool: HOST` or `server: HOST`");
-        insta::assert_snapshot!(error("clients: [1, 2]\n"), @"inv.yaml:1:10: clients: invalid type: sequence, expected a map");
+    fn a_typo_in_a_field_suggests_the_field() {
+        insta::assert_snapshot!(error(&with("  identity_file:", "  identiy_file:")), @"inv.yaml:4:3: ssh: unknown field `identiy_file`; did you mean `identity_file`?");
+        insta::assert_snapshot!(error(&with("local_stratum: 10", "local_stratun: 10")), @"inv.yaml:17:5: ntp_servers.zcloud: unknown field `local_stratun`; did you mean `local_stratum`?");
+        insta::assert_snapshot!(error(&with("host_key_policy: strict", "host_key_policy: acept-new")), @"inv.yaml:6:20: ssh.host_key_policy: `acept-new` is not one of `strict` or `accept-new`; did you mean `accept-new`?");
+        insta::assert_snapshot!(error(&with("host_key_policy: strict", "host_key_policy: yolo")), @"inv.yaml:6:20: ssh.host_key_policy: `yolo` is not one of `strict` or `accept-new`");
+        insta::assert_snapshot!(error(&with("clients:", "client:")), @"inv.yaml:19:1: unknown field `client`; did you mean `clients`?");
+        insta::assert_snapshot!(error(&with("      - pool: ntp.ubuntu.com", "      - pol: ntp.ubuntu.com")), @"inv.yaml:15:9: ntp_servers.zcloud.upstream[0]: unknown field `pol`; did you mean `pool`?");
+    }
+
+    #[test]
+    fn a_dedented_field_says_where_it_belongs() {
+        // A server's setting at the servers' level reads as a server named `allow`.
+        let server_level = with(
+            "    allow: [192.168.6.0/24]\n    local_stratum: 10             # keep serving the LAN while upstream is unreachable\n",
+            "    local_stratum: 10\n  allow: [192.168.6.0/24]\n",
+        );
+        insta::assert_snapshot!(error(&server_level), @"inv.yaml:17:10: ntp_servers.allow: expected a mapping of server settings (address, ssh, upstream, allow, local_stratum), found a list; `allow` looks like a setting of ntp_servers.zcloud indented too little (it is read as an entry named allow)");
+        let scalar = with(
+            "    local_stratum: 10             # keep serving the LAN while upstream is unreachable\n",
+            "  local_stratum: 10\n",
+        );
+        insta::assert_snapshot!(error(&scalar), @"inv.yaml:17:18: ntp_servers.local_stratum: expected a mapping of server settings (address, ssh, upstream, allow, local_stratum), found the value `10`; `local_stratum` looks like a setting of ntp_servers.zcloud indented too little (it is read as an entry named local_stratum)");
+        // ... and at the top level it is an unknown section.
+        let top_level = format!("{GOOD}allow: [192.168.6.0/24]\n");
+        insta::assert_snapshot!(error(&top_level), @"inv.yaml:27:1: unknown field `allow`; the fields here are `ssh`, `templates`, `ntp_servers`, `clients` or `images`; `allow` is one of the server settings: check its indentation");
+        let client_field = format!("{GOOD}ntp: [zcloud]\n");
+        insta::assert_snapshot!(error(&client_field), @"inv.yaml:27:1: unknown field `ntp`; the fields here are `ssh`, `templates`, `ntp_servers`, `clients` or `images`; `ntp` is one of the client settings and image settings: check its indentation");
+        // Misaligned by one space: not YAML at all.
+        let misaligned = with(
+            "    allow: [192.168.6.0/24]\n",
+            "   allow: [192.168.6.0/24]\n",
+        );
+        insta::assert_snapshot!(error(&misaligned), @"inv.yaml:16:4: not valid YAML (while parsing a block mapping, did not find expected key): check the indentation of this line and of the lines above it (the keys of one mapping line up exactly; a setting belongs under its host)");
+    }
+
+    #[test]
+    fn a_tab_is_named() {
+        insta::assert_snapshot!(error(&with("    allow:", "\tallow:")), @"inv.yaml:16:1: a tab in the indentation: YAML indents with spaces only (replace the tab with spaces)");
+        insta::assert_snapshot!(error(&with("  user: root", "\tuser: root")), @"inv.yaml:3:1: a tab in the indentation: YAML indents with spaces only (replace the tab with spaces)");
+    }
+
+    #[test]
+    fn wrong_shapes_are_described_in_inventory_words() {
+        insta::assert_snapshot!(error(&with("allow: [192.168.6.0/24]", "allow: 192.168.6.0/24")), @"inv.yaml:16:12: ntp_servers.zcloud.allow: expected a list of networks, e.g. [192.168.6.0/24], found the value `192.168.6.0/24`; a list is written `[192.168.6.0/24]`, or one `- item` per line");
+        insta::assert_snapshot!(error(&with("      - pool: ntp.ubuntu.com", "      - ntp.ubuntu.com")), @"inv.yaml:15:9: ntp_servers.zcloud.upstream[0]: expected a mapping of upstream settings (pool, server, iburst, maxsources), found the value `ntp.ubuntu.com`");
+        insta::assert_snapshot!(error("ntp_servers:\n  zcloud: [192.168.6.200]\n"), @"inv.yaml:2:11: ntp_servers.zcloud: expected a mapping of server settings (address, ssh, upstream, allow, local_stratum), found a list");
+        insta::assert_snapshot!(error("clients: [1, 2]\n"), @"inv.yaml:1:10: clients: expected a mapping of client names to their settings, e.g. `z-b-data-1: { address: 192.168.6.204 }`, found a list");
+        insta::assert_snapshot!(error("- ssh\n"), @"inv.yaml:1:1: expected a mapping of inventory sections (ssh, templates, ntp_servers, clients, images), found a list");
+        insta::assert_snapshot!(error(&with("ssh: { jump: zcloud }", "ssh: zcloud")), @"inv.yaml:20:46: clients.z-b-data-1.ssh: expected a mapping of SSH settings (user, host, port, identity_file, ...), found the value `zcloud`");
+        insta::assert_snapshot!(error(&with("port: 22", "port: 70000")), @"inv.yaml:13:44: ntp_servers.zcloud.ssh.port: must be 1 to 65535, not 70000");
+        insta::assert_snapshot!(error(&with("port: 22", "port: ssh")), @"inv.yaml:13:44: ntp_servers.zcloud.ssh.port: expected a port number (1 to 65535), found the value `ssh`");
+        insta::assert_snapshot!(error(&with("user: root", "user: \"root;id\"")), @r#"inv.yaml:3:9: ssh.user: invalid user name "root;id": contains ';', which is not allowed here"#);
+        insta::assert_snapshot!(error(&with("- pool: ntp.ubuntu.com", "- { pool: a, server: b }")), @"inv.yaml:15:9: ntp_servers.zcloud.upstream[0]: an upstream has exactly one of `pool: HOST` or `server: HOST`");
+        insta::assert_snapshot!(error(&with("- pool: ntp.ubuntu.com", "- { server: a, maxsources: 4 }")), @"inv.yaml:15:9: ntp_servers.zcloud.upstream[0]: `maxsources` is for a `pool`; a `server` is one source");
+        insta::assert_snapshot!(error(&with("- pool: ntp.ubuntu.com", "- { pool: a, maxsources: 40 }")), @"inv.yaml:15:32: ntp_servers.zcloud.upstream[0].maxsources: must be 1 to 16, not 40");
+        insta::assert_snapshot!(error(&with("- pool: ntp.ubuntu.com", "- { pool: a, iburst: yes }")), @"inv.yaml:15:28: ntp_servers.zcloud.upstream[0].iburst: expected `true` or `false`, found the value `yes`");
         insta::assert_snapshot!(error("ntp_servers:\n  'bad name':\n    address: 1.2.3.4\n"), @r#"inv.yaml:2:3: ntp_servers: invalid name "bad name": contains a space; names use letters, digits, '-', '_' and '.'"#);
+        insta::assert_snapshot!(error("ntp_servers:\n  zcloud:\n    local_stratum: 10\n"), @"inv.yaml:3:5: ntp_servers.zcloud: the required field `address` is missing");
+        insta::assert_snapshot!(error(&format!("{GOOD}---\nclients: {{}}\n")), @"inv.yaml:27:1: a second YAML document starts here; the inventory is one document (remove the `---` line)");
+    }
+
+    #[test]
+    fn local_stratum_is_checked_at_its_own_line_in_words() {
+        insta::assert_snapshot!(error(&with("local_stratum: 10", "local_stratum: 16")), @"inv.yaml:17:20: ntp_servers.zcloud.local_stratum: must be 1 to 15 (chrony's range), not 16");
+        insta::assert_snapshot!(error(&with("local_stratum: 10", "local_stratum: 0")), @"inv.yaml:17:20: ntp_servers.zcloud.local_stratum: must be 1 to 15 (chrony's range), not 0");
+        insta::assert_snapshot!(error(&with("local_stratum: 10", "local_stratum: ten")), @"inv.yaml:17:20: ntp_servers.zcloud.local_stratum: expected a stratum, 1 to 15 (chrony's range), found the value `ten`");
+    }
+
+    #[test]
+    fn a_server_that_could_never_synchronize_is_refused() {
+        let alone = with("    upstream:\n      - pool: ntp.ubuntu.com      # or `server: HOST`; iburst by default\n", "")
+            .replace("    local_stratum: 10             # keep serving the LAN while upstream is unreachable\n", "");
+        insta::assert_snapshot!(error(&alone), @"inv.yaml:11:3: ntp_servers.zcloud: no `upstream` and no `local_stratum`: chrony would never count itself synchronized, so no client would ever synchronize to it; add `local_stratum: 10` to serve this server's own clock (an isolated LAN), or an `upstream:` list of time sources");
+        // Either one is enough.
+        let stratum_only = with(
+            "    upstream:\n      - pool: ntp.ubuntu.com      # or `server: HOST`; iburst by default\n",
+            "",
+        );
+        assert!(Inventory::parse(Path::new("inv.yaml"), &stratum_only).is_ok());
+        let upstream_only = with(
+            "    local_stratum: 10             # keep serving the LAN while upstream is unreachable\n",
+            "",
+        );
+        assert!(Inventory::parse(Path::new("inv.yaml"), &upstream_only).is_ok());
     }
 
     #[test]
@@ -706,12 +1017,28 @@ mod tests {
             )
             .replace("ssh: { jump: zcloud }", "ssh: { jump: bastion }");
         insta::assert_snapshot!(error(&source), @r"
-        inv.yaml:20:48: clients.z-b-data-1.ssh.jump: no inventory host is named bastion; a host outside the inventory is written [user@]host[:port], e.g. root@bastion or bastion:22
-        inv.yaml:21:17: clients.z-b-data-2.address: 10.0.0.5 is outside every `allow` network of server zcloud (192.168.6.0/24), so it would never be served
-        inv.yaml:22:41: clients.z-b-data-3.ntp: no ntp_servers entry is named zclod
-        ");
-        let no_allow = GOOD.replace("    allow: [192.168.6.0/24]\n", "");
-        insta::assert_snapshot!(error(&no_allow), @"inv.yaml:11:3: ntp_servers.zcloud.allow: chrony refuses every client until an `allow` line exists; list the clients' networks");
+            inv.yaml:20:54: clients.z-b-data-1.ssh.jump: no inventory host is named bastion (a host outside the inventory is written [user@]host[:port], e.g. root@bastion or bastion:22)
+            inv.yaml:21:26: clients.z-b-data-2.address: 10.0.0.5 is outside every `allow` network of server zcloud (192.168.6.0/24), so it would never be served
+            inv.yaml:22:47: clients.z-b-data-3.ntp: no ntp_servers entry is named zclod; did you mean `zcloud`?
+            ");
+        let no_allow = with("    allow: [192.168.6.0/24]\n", "");
+        insta::assert_snapshot!(error(&no_allow), @"inv.yaml:11:3: ntp_servers.zcloud.allow: chrony refuses every client until an `allow` line exists; list the clients' networks, e.g. `allow: [192.168.6.0/24]`");
+        let client_as_server = with(
+            "z-b-data-3: { address: 192.168.6.206 }",
+            "z-b-data-3: { address: 192.168.6.206, ntp: [z-b-data-1] }",
+        );
+        insta::assert_snapshot!(error(&client_as_server), @"inv.yaml:22:47: clients.z-b-data-3.ntp: z-b-data-1 is a client, not an ntp_servers entry");
+        let image = with(
+            "    path: /var/lib/libvirt/images/z-ubuntu20.qcow2\n",
+            "    path: z.qcow2\n    ntp: [zcluod]\n",
+        );
+        insta::assert_snapshot!(error(&image), @"inv.yaml:27:11: images.z-ubuntu20.ntp: no ntp_servers entry is named zcluod; did you mean `zcloud`?");
+    }
+
+    #[test]
+    fn host_name_references_suggest_the_closest_host() {
+        insta::assert_snapshot!(error(&with("ssh: { jump: zcloud }", "ssh: { jump: zclod }")), @"inv.yaml:20:54: clients.z-b-data-1.ssh.jump: no inventory host is named zclod; did you mean `zcloud`? (a host outside the inventory is written [user@]host[:port], e.g. root@zclod or zclod:22)");
+        insta::assert_snapshot!(error(&with("  user: root\n", "  user: root\n  jump: z-b-dat-1\n")), @"inv.yaml:4:9: ssh.jump: no inventory host is named z-b-dat-1; did you mean `z-b-data-1`? (a host outside the inventory is written [user@]host[:port], e.g. root@z-b-dat-1 or z-b-dat-1:22)");
     }
 
     #[test]
@@ -730,9 +1057,9 @@ mod tests {
             let inventory = Inventory::parse(Path::new("inv.yaml"), &with(good));
             assert!(inventory.is_ok(), "{good}: {}", inventory.unwrap_err());
         }
-        insta::assert_snapshot!(error(&with("\"root@bad host:22\"")), @r#"inv.yaml:20:46: clients.z-b-data-1.ssh: invalid jump host "root@bad host:22": invalid address "bad host": contains a space; expected an IP address or a DNS name"#);
-        insta::assert_snapshot!(error(&with("\"root@bastion:99999\"")), @r#"inv.yaml:20:46: clients.z-b-data-1.ssh: invalid jump host "root@bastion:99999": the port "99999" is not 1..=65535"#);
-        insta::assert_snapshot!(error(&with("z-b-data-1")), @"inv.yaml:20:48: clients.z-b-data-1.ssh.jump: z-b-data-1 cannot jump through itself");
+        insta::assert_snapshot!(error(&with("\"root@bad host:22\"")), @r#"inv.yaml:20:54: clients.z-b-data-1.ssh.jump: invalid jump host "root@bad host:22": invalid address "bad host": contains a space; expected an IP address or a DNS name"#);
+        insta::assert_snapshot!(error(&with("\"root@bastion:99999\"")), @r#"inv.yaml:20:54: clients.z-b-data-1.ssh.jump: invalid jump host "root@bastion:99999": the port "99999" is not a port number (1 to 65535)"#);
+        insta::assert_snapshot!(error(&with("z-b-data-1")), @"inv.yaml:20:54: clients.z-b-data-1.ssh.jump: z-b-data-1 cannot jump through itself");
         let looped = with("z-b-data-2")
             .replace(
                 "z-b-data-2: { address: 192.168.6.205 }",
@@ -743,17 +1070,38 @@ mod tests {
                 "z-b-data-3: { address: 192.168.6.206, ssh: { jump: z-b-data-1 } }",
             );
         insta::assert_snapshot!(error(&looped), @r"
-        inv.yaml:20:48: clients.z-b-data-1.ssh.jump: the jump chain loops: z-b-data-1 -> z-b-data-2 -> z-b-data-3 -> z-b-data-1
-        inv.yaml:21:48: clients.z-b-data-2.ssh.jump: the jump chain loops: z-b-data-2 -> z-b-data-3 -> z-b-data-1 -> z-b-data-2
-        inv.yaml:22:48: clients.z-b-data-3.ssh.jump: the jump chain loops: z-b-data-3 -> z-b-data-1 -> z-b-data-2 -> z-b-data-3
-        ");
+            inv.yaml:20:54: clients.z-b-data-1.ssh.jump: the jump chain loops: z-b-data-1 -> z-b-data-2 -> z-b-data-3 -> z-b-data-1
+            inv.yaml:21:54: clients.z-b-data-2.ssh.jump: the jump chain loops: z-b-data-2 -> z-b-data-3 -> z-b-data-1 -> z-b-data-2
+            inv.yaml:22:54: clients.z-b-data-3.ssh.jump: the jump chain loops: z-b-data-3 -> z-b-data-1 -> z-b-data-2 -> z-b-data-3
+            ");
     }
 
     #[test]
-    fn locate_finds_block_and_flow_fields() {
-        let source = "a:\n  b:\n    c: 1\n  d: { e: 2, f: { g: 3 } }\n";
-        assert_eq!(locate(source, &["a", "b", "c"]), Some((3, 5)));
-        assert_eq!(locate(source, &["a", "d", "f"]), Some((4, 14)));
-        assert_eq!(locate(source, &["a", "x"]), Some((1, 1)));
+    fn empty_sections_are_empty() {
+        let inventory = Inventory::parse(
+            Path::new("inv.yaml"),
+            "ssh:\n  user: root\nclients:\n# none yet\n",
+        )
+        .unwrap();
+        assert!(inventory.hosts.is_empty());
+        assert!(Inventory::parse(Path::new("inv.yaml"), "").is_ok());
+    }
+
+    #[test]
+    fn placement_hints_know_every_struct() {
+        for (name, fields) in [
+            yaml::struct_fields::<SshOptions>(),
+            yaml::struct_fields::<ServerSpec>(),
+            yaml::struct_fields::<Upstream>(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            assert!(!fields.is_empty(), "{name}");
+        }
+        assert_eq!(
+            yaml::struct_fields::<Upstream>().map(|(name, _)| name),
+            Some("upstream settings")
+        );
     }
 }

@@ -27,4 +27,6 @@ pub mod render;
 pub mod report;
 pub mod shell;
 pub mod ssh;
+pub mod suggest;
 pub mod value;
+pub mod yaml;

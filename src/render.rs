@@ -54,6 +54,13 @@ pub enum RenderError {
 impl RenderError {
     fn from_minijinja(name: &str, error: &minijinja::Error) -> Self {
         let mut message = error.to_string();
+        // "undefined value" alone does not say which: name the expression, from the template.
+        if error.kind() == minijinja::ErrorKind::UndefinedError
+            && let (Some(source), Some(range)) = (error.template_source(), error.range())
+            && let Some(expression) = source.get(range)
+        {
+            message = format!("`{}` is undefined", expression.trim());
+        }
         if let Some(line) = error.line() {
             message = format!("line {line}: {message}");
         }

@@ -23,12 +23,33 @@ fn describe_bad_char(c: char) -> String {
     }
 }
 
+/// Reads a value from text through its `FromStr`; `expecting` says what the text should be, in
+/// the inventory's words, when something else (a list, a mapping) is found instead.
+struct FromText<T> {
+    expecting: &'static str,
+    marker: std::marker::PhantomData<T>,
+}
+
+impl<T: FromStr<Err = String>> de::Visitor<'_> for FromText<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.expecting)
+    }
+
+    fn visit_str<E: de::Error>(self, text: &str) -> Result<T, E> {
+        text.parse().map_err(E::custom)
+    }
+}
+
 macro_rules! deserialize_from_str {
-    ($ty:ty) => {
+    ($ty:ty, $expecting:expr) => {
         impl<'de> Deserialize<'de> for $ty {
             fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                let text = String::deserialize(deserializer)?;
-                text.parse().map_err(de::Error::custom)
+                deserializer.deserialize_str(FromText {
+                    expecting: $expecting,
+                    marker: std::marker::PhantomData,
+                })
             }
         }
         impl Serialize for $ty {
@@ -110,7 +131,7 @@ impl fmt::Display for NetAddress {
     }
 }
 
-deserialize_from_str!(NetAddress);
+deserialize_from_str!(NetAddress, "an IP address or a DNS name");
 
 /// A network in CIDR notation (or a single address), as chrony's `allow` takes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -158,7 +179,7 @@ impl FromStr for Cidr {
             Some(p) if !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()) => {
                 match p.parse::<u8>() {
                     Ok(p) if p <= max => p,
-                    _ => return refuse(&format!("the prefix length must be 0..={max}")),
+                    _ => return refuse(&format!("the prefix length must be 0 to {max}")),
                 }
             }
             Some(_) => return refuse("the prefix length must be a number"),
@@ -173,7 +194,7 @@ impl fmt::Display for Cidr {
     }
 }
 
-deserialize_from_str!(Cidr);
+deserialize_from_str!(Cidr, "a network such as 192.168.6.0/24");
 
 /// The name of an inventory host or image: used in output, `--limit` and `jump:` references.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -217,7 +238,7 @@ impl fmt::Display for Name {
     }
 }
 
-deserialize_from_str!(Name);
+deserialize_from_str!(Name, "a name (letters, digits, '-', '_' and '.')");
 
 /// A login name for SSH: POSIX portable user names.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -254,7 +275,7 @@ impl fmt::Display for UserName {
     }
 }
 
-deserialize_from_str!(UserName);
+deserialize_from_str!(UserName, "a user name");
 
 /// One hop of a jump chain outside the inventory: `[user@]host[:port]` (an IPv6 address is written
 /// `[addr]` or `[addr]:port`), as OpenSSH's `ProxyJump` and `-J` take it; `ssh://` is allowed in
@@ -298,7 +319,11 @@ impl FromStr for JumpHop {
             None => None,
             Some(port) => match port.parse::<u16>() {
                 Ok(p) if p > 0 && port.chars().all(|c| c.is_ascii_digit()) => Some(p),
-                _ => return Err(refuse(format!("the port {port:?} is not 1..=65535"))),
+                _ => {
+                    return Err(refuse(format!(
+                        "the port {port:?} is not a port number (1 to 65535)"
+                    )));
+                }
             },
         };
         Ok(JumpHop { user, host, port })
@@ -392,7 +417,10 @@ impl fmt::Display for JumpList {
     }
 }
 
-deserialize_from_str!(JumpList);
+deserialize_from_str!(
+    JumpList,
+    "a jump host: an inventory host's name or [user@]host[:port], or a chain a,b"
+);
 
 /// A path on the controller (identity files, `known_hosts`, templates). `~/` is expanded against
 /// `$HOME` when used, not when parsed, so the inventory stays portable.
@@ -435,9 +463,9 @@ impl fmt::Display for LocalPath {
     }
 }
 
-deserialize_from_str!(LocalPath);
+deserialize_from_str!(LocalPath, "a file path");
 
-/// A duration written as `90s`, `2m`, `1500ms` or a bare number of seconds.
+/// A duration written as `90s`, `2m`, `1500ms`, `0.05` or `1.5s` (a bare number is seconds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DurationValue(pub Duration);
 
@@ -445,30 +473,71 @@ impl FromStr for DurationValue {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let refuse =
+            || format!("invalid duration {text:?}: expected e.g. 0.05, 50ms, 30s, 2m or 1h");
         let split = text
-            .find(|c: char| !c.is_ascii_digit())
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .unwrap_or(text.len());
         let (number, unit) = text.split_at(split);
-        let refuse = || format!("invalid duration {text:?}: expected e.g. 30s, 2m or 1500ms");
-        let number: u64 = number.parse().map_err(|_| refuse())?;
-        let duration = match unit {
-            "" | "s" => Duration::from_secs(number),
-            "ms" => Duration::from_millis(number),
-            "m" => Duration::from_secs(number.checked_mul(60).ok_or_else(refuse)?),
-            "h" => Duration::from_secs(number.checked_mul(3600).ok_or_else(refuse)?),
+        // Digits with at most one dot, and at least one digit: no signs, exponents or `inf`.
+        if number.is_empty()
+            || number == "."
+            || number.matches('.').count() > 1
+            || !number.chars().any(|c| c.is_ascii_digit())
+        {
+            return Err(refuse());
+        }
+        let nanos_per_unit: u128 = match unit.trim_start() {
+            "" | "s" => 1_000_000_000,
+            "ms" => 1_000_000,
+            "m" | "min" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
             _ => return Err(refuse()),
         };
-        Ok(DurationValue(duration))
+        // Exact decimal arithmetic: 0.05 s is 50 ms, not 49.999999 ms.
+        let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+        let fraction = &fraction[..fraction.len().min(18)];
+        let parse = |digits: &str| -> Result<u128, String> {
+            if digits.is_empty() {
+                Ok(0)
+            } else {
+                digits.parse::<u128>().map_err(|_| refuse())
+            }
+        };
+        let scale = 10u128.pow(u32::try_from(fraction.len()).unwrap_or(0));
+        let fraction_nanos = parse(fraction)? * nanos_per_unit / scale;
+        let nanos = parse(whole)?
+            .checked_mul(nanos_per_unit)
+            .and_then(|n| n.checked_add(fraction_nanos))
+            .ok_or_else(refuse)?;
+        let secs = u64::try_from(nanos / 1_000_000_000).map_err(|_| refuse())?;
+        let subsec = u32::try_from(nanos % 1_000_000_000).map_err(|_| refuse())?;
+        Ok(DurationValue(Duration::new(secs, subsec)))
+    }
+}
+
+impl DurationValue {
+    /// Seconds, as JSON and the check's arithmetic use them.
+    #[must_use]
+    pub fn seconds(self) -> f64 {
+        self.0.as_secs_f64()
     }
 }
 
 impl fmt::Display for DurationValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}ms", self.0.as_millis())
+        let nanos = self.0.as_nanos();
+        if nanos.is_multiple_of(1_000_000_000) {
+            write!(f, "{}s", self.0.as_secs())
+        } else if nanos.is_multiple_of(1_000_000) {
+            write!(f, "{}ms", self.0.as_millis())
+        } else {
+            write!(f, "{}s", self.0.as_secs_f64())
+        }
     }
 }
 
-deserialize_from_str!(DurationValue);
+deserialize_from_str!(DurationValue, "a duration such as 10s, 2m or 500ms");
 
 #[cfg(test)]
 mod tests {
@@ -571,11 +640,11 @@ mod tests {
             ),
             (
                 "root@host:0",
-                "invalid jump host \"root@host:0\": the port \"0\" is not 1..=65535",
+                "invalid jump host \"root@host:0\": the port \"0\" is not a port number (1 to 65535)",
             ),
             (
                 "host:+22",
-                "invalid jump host \"host:+22\": the port \"+22\" is not 1..=65535",
+                "invalid jump host \"host:+22\": the port \"+22\" is not a port number (1 to 65535)",
             ),
             (
                 "a;b@host",
@@ -594,22 +663,39 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(
-            "120s".parse::<DurationValue>().unwrap().0,
-            Duration::from_secs(120)
-        );
-        assert_eq!(
-            "2m".parse::<DurationValue>().unwrap().0,
-            Duration::from_secs(120)
-        );
-        assert_eq!(
-            "1500ms".parse::<DurationValue>().unwrap().0,
-            Duration::from_millis(1500)
-        );
-        assert_eq!(
-            "7".parse::<DurationValue>().unwrap().0,
-            Duration::from_secs(7)
-        );
-        assert!("2 minutes".parse::<DurationValue>().is_err());
+        for (text, seconds) in [
+            ("120s", 120.0),
+            ("2m", 120.0),
+            ("1500ms", 1.5),
+            ("7", 7.0),
+            ("0.05", 0.05),
+            ("50ms", 0.05),
+            ("1s", 1.0),
+            ("1.5s", 1.5),
+            ("1h", 3600.0),
+        ] {
+            let parsed = text.parse::<DurationValue>().unwrap();
+            assert!((parsed.seconds() - seconds).abs() < 1e-9, "{text}");
+            // Display round-trips: clap shows defaults with it.
+            assert_eq!(parsed.to_string().parse::<DurationValue>().unwrap(), parsed);
+        }
+        assert_eq!("50ms".parse::<DurationValue>().unwrap().to_string(), "50ms");
+        assert_eq!("2m".parse::<DurationValue>().unwrap().to_string(), "120s");
+        for bad in [
+            "2 minutes",
+            "",
+            "-1s",
+            "1e3",
+            ".",
+            "1.2.3",
+            "inf",
+            "5x",
+            "s",
+        ] {
+            assert_eq!(
+                bad.parse::<DurationValue>().unwrap_err(),
+                format!("invalid duration {bad:?}: expected e.g. 0.05, 50ms, 30s, 2m or 1h"),
+            );
+        }
     }
 }

@@ -2,8 +2,6 @@
 
 use std::fmt::Write as _;
 
-use anyhow::anyhow;
-
 use crate::check::{self, CheckStatus, HostCheck};
 use crate::cli::{ApplyArgs, Format};
 use crate::fleet::{self, HostStatus, Summary};
@@ -19,7 +17,7 @@ fn confirm(hosts: usize) -> anyhow::Result<bool> {
 }
 
 pub(crate) fn run(args: &ApplyArgs) -> anyhow::Result<u8> {
-    let prepared = prepare(&args.fleet)?;
+    let prepared = prepare(&args.fleet, args.templates.clone())?;
     let results = plan_results(&prepared);
     let changes = results
         .iter()
@@ -32,7 +30,9 @@ pub(crate) fn run(args: &ApplyArgs) -> anyhow::Result<u8> {
         results
     } else {
         if !args.yes && !confirm(changes)? {
-            return Err(anyhow!("apply cancelled; nothing was changed"));
+            // Saying no is a decision, not a failure.
+            eprintln!("Apply cancelled; nothing was changed.");
+            return Ok(EXIT_OK);
         }
         let rt = runtime()?;
         rt.block_on(fleet::apply_hosts(
@@ -58,7 +58,7 @@ pub(crate) fn run(args: &ApplyArgs) -> anyhow::Result<u8> {
             prepared.connector.clone(),
             &prepared.hosts,
             &prepared.options,
-            args.max_skew,
+            args.max_skew.seconds(),
             within.0,
             |checks, elapsed| wait_progress(checks, elapsed, within.0),
         ));
@@ -71,7 +71,7 @@ pub(crate) fn run(args: &ApplyArgs) -> anyhow::Result<u8> {
             eprintln!(
                 "wait-sync: all {} hosts synchronized, within {} s of their server",
                 checks.len(),
-                args.max_skew
+                args.max_skew.seconds()
             );
         } else {
             eprintln!(

@@ -2,20 +2,23 @@
 
 use std::io::IsTerminal as _;
 
-use anyhow::{anyhow, bail};
+use anyhow::bail;
 
 use crate::cli::{BakeArgs, Format};
-use crate::glob::Limit;
 use crate::image::bake::{self, BakeOptions, ImageResult, ImageStatus};
 use crate::inventory::Inventory;
 use crate::report;
+use crate::value::Name;
 
-use super::{EXIT_CHANGES, EXIT_ERROR, EXIT_OK, ask, print_stdout, renderer_for, stdout_style};
+use super::{
+    EXIT_CHANGES, EXIT_ERROR, EXIT_OK, ask, limit, print_stdout, renderer_for, stdout_style,
+};
 
 pub(crate) fn run(args: &BakeArgs) -> anyhow::Result<u8> {
     let inventory = Inventory::load(&args.inventory)?;
     let renderer = renderer_for(&inventory, args.templates.clone())?;
-    let limit = Limit::new(&args.limit);
+    let names: Vec<&str> = inventory.file.images.keys().map(Name::as_str).collect();
+    let limit = limit(&args.limit, &names, "image", &args.inventory)?;
     let images: Vec<_> = inventory
         .file
         .images
@@ -27,7 +30,7 @@ pub(crate) fn run(args: &BakeArgs) -> anyhow::Result<u8> {
             bail!("{}: the inventory has no images", args.inventory.display());
         }
         bail!(
-            "--limit {} matches no image of {}",
+            "--limit {} leaves no image of {}",
             args.limit.join(","),
             args.inventory.display()
         );
@@ -105,8 +108,9 @@ pub(crate) fn run(args: &BakeArgs) -> anyhow::Result<u8> {
         Format::Json => print_stdout(&report::bake_json(&results, args.dry_run))?,
     }
     let failed = results.iter().any(|r| r.status == ImageStatus::Failed);
-    if !go && !args.dry_run && changes > 0 && !failed {
-        return Err(anyhow!("bake cancelled; nothing was changed"));
+    if !go && !args.dry_run && changes > 0 {
+        // Saying no is a decision, not a failure.
+        eprintln!("Bake cancelled; nothing was changed.");
     }
     Ok(if failed {
         EXIT_ERROR

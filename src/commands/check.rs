@@ -7,17 +7,19 @@ use crate::report;
 use super::{EXIT_CHANGES, EXIT_ERROR, EXIT_OK, prepare, print_stdout, stdout_style};
 
 pub(crate) fn run(args: &CheckArgs) -> anyhow::Result<u8> {
-    let prepared = prepare(&args.fleet)?;
+    // check renders nothing: no --templates (the inventory's own `templates:` must still exist).
+    let prepared = prepare(&args.fleet, None)?;
+    let max_skew = args.max_skew.seconds();
     let readings = prepared.runtime.block_on(check::read_clocks(
         prepared.connector.clone(),
         &prepared.hosts,
         &prepared.options,
         usize::from(args.samples),
     ));
-    let checks = check::judge_fleet(&prepared.hosts, &readings, args.max_skew);
+    let checks = check::judge_fleet(&prepared.hosts, &readings, max_skew);
     match args.fleet.format {
-        Format::Text => print_stdout(&report::check_text(&checks, args.max_skew, stdout_style()))?,
-        Format::Json => print_stdout(&report::check_json(&checks, args.max_skew))?,
+        Format::Text => print_stdout(&report::check_text(&checks, max_skew, stdout_style()))?,
+        Format::Json => print_stdout(&report::check_json(&checks, max_skew))?,
     }
     Ok(
         if checks

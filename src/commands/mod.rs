@@ -8,7 +8,7 @@ mod plan;
 mod render;
 
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -109,10 +109,13 @@ struct Prepared {
     runtime: tokio::runtime::Runtime,
 }
 
-fn prepare(args: &FleetArgs) -> anyhow::Result<Prepared> {
+/// Load the inventory, select the hosts and set up their connections (nothing is contacted);
+/// `templates` is `--templates` for the commands that render.
+fn prepare(args: &FleetArgs, templates: Option<PathBuf>) -> anyhow::Result<Prepared> {
     let inventory = Inventory::load(&args.inventory)?;
-    let renderer = Arc::new(renderer_for(&inventory, args.templates.clone())?);
-    let limit = Limit::new(&args.limit);
+    let renderer = Arc::new(renderer_for(&inventory, templates)?);
+    let names: Vec<&str> = inventory.host_names().collect();
+    let limit = limit(&args.limit, &names, "host", &args.inventory)?;
     let hosts: Vec<Host> = inventory
         .hosts
         .iter()
@@ -124,7 +127,7 @@ fn prepare(args: &FleetArgs) -> anyhow::Result<Prepared> {
             bail!("{}: the inventory has no hosts", args.inventory.display());
         }
         bail!(
-            "--limit {} matches no host of {}",
+            "--limit {} leaves no host of {}",
             args.limit.join(","),
             args.inventory.display()
         );
@@ -144,6 +147,43 @@ fn prepare(args: &FleetArgs) -> anyhow::Result<Prepared> {
         options,
         runtime: runtime()?,
     })
+}
+
+/// The `--limit` selection among `names` (hosts or images). A pattern that matches none of them
+/// is an error, with the closest name: a typo must not silently shrink the run.
+fn limit(
+    patterns: &[String],
+    names: &[&str],
+    what: &str,
+    inventory: &Path,
+) -> anyhow::Result<Limit> {
+    let limit = Limit::new(patterns);
+    let unmatched = limit.unmatched(names);
+    if unmatched.is_empty() {
+        return Ok(limit);
+    }
+    let problems: Vec<String> = unmatched
+        .iter()
+        .map(|pattern| {
+            format!(
+                "--limit {pattern} matches no {what} of {}{}",
+                inventory.display(),
+                crate::suggest::did_you_mean(pattern, names.iter().copied())
+            )
+        })
+        .collect();
+    let mut listed = names
+        .iter()
+        .take(12)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > 12 {
+        listed.push_str(", ...");
+    } else if names.is_empty() {
+        listed.push_str("none");
+    }
+    bail!("{} ({what}s: {listed})", problems.join("; "))
 }
 
 fn renderer_for(inventory: &Inventory, from_cli: Option<PathBuf>) -> anyhow::Result<Renderer> {
@@ -187,12 +227,18 @@ fn ask(question: &str) -> anyhow::Result<bool> {
             "refusing to change anything without confirmation: stdin is not a terminal; pass --yes"
         );
     }
-    eprint!("{question} Type 'yes' to go on: ");
+    eprint!("{question} [y/N] ");
     std::io::stderr().flush().ok();
     let mut answer = String::new();
     std::io::stdin()
         .lock()
         .read_line(&mut answer)
         .context("reading the answer")?;
-    Ok(answer.trim().eq_ignore_ascii_case("yes"))
+    Ok(is_yes(&answer))
+}
+
+/// `y` or `yes`, in any case; anything else (Enter included) is no.
+fn is_yes(answer: &str) -> bool {
+    let answer = answer.trim();
+    answer.eq_ignore_ascii_case("y") || answer.eq_ignore_ascii_case("yes")
 }

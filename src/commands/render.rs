@@ -18,15 +18,14 @@ pub(crate) fn run(args: &RenderArgs) -> anyhow::Result<u8> {
         .find(|h| h.name.as_str() == args.host)
         .ok_or_else(|| {
             anyhow!(
-                "no host named {:?} in {}",
+                "no host named {} in {}{}",
                 args.host,
-                args.inventory.display()
+                args.inventory.display(),
+                crate::suggest::did_you_mean(&args.host, inventory.host_names())
             )
         })?;
-    let (os_id, os_version) = args
-        .os
-        .split_once(':')
-        .ok_or_else(|| anyhow!("--os takes ID:VERSION_ID, e.g. ubuntu:20.04 or debian:12"))?;
+    // `--os` was checked against the supported systems, which are all `ID:VERSION_ID`.
+    let (os_id, os_version) = args.os.split_once(':').unwrap_or((&args.os, ""));
     let daemon = if host.is_server() {
         Daemon::Chrony
     } else {

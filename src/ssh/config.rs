@@ -41,10 +41,11 @@ impl fmt::Display for Loc {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read OpenSSH config {}: {source}", .path.display())]
+    // The cause is in the message, not chained as a source: `{:#}` would print it twice.
+    #[error("cannot read OpenSSH config {}: {}", .path.display(), crate::inventory::io_reason(.error))]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{loc}: {message}")]
     Invalid { loc: Loc, message: String },
@@ -168,9 +169,9 @@ impl SshConfig {
     /// # Errors
     /// A file cannot be read, or a line is malformed (the error names the file and line).
     pub fn load(path: &Path, home: &Path) -> Result<SshConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.to_owned(),
-            source,
+            error,
         })?;
         Self::parse(path, &text, home)
     }
@@ -343,7 +344,12 @@ fn parse_item(
             let port = one_arg("Port", args, loc)?;
             match port.parse::<u16>() {
                 Ok(p) if p > 0 => Setting::Port(p),
-                _ => return invalid(loc, format!("Port {port:?} is not 1..=65535")),
+                _ => {
+                    return invalid(
+                        loc,
+                        format!("Port {port:?} is not a port number (1 to 65535)"),
+                    );
+                }
             }
         }
         "identityfile" => Setting::IdentityFile(one_arg("IdentityFile", args, loc)?),
@@ -1026,7 +1032,7 @@ mod tests {
     fn malformed_lines_name_file_and_line() {
         assert_eq!(
             parse_error("Host a\n  Port 0\n"),
-            "/cfg:2: Port \"0\" is not 1..=65535"
+            "/cfg:2: Port \"0\" is not a port number (1 to 65535)"
         );
         assert_eq!(
             parse_error("Port 22 23\n"),

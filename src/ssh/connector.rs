@@ -12,7 +12,7 @@ use russh::keys::PrivateKey;
 use tokio::sync::OnceCell;
 
 use crate::fleet::RunOptions;
-use crate::inventory::{BecomeMethod, Host, HostKeyPolicy, Inventory, Role, SshOptions, locate};
+use crate::inventory::{BecomeMethod, Host, HostKeyPolicy, Inventory, Role, SshOptions, io_reason};
 use crate::ssh::config::{
     ConfigError, Context, HostConfig, Located, SshConfig, Strictness, local_user_name,
 };
@@ -29,6 +29,16 @@ pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
 pub enum SetupError {
     #[error(transparent)]
     Identity(#[from] IdentityError),
+    /// The inventory's `identity_file` cannot be used: where it is written, and why.
+    #[error("{location}: {field}: {}", identity_file_problem(.written, .resolved, .error))]
+    IdentityFile {
+        location: String,
+        field: String,
+        /// As the inventory writes it.
+        written: String,
+        resolved: PathBuf,
+        error: Box<IdentityError>,
+    },
     #[error("cannot read known_hosts file {path}: {source}")]
     KnownHosts {
         path: PathBuf,
@@ -37,12 +47,12 @@ pub enum SetupError {
     /// A problem in an OpenSSH config file (it names the file and line).
     #[error("{0}")]
     SshConfig(#[from] ConfigError),
-    /// The inventory's `config_file` cannot be read.
-    #[error("{location}: {field}: {source}")]
+    /// The inventory's `config_file` cannot be read (the cause in the message, not chained).
+    #[error("{location}: {field}: {error}")]
     ConfigFile {
         location: String,
         field: String,
-        source: ConfigError,
+        error: ConfigError,
     },
     #[error("the jump chain of {host} loops: {path}")]
     JumpLoop { host: String, path: String },
@@ -396,7 +406,7 @@ impl Builder<'_> {
             )?,
             None => HostConfig::default(),
         };
-        let keys = self.identities(ssh, &config, &base)?;
+        let keys = self.identities(ssh, &config, &base, target.inventory_name.as_deref())?;
         let known_path = match (&ssh.known_hosts, &config.known_hosts_files) {
             (Some(path), _) => resolve(&base, path),
             (None, Some(files)) => {
@@ -458,12 +468,28 @@ impl Builder<'_> {
         ssh: &SshOptions,
         config: &HostConfig,
         base: &Path,
+        host: Option<&str>,
     ) -> Result<Vec<Arc<PrivateKey>>, SetupError> {
         let mut keys = Vec::new();
         let secrets = self.secrets; // a shared reference, not a borrow of self
         let named = &secrets.key_passphrase;
         if let Some(path) = &ssh.identity_file {
-            keys.push(self.identity(&resolve(base, path), named)?);
+            let resolved = resolve(base, path);
+            let key = self.identity(&resolved, named).map_err(|e| match e {
+                SetupError::Identity(error) => {
+                    let field = self.inventory.ssh_setting(host, "identity_file");
+                    let field: Vec<&str> = field.iter().map(String::as_str).collect();
+                    SetupError::IdentityFile {
+                        location: self.inventory.location(&field),
+                        field: field.join("."),
+                        written: path.to_string(),
+                        resolved: std::path::absolute(&resolved).unwrap_or(resolved),
+                        error: Box::new(error),
+                    }
+                }
+                other => other,
+            })?;
+            keys.push(key);
         } else if !config.identity_files.is_empty() {
             // As OpenSSH: files that do not exist are skipped; the defaults are not added.
             for file in &config.identity_files {
@@ -539,17 +565,12 @@ impl Builder<'_> {
         }
         let config = match SshConfig::load(&path, &self.home) {
             Ok(config) => Arc::new(config),
-            Err(source @ ConfigError::Read { .. }) if explicit => {
-                let location = match locate(&self.inventory.source, field) {
-                    Some((line, column)) => {
-                        format!("{}:{line}:{column}", self.inventory.path.display())
-                    }
-                    None => self.inventory.path.display().to_string(),
-                };
+            Err(error @ ConfigError::Read { .. }) if explicit => {
+                let location = self.inventory.location(field);
                 return Err(SetupError::ConfigFile {
                     location,
                     field: field.join("."),
-                    source,
+                    error,
                 });
             }
             Err(e) => return Err(e.into()),
@@ -592,6 +613,29 @@ fn resolve(base: &Path, path: &LocalPath) -> PathBuf {
         expanded
     } else {
         base.join(expanded)
+    }
+}
+
+/// Why an inventory `identity_file` cannot be used, with the path it was resolved to.
+fn identity_file_problem(written: &str, resolved: &Path, error: &IdentityError) -> String {
+    let resolution = if written.starts_with("~/") {
+        format!(" (resolved from {written} against $HOME)")
+    } else if Path::new(written).is_relative() {
+        format!(" (resolved from {written} against the inventory's directory)")
+    } else {
+        String::new()
+    };
+    match error {
+        IdentityError::Read { error, .. } => format!(
+            "cannot read {}{resolution}: {}",
+            resolved.display(),
+            io_reason(error)
+        ),
+        IdentityError::Decode { error, .. } => format!(
+            "{}{resolution} is not a private key clockprov can use: {error}",
+            resolved.display()
+        ),
+        other => other.to_string(),
     }
 }
 
@@ -642,8 +686,7 @@ mod tests {
         }
     }
 
-    const SERVERS: &str =
-        "ntp_servers:\n  zcloud:\n    address: 10.0.0.1\n    allow: [10.0.0.0/8]\n";
+    const SERVERS: &str = "ntp_servers:\n  zcloud:\n    address: 10.0.0.1\n    allow: [10.0.0.0/8]\n    local_stratum: 10\n";
 
     fn inventory(ssh: &str, clients: &str) -> String {
         format!("ssh:\n{ssh}{SERVERS}clients:\n{clients}")
@@ -773,7 +816,7 @@ mod tests {
         assert_eq!(
             err,
             format!(
-                "{}:2: Port \"seventy\" is not 1..=65535",
+                "{}:2: Port \"seventy\" is not a port number (1 to 65535)",
                 scratch.dir.path().join(".ssh/config").display()
             )
         );
@@ -789,7 +832,7 @@ mod tests {
         assert_eq!(
             err,
             format!(
-                "{}:3:3: ssh.config_file: cannot read OpenSSH config {}: No such file or directory (os error 2)",
+                "{}:3:16: ssh.config_file: cannot read OpenSSH config {}: No such file or directory",
                 inv.display(),
                 scratch.dir.path().join("nope/config").display()
             )
@@ -800,5 +843,33 @@ mod tests {
             .connector(&inventory("  known_hosts: kh\n  config_file: other\n", ""))
             .unwrap();
         assert_eq!(connector.route("zcloud"), ["zcloud (other@10.0.0.1:22)"]);
+    }
+
+    #[test]
+    fn a_missing_identity_file_names_its_line_and_resolved_path() {
+        let scratch = Scratch::new("");
+        let message = |inventory: &str| {
+            let error = scratch.connector(inventory).err().unwrap();
+            // As the command line prints it: the error and its sources, `{:#}`.
+            format!("{:#}", anyhow::Error::from(error))
+                .replace(&scratch.dir.path().display().to_string(), "/SCRATCH")
+                .replace(&std::env::var("HOME").unwrap_or_default(), "/HOME")
+        };
+        insta::assert_snapshot!(
+            message(&inventory("  known_hosts: kh\n  identity_file: keys/z3\n", "")),
+            @"/SCRATCH/inv.yaml:3:18: ssh.identity_file: cannot read /SCRATCH/keys/z3 (resolved from keys/z3 against the inventory's directory): No such file or directory"
+        );
+        insta::assert_snapshot!(
+            message(&inventory(
+                "  known_hosts: kh\n",
+                "  c1: { address: 10.0.0.2, ssh: { identity_file: ~/.ssh/gone } }\n"
+            )),
+            @"/SCRATCH/inv.yaml:9:50: clients.c1.ssh.identity_file: cannot read /HOME/.ssh/gone (resolved from ~/.ssh/gone against $HOME): No such file or directory"
+        );
+        std::fs::write(scratch.dir.path().join("not-a-key"), "hello\n").unwrap();
+        insta::assert_snapshot!(
+            message(&inventory("  known_hosts: kh\n  identity_file: not-a-key\n", "")),
+            @"/SCRATCH/inv.yaml:3:18: ssh.identity_file: /SCRATCH/not-a-key (resolved from not-a-key against the inventory's directory) is not a private key clockprov can use: Could not read key"
+        );
     }
 }

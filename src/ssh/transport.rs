@@ -543,10 +543,16 @@ async fn authenticate_with_agent(
 
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
-    #[error("cannot load identity file {}: {source}", .path.display())]
-    Load {
+    // The causes are in the messages and not chained as sources: `{:#}` would print them twice.
+    #[error("cannot read identity file {}: {}", .path.display(), crate::inventory::io_reason(.error))]
+    Read {
         path: PathBuf,
-        source: russh::keys::Error,
+        error: std::io::Error,
+    },
+    #[error("identity file {} is not a private key clockprov can use: {error}", .path.display())]
+    Decode {
+        path: PathBuf,
+        error: russh::keys::Error,
     },
     #[error(
         "identity file {} is encrypted and no passphrase was given: set {} or run on a terminal to be asked",
@@ -566,13 +572,12 @@ pub fn load_identity(
     path: &Path,
     passphrase: &KeyPassphrase,
 ) -> Result<Arc<PrivateKey>, IdentityError> {
-    let load = |source| IdentityError::Load {
-        path: path.to_owned(),
-        source,
-    };
-    let text = zeroize::Zeroizing::new(
-        std::fs::read_to_string(path).map_err(|e| load(russh::keys::Error::IO(e)))?,
-    );
+    let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|error| {
+        IdentityError::Read {
+            path: path.to_owned(),
+            error,
+        }
+    })?);
     match russh::keys::decode_secret_key(&text, None) {
         Ok(key) => Ok(Arc::new(key)),
         Err(russh::keys::Error::KeyIsEncrypted) => {
@@ -588,6 +593,9 @@ pub fn load_identity(
                     from: passphrase.origin_name(),
                 })
         }
-        Err(e) => Err(load(e)),
+        Err(error) => Err(IdentityError::Decode {
+            path: path.to_owned(),
+            error,
+        }),
     }
 }

@@ -455,7 +455,7 @@ fn bake_on_a_terminal(inventory: &Path, answer: &str) -> String {
         .args(["bake", "-i"])
         .arg(inventory)
         .terminal();
-    terminal.wait_for("Type 'yes' to go on");
+    terminal.wait_for("[y/N]");
     terminal.type_line(answer);
     terminal.finish().stdout
 }
@@ -469,7 +469,7 @@ fn bake_asks_on_a_terminal() {
     let declined = bake_on_a_terminal(&inventory, "no");
     assert!(
         declined.contains("Bake these changes into 1 image?")
-            && declined.contains("bake cancelled; nothing was changed"),
+            && declined.contains("Bake cancelled; nothing was changed."),
         "{declined}"
     );
     assert_eq!(snapshot_tree(&target.root()), before);

@@ -100,12 +100,14 @@ fn a_missing_config_file_is_an_error_naming_the_inventory_line() {
         .arg(&inventory_path)
         .run();
     assert_eq!(run.code, 1, "{run:?}");
-    assert!(
-        run.stderr.contains(&format!(
-            "{}:2:3: ssh.config_file: cannot read OpenSSH config {}: No such file or directory",
+    // The cause once, at the value's own line and column.
+    assert_eq!(
+        run.stderr,
+        format!(
+            "error: {}:2:16: ssh.config_file: cannot read OpenSSH config {}: No such file or directory\n",
             inventory_path.display(),
             dir.path().join("ssh/nope").display()
-        )),
+        ),
         "{run:?}"
     );
 }

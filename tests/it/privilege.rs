@@ -303,7 +303,7 @@ fn an_encrypted_identity_file_is_decrypted_with_the_passphrase_from_the_environm
     assert_eq!(wrong.code, 1, "{wrong:?}");
     assert!(
         wrong.stderr.contains(&format!(
-            "error: wrong passphrase for identity file {key} (from CLOCKPROV_KEY_PASSPHRASE)"
+            "inventory.yaml:3:18: ssh.identity_file: wrong passphrase for identity file {key} (from CLOCKPROV_KEY_PASSPHRASE)\n"
         )),
         "{wrong:?}"
     );
@@ -312,7 +312,7 @@ fn an_encrypted_identity_file_is_decrypted_with_the_passphrase_from_the_environm
     assert_eq!(missing.code, 1, "{missing:?}");
     assert!(
         missing.stderr.contains(&format!(
-            "error: identity file {key} is encrypted and no passphrase was given: set CLOCKPROV_KEY_PASSPHRASE"
+            "inventory.yaml:3:18: ssh.identity_file: identity file {key} is encrypted and no passphrase was given: set CLOCKPROV_KEY_PASSPHRASE"
         )),
         "{missing:?}"
     );

@@ -16,8 +16,8 @@
 //! - `HOME`: a fresh temporary directory holding an empty `~/.ssh` (mode 700), made for this run
 //!   and removed after it, unless the test gives its own with [`Clockprov::home`]. So the
 //!   developer's `~/.ssh/config`, keys and `known_hosts`, ssh-agent (`SSH_AUTH_SOCK`), secret
-//!   variables (`CLOCKPROV_BECOME_PASSWORD`, `CLOCKPROV_KEY_PASSPHRASE`) and `CLOCKPROV_LOG` never
-//!   change what the suite does;
+//!   variables (`CLOCKPROV_BECOME_PASSWORD`, `CLOCKPROV_KEY_PASSPHRASE`), `CLOCKPROV_INVENTORY`
+//!   and `CLOCKPROV_LOG` never change what the suite does;
 //! - what the test passes with [`Clockprov::env`]; stdin is `/dev/null`.
 //!
 //! Secrets: no value registered with [`Clockprov::secret`], nor any value given to one of
