@@ -451,13 +451,11 @@ fn bake_refuses_an_image_in_use() {
 
 /// `clockprov bake` on a terminal, answering its question; what the terminal showed.
 fn bake_on_a_terminal(inventory: &Path, answer: &str) -> String {
-    let mut terminal = Clockprov::new()
+    let terminal = Clockprov::new()
         .args(["bake", "-i"])
         .arg(inventory)
         .terminal();
-    terminal.wait_for("[y/N]");
-    terminal.type_line(answer);
-    terminal.finish().stdout
+    terminal.answer("[y/N]", answer).stdout
 }
 
 #[test]

@@ -237,13 +237,11 @@ fn help_says_where_the_format_is_and_what_commands_do() {
 /// `clockprov apply` on a terminal, answering its question: the exit code and what the terminal
 /// showed.
 fn apply_on_a_terminal(inventory: &Path, answer: &str) -> (i32, String) {
-    let mut terminal = Clockprov::new()
+    let terminal = Clockprov::new()
         .args(["apply", "-i"])
         .arg(inventory)
         .terminal();
-    terminal.wait_for("[y/N]");
-    terminal.type_line(answer);
-    let run = terminal.finish();
+    let run = terminal.answer("[y/N]", answer);
     (run.code, run.stdout)
 }
 

@@ -315,6 +315,14 @@ impl Terminal {
             .unwrap();
     }
 
+    /// Wait for `prompt`, type `line`, and [`Terminal::finish`]: a question answered.
+    #[must_use]
+    pub fn answer(mut self, prompt: &str, line: &str) -> Run {
+        self.wait_for(prompt);
+        self.type_line(line);
+        self.finish()
+    }
+
     /// Wait for the end: the exit code, and everything the terminal showed as `stdout`; panics if
     /// a secret was shown.
     #[must_use]
