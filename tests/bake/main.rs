@@ -14,20 +14,20 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
-#[path = "../support/guest.rs"]
-mod guest;
-#[path = "../support/run.rs"]
-mod run;
-use guest::{assert_baked, client_image, clockprov_here, guestfish, image_inventory};
+#[path = "../support/mod.rs"]
+#[allow(dead_code)] // each test binary uses its own part
+mod support;
+use support::clockprov::Clockprov;
+use support::guest::{
+    assert_baked, client_image, client_image_with_timesyncd_disabled, clockprov_here,
+    image_inventory, with_libguestfs,
+};
+use support::lab::lab_script;
 
 const UNIT: &str = "systemd-timesyncd.service";
 const WANTS_LINK: &str = "etc/systemd/system/sysinit.target.wants/systemd-timesyncd.service";
 const ALIAS_LINK: &str = "etc/systemd/system/dbus-org.freedesktop.timesync1.service";
 const CHRONY_LINK: &str = "etc/systemd/system/multi-user.target.wants/chrony.service";
-
-fn lab_script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/lab.sh")
-}
 
 /// The lab's client root tree, extracted once per test process into cargo's scratch directory
 /// for integration tests (a static is never dropped, so a temporary directory would leak).
@@ -342,21 +342,8 @@ fn bake_a_raw_image_without_a_partition_table() {
         .tempdir()
         .unwrap();
     let image = dir.path().join("golden.raw");
-    let status = Command::new("cp")
-        .arg("--sparse=always")
-        .arg(client_image())
-        .arg(&image)
-        .status()
-        .unwrap();
-    assert!(status.success());
     // The stock lab image has timesyncd enabled; disable it so that bake must enable it.
-    let status = guestfish()
-        .args(["--rw", "-a"])
-        .arg(&image)
-        .args(["-i", "rm", &format!("/{WANTS_LINK}")])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    client_image_with_timesyncd_disabled(&image, "raw");
     let inventory = image_inventory(dir.path(), "  golden:\n    path: golden.raw\n");
     let run = clockprov_here(&["bake", "--yes", "--reset-machine-id"], &inventory);
     assert_eq!(run.code, 0, "{run:?}");
@@ -385,7 +372,7 @@ fn bake_a_partitioned_qcow2_image() {
         .unwrap();
     let image = dir.path().join("golden.qcow2");
     // A partitioned qcow2 disk holding the lab's Debian root tree.
-    let status = Command::new("virt-make-fs")
+    let status = with_libguestfs("virt-make-fs")
         .args([
             "--partition=mbr",
             "--format=qcow2",
@@ -394,8 +381,6 @@ fn bake_a_partitioned_qcow2_image() {
         ])
         .arg(pristine_tree())
         .arg(&image)
-        .env("LIBGUESTFS_BACKEND", "direct")
-        .env("LIBGUESTFS_BACKEND_SETTINGS", "force_tcg")
         .status()
         .unwrap();
     assert!(status.success(), "virt-make-fs failed");
@@ -464,36 +449,13 @@ fn bake_refuses_an_image_in_use() {
     assert_eq!(sha256(&image), before, "the image changed");
 }
 
-/// `clockprov bake` on a terminal (a pty from util-linux `script`), answering its question.
+/// `clockprov bake` on a terminal, answering its question; what the terminal showed.
 fn bake_on_a_terminal(inventory: &Path, answer: &str) -> String {
-    use std::io::{Read as _, Write as _};
-    let command = format!(
-        "{} bake -i {}",
-        env!("CARGO_BIN_EXE_clockprov"),
-        inventory.display()
-    );
-    let mut child = Command::new("script")
-        .args(["-q", "-e", "-c", &command, "/dev/null"])
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("script (util-linux)");
-    let mut stdout = child.stdout.take().unwrap();
-    let mut seen = String::new();
-    let mut chunk = [0u8; 4096];
-    while !seen.contains("[y/N]") {
-        let n = stdout.read(&mut chunk).unwrap();
-        assert!(n > 0, "bake ended before asking: {seen}");
-        seen.push_str(&String::from_utf8_lossy(&chunk[..n]));
-    }
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(format!("{answer}\n").as_bytes()).unwrap();
-    stdout.read_to_string(&mut seen).unwrap();
-    drop(stdin);
-    child.wait().unwrap();
-    seen
+    let terminal = Clockprov::new()
+        .args(["bake", "-i"])
+        .arg(inventory)
+        .terminal();
+    terminal.answer("[y/N]", answer).stdout
 }
 
 #[test]
