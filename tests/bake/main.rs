@@ -14,20 +14,20 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
-#[path = "../support/guest.rs"]
-mod guest;
-#[path = "../support/run.rs"]
-mod run;
-use guest::{assert_baked, client_image, clockprov_here, guestfish, image_inventory};
+#[path = "../support/mod.rs"]
+#[allow(dead_code)] // each test binary uses its own part
+mod support;
+use support::clockprov::{Clockprov, Run};
+use support::guest::{
+    assert_baked, client_image, client_image_with_timesyncd_disabled, clockprov_here,
+    image_inventory, with_libguestfs,
+};
+use support::lab::lab_script;
 
 const UNIT: &str = "systemd-timesyncd.service";
 const WANTS_LINK: &str = "etc/systemd/system/sysinit.target.wants/systemd-timesyncd.service";
 const ALIAS_LINK: &str = "etc/systemd/system/dbus-org.freedesktop.timesync1.service";
 const CHRONY_LINK: &str = "etc/systemd/system/multi-user.target.wants/chrony.service";
-
-fn lab_script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/lab.sh")
-}
 
 /// The lab's client root tree, extracted once per test process into cargo's scratch directory
 /// for integration tests (a static is never dropped, so a temporary directory would leak).
@@ -344,21 +344,8 @@ fn bake_a_raw_image_with_no_libguestfs_variables_set() {
         .tempdir()
         .unwrap();
     let image = dir.path().join("golden.raw");
-    let status = Command::new("cp")
-        .arg("--sparse=always")
-        .arg(client_image())
-        .arg(&image)
-        .status()
-        .unwrap();
-    assert!(status.success());
     // The stock lab image has timesyncd enabled; disable it so that bake must enable it.
-    let status = guestfish()
-        .args(["--rw", "-a"])
-        .arg(&image)
-        .args(["-i", "rm", &format!("/{WANTS_LINK}")])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    client_image_with_timesyncd_disabled(&image, "raw");
     let inventory = image_inventory(dir.path(), "  golden:\n    path: golden.raw\n");
     let run = clockprov_bare(&["bake", "--yes", "--reset-machine-id"], &inventory);
     assert_eq!(run.code, 0, "{run:?}");
@@ -388,7 +375,7 @@ fn bake_a_partitioned_qcow2_image() {
         .unwrap();
     let image = dir.path().join("golden.qcow2");
     // A partitioned qcow2 disk holding the lab's Debian root tree.
-    let status = Command::new("virt-make-fs")
+    let status = with_libguestfs("virt-make-fs")
         .args([
             "--partition=mbr",
             "--format=qcow2",
@@ -397,8 +384,6 @@ fn bake_a_partitioned_qcow2_image() {
         ])
         .arg(pristine_tree())
         .arg(&image)
-        .env("LIBGUESTFS_BACKEND", "direct")
-        .env("LIBGUESTFS_BACKEND_SETTINGS", "force_tcg")
         .status()
         .unwrap();
     assert!(status.success(), "virt-make-fs failed");
@@ -467,108 +452,13 @@ fn bake_refuses_an_image_in_use() {
     assert_eq!(sha256(&image), before, "the image changed");
 }
 
-/// `clockprov bake` on a terminal (a pty from util-linux `script`), answering its question.
+/// `clockprov bake` on a terminal, answering its question; what the terminal showed.
 fn bake_on_a_terminal(inventory: &Path, answer: &str) -> String {
-    bake_on_a_terminal_with(&[], inventory, Libguestfs::AsConfigured, || {}, answer)
-}
-
-/// How a test runs clockprov with respect to libguestfs's environment variables.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Libguestfs {
-    /// With the settings these machines need (tests/support/guest.rs).
-    AsConfigured,
-    /// With every `LIBGUESTFS_*` variable removed, as a user who never heard of them runs it.
-    Unset,
-}
-
-/// `clockprov bake ARGS` on a terminal; `before_answer` runs once the question is asked.
-fn bake_on_a_terminal_with(
-    args: &[&str],
-    inventory: &Path,
-    libguestfs: Libguestfs,
-    before_answer: impl FnOnce(),
-    answer: &str,
-) -> String {
-    use std::io::{Read as _, Write as _};
-    let command = format!(
-        "{} bake -i {} {}",
-        env!("CARGO_BIN_EXE_clockprov"),
-        inventory.display(),
-        args.join(" ")
-    );
-    let mut script = Command::new("script");
-    script
-        .args(["-q", "-e", "-c", &command, "/dev/null"])
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    match libguestfs {
-        Libguestfs::AsConfigured => {
-            script
-                .env("LIBGUESTFS_BACKEND", "direct")
-                .env("LIBGUESTFS_BACKEND_SETTINGS", "force_tcg");
-        }
-        Libguestfs::Unset => {
-            for (name, _) in std::env::vars_os() {
-                if name.to_string_lossy().starts_with("LIBGUESTFS_") {
-                    script.env_remove(name);
-                }
-            }
-        }
-    }
-    let mut child = script.spawn().expect("script (util-linux)");
-    let mut stdout = child.stdout.take().unwrap();
-    let mut seen = String::new();
-    let mut chunk = [0u8; 4096];
-    while !seen.contains("[y/N]") {
-        let n = stdout.read(&mut chunk).unwrap();
-        assert!(n > 0, "bake ended before asking: {seen}");
-        seen.push_str(&String::from_utf8_lossy(&chunk[..n]));
-    }
-    before_answer();
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(format!("{answer}\n").as_bytes()).unwrap();
-    stdout.read_to_string(&mut seen).unwrap();
-    drop(stdin);
-    child.wait().unwrap();
-    eprintln!("$ {command} (on a terminal, answered {answer:?})\n{seen}");
-    seen
-}
-
-/// clockprov with every `LIBGUESTFS_*` variable removed from its environment.
-fn clockprov_bare(args: &[&str], inventory: &Path) -> run::Run {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_clockprov"));
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("LIBGUESTFS_") {
-            command.env_remove(name);
-        }
-    }
-    let run: run::Run = command
-        .args(args)
-        .arg("-i")
+    let terminal = Clockprov::new()
+        .args(["bake", "-i"])
         .arg(inventory)
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run clockprov")
-        .into();
-    eprintln!(
-        "$ clockprov {} -i {} (no LIBGUESTFS_* variables)\n{run:?}",
-        args.join(" "),
-        inventory.display()
-    );
-    run
-}
-
-/// Where the appliance died under broken KVM, bake says so and how to skip the first try.
-fn assert_kvm_fallback_explained(stderr: &str) {
-    if stderr.contains("died as it started") {
-        assert!(
-            stderr.contains("LIBGUESTFS_BACKEND_SETTINGS=force_tcg"),
-            "{stderr}"
-        );
-    }
+        .terminal();
+    terminal.answer("[y/N]", answer).stdout
 }
 
 #[test]
@@ -591,6 +481,22 @@ fn bake_asks_on_a_terminal() {
             .unwrap()
             .contains("\nNTP=192.168.6.200\n")
     );
+}
+
+/// clockprov with no `LIBGUESTFS_*` variable (the builder clears the environment), as a user who
+/// never heard of them runs it.
+fn clockprov_bare(args: &[&str], inventory: &Path) -> Run {
+    Clockprov::new().args(args).arg("-i").arg(inventory).run()
+}
+
+/// Where the appliance died under broken KVM, bake says so and how to skip the first try.
+fn assert_kvm_fallback_explained(output: &str) {
+    if output.contains("died as it started") {
+        assert!(
+            output.contains("LIBGUESTFS_BACKEND_SETTINGS=force_tcg"),
+            "{output}"
+        );
+    }
 }
 
 /// One crafted root: a link at `link` (relative to the root) to `target`.
@@ -847,13 +753,14 @@ fn bake_refuses_an_image_that_changed_while_asking() {
     target.make_stale();
     let inventory = target.golden_inventory();
     let conf = target.path("etc/systemd/timesyncd.conf");
-    let out = bake_on_a_terminal_with(
-        &[],
-        &inventory,
-        Libguestfs::AsConfigured,
-        || fs::write(&conf, "[Time]\nNTP=203.0.113.9\n").unwrap(),
-        "yes",
-    );
+    let mut terminal = Clockprov::new()
+        .args(["bake", "-i"])
+        .arg(&inventory)
+        .terminal();
+    terminal.wait_for("[y/N]");
+    fs::write(&conf, "[Time]\nNTP=203.0.113.9\n").unwrap();
+    terminal.type_line("yes");
+    let out = terminal.finish().stdout;
     let edited = snapshot_tree(&target.root());
     assert!(
         out.contains(
@@ -981,13 +888,15 @@ fn bake_a_libvirt_domain_by_name_and_refuse_it_running() {
         ),
     );
 
-    let out = bake_on_a_terminal_with(
-        &["--reset-machine-id"],
-        &inventory,
-        Libguestfs::Unset,
-        || {},
-        "yes",
-    );
+    // The builder clears the environment: no LIBGUESTFS_* variable. Each disk image is read
+    // (an appliance started) before the question: minutes on a busy machine.
+    let mut terminal = Clockprov::new()
+        .args(["bake", "--reset-machine-id", "-i"])
+        .arg(&inventory)
+        .terminal();
+    terminal.wait_for_within("[y/N]", std::time::Duration::from_secs(1800));
+    terminal.type_line("yes");
+    let out = terminal.finish().stdout;
     assert!(
         out.contains(&format!(
             "== z-ubuntu20 (libvirt domain z-ubuntu20: {}; Debian GNU/Linux 12",
