@@ -6,7 +6,7 @@ use anyhow::bail;
 
 use crate::cli::{BakeArgs, Format};
 use crate::image::bake::{self, BakeOptions, ImageResult, ImageStatus};
-use crate::inventory::Inventory;
+use crate::inventory::{ImageSpec, Inventory};
 use crate::report;
 use crate::value::Name;
 
@@ -17,24 +17,7 @@ use super::{
 pub(crate) fn run(args: &BakeArgs) -> anyhow::Result<u8> {
     let inventory = Inventory::load(&args.inventory)?;
     let renderer = renderer_for(&inventory, args.templates.clone())?;
-    let names: Vec<&str> = inventory.file.images.keys().map(Name::as_str).collect();
-    let limit = limit(&args.limit, &names, "image", &args.inventory)?;
-    let images: Vec<_> = inventory
-        .file
-        .images
-        .iter()
-        .filter(|(name, _)| limit.selects(name.as_str()))
-        .collect();
-    if images.is_empty() {
-        if inventory.file.images.is_empty() {
-            bail!("{}: the inventory has no images", args.inventory.display());
-        }
-        bail!(
-            "--limit {} leaves no image of {}",
-            args.limit.join(","),
-            args.inventory.display()
-        );
-    }
+    let images = selected_images(args, &inventory)?;
     // Decide before any appliance starts: nothing is opened for writing that cannot be written.
     if !args.dry_run && !args.yes && !std::io::stdin().is_terminal() {
         bail!(
@@ -48,20 +31,22 @@ pub(crate) fn run(args: &BakeArgs) -> anyhow::Result<u8> {
     // Opening a disk image boots libguestfs's appliance (about 20 s under TCG): say so on a
     // terminal, so that a quiet wait does not look like a hang.
     let progress = std::io::stderr().is_terminal();
+    // Without --yes, read-only until the question is answered (bake::execute then reopens).
+    let readonly = args.dry_run || !args.yes;
     let opened = bake::parallel_map(images, forks, |(name, spec)| {
         let started = std::time::Instant::now();
-        let path = bake::image_path(&inventory, spec);
-        tracing::info!("{name}: opening {}", path.display());
+        let target = bake::image_target(&inventory, spec);
+        tracing::info!("{name}: opening {target}");
         if progress {
-            eprintln!("bake: {name}: opening {} ...", path.display());
+            eprintln!("bake: {name}: opening {target} ...");
         }
         let result = bake::open_and_plan(
             &inventory,
             &renderer,
             name.as_str(),
             spec,
-            &path,
-            args.dry_run,
+            &target,
+            readonly,
             options,
         );
         if progress {
@@ -70,18 +55,18 @@ pub(crate) fn run(args: &BakeArgs) -> anyhow::Result<u8> {
                 started.elapsed().as_secs_f64()
             );
         }
-        (name.as_str(), path, started, result)
+        (name.as_str(), target, started, result)
     });
     let mut planned = Vec::new();
     let mut results = Vec::new();
-    for (name, path, started, result) in opened {
+    for (name, target, started, result) in opened {
         let seconds = started.elapsed().as_secs_f64();
         match result {
             Ok(image) => {
                 results.push(ImageResult::planned(&image, seconds));
                 planned.push((image, started));
             }
-            Err(e) => results.push(ImageResult::failed(name, &path, &e, seconds)),
+            Err(e) => results.push(ImageResult::failed(name, &target, &e, seconds)),
         }
     }
     if args.format == Format::Text {
@@ -119,6 +104,32 @@ pub(crate) fn run(args: &BakeArgs) -> anyhow::Result<u8> {
     } else {
         EXIT_OK
     })
+}
+
+/// The images `--limit` selects; at least one.
+fn selected_images<'i>(
+    args: &BakeArgs,
+    inventory: &'i Inventory,
+) -> anyhow::Result<Vec<(&'i Name, &'i ImageSpec)>> {
+    let names: Vec<&str> = inventory.file.images.keys().map(Name::as_str).collect();
+    let limit = limit(&args.limit, &names, "image", &args.inventory)?;
+    let images: Vec<_> = inventory
+        .file
+        .images
+        .iter()
+        .filter(|(name, _)| limit.selects(name.as_str()))
+        .collect();
+    if images.is_empty() {
+        if inventory.file.images.is_empty() {
+            bail!("{}: the inventory has no images", args.inventory.display());
+        }
+        bail!(
+            "--limit {} leaves no image of {}",
+            args.limit.join(","),
+            args.inventory.display()
+        );
+    }
+    Ok(images)
 }
 
 /// Bake the open images when `go`, else just close them; record the outcomes in `results`.

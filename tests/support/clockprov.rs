@@ -297,7 +297,13 @@ pub struct Terminal {
 impl Terminal {
     /// Wait (30 s at most) until the terminal has shown `text`.
     pub fn wait_for(&self, text: &str) {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        self.wait_for_within(text, Duration::from_secs(30));
+    }
+
+    /// Wait (`limit` at most) until the terminal has shown `text`: for commands that work a
+    /// while before they ask (bake starts a libguestfs appliance per disk image first).
+    pub fn wait_for_within(&self, text: &str, limit: Duration) {
+        let deadline = Instant::now() + limit;
         while !self.output.lock().unwrap().contains(text) {
             assert!(
                 Instant::now() < deadline,
