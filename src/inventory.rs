@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Deserializer};
 
 use crate::daemon::Daemon;
+use crate::image::libvirt::LibvirtSpec;
 use crate::suggest;
 use crate::value::{Cidr, DurationValue, JumpList, JumpRef, LocalPath, Name, NetAddress, UserName};
 use crate::yaml::{self, ListOf, Location, MapOf, Node, Number, OptionalList};
@@ -170,11 +171,13 @@ pub struct ClientSpec {
     pub fallback_ntp: Option<Vec<NetAddress>>,
 }
 
-/// A golden VM image (or a mounted root directory) for `bake`.
+/// A golden VM image for `bake`: a disk image or a mounted root directory (`path`), or a libvirt
+/// domain's disks (`libvirt`); exactly one of the two.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, rename = "image settings")]
 pub struct ImageSpec {
-    pub path: LocalPath,
+    pub path: Option<LocalPath>,
+    pub libvirt: Option<LibvirtSpec>,
     #[serde(default, deserialize_with = "server_names")]
     pub ntp: Option<Vec<Name>>,
     #[serde(default, deserialize_with = "fallback_addresses")]
@@ -671,6 +674,24 @@ fn check(file: &InventoryFile, document: &Node) -> Vec<InventoryProblem> {
         );
     }
     for (name, image) in &file.images {
+        let at = ["images", name.as_str()];
+        match (&image.path, &image.libvirt) {
+            (None, None) => problems.at_key(
+                &at,
+                "an image needs `path` (a disk image or a root directory) or `libvirt` (a domain)"
+                    .to_owned(),
+            ),
+            (Some(_), Some(_)) => problems.at_key(
+                &[at[0], at[1], "libvirt"],
+                "give either `path` or `libvirt`, not both".to_owned(),
+            ),
+            (Some(local), None) if is_filesystem_root(local) => problems.at_value(
+                &[at[0], at[1], "path"],
+                &[at[0], at[1], "path"],
+                "`/` is this machine's own root directory, not an image".to_owned(),
+            ),
+            _ => {}
+        }
         if image.ntp.is_none() && file.ntp_servers.is_empty() {
             problems.at_key(
                 &["images", name.as_str()],
@@ -686,6 +707,20 @@ fn check(file: &InventoryFile, document: &Node) -> Vec<InventoryProblem> {
         );
     }
     problems.found
+}
+
+/// Does `path` name `/` itself (`/`, `//`, `/./..`)?
+fn is_filesystem_root(path: &LocalPath) -> bool {
+    let path = path.expand();
+    path.has_root()
+        && path.components().all(|c| {
+            matches!(
+                c,
+                std::path::Component::RootDir
+                    | std::path::Component::CurDir
+                    | std::path::Component::ParentDir
+            )
+        })
 }
 
 /// Every `jump:` hop that is a bare word names an inventory host; no chain loops.

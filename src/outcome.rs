@@ -210,12 +210,14 @@ impl From<RenderError> for HostError {
 impl From<BakeError> for HostError {
     fn from(error: BakeError) -> HostError {
         let kind = match &error {
-            BakeError::DaemonAbsent { .. } | BakeError::Masked { .. } => ErrorKind::Unsupported,
+            BakeError::DaemonAbsent { .. } | BakeError::Masked { .. } | BakeError::Path(_) => {
+                ErrorKind::Unsupported
+            }
             BakeError::Plan(plan) => plan_kind(plan),
             BakeError::Render(_) => ErrorKind::InvalidConfig,
-            BakeError::Root(_) => ErrorKind::ImageAccess,
+            BakeError::Root(_) | BakeError::Libvirt(_) => ErrorKind::ImageAccess,
             BakeError::Facts(_) => ErrorKind::UnexpectedOutput,
-            BakeError::Drift { .. } => ErrorKind::Drift,
+            BakeError::Drift { .. } | BakeError::Changed { .. } => ErrorKind::Drift,
             BakeError::Missing { .. } => ErrorKind::NotFound,
         };
         HostError::new(kind, error.to_string())

@@ -725,6 +725,7 @@ mod tests {
     use crate::host::apply::ApplyReport;
     use crate::host::facts::{FileFacts, PathFacts};
     use crate::image::bake::{BakeReport, LinkChange, Removal};
+    use crate::image::path::GuestPath;
     use crate::outcome::ErrorKind;
     use crate::plan::{PackageInstall, UnitChange, file_changes};
     use crate::render::DesiredFile;
@@ -1042,12 +1043,12 @@ mod tests {
             },
             files: vec![file],
             enable: vec![LinkChange {
-                link: "/etc/systemd/system/sysinit.target.wants/systemd-timesyncd.service".into(),
-                target: "/lib/systemd/system/systemd-timesyncd.service".into(),
+                link: GuestPath::new("/etc/systemd/system/sysinit.target.wants/systemd-timesyncd.service").unwrap(),
+                target: GuestPath::new("/lib/systemd/system/systemd-timesyncd.service").unwrap(),
                 replaces: None,
             }],
             disable: vec![Removal {
-                path: "/etc/systemd/system/multi-user.target.wants/chrony.service".into(),
+                path: GuestPath::new("/etc/systemd/system/multi-user.target.wants/chrony.service").unwrap(),
                 why: "enables chrony.service, which would fight systemd-timesyncd.service over the clock".into(),
             }],
             clock_state: Vec::new(),

@@ -5,7 +5,6 @@
 //! disk image is blocking work (a libguestfs appliance), run on the runtime's blocking threads.
 
 use std::io::IsTerminal as _;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -13,7 +12,9 @@ use anyhow::bail;
 
 use crate::cli::{BakeArgs, Format};
 use crate::fleet::{self, Item};
-use crate::image::bake::{self, BakeOptions, BakeReport, ImageResult, ImageStatus, OpenImage};
+use crate::image::bake::{
+    self, BakeOptions, BakeReport, ImageResult, ImageStatus, ImageTarget, OpenImage,
+};
 use crate::inventory::{ImageSpec, Inventory};
 use crate::outcome::{HostError, Outcome};
 use crate::progress::Progress;
@@ -47,7 +48,9 @@ pub(crate) fn run(args: &BakeArgs) -> anyhow::Result<u8> {
         &Opening {
             inventory,
             renderer,
-            readonly: args.dry_run,
+            // Without --yes, read-only until the question is answered (bake::execute then
+            // reopens for writing).
+            readonly: args.dry_run || !args.yes,
             options,
             seconds: seconds.clone(),
         },
@@ -91,12 +94,12 @@ fn confirm(changes: usize) -> anyhow::Result<bool> {
     ))
 }
 
-/// One image to open: its place in the report, its inventory entry and its path.
+/// One image to open: its place in the report, its inventory entry and where it is.
 struct ImageJob {
     index: usize,
     name: String,
     spec: ImageSpec,
-    path: PathBuf,
+    target: ImageTarget,
 }
 
 impl Item for ImageJob {
@@ -119,7 +122,7 @@ fn selected_images(inventory: &Inventory, args: &BakeArgs) -> anyhow::Result<Vec
             index,
             name: name.to_string(),
             spec: spec.clone(),
-            path: bake::image_path(inventory, spec),
+            target: bake::image_target(inventory, spec),
         })
         .collect();
     if jobs.is_empty() {
@@ -181,9 +184,9 @@ async fn open_images(
     opening: &Opening,
     forks: usize,
 ) -> (Vec<Opened>, Vec<ImageResult>) {
-    let names: Vec<(String, PathBuf)> = jobs
+    let names: Vec<(String, ImageTarget)> = jobs
         .iter()
-        .map(|j| (j.name.clone(), j.path.clone()))
+        .map(|j| (j.name.clone(), j.target.clone()))
         .collect();
     let (inventory, renderer, seconds) = (
         opening.inventory.clone(),
@@ -200,17 +203,23 @@ async fn open_images(
                 (inventory.clone(), renderer.clone(), seconds.clone());
             async move {
                 let started = Instant::now();
-                tracing::info!("{}: opening {}", job.name, job.path.display());
+                tracing::info!("{}: opening {}", job.name, job.target);
                 // A disk image boots libguestfs's appliance (about 20 s under TCG): say so, so
                 // that a quiet wait does not look like a hang.
                 status.set(format!(
                     "opening {} (a disk image starts a libguestfs appliance)",
-                    job.path.display()
+                    job.target
                 ));
                 let index = job.index;
                 let image = fleet::blocking(move || {
                     bake::open_and_plan(
-                        &inventory, &renderer, &job.name, &job.spec, &job.path, readonly, options,
+                        &inventory,
+                        &renderer,
+                        &job.name,
+                        &job.spec,
+                        &job.target,
+                        readonly,
+                        options,
                     )
                     .map_err(HostError::from)
                 })
@@ -227,7 +236,7 @@ async fn open_images(
     .await;
     let mut opened = Vec::new();
     let mut results = Vec::new();
-    for ((name, path), outcome) in names.into_iter().zip(outcomes) {
+    for ((name, target), outcome) in names.into_iter().zip(outcomes) {
         let index = results.len();
         let seconds = seconds_of(&opening.seconds, index);
         match outcome {
@@ -236,7 +245,7 @@ async fn open_images(
                 opened.push(image);
             }
             Outcome::Unreachable(error) | Outcome::Failed(error) => {
-                results.push(ImageResult::failed(&name, &path, &error, seconds));
+                results.push(ImageResult::failed(&name, &target, &error, seconds));
             }
         }
     }

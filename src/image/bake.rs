@@ -6,7 +6,8 @@
 //! Offline, services are enabled by creating the links `systemctl enable` would create; nothing
 //! is started and nothing is installed.
 
-use std::path::{Path, PathBuf};
+use std::fmt;
+use std::path::PathBuf;
 
 use serde::Serialize;
 
@@ -14,7 +15,9 @@ use crate::daemon::{Daemon, DaemonVersion};
 use crate::image::facts::{
     self as image, ImageFacts, MACHINE_ID, SYSTEM_CONFIG_DIR, TIMESYNCD_CLOCK,
 };
-use crate::image::guestfs::GuestfsRoot;
+use crate::image::guestfs::{Disk, GuestfsRoot};
+use crate::image::libvirt::{LibvirtError, LibvirtSpec};
+use crate::image::path::{GuestPath, GuestPathError};
 use crate::image::rootfs::{DirectoryRoot, Entry, RootError, RootFs};
 use crate::inventory::{ImageSpec, Inventory, servers_of};
 use crate::outcome::{ErrorKind, HostError};
@@ -24,8 +27,8 @@ use crate::render::{RenderError, RenderInputs, Renderer};
 /// A link `systemctl enable` would create (or fix).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LinkChange {
-    pub link: String,
-    pub target: String,
+    pub link: GuestPath,
+    pub target: GuestPath,
     /// What the link points to now, when it exists but points elsewhere.
     pub replaces: Option<String>,
 }
@@ -33,7 +36,7 @@ pub struct LinkChange {
 /// A file removed from the image, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Removal {
-    pub path: String,
+    pub path: GuestPath,
     pub why: String,
 }
 
@@ -93,8 +96,16 @@ pub enum BakeError {
     Root(#[from] RootError),
     #[error(transparent)]
     Facts(#[from] image::ImageFactsError),
+    #[error(transparent)]
+    Libvirt(#[from] LibvirtError),
+    #[error(transparent)]
+    Path(#[from] GuestPathError),
     #[error("{path} changed in the image since it was read; nothing more was written")]
     Drift { path: String },
+    #[error(
+        "{image}: the image changed between the plan and the bake ({what}); nothing was written: run bake again"
+    )]
+    Changed { image: String, what: String },
     #[error("{path}: no such file or directory")]
     Missing { path: String },
 }
@@ -130,26 +141,27 @@ pub fn plan_image(
         });
     }
     let files = file_changes(name, &desired.files, &facts.files)?;
-    let mut wanted_links: Vec<String> = Vec::new();
+    let mut wanted_links: Vec<GuestPath> = Vec::new();
     for (targets, suffix) in [
         (&unit.install.wanted_by, "wants"),
         (&unit.install.required_by, "requires"),
         (&unit.install.upheld_by, "upholds"),
     ] {
         for target in targets {
-            wanted_links.push(format!(
-                "{SYSTEM_CONFIG_DIR}/{target}.{suffix}/{}",
-                daemon.unit()
-            ));
+            wanted_links.push(
+                SYSTEM_CONFIG_DIR
+                    .join(&format!("{target}.{suffix}"))?
+                    .join(daemon.unit())?,
+            );
         }
     }
     for alias in &unit.install.alias {
-        wanted_links.push(format!("{SYSTEM_CONFIG_DIR}/{alias}"));
+        wanted_links.push(SYSTEM_CONFIG_DIR.join(alias)?);
     }
     let enable = wanted_links
         .into_iter()
         .filter_map(|link| match unit.links.get(&link) {
-            Some(target) if *target == unit_file => None,
+            Some(target) if *target == unit_file.as_str() => None,
             other => Some(LinkChange {
                 link,
                 target: unit_file.clone(),
@@ -179,9 +191,12 @@ pub fn plan_image(
         .iter()
         .map(|path| Removal {
             path: path.clone(),
-            why: if path == TIMESYNCD_CLOCK {
+            why: if *path == TIMESYNCD_CLOCK {
                 "timesyncd's saved clock: clones would start from the image's time".to_owned()
-            } else if Path::new(path).extension().is_some_and(|e| e == "nts") {
+            } else if std::path::Path::new(path.as_str())
+                .extension()
+                .is_some_and(|e| e == "nts")
+            {
                 "chrony's NTS cookies of the machine the image was made on".to_owned()
             } else {
                 "chrony's drift of the machine the image was made on".to_owned()
@@ -222,35 +237,96 @@ fn version_for(facts: &ImageFacts, daemon: Daemon) -> DaemonVersion {
         .unwrap_or_else(|| daemon.distribution_default(&facts.os.id, &facts.os.version_id))
 }
 
+/// Where an image of the inventory is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageTarget {
+    /// A disk image file, or a root directory (relative paths already joined to the
+    /// inventory's directory).
+    Path(PathBuf),
+    /// The disks of a libvirt domain.
+    Libvirt(LibvirtSpec),
+}
+
+impl fmt::Display for ImageTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ImageTarget::Path(path) => write!(f, "{}", path.display()),
+            ImageTarget::Libvirt(spec) => write!(f, "{spec}"),
+        }
+    }
+}
+
 /// An image of the inventory, opened.
 pub struct OpenImage {
     pub name: String,
-    pub path: PathBuf,
+    pub target: ImageTarget,
+    /// How the report names where the image is: its path, or its domain and disks.
+    pub location: String,
     pub root: Box<dyn RootFs>,
     pub facts: ImageFacts,
     pub plan: ImagePlan,
 }
 
-/// The image's path: relative paths are relative to the inventory's directory.
+/// Where image `spec` is. Relative paths are relative to the inventory's directory.
 #[must_use]
-pub fn image_path(inventory: &Inventory, spec: &ImageSpec) -> PathBuf {
-    inventory.resolve_path(&spec.path)
+pub fn image_target(inventory: &Inventory, spec: &ImageSpec) -> ImageTarget {
+    match (&spec.path, &spec.libvirt) {
+        (_, Some(libvirt)) => ImageTarget::Libvirt(libvirt.clone()),
+        (Some(path), None) => ImageTarget::Path(inventory.resolve_path(path)),
+        // The inventory refuses an image with neither; an empty path then fails to open.
+        (None, None) => ImageTarget::Path(PathBuf::new()),
+    }
 }
 
-/// Open the root of `path`: a directory, or a disk image (read-only when `readonly`).
+/// Open the root of `target`: a directory, or a disk image (read-only when `readonly`), or the
+/// disks of a libvirt domain that is shut off. Returns the root and how to name where it is.
 ///
 /// # Errors
-/// It does not exist, is locked, or cannot be opened.
-pub fn open_root(path: &Path, readonly: bool) -> Result<Box<dyn RootFs>, BakeError> {
-    if path.is_dir() {
-        return Ok(Box::new(DirectoryRoot::open(path)?));
+/// It does not exist, is locked or running, or cannot be opened.
+pub fn open_root(
+    target: &ImageTarget,
+    readonly: bool,
+) -> Result<(Box<dyn RootFs>, String), BakeError> {
+    match target {
+        ImageTarget::Path(path) => {
+            let location = path.display().to_string();
+            if path.is_dir() {
+                return Ok((Box::new(DirectoryRoot::open(path, readonly)?), location));
+            }
+            if !path.exists() {
+                return Err(BakeError::Missing { path: location });
+            }
+            let disk = Disk {
+                path: path.clone(),
+                format: None,
+            };
+            let root = GuestfsRoot::open(&location, &[disk], readonly)?;
+            Ok((Box::new(root), location))
+        }
+        ImageTarget::Libvirt(spec) => {
+            spec.ensure_shut_off()?;
+            let disks = spec.disks()?;
+            let paths: Vec<String> = disks.iter().map(|d| d.path.display().to_string()).collect();
+            let location = format!("libvirt domain {}: {}", spec.domain, paths.join(", "));
+            let root = GuestfsRoot::open(&location, &disks, readonly)?;
+            // Again, now that the appliance holds the disks: a domain started in between is
+            // refused here (and the appliance closed without writing).
+            if let Err(e) = spec.ensure_shut_off() {
+                let _ = Box::new(root).finish();
+                return Err(e.into());
+            }
+            Ok((Box::new(root), location))
+        }
     }
-    if !path.exists() {
-        return Err(BakeError::Missing {
-            path: path.display().to_string(),
-        });
-    }
-    Ok(Box::new(GuestfsRoot::open(path, readonly)?))
+}
+
+/// The facts bake plans from: the timesyncd configuration, units and state of both daemons.
+fn read_facts(root: &mut dyn RootFs) -> Result<ImageFacts, BakeError> {
+    Ok(image::gather(
+        root,
+        &[Daemon::Timesyncd.config_path()],
+        &Daemon::ALL,
+    )?)
 }
 
 /// Open image `name`, read its facts, render and plan.
@@ -262,13 +338,13 @@ pub fn open_and_plan(
     renderer: &Renderer,
     name: &str,
     spec: &ImageSpec,
-    path: &Path,
+    target: &ImageTarget,
     readonly: bool,
     options: BakeOptions,
 ) -> Result<OpenImage, BakeError> {
-    let mut root = open_root(path, readonly)?;
+    let (mut root, location) = open_root(target, readonly)?;
     let daemon = Daemon::Timesyncd;
-    let facts = image::gather(root.as_mut(), &[daemon.config_path()], &Daemon::ALL)?;
+    let facts = read_facts(root.as_mut())?;
     let servers = servers_of(&inventory.file, spec.ntp.as_deref());
     let version = version_for(&facts, daemon);
     let desired = renderer.render_image(
@@ -281,9 +357,93 @@ pub fn open_and_plan(
         },
     )?;
     let plan = plan_image(name, &desired, &facts, options)?;
+    preflight(root.as_mut(), &plan)?;
     Ok(OpenImage {
         name: name.to_owned(),
-        path: path.to_owned(),
+        target: target.clone(),
+        location,
+        root,
+        facts,
+        plan,
+    })
+}
+
+/// Check that every directory the plan writes into can be written (a directory root may have
+/// links that lead nowhere bake will go), so that a root bake cannot finish fails before its
+/// first write, and a dry run says so too.
+fn preflight(root: &mut dyn RootFs, plan: &ImagePlan) -> Result<(), BakeError> {
+    for file in &plan.files {
+        if file.action != FileAction::Unchanged {
+            root.check_dir(&GuestPath::new(&file.path)?.parent(), false)?;
+        }
+    }
+    for link in &plan.enable {
+        root.check_dir(&link.link.parent(), true)?;
+    }
+    Ok(())
+}
+
+/// What differs between two readings of an image's facts, in words.
+fn first_difference(before: &ImageFacts, now: &ImageFacts) -> Option<String> {
+    if before.os != now.os {
+        return Some("its os-release".to_owned());
+    }
+    if before.packages != now.packages {
+        return Some("its installed packages".to_owned());
+    }
+    for (path, facts) in &before.files {
+        if now.files.get(path) != Some(facts) {
+            return Some(path.clone());
+        }
+    }
+    for (unit, facts) in &before.units {
+        if now.units.get(unit) != Some(facts) {
+            return Some(format!("the unit files or enablement links of {unit}"));
+        }
+    }
+    if before.clock_state != now.clock_state {
+        return Some("its saved clock state".to_owned());
+    }
+    if before.machine_id != now.machine_id {
+        return Some(MACHINE_ID.to_string());
+    }
+    (before != now).then(|| "its facts".to_owned())
+}
+
+/// Close an image opened read-only (for the plan shown before the question) and open it again
+/// for writing; refuse if what bake reads from it is not what the plan was made from.
+///
+/// # Errors
+/// It cannot be opened again, or it changed.
+pub fn reopen_for_writing(image: OpenImage) -> Result<OpenImage, BakeError> {
+    let OpenImage {
+        name,
+        target,
+        location,
+        root,
+        facts,
+        plan,
+    } = image;
+    root.finish()?;
+    let (mut root, location_now) = open_root(&target, false)?;
+    let now = match read_facts(root.as_mut()) {
+        Ok(now) => now,
+        Err(e) => {
+            let _ = root.finish();
+            return Err(e);
+        }
+    };
+    if let Some(what) = first_difference(&facts, &now) {
+        let _ = root.finish();
+        return Err(BakeError::Changed {
+            image: location,
+            what,
+        });
+    }
+    Ok(OpenImage {
+        name,
+        target,
+        location: location_now,
         root,
         facts,
         plan,
@@ -299,22 +459,30 @@ pub struct BakeReport {
     pub removed: Vec<String>,
 }
 
-/// Carry out `plan` on the open image, then flush and close it.
+/// Carry out `plan` on the open image, then flush and close it. An image opened read-only (to
+/// show the plan before asking) is first opened again for writing ([`reopen_for_writing`]).
 ///
 /// # Errors
-/// A step fails, or a managed file changed since it was read; later steps are not taken.
+/// A step fails, the image changed since it was read, or a managed file changed since it was
+/// read; later steps are not taken.
 pub fn execute(image: OpenImage, stamp: &str) -> Result<BakeReport, BakeError> {
+    let image = if image.root.readonly() {
+        reopen_for_writing(image)?
+    } else {
+        image
+    };
     let OpenImage { mut root, plan, .. } = image;
     let mut report = BakeReport::default();
     for file in &plan.files {
         if file.action == FileAction::Unchanged {
             continue;
         }
+        let path = GuestPath::new(&file.path)?;
         // Refuse to overwrite a file that changed since it was read (a directory target may be
         // a live chroot).
-        let now = match root.lstat(&file.path)? {
+        let now = match root.lstat(&path)? {
             Entry::Absent => None,
-            Entry::File { mode, .. } => Some((root.read(&file.path)?, mode)),
+            Entry::File { mode, .. } => Some((root.read(&path)?, mode)),
             _ => {
                 return Err(BakeError::Drift {
                     path: file.path.clone(),
@@ -330,33 +498,38 @@ pub fn execute(image: OpenImage, stamp: &str) -> Result<BakeReport, BakeError> {
         let backup = file
             .before
             .as_ref()
-            .map(|_| format!("{}.clockprov-{stamp}.bak", file.path));
+            .map(|_| format!("{}.clockprov-{stamp}.bak", path.file_name()));
         root.write(
-            &file.path,
+            &path,
             file.after.content.as_bytes(),
             file.after.mode,
             backup.as_deref(),
         )?;
         report.written.push(file.path.clone());
-        report.backups.extend(backup);
+        report.backups.extend(
+            backup
+                .map(|name| path.parent().join(&name))
+                .transpose()?
+                .map(|p| p.to_string()),
+        );
     }
     for link in &plan.enable {
         root.symlink(&link.target, &link.link)?;
-        report.linked.push(link.link.clone());
+        report.linked.push(link.link.to_string());
     }
     for removal in plan.disable.iter().chain(&plan.clock_state) {
         root.remove(&removal.path)?;
-        report.removed.push(removal.path.clone());
+        report.removed.push(removal.path.to_string());
     }
     if let MachineId::Populated { reset: true, .. } = plan.machine_id {
         // Empty, not absent: systemd then makes a new id at first boot and treats the boot as
         // the first one (ConditionFirstBoot), which is what a clone's boot is.
-        let mode = match root.lstat(MACHINE_ID)? {
+        let mode = match root.lstat(&MACHINE_ID)? {
             Entry::File { mode, .. } => mode,
             _ => 0o444,
         };
-        root.write(MACHINE_ID, b"", mode, None)?;
-        report.written.push(MACHINE_ID.to_owned());
+        root.write(&MACHINE_ID, b"", mode, None)?;
+        report.written.push(MACHINE_ID.to_string());
     }
     root.finish()?;
     Ok(report)
@@ -392,10 +565,15 @@ pub struct ImageResult {
 
 impl ImageResult {
     #[must_use]
-    pub fn failed(name: &str, path: &Path, error: &HostError, seconds: f64) -> Self {
+    pub fn failed(
+        name: &str,
+        location: &dyn std::fmt::Display,
+        error: &HostError,
+        seconds: f64,
+    ) -> Self {
         ImageResult {
             name: name.to_owned(),
-            path: path.display().to_string(),
+            path: location.to_string(),
             status: ImageStatus::Failed,
             os: None,
             plan: None,
@@ -410,7 +588,7 @@ impl ImageResult {
     pub fn planned(image: &OpenImage, seconds: f64) -> Self {
         ImageResult {
             name: image.name.clone(),
-            path: image.path.display().to_string(),
+            path: image.location.clone(),
             status: if image.plan.has_changes() {
                 ImageStatus::Change
             } else {
@@ -458,13 +636,17 @@ mod tests {
     use crate::image::facts::{InstallSection, UnitFacts};
     use crate::render::DesiredFile;
 
+    fn gp(path: &str) -> GuestPath {
+        GuestPath::new(path).unwrap()
+    }
+
     fn facts() -> ImageFacts {
         let mut units = BTreeMap::new();
         units.insert(
             "systemd-timesyncd.service".to_owned(),
             UnitFacts {
                 unit: "systemd-timesyncd.service".into(),
-                file: Some("/lib/systemd/system/systemd-timesyncd.service".into()),
+                file: Some(gp("/lib/systemd/system/systemd-timesyncd.service")),
                 install: InstallSection {
                     wanted_by: vec!["sysinit.target".into()],
                     alias: vec!["dbus-org.freedesktop.timesync1.service".into()],
@@ -472,7 +654,7 @@ mod tests {
                 },
                 masked: false,
                 links: BTreeMap::from([(
-                    "/etc/systemd/system/dbus-org.freedesktop.timesync1.service".to_owned(),
+                    gp("/etc/systemd/system/dbus-org.freedesktop.timesync1.service"),
                     "/lib/systemd/system/systemd-timesyncd.service".to_owned(),
                 )]),
             },
@@ -485,7 +667,7 @@ mod tests {
                 install: InstallSection::default(),
                 masked: false,
                 links: BTreeMap::from([(
-                    "/etc/systemd/system/multi-user.target.wants/chrony.service".to_owned(),
+                    gp("/etc/systemd/system/multi-user.target.wants/chrony.service"),
                     "/lib/systemd/system/chrony.service".to_owned(),
                 )]),
             },
@@ -507,7 +689,7 @@ mod tests {
                 }),
             )]),
             units,
-            clock_state: vec![TIMESYNCD_CLOCK.to_owned()],
+            clock_state: vec![TIMESYNCD_CLOCK],
             machine_id: Some("6c61626d616368696e65000000000000".into()),
         }
     }
@@ -539,8 +721,8 @@ mod tests {
         assert_eq!(
             plan.enable,
             vec![LinkChange {
-                link: "/etc/systemd/system/sysinit.target.wants/systemd-timesyncd.service".into(),
-                target: "/lib/systemd/system/systemd-timesyncd.service".into(),
+                link: gp("/etc/systemd/system/sysinit.target.wants/systemd-timesyncd.service"),
+                target: gp("/lib/systemd/system/systemd-timesyncd.service"),
                 replaces: None,
             }]
         );
@@ -566,7 +748,7 @@ mod tests {
             .unwrap()
             .links
             .insert(
-                "/etc/systemd/system/sysinit.target.wants/systemd-timesyncd.service".into(),
+                gp("/etc/systemd/system/sysinit.target.wants/systemd-timesyncd.service"),
                 "/lib/systemd/system/systemd-timesyncd.service".into(),
             );
         facts.units.get_mut("chrony.service").unwrap().links.clear();
@@ -607,6 +789,40 @@ mod tests {
             .masked = true;
         let err = plan_image("g", &desired(""), &masked, BakeOptions::default()).unwrap_err();
         assert!(err.to_string().contains("masked"), "{err}");
+    }
+
+    #[test]
+    fn targets_from_the_inventory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("inv.yaml");
+        std::fs::write(
+            &path,
+            "ntp_servers:\n  zcloud:\n    address: 192.168.6.200\n    local_stratum: 10\nimages:\n  by-path:\n    path: images/golden.qcow2\n  by-domain:\n    libvirt: {domain: z-ubuntu20, uri: \"qemu:///system\"}\n",
+        )
+        .unwrap();
+        let inventory = Inventory::load(&path).unwrap();
+        let target = |name: &str| {
+            let spec = inventory
+                .file
+                .images
+                .iter()
+                .find(|(n, _)| n.as_str() == name)
+                .unwrap()
+                .1;
+            image_target(&inventory, spec)
+        };
+        assert_eq!(
+            target("by-path"),
+            ImageTarget::Path(dir.path().join("images/golden.qcow2"))
+        );
+        let ImageTarget::Libvirt(spec) = target("by-domain") else {
+            panic!("not a libvirt target");
+        };
+        assert_eq!(spec.domain.as_str(), "z-ubuntu20");
+        assert_eq!(
+            target("by-domain").to_string(),
+            "libvirt domain z-ubuntu20 (qemu:///system)"
+        );
     }
 
     #[test]

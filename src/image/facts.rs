@@ -10,25 +10,29 @@ use serde::Serialize;
 
 use crate::daemon::Daemon;
 use crate::host::facts::{FileFacts, OsRelease, PathFacts, parse_os_release};
+use crate::image::path::GuestPath;
 use crate::image::rootfs::{Entry, RootError, RootFs};
 
 /// Where systemd looks for units installed by packages, in the order `systemctl enable` uses to
 /// name a link's target. `/lib` first: on Debian and Ubuntu, `systemctl enable` links to
 /// `/lib/systemd/system/...` even where `/lib` is a link to `/usr/lib`.
-const UNIT_DIRS: [&str; 3] = [
-    "/etc/systemd/system",
-    "/lib/systemd/system",
-    "/usr/lib/systemd/system",
+const UNIT_DIRS: [GuestPath; 3] = [
+    SYSTEM_CONFIG_DIR,
+    GuestPath::constant("/lib/systemd/system"),
+    GuestPath::constant("/usr/lib/systemd/system"),
 ];
 
 /// Where enablement links live.
-pub const SYSTEM_CONFIG_DIR: &str = "/etc/systemd/system";
+pub const SYSTEM_CONFIG_DIR: GuestPath = GuestPath::constant("/etc/systemd/system");
 
 /// Clock state that one machine leaves behind and no clone should inherit.
-pub const TIMESYNCD_CLOCK: &str = "/var/lib/systemd/timesync/clock";
-pub const CHRONY_DRIFT: &str = "/var/lib/chrony/chrony.drift";
-pub const CHRONY_STATE_DIR: &str = "/var/lib/chrony";
-pub const MACHINE_ID: &str = "/etc/machine-id";
+pub const TIMESYNCD_CLOCK: GuestPath = GuestPath::constant("/var/lib/systemd/timesync/clock");
+pub const CHRONY_DRIFT: GuestPath = GuestPath::constant("/var/lib/chrony/chrony.drift");
+pub const CHRONY_STATE_DIR: GuestPath = GuestPath::constant("/var/lib/chrony");
+pub const MACHINE_ID: GuestPath = GuestPath::constant("/etc/machine-id");
+const OS_RELEASE: GuestPath = GuestPath::constant("/etc/os-release");
+const USR_OS_RELEASE: GuestPath = GuestPath::constant("/usr/lib/os-release");
+const DPKG_STATUS: GuestPath = GuestPath::constant("/var/lib/dpkg/status");
 
 /// A unit's `[Install]` section: what `systemctl enable` acts on.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -44,12 +48,12 @@ pub struct InstallSection {
 pub struct UnitFacts {
     pub unit: String,
     /// The unit file's path (the target enablement links point to); None: no such unit.
-    pub file: Option<String>,
+    pub file: Option<GuestPath>,
     pub install: InstallSection,
     /// `/etc/systemd/system/UNIT` is a link to `/dev/null`.
     pub masked: bool,
     /// Existing links under `/etc/systemd/system` that enable the unit: link path -> target.
-    pub links: BTreeMap<String, String>,
+    pub links: BTreeMap<GuestPath, String>,
 }
 
 /// Everything `bake` knows about an image before planning.
@@ -61,7 +65,7 @@ pub struct ImageFacts {
     pub files: BTreeMap<String, PathFacts>,
     pub units: BTreeMap<String, UnitFacts>,
     /// Clock state files present in the image.
-    pub clock_state: Vec<String>,
+    pub clock_state: Vec<GuestPath>,
     /// `/etc/machine-id`'s content, trimmed, when it is a file.
     pub machine_id: Option<String>,
 }
@@ -78,6 +82,12 @@ pub enum ImageFactsError {
     #[error(transparent)]
     Root(#[from] RootError),
     #[error("{root}: {path}: {message}")]
+    Path {
+        root: String,
+        path: String,
+        message: String,
+    },
+    #[error("{root}: {path}: {message}")]
     Bad {
         root: String,
         path: String,
@@ -88,23 +98,27 @@ pub enum ImageFactsError {
 /// Read the facts for `daemons` and the managed `paths` from `root`.
 ///
 /// # Errors
-/// The root cannot be read, or a unit file names something that is not a unit.
+/// The root cannot be read, a managed path is not a guest path, or a unit file names something
+/// that is not a unit.
 pub fn gather(
     root: &mut dyn RootFs,
     paths: &[&str],
     daemons: &[Daemon],
 ) -> Result<ImageFacts, ImageFactsError> {
-    let os = match root.resolve("/etc/os-release")? {
-        Some(_) => parse_os_release(&String::from_utf8_lossy(&root.read("/etc/os-release")?)),
-        None => match root.resolve("/usr/lib/os-release")? {
-            Some(_) => {
-                parse_os_release(&String::from_utf8_lossy(&root.read("/usr/lib/os-release")?))
-            }
-            None => OsRelease::default(),
-        },
+    let os = match [OS_RELEASE, USR_OS_RELEASE]
+        .iter()
+        .find_map(|path| match root.resolve(path) {
+            Ok(Some(_)) => Some(Ok(path)),
+            Ok(None) => None,
+            Err(e) => Some(Err(e)),
+        })
+        .transpose()?
+    {
+        Some(path) => parse_os_release(&String::from_utf8_lossy(&root.read(path)?)),
+        None => OsRelease::default(),
     };
-    let status = match root.resolve("/var/lib/dpkg/status")? {
-        Some(_) => String::from_utf8_lossy(&root.read("/var/lib/dpkg/status")?).into_owned(),
+    let status = match root.resolve(&DPKG_STATUS)? {
+        Some(_) => String::from_utf8_lossy(&root.read(&DPKG_STATUS)?).into_owned(),
         None => String::new(),
     };
     let mut wanted: Vec<&str> = daemons.iter().map(|d| d.package()).collect();
@@ -112,9 +126,14 @@ pub fn gather(
     let packages = parse_dpkg_status(&status, &wanted);
     let mut files = BTreeMap::new();
     for path in paths {
-        files.insert((*path).to_owned(), path_facts(root, path)?);
+        let guest = GuestPath::new(path).map_err(|e| ImageFactsError::Path {
+            root: root.describe(),
+            path: (*path).to_owned(),
+            message: e.to_string(),
+        })?;
+        files.insert((*path).to_owned(), path_facts(root, &guest)?);
     }
-    let top = root.list(SYSTEM_CONFIG_DIR)?;
+    let top = root.list(&SYSTEM_CONFIG_DIR)?;
     let mut units = BTreeMap::new();
     for daemon in daemons {
         let facts = unit_facts(root, daemon.unit(), &top)?;
@@ -123,27 +142,30 @@ pub fn gather(
     let mut clock_state = Vec::new();
     for path in [TIMESYNCD_CLOCK, CHRONY_DRIFT] {
         if matches!(
-            root.lstat(path)?,
+            root.lstat(&path)?,
             Entry::File { .. } | Entry::Symlink { .. }
         ) {
-            clock_state.push(path.to_owned());
+            clock_state.push(path);
         }
     }
-    for name in root.list(CHRONY_STATE_DIR)? {
-        // chrony's NTS dump: one `<server>.nts` file per NTS-KE server.
-        let path = format!("{CHRONY_STATE_DIR}/{name}");
+    for name in root.list(&CHRONY_STATE_DIR)? {
+        // chrony's NTS dump: one `<server>.nts` file per NTS-KE server. A name that is not a
+        // plain file name is not one of those.
         if std::path::Path::new(&name)
             .extension()
-            .is_some_and(|e| e == "nts")
-            && crate::image::rootfs::is_safe_path(&path)
+            .is_none_or(|e| e != "nts")
+        {
+            continue;
+        }
+        if let Ok(path) = CHRONY_STATE_DIR.join(&name)
             && matches!(root.lstat(&path)?, Entry::File { .. })
         {
             clock_state.push(path);
         }
     }
-    let machine_id = match root.lstat(MACHINE_ID)? {
+    let machine_id = match root.lstat(&MACHINE_ID)? {
         Entry::File { .. } => Some(
-            String::from_utf8_lossy(&root.read(MACHINE_ID)?)
+            String::from_utf8_lossy(&root.read(&MACHINE_ID)?)
                 .trim()
                 .to_owned(),
         ),
@@ -167,7 +189,7 @@ fn owner_name(id: u32) -> String {
     }
 }
 
-fn path_facts(root: &mut dyn RootFs, path: &str) -> Result<PathFacts, ImageFactsError> {
+fn path_facts(root: &mut dyn RootFs, path: &GuestPath) -> Result<PathFacts, ImageFactsError> {
     Ok(match root.lstat(path)? {
         Entry::Absent => PathFacts::Absent,
         Entry::File { mode, uid, gid } => PathFacts::File(FileFacts {
@@ -188,10 +210,12 @@ fn unit_facts(
 ) -> Result<UnitFacts, ImageFactsError> {
     let mut masked = false;
     let mut file = None;
-    for dir in UNIT_DIRS {
-        let path = format!("{dir}/{unit}");
+    for dir in &UNIT_DIRS {
+        let Ok(path) = dir.join(unit) else {
+            continue;
+        };
         match root.lstat(&path)? {
-            Entry::Symlink { target } if dir == SYSTEM_CONFIG_DIR && target == "/dev/null" => {
+            Entry::Symlink { target } if *dir == SYSTEM_CONFIG_DIR && target == "/dev/null" => {
                 masked = true;
             }
             Entry::File { .. } => {
@@ -200,7 +224,9 @@ fn unit_facts(
             }
             // A packaged unit reached through a link (an /etc link made by `systemctl link` is
             // not one: its target is the unit file, found in a later directory or not at all).
-            Entry::Symlink { .. } if dir != SYSTEM_CONFIG_DIR && root.resolve(&path)?.is_some() => {
+            Entry::Symlink { .. }
+                if *dir != SYSTEM_CONFIG_DIR && root.resolve(&path)?.is_some() =>
+            {
                 file = Some(path);
                 break;
             }
@@ -212,7 +238,7 @@ fn unit_facts(
             let text = String::from_utf8_lossy(&root.read(path)?).into_owned();
             parse_install(&text).map_err(|message| ImageFactsError::Bad {
                 root: root.describe(),
-                path: path.clone(),
+                path: path.to_string(),
                 message,
             })?
         }
@@ -222,7 +248,10 @@ fn unit_facts(
     let mut names = vec![unit.to_owned()];
     names.extend(install.alias.iter().cloned());
     for entry in top {
-        let path = format!("{SYSTEM_CONFIG_DIR}/{entry}");
+        // Names in the image that are not plain file names are none of ours.
+        let Ok(path) = SYSTEM_CONFIG_DIR.join(entry) else {
+            continue;
+        };
         if install.alias.contains(entry) {
             if let Entry::Symlink { target } = root.lstat(&path)? {
                 links.insert(path, target);
@@ -230,14 +259,13 @@ fn unit_facts(
         } else if [".wants", ".requires", ".upholds"]
             .iter()
             .any(|suffix| entry.ends_with(suffix))
-            && crate::image::rootfs::is_safe_path(&path)
         {
             for inner in root.list(&path)? {
-                if names.contains(&inner) {
-                    let link = format!("{path}/{inner}");
-                    if let Entry::Symlink { target } = root.lstat(&link)? {
-                        links.insert(link, target);
-                    }
+                if names.contains(&inner)
+                    && let Ok(link) = path.join(&inner)
+                    && let Entry::Symlink { target } = root.lstat(&link)?
+                {
+                    links.insert(link, target);
                 }
             }
         }

@@ -14,20 +14,20 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
-#[path = "../support/guest.rs"]
-mod guest;
-#[path = "../support/run.rs"]
-mod run;
-use guest::{assert_baked, client_image, clockprov_here, guestfish, image_inventory};
+#[path = "../support/mod.rs"]
+#[allow(dead_code)] // each test binary uses its own part
+mod support;
+use support::clockprov::{Clockprov, Run};
+use support::guest::{
+    assert_baked, client_image, client_image_with_timesyncd_disabled, clockprov_here,
+    image_inventory, with_libguestfs,
+};
+use support::lab::lab_script;
 
 const UNIT: &str = "systemd-timesyncd.service";
 const WANTS_LINK: &str = "etc/systemd/system/sysinit.target.wants/systemd-timesyncd.service";
 const ALIAS_LINK: &str = "etc/systemd/system/dbus-org.freedesktop.timesync1.service";
 const CHRONY_LINK: &str = "etc/systemd/system/multi-user.target.wants/chrony.service";
-
-fn lab_script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/lab.sh")
-}
 
 /// The lab's client root tree, extracted once per test process into cargo's scratch directory
 /// for integration tests (a static is never dropped, so a temporary directory would leak).
@@ -335,31 +335,21 @@ fn sha256(path: &Path) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// Also the machine as users find it: no `LIBGUESTFS_*` variable set. Where /dev/kvm exists but
+/// does not work (these machines), the appliance dies at launch and bake retries with TCG.
 #[test]
-fn bake_a_raw_image_without_a_partition_table() {
+fn bake_a_raw_image_with_no_libguestfs_variables_set() {
     let dir = tempfile::Builder::new()
         .prefix("clockprov-bake-raw-")
         .tempdir()
         .unwrap();
     let image = dir.path().join("golden.raw");
-    let status = Command::new("cp")
-        .arg("--sparse=always")
-        .arg(client_image())
-        .arg(&image)
-        .status()
-        .unwrap();
-    assert!(status.success());
     // The stock lab image has timesyncd enabled; disable it so that bake must enable it.
-    let status = guestfish()
-        .args(["--rw", "-a"])
-        .arg(&image)
-        .args(["-i", "rm", &format!("/{WANTS_LINK}")])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    client_image_with_timesyncd_disabled(&image, "raw");
     let inventory = image_inventory(dir.path(), "  golden:\n    path: golden.raw\n");
-    let run = clockprov_here(&["bake", "--yes", "--reset-machine-id"], &inventory);
+    let run = clockprov_bare(&["bake", "--yes", "--reset-machine-id"], &inventory);
     assert_eq!(run.code, 0, "{run:?}");
+    assert_kvm_fallback_explained(&run.stderr);
     assert!(
         run.stdout.contains(&format!(
             "+ link /{WANTS_LINK} -> /lib/systemd/system/{UNIT}"
@@ -369,7 +359,7 @@ fn bake_a_raw_image_without_a_partition_table() {
     assert!(run.stdout.contains("Bake: 1 image baked"), "{run:?}");
     assert_baked(&image, "/dev/sda");
     // Again: nothing to change.
-    let again = clockprov_here(&["bake", "--dry-run", "--detailed-exitcode"], &inventory);
+    let again = clockprov_bare(&["bake", "--dry-run", "--detailed-exitcode"], &inventory);
     assert_eq!(again.code, 0, "{again:?}");
     assert!(
         again.stdout.contains("0 images to change, 1 unchanged"),
@@ -385,7 +375,7 @@ fn bake_a_partitioned_qcow2_image() {
         .unwrap();
     let image = dir.path().join("golden.qcow2");
     // A partitioned qcow2 disk holding the lab's Debian root tree.
-    let status = Command::new("virt-make-fs")
+    let status = with_libguestfs("virt-make-fs")
         .args([
             "--partition=mbr",
             "--format=qcow2",
@@ -394,8 +384,6 @@ fn bake_a_partitioned_qcow2_image() {
         ])
         .arg(pristine_tree())
         .arg(&image)
-        .env("LIBGUESTFS_BACKEND", "direct")
-        .env("LIBGUESTFS_BACKEND_SETTINGS", "force_tcg")
         .status()
         .unwrap();
     assert!(status.success(), "virt-make-fs failed");
@@ -464,36 +452,13 @@ fn bake_refuses_an_image_in_use() {
     assert_eq!(sha256(&image), before, "the image changed");
 }
 
-/// `clockprov bake` on a terminal (a pty from util-linux `script`), answering its question.
+/// `clockprov bake` on a terminal, answering its question; what the terminal showed.
 fn bake_on_a_terminal(inventory: &Path, answer: &str) -> String {
-    use std::io::{Read as _, Write as _};
-    let command = format!(
-        "{} bake -i {}",
-        env!("CARGO_BIN_EXE_clockprov"),
-        inventory.display()
-    );
-    let mut child = Command::new("script")
-        .args(["-q", "-e", "-c", &command, "/dev/null"])
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("script (util-linux)");
-    let mut stdout = child.stdout.take().unwrap();
-    let mut seen = String::new();
-    let mut chunk = [0u8; 4096];
-    while !seen.contains("[y/N]") {
-        let n = stdout.read(&mut chunk).unwrap();
-        assert!(n > 0, "bake ended before asking: {seen}");
-        seen.push_str(&String::from_utf8_lossy(&chunk[..n]));
-    }
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(format!("{answer}\n").as_bytes()).unwrap();
-    stdout.read_to_string(&mut seen).unwrap();
-    drop(stdin);
-    child.wait().unwrap();
-    seen
+    let terminal = Clockprov::new()
+        .args(["bake", "-i"])
+        .arg(inventory)
+        .terminal();
+    terminal.answer("[y/N]", answer).stdout
 }
 
 #[test]
@@ -516,4 +481,448 @@ fn bake_asks_on_a_terminal() {
             .unwrap()
             .contains("\nNTP=192.168.6.200\n")
     );
+}
+
+/// clockprov with no `LIBGUESTFS_*` variable (the builder clears the environment), as a user who
+/// never heard of them runs it.
+fn clockprov_bare(args: &[&str], inventory: &Path) -> Run {
+    Clockprov::new().args(args).arg("-i").arg(inventory).run()
+}
+
+/// Where the appliance died under broken KVM, bake says so and how to skip the first try.
+fn assert_kvm_fallback_explained(output: &str) {
+    if output.contains("died as it started") {
+        assert!(
+            output.contains("LIBGUESTFS_BACKEND_SETTINGS=force_tcg"),
+            "{output}"
+        );
+    }
+}
+
+/// One crafted root: a link at `link` (relative to the root) to `target`.
+struct Crafted {
+    what: &'static str,
+    link: &'static str,
+    target: String,
+    /// Whether bake may bake it (inside the root) rather than refuse it.
+    bakes: bool,
+}
+
+/// The links of issue 9 that try to lead bake out of its root: through a missing component,
+/// `..` chains, absolute and relative links to a sentinel tree next to the roots (`sentinel`,
+/// its absolute path `abs`), a loop, and a climb to this machine's own /etc/systemd/system.
+fn crafted_roots(abs: &str, depth: usize) -> Vec<Crafted> {
+    let system = "etc/systemd/system";
+    let case = |what, link, target: String, bakes| Crafted {
+        what,
+        link,
+        target,
+        bakes,
+    };
+    vec![
+        case("through a missing x", system, "x/../../..".into(), false),
+        case(
+            "far through a missing x",
+            system,
+            format!("x/{}", "../".repeat(depth + 8)),
+            false,
+        ),
+        case("a `..` chain", system, "../".repeat(depth + 8), true),
+        case("a link to /", system, "/".into(), true),
+        case(
+            "absolute, to the sentinel",
+            system,
+            format!("{abs}/{system}"),
+            false,
+        ),
+        case(
+            "relative, to the sentinel",
+            system,
+            format!("../../../sentinel/{system}"),
+            false,
+        ),
+        case("a loop", system, "system".into(), false),
+        case(
+            "to this machine's own",
+            system,
+            format!("x/{}{system}", "../".repeat(depth + 8)),
+            false,
+        ),
+        case(
+            "the config directory",
+            "etc/systemd",
+            "../../sentinel/etc/systemd".into(),
+            false,
+        ),
+        case(
+            "the state directory",
+            "var/lib/chrony",
+            format!("{abs}/var/lib/chrony"),
+            true,
+        ),
+        case(
+            "machine-id",
+            "etc/machine-id",
+            format!("{abs}/etc/machine-id"),
+            true,
+        ),
+    ]
+}
+
+/// Everything under `dir` except the crafted roots (`root*`).
+fn outside_the_roots(dir: &Path) -> BTreeMap<PathBuf, String> {
+    snapshot_tree(dir)
+        .into_iter()
+        .filter(|(path, _)| {
+            !path
+                .components()
+                .next()
+                .is_some_and(|c| c.as_os_str().to_string_lossy().starts_with("root"))
+        })
+        .collect()
+}
+
+/// Issue 9: a root directory whose links try to lead bake out of it. Each crafted root either
+/// fails whole (before its first write) or is baked inside itself; nothing outside the roots
+/// changes: neither a whole sentinel tree next to them (which the links name, by relative and
+/// absolute paths) nor this machine's own /etc/systemd/system.
+#[test]
+fn bake_stays_inside_a_crafted_root() {
+    let world = tempfile::Builder::new()
+        .prefix("clockprov-bake-escape-")
+        .tempdir()
+        .unwrap();
+    let sentinel = world.path().join("sentinel");
+    fs::create_dir_all(sentinel.join("var/lib/chrony")).unwrap();
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(pristine_tree().join("etc"))
+        .arg(&sentinel)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    fs::write(sentinel.join("var/lib/chrony/chrony.drift"), "1.0 0.1\n").unwrap();
+    let cases = crafted_roots(
+        &sentinel.display().to_string(),
+        world.path().components().count(),
+    );
+    let mut images = String::new();
+    for (i, case) in cases.iter().enumerate() {
+        let root = world.path().join(format!("root{i}"));
+        let status = Command::new("cp")
+            .arg("-a")
+            .arg(pristine_tree())
+            .arg(&root)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let at = root.join(case.link);
+        if fs::symlink_metadata(&at).unwrap().is_dir() {
+            fs::remove_dir_all(&at).unwrap();
+        } else {
+            fs::remove_file(&at).unwrap();
+        }
+        std::os::unix::fs::symlink(&case.target, &at).unwrap();
+        eprintln!("root{i}: {}: /{} -> {}", case.what, case.link, case.target);
+        images.push_str("  root");
+        images.push_str(&i.to_string());
+        images.push_str(":\n    path: root");
+        images.push_str(&i.to_string());
+        images.push('\n');
+    }
+    let inventory = image_inventory(world.path(), &images);
+    let controller = Path::new("/etc/systemd/system");
+    let controller_before = snapshot_tree(controller);
+    let outside_before = outside_the_roots(world.path());
+    let run = clockprov_here(
+        &["bake", "--yes", "--reset-machine-id", "--forks", "1"],
+        &inventory,
+    );
+    assert_eq!(run.code, 1, "some crafted roots must fail: {run:?}");
+    let stock_conf = fs::read(pristine_tree().join("etc/systemd/timesyncd.conf")).unwrap();
+    for (i, case) in cases.iter().enumerate() {
+        // Refused roots fail at the plan, before any write; the others are baked.
+        let header = format!("== root{i} (");
+        let header = run.stdout.lines().find(|l| l.starts_with(&header));
+        let done = [format!("ok root{i}:"), format!("FAILED root{i}:")];
+        let done = run
+            .stdout
+            .lines()
+            .find(|l| done.iter().any(|d| l.starts_with(d)));
+        let (Some(header), Some(done)) = (header, done) else {
+            panic!("root{i}: no plan or outcome: {run:?}");
+        };
+        assert_eq!(
+            (header.ends_with("FAILED"), done.starts_with("ok")),
+            (!case.bakes, case.bakes),
+            "root{i} ({}): {header}\n{done}\n{run:?}",
+            case.what
+        );
+        if !case.bakes {
+            let conf = world
+                .path()
+                .join(format!("root{i}/etc/systemd/timesyncd.conf"));
+            assert_eq!(fs::read(&conf).ok().as_ref(), Some(&stock_conf), "root{i}");
+        }
+    }
+    // The `..` chain and the link to / land inside their roots.
+    for i in [2, 3] {
+        let link = world
+            .path()
+            .join(format!("root{i}/sysinit.target.wants/{UNIT}"));
+        assert_eq!(
+            fs::read_link(link).unwrap(),
+            Path::new(&format!("/lib/systemd/system/{UNIT}"))
+        );
+    }
+    assert_eq!(
+        outside_the_roots(world.path()),
+        outside_before,
+        "something outside the roots changed"
+    );
+    assert_eq!(snapshot_tree(controller), controller_before);
+}
+
+/// `path: /` is refused when the inventory is read, and a relative path that leads to / when
+/// the root is opened; an image with both `path` and `libvirt`, or with a remote libvirt, is
+/// refused with its line.
+#[test]
+fn bake_refuses_this_machines_root_and_bad_image_entries() {
+    let dir = tempfile::Builder::new()
+        .prefix("clockprov-bake-slash-")
+        .tempdir()
+        .unwrap();
+    let controller_before = snapshot_tree(Path::new("/etc/systemd/system"));
+    let run = clockprov_here(
+        &["bake", "--yes"],
+        &image_inventory(dir.path(), "  host:\n    path: /\n"),
+    );
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr
+            .contains("images.host.path: `/` is this machine's own root directory"),
+        "{run:?}"
+    );
+    let up = "../".repeat(dir.path().components().count() + 2);
+    let run = clockprov_here(
+        &["bake", "--dry-run"],
+        &image_inventory(dir.path(), &format!("  host:\n    path: {up}\n")),
+    );
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stdout
+            .contains("this is the root directory of this machine, not an image"),
+        "{run:?}"
+    );
+    assert_eq!(
+        snapshot_tree(Path::new("/etc/systemd/system")),
+        controller_before
+    );
+    let run = clockprov_here(
+        &["bake", "--dry-run"],
+        &image_inventory(
+            dir.path(),
+            "  both:\n    path: x.qcow2\n    libvirt: {domain: z-ubuntu20}\n",
+        ),
+    );
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr
+            .contains("images.both.libvirt: give either `path` or `libvirt`, not both"),
+        "{run:?}"
+    );
+    let run = clockprov_here(
+        &["bake", "--dry-run"],
+        &image_inventory(
+            dir.path(),
+            "  remote:\n    libvirt: {domain: z-ubuntu20, uri: \"qemu+ssh://zcloud/system\"}\n",
+        ),
+    );
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr.contains("inventory.yaml:") && run.stderr.contains("reaches another machine"),
+        "{run:?}"
+    );
+}
+
+/// On a terminal, the plan is made from what was read, the question asked, and only then is
+/// the image opened for writing: if it changed in between, nothing is written.
+#[test]
+fn bake_refuses_an_image_that_changed_while_asking() {
+    let target = Target::new();
+    target.make_stale();
+    let inventory = target.golden_inventory();
+    let conf = target.path("etc/systemd/timesyncd.conf");
+    let mut terminal = Clockprov::new()
+        .args(["bake", "-i"])
+        .arg(&inventory)
+        .terminal();
+    terminal.wait_for("[y/N]");
+    fs::write(&conf, "[Time]\nNTP=203.0.113.9\n").unwrap();
+    terminal.type_line("yes");
+    let out = terminal.finish().stdout;
+    let edited = snapshot_tree(&target.root());
+    assert!(
+        out.contains(
+            "the image changed between the plan and the bake (/etc/systemd/timesyncd.conf)"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("Bake: 0 images baked, 0 unchanged, 1 failed."),
+        "{out}"
+    );
+    // Nothing but the edit: no link, removal or backup.
+    assert_eq!(
+        fs::read_to_string(&conf).unwrap(),
+        "[Time]\nNTP=203.0.113.9\n"
+    );
+    assert!(fs::symlink_metadata(target.path(CHRONY_LINK)).is_ok());
+    assert_eq!(snapshot_tree(&target.root()), edited);
+}
+
+/// Stops a private libvirtd (tests/bake/libvirtd.sh) when dropped.
+struct Libvirtd {
+    dir: PathBuf,
+    uri: String,
+}
+
+impl Libvirtd {
+    fn start(dir: &Path) -> Libvirtd {
+        let out = Command::new("bash")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bake/libvirtd.sh"))
+            .arg("up")
+            .arg(dir)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run libvirtd.sh");
+        assert!(
+            out.status.success(),
+            "libvirtd.sh up: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Libvirtd {
+            dir: dir.to_owned(),
+            uri: String::from_utf8(out.stdout).unwrap().trim().to_owned(),
+        }
+    }
+
+    fn virsh(&self, args: &[&str]) -> String {
+        let out = Command::new("virsh")
+            .args(["-q", "-c", &self.uri])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run virsh");
+        assert!(
+            out.status.success(),
+            "virsh {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+}
+
+impl Drop for Libvirtd {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bake/libvirtd.sh"))
+            .arg("down")
+            .arg(&self.dir)
+            .status();
+    }
+}
+
+/// Issue 15: a VM template kept by libvirt, named by its domain. A real libvirtd (Debian's, its
+/// own configuration, sockets and state under a temporary directory) with a TCG domain on a
+/// qcow2 copy of the lab's client disk and no network. Shut off: baked on a terminal (read-only
+/// for the plan, read-write after `yes`), with no libguestfs variable set. Running: refused
+/// before any appliance starts, the disk byte for byte unchanged.
+#[test]
+fn bake_a_libvirt_domain_by_name_and_refuse_it_running() {
+    let dir = tempfile::Builder::new()
+        .prefix("clockprov-bake-libvirt-")
+        .tempdir()
+        .unwrap();
+    let disk = dir.path().join("z-ubuntu20.qcow2");
+    let status = Command::new("qemu-img")
+        .args(["convert", "-q", "-f", "raw", "-O", "qcow2"])
+        .arg(client_image())
+        .arg(&disk)
+        .status()
+        .unwrap();
+    assert!(status.success(), "qemu-img convert failed");
+    let libvirtd = Libvirtd::start(dir.path());
+    let xml = dir.path().join("z-ubuntu20.xml");
+    fs::write(
+        &xml,
+        format!(
+            "<domain type='qemu'>
+  <name>z-ubuntu20</name>
+  <memory unit='MiB'>128</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='qcow2'/>
+      <source file='{}'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+    <memballoon model='none'/>
+  </devices>
+</domain>
+",
+            disk.display()
+        ),
+    )
+    .unwrap();
+    libvirtd.virsh(&["define", &xml.display().to_string()]);
+    assert_eq!(libvirtd.virsh(&["domstate", "z-ubuntu20"]), "shut off");
+    let inventory = image_inventory(
+        dir.path(),
+        &format!(
+            "  z-ubuntu20:\n    libvirt: {{domain: z-ubuntu20, uri: \"{}\"}}\n",
+            libvirtd.uri
+        ),
+    );
+
+    // The builder clears the environment: no LIBGUESTFS_* variable. Each disk image is read
+    // (an appliance started) before the question: minutes on a busy machine.
+    let mut terminal = Clockprov::new()
+        .args(["bake", "--reset-machine-id", "-i"])
+        .arg(&inventory)
+        .terminal();
+    terminal.wait_for_within("[y/N]", std::time::Duration::from_secs(1800));
+    terminal.type_line("yes");
+    let out = terminal.finish().stdout;
+    assert!(
+        out.contains(&format!(
+            "== z-ubuntu20 (libvirt domain z-ubuntu20: {}; Debian GNU/Linux 12",
+            disk.display()
+        )),
+        "{out}"
+    );
+    assert!(out.contains("+NTP=192.168.6.200"), "{out}");
+    assert!(out.contains("Bake: 1 image baked"), "{out}");
+    assert_kvm_fallback_explained(&out);
+    assert_baked(&disk, "/dev/sda");
+
+    // Running (at its firmware: the lab's disk has no boot loader, so the guest writes
+    // nothing): refused, untouched.
+    libvirtd.virsh(&["start", "z-ubuntu20"]);
+    assert_eq!(libvirtd.virsh(&["domstate", "z-ubuntu20"]), "running");
+    let before = sha256(&disk);
+    let run = clockprov_bare(&["bake", "--yes", "--reset-machine-id"], &inventory);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stdout
+            .contains("is running: a domain's disks are baked only while it is shut off"),
+        "{run:?}"
+    );
+    assert_eq!(sha256(&disk), before, "the running domain's disk changed");
+    libvirtd.virsh(&["destroy", "z-ubuntu20"]);
+    assert_eq!(libvirtd.virsh(&["domstate", "z-ubuntu20"]), "shut off");
+    libvirtd.virsh(&["undefine", "z-ubuntu20"]);
 }

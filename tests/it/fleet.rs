@@ -3,15 +3,11 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::support::hosts::{HostSpec, seed_file};
-use crate::{LabBuilder, clockprov};
+use crate::LabBuilder;
+use crate::support::hosts::{HostSpec, seed};
 
 const CHRONY: &str = "chrony/chrony.conf";
 const TIMESYNCD: &str = "systemd/timesyncd.conf";
-
-fn seed(os: &str, name: &str) -> String {
-    std::fs::read_to_string(seed_file(os, name)).unwrap()
-}
 
 #[test]
 fn plan_on_fresh_hosts_shows_diffs_and_changes_nothing() {
@@ -87,15 +83,14 @@ fn apply_converges_and_a_second_run_is_a_no_op() {
         "{run:?}"
     );
     // The files are exactly what `render` prints for each host's distribution.
-    let inventory = lab.inventory.display().to_string();
-    let expected_server =
-        clockprov(&["render", "-i", &inventory, "zcloud", "--os", "debian:12"]).stdout;
+    let expected_server = lab.run("render", &["zcloud", "--os", "debian:12"]).stdout;
     assert_eq!(
         lab.hosts.read_etc(&lab.server, CHRONY).unwrap(),
         expected_server
     );
-    let expected_client =
-        clockprov(&["render", "-i", &inventory, "data-1", "--os", "ubuntu:20.04"]).stdout;
+    let expected_client = lab
+        .run("render", &["data-1", "--os", "ubuntu:20.04"])
+        .stdout;
     assert_eq!(
         lab.hosts.read_etc(&lab.clients[0], TIMESYNCD).unwrap(),
         expected_client
@@ -158,6 +153,17 @@ fn apply_converges_and_a_second_run_is_a_no_op() {
 fn a_file_edited_after_planning_is_refused() {
     let lab = LabBuilder::new().start();
     let client = lab.clients[0].clone();
+    // In this process, not through the binary: name an empty OpenSSH config, or the developer's
+    // own ~/.ssh/config (this process's HOME) would be read.
+    let no_config = lab.hosts.dir().join("empty_ssh_config");
+    std::fs::write(&no_config, "").unwrap();
+    lab.rewrite_inventory(
+        "  connect_timeout: 5s\n",
+        &format!(
+            "  connect_timeout: 5s\n  config_file: {}\n",
+            no_config.display()
+        ),
+    );
     let inventory = clockprov::inventory::Inventory::load(&lab.inventory).unwrap();
     let options = clockprov::fleet::RunOptions {
         forks: 4,
@@ -330,14 +336,13 @@ fn readers_never_see_a_partial_file() {
     // Two inventories whose rendered files differ in size: every read must be one or the other.
     let servers: Vec<String> = (0..60).map(|i| format!("10.1.{i}.1")).collect();
     let big = format!("fallback_ntp: [{}] }}", servers.join(", "));
-    let inventory = lab.inventory.display().to_string();
     assert_eq!(lab.run("apply", &["--yes"]).code, 0);
     let small_text = std::fs::read_to_string(&path).unwrap();
     lab.rewrite_inventory(
         &format!("address: {client} }}"),
         &format!("address: {client}, {big}"),
     );
-    let big_text = clockprov(&["render", "-i", &inventory, "data-1"]).stdout;
+    let big_text = lab.run("render", &["data-1"]).stdout;
     assert!(big_text.len() > small_text.len() + 500);
     let stop = Arc::new(AtomicBool::new(false));
     let reader = {

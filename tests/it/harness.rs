@@ -1,11 +1,15 @@
-//! Proves the test-host harness (tests/hosts/testhosts.sh + tests/support)
-//! works, with the real OpenSSH client.  Needs root (it mounts overlays in
-//! private mount namespaces).
+//! Proves the test harness: the test hosts (tests/hosts/testhosts.sh + tests/support) work,
+//! with the real OpenSSH client (needs root: it mounts overlays in private mount namespaces), and
+//! the [`Clockprov`] builder keeps its promises (the caller's environment does not reach a run;
+//! a registered secret in a run's output fails it).
 
 use std::fs;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
+use std::process::{Command, Stdio};
 
-use crate::support::hosts::{HostSpec, TestHosts, seed_file};
+use crate::support::hosts::{HostSpec, TestHosts, seed};
+use crate::{Clockprov, LabBuilder, Run};
 
 const DPKG_FMT: &str =
     r"dpkg-query -W -f='${Package} ${db:Status-Abbrev} ${Version}\n' chrony systemd-timesyncd";
@@ -43,10 +47,6 @@ fn alive(pid: u32) -> bool {
         s.rsplit_once(") ")
             .is_some_and(|(_, rest)| !rest.starts_with('Z'))
     })
-}
-
-fn seed(os: &str, name: &str) -> String {
-    fs::read_to_string(seed_file(os, name)).unwrap()
 }
 
 #[test]
@@ -353,4 +353,103 @@ fn apt_get_stand_in_no_seed_files_and_stop_host() {
     assert!(std::net::TcpStream::connect((a.as_str(), 22)).is_err());
     assert_eq!(ok(&hosts, b, "echo up"), "up\n");
     hosts.stop_host(a); // idempotent
+}
+
+/// A plan through the builder, as every test runs clockprov: it works, quietly, whatever this
+/// process's environment is. [`a_hostile_caller_environment_does_not_reach_a_run`] runs it again
+/// in a hostile one.
+#[test]
+fn a_plan_through_the_builder() {
+    let lab = LabBuilder::new().clients(vec![]).start();
+    let run = lab.run("plan", &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout
+            .contains("Plan: 1 host to change, 0 unchanged, 0 unreachable, 0 failed."),
+        "{run:?}"
+    );
+    assert!(
+        !run.stderr.contains("DEBUG") && !run.stderr.contains("TRACE"),
+        "{run:?}"
+    );
+}
+
+#[test]
+fn a_hostile_caller_environment_does_not_reach_a_run() {
+    let lab = LabBuilder::new().clients(vec![]).start();
+    // A HOME whose OpenSSH config sends every connection to a closed port.
+    let hostile = lab.hosts.dir().join("hostile-home");
+    fs::create_dir_all(hostile.join(".ssh")).unwrap();
+    fs::write(hostile.join(".ssh/config"), "Host *\n    Port 1\n").unwrap();
+    // Given to a run, that HOME does change what clockprov does, and so does CLOCKPROV_LOG ...
+    let control = lab.clockprov("plan").home(&hostile).run();
+    assert_eq!(control.code, 1, "{control:?}");
+    assert!(
+        control
+            .stdout
+            .contains(&format!("cannot connect to {}:1", lab.server)),
+        "{control:?}"
+    );
+    let control = lab.clockprov("plan").env("CLOCKPROV_LOG", "trace").run();
+    assert_eq!(control.code, 0, "{control:?}");
+    assert!(control.stderr.contains("DEBUG"), "{control:?}");
+    // ... but as the caller's environment it does not: this test binary, run again with that
+    // HOME, full logging, an ssh-agent that is not there and secret variables, passes
+    // `a_plan_through_the_builder`.
+    let child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "harness::a_plan_through_the_builder"])
+        .env("HOME", &hostile)
+        .env("CLOCKPROV_LOG", "trace")
+        .env("SSH_AUTH_SOCK", hostile.join("no-agent.sock"))
+        .env("CLOCKPROV_BECOME_PASSWORD", "hostile password")
+        .env("CLOCKPROV_KEY_PASSPHRASE", "hostile passphrase")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let child = Run::from(child);
+    assert_eq!(child.code, 0, "{child:?}");
+    assert!(
+        child.stdout.contains("test result: ok. 1 passed"),
+        "{child:?}"
+    );
+}
+
+#[test]
+fn a_registered_secret_in_a_runs_output_fails_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "s3cret-token";
+    // clockprov names the inventory it cannot read: here a path holding the secret.
+    let inventory = dir.path().join(format!("{secret}.yaml"));
+    let plan = || Clockprov::new().args(["plan", "-i"]).arg(&inventory);
+    let failure = |result: std::thread::Result<Run>| -> String {
+        let payload = result.expect_err("a printed secret did not fail the run");
+        payload
+            .downcast_ref::<String>()
+            .cloned()
+            .unwrap_or_default()
+    };
+    let message = failure(catch_unwind(AssertUnwindSafe(|| {
+        plan().secret(secret).run()
+    })));
+    assert!(
+        message.contains("a secret is printed") && message.contains("[secret].yaml"),
+        "{message}"
+    );
+    assert!(
+        !message.contains(secret),
+        "the secret is in the failure: {message}"
+    );
+    // A value given to a secret variable is a secret too; on a terminal as well.
+    let message = failure(catch_unwind(AssertUnwindSafe(|| {
+        plan().env("CLOCKPROV_KEY_PASSPHRASE", secret).run()
+    })));
+    assert!(message.contains("a secret is printed"), "{message}");
+    let message = failure(catch_unwind(AssertUnwindSafe(|| {
+        plan().secret(secret).terminal().finish()
+    })));
+    assert!(message.contains("a secret is printed"), "{message}");
+    // The same run with a secret it does not print passes.
+    let quiet = plan().secret("never printed").run();
+    assert_eq!(quiet.code, 1, "{quiet:?}");
+    assert!(quiet.stderr.contains(secret), "{quiet:?}");
 }

@@ -6,42 +6,11 @@
 //! the VM lab's job.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
+use std::process::Command;
 
 use crate::support::hosts::{HostSpec, TestHosts};
-use crate::{LabBuilder, Run};
-
-/// Run clockprov with `$HOME` set to `home` (no keys, no `~/.ssh/config` of this machine) and
-/// no ssh-agent: every key and setting comes from the inventory or the given config file.
-fn run_in(home: &Path, command: &str, inventory: &Path) -> Run {
-    Command::new(env!("CARGO_BIN_EXE_clockprov"))
-        .args([command, "-i"])
-        .arg(inventory)
-        .env("HOME", home)
-        .env("NO_COLOR", "1")
-        .env_remove("SSH_AUTH_SOCK")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run clockprov")
-        .into()
-}
-
-/// An inventory for `server` and `clients` (`(name, address, ssh block)`), with `ssh` as the
-/// top-level `ssh:` body.
-fn inventory(ssh: &str, server: &str, clients: &[(&str, &str, &str)]) -> String {
-    let mut text = format!(
-        "ssh:\n{ssh}ntp_servers:\n  zcloud:\n    address: {server}\n    upstream:\n      - pool: ntp.ubuntu.com\n    allow: [127.0.0.0/8]\nclients:\n"
-    );
-    for (name, address, ssh) in clients {
-        if ssh.is_empty() {
-            let _ = writeln!(text, "  {name}: {{ address: {address} }}");
-        } else {
-            let _ = writeln!(text, "  {name}: {{ address: {address}, ssh: {{ {ssh} }} }}");
-        }
-    }
-    text
-}
+use crate::{Clockprov, LabBuilder, Run, inventory, ssh_defaults};
 
 /// The error plan printed under host `name` (the line after its `== name (...): UNREACHABLE`).
 fn error_of(run: &Run, name: &str) -> String {
@@ -50,14 +19,6 @@ fn error_of(run: &Run, name: &str) -> String {
         .find(|l| l.starts_with(&format!("== {name} (")) && l.ends_with("UNREACHABLE"))
         .unwrap_or_else(|| panic!("{name} is not unreachable: {run:?}"));
     lines.next().unwrap_or_default().trim().to_owned()
-}
-
-fn defaults(hosts: &TestHosts) -> String {
-    format!(
-        "  user: root\n  identity_file: {}\n  known_hosts: {}\n  connect_timeout: 5s\n",
-        hosts.key().display(),
-        hosts.known_hosts().display()
-    )
 }
 
 /// A key no test host accepts.
@@ -80,7 +41,6 @@ fn stranger_key(hosts: &TestHosts) -> PathBuf {
 fn a_target_behind_proxy_jump_with_everything_from_an_ssh_config_file() {
     let lab = LabBuilder::new().start();
     let (server, client) = (lab.server.clone(), lab.clients[0].clone());
-    let home = tempfile::tempdir().unwrap();
     let config = lab.hosts.dir().join("ssh_config");
     // HostName, User, Port, IdentityFile and ProxyJump all come from here; `Host *` defaults at
     // the bottom, and a later `User nobody` that must lose (first value wins).
@@ -102,7 +62,7 @@ fn a_target_behind_proxy_jump_with_everything_from_an_ssh_config_file() {
         inventory(&ssh, &server, &[("data-1", &client, "host: data-1")]),
     )
     .unwrap();
-    let run = run_in(home.path(), "plan", &lab.inventory);
+    let run = lab.run("plan", &[]);
     assert_eq!(run.code, 0, "{run:?}");
     assert!(
         run.stdout
@@ -112,7 +72,7 @@ fn a_target_behind_proxy_jump_with_everything_from_an_ssh_config_file() {
     // The route went through `bastion` (the server's sshd): without it the client, still
     // running, cannot be reached; zcloud itself is reached directly, and is down too.
     lab.hosts.stop_host(&server);
-    let run = run_in(home.path(), "plan", &lab.inventory);
+    let run = lab.run("plan", &[]);
     assert_eq!(run.code, 1, "{run:?}");
     assert!(
         error_of(&run, "data-1").starts_with(&format!(
@@ -124,8 +84,8 @@ fn a_target_behind_proxy_jump_with_everything_from_an_ssh_config_file() {
 
 #[test]
 fn a_missing_config_file_is_an_error_naming_the_inventory_line() {
-    let home = tempfile::tempdir().unwrap();
-    let inventory_path = home.path().join("inv.yaml");
+    let dir = tempfile::tempdir().unwrap();
+    let inventory_path = dir.path().join("inv.yaml");
     std::fs::write(
         &inventory_path,
         inventory(
@@ -135,7 +95,10 @@ fn a_missing_config_file_is_an_error_naming_the_inventory_line() {
         ),
     )
     .unwrap();
-    let run = run_in(home.path(), "plan", &inventory_path);
+    let run = Clockprov::new()
+        .args(["plan", "-i"])
+        .arg(&inventory_path)
+        .run();
     assert_eq!(run.code, 1, "{run:?}");
     // The cause once, at the value's own line and column.
     assert_eq!(
@@ -143,7 +106,7 @@ fn a_missing_config_file_is_an_error_naming_the_inventory_line() {
         format!(
             "error: {}:2:16: ssh.config_file: cannot read OpenSSH config {}: No such file or directory\n",
             inventory_path.display(),
-            home.path().join("ssh/nope").display()
+            dir.path().join("ssh/nope").display()
         ),
         "{run:?}"
     );
@@ -162,8 +125,7 @@ fn chains_of_two_jumps_by_inventory_and_by_list() {
         lab.clients[0].clone(),
         lab.clients[1].clone(),
     );
-    let home = tempfile::tempdir().unwrap();
-    let ssh = defaults(&lab.hosts);
+    let ssh = ssh_defaults(&lab.hosts);
     // data-2 -> data-1 -> zcloud, each by its own `jump:`.
     std::fs::write(
         &lab.inventory,
@@ -177,7 +139,7 @@ fn chains_of_two_jumps_by_inventory_and_by_list() {
         ),
     )
     .unwrap();
-    let run = run_in(home.path(), "plan", &lab.inventory);
+    let run = lab.run("plan", &[]);
     assert_eq!(run.code, 0, "{run:?}");
     // The same route as a list on data-2, while data-1 itself is reached directly.
     std::fs::write(
@@ -192,10 +154,10 @@ fn chains_of_two_jumps_by_inventory_and_by_list() {
         ),
     )
     .unwrap();
-    let run = run_in(home.path(), "plan", &lab.inventory);
+    let run = lab.run("plan", &[]);
     assert_eq!(run.code, 0, "{run:?}");
     lab.hosts.stop_host(&server);
-    let run = run_in(home.path(), "plan", &lab.inventory);
+    let run = lab.run("plan", &[]);
     assert_eq!(run.code, 1, "{run:?}");
     assert!(
         error_of(&run, "data-2").starts_with(&format!("cannot reach jump host data-1 for data-2: cannot reach jump host zcloud for data-1: cannot connect to {server}:22"
@@ -213,9 +175,8 @@ fn chains_of_two_jumps_by_inventory_and_by_list() {
 fn a_jump_host_outside_the_inventory() {
     let lab = LabBuilder::new().start();
     let (server, client) = (lab.server.clone(), lab.clients[0].clone());
-    let home = tempfile::tempdir().unwrap();
     // Only the client is in the inventory's hands; the jump host is written user@host:port.
-    let ssh = defaults(&lab.hosts);
+    let ssh = ssh_defaults(&lab.hosts);
     let mut text = inventory(
         &ssh,
         &server,
@@ -226,7 +187,7 @@ fn a_jump_host_outside_the_inventory() {
         &format!("    address: {server}\n    ssh: {{ host: 127.0.0.1, port: 1 }}\n"),
     );
     std::fs::write(&lab.inventory, text).unwrap();
-    let run = run_in(home.path(), "plan", &lab.inventory);
+    let run = lab.run("plan", &[]);
     assert_eq!(
         run.code, 1,
         "zcloud itself is pointed at a closed port: {run:?}"
@@ -237,7 +198,7 @@ fn a_jump_host_outside_the_inventory() {
         "data-1 is planned through root@{server}:22: {run:?}"
     );
     lab.hosts.stop_host(&server);
-    let run = run_in(home.path(), "plan", &lab.inventory);
+    let run = lab.run("plan", &[]);
     assert!(
         error_of(&run, "data-1").starts_with(&format!(
             "cannot reach jump host root@{server}:22 for data-1: cannot connect to {server}:22"
@@ -250,9 +211,8 @@ fn a_jump_host_outside_the_inventory() {
 fn each_way_access_fails_says_whether_jump_host_or_target() {
     let lab = LabBuilder::new().start();
     let (server, client) = (lab.server.clone(), lab.clients[0].clone());
-    let home = tempfile::tempdir().unwrap();
     let stranger = stranger_key(&lab.hosts);
-    let ssh = defaults(&lab.hosts);
+    let ssh = ssh_defaults(&lab.hosts);
     let write = |zcloud_ssh: &str, client_ssh: &str, top: &str| {
         let mut text = inventory(top, &server, &[("data-1", &client, client_ssh)]);
         if !zcloud_ssh.is_empty() {
@@ -269,7 +229,7 @@ fn each_way_access_fails_says_whether_jump_host_or_target() {
         "jump: zcloud",
         &ssh,
     );
-    let run = run_in(home.path(), "plan", &lab.inventory);
+    let run = lab.run("plan", &[]);
     assert_eq!(run.code, 1, "{run:?}");
     assert!(
         error_of(&run, "data-1").starts_with(&format!("cannot reach jump host zcloud for data-1: authentication as root on {server}:22 was refused"
@@ -282,7 +242,7 @@ fn each_way_access_fails_says_whether_jump_host_or_target() {
         &format!("jump: zcloud, identity_file: {}", stranger.display()),
         &ssh,
     );
-    let run = run_in(home.path(), "plan", &lab.inventory);
+    let run = lab.run("plan", &[]);
     assert_eq!(run.code, 1, "{run:?}");
     assert!(
         error_of(&run, "data-1").starts_with(&format!(
@@ -319,7 +279,7 @@ fn each_way_access_fails_says_whether_jump_host_or_target() {
             &partial.display().to_string(),
         );
         write("", "jump: zcloud", &top);
-        let run = run_in(home.path(), "plan", &lab.inventory);
+        let run = lab.run("plan", &[]);
         assert_eq!(run.code, 1, "{run:?}");
         assert!(
             error_of(&run, "data-1").starts_with(&expect),
@@ -329,7 +289,7 @@ fn each_way_access_fails_says_whether_jump_host_or_target() {
     // The jump host is fine but cannot reach the target.
     write("", "jump: zcloud", &ssh);
     lab.hosts.stop_host(&client);
-    let run = run_in(home.path(), "plan", &lab.inventory);
+    let run = lab.run("plan", &[]);
     assert_eq!(run.code, 1, "{run:?}");
     assert!(
         error_of(&run, "data-1")

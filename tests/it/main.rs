@@ -5,6 +5,7 @@
 #![allow(clippy::missing_panics_doc)]
 
 #[path = "../support/mod.rs"]
+#[allow(dead_code)] // each test binary uses its own part
 mod support;
 
 mod fleet;
@@ -16,10 +17,9 @@ mod ssh;
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 
+pub use support::clockprov::{Clockprov, Run};
 use support::hosts::{HostSpec, TestHosts};
-pub use support::run::Run;
 
 /// A small fleet: one chrony server and some timesyncd clients, with an inventory for them.
 pub struct Lab {
@@ -87,19 +87,14 @@ impl LabBuilder {
         let hosts = TestHosts::start(&all);
         let server = self.server.addr.clone();
         let clients: Vec<String> = self.clients.iter().map(|c| c.addr.clone()).collect();
-        let ssh = self.ssh_defaults.unwrap_or_else(|| {
-            format!(
-                "  user: root\n  identity_file: {}\n  known_hosts: {}\n  connect_timeout: 5s\n",
-                hosts.key().display(),
-                hosts.known_hosts().display()
-            )
-        });
-        let mut text = format!(
-            "ssh:\n{ssh}ntp_servers:\n  zcloud:\n    address: {server}\n    upstream:\n      - pool: ntp.ubuntu.com\n    allow: [127.0.0.0/8]\n    local_stratum: 10\nclients:\n"
-        );
-        for (i, client) in clients.iter().enumerate() {
-            let _ = writeln!(text, "  data-{}: {{ address: {client} }}", i + 1);
-        }
+        let ssh = self.ssh_defaults.unwrap_or_else(|| ssh_defaults(&hosts));
+        let names: Vec<String> = (1..=clients.len()).map(|i| format!("data-{i}")).collect();
+        let entries: Vec<(&str, &str, &str)> = names
+            .iter()
+            .zip(&clients)
+            .map(|(name, address)| (name.as_str(), address.as_str(), ""))
+            .collect();
+        let mut text = inventory(&ssh, &server, &entries);
         text.push_str(&self.extra_inventory);
         let inventory = hosts.dir().join("inventory.yaml");
         std::fs::write(&inventory, text).unwrap();
@@ -112,26 +107,43 @@ impl LabBuilder {
     }
 }
 
-/// Run clockprov with `args`, no terminal, no colour.
+/// The top-level `ssh:` body that reaches `hosts` as root: their key and `known_hosts`.
 #[must_use]
-pub fn clockprov(args: &[&str]) -> Run {
-    Command::new(env!("CARGO_BIN_EXE_clockprov"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .env_remove("SSH_AUTH_SOCK")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run clockprov")
-        .into()
+pub fn ssh_defaults(hosts: &TestHosts) -> String {
+    format!(
+        "  user: root\n  identity_file: {}\n  known_hosts: {}\n  connect_timeout: 5s\n",
+        hosts.key().display(),
+        hosts.known_hosts().display()
+    )
+}
+
+/// An inventory: `ssh` as the top-level `ssh:` body, the chrony server zcloud at `server`, and
+/// `clients` (`(name, address, ssh block)`, an empty block for none).
+#[must_use]
+pub fn inventory(ssh: &str, server: &str, clients: &[(&str, &str, &str)]) -> String {
+    let mut text = format!(
+        "ssh:\n{ssh}ntp_servers:\n  zcloud:\n    address: {server}\n    upstream:\n      - pool: ntp.ubuntu.com\n    allow: [127.0.0.0/8]\n    local_stratum: 10\nclients:\n"
+    );
+    for (name, address, ssh) in clients {
+        if ssh.is_empty() {
+            let _ = writeln!(text, "  {name}: {{ address: {address} }}");
+        } else {
+            let _ = writeln!(text, "  {name}: {{ address: {address}, ssh: {{ {ssh} }} }}");
+        }
+    }
+    text
 }
 
 impl Lab {
+    /// `clockprov COMMAND -i INVENTORY`, to be given more.
+    pub fn clockprov(&self, command: &str) -> Clockprov {
+        Clockprov::new().args([command, "-i"]).arg(&self.inventory)
+    }
+
+    /// `clockprov COMMAND -i INVENTORY EXTRA...`, run.
     #[must_use]
     pub fn run(&self, command: &str, extra: &[&str]) -> Run {
-        let inventory = self.inventory.display().to_string();
-        let mut args = vec![command, "-i", inventory.as_str()];
-        args.extend_from_slice(extra);
-        clockprov(&args)
+        self.clockprov(command).args(extra).run()
     }
 
     pub fn rewrite_inventory(&self, from: &str, to: &str) {

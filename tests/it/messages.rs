@@ -2,28 +2,19 @@
 //! Each names where (`FILE:LINE:COLUMN`, or the option), what was expected in the inventory's
 //! words, and the closest valid name where there is one. Only the last test contacts hosts.
 
-use std::io::{Read as _, Write as _};
 use std::path::Path;
-use std::process::{Command, Stdio};
 
-use crate::support::run::Run;
-use crate::{LabBuilder, clockprov};
+use crate::{Clockprov, LabBuilder, Run};
 
 const GOOD: &str = include_str!("../../inventories/zcloud.yaml");
 
 /// clockprov run in `dir` (so that messages show the relative `inv.yaml`), no terminal.
 fn clockprov_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
-    Command::new(env!("CARGO_BIN_EXE_clockprov"))
-        .args(args)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .env_remove("SSH_AUTH_SOCK")
-        .env_remove("CLOCKPROV_INVENTORY")
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .output()
-        .expect("run clockprov")
-        .into()
+    env.iter()
+        .fold(Clockprov::new().current_dir(dir).args(args), |c, (k, v)| {
+            c.env(k, v)
+        })
+        .run()
 }
 
 /// `inventory` written as `inv.yaml` in a scratch directory; the error of `command` on it.
@@ -216,13 +207,13 @@ fn the_inventory_can_come_from_the_environment() {
 
 #[test]
 fn help_says_where_the_format_is_and_what_commands_do() {
-    let top = clockprov(&["--help"]);
+    let top = Clockprov::new().arg("--help").run();
     assert!(
         top.stdout
             .contains("README.md, section \"Inventory reference\""),
         "{top:?}"
     );
-    let check = clockprov(&["check", "--help"]);
+    let check = Clockprov::new().args(["check", "--help"]).run();
     assert!(!check.stdout.contains("--templates"), "{check:?}");
     for text in [
         "Exit codes: 0 every host ok; 2 a finding on some host; 1 an error",
@@ -233,7 +224,7 @@ fn help_says_where_the_format_is_and_what_commands_do() {
     ] {
         assert!(check.stdout.contains(text), "{text:?}: {check:?}");
     }
-    let apply = clockprov(&["apply", "--help"]);
+    let apply = Clockprov::new().args(["apply", "--help"]).run();
     for text in [
         "backup",
         "rollback",
@@ -243,36 +234,15 @@ fn help_says_where_the_format_is_and_what_commands_do() {
     }
 }
 
-/// `clockprov apply` on a terminal (a pty from util-linux `script`), answering its question.
+/// `clockprov apply` on a terminal, answering its question: the exit code and what the terminal
+/// showed.
 fn apply_on_a_terminal(inventory: &Path, answer: &str) -> (i32, String) {
-    let command = format!(
-        "{} apply -i {}",
-        env!("CARGO_BIN_EXE_clockprov"),
-        inventory.display()
-    );
-    let mut child = Command::new("script")
-        .args(["-q", "-e", "-c", &command, "/dev/null"])
-        .env("NO_COLOR", "1")
-        .env_remove("SSH_AUTH_SOCK")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("script (util-linux)");
-    let mut stdout = child.stdout.take().unwrap();
-    let mut seen = String::new();
-    let mut chunk = [0u8; 4096];
-    while !seen.contains("[y/N]") {
-        let n = stdout.read(&mut chunk).unwrap();
-        assert!(n > 0, "apply ended before asking: {seen}");
-        seen.push_str(&String::from_utf8_lossy(&chunk[..n]));
-    }
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(format!("{answer}\r").as_bytes()).unwrap();
-    stdout.read_to_string(&mut seen).unwrap();
-    drop(stdin);
-    let status = child.wait().unwrap();
-    (status.code().unwrap_or(-1), seen)
+    let terminal = Clockprov::new()
+        .args(["apply", "-i"])
+        .arg(inventory)
+        .terminal();
+    let run = terminal.answer("[y/N]", answer);
+    (run.code, run.stdout)
 }
 
 #[test]

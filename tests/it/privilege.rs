@@ -1,12 +1,9 @@
 //! `become: sudo` for a non-root login, with the real sudo on the sshd test hosts, and encrypted
 //! private keys.
 
-use std::io::{Read as _, Write as _};
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use crate::support::hosts::HostSpec;
 use crate::{Lab, LabBuilder, Run};
@@ -42,27 +39,12 @@ fn spec(os: &'static str, packages: &'static str) -> HostSpec {
     HostSpec::new(os, packages).with_user(USER)
 }
 
-/// Run clockprov on the lab with `envs` set and no terminal; no secret leaks in from outside.
+/// Run clockprov on the lab with `envs` set and no terminal; the password must never be printed.
 fn run(lab: &Lab, command: &str, extra: &[&str], envs: &[(&str, &str)]) -> Run {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_clockprov"));
-    cmd.arg(command)
-        .arg("-i")
-        .arg(&lab.inventory)
-        .args(extra)
-        .env("NO_COLOR", "1")
-        .env_remove("SSH_AUTH_SOCK")
-        .env_remove("CLOCKPROV_BECOME_PASSWORD")
-        .env_remove("CLOCKPROV_KEY_PASSPHRASE")
-        .stdin(Stdio::null());
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    let run: Run = cmd.output().expect("run clockprov").into();
-    assert!(
-        !run.stdout.contains(PASSWORD) && !run.stderr.contains(PASSWORD),
-        "the password leaked: {run:?}"
-    );
-    run
+    envs.iter()
+        .fold(lab.clockprov(command).args(extra), |c, (k, v)| c.env(k, v))
+        .secret(PASSWORD)
+        .run()
 }
 
 fn assert_root_0644(path: &Path) {
@@ -341,18 +323,13 @@ fn an_encrypted_identity_file_is_decrypted_with_the_passphrase_from_the_environm
     std::fs::create_dir_all(home.join(".ssh")).unwrap();
     std::fs::copy(&key, home.join(".ssh/id_ed25519")).unwrap();
     lab.rewrite_inventory(&format!("  identity_file: {key}\n"), "");
-    let home = home.display().to_string();
-    let ok = run(
-        &lab,
-        "plan",
-        &[],
-        &[
-            ("HOME", home.as_str()),
-            ("CLOCKPROV_KEY_PASSPHRASE", "correct horse"),
-        ],
-    );
+    let ok = lab
+        .clockprov("plan")
+        .home(&home)
+        .env("CLOCKPROV_KEY_PASSPHRASE", "correct horse")
+        .run();
     assert_eq!(ok.code, 0, "{ok:?}");
-    let skipped = run(&lab, "plan", &[], &[("HOME", home.as_str())]);
+    let skipped = lab.clockprov("plan").home(&home).run();
     assert_eq!(skipped.code, 1, "{skipped:?}");
     assert!(
         skipped.stdout.contains("authentication as root")
@@ -361,80 +338,6 @@ fn an_encrypted_identity_file_is_decrypted_with_the_passphrase_from_the_environm
                 .contains("no keys: no usable identity file and no ssh-agent"),
         "{skipped:?}"
     );
-}
-
-/// `clockprov` on a real terminal (a pty from util-linux `script`), typed at like a user.
-struct Terminal {
-    child: std::process::Child,
-    stdin: std::process::ChildStdin,
-    output: Arc<Mutex<String>>,
-    reader: std::thread::JoinHandle<()>,
-}
-
-impl Terminal {
-    fn start(command: &str) -> Terminal {
-        let mut child = Command::new("script")
-            .args(["-q", "-e", "-c", command, "/dev/null"])
-            .env("NO_COLOR", "1")
-            .env_remove("SSH_AUTH_SOCK")
-            .env_remove("CLOCKPROV_BECOME_PASSWORD")
-            .env_remove("CLOCKPROV_KEY_PASSPHRASE")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("script (util-linux)");
-        let output = Arc::new(Mutex::new(String::new()));
-        let mut stdout = child.stdout.take().unwrap();
-        let reader = {
-            let output = output.clone();
-            std::thread::spawn(move || {
-                let mut chunk = [0u8; 4096];
-                while let Ok(n) = stdout.read(&mut chunk) {
-                    if n == 0 {
-                        break;
-                    }
-                    let text = String::from_utf8_lossy(&chunk[..n]).into_owned();
-                    output.lock().unwrap().push_str(&text);
-                }
-            })
-        };
-        let stdin = child.stdin.take().unwrap();
-        Terminal {
-            child,
-            stdin,
-            output,
-            reader,
-        }
-    }
-
-    fn wait_for(&self, text: &str) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !self.output.lock().unwrap().contains(text) {
-            assert!(
-                Instant::now() < deadline,
-                "no {text:?} on the terminal: {}",
-                self.output.lock().unwrap()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Type `line` and Enter.
-    fn type_line(&mut self, line: &str) {
-        self.stdin
-            .write_all(format!("{line}\r").as_bytes())
-            .unwrap();
-    }
-
-    /// Wait for the end: the exit code and everything the terminal showed.
-    fn finish(mut self) -> (Option<i32>, String) {
-        let status = self.child.wait().unwrap();
-        drop(self.stdin);
-        self.reader.join().unwrap();
-        let output = self.output.lock().unwrap().clone();
-        (status.code(), output)
-    }
 }
 
 /// A new ed25519 key encrypted with "correct horse", authorised for `login` (root or the
@@ -492,17 +395,19 @@ fn on_a_terminal_the_passphrase_and_the_sudo_password_are_each_asked_once() {
         lab.hosts.set_password(&addr, USER, PASSWORD);
     }
     let key = encrypted_key(&lab, USER);
-    let mut terminal = Terminal::start(&format!(
-        "{} plan -i {} --detailed-exitcode",
-        env!("CARGO_BIN_EXE_clockprov"),
-        lab.inventory.display()
-    ));
+    let mut terminal = lab
+        .clockprov("plan")
+        .arg("--detailed-exitcode")
+        .secret(PASSWORD)
+        .secret("correct horse")
+        .terminal();
     terminal.wait_for(&format!("Enter passphrase for key {}: ", key.display()));
     terminal.type_line("correct horse");
     terminal.wait_for("[clockprov] sudo password for alice (used for every host): ");
     terminal.type_line(PASSWORD);
-    let (code, output) = terminal.finish();
-    assert_eq!(code, Some(2), "{output}");
+    let run = terminal.finish();
+    let (code, output) = (run.code, run.stdout);
+    assert_eq!(code, 2, "{output}");
     assert!(
         output.contains("Plan: 2 hosts to change, 0 unchanged, 0 unreachable, 0 failed."),
         "{output}"

@@ -228,20 +228,15 @@ fn keys_from_ssh_agent_work_without_an_identity_file() {
         ),
     )
     .unwrap();
-    let home = tempfile::tempdir().unwrap();
-    let run = |with_agent: bool| -> crate::Run {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_clockprov"));
-        command
-            .args(["plan", "-i"])
-            .arg(&lab.inventory)
-            .env("HOME", home.path())
-            .env("NO_COLOR", "1");
+    // The builder clears SSH_AUTH_SOCK and gives each run an empty HOME: the agent is the only
+    // source of keys, when it is given.
+    let run = |with_agent: bool| {
+        let plan = lab.clockprov("plan");
         if with_agent {
-            command.env("SSH_AUTH_SOCK", &sock);
+            plan.env("SSH_AUTH_SOCK", &sock).run()
         } else {
-            command.env_remove("SSH_AUTH_SOCK");
+            plan.run()
         }
-        command.output().unwrap().into()
     };
     let without = run(false);
     assert_eq!(without.code, 1, "{without:?}");

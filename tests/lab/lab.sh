@@ -280,9 +280,12 @@ images_dir() { printf '%s/images-%s' "$CACHE" "$(recipe_hash)"; }
 cmd_deps() {
     ((EUID == 0)) || die "must run as root (apt-get, mmdebstrap, ip netns, tap devices)"
     # libguestfs-tools and a kernel under /boot (its appliance boots this machine's kernel):
-    # for `clockprov bake` on disk images; systemctl for `systemctl --root` in its tests.
+    # for `clockprov bake` on disk images; systemctl for `systemctl --root` in its tests;
+    # libvirt's daemon and virsh for bake's libvirt domains (tests/bake/libvirtd.sh starts a
+    # private daemon; the packages start none).
     local packages=(mmdebstrap qemu-system-x86 qemu-utils e2fsprogs iproute2 openssh-client
-        util-linux coreutils tar libguestfs-tools linux-image-amd64 systemd) missing=() p
+        util-linux coreutils tar libguestfs-tools linux-image-amd64 systemd
+        libvirt-daemon libvirt-clients) missing=() p
     for p in "${packages[@]}"; do
         dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null | grep -q '^ii' || missing+=("$p")
     done

@@ -4,14 +4,20 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use super::run::Run;
+use super::clockprov::{Clockprov, Run};
+use super::lab::lab_script;
 
-/// `program` with the libguestfs settings these machines need (DESIGN.md: KVM hangs guests).
-fn with_libguestfs(program: &str) -> Command {
+/// The libguestfs settings these machines need (DESIGN.md: KVM hangs guests).
+const LIBGUESTFS_ENV: [(&str, &str); 2] = [
+    ("LIBGUESTFS_BACKEND", "direct"),
+    ("LIBGUESTFS_BACKEND_SETTINGS", "force_tcg"),
+];
+
+/// `program` (a libguestfs tool) with [`LIBGUESTFS_ENV`].
+#[must_use]
+pub fn with_libguestfs(program: &str) -> Command {
     let mut command = Command::new(program);
-    command
-        .env("LIBGUESTFS_BACKEND", "direct")
-        .env("LIBGUESTFS_BACKEND_SETTINGS", "force_tcg");
+    command.envs(LIBGUESTFS_ENV);
     command
 }
 
@@ -20,24 +26,17 @@ pub fn guestfish() -> Command {
     with_libguestfs("guestfish")
 }
 
-/// clockprov on this machine (not in a lab namespace) with `-i inventory`, echoed on stderr.
+/// clockprov on this machine (not in a lab namespace) with `-i inventory` and
+/// [`LIBGUESTFS_ENV`].
 #[must_use]
 pub fn clockprov_here(args: &[&str], inventory: &Path) -> Run {
-    let run: Run = with_libguestfs(env!("CARGO_BIN_EXE_clockprov"))
+    LIBGUESTFS_ENV
+        .iter()
+        .fold(Clockprov::new(), |c, (k, v)| c.env(k, v))
         .args(args)
         .arg("-i")
         .arg(inventory)
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run clockprov")
-        .into();
-    eprintln!(
-        "$ clockprov {} -i {}\n{run:?}",
-        args.join(" "),
-        inventory.display()
-    );
-    run
+        .run()
 }
 
 /// `dir/inventory.yaml`: the lab's server zcloud (192.168.6.200) and `images` (YAML lines
@@ -98,11 +97,39 @@ pub fn assert_baked(image: &Path, device: &str) {
     assert!(parts[4].contains("st_uid: 0\n"), "{seen}");
 }
 
+/// A copy of the lab's client image at `dest` in `format` (`raw` or `qcow2`), with timesyncd's
+/// enablement link removed, as on a template where the daemon was disabled: bake must enable it.
+pub fn client_image_with_timesyncd_disabled(dest: &Path, format: &str) {
+    let status = Command::new("qemu-img")
+        .args(["convert", "-O", format])
+        .arg(client_image())
+        .arg(dest)
+        .status()
+        .expect("run qemu-img");
+    assert!(status.success(), "qemu-img convert failed");
+    let status = guestfish()
+        .args(["--rw", "-a"])
+        .arg(dest)
+        .args([
+            "-m",
+            "/dev/sda",
+            "rm",
+            "/etc/systemd/system/sysinit.target.wants/systemd-timesyncd.service",
+        ])
+        .status()
+        .expect("run guestfish");
+    assert!(
+        status.success(),
+        "guestfish rm failed on {}",
+        dest.display()
+    );
+}
+
 /// The lab's cached client disk image (built by lab.sh when missing). Read-only: copy it.
 #[must_use]
 pub fn client_image() -> PathBuf {
     let out = Command::new("bash")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/lab.sh"))
+        .arg(lab_script())
         .args(["image", "client"])
         .stdin(Stdio::null())
         .output()

@@ -104,6 +104,11 @@ pub fn seed_file(os: &str, name: &str) -> PathBuf {
         .join(name)
 }
 
+/// The text of a stock seed file (see [`seed_file`]).
+pub fn seed(os: &str, name: &str) -> String {
+    fs::read_to_string(seed_file(os, name)).unwrap()
+}
+
 fn run_script(args: &[&str], dir: &Path) -> Output {
     Command::new("bash")
         .arg(script())

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use super::run::Run;
+use super::clockprov::{Clockprov, Run};
 
 /// The sudo password variable: never inherited by what runs in the lab unless a test sets it.
 pub const PASSWORD_VAR: &str = "CLOCKPROV_BECOME_PASSWORD";
@@ -20,6 +20,8 @@ static ONE_LAB: Mutex<()> = Mutex::new(());
 
 pub struct Lab {
     dir: tempfile::TempDir,
+    /// What no clockprov run in this lab may print: the VMs' sudo password, when it has one.
+    secrets: Vec<String>,
     _turn: MutexGuard<'static, ()>,
 }
 
@@ -38,7 +40,14 @@ impl Lab {
             .stdin(Stdio::null())
             .status()
             .expect("run lab.sh up");
-        let lab = Lab { dir, _turn: turn };
+        let secrets = std::fs::read_to_string(dir.path().join("become_password"))
+            .map(|p| vec![p.trim_end().to_owned()])
+            .unwrap_or_default();
+        let lab = Lab {
+            dir,
+            secrets,
+            _turn: turn,
+        };
         assert!(
             status.success(),
             "lab.sh up {} failed (console logs above)",
@@ -59,10 +68,10 @@ impl Lab {
         self.file("inventory.yaml")
     }
 
-    /// `program` in the lab's controller namespace (`lab.sh exec`), with no ssh-agent and no
-    /// sudo password but those in `env`.
+    /// `program` (a tool, not clockprov) in the lab's controller namespace (`lab.sh exec`), with
+    /// no ssh-agent and no sudo password.
     #[must_use]
-    pub fn exec(&self, program: &str, args: &[&str], env: &[(&str, &str)]) -> Run {
+    pub fn exec(&self, program: &str, args: &[&str]) -> Run {
         let mut command = Command::new("bash");
         command
             .arg(lab_script())
@@ -70,20 +79,25 @@ impl Lab {
             .arg(self.dir.path())
             .arg(program)
             .args(args)
-            .env("NO_COLOR", "1")
             .env_remove(PASSWORD_VAR)
             .env_remove("SSH_AUTH_SOCK")
-            .envs(env.iter().copied())
             .stdin(Stdio::null());
         Run::from(command.output().expect("run lab.sh exec"))
     }
 
-    /// clockprov in the controller namespace, echoed with its result on stderr.
+    /// clockprov in the controller namespace with `env`; the lab's sudo password is a secret.
     #[must_use]
-    pub fn clockprov(&self, args: &[&str]) -> Run {
-        let run = self.exec(env!("CARGO_BIN_EXE_clockprov"), args, &[]);
-        eprintln!("$ clockprov {}\n{run:?}", args.join(" "));
-        run
+    pub fn clockprov(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let command = Clockprov::new().netns(self.dir.path()).args(args);
+        let command = self.secrets.iter().fold(command, Clockprov::secret);
+        env.iter().fold(command, |c, (k, v)| c.env(k, v)).run()
+    }
+
+    /// `clockprov check -i INVENTORY --format json` with `env`: its exit code and document.
+    #[must_use]
+    pub fn check_json(&self, inventory: &str, env: &[(&str, &str)]) -> (i32, serde_json::Value) {
+        let run = self.clockprov(&["check", "-i", inventory, "--format", "json"], env);
+        (run.code, run.json())
     }
 
     /// `lab.sh SUBCOMMAND DIR ARGS...`, which must succeed; its stdout.
@@ -103,6 +117,15 @@ impl Lab {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Assert that timesyncd on `vm` follows zcloud (`timedatectl show-timesync`).
+    pub fn assert_timesyncd_follows_zcloud(&self, vm: &str) {
+        let timesync = self.ssh(vm, "timedatectl show-timesync --all");
+        assert!(
+            timesync.lines().any(|l| l == "ServerName=192.168.6.200"),
+            "{vm}: {timesync}"
+        );
     }
 
     /// A command on VM as root, from the lab's side (the hypervisor's console).
@@ -130,4 +153,16 @@ pub fn host<'a>(doc: &'a serde_json::Value, name: &str) -> &'a serde_json::Value
         .iter()
         .find(|h| h["name"] == name)
         .unwrap_or_else(|| panic!("no host {name} in {doc:#}"))
+}
+
+/// Assert that host `name` of a `check --format json` document is synchronized to zcloud
+/// (192.168.6.200), within Ceph's 0.05 s of it.
+pub fn assert_synchronized_to_zcloud(doc: &serde_json::Value, name: &str) {
+    let h = host(doc, name);
+    assert_eq!(h["synchronized"], true, "{h:#}");
+    assert_eq!(h["server"], "192.168.6.200", "{h:#}");
+    assert!(
+        h["offset_to_server_seconds"].as_f64().unwrap().abs() < 0.05,
+        "{h:#}"
+    );
 }

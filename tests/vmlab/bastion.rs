@@ -8,20 +8,22 @@
 //! Two tests, one lab each, never at the same time (one lock): the root login through `jump:`,
 //! and the sudo / OpenSSH config paths.
 
+// Test helpers panic on failure by design.
+#![allow(clippy::missing_panics_doc)]
+
 use std::process::{Command, Stdio};
 
-#[path = "../support/lab.rs"]
-#[allow(dead_code)] // the default topology's helpers
-mod lab;
-#[path = "../support/run.rs"]
-mod run;
-use lab::{PASSWORD_VAR, host};
-use run::Run;
+#[path = "../support/mod.rs"]
+#[allow(dead_code)] // each test binary uses its own part
+mod support;
+use support::clockprov::Run;
+use support::lab::{self, PASSWORD_VAR, assert_synchronized_to_zcloud};
 
 const CLIENTS: [&str; 3] = ["z-b-data-1", "z-b-data-2", "z-b-data-3"];
 const HOSTS: [&str; 4] = ["zcloud", "z-b-data-1", "z-b-data-2", "z-b-data-3"];
 
-/// The lab in its bastion topology, with the sudo password at hand.
+/// The lab in its bastion topology, with the sudo password at hand (never printed: the lab
+/// registers it as a secret of every clockprov run).
 struct Lab(lab::Lab);
 
 impl std::ops::Deref for Lab {
@@ -57,37 +59,18 @@ impl Lab {
             .to_owned()
     }
 
-    /// A command in the controller's namespace (`lab.sh exec`): the only way in is zcloud.
-    fn exec(&self, program: &str, args: &[&str], password: Option<&str>) -> Run {
-        let env: Vec<(&str, &str)> = password.map(|p| (PASSWORD_VAR, p)).into_iter().collect();
-        self.0.exec(program, args, &env)
-    }
-
     /// clockprov in the controller's namespace, with `CLOCKPROV_BECOME_PASSWORD` only when given.
     fn clockprov(&self, args: &[&str], password: Option<&str>) -> Run {
-        let run = self.exec(env!("CARGO_BIN_EXE_clockprov"), args, password);
-        eprintln!(
-            "$ {}clockprov {}\n{run:?}",
-            if password.is_some() {
-                format!("{PASSWORD_VAR}=... ")
-            } else {
-                String::new()
-            },
-            args.join(" ")
-        );
-        let secret = self.password();
-        assert!(
-            !run.stdout.contains(&secret) && !run.stderr.contains(&secret),
-            "the sudo password is printed: {run:?}"
-        );
-        run
+        self.0.clockprov(args, &password_env(password))
     }
 }
 
+fn password_env(password: Option<&str>) -> Vec<(&str, &str)> {
+    password.map(|p| (PASSWORD_VAR, p)).into_iter().collect()
+}
+
 fn check_json(lab: &Lab, inventory: &str, password: Option<&str>) -> (i32, serde_json::Value) {
-    let run = lab.clockprov(&["check", "-i", inventory, "--format", "json"], password);
-    let doc = serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {run:?}"));
-    (run.code, doc)
+    lab.check_json(inventory, &password_env(password))
 }
 
 /// Plan (every host to change), apply with `--wait-sync`, check (every client synchronized to
@@ -117,13 +100,7 @@ fn plan_apply_check<'a>(lab: &Lab, inventory: &'a str, password: Option<&str>, e
     let (code, after) = check_json(lab, inventory, password);
     assert_eq!(code, 0, "{after:#}");
     for client in CLIENTS {
-        let h = host(&after, client);
-        assert_eq!(h["synchronized"], true, "{h:#}");
-        assert_eq!(h["server"], "192.168.6.200", "{h:#}");
-        assert!(
-            h["offset_to_server_seconds"].as_f64().unwrap().abs() < 0.05,
-            "{h:#}"
-        );
+        assert_synchronized_to_zcloud(&after, client);
     }
     files_are_roots(lab);
 }
@@ -172,7 +149,7 @@ fn stock_path(vm: &str) -> &'static str {
 /// The topology itself: from the controller's namespace the LAN is unreachable, so the lab's
 /// ordinary inventory (clients and zcloud at their LAN addresses) reaches nobody.
 fn the_lan_is_unreachable(lab: &Lab) {
-    let routes = lab.exec("ip", &["route", "show"], None);
+    let routes = lab.exec("ip", &["route", "show"]);
     assert_eq!(routes.code, 0, "{routes:?}");
     assert!(
         routes.stdout.contains("10.0.6.0/24") && !routes.stdout.contains("192.168.6."),
@@ -182,7 +159,6 @@ fn the_lan_is_unreachable(lab: &Lab) {
         let connect = lab.exec(
             "timeout",
             &["5", "bash", "-c", &format!("exec 3<>/dev/tcp/{address}/22")],
-            None,
         );
         assert_ne!(connect.code, 0, "{address}: {connect:?}");
         assert!(
