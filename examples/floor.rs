@@ -1,7 +1,8 @@
 //! The "floor" of the speed benchmark (`scripts/bench.sh`): the least any SSH fan-out over the
 //! inventory has to do. For every host it opens one connection (russh, host key checked against
 //! `known_hosts`, public-key auth: the same `Connector` clockprov uses) and runs `true` on it, at
-//! most `--forks` hosts at a time, then prints the wall time. Nothing is rendered or planned.
+//! most `--forks` hosts at a time (clockprov's own fan-out engine, `fleet::for_each`), then
+//! prints the wall time. Nothing is rendered or planned.
 //!
 //! ```text
 //! cargo run --release --example floor -- -i INVENTORY [--forks N] [--connect-timeout DURATION]
@@ -17,11 +18,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clockprov::fleet::RunOptions;
+use clockprov::fleet::{RunOptions, for_each};
 use clockprov::inventory::Inventory;
+use clockprov::outcome::{ErrorKind, HostError};
+use clockprov::progress::Progress;
 use clockprov::ssh::connector::Connector;
 use clockprov::value::DurationValue;
-use tokio::sync::Semaphore;
 
 /// clockprov's own default for `--forks`.
 const DEFAULT_FORKS: usize = 64;
@@ -124,40 +126,32 @@ fn main() -> ExitCode {
     let names: Vec<String> = inventory.hosts.iter().map(|h| h.name.to_string()).collect();
     let hosts = names.len();
     let fan_out = Instant::now();
-    let failures = runtime.block_on(async {
-        let limit = Arc::new(Semaphore::new(args.forks));
-        let mut tasks = Vec::with_capacity(hosts);
-        for name in names {
-            let (connector, limit) = (connector.clone(), limit.clone());
-            tasks.push(tokio::spawn(async move {
-                let _permit = limit.acquire_owned().await.expect("semaphore open");
-                let result = async {
-                    let session = connector.session(&name).await?;
-                    let out = session.run("true").await.map_err(|e| e.to_string())?;
-                    if out.success() {
-                        Ok(())
-                    } else {
-                        Err(format!(
-                            "`true` exited with {:?}: {}",
-                            out.status,
-                            out.stderr_text()
-                        ))
-                    }
+    // The same fan-out engine clockprov's commands use.
+    let outcomes = runtime.block_on(for_each(
+        names.clone(),
+        args.forks,
+        Progress::hidden(),
+        move |name, _status| {
+            let connector = connector.clone();
+            async move {
+                let session = connector.session(&name).await?;
+                let out = session.run("true").await?;
+                if out.success() {
+                    Ok(())
+                } else {
+                    Err(HostError::new(
+                        ErrorKind::RemoteCommandFailed,
+                        format!("`true` exited with {:?}: {}", out.status, out.stderr_text()),
+                    ))
                 }
-                .await;
-                result.map_err(|e: String| format!("{name}: {e}"))
-            }));
-        }
-        let mut failures = Vec::new();
-        for task in tasks {
-            match task.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => failures.push(e),
-                Err(e) => failures.push(format!("task failed: {e}")),
             }
-        }
-        failures
-    });
+        },
+    ));
+    let failures: Vec<String> = names
+        .iter()
+        .zip(&outcomes)
+        .filter_map(|(name, outcome)| outcome.error().map(|e| format!("{name}: {e}")))
+        .collect();
     let fan_out = fan_out.elapsed();
     let total = start.elapsed();
     for failure in &failures {

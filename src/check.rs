@@ -5,23 +5,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
-use tokio::sync::Semaphore;
 
 use crate::clock::{self, ClockReading, DaemonView, Finding};
-use crate::daemon::Daemon;
-use crate::fleet::RunOptions;
+use crate::fleet::{self, RunOptions};
 use crate::host::readings::{daemon_state_script, measure_offset, parse_daemon_state};
 use crate::inventory::{Host, Role};
+use crate::outcome::{ErrorKind, HostError, Outcome};
+use crate::progress::Progress;
 use crate::ssh::connector::Connector;
 
-/// Ceph's `mon_clock_drift_allowed`.
-pub const DEFAULT_MAX_SKEW: f64 = 0.05;
+/// Ceph's `mon_clock_drift_allowed`: the default `--max-skew`.
+pub(crate) const DEFAULT_MAX_SKEW: Duration = Duration::from_millis(50);
 /// Clock readings per host; the one with the smallest round trip is kept.
-pub const DEFAULT_SAMPLES: usize = 7;
+pub(crate) const DEFAULT_SAMPLES: usize = 7;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum CheckStatus {
+pub(crate) enum CheckStatus {
     Ok,
     Findings,
     Unreachable,
@@ -30,30 +30,33 @@ pub enum CheckStatus {
 
 /// One host's clock, as `check` reports it.
 #[derive(Debug, Clone, Serialize)]
-pub struct HostCheck {
-    pub name: String,
-    pub address: String,
-    pub role: String,
-    pub status: CheckStatus,
-    pub error: Option<String>,
+pub(crate) struct HostCheck {
+    pub(crate) name: String,
+    pub(crate) address: String,
+    /// `server` or `client`.
+    pub(crate) role: &'static str,
+    pub(crate) status: CheckStatus,
+    pub(crate) error: Option<String>,
+    /// What kind of failure `error` is, for programs.
+    pub(crate) error_kind: Option<ErrorKind>,
     /// Host clock minus controller clock.
-    pub offset_seconds: Option<f64>,
-    pub uncertainty_seconds: Option<f64>,
+    pub(crate) offset_seconds: Option<f64>,
+    pub(crate) uncertainty_seconds: Option<f64>,
     /// Host clock minus its NTP server's clock (both measured from the controller): the skew
     /// Ceph sees between monitors.
-    pub offset_to_server_seconds: Option<f64>,
-    pub synchronized: Option<bool>,
-    pub server: Option<String>,
-    pub unit: Option<String>,
-    pub unit_state: Option<String>,
-    pub daemon: Option<DaemonView>,
-    pub findings: Vec<Finding>,
+    pub(crate) offset_to_server_seconds: Option<f64>,
+    pub(crate) synchronized: Option<bool>,
+    pub(crate) server: Option<String>,
+    pub(crate) unit: Option<String>,
+    pub(crate) unit_state: Option<String>,
+    pub(crate) daemon: Option<DaemonView>,
+    pub(crate) findings: Vec<Finding>,
 }
 
 impl HostCheck {
     /// The verdict in words: "ok", the findings, or why the host could not be checked.
     #[must_use]
-    pub fn verdict(&self) -> String {
+    pub(crate) fn verdict(&self) -> String {
         match self.status {
             CheckStatus::Ok => "ok".to_owned(),
             CheckStatus::Findings => self
@@ -70,71 +73,61 @@ impl HostCheck {
     }
 }
 
-fn daemon_of(host: &Host) -> Daemon {
-    if host.is_server() {
-        Daemon::Chrony
-    } else {
-        Daemon::Timesyncd
-    }
-}
-
-/// A host's reading, or why there is none (true: unreachable).
-pub type ReadingResult = Result<ClockReading, (bool, String)>;
-
 /// Read every host's clock and daemon state, `options.forks` at a time.
-///
-/// # Panics
-/// Only if a host's task panics (a bug).
-pub async fn read_clocks(
+pub(crate) async fn read_clocks(
     connector: Arc<Connector>,
     hosts: &[Host],
     options: &RunOptions,
+    progress: Progress,
     samples: usize,
-) -> Vec<ReadingResult> {
-    let limit = Arc::new(Semaphore::new(options.forks.max(1)));
-    let mut tasks = Vec::with_capacity(hosts.len());
-    for host in hosts {
-        let (connector, limit, name, daemon) = (
-            connector.clone(),
-            limit.clone(),
-            host.name.to_string(),
-            daemon_of(host),
-        );
-        tasks.push(tokio::spawn(async move {
-            let _permit = limit.acquire_owned().await.expect("semaphore open");
-            let session = connector.session(&name).await.map_err(|e| (true, e))?;
-            let offset = measure_offset(&session, samples)
-                .await
-                .map_err(|e| (false, format!("reading the clock: {e}")))?;
-            let out = session
-                .run(&daemon_state_script(daemon))
-                .await
-                .map_err(|e| (false, format!("reading {}'s state: {e}", daemon.package())))?;
-            let (unit_state, view) = parse_daemon_state(daemon, &out.stdout_text());
-            Ok(ClockReading {
-                offset,
-                unit: daemon.unit().to_owned(),
-                unit_state,
-                view,
-            })
-        }));
-    }
-    let mut readings = Vec::with_capacity(tasks.len());
-    for task in tasks {
-        readings.push(task.await.expect("clock task panicked"));
-    }
-    readings
+) -> Vec<Outcome<ClockReading>> {
+    fleet::for_each(
+        hosts.to_vec(),
+        options.forks,
+        progress,
+        move |host, status| {
+            let connector = connector.clone();
+            async move {
+                let daemon = host.daemon();
+                status.set("connecting");
+                let session = connector.session(host.name.as_str()).await?;
+                status.set("reading the clock");
+                let offset = measure_offset(&session, samples)
+                    .await
+                    .map_err(|e| HostError::from(e).context("reading the clock"))?;
+                status.set("reading the daemon's state");
+                let out = session
+                    .run(&daemon_state_script(daemon))
+                    .await
+                    .map_err(|e| {
+                        HostError::from(e).context(&format!("reading {}'s state", daemon.package()))
+                    })?;
+                let (unit_state, view) = parse_daemon_state(daemon, &out.stdout_text());
+                Ok(ClockReading {
+                    offset,
+                    unit: daemon.unit().to_owned(),
+                    unit_state,
+                    view,
+                })
+            }
+        },
+    )
+    .await
 }
 
 /// Judge every host: clients against their server's clock and address, servers on their own.
 #[must_use]
-pub fn judge_fleet(hosts: &[Host], readings: &[ReadingResult], max_skew: f64) -> Vec<HostCheck> {
+pub(crate) fn judge_fleet(
+    hosts: &[Host],
+    readings: &[Outcome<ClockReading>],
+    max_skew: f64,
+) -> Vec<HostCheck> {
     let offset_of = |address: &str| {
         hosts
             .iter()
             .zip(readings)
             .find(|(h, _)| h.is_server() && h.address.to_string() == address)
-            .and_then(|(_, r)| r.as_ref().ok())
+            .and_then(|(_, r)| r.done())
             .map(|r| r.offset.offset)
     };
     hosts
@@ -144,9 +137,10 @@ pub fn judge_fleet(hosts: &[Host], readings: &[ReadingResult], max_skew: f64) ->
             let mut check = HostCheck {
                 name: host.name.to_string(),
                 address: host.address.to_string(),
-                role: if host.is_server() { "server" } else { "client" }.to_owned(),
+                role: host.role.word(),
                 status: CheckStatus::Failed,
                 error: None,
+                error_kind: None,
                 offset_seconds: None,
                 uncertainty_seconds: None,
                 offset_to_server_seconds: None,
@@ -158,14 +152,15 @@ pub fn judge_fleet(hosts: &[Host], readings: &[ReadingResult], max_skew: f64) ->
                 findings: Vec::new(),
             };
             let reading = match reading {
-                Ok(reading) => reading,
-                Err((unreachable, error)) => {
-                    check.status = if *unreachable {
+                Outcome::Done(reading) => reading,
+                Outcome::Unreachable(error) | Outcome::Failed(error) => {
+                    check.status = if matches!(reading, Outcome::Unreachable(_)) {
                         CheckStatus::Unreachable
                     } else {
                         CheckStatus::Failed
                     };
-                    check.error = Some(error.clone());
+                    check.error = Some(error.message.clone());
+                    check.error_kind = Some(error.kind);
                     return check;
                 }
             };
@@ -199,7 +194,7 @@ pub fn judge_fleet(hosts: &[Host], readings: &[ReadingResult], max_skew: f64) ->
 
 /// Poll until every host is ok or `within` runs out; `report` is called after each round with the
 /// hosts still waiting. Returns the last judgement.
-pub async fn wait_for_sync(
+pub(crate) async fn wait_for_sync(
     connector: Arc<Connector>,
     hosts: &[Host],
     options: &RunOptions,
@@ -209,7 +204,14 @@ pub async fn wait_for_sync(
 ) -> Vec<HostCheck> {
     let start = tokio::time::Instant::now();
     loop {
-        let readings = read_clocks(connector.clone(), hosts, options, DEFAULT_SAMPLES).await;
+        let readings = read_clocks(
+            connector.clone(),
+            hosts,
+            options,
+            Progress::hidden(),
+            DEFAULT_SAMPLES,
+        )
+        .await;
         let checks = judge_fleet(hosts, &readings, max_skew);
         let elapsed = start.elapsed();
         report(&checks, elapsed);

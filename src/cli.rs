@@ -1,7 +1,6 @@
 //! Command-line arguments.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -44,8 +43,8 @@ unreachable, refused or failed: the other hosts are still applied).
 
 The inventory (-i FILE, or $CLOCKPROV_INVENTORY): README.md, section \"Inventory reference\".";
 
-/// Ceph's `mon_clock_drift_allowed`, as `check::DEFAULT_MAX_SKEW` in seconds.
-const DEFAULT_MAX_SKEW: DurationValue = DurationValue(Duration::from_millis(50));
+/// Ceph's `mon_clock_drift_allowed`.
+const DEFAULT_MAX_SKEW: DurationValue = DurationValue(crate::check::DEFAULT_MAX_SKEW);
 
 #[derive(Debug, Parser)]
 #[command(
@@ -235,7 +234,7 @@ mod tests {
 
     #[test]
     fn max_skew_defaults_to_cephs_threshold() {
-        assert!((DEFAULT_MAX_SKEW.seconds() - crate::check::DEFAULT_MAX_SKEW).abs() < 1e-12);
+        assert!((DEFAULT_MAX_SKEW.seconds() - 0.05).abs() < 1e-12);
         for (text, seconds) in [("50ms", 0.05), ("0.05", 0.05), ("1s", 1.0)] {
             let cli =
                 Cli::try_parse_from(["clockprov", "check", "-i", "x", "--max-skew", text]).unwrap();

@@ -47,6 +47,15 @@ impl Daemon {
         }
     }
 
+    /// The name people call it by: `chrony`, `timesyncd`.
+    #[must_use]
+    pub fn short_name(self) -> &'static str {
+        match self {
+            Daemon::Chrony => "chrony",
+            Daemon::Timesyncd => "timesyncd",
+        }
+    }
+
     #[must_use]
     pub fn unit(self) -> &'static str {
         match self {

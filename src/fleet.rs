@@ -1,23 +1,19 @@
-//! The fleet: work on every selected host concurrently (bounded), gather facts, plan, apply.
+//! The one fan-out engine: run a task per item (a host, an image), at most `forks` at a time,
+//! and hand back every item's [`Outcome`] in the order the items came.
 //!
-//! Hosts fail independently: each host ends with a plan or an error, and the caller decides the
-//! exit code from all of them at the end.
+//! Items fail independently: a task's error, or its panic, is that item's outcome and never the
+//! run's; the caller decides the exit code from all of them at the end. plan, apply, check (and
+//! `apply --wait-sync`), bake and the benchmark floor all fan out through [`for_each`].
 
-use std::io::{IsTerminal as _, Write as _};
+use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use serde::Serialize;
 use tokio::sync::Semaphore;
 
-use crate::host::apply::{ApplyReport, apply_host};
-use crate::host::facts;
 use crate::inventory::Host;
-use crate::plan::{HostPlan, plan};
-use crate::render::{RenderInputs, Renderer};
-use crate::ssh::connector::Connector;
-use crate::ssh::sudo::{BecomeError, Privileged};
+use crate::outcome::{HostError, Outcome};
+use crate::progress::{Progress, Status};
 
 /// Settings that come from the command line rather than the inventory.
 #[derive(Debug, Clone)]
@@ -25,255 +21,206 @@ pub struct RunOptions {
     pub forks: usize,
     pub connect_timeout: Option<Duration>,
     pub command_timeout: Option<Duration>,
-    /// Show a progress line on stderr (only ever on a terminal).
+    /// Show progress on stderr (only ever on a terminal, never with `-q`).
     pub progress: bool,
 }
 
-/// How a host's run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum HostStatus {
-    Change,
-    Unchanged,
-    Unreachable,
-    Failed,
-}
-
-/// One host's result: its plan, and what apply did, or why it could not.
-#[derive(Debug, Clone, Serialize)]
-pub struct HostResult {
-    pub name: String,
-    pub address: String,
-    pub role: String,
-    pub os: Option<String>,
-    pub status: HostStatus,
-    pub error: Option<String>,
-    pub plan: Option<HostPlan>,
-    pub apply: Option<ApplyReport>,
-}
-/// A one-line progress counter on stderr, shown only on a terminal.
-struct Progress {
-    label: &'static str,
-    total: usize,
-    done: AtomicUsize,
-    enabled: bool,
-}
-
-impl Progress {
-    fn new(label: &'static str, total: usize, wanted: bool) -> Progress {
-        let enabled = wanted && total > 1 && std::io::stderr().is_terminal();
-        Progress {
-            label,
-            total,
-            done: AtomicUsize::new(0),
-            enabled,
-        }
-    }
-
-    fn tick(&self) {
-        let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
-        if self.enabled {
-            let mut err = std::io::stderr().lock();
-            let _ = write!(err, "\r{} {done}/{} hosts", self.label, self.total);
-            if done == self.total {
-                let _ = write!(err, "\r\x1b[K");
-            }
-            let _ = err.flush();
+impl RunOptions {
+    /// The progress display for a fan-out titled `title`, as these options want it.
+    #[must_use]
+    pub fn progress(&self, title: &'static str) -> Progress {
+        if self.progress {
+            Progress::new(title)
+        } else {
+            Progress::hidden()
         }
     }
 }
 
-/// Connect to `hosts`, read their facts, render and plan each, `options.forks` at a time.
+/// An item a fan-out works on: its name labels its progress line.
+pub trait Item: Send + 'static {
+    fn label(&self) -> String;
+}
+
+impl Item for Host {
+    fn label(&self) -> String {
+        self.name.to_string()
+    }
+}
+
+impl Item for String {
+    fn label(&self) -> String {
+        self.clone()
+    }
+}
+
+/// Run `task` on every item, at most `forks` at a time (at least one), each on the runtime's
+/// worker threads. The outcomes come back in the order of `items`; a task that panics is its
+/// item's [`Outcome::Failed`] with [`crate::outcome::ErrorKind::Internal`].
+pub async fn for_each<I, T, F, Fut>(
+    items: Vec<I>,
+    forks: usize,
+    progress: Progress,
+    task: F,
+) -> Vec<Outcome<T>>
+where
+    I: Item,
+    T: Send + 'static,
+    F: Fn(I, Status) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<T, HostError>> + Send + 'static,
+{
+    let limit = Arc::new(Semaphore::new(forks.max(1)));
+    let task = Arc::new(task);
+    let board = progress.start(items.len());
+    let handles: Vec<_> = items
+        .into_iter()
+        .map(|item| {
+            let (limit, task, board) = (limit.clone(), task.clone(), board.clone());
+            tokio::spawn(async move {
+                // The semaphore is never closed; without a permit the task just runs.
+                let _permit = limit.acquire_owned().await.ok();
+                let running = board.begin(&item.label());
+                let result = task(item, running.status()).await;
+                running.end(result.is_err());
+                result
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::with_capacity(handles.len());
+    for handle in handles {
+        outcomes.push(match handle.await {
+            Ok(result) => Outcome::of(result),
+            Err(error) => Outcome::Failed(joined(error)),
+        });
+    }
+    board.finish();
+    outcomes
+}
+
+/// Run blocking work (libguestfs, file systems) on tokio's blocking threads; a panic in it is
+/// an internal error of this item.
 ///
-/// # Panics
-/// Only if a host's task panics (a bug).
-pub async fn plan_hosts(
-    connector: Arc<Connector>,
-    renderer: Arc<Renderer>,
-    hosts: Vec<Host>,
-    options: &RunOptions,
-) -> Vec<HostResult> {
-    let limit = Arc::new(Semaphore::new(options.forks.max(1)));
-    let progress = Arc::new(Progress::new("planning", hosts.len(), options.progress));
-    let mut tasks = Vec::with_capacity(hosts.len());
-    for host in hosts {
-        let (connector, renderer, limit, progress) = (
-            connector.clone(),
-            renderer.clone(),
-            limit.clone(),
-            progress.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            let _permit = limit.acquire_owned().await.expect("semaphore open");
-            let result = plan_one(&connector, &renderer, &host).await;
-            progress.tick();
-            result
-        }));
-    }
-    let mut results = Vec::with_capacity(tasks.len());
-    for task in tasks {
-        results.push(task.await.expect("planning task panicked"));
-    }
-    results
+/// # Errors
+/// `work`'s own error, or an internal error when it panicked.
+pub async fn blocking<T, W>(work: W) -> Result<T, HostError>
+where
+    T: Send + 'static,
+    W: FnOnce() -> Result<T, HostError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(work).await.map_err(joined)?
 }
 
-async fn plan_one(connector: &Connector, renderer: &Renderer, host: &Host) -> HostResult {
-    let mut result = HostResult {
-        name: host.name.to_string(),
-        address: host.address.to_string(),
-        role: host.role.to_string(),
-        os: None,
-        status: HostStatus::Failed,
-        error: None,
-        plan: None,
-        apply: None,
-    };
-    let session = match connector.session(host.name.as_str()).await {
-        Ok(session) => session,
-        Err(e) => {
-            result.status = HostStatus::Unreachable;
-            result.error = Some(e);
-            return result;
-        }
-    };
-    let daemon = if host.is_server() {
-        crate::daemon::Daemon::Chrony
-    } else {
-        crate::daemon::Daemon::Timesyncd
-    };
-    let root = Privileged {
-        session: &session,
-        privilege: connector.privilege(host.name.as_str()),
-    };
-    let facts = match root
-        .run(&facts::script(&[daemon.config_path()], &[daemon.unit()]))
-        .await
-    {
-        Ok(out) => facts::parse(&out.stdout_text()).map_err(|e| {
-            let stderr = out.stderr_text();
-            if stderr.is_empty() {
-                format!("reading facts: {e}")
-            } else {
-                format!("reading facts: {e}: {stderr}")
-            }
-        }),
-        Err(BecomeError::Ssh(e)) => Err(format!("reading facts: {e}")),
-        // sudo's refusals say what they are about.
-        Err(e) => Err(e.to_string()),
-    };
-    let facts = match facts {
-        Ok(facts) => facts,
-        Err(e) => {
-            result.error = Some(e);
-            return result;
-        }
-    };
-    result.os = Some(facts.os.pretty_name.clone());
-    let inputs = RenderInputs {
-        os_id: &facts.os.id,
-        version: facts.version_for(daemon),
-    };
-    let planned = renderer
-        .render(host, inputs)
-        .map_err(|e| e.to_string())
-        .and_then(|desired| plan(host.name.as_str(), &desired, &facts).map_err(|e| e.to_string()));
-    match planned {
-        Ok(plan) => {
-            result.status = if plan.has_changes() {
-                HostStatus::Change
-            } else {
-                HostStatus::Unchanged
-            };
-            result.plan = Some(plan);
-        }
-        Err(e) => result.error = Some(e),
+fn joined(error: tokio::task::JoinError) -> HostError {
+    match error.try_into_panic() {
+        Ok(payload) => HostError::panicked(payload.as_ref()),
+        Err(error) => HostError::new(
+            crate::outcome::ErrorKind::Internal,
+            format!("internal error: the task was cancelled ({error})"),
+        ),
     }
-    result
 }
 
-/// Apply every planned change, `options.forks` hosts at a time, over the connections opened
-/// for planning. Hosts without changes are left alone.
-///
-/// # Panics
-/// Only if a host's task panics (a bug).
-pub async fn apply_hosts(
-    connector: Arc<Connector>,
-    results: Vec<HostResult>,
-    options: &RunOptions,
-) -> Vec<HostResult> {
-    let limit = Arc::new(Semaphore::new(options.forks.max(1)));
-    let to_apply = results
-        .iter()
-        .filter(|r| r.status == HostStatus::Change)
-        .count();
-    let progress = Arc::new(Progress::new("applying", to_apply, options.progress));
-    let mut tasks = Vec::with_capacity(results.len());
-    for mut result in results {
-        let (connector, limit, progress) = (connector.clone(), limit.clone(), progress.clone());
-        tasks.push(tokio::spawn(async move {
-            if result.status != HostStatus::Change {
-                return result;
-            }
-            let _permit = limit.acquire_owned().await.expect("semaphore open");
-            let plan = result.plan.as_ref().expect("a changing host has a plan");
-            match connector.session(&result.name).await {
-                Ok(session) => match apply_host(
-                    &Privileged {
-                        session: &session,
-                        privilege: connector.privilege(&result.name),
-                    },
-                    plan,
-                )
-                .await
-                {
-                    Ok(report) => result.apply = Some(report),
-                    Err(e) => {
-                        result.status = HostStatus::Failed;
-                        result.error = Some(e.to_string());
-                    }
-                },
-                Err(e) => {
-                    result.status = HostStatus::Unreachable;
-                    result.error = Some(e);
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::outcome::ErrorKind;
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn outcomes_come_back_in_input_order_whatever_finishes_first() {
+        let items: Vec<String> = (0..20).map(|i| format!("h{i}")).collect();
+        let outcomes = runtime().block_on(for_each(
+            items,
+            5,
+            Progress::hidden(),
+            |name, _status| async move {
+                let n: u64 = name[1..].parse().unwrap();
+                // Later items finish first.
+                tokio::time::sleep(Duration::from_millis(40 - 2 * n)).await;
+                Ok(name)
+            },
+        ));
+        let names: Vec<&str> = outcomes
+            .iter()
+            .map(|o| o.done().unwrap().as_str())
+            .collect();
+        let want: Vec<String> = (0..20).map(|i| format!("h{i}")).collect();
+        assert_eq!(names, want);
+    }
+
+    #[test]
+    fn at_most_forks_tasks_run_at_once() {
+        let running = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let (r, m) = (running.clone(), most.clone());
+        let outcomes = runtime().block_on(for_each(
+            (0..12).map(|i| i.to_string()).collect(),
+            3,
+            Progress::hidden(),
+            move |_, _| {
+                let (running, most) = (r.clone(), m.clone());
+                async move {
+                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    running.fetch_sub(1, Ordering::SeqCst);
+                    Ok(())
                 }
-            }
-            progress.tick();
-            result
-        }));
-    }
-    let mut out = Vec::with_capacity(tasks.len());
-    for task in tasks {
-        out.push(task.await.expect("apply task panicked"));
-    }
-    out
-}
-
-/// Counts of hosts by status, for summaries and exit codes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct Summary {
-    pub change: usize,
-    pub unchanged: usize,
-    pub unreachable: usize,
-    pub failed: usize,
-}
-
-impl Summary {
-    #[must_use]
-    pub fn of(results: &[HostResult]) -> Summary {
-        let mut summary = Summary::default();
-        for r in results {
-            match r.status {
-                HostStatus::Change => summary.change += 1,
-                HostStatus::Unchanged => summary.unchanged += 1,
-                HostStatus::Unreachable => summary.unreachable += 1,
-                HostStatus::Failed => summary.failed += 1,
-            }
-        }
-        summary
+            },
+        ));
+        assert_eq!(outcomes.len(), 12);
+        assert_eq!(most.load(Ordering::SeqCst), 3);
     }
 
-    #[must_use]
-    pub fn has_errors(&self) -> bool {
-        self.unreachable + self.failed > 0
+    #[test]
+    fn a_panicking_task_fails_its_item_only() {
+        let outcomes = runtime().block_on(for_each(
+            vec!["ok".to_owned(), "boom".to_owned(), "refused".to_owned()],
+            2,
+            Progress::hidden(),
+            |name, _| async move {
+                match name.as_str() {
+                    "boom" => panic!("byte index 1 is out of range"),
+                    "refused" => Err(HostError::new(ErrorKind::AuthRefused, "refused")),
+                    _ => Ok(name),
+                }
+            },
+        ));
+        assert_eq!(outcomes[0], Outcome::Done("ok".to_owned()));
+        let Outcome::Failed(error) = &outcomes[1] else {
+            panic!("{:?}", outcomes[1]);
+        };
+        assert_eq!(error.kind, ErrorKind::Internal);
+        assert!(
+            error.message.contains("byte index 1 is out of range"),
+            "{error}"
+        );
+        assert!(
+            matches!(&outcomes[2], Outcome::Unreachable(e) if e.kind == ErrorKind::AuthRefused)
+        );
+    }
+
+    #[test]
+    fn blocking_work_that_panics_is_an_internal_error() {
+        let outcomes = runtime().block_on(for_each(
+            vec!["image".to_owned()],
+            1,
+            Progress::hidden(),
+            |_, _| blocking(|| -> Result<(), HostError> { panic!("guestfish reply") }),
+        ));
+        let Outcome::Failed(error) = &outcomes[0] else {
+            panic!("{:?}", outcomes[0]);
+        };
+        assert_eq!(error.kind, ErrorKind::Internal);
+        assert!(error.message.contains("guestfish reply"), "{error}");
     }
 }

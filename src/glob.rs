@@ -1,40 +1,24 @@
-//! Shell-style wildcards (`*`, `?`), as OpenSSH host patterns and `--limit` use them.
+//! Shell-style wildcards (`*`, `?`), as OpenSSH host patterns and `--limit` use them, and
+//! `--limit`'s selection (`!pattern` excludes).
 
 /// Does `text` match `pattern`, where `*` matches any run of characters and `?` any one?
+/// (`wildmatch` does the matching: the same two wildcards, no classes or escapes, which is what
+/// OpenSSH's `Host` patterns and `known_hosts` use.)
 #[must_use]
-pub fn wildcard_match(pattern: &str, text: &str) -> bool {
-    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
-    let (mut pi, mut ti) = (0, 0);
-    let (mut star, mut mark) = (None, 0);
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some(pi);
-            mark = ti;
-            pi += 1;
-        } else if let Some(s) = star {
-            pi = s + 1;
-            mark += 1;
-            ti = mark;
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|c| *c == '*')
+pub(crate) fn wildcard_match(pattern: &str, text: &str) -> bool {
+    wildmatch::WildMatch::new(pattern).matches(text)
 }
 
 /// A `--limit` selection: comma-separated patterns, `!pattern` excludes.
 #[derive(Debug, Clone, Default)]
-pub struct Limit {
+pub(crate) struct Limit {
     include: Vec<String>,
     exclude: Vec<String>,
 }
 
 impl Limit {
     #[must_use]
-    pub fn new(patterns: &[String]) -> Limit {
+    pub(crate) fn new(patterns: &[String]) -> Limit {
         let mut limit = Limit::default();
         for pattern in patterns
             .iter()
@@ -51,14 +35,14 @@ impl Limit {
     }
 
     #[must_use]
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.include.is_empty() && self.exclude.is_empty()
     }
 
     /// The patterns that select none of `names`: typos, most likely (an exclusion that matches
     /// nothing is harmless and not listed).
     #[must_use]
-    pub fn unmatched(&self, names: &[&str]) -> Vec<&str> {
+    pub(crate) fn unmatched(&self, names: &[&str]) -> Vec<&str> {
         self.include
             .iter()
             .filter(|pattern| !names.iter().any(|name| wildcard_match(pattern, name)))
@@ -67,7 +51,7 @@ impl Limit {
     }
 
     #[must_use]
-    pub fn selects(&self, name: &str) -> bool {
+    pub(crate) fn selects(&self, name: &str) -> bool {
         (self.include.is_empty() || self.include.iter().any(|p| wildcard_match(p, name)))
             && !self.exclude.iter().any(|p| wildcard_match(p, name))
     }

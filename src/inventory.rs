@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer};
 
+use crate::daemon::Daemon;
 use crate::image::libvirt::LibvirtSpec;
 use crate::suggest;
 use crate::value::{Cidr, DurationValue, JumpList, JumpRef, LocalPath, Name, NetAddress, UserName};
@@ -334,6 +335,26 @@ impl Host {
     pub fn is_server(&self) -> bool {
         matches!(self.role, Role::Server(_))
     }
+
+    /// The daemon this host runs: chrony on a server, timesyncd on a client.
+    #[must_use]
+    pub fn daemon(&self) -> Daemon {
+        match self.role {
+            Role::Server(_) => Daemon::Chrony,
+            Role::Client { .. } => Daemon::Timesyncd,
+        }
+    }
+}
+
+impl Role {
+    /// The role in one word, as every output names it: `server` or `client`.
+    #[must_use]
+    pub fn word(&self) -> &'static str {
+        match self {
+            Role::Server(_) => "server",
+            Role::Client { .. } => "client",
+        }
+    }
 }
 
 /// A loaded, validated inventory.
@@ -459,6 +480,18 @@ impl Inventory {
     #[must_use]
     pub fn base_dir(&self) -> &Path {
         self.path.parent().unwrap_or(Path::new("."))
+    }
+
+    /// A path the inventory names, as used: `~/` is the home directory, and a relative path is
+    /// relative to the inventory's directory.
+    #[must_use]
+    pub fn resolve_path(&self, path: &LocalPath) -> PathBuf {
+        let expanded = path.expand();
+        if expanded.is_absolute() {
+            expanded
+        } else {
+            self.base_dir().join(expanded)
+        }
     }
 
     /// `FILE:LINE:COLUMN` of the value at `path` (or of the nearest enclosing key), for messages
@@ -830,15 +863,6 @@ fn check_client_servers(
                     allowed.join(", ")
                 ),
             );
-        }
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Role::Server(_) => f.write_str("chrony server"),
-            Role::Client { .. } => f.write_str("timesyncd client"),
         }
     }
 }

@@ -4,29 +4,47 @@
 //! -> plan (pure diff) -> apply.
 //!
 //! Where things live:
-//! - [`commands`]: one file per command; [`cli`] the arguments.
-//! - [`ssh`]: how a host is reached: the transport, OpenSSH config, `known_hosts`, the connector
-//!   (routes, jump hosts), sudo and secrets.
+//! - `commands`: one file per command; `cli` the arguments.
+//! - [`ssh`]: how a host is reached: `resolve` decides route, user, keys and jump hosts (pure),
+//!   `files` loads what it names, the [`ssh::connector`] opens the connections; the transport,
+//!   OpenSSH config, `known_hosts`, sudo and secrets.
 //! - [`host`]: what runs on a live host: reading its facts, applying a plan, reading its clock.
-//! - [`image`]: golden images for `bake`: offline roots, libguestfs, image facts.
-//! - Flat, pure modules: [`value`], [`inventory`], [`daemon`], [`render`], [`plan`], [`clock`],
-//!   [`check`] (judging), [`report`] (output), and [`fleet`] (the bounded fan-out).
+//! - `image`: golden images for `bake`: offline roots, libguestfs, image facts.
+//! - [`fleet`]: the one fan-out engine; [`outcome`]: what each item's work came to;
+//!   [`operations`]: plan and apply over the fleet; [`progress`]: the bar on stderr.
+//! - Flat, pure modules: [`value`], [`inventory`], [`daemon`], [`render`], [`plan`], `clock`,
+//!   `check` (judging), `report` (every output).
 
-pub mod check;
-pub mod cli;
-pub mod clock;
-pub mod commands;
+// `pub` means "part of the library's API" (what examples/floor.rs and the integration tests
+// use); everything else is `pub(crate)`, so that unused code shows up as dead. (Here rather
+// than in Cargo.toml, whose [lints] would apply to the test crates' helper modules too.)
+#![warn(unreachable_pub)]
+
+pub(crate) mod check;
+// Spelled `pub` inside until their rewrites (issues 9, 10) land; crate-private all the same.
+#[allow(unreachable_pub)]
+pub(crate) mod cli;
+#[allow(unreachable_pub)]
+pub(crate) mod clock;
+pub(crate) mod commands;
 pub mod daemon;
 pub mod fleet;
-pub mod glob;
+pub(crate) mod glob;
 pub mod host;
-pub mod image;
+#[allow(unreachable_pub)]
+pub(crate) mod image;
 pub mod inventory;
+pub mod operations;
+pub mod outcome;
 pub mod plan;
+pub mod progress;
 pub mod render;
-pub mod report;
-pub mod shell;
+pub(crate) mod report;
+#[allow(unreachable_pub)]
+pub(crate) mod shell;
 pub mod ssh;
 pub mod suggest;
 pub mod value;
 pub mod yaml;
+
+pub use commands::main;

@@ -4,10 +4,10 @@ use std::fmt::Write as _;
 
 use crate::check::{self, CheckStatus, HostCheck};
 use crate::cli::{ApplyArgs, Format};
-use crate::fleet::{self, HostStatus, Summary};
+use crate::operations::{self, HostStatus, Summary};
 use crate::report;
 
-use super::{EXIT_ERROR, EXIT_OK, ask, plan_results, prepare, print_stdout, runtime, stdout_style};
+use super::{EXIT_ERROR, EXIT_OK, ask, plan_results, prepare, print_stdout, stdout_style};
 
 fn confirm(hosts: usize) -> anyhow::Result<bool> {
     ask(&format!(
@@ -34,8 +34,7 @@ pub(crate) fn run(args: &ApplyArgs) -> anyhow::Result<u8> {
             eprintln!("Apply cancelled; nothing was changed.");
             return Ok(EXIT_OK);
         }
-        let rt = runtime()?;
-        rt.block_on(fleet::apply_hosts(
+        prepared.runtime.block_on(operations::apply_hosts(
             prepared.connector.clone(),
             results,
             &prepared.options,
@@ -65,7 +64,7 @@ pub(crate) fn run(args: &ApplyArgs) -> anyhow::Result<u8> {
         let waiting: Vec<String> = checks
             .iter()
             .filter(|c| c.status != CheckStatus::Ok)
-            .map(|c| format!("{} ({})", c.name, c.verdict()))
+            .map(|c| format!("{} ({})", c.name, report::shown(&c.verdict())))
             .collect();
         if waiting.is_empty() {
             eprintln!(
@@ -94,7 +93,7 @@ fn wait_progress(checks: &[HostCheck], elapsed: std::time::Duration, within: std
     let waiting: Vec<String> = checks
         .iter()
         .filter(|c| c.status != CheckStatus::Ok)
-        .map(|c| format!("{}: {}", c.name, c.verdict()))
+        .map(|c| format!("{}: {}", c.name, report::shown(&c.verdict())))
         .collect();
     let mut line = format!(
         "wait-sync {:>3}s/{}s: {ok}/{} hosts in sync",

@@ -1,23 +1,37 @@
 //! `clockprov bake`: the client configuration written into the inventory's golden images.
+//!
+//! Two fan-outs over the images, on one runtime: open each image and plan (read-only with
+//! `--dry-run`), then, once confirmed, bake each planned image (or just close it). Opening a
+//! disk image is blocking work (a libguestfs appliance), run on the runtime's blocking threads.
 
 use std::io::IsTerminal as _;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use anyhow::bail;
 
 use crate::cli::{BakeArgs, Format};
-use crate::image::bake::{self, BakeOptions, ImageResult, ImageStatus};
+use crate::fleet::{self, Item};
+use crate::image::bake::{
+    self, BakeOptions, BakeReport, ImageResult, ImageStatus, ImageTarget, OpenImage,
+};
 use crate::inventory::{ImageSpec, Inventory};
+use crate::outcome::{HostError, Outcome};
+use crate::progress::Progress;
+use crate::render::Renderer;
 use crate::report;
 use crate::value::Name;
 
 use super::{
-    EXIT_CHANGES, EXIT_ERROR, EXIT_OK, ask, limit, print_stdout, renderer_for, stdout_style,
+    EXIT_CHANGES, EXIT_ERROR, EXIT_OK, ask, limit, print_stdout, renderer_for, runtime,
+    stdout_style,
 };
 
 pub(crate) fn run(args: &BakeArgs) -> anyhow::Result<u8> {
-    let inventory = Inventory::load(&args.inventory)?;
-    let renderer = renderer_for(&inventory, args.templates.clone())?;
-    let images = selected_images(args, &inventory)?;
+    let runtime = runtime()?;
+    let inventory = Arc::new(Inventory::load(&args.inventory)?);
+    let renderer = Arc::new(renderer_for(&inventory, args.templates.clone())?);
+    let jobs = selected_images(&inventory, args)?;
     // Decide before any appliance starts: nothing is opened for writing that cannot be written.
     if !args.dry_run && !args.yes && !std::io::stdin().is_terminal() {
         bail!(
@@ -28,47 +42,20 @@ pub(crate) fn run(args: &BakeArgs) -> anyhow::Result<u8> {
         reset_machine_id: args.reset_machine_id,
     };
     let forks = usize::from(args.forks);
-    // Opening a disk image boots libguestfs's appliance (about 20 s under TCG): say so on a
-    // terminal, so that a quiet wait does not look like a hang.
-    let progress = std::io::stderr().is_terminal();
-    // Without --yes, read-only until the question is answered (bake::execute then reopens).
-    let readonly = args.dry_run || !args.yes;
-    let opened = bake::parallel_map(images, forks, |(name, spec)| {
-        let started = std::time::Instant::now();
-        let target = bake::image_target(&inventory, spec);
-        tracing::info!("{name}: opening {target}");
-        if progress {
-            eprintln!("bake: {name}: opening {target} ...");
-        }
-        let result = bake::open_and_plan(
-            &inventory,
-            &renderer,
-            name.as_str(),
-            spec,
-            &target,
-            readonly,
+    let seconds = Arc::new(Mutex::new(vec![0.0; jobs.len()]));
+    let (opened, results) = runtime.block_on(open_images(
+        jobs,
+        &Opening {
+            inventory,
+            renderer,
+            // Without --yes, read-only until the question is answered (bake::execute then
+            // reopens for writing).
+            readonly: args.dry_run || !args.yes,
             options,
-        );
-        if progress {
-            eprintln!(
-                "bake: {name}: read in {:.1} s",
-                started.elapsed().as_secs_f64()
-            );
-        }
-        (name.as_str(), target, started, result)
-    });
-    let mut planned = Vec::new();
-    let mut results = Vec::new();
-    for (name, target, started, result) in opened {
-        let seconds = started.elapsed().as_secs_f64();
-        match result {
-            Ok(image) => {
-                results.push(ImageResult::planned(&image, seconds));
-                planned.push((image, started));
-            }
-            Err(e) => results.push(ImageResult::failed(name, &target, &e, seconds)),
-        }
-    }
+            seconds: seconds.clone(),
+        },
+        forks,
+    ));
     if args.format == Format::Text {
         print_stdout(&report::bake_plan_text(&results, stdout_style()))?;
     }
@@ -76,14 +63,8 @@ pub(crate) fn run(args: &BakeArgs) -> anyhow::Result<u8> {
         .iter()
         .filter(|r| r.status == ImageStatus::Change)
         .count();
-    let go = !args.dry_run
-        && changes > 0
-        && (args.yes
-            || ask(&format!(
-                "Bake these changes into {changes} image{}?",
-                if changes == 1 { "" } else { "s" }
-            ))?);
-    finish_images(planned, go, forks, &mut results);
+    let go = !args.dry_run && changes > 0 && (args.yes || confirm(changes)?);
+    let results = runtime.block_on(finish_images(opened, results, go, forks, seconds));
     match args.format {
         Format::Text if go => print_stdout(&format!(
             "\n{}",
@@ -106,20 +87,45 @@ pub(crate) fn run(args: &BakeArgs) -> anyhow::Result<u8> {
     })
 }
 
-/// The images `--limit` selects; at least one.
-fn selected_images<'i>(
-    args: &BakeArgs,
-    inventory: &'i Inventory,
-) -> anyhow::Result<Vec<(&'i Name, &'i ImageSpec)>> {
+fn confirm(changes: usize) -> anyhow::Result<bool> {
+    ask(&format!(
+        "Bake these changes into {changes} image{}?",
+        if changes == 1 { "" } else { "s" }
+    ))
+}
+
+/// One image to open: its place in the report, its inventory entry and where it is.
+struct ImageJob {
+    index: usize,
+    name: String,
+    spec: ImageSpec,
+    target: ImageTarget,
+}
+
+impl Item for ImageJob {
+    fn label(&self) -> String {
+        self.name.clone()
+    }
+}
+
+/// The images `--limit` selects, in inventory order.
+fn selected_images(inventory: &Inventory, args: &BakeArgs) -> anyhow::Result<Vec<ImageJob>> {
     let names: Vec<&str> = inventory.file.images.keys().map(Name::as_str).collect();
     let limit = limit(&args.limit, &names, "image", &args.inventory)?;
-    let images: Vec<_> = inventory
+    let jobs: Vec<ImageJob> = inventory
         .file
         .images
         .iter()
         .filter(|(name, _)| limit.selects(name.as_str()))
+        .enumerate()
+        .map(|(index, (name, spec))| ImageJob {
+            index,
+            name: name.to_string(),
+            spec: spec.clone(),
+            target: bake::image_target(inventory, spec),
+        })
         .collect();
-    if images.is_empty() {
+    if jobs.is_empty() {
         if inventory.file.images.is_empty() {
             bail!("{}: the inventory has no images", args.inventory.display());
         }
@@ -129,49 +135,185 @@ fn selected_images<'i>(
             args.inventory.display()
         );
     }
-    Ok(images)
+    Ok(jobs)
 }
 
-/// Bake the open images when `go`, else just close them; record the outcomes in `results`.
-fn finish_images(
-    planned: Vec<(bake::OpenImage, std::time::Instant)>,
+/// What every image is opened and planned with.
+struct Opening {
+    inventory: Arc<Inventory>,
+    renderer: Arc<Renderer>,
+    readonly: bool,
+    options: BakeOptions,
+    /// Each image's time so far, by index (a failed image reports it too).
+    seconds: Arc<Mutex<Vec<f64>>>,
+}
+
+/// An image opened and planned, waiting for the go-ahead.
+struct Opened {
+    index: usize,
+    image: OpenImage,
+    started: Instant,
+}
+
+impl Item for Opened {
+    fn label(&self) -> String {
+        self.image.name.clone()
+    }
+}
+
+/// Record `started`'s elapsed time as image `index`'s.
+fn clock_in(seconds: &Mutex<Vec<f64>>, index: usize, started: Instant) {
+    if let Ok(mut seconds) = seconds.lock()
+        && let Some(slot) = seconds.get_mut(index)
+    {
+        *slot = started.elapsed().as_secs_f64();
+    }
+}
+
+fn seconds_of(seconds: &Mutex<Vec<f64>>, index: usize) -> f64 {
+    seconds
+        .lock()
+        .ok()
+        .and_then(|s| s.get(index).copied())
+        .unwrap_or(0.0)
+}
+
+/// Open and plan every image, `forks` at a time; the open images, and a report row per image.
+async fn open_images(
+    jobs: Vec<ImageJob>,
+    opening: &Opening,
+    forks: usize,
+) -> (Vec<Opened>, Vec<ImageResult>) {
+    let names: Vec<(String, ImageTarget)> = jobs
+        .iter()
+        .map(|j| (j.name.clone(), j.target.clone()))
+        .collect();
+    let (inventory, renderer, seconds) = (
+        opening.inventory.clone(),
+        opening.renderer.clone(),
+        opening.seconds.clone(),
+    );
+    let (readonly, options) = (opening.readonly, opening.options);
+    let outcomes = fleet::for_each(
+        jobs,
+        forks,
+        Progress::new("opening images"),
+        move |job, status| {
+            let (inventory, renderer, seconds) =
+                (inventory.clone(), renderer.clone(), seconds.clone());
+            async move {
+                let started = Instant::now();
+                tracing::info!("{}: opening {}", job.name, job.target);
+                // A disk image boots libguestfs's appliance (about 20 s under TCG): say so, so
+                // that a quiet wait does not look like a hang.
+                status.set(format!(
+                    "opening {} (a disk image starts a libguestfs appliance)",
+                    job.target
+                ));
+                let index = job.index;
+                let image = fleet::blocking(move || {
+                    bake::open_and_plan(
+                        &inventory,
+                        &renderer,
+                        &job.name,
+                        &job.spec,
+                        &job.target,
+                        readonly,
+                        options,
+                    )
+                    .map_err(HostError::from)
+                })
+                .await;
+                clock_in(&seconds, index, started);
+                image.map(|image| Opened {
+                    index,
+                    image,
+                    started,
+                })
+            }
+        },
+    )
+    .await;
+    let mut opened = Vec::new();
+    let mut results = Vec::new();
+    for ((name, target), outcome) in names.into_iter().zip(outcomes) {
+        let index = results.len();
+        let seconds = seconds_of(&opening.seconds, index);
+        match outcome {
+            Outcome::Done(image) => {
+                results.push(ImageResult::planned(&image.image, seconds));
+                opened.push(image);
+            }
+            Outcome::Unreachable(error) | Outcome::Failed(error) => {
+                results.push(ImageResult::failed(&name, &target, &error, seconds));
+            }
+        }
+    }
+    (opened, results)
+}
+
+/// Bake the open images when `go`, else just close them; the rows updated with what happened.
+async fn finish_images(
+    opened: Vec<Opened>,
+    mut results: Vec<ImageResult>,
     go: bool,
     forks: usize,
-    results: &mut [ImageResult],
-) {
+    seconds: Arc<Mutex<Vec<f64>>>,
+) -> Vec<ImageResult> {
     let stamp = bake::utc_stamp(
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
     );
-    let finished = bake::parallel_map(planned, forks, |(image, started)| {
-        let name = image.name.clone();
-        let outcome = if go && image.plan.has_changes() {
-            bake::execute(image, &stamp).map(Some)
-        } else {
-            image
-                .root
-                .finish()
-                .map(|()| None)
-                .map_err(bake::BakeError::from)
-        };
-        (name, started.elapsed().as_secs_f64(), outcome)
-    });
-    for (name, seconds, outcome) in finished {
-        let Some(result) = results.iter_mut().find(|r| r.name == name) else {
-            continue;
-        };
-        result.seconds = seconds;
+    let indices: Vec<usize> = opened.iter().map(|o| o.index).collect();
+    let progress = if go {
+        Progress::new("baking")
+    } else {
+        Progress::hidden()
+    };
+    let clocks = seconds.clone();
+    let outcomes = fleet::for_each(opened, forks, progress, move |opened, status| {
+        let (stamp, seconds) = (stamp.clone(), clocks.clone());
+        async move {
+            let Opened {
+                index,
+                image,
+                started,
+            } = opened;
+            let bake_it = go && image.plan.has_changes();
+            status.set(if bake_it { "baking" } else { "closing" });
+            let outcome = fleet::blocking(move || -> Result<Option<BakeReport>, HostError> {
+                if bake_it {
+                    Ok(Some(bake::execute(image, &stamp)?))
+                } else {
+                    image
+                        .root
+                        .finish()
+                        .map_err(|e| HostError::from(bake::BakeError::from(e)))?;
+                    Ok(None)
+                }
+            })
+            .await;
+            clock_in(&seconds, index, started);
+            outcome
+        }
+    })
+    .await;
+    for (index, outcome) in indices.into_iter().zip(outcomes) {
+        let result = &mut results[index];
+        result.seconds = seconds_of(&seconds, index);
         match outcome {
-            Ok(Some(report)) => {
+            Outcome::Done(Some(report)) => {
                 result.status = ImageStatus::Baked;
                 result.report = Some(report);
             }
-            Ok(None) => {}
-            Err(e) => {
+            Outcome::Done(None) => {}
+            Outcome::Unreachable(error) | Outcome::Failed(error) => {
                 result.status = ImageStatus::Failed;
-                result.error = Some(e.to_string());
+                result.error = Some(error.message);
+                result.error_kind = Some(error.kind);
             }
         }
     }
+    results
 }

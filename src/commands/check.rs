@@ -14,6 +14,7 @@ pub(crate) fn run(args: &CheckArgs) -> anyhow::Result<u8> {
         prepared.connector.clone(),
         &prepared.hosts,
         &prepared.options,
+        prepared.options.progress("checking"),
         usize::from(args.samples),
     ));
     let checks = check::judge_fleet(&prepared.hosts, &readings, max_skew);

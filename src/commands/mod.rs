@@ -16,18 +16,20 @@ use anyhow::{Context as _, bail};
 use clap::Parser as _;
 
 use crate::cli::{Cli, Command, FleetArgs};
-use crate::fleet::{self, HostResult, RunOptions};
+use crate::fleet::RunOptions;
 use crate::glob::Limit;
 use crate::inventory::{Host, Inventory};
+use crate::operations::{self, HostResult};
+use crate::progress;
 use crate::render::Renderer;
 use crate::report::Style;
 use crate::ssh::connector::Connector;
 use crate::ssh::secret::Secrets;
 
 /// Exit codes, Terraform's convention: 0 success (no changes), 1 error, 2 changes / findings.
-pub const EXIT_OK: u8 = 0;
-pub const EXIT_ERROR: u8 = 1;
-pub const EXIT_CHANGES: u8 = 2;
+pub(crate) const EXIT_OK: u8 = 0;
+pub(crate) const EXIT_ERROR: u8 = 1;
+pub(crate) const EXIT_CHANGES: u8 = 2;
 
 /// Parse the command line, run the command, print errors, return the exit code.
 #[must_use]
@@ -41,6 +43,8 @@ pub fn main() -> ExitCode {
         }
     };
     init_logging(&cli);
+    // Progress only where someone watches it, and never with -q.
+    progress::init(std::io::stderr().is_terminal() && !cli.quiet);
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
@@ -65,18 +69,32 @@ fn init_logging(cli: &Cli) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("clockprov={level},warn")));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| LogWriter)
         .with_ansi(std::io::stderr().is_terminal() && !no_color())
         .without_time()
         .with_target(false)
         .init();
 }
 
+/// Writes log lines to stderr with the progress bar cleared meanwhile, so that neither
+/// overwrites the other.
+struct LogWriter;
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        progress::suspend(|| std::io::stderr().write(buf))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
 /// Run one parsed command.
 ///
 /// # Errors
 /// Bad input (inventory, templates, arguments) or a failure that concerns the whole run.
-pub fn run(cli: Cli) -> anyhow::Result<u8> {
+pub(crate) fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Plan(args) => plan::run(&args),
         Command::Apply(args) => apply::run(&args),
@@ -112,6 +130,8 @@ struct Prepared {
 /// Load the inventory, select the hosts and set up their connections (nothing is contacted);
 /// `templates` is `--templates` for the commands that render.
 fn prepare(args: &FleetArgs, templates: Option<PathBuf>) -> anyhow::Result<Prepared> {
+    // Started first: nothing is read or asked before we know we can run at all.
+    let runtime = runtime()?;
     let inventory = Inventory::load(&args.inventory)?;
     let renderer = Arc::new(renderer_for(&inventory, templates)?);
     let names: Vec<&str> = inventory.host_names().collect();
@@ -145,7 +165,7 @@ fn prepare(args: &FleetArgs, templates: Option<PathBuf>) -> anyhow::Result<Prepa
         renderer,
         hosts,
         options,
-        runtime: runtime()?,
+        runtime,
     })
 }
 
@@ -188,14 +208,11 @@ fn limit(
 
 fn renderer_for(inventory: &Inventory, from_cli: Option<PathBuf>) -> anyhow::Result<Renderer> {
     let dir = from_cli.or_else(|| {
-        inventory.file.templates.as_ref().map(|t| {
-            let path = t.expand();
-            if path.is_absolute() {
-                path
-            } else {
-                inventory.base_dir().join(path)
-            }
-        })
+        inventory
+            .file
+            .templates
+            .as_ref()
+            .map(|t| inventory.resolve_path(t))
     });
     if let Some(dir) = &dir
         && !dir.is_dir()
@@ -206,7 +223,7 @@ fn renderer_for(inventory: &Inventory, from_cli: Option<PathBuf>) -> anyhow::Res
 }
 
 fn plan_results(prepared: &Prepared) -> Vec<HostResult> {
-    prepared.runtime.block_on(fleet::plan_hosts(
+    prepared.runtime.block_on(operations::plan_hosts(
         prepared.connector.clone(),
         prepared.renderer.clone(),
         prepared.hosts.clone(),

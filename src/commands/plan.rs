@@ -1,7 +1,7 @@
 //! `clockprov plan`: read every host, render, print the diffs and actions; change nothing.
 
 use crate::cli::{Format, PlanArgs};
-use crate::fleet::Summary;
+use crate::operations::Summary;
 use crate::report;
 
 use super::{EXIT_CHANGES, EXIT_ERROR, EXIT_OK, plan_results, prepare, print_stdout, stdout_style};

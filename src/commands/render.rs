@@ -3,7 +3,7 @@
 use anyhow::anyhow;
 
 use crate::cli::RenderArgs;
-use crate::daemon::{Daemon, DaemonVersion};
+use crate::daemon::DaemonVersion;
 use crate::inventory::Inventory;
 use crate::render::RenderInputs;
 
@@ -26,11 +26,7 @@ pub(crate) fn run(args: &RenderArgs) -> anyhow::Result<u8> {
         })?;
     // `--os` was checked against the supported systems, which are all `ID:VERSION_ID`.
     let (os_id, os_version) = args.os.split_once(':').unwrap_or((&args.os, ""));
-    let daemon = if host.is_server() {
-        Daemon::Chrony
-    } else {
-        Daemon::Timesyncd
-    };
+    let daemon = host.daemon();
     let version = match &args.daemon_version {
         Some(v) => DaemonVersion::from_debian(v)
             .ok_or_else(|| anyhow!("--daemon-version {v:?} is not a version"))?,

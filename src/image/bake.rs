@@ -20,6 +20,7 @@ use crate::image::libvirt::{LibvirtError, LibvirtSpec};
 use crate::image::path::{GuestPath, GuestPathError};
 use crate::image::rootfs::{DirectoryRoot, Entry, RootError, RootFs};
 use crate::inventory::{ImageSpec, Inventory, servers_of};
+use crate::outcome::{ErrorKind, HostError};
 use crate::plan::{FileAction, FileChange, PlanError, file_changes};
 use crate::render::{RenderError, RenderInputs, Renderer};
 
@@ -271,14 +272,7 @@ pub struct OpenImage {
 pub fn image_target(inventory: &Inventory, spec: &ImageSpec) -> ImageTarget {
     match (&spec.path, &spec.libvirt) {
         (_, Some(libvirt)) => ImageTarget::Libvirt(libvirt.clone()),
-        (Some(path), None) => {
-            let path = path.expand();
-            ImageTarget::Path(if path.is_absolute() {
-                path
-            } else {
-                inventory.base_dir().join(path)
-            })
-        }
+        (Some(path), None) => ImageTarget::Path(inventory.resolve_path(path)),
         // The inventory refuses an image with neither; an empty path then fails to open.
         (None, None) => ImageTarget::Path(PathBuf::new()),
     }
@@ -564,6 +558,8 @@ pub struct ImageResult {
     pub plan: Option<ImagePlan>,
     pub report: Option<BakeReport>,
     pub error: Option<String>,
+    /// What kind of failure `error` is, for programs.
+    pub error_kind: Option<ErrorKind>,
     pub seconds: f64,
 }
 
@@ -572,7 +568,7 @@ impl ImageResult {
     pub fn failed(
         name: &str,
         location: &dyn std::fmt::Display,
-        error: &dyn std::fmt::Display,
+        error: &HostError,
         seconds: f64,
     ) -> Self {
         ImageResult {
@@ -582,7 +578,8 @@ impl ImageResult {
             os: None,
             plan: None,
             report: None,
-            error: Some(error.to_string()),
+            error: Some(error.message.clone()),
+            error_kind: Some(error.kind),
             seconds,
         }
     }
@@ -601,41 +598,10 @@ impl ImageResult {
             plan: Some(image.plan.clone()),
             report: None,
             error: None,
+            error_kind: None,
             seconds,
         }
     }
-}
-
-/// Run `work` on every item, at most `limit` at a time, keeping the order.
-///
-/// # Panics
-/// When `work` panics.
-pub fn parallel_map<T: Send, R: Send>(
-    items: Vec<T>,
-    limit: usize,
-    work: impl Fn(T) -> R + Sync,
-) -> Vec<R> {
-    let count = items.len();
-    let queue = std::sync::Mutex::new(items.into_iter().enumerate());
-    let results = std::sync::Mutex::new((0..count).map(|_| None).collect::<Vec<Option<R>>>());
-    std::thread::scope(|scope| {
-        for _ in 0..limit.clamp(1, count.max(1)) {
-            scope.spawn(|| {
-                loop {
-                    let next = queue.lock().expect("queue lock").next();
-                    let Some((i, item)) = next else { break };
-                    let result = work(item);
-                    results.lock().expect("results lock")[i] = Some(result);
-                }
-            });
-        }
-    });
-    results
-        .into_inner()
-        .expect("results lock")
-        .into_iter()
-        .map(|r| r.expect("every item ran"))
-        .collect()
 }
 
 /// `YYYYmmddTHHMMSSZ` for `seconds` since the epoch, as `date -u +%Y%m%dT%H%M%SZ` prints it.

@@ -179,15 +179,6 @@ impl GuestPath {
         };
         GuestPath::new(&joined)
     }
-
-    /// Is this path `dir` or inside it?
-    #[must_use]
-    pub fn starts_with(&self, dir: &GuestPath) -> bool {
-        dir.is_root()
-            || self.0 == dir.0
-            || (self.0.starts_with(dir.as_str())
-                && self.0.as_bytes().get(dir.0.len()) == Some(&b'/'))
-    }
 }
 
 impl fmt::Display for GuestPath {
@@ -283,11 +274,6 @@ mod tests {
         for bad in ["", ".", "..", "a/b", "a b"] {
             assert!(GuestPath::ROOT.join(bad).is_err(), "{bad:?}");
         }
-        let etc = GuestPath::new("/etc").unwrap();
-        assert!(unit.starts_with(&etc));
-        assert!(etc.starts_with(&etc));
-        assert!(!GuestPath::new("/etcetera").unwrap().starts_with(&etc));
-        assert!(unit.starts_with(&GuestPath::ROOT));
     }
 
     proptest! {

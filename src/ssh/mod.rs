@@ -3,7 +3,9 @@
 
 pub mod config;
 pub mod connector;
+pub(crate) mod files;
 pub mod known_hosts;
+pub(crate) mod resolve;
 pub mod secret;
 pub mod sudo;
 pub mod transport;

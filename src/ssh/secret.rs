@@ -290,7 +290,8 @@ fn warn_if_readable_by_others(path: &Path) {
 
 /// Ask on the controlling terminal without echo; None when there is no terminal or no answer.
 fn ask(prompt: &str) -> Option<Secret> {
-    match read_from_terminal(prompt) {
+    // The progress display is hidden while the user types, so it cannot draw over the prompt.
+    match crate::progress::while_asking(|| read_from_terminal(prompt)) {
         Ok(answer) => answer,
         Err(e) => {
             tracing::warn!("cannot read a secret from the terminal: {e}");

@@ -178,18 +178,12 @@ pub struct Session {
 }
 
 impl Session {
-    /// Connect, check the host key and authenticate, all within `spec.connect_timeout`.
+    /// Connect, check the host key and authenticate, all within `spec.connect_timeout`;
+    /// through `jump`'s connection (an SSH `direct-tcpip` channel) when given.
     ///
     /// # Errors
-    /// The host is unreachable, its key is not trusted, or no key is accepted.
-    pub async fn connect(spec: &ConnectSpec) -> Result<Session, SshError> {
-        Self::connect_via(spec, None).await
-    }
-
-    /// Connect through `jump`'s connection (an SSH `direct-tcpip` channel) when given.
-    ///
-    /// # Errors
-    /// As for [`Session::connect`]; also when the jump host refuses to forward.
+    /// The host is unreachable, its key is not trusted, or no key is accepted; or the jump host
+    /// refuses to forward.
     pub async fn connect_via(
         spec: &ConnectSpec,
         jump: Option<&Session>,
@@ -369,14 +363,6 @@ impl Session {
     #[must_use]
     pub fn command_timeout(&self) -> Duration {
         self.command_timeout
-    }
-
-    /// Close the connection politely.
-    pub async fn close(self) {
-        let _ = self
-            .handle
-            .disconnect(russh::Disconnect::ByApplication, "", "en")
-            .await;
     }
 }
 

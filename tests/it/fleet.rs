@@ -175,7 +175,7 @@ fn a_file_edited_after_planning_is_refused() {
         Arc::new(clockprov::ssh::connector::Connector::new(&inventory, &options).unwrap());
     let renderer = Arc::new(clockprov::render::Renderer::new(None).unwrap());
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let planned = rt.block_on(clockprov::fleet::plan_hosts(
+    let planned = rt.block_on(clockprov::operations::plan_hosts(
         connector.clone(),
         renderer,
         inventory.hosts.clone(),
@@ -184,15 +184,20 @@ fn a_file_edited_after_planning_is_refused() {
     assert!(
         planned
             .iter()
-            .all(|r| r.status == clockprov::fleet::HostStatus::Change),
+            .all(|r| r.status == clockprov::operations::HostStatus::Change),
         "{planned:?}"
     );
     // Someone edits the client's file between plan and apply.
     let edited = "[Time]\nNTP=10.9.9.9\n";
     std::fs::write(lab.hosts.etc_file(&client, TIMESYNCD), edited).unwrap();
-    let applied = rt.block_on(clockprov::fleet::apply_hosts(connector, planned, &options));
+    let applied = rt.block_on(clockprov::operations::apply_hosts(
+        connector, planned, &options,
+    ));
     let client_result = applied.iter().find(|r| r.address == client).unwrap();
-    assert_eq!(client_result.status, clockprov::fleet::HostStatus::Failed);
+    assert_eq!(
+        client_result.status,
+        clockprov::operations::HostStatus::Failed
+    );
     let error = client_result.error.as_deref().unwrap();
     assert!(
         error.contains("/etc/systemd/timesyncd.conf changed on the host since it was read"),
@@ -204,7 +209,7 @@ fn a_file_edited_after_planning_is_refused() {
     let server_result = applied.iter().find(|r| r.address == lab.server).unwrap();
     assert_eq!(
         server_result.status,
-        clockprov::fleet::HostStatus::Change,
+        clockprov::operations::HostStatus::Change,
         "{server_result:?}"
     );
     assert_eq!(lab.restarts(&lab.server), 1);

@@ -1,0 +1,263 @@
+//! What `plan` and `apply` do to the fleet: per host, connect, read its facts, render and plan;
+//! then carry out the plans. Each is one task per host through [`fleet::for_each`]; a host's
+//! row ([`HostResult`]) is what the report prints and what `--format json` holds.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::daemon::Daemon;
+use crate::fleet::{self, Item, RunOptions};
+use crate::host::apply::{ApplyReport, apply_host};
+use crate::host::facts;
+use crate::inventory::Host;
+use crate::outcome::{ErrorKind, HostError, Outcome};
+use crate::plan::{HostPlan, plan};
+use crate::progress::Status;
+use crate::render::{RenderInputs, Renderer};
+use crate::ssh::connector::Connector;
+use crate::ssh::sudo::{BecomeError, Privileged};
+
+/// How a host's run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HostStatus {
+    Change,
+    Unchanged,
+    Unreachable,
+    Failed,
+}
+
+/// One host's row: its plan, and what apply did, or why it could not.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostResult {
+    pub name: String,
+    pub address: String,
+    /// `server` or `client`, as everywhere in JSON.
+    pub role: &'static str,
+    /// The daemon its role runs (for the text header).
+    #[serde(skip)]
+    pub daemon: Daemon,
+    pub os: Option<String>,
+    pub status: HostStatus,
+    pub error: Option<String>,
+    /// What kind of failure `error` is, for programs.
+    pub error_kind: Option<ErrorKind>,
+    pub plan: Option<HostPlan>,
+    pub apply: Option<ApplyReport>,
+}
+
+impl HostResult {
+    fn new(host: &Host, status: HostStatus) -> HostResult {
+        HostResult {
+            name: host.name.to_string(),
+            address: host.address.to_string(),
+            role: host.role.word(),
+            daemon: host.daemon(),
+            os: None,
+            status,
+            error: None,
+            error_kind: None,
+            plan: None,
+            apply: None,
+        }
+    }
+
+    /// The row with `error` and the status it implies.
+    fn failed(self, status: HostStatus, error: HostError) -> HostResult {
+        HostResult {
+            status,
+            error: Some(error.message),
+            error_kind: Some(error.kind),
+            ..self
+        }
+    }
+}
+
+/// What planning one host found.
+struct Planned {
+    os: String,
+    plan: HostPlan,
+}
+
+/// Connect to `hosts`, read their facts, render and plan each, `options.forks` at a time.
+pub async fn plan_hosts(
+    connector: Arc<Connector>,
+    renderer: Arc<Renderer>,
+    hosts: Vec<Host>,
+    options: &RunOptions,
+) -> Vec<HostResult> {
+    let rows: Vec<HostResult> = hosts
+        .iter()
+        .map(|h| HostResult::new(h, HostStatus::Failed))
+        .collect();
+    let outcomes = fleet::for_each(
+        hosts,
+        options.forks,
+        options.progress("planning"),
+        move |host, status| {
+            let (connector, renderer) = (connector.clone(), renderer.clone());
+            async move { plan_host(&connector, &renderer, &host, &status).await }
+        },
+    )
+    .await;
+    rows.into_iter()
+        .zip(outcomes)
+        .map(|(row, outcome)| match outcome {
+            Outcome::Done(Planned { os, plan }) => HostResult {
+                status: if plan.has_changes() {
+                    HostStatus::Change
+                } else {
+                    HostStatus::Unchanged
+                },
+                os: Some(os),
+                plan: Some(plan),
+                ..row
+            },
+            Outcome::Unreachable(error) => row.failed(HostStatus::Unreachable, error),
+            Outcome::Failed(error) => row.failed(HostStatus::Failed, error),
+        })
+        .collect()
+}
+
+async fn plan_host(
+    connector: &Connector,
+    renderer: &Renderer,
+    host: &Host,
+    status: &Status,
+) -> Result<Planned, HostError> {
+    let name = host.name.as_str();
+    status.set("connecting");
+    let session = connector.session(name).await?;
+    status.set("reading facts");
+    let daemon = host.daemon();
+    let root = Privileged {
+        session: &session,
+        privilege: connector.privilege(name),
+    };
+    let out = root
+        .run(&facts::script(&[daemon.config_path()], &[daemon.unit()]))
+        .await
+        .map_err(|e| match e {
+            BecomeError::Ssh(e) => HostError::from(e).context("reading facts"),
+            // sudo's refusals say what they are about.
+            e => HostError::from(e),
+        })?;
+    let facts = facts::parse(&out.stdout_text()).map_err(|e| {
+        let error = HostError::from(e).context("reading facts");
+        let stderr = out.stderr_text();
+        if stderr.is_empty() {
+            error
+        } else {
+            HostError::new(error.kind, format!("{}: {stderr}", error.message))
+        }
+    })?;
+    status.set("planning");
+    let inputs = RenderInputs {
+        os_id: &facts.os.id,
+        version: facts.version_for(daemon),
+    };
+    let desired = renderer.render(host, inputs)?;
+    let plan = plan(name, &desired, &facts)?;
+    Ok(Planned {
+        os: facts.os.pretty_name,
+        plan,
+    })
+}
+
+/// A host to apply: its name and its plan.
+struct Change {
+    name: String,
+    plan: HostPlan,
+}
+
+impl Item for Change {
+    fn label(&self) -> String {
+        self.name.clone()
+    }
+}
+
+/// Apply every planned change, `options.forks` hosts at a time, over the connections opened
+/// for planning. Hosts without changes are left alone.
+pub async fn apply_hosts(
+    connector: Arc<Connector>,
+    results: Vec<HostResult>,
+    options: &RunOptions,
+) -> Vec<HostResult> {
+    let (positions, changes): (Vec<usize>, Vec<Change>) = results
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.status == HostStatus::Change)
+        .filter_map(|(i, r)| {
+            let plan = r.plan.clone()?;
+            Some((
+                i,
+                Change {
+                    name: r.name.clone(),
+                    plan,
+                },
+            ))
+        })
+        .unzip();
+    let outcomes = fleet::for_each(
+        changes,
+        options.forks,
+        options.progress("applying"),
+        move |change, status| {
+            let connector = connector.clone();
+            async move {
+                status.set("connecting");
+                let session = connector.session(&change.name).await?;
+                status.set("applying");
+                let root = Privileged {
+                    session: &session,
+                    privilege: connector.privilege(&change.name),
+                };
+                Ok(apply_host(&root, &change.plan).await?)
+            }
+        },
+    )
+    .await;
+    let mut results = results;
+    for (position, outcome) in positions.into_iter().zip(outcomes) {
+        let row = &mut results[position];
+        match outcome {
+            Outcome::Done(report) => row.apply = Some(report),
+            Outcome::Unreachable(error) => {
+                *row = row.clone().failed(HostStatus::Unreachable, error);
+            }
+            Outcome::Failed(error) => *row = row.clone().failed(HostStatus::Failed, error),
+        }
+    }
+    results
+}
+
+/// Counts of hosts by status, for summaries and exit codes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    pub change: usize,
+    pub unchanged: usize,
+    pub unreachable: usize,
+    pub failed: usize,
+}
+
+impl Summary {
+    #[must_use]
+    pub fn of(results: &[HostResult]) -> Summary {
+        let mut summary = Summary::default();
+        for r in results {
+            match r.status {
+                HostStatus::Change => summary.change += 1,
+                HostStatus::Unchanged => summary.unchanged += 1,
+                HostStatus::Unreachable => summary.unreachable += 1,
+                HostStatus::Failed => summary.failed += 1,
+            }
+        }
+        summary
+    }
+
+    #[must_use]
+    pub fn has_errors(&self) -> bool {
+        self.unreachable + self.failed > 0
+    }
+}
