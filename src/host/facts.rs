@@ -158,7 +158,8 @@ pub fn parse(output: &str) -> Result<HostFacts, FactsError> {
                     return Err(bad(line));
                 };
                 // `ii` installed, `hi` held; `rc` (removed, config left) and `un` are absent.
-                if status.len() >= 2 && &status[1..2] == "i" {
+                // (Bytes, not a `str` slice: a host may print anything, even non-ASCII.)
+                if status.as_bytes().get(1) == Some(&b'i') {
                     facts
                         .packages
                         .insert(name.to_owned(), fields.next().unwrap_or("").to_owned());
