@@ -215,7 +215,7 @@ fn float() -> impl Strategy<Value = f64> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
 
     #[test]
     fn yaml_and_inventory_from_their_words(text in lines_of(INVENTORY_WORDS, 24)) {
@@ -285,4 +285,38 @@ proptest! {
 fn regressions() {
     // A dpkg status that is not ASCII (byte slicing in the middle of a character).
     fuzzing::facts("@@pkg chrony \u{e9}i 4.3\n@@end\n");
+}
+
+/// "Billion laughs": each alias copies the one before ten times (10^9 values from 300 bytes);
+/// refused at the line where the copies pass the bound, in no time and little memory.
+#[test]
+fn aliases_cannot_blow_up() {
+    let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for level in 1..9 {
+        let prev = format!("*a{}", level - 1);
+        let _ = std::fmt::Write::write_fmt(
+            &mut text,
+            format_args!("a{level}: &a{level} [{}]\n", [prev.as_str(); 10].join(", ")),
+        );
+    }
+    let start = std::time::Instant::now();
+    let problems = crate::yaml::parse(&text).unwrap_err();
+    assert!(start.elapsed() < std::time::Duration::from_secs(5));
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].at.line, 5, "{problems:?}");
+    assert!(
+        problems[0].message.contains("copy more than 100000 values"),
+        "{problems:?}"
+    );
+    fuzzing::inventory(&text);
+}
+
+/// Deep nesting is an error or a value, never a stack overflow.
+#[test]
+fn deep_nesting() {
+    for depth in [100, 10_000] {
+        fuzzing::inventory(&format!("{}{}", "[".repeat(depth), "]".repeat(depth)));
+        fuzzing::inventory(&"- ".repeat(depth));
+        fuzzing::inventory(&"{a: ".repeat(depth));
+    }
 }
