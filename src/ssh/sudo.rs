@@ -4,7 +4,7 @@
 //! The command sent is
 //!
 //! ```text
-//! LC_ALL=C sudo -S -p PROMPT -- /bin/sh -c 'echo READY; s=$(cat) || exit 125; eval "$s" </dev/null'
+//! LC_ALL=C sudo -S -p PROMPT -- /bin/sh -c 'echo READY; exec /bin/sh -s'
 //! ```
 //!
 //! where PROMPT and READY are random markers made for each run. Then:
@@ -13,9 +13,10 @@
 //!   password fed blindly would be read by the shell as a command.
 //! - PROMPT a second time: the password was wrong; the dialogue is cut off there, so sudo's
 //!   lockout counter sees one failure, not three.
-//! - READY on stdout: the shell runs as root; the script goes to stdin, then EOF. The shell
-//!   reads it whole before running it, with stdin from /dev/null, so no command in the script can
-//!   swallow the script's own text.
+//! - READY on stdout: the shell runs as root; the script goes to stdin, then EOF. The script is
+//!   one `{ ...; } </dev/null; exit` group ([`crate::host::script::group`]): the shell reads it
+//!   whole before running it, with stdin from /dev/null, so no command in the script can swallow
+//!   the script's own text. No `$(cat)`: the root shell starts no process of its own.
 //! - The channel closes before READY: sudo refused; its message says why.
 //!
 //! The password is never on a command line (the command above holds only the markers) nor in a
@@ -28,7 +29,7 @@ use std::time::Duration;
 
 use zeroize::Zeroizing;
 
-use crate::host::script::RemoteScript;
+use crate::host::script::{RemoteScript, group};
 use crate::shell::ShellWord;
 use crate::ssh::secret::{BECOME_PASSWORD_ENV, BecomePassword};
 use crate::ssh::transport::{CommandOutput, Process, ProcessEvent, Session, SshError};
@@ -111,7 +112,7 @@ impl Privileged<'_> {
         match self.privilege {
             Privilege::Direct => Ok(self.session.run_with_timeout(script, timeout).await?),
             Privilege::Sudo { user, password } => {
-                sudo(self.session, user, password, script, timeout).await
+                sudo(self.session, user, password, &group(script), timeout).await
             }
         }
     }
@@ -186,10 +187,7 @@ impl Markers {
     /// The command line that starts the dialogue (markers only: no secret).
     #[must_use]
     pub fn command(&self) -> String {
-        let shell = format!(
-            "echo {}; s=$(cat) || exit 125; eval \"$s\" </dev/null",
-            self.ready
-        );
+        let shell = format!("echo {}; exec /bin/sh -s", self.ready);
         // C locale: sudo's and PAM's messages are then the English ones matched here (a
         // translated PAM prompt would also not be replaced by our marker).
         format!(
@@ -496,7 +494,7 @@ mod tests {
         assert!(a.prompt.len() > 30 && a.ready.len() > 30);
         assert_eq!(
             markers().command(),
-            r#"LC_ALL=C sudo -S -p 'PROMPT-1' -- /bin/sh -c 'echo READY-1; s=$(cat) || exit 125; eval "$s" </dev/null'"#
+            "LC_ALL=C sudo -S -p 'PROMPT-1' -- /bin/sh -c 'echo READY-1; exec /bin/sh -s'"
         );
     }
 
@@ -587,10 +585,7 @@ mod tests {
     fn the_shell_reads_the_whole_script_before_running_it() {
         use std::io::Write as _;
         let m = markers();
-        let shell = format!(
-            "echo {}; s=$(cat) || exit 125; eval \"$s\" </dev/null",
-            m.ready
-        );
+        let shell = format!("echo {}; exec /bin/sh -s", m.ready);
         let mut child = std::process::Command::new("/bin/sh")
             .arg("-c")
             .arg(&shell)
@@ -602,7 +597,10 @@ mod tests {
             .stdin
             .take()
             .unwrap()
-            .write_all(b"set -e\nread -r x || echo stdin-empty\necho after\nfalse\necho never\n")
+            .write_all(
+                group("set -e\nread -r x || echo stdin-empty\necho after\nfalse\necho never\n")
+                    .as_bytes(),
+            )
             .unwrap();
         let out = child.wait_with_output().unwrap();
         // `set -e` in the script holds: it stopped at `false`.
