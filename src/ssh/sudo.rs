@@ -89,7 +89,8 @@ pub struct Privileged<'a> {
 }
 
 impl Privileged<'_> {
-    /// Run `script` as root within the session's command timeout.
+    /// Run the shell text `script` as root within the session's command timeout. It goes on
+    /// stdin like a [`RemoteScript`] (in the same group), so its size is not limited either.
     ///
     /// # Errors
     /// The connection fails, the script times out, or sudo refuses.
@@ -109,16 +110,9 @@ impl Privileged<'_> {
         script: &str,
         timeout: Duration,
     ) -> Result<CommandOutput, BecomeError> {
-        match self.privilege {
-            Privilege::Direct => Ok(self.session.run_with_timeout(script, timeout).await?),
-            Privilege::Sudo { user, password } => {
-                sudo(self.session, user, password, &group(script), timeout).await
-            }
-        }
+        self.send(&group(script), timeout).await
     }
-}
 
-impl Privileged<'_> {
     /// Run `script` as root within the session's command timeout, its text on stdin (see
     /// [`RemoteScript`]).
     ///
@@ -138,15 +132,19 @@ impl Privileged<'_> {
         script: &RemoteScript,
         timeout: Duration,
     ) -> Result<CommandOutput, BecomeError> {
-        let text = script.text();
+        self.send(&script.text(), timeout).await
+    }
+
+    /// Run `text` (a whole [`group`]) on stdin of a root shell that reads it.
+    async fn send(&self, text: &str, timeout: Duration) -> Result<CommandOutput, BecomeError> {
         match self.privilege {
             Privilege::Direct => Ok(self
                 .session
                 .run_with_input(RemoteScript::COMMAND, text.as_bytes(), timeout)
                 .await?),
-            // sudo's root shell already reads its script from stdin, whole, before running it.
+            // sudo's root shell is `sh -s` too, started once sudo has let us in.
             Privilege::Sudo { user, password } => {
-                sudo(self.session, user, password, &text, timeout).await
+                sudo(self.session, user, password, text, timeout).await
             }
         }
     }
