@@ -4,7 +4,8 @@
 set -euo pipefail
 
 # sudo, openssl and passwd (usermod): the test hosts' non-root login with real sudo
-packages=(openssh-server openssh-client util-linux mount coreutils findutils iproute2 ca-certificates sudo openssl passwd)
+# prometheus: promtool, which validates `check --format prometheus` (tests/it/check.rs)
+packages=(openssh-server openssh-client util-linux mount coreutils findutils iproute2 ca-certificates sudo openssl passwd prometheus)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null | grep -q '^ii' || missing+=("$p")

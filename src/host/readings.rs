@@ -3,7 +3,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::clock::{self, ClockSample, DaemonView, Offset};
+use crate::clock::{self, ClockSample, DaemonView, Offset, ReadingError};
 use crate::daemon::Daemon;
 use crate::shell::quote;
 use crate::ssh::transport::{Session, SshError};
@@ -19,11 +19,21 @@ fn now() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
+/// Why a host's clock could not be measured.
+#[derive(Debug, thiserror::Error)]
+pub enum MeasureError {
+    #[error(transparent)]
+    Ssh(#[from] SshError),
+    #[error(transparent)]
+    Reading(#[from] ReadingError),
+}
+
 /// Measure the host's clock offset from the controller's.
 ///
 /// # Errors
-/// The reader cannot be started or answers nonsense.
-pub async fn measure_offset(session: &Session, samples: usize) -> Result<Offset, SshError> {
+/// The reader cannot be started, or answers something that is not a finite time (`NaN`,
+/// `inf`, text): an error for this host, never a reading.
+pub async fn measure_offset(session: &Session, samples: usize) -> Result<Offset, MeasureError> {
     let mut conversation = session.open_conversation(CLOCK_READER).await?;
     let mut readings = Vec::with_capacity(samples);
     for _ in 0..samples.max(1) {
@@ -33,19 +43,26 @@ pub async fn measure_offset(session: &Session, samples: usize) -> Result<Offset,
             break;
         };
         let after = now();
-        if let Ok(remote) = line.trim().parse::<f64>() {
-            readings.push(ClockSample {
-                before,
-                remote,
-                after,
-            });
-        }
+        let remote = match clock::parse_clock_line(&line) {
+            Ok(remote) => remote,
+            Err(e) => {
+                conversation.close().await;
+                return Err(e.into());
+            }
+        };
+        readings.push(ClockSample {
+            before,
+            remote,
+            after,
+        });
     }
     conversation.close().await;
-    clock::best_offset(&readings).ok_or_else(|| SshError::Protocol(russh::Error::Disconnect))
+    clock::best_offset(&readings).ok_or(MeasureError::Reading(ReadingError::NoReading))
 }
 
-/// The one command that reads a daemon's own state.
+/// The one command that reads a daemon's own state. Read-only: the unit's state is read first
+/// and an inactive daemon is never asked anything, because asking activates it
+/// (`timedatectl show-timesync` talks to timesyncd over D-Bus, which starts the unit).
 #[must_use]
 pub fn daemon_state_script(daemon: Daemon) -> String {
     let unit = quote(daemon.unit());
@@ -57,7 +74,8 @@ pub fn daemon_state_script(daemon: Daemon) -> String {
         Daemon::Chrony => "echo @@tracking; chronyc -n tracking 2>&1",
     };
     format!(
-        "printf '@@unit %s\\n' \"$(systemctl is-active {unit} 2>/dev/null)\"\n{view}\necho @@end\n"
+        "state=$(systemctl is-active {unit} 2>/dev/null)\nprintf '@@unit %s\\n' \"$state\"\n\
+         if [ \"$state\" = active ]; then\n{view}\nfi\necho @@end\n"
     )
 }
 
@@ -82,6 +100,9 @@ pub fn parse_daemon_state(daemon: Daemon, output: &str) -> (String, DaemonView) 
             .find(|(n, _)| *n == name)
             .map_or("", |(_, t)| t.as_str())
     };
+    if unit_state.is_empty() {
+        "unknown".clone_into(&mut unit_state);
+    }
     let view = match daemon {
         Daemon::Timesyncd => clock::timesyncd_view(
             section("show-timesync"),
@@ -110,5 +131,21 @@ mod tests {
         assert_eq!(state, "inactive");
         assert!(!view.synchronized);
         assert_eq!(view.server, None);
+    }
+
+    #[test]
+    fn an_inactive_daemon_is_never_asked() {
+        for daemon in Daemon::ALL {
+            let script = daemon_state_script(daemon);
+            let guard = script.find("if [ \"$state\" = active ]").unwrap();
+            for asks in ["timedatectl", "chronyc"] {
+                if let Some(at) = script.find(asks) {
+                    assert!(at > guard, "{asks} before the guard: {script}");
+                }
+            }
+        }
+        let (state, view) = parse_daemon_state(Daemon::Chrony, "@@unit \n@@end\n");
+        assert_eq!(state, "unknown");
+        assert!(!view.synchronized);
     }
 }
