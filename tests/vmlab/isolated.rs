@@ -9,7 +9,7 @@ use std::time::Instant;
 use crate::support::lab::{Lab, assert_synchronized_to_zcloud, host};
 
 /// zcloud's clock, seconds ahead of the controller's.
-const SERVER_AHEAD: f64 = 0.7;
+const SERVER_AHEAD: f64 = 0.8;
 
 /// Step VM's clock so that it is `target` seconds from this machine's (within a few ms).
 fn step_to(lab: &Lab, vm: &str, target: f64) {
