@@ -1,5 +1,5 @@
 //! An isolated LAN (issue 13): a time server with no upstream it can reach, serving its own
-//! clock under `local stratum`, 0.7 s from the controller's. Clients are judged against it, so
+//! clock under `local stratum`, 0.8 s from the controller's. Clients are judged against it, so
 //! `apply --wait-sync` finishes as soon as they follow it, and check calls the server isolated
 //! (a warning, exit 0). On the same lab, check is read-only on real systemd (issue 10): a
 //! stopped timesyncd stays stopped, its `ActiveEnterTimestamp` and `InvocationID` unchanged.
