@@ -157,7 +157,7 @@ fn become_kind(error: &BecomeError) -> ErrorKind {
 
 fn plan_kind(error: &PlanError) -> ErrorKind {
     match error {
-        PlanError::NotAFile { .. } => ErrorKind::Unsupported,
+        PlanError::NotAFile { .. } | PlanError::Symlink { .. } => ErrorKind::Unsupported,
         PlanError::MissingFacts { .. } => ErrorKind::UnexpectedOutput,
     }
 }

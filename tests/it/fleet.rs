@@ -170,6 +170,7 @@ fn a_file_edited_after_planning_is_refused() {
         connect_timeout: None,
         command_timeout: None,
         progress: false,
+        max_file_size: clockprov::host::facts::DEFAULT_MAX_FILE_SIZE,
     };
     let connector =
         Arc::new(clockprov::ssh::connector::Connector::new(&inventory, &options).unwrap());
