@@ -14,6 +14,7 @@ use crate::fleet::{self, RunOptions};
 use crate::host::readings::{
     MeasureError, daemon_state_script, measure_offset, parse_daemon_state,
 };
+use crate::host::script::RemoteScript;
 use crate::inventory::{Host, Role};
 use crate::outcome::{ErrorKind, HostError, Outcome};
 use crate::progress::Progress;
@@ -199,13 +200,18 @@ pub(crate) async fn read_clocks(
                     })
                     .map_err(|e| e.context("reading the clock"))?;
                 status.set("reading the daemon's state");
+                let what = format!("reading {}'s state", daemon.package());
                 let out = session
-                    .run(&daemon_state_script(daemon))
+                    .run_with_input(
+                        RemoteScript::COMMAND,
+                        daemon_state_script(daemon).text().as_bytes(),
+                        session.command_timeout(),
+                    )
                     .await
-                    .map_err(|e| {
-                        HostError::from(e).context(&format!("reading {}'s state", daemon.package()))
-                    })?;
-                let (unit_state, view) = parse_daemon_state(daemon, &out.stdout_text());
+                    .map_err(|e| HostError::from(e).context(&what))?;
+                let (unit_state, view) = parse_daemon_state(daemon, &out.stdout).map_err(|e| {
+                    HostError::new(ErrorKind::UnexpectedOutput, e.to_string()).context(&what)
+                })?;
                 clock::check_view(daemon.package(), &view)
                     .map_err(|e| HostError::new(ErrorKind::UnexpectedOutput, e.to_string()))?;
                 Ok(ClockReading {
