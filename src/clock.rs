@@ -756,4 +756,40 @@ mod tests {
         };
         assert!(check_view("chrony", &view).is_err());
     }
+
+    mod untrusted {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Whatever a host prints, the parsers of clock readings and daemon views never
+            /// panic, and a reading is a finite number or an error.
+            #[test]
+            fn host_text_never_panics(text in "\\PC{0,200}", bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+                let lossy = String::from_utf8_lossy(&bytes);
+                for t in [text.as_str(), lossy.as_ref()] {
+                    if let Ok(v) = parse_clock_line(t) {
+                        prop_assert!(v.is_finite());
+                    }
+                    let _ = parse_timespan(t);
+                    let chrony = chrony_view(t);
+                    let timesyncd = timesyncd_view(t, t, t);
+                    for view in [&chrony, &timesyncd] {
+                        if view.offset_seconds.is_some_and(|v| !v.is_finite()) {
+                            prop_assert!(check_view("x", view).is_err());
+                        }
+                    }
+                }
+            }
+
+            #[test]
+            fn offsets_are_finite_or_refused(offset in prop_oneof![Just(f64::NAN), Just(f64::INFINITY), Just(f64::NEG_INFINITY), -1e6f64..1e6]) {
+                let line = format!("{offset}");
+                prop_assert_eq!(parse_clock_line(&line).is_ok(), offset.is_finite());
+                let tracking = format!("System time     : {offset} seconds fast of NTP time\n");
+                let view = chrony_view(&tracking);
+                prop_assert_eq!(check_view("chrony", &view).is_ok(), offset.is_finite());
+            }
+        }
+    }
 }
