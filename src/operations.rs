@@ -152,6 +152,8 @@ async fn plan_host(
             HostError::new(error.kind, format!("{}: {stderr}", error.message))
         }
     })?;
+    // Refused before anything is rendered: a system whose layout we do not know would half-work.
+    crate::daemon::check_supported(&facts.os.id, &facts.os.version_id, &facts.os.pretty_name)?;
     status.set("planning");
     let inputs = RenderInputs {
         os_id: &facts.os.id,

@@ -158,7 +158,11 @@ pub fn parse(output: &str) -> Result<HostFacts, FactsError> {
                     return Err(bad(line));
                 };
                 // `ii` installed, `hi` held; `rc` (removed, config left) and `un` are absent.
-                if status.len() >= 2 && &status[1..2] == "i" {
+                // dpkg's abbreviations are ASCII letters: anything else is not dpkg speaking.
+                if !status.bytes().all(|b| b.is_ascii_alphabetic()) {
+                    return Err(bad(line));
+                }
+                if status.as_bytes().get(1) == Some(&b'i') {
                     facts
                         .packages
                         .insert(name.to_owned(), fields.next().unwrap_or("").to_owned());

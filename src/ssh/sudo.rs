@@ -4,8 +4,12 @@
 //! The command sent is
 //!
 //! ```text
-//! LC_ALL=C sudo -S -p PROMPT -- /bin/sh -c 'echo READY; s=$(cat) || exit 125; eval "$s" </dev/null'
+//! LC_ALL=C /usr/bin/sudo -S -p PROMPT -- /bin/sh -c 'echo READY; s=$(cat) || exit 125; eval "$s" </dev/null'
 //! ```
+//!
+//! sudo is named by its absolute path (where Debian and Ubuntu install it): a `sudo` found
+//! through the login's `PATH` could be anything the login can write, and it would be handed the
+//! password.
 //!
 //! where PROMPT and READY are random markers made for each run. Then:
 //! - PROMPT on stderr: sudo is reading a password from stdin, so (and only then) the password
@@ -116,6 +120,9 @@ impl Privileged<'_> {
     }
 }
 
+/// sudo, where Debian and Ubuntu install it.
+pub const SUDO: &str = "/usr/bin/sudo";
+
 /// The random markers of one sudo dialogue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Markers {
@@ -158,7 +165,7 @@ impl Markers {
         // C locale: sudo's and PAM's messages are then the English ones matched here (a
         // translated PAM prompt would also not be replaced by our marker).
         format!(
-            "LC_ALL=C sudo -S -p {} -- /bin/sh -c {}",
+            "LC_ALL=C {SUDO} -S -p {} -- /bin/sh -c {}",
             quote(&self.prompt),
             quote(&shell)
         )
@@ -307,13 +314,13 @@ async fn next_event(
     after: Duration,
     dialogue: &Dialogue,
 ) -> Result<ProcessEvent, BecomeError> {
-    tokio::time::timeout(after, process.next())
+    Ok(tokio::time::timeout(after, process.next())
         .await
         .map_err(|_| BecomeError::Timeout {
             host: host.to_owned(),
             after,
             message: dialogue.stderr_text(),
-        })
+        })??)
 }
 
 async fn sudo(
@@ -386,7 +393,7 @@ async fn sudo(
         process.send(script.as_bytes()).await?;
         process.eof().await?;
         loop {
-            match process.next().await {
+            match process.next().await? {
                 ProcessEvent::Stdout(data) => output.stdout.extend_from_slice(&data),
                 ProcessEvent::Stderr(data) => output.stderr.extend_from_slice(&data),
                 ProcessEvent::Exit(code) => output.status = Some(code),
@@ -394,12 +401,18 @@ async fn sudo(
             }
         }
     };
-    tokio::time::timeout(timeout, work)
-        .await
-        .map_err(|_| SshError::Timeout {
-            what: format!("command on {host} (through sudo)"),
+    let result = match tokio::time::timeout(timeout, work).await {
+        Ok(result) => result,
+        Err(_) => Err(SshError::CommandTimeout {
+            what: format!("a command on {host} (through sudo)"),
             after: timeout,
-        })??;
+        }),
+    };
+    if let Err(error) = result {
+        // Too much output or no answer: nothing more is read from this command.
+        process.close().await;
+        return Err(error.into());
+    }
     Ok(output)
 }
 
@@ -454,7 +467,7 @@ mod tests {
         assert!(a.prompt.len() > 30 && a.ready.len() > 30);
         assert_eq!(
             markers().command(),
-            r#"LC_ALL=C sudo -S -p 'PROMPT-1' -- /bin/sh -c 'echo READY-1; s=$(cat) || exit 125; eval "$s" </dev/null'"#
+            r#"LC_ALL=C /usr/bin/sudo -S -p 'PROMPT-1' -- /bin/sh -c 'echo READY-1; s=$(cat) || exit 125; eval "$s" </dev/null'"#
         );
     }
 
