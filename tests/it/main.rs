@@ -10,6 +10,7 @@ mod support;
 
 mod fleet;
 mod harness;
+mod hostile;
 mod jump;
 mod messages;
 mod privilege;
