@@ -192,6 +192,9 @@ pub struct Dialogue {
     stdout: Vec<u8>,
     stderr: Vec<u8>,
     scanned: usize,
+    /// Where to look for the ready marker in `stdout` next (each byte is looked at about once,
+    /// however the host splits its output).
+    stdout_scanned: usize,
     password_sent: bool,
 }
 
@@ -207,6 +210,7 @@ impl Dialogue {
             stdout: Vec::new(),
             stderr: Vec::new(),
             scanned: 0,
+            stdout_scanned: 0,
             password_sent: false,
         }
     }
@@ -234,10 +238,12 @@ impl Dialogue {
     pub fn on_stdout(&mut self, data: &[u8]) -> Step {
         self.stdout.extend_from_slice(data);
         let ready = format!("{}\n", self.markers.ready);
-        match find(&self.stdout, ready.as_bytes()) {
-            Some(at) => Step::Ready(self.stdout.split_off(at + ready.len())),
-            None => Step::Wait,
+        if let Some(at) = find(&self.stdout[self.stdout_scanned..], ready.as_bytes()) {
+            let rest = self.stdout_scanned + at + ready.len();
+            return Step::Ready(self.stdout.split_off(rest));
         }
+        self.stdout_scanned = self.stdout.len().saturating_sub(ready.len() - 1);
+        Step::Wait
     }
 
     /// The password has been sent: another prompt now means it was wrong.
@@ -550,6 +556,39 @@ mod tests {
             refusal("sudo: sorry, you must have a tty to run sudo", Some(1)),
             Refusal::Other
         );
+    }
+
+    proptest::proptest! {
+        /// Whatever a host prints, split however, the dialogue never panics, and the ready
+        /// marker is found exactly when it is there as a line.
+        #[test]
+        fn any_output_in_any_pieces_is_read_without_panic(
+            noise in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
+            cut in 0usize..400,
+            with_marker: bool,
+        ) {
+            let mut d = Dialogue::new(markers());
+            let mut out = noise.clone();
+            if with_marker {
+                out.extend_from_slice(b"READY-1\nafter");
+            }
+            let cut = cut.min(out.len());
+            let _ = d.on_stderr(&noise);
+            let first = d.on_stdout(&out[..cut]);
+            let second = d.on_stdout(&out[cut..]);
+            let found = matches!(first, Step::Ready(_)) || matches!(second, Step::Ready(_));
+            let in_noise = noise.windows(8).any(|w| w == b"READY-1\n");
+            proptest::prop_assert_eq!(found, with_marker || in_noise);
+            let _ = refusal(&String::from_utf8_lossy(&noise), Some(1));
+            let _ = d.stderr_text();
+        }
+
+        #[test]
+        fn sudo_refusals_of_any_text_do_not_panic(text in ".{0,200}") {
+            let _ = refusal(&text, Some(1));
+            let _ = elide_command(&format!("user is not allowed to execute '{text}' as root"));
+            let _ = elide_command(&format!("not allowed to execute '{text}"));
+        }
     }
 
     /// The root shell's half of the protocol, run for real with `sh` standing in for sudo's

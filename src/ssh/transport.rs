@@ -708,3 +708,22 @@ pub fn load_identity(
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_budget_refuses_past_the_limit_naming_host_and_flag() {
+        let mut budget = Budget::new("data-6", ByteSize(10));
+        assert!(budget.take(6).is_ok());
+        assert!(budget.take(4).is_ok());
+        let error = budget.take(1).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "data-6 sent more than 10 bytes of output for one command, so it was stopped; raise --max-output if this much is expected"
+        );
+        // No overflow, however much a host claims to send.
+        assert!(budget.take(usize::MAX).is_err());
+    }
+}
