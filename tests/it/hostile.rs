@@ -124,8 +124,15 @@ fn assert_failed(doc: &serde_json::Value, name: &str, kind: &str, words: &[&str]
 fn each_hostile_host_fails_alone_and_the_others_are_planned_and_applied() {
     let lab = LabBuilder::new()
         .clients(
-            (0..8)
-                .map(|_| HostSpec::new("debian-12", "systemd-timesyncd"))
+            (0..9)
+                .map(|i| {
+                    let spec = HostSpec::new("debian-12", "systemd-timesyncd");
+                    if i == 8 {
+                        spec.with_user("hostile")
+                    } else {
+                        spec
+                    }
+                })
                 .collect(),
         )
         .start();
@@ -186,6 +193,17 @@ exec sleep 600"#,
         b"#!/bin/sh\ncase $1 in restart) exec sleep 600 ;; esac\nexec /usr/bin/systemctl-recorded \"$@\"\n",
         "755",
     );
+    // data-9: the flood again, read through sudo's dialogue (a login with `become: sudo`).
+    lab.rewrite_inventory(
+        &format!("  data-9: {{ address: {} }}", addr(9)),
+        &format!(
+            "  data-9: {{ address: {}, ssh: {{ user: hostile, become: sudo }} }}",
+            addr(9)
+        ),
+    );
+    hosts.set_sudoers(addr(9), "hostile ALL=(ALL:ALL) NOPASSWD: ALL");
+    let sudo_flood = format!("clockprov-flood-{}", addr(9));
+    dpkg_query(hosts, addr(9), &format!("exec yes {sudo_flood}"));
     let limits = [
         "--command-timeout",
         "5s",
@@ -218,6 +236,12 @@ exec sleep 600"#,
         );
         assert_failed(
             doc,
+            "data-9",
+            "output-too-large",
+            &["data-9 sent more than 1MiB of output"],
+        );
+        assert_failed(
+            doc,
             "data-7",
             "timeout",
             &["data-7", "did not finish within 5s", "--command-timeout"],
@@ -246,13 +270,15 @@ exec sleep 600"#,
     );
     // The flood was cut off: its channel closed, the host's `yes` got a broken pipe.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !processes_with(&flood).is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "the flood is still running: {:?}",
-            processes_with(&flood)
-        );
-        std::thread::sleep(Duration::from_millis(100));
+    for flood in [&flood, &sudo_flood] {
+        while !processes_with(flood).is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "the flood is still running: {:?}",
+                processes_with(flood)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     // plan, for people: the host's escape sequences are shown, never sent to the terminal.
@@ -279,7 +305,7 @@ exec sleep 600"#,
     );
     assert!(
         run.stdout
-            .ends_with("Plan: 4 hosts to change, 0 unchanged, 0 unreachable, 5 failed.\n"),
+            .ends_with("Plan: 4 hosts to change, 0 unchanged, 0 unreachable, 6 failed.\n"),
         "{run:?}"
     );
 
@@ -303,6 +329,7 @@ exec sleep 600"#,
         ("data-6", "output-too-large"),
         ("data-7", "timeout"),
         ("data-8", "timeout"),
+        ("data-9", "output-too-large"),
     ] {
         assert_failed(&doc, name, kind, &[]);
     }
@@ -318,7 +345,7 @@ exec sleep 600"#,
         assert!(file.contains(&ntp), "data-{i}: {file}");
     }
     // The hosts that failed before apply were not touched.
-    for i in [2, 4, 5, 6, 7] {
+    for i in [2, 4, 5, 6, 7, 9] {
         assert_eq!(
             hosts.read_etc(addr(i), TIMESYNCD).unwrap(),
             seed("debian-12", "timesyncd.conf"),
