@@ -337,7 +337,8 @@ exec sleep 600"#,
         &doc,
         "data-8",
         "timeout",
-        &["data-8", "did not finish within 5s"],
+        // Within the command timeout, plus the lock wait where apply takes a lock.
+        &["data-8", "did not finish within"],
     );
     let ntp = format!("\nNTP={}\n", lab.server);
     for i in [1, 3] {
