@@ -116,21 +116,30 @@ pub fn known_hosts(bytes: &[u8]) {
     }
 }
 
-/// What the facts script printed.
-pub fn facts(text: &str) {
-    let _ = crate::host::facts::parse(text);
-    let _ = crate::host::facts::parse_os_release(text);
+/// What the facts script printed (bytes: a host may print anything).
+pub fn facts(output: &[u8]) {
+    let request = crate::host::facts::FactsRequest {
+        paths: &["/etc/chrony/chrony.conf", "/etc/systemd/timesyncd.conf"],
+        units: &["chrony.service", "systemd-timesyncd.service"],
+        max_file_size: crate::host::facts::DEFAULT_MAX_FILE_SIZE,
+    };
+    let _ = crate::host::facts::parse(output, &request);
+    let _ = crate::host::facts::parse_os_release(&String::from_utf8_lossy(output));
 }
 
 /// What the daemon state script printed, and each daemon's own reports in it.
-pub fn daemon_views(text: &str) {
+pub fn daemon_views(output: &[u8]) {
     for daemon in Daemon::ALL {
-        let _ = crate::host::readings::parse_daemon_state(daemon, text);
+        if let Ok((_, view)) = crate::host::readings::parse_daemon_state(daemon, output) {
+            let _ = crate::clock::check_view(daemon.short_name(), &view);
+        }
     }
-    let _ = crate::clock::chrony_view(text);
-    let _ = crate::clock::timesyncd_view(text, text, text);
+    let text = String::from_utf8_lossy(output);
+    let _ = crate::clock::chrony_view(&text);
+    let _ = crate::clock::timesyncd_view(&text, &text, &text);
     for line in text.lines() {
         let _ = crate::clock::parse_timespan(line);
+        let _ = crate::clock::leap_word(line);
     }
 }
 
@@ -139,7 +148,7 @@ pub fn daemon_views(text: &str) {
 pub fn clock_readings(text: &str, controller: &[f64]) {
     let samples: Vec<crate::clock::ClockSample> = text
         .lines()
-        .filter_map(|line| line.trim().parse::<f64>().ok())
+        .filter_map(|line| crate::clock::parse_clock_line(line).ok())
         .zip(controller.chunks_exact(2))
         .map(|(remote, pair)| crate::clock::ClockSample {
             before: pair[0],
