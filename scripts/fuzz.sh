@@ -44,7 +44,7 @@ for t in "${targets[@]}"; do
         -max_total_time="$seconds" -timeout=2 -rss_limit_mb=1024 -max_len=4096 \
         -print_final_stats=1 -artifact_prefix="artifacts/$t/" 2>"$scratch/$t.log" || {
         tail -n 40 "$scratch/$t.log" >&2
-        echo "fuzz: $t FAILED; the input is in fuzz/artifacts/$t/" >&2
+        echo "fuzz: $t FAILED (a crashing input is left in fuzz/artifacts/$t/)" >&2
         exit 1
     }
     grep -E '^Done' "$scratch/$t.log" | sed "s/^/fuzz: $t: /" >&2 || true
