@@ -37,6 +37,8 @@ pub enum ErrorKind {
     SudoRefused,
     /// A managed file changed between plan and apply (or bake's read and write).
     Drift,
+    /// Another apply holds the host's lock (`/run/lock/clockprov.lock`) beyond `--lock-wait`.
+    Locked,
     /// What we would install is not valid: the daemon's own check rejects the rendered file, or
     /// a template fails.
     InvalidConfig,
@@ -179,11 +181,11 @@ impl From<ApplyError> for HostError {
     fn from(error: ApplyError) -> HostError {
         let kind = match &error {
             ApplyError::Become(become_error) => become_kind(become_error),
-            ApplyError::Drifted { .. } => ErrorKind::Drift,
+            ApplyError::Drifted { .. } | ApplyError::DriftCheckFailed { .. } => ErrorKind::Drift,
             ApplyError::Invalid { .. } => ErrorKind::InvalidConfig,
-            ApplyError::Step { .. } | ApplyError::RolledBack { .. } => {
-                ErrorKind::RemoteCommandFailed
-            }
+            ApplyError::Locked { .. } => ErrorKind::Locked,
+            ApplyError::Step { .. } | ApplyError::RolledBack(_) => ErrorKind::RemoteCommandFailed,
+            ApplyError::CutShort { .. } => ErrorKind::RemoteCommandFailed,
         };
         HostError::new(kind, error.to_string())
     }

@@ -71,6 +71,8 @@ pub struct HostFacts {
     pub packages: BTreeMap<String, String>,
     pub units: BTreeMap<String, UnitFacts>,
     pub files: BTreeMap<String, PathFacts>,
+    /// Units whose restart an interrupted apply still owes (`/run/clockprov/restart-pending.UNIT`).
+    pub pending: std::collections::BTreeSet<String>,
 }
 
 impl HostFacts {
@@ -127,6 +129,7 @@ for f in {paths}; do
   elif [ -e "$f" ]; then printf '@@notfile %s\n' "$f"
   else printf '@@absent %s\n' "$f"; fi
 done
+for m in /run/clockprov/restart-pending.*; do [ -e "$m" ] && printf '@@pending %s\n' "${{m#/run/clockprov/restart-pending.}}"; done
 echo '@@end'
 "#,
         packages = packages.join(" "),
@@ -200,6 +203,9 @@ pub fn parse(output: &str) -> Result<HostFacts, FactsError> {
             }
             "@@absent" => {
                 facts.files.insert(rest.to_owned(), PathFacts::Absent);
+            }
+            "@@pending" => {
+                facts.pending.insert(rest.to_owned());
             }
             "@@end" => ended = true,
             _ => return Err(bad(line)),

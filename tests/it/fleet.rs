@@ -191,7 +191,10 @@ fn a_file_edited_after_planning_is_refused() {
     let edited = "[Time]\nNTP=10.9.9.9\n";
     std::fs::write(lab.hosts.etc_file(&client, TIMESYNCD), edited).unwrap();
     let applied = rt.block_on(clockprov::operations::apply_hosts(
-        connector, planned, &options,
+        connector,
+        planned,
+        &options,
+        clockprov::host::apply::ApplyOptions::default(),
     ));
     let client_result = applied.iter().find(|r| r.address == client).unwrap();
     assert_eq!(
