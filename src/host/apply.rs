@@ -213,14 +213,15 @@ pub fn script(plan: &HostPlan, options: &ApplyOptions) -> String {
     ];
     for file in &plan.files {
         let kind = match file.action {
-            FileAction::Unchanged => continue,
+            FileAction::Unchanged => "none",
             FileAction::FixMetadata => "meta",
             FileAction::Create | FileAction::Update => "write",
         };
-        let expect = file
-            .before
-            .as_ref()
-            .map_or_else(|| "absent".to_owned(), |b| sha256(&b.content));
+        let expect = match (kind, &file.before) {
+            ("none", _) => String::new(),
+            (_, Some(before)) => sha256(&before.content),
+            (_, None) => "absent".to_owned(),
+        };
         let content = if kind == "write" {
             file.after.content.clone()
         } else {

@@ -4,7 +4,8 @@
 #   LOCK_WAIT KEEP UNIT ENABLE ACTION ACTIVE_BEFORE PACKAGE CHECK
 #   then per file: PATH KIND EXPECT MODE OWNER GROUP CONTENT
 #   then the sentinel @@args.
-# KIND is write|meta; EXPECT is `absent` or the sha256 of the file as planned; ACTION is
+# KIND is write|meta|none (none: unchanged, only its old backups pruned); EXPECT is `absent` or
+# the sha256 of the file as planned; ACTION is
 # restart|start|none; CHECK is `chronyd` or empty.
 #
 # Everything is inside one function called on the last line: a script cut short in transit is a
@@ -126,6 +127,7 @@ said() {
 
 # The file must be exactly as the plan read it: fail closed when that cannot be shown.
 drift_one() {
+    [ "$2" != none ] || return 0
     if [ -L "$1" ]; then
         printf '@@drift %s symlink\n' "$1"
         return 1
@@ -294,9 +296,9 @@ roll_back() {
     echo '@@end'
 }
 
-# Keep the newest KEEP backups of each written file (names sort by time).
+# Keep the newest KEEP backups of each managed file (names sort by time), those of runs that
+# were cut short included.
 prune_one() {
-    [ "$2" = write ] || return 0
     n=0
     for b in "$1".clockprov-*.bak; do
         [ ! -e "$b" ] || n=$((n + 1))

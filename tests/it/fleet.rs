@@ -277,7 +277,7 @@ fn a_unit_that_fails_to_restart_gets_its_old_file_back() {
     assert_eq!(run.code, 1, "{run:?}");
     // The stand-in keeps failing, so the restart after restoring fails too; the file is back.
     assert!(
-        run.stdout.contains("FAILED data-1: systemd-timesyncd.service is not active after the restart (failed); restored the previous files"),
+        run.stdout.contains("FAILED data-1: systemd-timesyncd.service did not come up after the restart (failed)"),
         "{run:?}"
     );
     assert_eq!(
@@ -288,6 +288,11 @@ fn a_unit_that_fails_to_restart_gets_its_old_file_back() {
         lab.restarts(&client),
         2,
         "restart, then restart after restoring"
+    );
+    assert!(
+        run.stdout
+            .contains("now: systemd-timesyncd.service is failed with the previous files too"),
+        "{run:?}"
     );
     // The server was not held back by the client's failure.
     assert!(

@@ -258,6 +258,12 @@ fn kill_trials_leave_whole_files_and_the_next_apply_converges() {
     let (mut markers_seen, mut new_files) = (0, 0);
     let span = u64::try_from(full.as_millis() * 6 / 5).unwrap();
     for trial in 0..KILLS {
+        if trial % 50 == 0 {
+            eprintln!(
+                "kill trials: {trial} kills after {:.1}s",
+                started.elapsed().as_secs_f64()
+            );
+        }
         switch(&lab, &mut variant);
         let apply = lab.clockprov("apply").arg("--yes").spawn();
         std::thread::sleep(Duration::from_millis(rng.below(span)));
@@ -335,6 +341,12 @@ fn kill_trials_leave_whole_files_and_the_next_apply_converges() {
     // file's last write, no marker left.
     let converge = lab.run("apply", &["--yes"]);
     assert_eq!(converge.code, 0, "{converge:?}");
+    let plan = lab.run("plan", &["--detailed-exitcode"]);
+    assert_eq!(plan.code, 0, "{plan:?}");
+    // And one more change: every host's old backups are pruned to the newest 5.
+    switch(&lab, &mut variant);
+    let again = lab.run("apply", &["--yes"]);
+    assert_eq!(again.code, 0, "{again:?}");
     for (i, addr) in lab.all().iter().enumerate() {
         let (rel, unit) = managed(&lab, addr);
         assert_eq!(
