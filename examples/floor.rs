@@ -104,6 +104,7 @@ fn main() -> ExitCode {
         connect_timeout: args.connect_timeout,
         command_timeout: None,
         progress: false,
+        max_file_size: clockprov::host::facts::DEFAULT_MAX_FILE_SIZE,
     };
     let connector = match Connector::new(&inventory, &options) {
         Ok(connector) => Arc::new(connector),

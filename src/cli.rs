@@ -115,6 +115,33 @@ pub struct FleetArgs {
     /// `CLOCKPROV_BECOME_PASSWORD`, else asked once on a terminal).
     #[arg(long, value_name = "FILE")]
     pub become_password_file: Option<PathBuf>,
+    /// Refuse a host whose managed file is bigger than this (bytes, or with K/KiB/M/MiB);
+    /// only this much of it is ever read.
+    #[arg(long, value_name = "SIZE", default_value = "1MiB", value_parser = parse_size)]
+    pub max_file_size: u64,
+}
+
+/// A size in bytes: `4096`, `512K`/`512KiB`, `1M`/`1MiB` (binary multiples either way).
+fn parse_size(text: &str) -> Result<u64, String> {
+    let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = text.get(digits.len()..).unwrap_or("");
+    let multiple: u64 = match unit {
+        "" | "B" => 1,
+        "K" | "k" | "KiB" => 1 << 10,
+        "M" | "MiB" => 1 << 20,
+        "G" | "GiB" => 1 << 30,
+        _ => {
+            return Err(format!(
+                "unknown unit {unit:?} (use K, KiB, M, MiB, G or GiB)"
+            ));
+        }
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(multiple))
+        .filter(|&n| n > 0)
+        .ok_or_else(|| format!("{text:?} is not a size (e.g. 1MiB, 512K, 4096)"))
 }
 
 #[derive(Debug, Args)]
@@ -242,6 +269,24 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn sizes_take_binary_units() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("512K"), Ok(512 << 10));
+        assert_eq!(parse_size("1MiB"), Ok(1 << 20));
+        assert_eq!(parse_size("2G"), Ok(2 << 30));
+        for bad in ["", "0", "1.5M", "1TB", "M", "-1"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+        let Command::Plan(args) = Cli::try_parse_from(["clockprov", "plan", "-i", "x"])
+            .unwrap()
+            .command
+        else {
+            panic!()
+        };
+        assert_eq!(args.fleet.max_file_size, 1 << 20);
     }
 
     #[test]

@@ -23,6 +23,8 @@ pub struct RunOptions {
     pub command_timeout: Option<Duration>,
     /// Show progress on stderr (only ever on a terminal, never with `-q`).
     pub progress: bool,
+    /// The largest managed file read from a host, in bytes (`--max-file-size`).
+    pub max_file_size: u64,
 }
 
 impl RunOptions {

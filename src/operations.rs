@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::daemon::Daemon;
 use crate::fleet::{self, Item, RunOptions};
 use crate::host::apply::{ApplyOptions, ApplyReport, apply_host};
-use crate::host::facts;
+use crate::host::facts::{self, FactsRequest};
 use crate::inventory::Host;
 use crate::outcome::{ErrorKind, HostError, Outcome};
 use crate::plan::{HostPlan, plan};
@@ -91,13 +91,14 @@ pub async fn plan_hosts(
         .iter()
         .map(|h| HostResult::new(h, HostStatus::Failed))
         .collect();
+    let max_file_size = options.max_file_size;
     let outcomes = fleet::for_each(
         hosts,
         options.forks,
         options.progress("planning"),
         move |host, status| {
             let (connector, renderer) = (connector.clone(), renderer.clone());
-            async move { plan_host(&connector, &renderer, &host, &status).await }
+            async move { plan_host(&connector, &renderer, &host, max_file_size, &status).await }
         },
     )
     .await;
@@ -124,6 +125,7 @@ async fn plan_host(
     connector: &Connector,
     renderer: &Renderer,
     host: &Host,
+    max_file_size: u64,
     status: &Status,
 ) -> Result<Planned, HostError> {
     let name = host.name.as_str();
@@ -135,15 +137,18 @@ async fn plan_host(
         session: &session,
         privilege: connector.privilege(name),
     };
-    let out = root
-        .run(&facts::script(&[daemon.config_path()], &[daemon.unit()]))
-        .await
-        .map_err(|e| match e {
-            BecomeError::Ssh(e) => HostError::from(e).context("reading facts"),
-            // sudo's refusals say what they are about.
-            e => HostError::from(e),
-        })?;
-    let facts = facts::parse(&out.stdout_text()).map_err(|e| {
+    let request = FactsRequest {
+        paths: &[daemon.config_path()],
+        units: &[daemon.unit()],
+        max_file_size,
+    };
+    let script = facts::script(&request)?;
+    let out = root.run_script(&script).await.map_err(|e| match e {
+        BecomeError::Ssh(e) => HostError::from(e).context("reading facts"),
+        // sudo's refusals say what they are about.
+        e => HostError::from(e),
+    })?;
+    let facts = facts::parse(&out.stdout, &request).map_err(|e| {
         let error = HostError::from(e).context("reading facts");
         let stderr = out.stderr_text();
         if stderr.is_empty() {

@@ -159,7 +159,7 @@ fn become_kind(error: &BecomeError) -> ErrorKind {
 
 fn plan_kind(error: &PlanError) -> ErrorKind {
     match error {
-        PlanError::NotAFile { .. } => ErrorKind::Unsupported,
+        PlanError::NotAFile { .. } | PlanError::Symlink { .. } => ErrorKind::Unsupported,
         PlanError::MissingFacts { .. } => ErrorKind::UnexpectedOutput,
     }
 }
@@ -182,10 +182,12 @@ impl From<ApplyError> for HostError {
         let kind = match &error {
             ApplyError::Become(become_error) => become_kind(become_error),
             ApplyError::Drifted { .. } | ApplyError::DriftCheckFailed { .. } => ErrorKind::Drift,
-            ApplyError::Invalid { .. } => ErrorKind::InvalidConfig,
+            ApplyError::Invalid { .. } | ApplyError::Unsendable(_) => ErrorKind::InvalidConfig,
             ApplyError::Locked { .. } => ErrorKind::Locked,
-            ApplyError::Step { .. } | ApplyError::RolledBack(_) => ErrorKind::RemoteCommandFailed,
-            ApplyError::CutShort { .. } => ErrorKind::RemoteCommandFailed,
+            ApplyError::Step { .. } | ApplyError::RolledBack(_) | ApplyError::CutShort { .. } => {
+                ErrorKind::RemoteCommandFailed
+            }
+            ApplyError::Output(_) => ErrorKind::UnexpectedOutput,
         };
         HostError::new(kind, error.to_string())
     }

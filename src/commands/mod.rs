@@ -157,6 +157,7 @@ fn prepare(args: &FleetArgs, templates: Option<PathBuf>) -> anyhow::Result<Prepa
         connect_timeout: args.connect_timeout.map(|d| d.0),
         command_timeout: args.command_timeout.map(|d| d.0),
         progress: true,
+        max_file_size: args.max_file_size,
     };
     let secrets = Secrets::from_environment(args.become_password_file.as_deref())?;
     let connector = Arc::new(Connector::with_secrets(&inventory, &options, &secrets)?);

@@ -18,10 +18,12 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::host::records::{RecordError, Records};
+use crate::host::script::RemoteScript;
 use crate::plan::{FileAction, HostPlan};
-use crate::shell::quote;
-use crate::ssh::sudo::{BecomeError, Privilege, Privileged};
-use crate::ssh::transport::{CommandOutput, ProcessEvent, SshError};
+use crate::shell::{ShellWord, ShellWordError};
+use crate::ssh::sudo::{BecomeError, Privileged};
+use crate::ssh::transport::CommandOutput;
 
 const SCRIPT: &str = include_str!("apply.sh");
 const INSTALL_TIMEOUT: Duration = Duration::from_secs(900);
@@ -88,9 +90,13 @@ pub enum ApplyError {
     },
     /// The unit did not come back: what failed, what was put back, what runs now.
     #[error("{0}")]
-    RolledBack(Rollback),
+    RolledBack(Box<Rollback>),
     #[error("the apply script stopped before its end ({reason}){after}")]
     CutShort { reason: String, after: String },
+    #[error("the apply script's output cannot be read: {0}")]
+    Output(#[from] RecordError),
+    #[error("cannot send {0}")]
+    Unsendable(#[from] ShellWordError),
     #[error(transparent)]
     Become(#[from] BecomeError),
 }
@@ -183,9 +189,11 @@ fn sha256(bytes: &[u8]) -> String {
         })
 }
 
-/// The whole script for `plan`: a `set --` line with the arguments, then `apply.sh`.
-#[must_use]
-pub fn script(plan: &HostPlan, options: &ApplyOptions) -> String {
+/// The script for `plan`: `apply.sh` with its arguments (see the script's header).
+///
+/// # Errors
+/// A value holds a NUL byte (no shell word can carry it).
+pub fn script(plan: &HostPlan, options: &ApplyOptions) -> Result<RemoteScript, ShellWordError> {
     let unit = &plan.unit;
     let action = if unit.restart {
         "restart"
@@ -238,8 +246,11 @@ pub fn script(plan: &HostPlan, options: &ApplyOptions) -> String {
         ]);
     }
     args.push("@@args".to_owned());
-    let words: Vec<String> = args.iter().map(|a| quote(a)).collect();
-    format!("set -- {}\n{SCRIPT}", words.join(" "))
+    let words = args
+        .iter()
+        .map(|a| ShellWord::new(a))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(RemoteScript::new(SCRIPT).args(words))
 }
 
 /// Carry out `plan` on `host` as one transaction, as root (through sudo when the login is not
@@ -260,55 +271,18 @@ pub async fn apply_host(
     if plan.package.is_some() {
         timeout += INSTALL_TIMEOUT;
     }
-    let out = run_on_stdin(session, &script(plan, options), timeout).await?;
+    let script = script(plan, options)?;
+    let out = session.run_script_with_timeout(&script, timeout).await?;
     interpret(plan, options, &out)
 }
 
-/// Run `script` as root, the script travelling on stdin (no size limit from the kernel's argv).
-async fn run_on_stdin(
-    session: &Privileged<'_>,
-    script: &str,
-    timeout: Duration,
-) -> Result<CommandOutput, BecomeError> {
-    if let Privilege::Sudo { .. } = session.privilege {
-        // The sudo dialogue already sends its script on stdin.
-        return session.run_with_timeout(script, timeout).await;
-    }
-    let name = session.session.name().to_owned();
-    // Read all of it before running any of it, commands' stdin from /dev/null (as under sudo).
-    let mut process = session
-        .session
-        .start("exec /bin/sh -c 's=$(cat) || exit 125; eval \"$s\" </dev/null'")
-        .await?;
-    let mut output = CommandOutput::default();
-    let work = async {
-        process.send(script.as_bytes()).await?;
-        process.eof().await?;
-        loop {
-            match process.next().await {
-                ProcessEvent::Stdout(data) => output.stdout.extend_from_slice(&data),
-                ProcessEvent::Stderr(data) => output.stderr.extend_from_slice(&data),
-                ProcessEvent::Exit(code) => output.status = Some(code),
-                ProcessEvent::Closed => return Ok::<(), SshError>(()),
-            }
-        }
-    };
-    tokio::time::timeout(timeout, work)
-        .await
-        .map_err(|_| SshError::Timeout {
-            what: format!("command on {name}"),
-            after: timeout,
-        })??;
-    Ok(output)
-}
-
 /// Turn the script's records into a report or an error.
+#[allow(clippy::too_many_lines)] // one match over the script's record kinds, then the verdict
 fn interpret(
     plan: &HostPlan,
     options: &ApplyOptions,
     out: &CommandOutput,
 ) -> Result<ApplyReport, ApplyError> {
-    let stdout = out.stdout_text();
     let stderr = out.stderr_text();
     let mut report = ApplyReport::default();
     let mut rollback = Rollback {
@@ -318,11 +292,20 @@ fn interpret(
     let mut failed: Option<(String, String)> = None;
     let mut nodrift = false;
     let mut ended = false;
-    for line in stdout.lines() {
-        let Some(record) = line.strip_prefix("@@") else {
-            continue;
+    let mut records = Records::new(&out.stdout);
+    loop {
+        let record = match records.next_record() {
+            Ok(Some(record)) => record,
+            Ok(None) => {
+                ended = true;
+                break;
+            }
+            // Cut short: what it did so far is still worth saying.
+            Err(RecordError::Truncated) => break,
+            Err(e) => return Err(e.into()),
         };
-        let (kind, rest) = record.split_once(' ').unwrap_or((record, ""));
+        let (kind, text) = (record.kind, record.text());
+        let rest = text.as_ref();
         match kind {
             "locked" => {
                 return Err(ApplyError::Locked {
@@ -377,7 +360,7 @@ fn interpret(
                 let step = words.next().unwrap_or_default().to_owned();
                 let (a, b) = (words.next().unwrap_or_default(), words.next());
                 if matches!(step.as_str(), "restart" | "start") {
-                    rollback.state = a.to_owned();
+                    a.clone_into(&mut rollback.state);
                 }
                 failed = Some((step, b.unwrap_or(a).to_owned()));
             }
@@ -390,9 +373,10 @@ fn interpret(
             "removed" => rollback.restored.push((rest.to_owned(), None)),
             "disabled" => rollback.disabled = true,
             "now" => {
-                rollback.now = rest.rsplit_once(' ').map_or(rest, |(_, s)| s).to_owned();
+                rest.rsplit_once(' ')
+                    .map_or(rest, |(_, s)| s)
+                    .clone_into(&mut rollback.now);
             }
-            "end" => ended = true,
             _ => {}
         }
     }
@@ -420,7 +404,7 @@ fn interpret(
         if rolled {
             rollback.step = step;
             report.rolled_back = true;
-            return Err(ApplyError::RolledBack(rollback));
+            return Err(ApplyError::RolledBack(Box::new(rollback)));
         }
         return Err(ApplyError::Step {
             step: match step.as_str() {
@@ -543,6 +527,8 @@ mod tests {
     /// there and `systemctl` a stand-in.
     fn run(plan: &HostPlan, options: &ApplyOptions, dir: &Path) -> CommandOutput {
         let text = script(plan, options)
+            .unwrap()
+            .text()
             .replace(
                 "/run/lock/clockprov.lock",
                 &format!("{}/lock", dir.display()),
@@ -687,11 +673,19 @@ mod tests {
         let path = dir.path().join("f");
         std::fs::write(&path, "a\n").unwrap();
         let p = plan(vec![change(&path, Some("a\n"), "b\n")]);
-        let text = script(&p, &ApplyOptions::default());
-        for cut in [text.len() / 3, text.len() - 30, text.len() - 4] {
+        let text = script(&p, &ApplyOptions::default()).unwrap().text();
+        // Anywhere before the end of the group that holds the whole script (once that has
+        // arrived, all of it has).
+        let call = text.rfind("clockprov_apply \"$@\"").unwrap();
+        let end = text.rfind('}').unwrap();
+        for cut in [text.len() / 3, call, call + 9, call + 16, end] {
             let out = std::process::Command::new("sh")
                 .arg("-c")
                 .arg(&text[..cut])
+                .env(
+                    "PATH",
+                    format!("{}:/usr/bin:/bin", fake_systemctl(dir.path()).display()),
+                )
                 .output()
                 .unwrap();
             assert!(

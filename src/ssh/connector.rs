@@ -289,6 +289,7 @@ mod tests {
                 connect_timeout: None,
                 command_timeout: None,
                 progress: false,
+                max_file_size: crate::host::facts::DEFAULT_MAX_FILE_SIZE,
             };
             Connector::with_home(
                 &inventory,

@@ -28,7 +28,8 @@ use std::time::Duration;
 
 use zeroize::Zeroizing;
 
-use crate::shell::quote;
+use crate::host::script::RemoteScript;
+use crate::shell::ShellWord;
 use crate::ssh::secret::{BECOME_PASSWORD_ENV, BecomePassword};
 use crate::ssh::transport::{CommandOutput, Process, ProcessEvent, Session, SshError};
 
@@ -116,6 +117,40 @@ impl Privileged<'_> {
     }
 }
 
+impl Privileged<'_> {
+    /// Run `script` as root within the session's command timeout, its text on stdin (see
+    /// [`RemoteScript`]).
+    ///
+    /// # Errors
+    /// The connection fails, the script times out, or sudo refuses.
+    pub async fn run_script(&self, script: &RemoteScript) -> Result<CommandOutput, BecomeError> {
+        self.run_script_with_timeout(script, self.session.command_timeout())
+            .await
+    }
+
+    /// As [`Privileged::run_script`], with an explicit timeout for the script itself.
+    ///
+    /// # Errors
+    /// As for [`Privileged::run_script`].
+    pub async fn run_script_with_timeout(
+        &self,
+        script: &RemoteScript,
+        timeout: Duration,
+    ) -> Result<CommandOutput, BecomeError> {
+        let text = script.text();
+        match self.privilege {
+            Privilege::Direct => Ok(self
+                .session
+                .run_with_input(RemoteScript::COMMAND, text.as_bytes(), timeout)
+                .await?),
+            // sudo's root shell already reads its script from stdin, whole, before running it.
+            Privilege::Sudo { user, password } => {
+                sudo(self.session, user, password, &text, timeout).await
+            }
+        }
+    }
+}
+
 /// The random markers of one sudo dialogue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Markers {
@@ -159,10 +194,17 @@ impl Markers {
         // translated PAM prompt would also not be replaced by our marker).
         format!(
             "LC_ALL=C sudo -S -p {} -- /bin/sh -c {}",
-            quote(&self.prompt),
-            quote(&shell)
+            word(&self.prompt),
+            word(&shell)
         )
     }
+}
+
+/// Our own marker text as a shell word (hex and fixed text: never a NUL, so never refused).
+fn word(text: &str) -> String {
+    ShellWord::new(text)
+        .map(|w| w.to_string())
+        .unwrap_or_default()
 }
 
 /// What to do after sudo said something.

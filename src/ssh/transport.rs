@@ -327,6 +327,41 @@ impl Session {
         Ok(output)
     }
 
+    /// Run `command` with `input` on its stdin (then EOF); wait for its exit status and all its
+    /// output. How a [`crate::host::script::RemoteScript`] is run: its text can be any size.
+    ///
+    /// # Errors
+    /// The channel fails, or sending and running take longer than `timeout`.
+    pub async fn run_with_input(
+        &self,
+        command: &str,
+        input: &[u8],
+        timeout: Duration,
+    ) -> Result<CommandOutput, SshError> {
+        let what = format!("command on {}", self.name);
+        // Sending counts too: a host that stops reading must not hold the run forever.
+        let work = async {
+            let mut process = self.start(command).await?;
+            process.send(input).await?;
+            process.eof().await?;
+            let mut output = CommandOutput::default();
+            loop {
+                match process.next().await {
+                    ProcessEvent::Stdout(data) => output.stdout.extend_from_slice(&data),
+                    ProcessEvent::Stderr(data) => output.stderr.extend_from_slice(&data),
+                    ProcessEvent::Exit(code) => output.status = Some(code),
+                    ProcessEvent::Closed => return Ok(output),
+                }
+            }
+        };
+        tokio::time::timeout(timeout, work)
+            .await
+            .map_err(|_| SshError::Timeout {
+                what,
+                after: timeout,
+            })?
+    }
+
     /// Start `command` and keep its stdin and stdout open for a line-by-line conversation.
     ///
     /// # Errors

@@ -170,6 +170,7 @@ fn a_file_edited_after_planning_is_refused() {
         connect_timeout: None,
         command_timeout: None,
         progress: false,
+        max_file_size: clockprov::host::facts::DEFAULT_MAX_FILE_SIZE,
     };
     let connector =
         Arc::new(clockprov::ssh::connector::Connector::new(&inventory, &options).unwrap());
@@ -277,7 +278,9 @@ fn a_unit_that_fails_to_restart_gets_its_old_file_back() {
     assert_eq!(run.code, 1, "{run:?}");
     // The stand-in keeps failing, so the restart after restoring fails too; the file is back.
     assert!(
-        run.stdout.contains("FAILED data-1: systemd-timesyncd.service did not come up after the restart (failed)"),
+        run.stdout.contains(
+            "FAILED data-1: systemd-timesyncd.service did not come up after the restart (failed)"
+        ),
         "{run:?}"
     );
     assert_eq!(

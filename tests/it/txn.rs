@@ -2,8 +2,9 @@
 //! connections, command timeouts, two applies at once, a host's lock held, drift and a drift
 //! check that cannot run, a 200 KB file, rollback and backup pruning. Every check reads the
 //! hosts' own state: their /etc upper layer, the systemctl stand-in's unit files, and their
-//! private /run (seen from here as /proc/SSHD_PID/root/run).
+//! private `/run` (seen from here as `/proc/SSHD_PID/root/run`).
 
+use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
@@ -112,8 +113,12 @@ fn leftovers(hosts: &TestHosts, addr: &str, rel: &str) -> Vec<String> {
     fs::read_dir(path.parent().unwrap())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| *n != name && !(n.starts_with(&name) && n.ends_with(".bak")))
+        .filter(|n| *n != name && !(n.starts_with(&name) && is_bak(n)))
         .collect()
+}
+
+fn is_bak(name: &str) -> bool {
+    Path::new(name).extension().is_some_and(|e| e == "bak")
 }
 
 fn backups(hosts: &TestHosts, addr: &str, rel: &str) -> Vec<String> {
@@ -122,7 +127,7 @@ fn backups(hosts: &TestHosts, addr: &str, rel: &str) -> Vec<String> {
     let mut list: Vec<String> = fs::read_dir(path.parent().unwrap())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with(&format!("{name}.clockprov-")) && n.ends_with(".bak"))
+        .filter(|n| n.starts_with(&format!("{name}.clockprov-")) && is_bak(n))
         .collect();
     list.sort();
     list
@@ -137,10 +142,13 @@ impl Rng {
             .ok()
             .and_then(|s| s.parse().ok())
             .unwrap_or_else(|| {
-                SystemTime::now()
-                    .duration_since(SystemTime::UNIX_EPOCH)
-                    .unwrap()
-                    .as_nanos() as u64
+                u64::from(
+                    SystemTime::now()
+                        .duration_since(SystemTime::UNIX_EPOCH)
+                        .unwrap()
+                        .subsec_nanos(),
+                ) << 20
+                    | u64::from(std::process::id())
                     | 1
             });
         eprintln!("kill trials: CLOCKPROV_TRIAL_SEED={seed}");
@@ -570,13 +578,15 @@ fn drift_checks_fail_closed_and_big_files_travel_on_stdin() {
         .root(&client, "mv /usr/bin/sha256sum.real /usr/bin/sha256sum");
     // A 200 KB file on the host is replaced by a 200 KB rendering (the script travels on stdin,
     // not in a command line, so no argv limit applies).
-    let big_old: String = (0..4000)
-        .map(|i| format!("# old comment line {i:>40}\n"))
-        .collect();
+    let lines = |text: &str, width: usize| {
+        (0..4000).fold(String::new(), |mut s, i| {
+            let _ = writeln!(s, "# {text} {i:>width$}");
+            s
+        })
+    };
+    let big_old = lines("old comment line", 40);
     fs::write(lab.hosts.etc_file(&lab.server, CHRONY), &big_old).unwrap();
-    let padding: String = (0..4000)
-        .map(|i| format!("# padding line {i:>50}\n"))
-        .collect();
+    let padding = lines("padding line", 50);
     assert!(big_old.len() > 200_000 && padding.len() > 200_000);
     let templates = crate::support::templates::chrony_with(&padding);
     let dir = templates.path().display().to_string();
@@ -597,13 +607,13 @@ fn rollback_says_what_failed_and_what_runs_and_backups_are_pruned() {
     lab.hosts.fail_start(&client, "systemd-timesyncd.service");
     let run = lab.run("apply", &["--yes"]);
     assert_eq!(run.code, 1, "{run:?}");
-    let failed: String = run
+    let failed: Vec<&str> = run
         .stdout
         .lines()
         .skip_while(|l| !l.starts_with("FAILED data-1"))
         .take_while(|l| !l.starts_with("ok ") && !l.starts_with("Apply:"))
-        .map(|l| format!("{l}\n"))
         .collect();
+    let failed = failed.join("\n");
     let backup = "/etc/systemd/timesyncd.conf.clockprov-";
     let at = failed.find(backup).map(|i| i + backup.len());
     let masked = at.map_or(failed.clone(), |at| {

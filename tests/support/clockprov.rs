@@ -134,6 +134,7 @@ impl Clockprov {
 
     /// Start without waiting (stdin `/dev/null`, output captured), to be killed mid-run or run
     /// beside another; see [`Spawned`].
+    #[must_use]
     pub fn spawn(self) -> Spawned {
         let home = Home::new(self.home.as_deref());
         let child = self
