@@ -115,8 +115,8 @@ pub struct FleetArgs {
     /// `CLOCKPROV_BECOME_PASSWORD`, else asked once on a terminal).
     #[arg(long, value_name = "FILE")]
     pub become_password_file: Option<PathBuf>,
-    /// Refuse a host whose managed file is bigger than this (bytes, or with K/KiB/M/MiB);
-    /// only this much of it is ever read.
+    /// Plan and apply: a managed file bigger than this (bytes, or with K/KiB/M/MiB) fails its
+    /// host; only this much of it is ever read.
     #[arg(long, value_name = "SIZE", default_value = "1MiB", value_parser = parse_size)]
     pub max_file_size: u64,
 }

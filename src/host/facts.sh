@@ -14,28 +14,25 @@ export LC_ALL
 max=$1
 shift
 
-# Functions have their own "$@": each keeps the first N of its arguments (after N itself).
-packages() {
-    n=$1
-    shift
-    i=0
-    for a do
+# with_first N FUNCTION ARG...: FUNCTION with the first N ARGs (a function has its own "$@").
+# POSIX sh has no `local`: its variables start with an underscore.
+with_first() {
+    _n=$1
+    _fn=$2
+    shift 2
+    _i=0
+    for _a do
         shift
-        if [ "$i" -lt "$n" ]; then set -- "$@" "$a"; fi
-        i=$((i + 1))
+        if [ "$_i" -lt "$_n" ]; then set -- "$@" "$_a"; fi
+        _i=$((_i + 1))
     done
+    "$_fn" "$@"
+}
+packages() {
     # shellcheck disable=SC2016 # ${Package} is dpkg-query's field syntax, not the shell's
     [ $# -eq 0 ] || dpkg-query -W -f='@@pkg ${Package} ${db:Status-Abbrev} ${Version}\n' "$@" 2>/dev/null
 }
 units() {
-    n=$1
-    shift
-    i=0
-    for a do
-        shift
-        if [ "$i" -lt "$n" ]; then set -- "$@" "$a"; fi
-        i=$((i + 1))
-    done
     echo @@units
     # One block per unit, in the order asked, blocks separated by a blank line.
     [ $# -eq 0 ] || systemctl show -p UnitFileState -p ActiveState "$@" 2>/dev/null
@@ -47,10 +44,14 @@ if [ -r "$f" ]; then
     while IFS= read -r l || [ -n "$l" ]; do printf '@@osl %s\n' "$l"; done <"$f"
 fi
 
-packages "$@"
-shift $(($1 + 1))
-units "$@"
-shift $(($1 + 1))
+count=$1
+shift
+with_first "$count" packages "$@"
+shift "$count"
+count=$1
+shift
+with_first "$count" units "$@"
+shift "$count"
 
 # Restarts an interrupted apply left to do (the marker is written before a file is replaced).
 for f in /run/clockprov/restart-pending.*; do

@@ -54,20 +54,30 @@ impl RemoteScript {
     #[must_use]
     pub fn text(&self) -> String {
         let mut text = String::with_capacity(self.body.len() + 64);
-        text.push_str("{\nset --");
+        text.push_str("set --");
         for arg in &self.args {
             let _ = write!(text, " {arg}");
         }
         text.push('\n');
         text.push_str(self.body);
-        if !self.body.ends_with('\n') {
-            text.push('\n');
-        }
-        // `exit` on the same line: the shell has parsed it before the group runs, so nothing
-        // after the script on stdin is ever run.
-        text.push_str("} </dev/null; exit\n");
-        text
+        group(&text)
     }
+}
+
+/// `body` as one `{ ...; } </dev/null` group followed by `exit`, for `sh -s` to read: the shell
+/// parses the whole group before it runs any of it (a body cut short is a syntax error and runs
+/// nothing), no command in it reads the script's own text from stdin, and as `exit` is on the
+/// group's last line, parsed with it, nothing that follows on stdin ever runs.
+#[must_use]
+pub fn group(body: &str) -> String {
+    let mut text = String::with_capacity(body.len() + 24);
+    text.push_str("{\n");
+    text.push_str(body);
+    if !body.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str("} </dev/null; exit\n");
+    text
 }
 
 #[cfg(test)]

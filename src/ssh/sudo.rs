@@ -4,7 +4,7 @@
 //! The command sent is
 //!
 //! ```text
-//! LC_ALL=C sudo -S -p PROMPT -- /bin/sh -c 'echo READY; s=$(cat) || exit 125; eval "$s" </dev/null'
+//! LC_ALL=C sudo -S -p PROMPT -- /bin/sh -c 'echo READY; exec /bin/sh -s'
 //! ```
 //!
 //! where PROMPT and READY are random markers made for each run. Then:
@@ -13,9 +13,10 @@
 //!   password fed blindly would be read by the shell as a command.
 //! - PROMPT a second time: the password was wrong; the dialogue is cut off there, so sudo's
 //!   lockout counter sees one failure, not three.
-//! - READY on stdout: the shell runs as root; the script goes to stdin, then EOF. The shell
-//!   reads it whole before running it, with stdin from /dev/null, so no command in the script can
-//!   swallow the script's own text.
+//! - READY on stdout: the shell runs as root; the script goes to stdin, then EOF. The script is
+//!   one `{ ...; } </dev/null; exit` group ([`crate::host::script::group`]): the shell reads it
+//!   whole before running it, with stdin from /dev/null, so no command in the script can swallow
+//!   the script's own text. No `$(cat)`: the root shell starts no process of its own.
 //! - The channel closes before READY: sudo refused; its message says why.
 //!
 //! The password is never on a command line (the command above holds only the markers) nor in a
@@ -28,7 +29,7 @@ use std::time::Duration;
 
 use zeroize::Zeroizing;
 
-use crate::host::script::RemoteScript;
+use crate::host::script::{RemoteScript, group};
 use crate::shell::ShellWord;
 use crate::ssh::secret::{BECOME_PASSWORD_ENV, BecomePassword};
 use crate::ssh::transport::{CommandOutput, Process, ProcessEvent, Session, SshError};
@@ -88,7 +89,8 @@ pub struct Privileged<'a> {
 }
 
 impl Privileged<'_> {
-    /// Run `script` as root within the session's command timeout.
+    /// Run the shell text `script` as root within the session's command timeout. It goes on
+    /// stdin like a [`RemoteScript`] (in the same group), so its size is not limited either.
     ///
     /// # Errors
     /// The connection fails, the script times out, or sudo refuses.
@@ -108,16 +110,9 @@ impl Privileged<'_> {
         script: &str,
         timeout: Duration,
     ) -> Result<CommandOutput, BecomeError> {
-        match self.privilege {
-            Privilege::Direct => Ok(self.session.run_with_timeout(script, timeout).await?),
-            Privilege::Sudo { user, password } => {
-                sudo(self.session, user, password, script, timeout).await
-            }
-        }
+        self.send(&group(script), timeout).await
     }
-}
 
-impl Privileged<'_> {
     /// Run `script` as root within the session's command timeout, its text on stdin (see
     /// [`RemoteScript`]).
     ///
@@ -137,15 +132,19 @@ impl Privileged<'_> {
         script: &RemoteScript,
         timeout: Duration,
     ) -> Result<CommandOutput, BecomeError> {
-        let text = script.text();
+        self.send(&script.text(), timeout).await
+    }
+
+    /// Run `text` (a whole [`group`]) on stdin of a root shell that reads it.
+    async fn send(&self, text: &str, timeout: Duration) -> Result<CommandOutput, BecomeError> {
         match self.privilege {
             Privilege::Direct => Ok(self
                 .session
                 .run_with_input(RemoteScript::COMMAND, text.as_bytes(), timeout)
                 .await?),
-            // sudo's root shell already reads its script from stdin, whole, before running it.
+            // sudo's root shell is `sh -s` too, started once sudo has let us in.
             Privilege::Sudo { user, password } => {
-                sudo(self.session, user, password, &text, timeout).await
+                sudo(self.session, user, password, text, timeout).await
             }
         }
     }
@@ -186,10 +185,7 @@ impl Markers {
     /// The command line that starts the dialogue (markers only: no secret).
     #[must_use]
     pub fn command(&self) -> String {
-        let shell = format!(
-            "echo {}; s=$(cat) || exit 125; eval \"$s\" </dev/null",
-            self.ready
-        );
+        let shell = format!("echo {}; exec /bin/sh -s", self.ready);
         // C locale: sudo's and PAM's messages are then the English ones matched here (a
         // translated PAM prompt would also not be replaced by our marker).
         format!(
@@ -496,7 +492,7 @@ mod tests {
         assert!(a.prompt.len() > 30 && a.ready.len() > 30);
         assert_eq!(
             markers().command(),
-            r#"LC_ALL=C sudo -S -p 'PROMPT-1' -- /bin/sh -c 'echo READY-1; s=$(cat) || exit 125; eval "$s" </dev/null'"#
+            "LC_ALL=C sudo -S -p 'PROMPT-1' -- /bin/sh -c 'echo READY-1; exec /bin/sh -s'"
         );
     }
 
@@ -587,10 +583,7 @@ mod tests {
     fn the_shell_reads_the_whole_script_before_running_it() {
         use std::io::Write as _;
         let m = markers();
-        let shell = format!(
-            "echo {}; s=$(cat) || exit 125; eval \"$s\" </dev/null",
-            m.ready
-        );
+        let shell = format!("echo {}; exec /bin/sh -s", m.ready);
         let mut child = std::process::Command::new("/bin/sh")
             .arg("-c")
             .arg(&shell)
@@ -602,7 +595,10 @@ mod tests {
             .stdin
             .take()
             .unwrap()
-            .write_all(b"set -e\nread -r x || echo stdin-empty\necho after\nfalse\necho never\n")
+            .write_all(
+                group("set -e\nread -r x || echo stdin-empty\necho after\nfalse\necho never\n")
+                    .as_bytes(),
+            )
             .unwrap();
         let out = child.wait_with_output().unwrap();
         // `set -e` in the script holds: it stopped at `false`.

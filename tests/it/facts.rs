@@ -63,8 +63,9 @@ fn tracer_of(pid: u32) -> Option<u32> {
 }
 
 /// From `strace -ff -e trace=process` logs (`PREFIX.PID`, one per process): the processes the
-/// shell started by running `exec /bin/sh -s`, and all their descendants, each with the program
-/// it ran (`None`: a fork that never ran a program, i.e. a subshell).
+/// script's shell (`/bin/sh -s`, which the login shell or sudo's root shell `exec`s) started,
+/// and all their descendants, each with the program it ran (`None`: a fork that never ran a
+/// program, i.e. a subshell).
 fn processes_of_the_script(prefix: &Path) -> (Vec<Option<String>>, String) {
     let name = prefix.file_name().unwrap().to_str().unwrap().to_owned();
     let mut logs: BTreeMap<String, String> = BTreeMap::new();
@@ -104,9 +105,9 @@ fn processes_of_the_script(prefix: &Path) -> (Vec<Option<String>>, String) {
     };
     let shell = logs
         .iter()
-        .find(|(_, log)| log.contains("\"exec /bin/sh -s\""))
+        .find(|(_, log)| log.contains(r#"execve("/bin/sh", ["/bin/sh", "-s"]"#))
         .map_or_else(
-            || panic!("no login shell ran `exec /bin/sh -s`:\n{all}"),
+            || panic!("no shell ran `/bin/sh -s`:\n{all}"),
             |(pid, _)| pid.clone(),
         );
     let mut found = Vec::new();
@@ -120,26 +121,48 @@ fn processes_of_the_script(prefix: &Path) -> (Vec<Option<String>>, String) {
     (found, all)
 }
 
-#[test]
-fn facts_take_four_processes_and_big_files_and_links_are_refused() {
-    let lab = LabBuilder::new()
-        .clients(vec![HostSpec::new("ubuntu-20.04", "systemd-timesyncd"); 1])
-        .start();
-    let client = lab.clients[0].clone();
-
-    // How many processes reading the facts starts on the host, counted by the kernel.
-    let log = lab.hosts.dir().join("facts.strace");
-    let trace = Trace::attach(lab.hosts.pid(&client).unwrap(), &log);
-    let run = lab.run("plan", &["--limit", "data-1"]);
+/// Plan host `name` (at `addr`) with strace on its sshd; what the facts script started there.
+fn processes_of_planning(
+    lab: &crate::Lab,
+    name: &str,
+    addr: &str,
+) -> (Vec<Option<String>>, String) {
+    let log = lab.hosts.dir().join(format!("{name}.strace"));
+    let trace = Trace::attach(lab.hosts.pid(addr).unwrap(), &log);
+    let run = lab.run("plan", &["--limit", name]);
     trace.stop();
     assert_eq!(run.code, 0, "{run:?}");
     assert!(run.stdout.contains("+NTP="), "{run:?}");
-    let (processes, log) = processes_of_the_script(&log);
-    assert_eq!(
-        processes,
-        ["dpkg-query", "head", "stat", "systemctl"].map(|p| Some(p.to_owned())),
-        "one process per command, no subshell:\n{log}"
+    processes_of_the_script(&log)
+}
+
+#[test]
+fn facts_take_four_processes_and_big_files_and_links_are_refused() {
+    let lab = LabBuilder::new()
+        .clients(vec![
+            HostSpec::new("ubuntu-20.04", "systemd-timesyncd"),
+            HostSpec::new("ubuntu-20.04", "systemd-timesyncd").with_user("alice"),
+        ])
+        .start();
+    let client = lab.clients[0].clone();
+    let sudo_client = lab.clients[1].clone();
+    lab.hosts
+        .set_sudoers(&sudo_client, "alice ALL=(ALL:ALL) NOPASSWD: ALL");
+    lab.rewrite_inventory(
+        &format!("  data-2: {{ address: {sudo_client} }}"),
+        &format!("  data-2: {{ address: {sudo_client}, ssh: {{ user: alice, become: sudo }} }}"),
     );
+
+    // How many processes reading the facts starts on a host, counted by the kernel: logged in
+    // as root, and through sudo (whose root shell reads the script itself: no `$(cat)`).
+    for (name, addr) in [("data-1", &client), ("data-2", &sudo_client)] {
+        let (processes, log) = processes_of_planning(&lab, name, addr);
+        assert_eq!(
+            processes,
+            ["dpkg-query", "head", "stat", "systemctl"].map(|p| Some(p.to_owned())),
+            "{name}: one process per command, no subshell:\n{log}"
+        );
+    }
 
     // A managed file far above --max-file-size fails its host at once, naming file and size;
     // the other host is planned. (Sparse: 120 MiB that take no disk.)
@@ -155,7 +178,7 @@ fn facts_take_four_processes_and_big_files_and_links_are_refused() {
         ),
         "{run:?}"
     );
-    assert!(run.stdout.contains("1 host to change"), "{run:?}");
+    assert!(run.stdout.contains("2 hosts to change"), "{run:?}");
     // The limit is the operator's: a smaller one refuses the ordinary file too.
     lab.hosts
         .root(&client, &format!("truncate -s {} {PATH}", original.len()));
