@@ -641,6 +641,22 @@ mod tests {
             ["restarted clockprov-test-unit.service"]
         );
         assert_eq!(names(&dir.path().join("run")), Vec::<String>::new());
+        // A marker whose backup a cut-short rollback already moved back: a new write replaces
+        // that entry with its own backup, so a failed restart restores the file that ran.
+        std::fs::write(
+            dir.path()
+                .join("run/restart-pending.clockprov-test-unit.service"),
+            format!("{}/gone {}\n", dir.path().display(), path.display()),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("fail"), "").unwrap();
+        let p = plan(vec![change(&path, Some("old\n"), "newer\n")]);
+        let out = run(&p, &options, dir.path());
+        assert!(matches!(
+            interpret(&p, &options, &out),
+            Err(ApplyError::RolledBack(_))
+        ));
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "old\n");
     }
 
     #[test]

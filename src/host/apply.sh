@@ -210,19 +210,29 @@ backup_one() {
 }
 
 # The marker lists `BACKUP PATH` (BACKUP `-`: the file did not exist) for every file to restore
-# if the unit does not come back; an earlier interrupted run's entries (older backups) are kept.
+# if the unit does not come back; an earlier interrupted run's entry for a file (its older
+# backup: the file that last ran) is kept, unless a rollback cut short already moved that
+# backup back.
 mark_one() {
     [ "$2" = write ] || return 0
     if [ -f "$marker" ]; then
         while read -r mb mp; do
-            [ "$mp" != "$1" ] || return 0
+            if [ "$mp" = "$1" ] && { [ "$mb" = - ] || [ -e "$mb" ]; }; then
+                return 0
+            fi
         done <"$marker"
     fi
     eval "b=\$bak_$i"
     mt=$mdir/.restart-pending.$unit.$$
     temps=$temps$mt$nl
-    if ! { { [ ! -f "$marker" ] || cat "$marker"; } && printf '%s %s\n' "$b" "$1"; } >"$mt" ||
-        ! mv -f "$mt" "$marker"; then
+    if ! {
+        if [ -f "$marker" ]; then
+            while read -r mb mp; do
+                [ "$mp" = "$1" ] || printf '%s %s\n' "$mb" "$mp"
+            done <"$marker"
+        fi
+        printf '%s %s\n' "$b" "$1"
+    } >"$mt" || ! mv -f "$mt" "$marker"; then
         printf '@@fail marker %s\n' "$marker"
         return 1
     fi
