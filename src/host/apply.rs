@@ -27,10 +27,9 @@ use crate::ssh::transport::CommandOutput;
 
 const SCRIPT: &str = include_str!("apply.sh");
 const INSTALL_TIMEOUT: Duration = Duration::from_secs(900);
-/// The lock every apply takes on a host (on tmpfs: gone at reboot, as a lock should be).
+/// The lock every apply takes on a host (`apply.sh`; on tmpfs: gone at reboot, as a lock should
+/// be). The restart-pending markers live in `/run/clockprov` for the same reason.
 pub const LOCK_PATH: &str = "/run/lock/clockprov.lock";
-/// Where the restart-pending markers live (`restart-pending.UNIT`).
-pub const MARKER_DIR: &str = "/run/clockprov";
 
 /// How apply treats every host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
