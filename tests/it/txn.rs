@@ -670,4 +670,25 @@ fn rollback_says_what_failed_and_what_runs_and_backups_are_pruned() {
         .run("render", &["data-1", "--os", "ubuntu:20.04"])
         .stdout;
     assert_eq!(fs::read_to_string(newest).unwrap(), other_text);
+
+    // A unit the apply enabled is disabled again when it does not come up.
+    let before = lab.hosts.read_etc(&client, TIMESYNCD).unwrap();
+    lab.hosts
+        .root(&client, "systemctl disable systemd-timesyncd.service");
+    lab.hosts.fail_start(&client, "systemd-timesyncd.service");
+    let run = lab.run("apply", &["--yes", "--limit", "data-1"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stdout
+            .contains("; disabled systemd-timesyncd.service again\n"),
+        "{run:?}"
+    );
+    assert_eq!(lab.hosts.read_etc(&client, TIMESYNCD).unwrap(), before);
+    assert_eq!(
+        lab.hosts
+            .unit_state(&client, "systemd-timesyncd.service")
+            .unwrap()
+            .0,
+        "disabled"
+    );
 }
