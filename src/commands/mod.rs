@@ -122,6 +122,8 @@ struct Prepared {
     connector: Arc<Connector>,
     renderer: Arc<Renderer>,
     hosts: Vec<Host>,
+    /// Every host of the inventory, `--limit` or not: check measures a limited client's server.
+    all_hosts: Vec<Host>,
     options: RunOptions,
     /// One runtime for the whole command: the connections' tasks live in it between phases.
     runtime: tokio::runtime::Runtime,
@@ -165,6 +167,7 @@ fn prepare(args: &FleetArgs, templates: Option<PathBuf>) -> anyhow::Result<Prepa
         connector,
         renderer,
         hosts,
+        all_hosts: inventory.hosts.clone(),
         options,
         runtime,
     })

@@ -582,6 +582,103 @@ mod tests {
         }
     }
 
+    /// Run the real `facts.sh` here with `sh`, as a host runs it (this machine's `stat`, `head`,
+    /// `dpkg-query`; `systemctl` may have no systemd to ask, which leaves the units unknown).
+    fn run_here(request: &FactsRequest<'_>) -> Result<HostFacts, FactsError> {
+        use std::io::Write as _;
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", RemoteScript::COMMAND])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let text = script(request).unwrap().text();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        parse(&out.stdout, request)
+    }
+
+    #[test]
+    fn the_script_reads_files_links_and_sizes_as_they_are() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let at = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+        let every_byte: Vec<u8> = (0..=255u8).chain(*b"\n@@end\n").collect();
+        std::fs::write(at("bytes"), &every_byte).unwrap();
+        std::fs::set_permissions(at("bytes"), std::fs::Permissions::from_mode(0o640)).unwrap();
+        std::fs::write(at("empty"), b"").unwrap();
+        std::fs::write(at("a name with spaces"), b"x y\n").unwrap();
+        std::os::unix::fs::symlink(at("bytes"), at("link")).unwrap();
+        std::fs::create_dir(at("dir")).unwrap();
+        std::fs::write(at("big"), vec![b'b'; 5000]).unwrap();
+        let names = [
+            "bytes",
+            "empty",
+            "a name with spaces",
+            "link",
+            "dir",
+            "absent",
+        ];
+        let paths: Vec<String> = names.iter().map(|n| at(n)).collect();
+        let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
+        let request = FactsRequest {
+            paths: &paths,
+            units: &["clockprov-test-no-such.service"],
+            max_file_size: 4096,
+        };
+        let facts = run_here(&request).unwrap();
+        let content = |name: &str| match &facts.files[&at(name)] {
+            PathFacts::File(file) => (file.content.clone(), file.mode),
+            other => panic!("{name}: {other:?}"),
+        };
+        assert_eq!(content("bytes"), (every_byte, 0o640));
+        assert_eq!(content("empty").0, b"");
+        assert_eq!(content("a name with spaces").0, b"x y\n");
+        assert_eq!(facts.files[&at("link")], PathFacts::Symlink);
+        assert_eq!(facts.files[&at("dir")], PathFacts::NotAFile);
+        assert_eq!(facts.files[&at("absent")], PathFacts::Absent);
+        assert!(!facts.os.id.is_empty(), "{facts:?}");
+
+        let mut with_big = paths.clone();
+        let big = at("big");
+        with_big.push(&big);
+        assert_eq!(
+            run_here(&FactsRequest {
+                paths: &with_big,
+                ..request
+            }),
+            Err(FactsError::TooLarge {
+                path: big.clone(),
+                size: 5000,
+                max: 4096
+            })
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        /// Any two files' bytes come back exactly, through the real script.
+        #[test]
+        fn any_contents_round_trip(a in proptest::collection::vec(any::<u8>(), 0..600), b in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let dir = tempfile::tempdir().unwrap();
+            let (pa, pb) = (dir.path().join("a"), dir.path().join("b"));
+            std::fs::write(&pa, &a).unwrap();
+            std::fs::write(&pb, &b).unwrap();
+            let (pa, pb) = (pa.to_str().unwrap(), pb.to_str().unwrap());
+            let facts = run_here(&FactsRequest { paths: &[pa, pb], units: &[], max_file_size: 600 }).unwrap();
+            for (path, want) in [(pa, &a), (pb, &b)] {
+                let PathFacts::File(file) = &facts.files[path] else { panic!("{path}") };
+                prop_assert_eq!(&file.content, want);
+            }
+        }
+    }
+
     proptest! {
         /// Any bytes, and any mutation of a good output: an answer or an error, never a panic.
         #[test]

@@ -520,7 +520,7 @@ fn check_measures_offsets_and_reports_daemon_state() {
     );
     assert!(
         text.stdout.contains(
-            "Check: 0 hosts ok, 2 with findings, 0 unreachable, 0 failed (max skew 0.05 s)."
+            "Check: 0 hosts ok, 0 warning, 2 with findings, 0 inconclusive, 0 unreachable, 0 failed (max skew 0.05 s, max server offset 0.1 s; controller clock"
         ),
         "{text:?}"
     );

@@ -8,6 +8,7 @@
 #[allow(dead_code)] // each test binary uses its own part
 mod support;
 
+mod check;
 mod facts;
 mod fleet;
 mod harness;
