@@ -146,6 +146,10 @@ pub struct FleetArgs {
     /// Give up on a remote command that runs longer than this (package installs excepted).
     #[arg(long, value_name = "DURATION")]
     pub command_timeout: Option<DurationValue>,
+    /// Fail a host whose remote command prints more than this (stdout and stderr together; e.g.
+    /// 4MiB, 512KiB): a host cannot make clockprov hold more than this per command.
+    #[arg(long, value_name = "SIZE", default_value_t = crate::ssh::transport::DEFAULT_MAX_OUTPUT)]
+    pub max_output: crate::value::ByteSize,
     /// The sudo password for `become: sudo` hosts: the first line of FILE (else
     /// `CLOCKPROV_BECOME_PASSWORD`, else asked once on a terminal).
     #[arg(long, value_name = "FILE")]

@@ -74,6 +74,18 @@ impl HostResult {
     }
 }
 
+/// How much of a host's stderr a message relays (the start says what went wrong; a host that
+/// prints megabytes must not make a message of them).
+const STDERR_SHOWN: usize = 1000;
+
+/// The first `limit` characters of `text`, saying how much was left out.
+fn clipped(text: &str, limit: usize) -> String {
+    match text.char_indices().nth(limit) {
+        Some((end, _)) => format!("{} … ({} more bytes)", &text[..end], text.len() - end),
+        None => text.to_owned(),
+    }
+}
+
 /// What planning one host found.
 struct Planned {
     os: String,
@@ -154,9 +166,14 @@ async fn plan_host(
         if stderr.is_empty() {
             error
         } else {
-            HostError::new(error.kind, format!("{}: {stderr}", error.message))
+            HostError::new(
+                error.kind,
+                format!("{}: {}", error.message, clipped(&stderr, STDERR_SHOWN)),
+            )
         }
     })?;
+    // Refused before anything is rendered: a system whose layout we do not know would half-work.
+    crate::daemon::check_supported(&facts.os.id, &facts.os.version_id, &facts.os.pretty_name)?;
     status.set("planning");
     let inputs = RenderInputs {
         os_id: &facts.os.id,
@@ -265,5 +282,16 @@ impl Summary {
     #[must_use]
     pub fn has_errors(&self) -> bool {
         self.unreachable + self.failed > 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relayed_stderr_is_clipped_on_a_character_boundary() {
+        assert_eq!(clipped("short", 10), "short");
+        assert_eq!(clipped("ééééé", 2), "éé … (6 more bytes)");
     }
 }

@@ -158,6 +158,7 @@ fn prepare(args: &FleetArgs, templates: Option<PathBuf>) -> anyhow::Result<Prepa
         forks: usize::from(args.forks),
         connect_timeout: args.connect_timeout.map(|d| d.0),
         command_timeout: args.command_timeout.map(|d| d.0),
+        max_output: args.max_output,
         progress: true,
         max_file_size: args.max_file_size,
     };

@@ -285,6 +285,10 @@ pub fn parse(output: &[u8], request: &FactsRequest<'_>) -> Result<HostFacts, Fac
                     return Err(record.bad("no package or status").into());
                 };
                 // `ii` installed, `hi` held; `rc` (removed, config left) and `un` are absent.
+                // dpkg's abbreviations are ASCII letters: anything else is not dpkg speaking.
+                if !status.bytes().all(|b| b.is_ascii_alphabetic()) {
+                    return Err(record.bad("a dpkg status is ASCII letters").into());
+                }
                 if status.chars().nth(1) == Some('i') {
                     facts
                         .packages

@@ -4,8 +4,12 @@
 //! The command sent is
 //!
 //! ```text
-//! LC_ALL=C sudo -S -p PROMPT -- /bin/sh -c 'echo READY; exec /bin/sh -s'
+//! LC_ALL=C /usr/bin/sudo -S -p PROMPT -- /bin/sh -c 'echo READY; exec /bin/sh -s'
 //! ```
+//!
+//! sudo is named by its absolute path (where Debian and Ubuntu install it): a `sudo` found
+//! through the login's `PATH` could be anything the login can write, and it would be handed the
+//! password.
 //!
 //! where PROMPT and READY are random markers made for each run. Then:
 //! - PROMPT on stderr: sudo is reading a password from stdin, so (and only then) the password
@@ -150,6 +154,9 @@ impl Privileged<'_> {
     }
 }
 
+/// sudo, where Debian and Ubuntu install it.
+pub const SUDO: &str = "/usr/bin/sudo";
+
 /// The random markers of one sudo dialogue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Markers {
@@ -189,7 +196,7 @@ impl Markers {
         // C locale: sudo's and PAM's messages are then the English ones matched here (a
         // translated PAM prompt would also not be replaced by our marker).
         format!(
-            "LC_ALL=C sudo -S -p {} -- /bin/sh -c {}",
+            "LC_ALL=C {SUDO} -S -p {} -- /bin/sh -c {}",
             word(&self.prompt),
             word(&shell)
         )
@@ -223,6 +230,9 @@ pub struct Dialogue {
     stdout: Vec<u8>,
     stderr: Vec<u8>,
     scanned: usize,
+    /// Where to look for the ready marker in `stdout` next (each byte is looked at about once,
+    /// however the host splits its output).
+    stdout_scanned: usize,
     password_sent: bool,
 }
 
@@ -238,6 +248,7 @@ impl Dialogue {
             stdout: Vec::new(),
             stderr: Vec::new(),
             scanned: 0,
+            stdout_scanned: 0,
             password_sent: false,
         }
     }
@@ -265,10 +276,12 @@ impl Dialogue {
     pub fn on_stdout(&mut self, data: &[u8]) -> Step {
         self.stdout.extend_from_slice(data);
         let ready = format!("{}\n", self.markers.ready);
-        match find(&self.stdout, ready.as_bytes()) {
-            Some(at) => Step::Ready(self.stdout.split_off(at + ready.len())),
-            None => Step::Wait,
+        if let Some(at) = find(&self.stdout[self.stdout_scanned..], ready.as_bytes()) {
+            let rest = self.stdout_scanned + at + ready.len();
+            return Step::Ready(self.stdout.split_off(rest));
         }
+        self.stdout_scanned = self.stdout.len().saturating_sub(ready.len() - 1);
+        Step::Wait
     }
 
     /// The password has been sent: another prompt now means it was wrong.
@@ -345,13 +358,13 @@ async fn next_event(
     after: Duration,
     dialogue: &Dialogue,
 ) -> Result<ProcessEvent, BecomeError> {
-    tokio::time::timeout(after, process.next())
+    Ok(tokio::time::timeout(after, process.next())
         .await
         .map_err(|_| BecomeError::Timeout {
             host: host.to_owned(),
             after,
             message: dialogue.stderr_text(),
-        })
+        })??)
 }
 
 async fn sudo(
@@ -424,7 +437,7 @@ async fn sudo(
         process.send(script.as_bytes()).await?;
         process.eof().await?;
         loop {
-            match process.next().await {
+            match process.next().await? {
                 ProcessEvent::Stdout(data) => output.stdout.extend_from_slice(&data),
                 ProcessEvent::Stderr(data) => output.stderr.extend_from_slice(&data),
                 ProcessEvent::Exit(code) => output.status = Some(code),
@@ -432,12 +445,18 @@ async fn sudo(
             }
         }
     };
-    tokio::time::timeout(timeout, work)
-        .await
-        .map_err(|_| SshError::Timeout {
-            what: format!("command on {host} (through sudo)"),
+    let result = match tokio::time::timeout(timeout, work).await {
+        Ok(result) => result,
+        Err(_) => Err(SshError::CommandTimeout {
+            what: format!("a command on {host} (through sudo)"),
             after: timeout,
-        })??;
+        }),
+    };
+    if let Err(error) = result {
+        // Too much output or no answer: nothing more is read from this command.
+        process.close().await;
+        return Err(error.into());
+    }
     Ok(output)
 }
 
@@ -492,7 +511,7 @@ mod tests {
         assert!(a.prompt.len() > 30 && a.ready.len() > 30);
         assert_eq!(
             markers().command(),
-            "LC_ALL=C sudo -S -p 'PROMPT-1' -- /bin/sh -c 'echo READY-1; exec /bin/sh -s'"
+            "LC_ALL=C /usr/bin/sudo -S -p 'PROMPT-1' -- /bin/sh -c 'echo READY-1; exec /bin/sh -s'"
         );
     }
 
@@ -575,6 +594,39 @@ mod tests {
             refusal("sudo: sorry, you must have a tty to run sudo", Some(1)),
             Refusal::Other
         );
+    }
+
+    proptest::proptest! {
+        /// Whatever a host prints, split however, the dialogue never panics, and the ready
+        /// marker is found exactly when it is there as a line.
+        #[test]
+        fn any_output_in_any_pieces_is_read_without_panic(
+            noise in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
+            cut in 0usize..400,
+            with_marker: bool,
+        ) {
+            let mut d = Dialogue::new(markers());
+            let mut out = noise.clone();
+            if with_marker {
+                out.extend_from_slice(b"READY-1\nafter");
+            }
+            let cut = cut.min(out.len());
+            let _ = d.on_stderr(&noise);
+            let first = d.on_stdout(&out[..cut]);
+            let second = d.on_stdout(&out[cut..]);
+            let found = matches!(first, Step::Ready(_)) || matches!(second, Step::Ready(_));
+            let in_noise = noise.windows(8).any(|w| w == b"READY-1\n");
+            proptest::prop_assert_eq!(found, with_marker || in_noise);
+            let _ = refusal(&String::from_utf8_lossy(&noise), Some(1));
+            let _ = d.stderr_text();
+        }
+
+        #[test]
+        fn sudo_refusals_of_any_text_do_not_panic(text in ".{0,200}") {
+            let _ = refusal(&text, Some(1));
+            let _ = elide_command(&format!("user is not allowed to execute '{text}' as root"));
+            let _ = elide_command(&format!("not allowed to execute '{text}"));
+        }
     }
 
     /// The root shell's half of the protocol, run for real with `sh` standing in for sudo's

@@ -169,6 +169,7 @@ fn a_file_edited_after_planning_is_refused() {
         forks: 4,
         connect_timeout: None,
         command_timeout: None,
+        max_output: clockprov::ssh::transport::DEFAULT_MAX_OUTPUT,
         progress: false,
         max_file_size: clockprov::host::facts::DEFAULT_MAX_FILE_SIZE,
     };

@@ -12,6 +12,7 @@ mod check;
 mod facts;
 mod fleet;
 mod harness;
+mod hostile;
 mod jump;
 mod messages;
 mod privilege;
