@@ -79,6 +79,18 @@ pub enum Command {
     Bake(BakeArgs),
     /// Print the configuration files a host should have (rendered offline, no connection).
     Render(RenderArgs),
+    /// Print a shell completion script on stdout (e.g. `clockprov completions bash >
+    /// /etc/bash_completion.d/clockprov`).
+    Completions(CompletionsArgs),
+    /// Print the man page (roff) on stdout: `clockprov man | man -l -`.
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -4,6 +4,8 @@
 mod apply;
 mod bake;
 mod check;
+mod completions;
+mod man;
 mod plan;
 mod render;
 
@@ -101,6 +103,8 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Check(args) => check::run(&args),
         Command::Bake(args) => bake::run(&args),
         Command::Render(args) => render::run(&args),
+        Command::Completions(args) => completions::run(&args),
+        Command::Man => man::run(),
     }
 }
 
