@@ -79,6 +79,8 @@ pub enum Command {
     Bake(BakeArgs),
     /// Print the configuration files a host should have (rendered offline, no connection).
     Render(RenderArgs),
+    /// Print a plan saved by `plan --out` (what `apply PLAN` would do). Connects to nothing.
+    Show(ShowArgs),
     /// Print a shell completion script on stdout (e.g. `clockprov completions bash >
     /// /etc/bash_completion.d/clockprov`).
     Completions(CompletionsArgs),
@@ -101,9 +103,10 @@ pub enum Format {
 
 #[derive(Debug, Args)]
 pub struct FleetArgs {
-    /// The inventory file (format: README.md, "Inventory reference").
+    /// The inventory file (format: README.md, "Inventory reference"); for `apply PLAN`, the
+    /// plan's own.
     #[arg(short, long, value_name = "FILE", env = "CLOCKPROV_INVENTORY")]
-    pub inventory: PathBuf,
+    pub inventory: Option<PathBuf>,
     /// Only these hosts: names or globs, comma-separated or repeated; `!pattern` excludes.
     #[arg(short, long, value_name = "PATTERN")]
     pub limit: Vec<String>,
@@ -135,10 +138,18 @@ pub struct PlanArgs {
     /// Exit 0 when nothing would change, 2 when something would, 1 on errors.
     #[arg(long)]
     pub detailed_exitcode: bool,
+    /// Also save the plan to this file (JSON), for review and `apply PLAN`; not written when a
+    /// host could not be planned.
+    #[arg(long, value_name = "PLAN")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
+    /// Apply this saved plan (`plan --out`) and nothing else: hosts whose facts changed since
+    /// are refused. Takes the inventory the plan names (`-i` to give its new place).
+    #[arg(value_name = "PLAN", conflicts_with_all = ["limit", "templates"])]
+    pub plan: Option<PathBuf>,
     #[command(flatten)]
     pub fleet: FleetArgs,
     /// A directory whose chrony.conf.j2 / timesyncd.conf.j2 replace the built-in templates.
@@ -167,6 +178,16 @@ pub struct CheckArgs {
     /// Clock readings per host; the one with the smallest round trip is used.
     #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u16).range(1..=100))]
     pub samples: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The plan file (`plan --out`).
+    #[arg(value_name = "PLAN")]
+    pub plan: PathBuf,
+    /// Output format on stdout (json: the plan file itself).
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
 }
 
 #[derive(Debug, Args)]

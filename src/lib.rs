@@ -37,6 +37,7 @@ pub mod inventory;
 pub mod operations;
 pub mod outcome;
 pub mod plan;
+pub(crate) mod planfile;
 pub mod progress;
 pub mod render;
 pub(crate) mod report;

@@ -2,14 +2,14 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use similar::TextDiff;
 
 use crate::daemon::{Daemon, DaemonVersion};
 use crate::host::facts::{FileFacts, HostFacts, PathFacts};
 use crate::render::{DesiredFile, DesiredState};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum FileAction {
     Create,
@@ -41,14 +41,14 @@ impl FileChange {
 }
 
 /// A daemon package to install; the conflicting daemon it removes, if installed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PackageInstall {
     pub package: String,
     pub removes: Option<String>,
 }
 
 /// What will happen to a systemd unit.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UnitChange {
     pub unit: String,
     pub enable: bool,

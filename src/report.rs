@@ -792,6 +792,7 @@ mod tests {
             error_kind: None,
             plan: None,
             apply: None,
+            facts: None,
         }
     }
 

@@ -1,13 +1,20 @@
 //! `clockprov apply`: the plan, then the changes, host by host; optionally wait for sync.
 
 use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::Context as _;
 
 use crate::check::{self, CheckStatus, HostCheck};
 use crate::cli::{ApplyArgs, Format};
-use crate::operations::{self, HostStatus, Summary};
+use crate::operations::{self, HostStatus, Reviewed, Summary};
+use crate::planfile::PlanFile;
 use crate::report;
 
-use super::{EXIT_ERROR, EXIT_OK, ask, plan_results, prepare, print_stdout, stdout_style};
+use super::{
+    EXIT_ERROR, EXIT_OK, Prepared, ask, plan_results, prepare, prepare_at, print_stdout,
+    stdout_style,
+};
 
 fn confirm(hosts: usize) -> anyhow::Result<bool> {
     ask(&format!(
@@ -17,6 +24,9 @@ fn confirm(hosts: usize) -> anyhow::Result<bool> {
 }
 
 pub(crate) fn run(args: &ApplyArgs) -> anyhow::Result<u8> {
+    if let Some(plan) = &args.plan {
+        return reviewed(args, plan);
+    }
     let prepared = prepare(&args.fleet, args.templates.clone())?;
     let results = plan_results(&prepared);
     let changes = results
@@ -47,11 +57,58 @@ pub(crate) fn run(args: &ApplyArgs) -> anyhow::Result<u8> {
         ))?,
         Format::Json => print_stdout(&report::json("apply", &results))?,
     }
-    let mut code = if Summary::of(&results).has_errors() {
+    let code = if Summary::of(&results).has_errors() {
         EXIT_ERROR
     } else {
         EXIT_OK
     };
+    Ok(wait_sync(args, &prepared, code))
+}
+
+/// `apply PLAN`: the saved plan, host by host, where the host is still as it was reviewed. It
+/// asks nothing: the plan was reviewed when it was saved (Terraform's convention).
+fn reviewed(args: &ApplyArgs, path: &Path) -> anyhow::Result<u8> {
+    let plan = PlanFile::load(path)?;
+    let inventory = plan.check_inventory(path, args.fleet.inventory.as_deref())?;
+    let prepared = prepare_at(&args.fleet, &inventory, None)?;
+    let mut reviewed = Vec::new();
+    for saved in plan.hosts {
+        let host = prepared
+            .hosts
+            .iter()
+            .find(|h| h.name.as_str() == saved.name)
+            .with_context(|| {
+                format!(
+                    "{}: host {} is not in the inventory",
+                    path.display(),
+                    saved.name
+                )
+            })?
+            .clone();
+        reviewed.push(Reviewed { host, saved });
+    }
+    let hosts: Vec<_> = reviewed.iter().map(|r| r.host.clone()).collect();
+    eprintln!("Applying the reviewed plan {}.", path.display());
+    let results = prepared.runtime.block_on(operations::apply_reviewed(
+        prepared.connector.clone(),
+        reviewed,
+        &prepared.options,
+    ));
+    match args.fleet.format {
+        Format::Text => print_stdout(&report::apply_text(&results, stdout_style()))?,
+        Format::Json => print_stdout(&report::json("apply", &results))?,
+    }
+    let code = if Summary::of(&results).has_errors() {
+        EXIT_ERROR
+    } else {
+        EXIT_OK
+    };
+    let prepared = Prepared { hosts, ..prepared };
+    Ok(wait_sync(args, &prepared, code))
+}
+
+/// `--wait-sync`: after applying, wait until the hosts are in sync; `code` is apply's.
+fn wait_sync(args: &ApplyArgs, prepared: &Prepared, mut code: u8) -> u8 {
     if let Some(within) = args.wait_sync {
         let checks = prepared.runtime.block_on(check::wait_for_sync(
             prepared.connector.clone(),
@@ -81,7 +138,7 @@ pub(crate) fn run(args: &ApplyArgs) -> anyhow::Result<u8> {
             code = EXIT_ERROR;
         }
     }
-    Ok(code)
+    code
 }
 
 /// One line per polling round on stderr: who is still waiting, and for what.

@@ -12,6 +12,7 @@ mod fleet;
 mod harness;
 mod jump;
 mod messages;
+mod planfile;
 mod privilege;
 mod ssh;
 
