@@ -79,6 +79,10 @@ pub enum Command {
     Bake(BakeArgs),
     /// Print the configuration files a host should have (rendered offline, no connection).
     Render(RenderArgs),
+    /// Print a clockprov inventory (YAML) made from an Ansible inventory or an OpenSSH config,
+    /// each value's source in a comment; what cannot be mapped is listed. Connects to nothing.
+    #[command(subcommand)]
+    Import(ImportSource),
     /// Print a plan saved by `plan --out` (what `apply PLAN` would do). Connects to nothing.
     Show(ShowArgs),
     /// Print a shell completion script on stdout (e.g. `clockprov completions bash >
@@ -178,6 +182,50 @@ pub struct CheckArgs {
     /// Clock readings per host; the one with the smallest round trip is used.
     #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u16).range(1..=100))]
     pub samples: u16,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportSource {
+    /// An Ansible inventory, INI or YAML (groups, children, vars; `ansible_host`,
+    /// `ansible_user`, `ansible_port`, `ansible_ssh_private_key_file`, `ansible_become`,
+    /// `ProxyJump` in `ansible_ssh_common_args`).
+    Ansible {
+        /// The inventory file.
+        #[arg(value_name = "INVENTORY")]
+        inventory: PathBuf,
+        #[command(flatten)]
+        choice: ImportChoice,
+    },
+    /// An OpenSSH client config: each `Host` name without wildcards, with `HostName`, `User`,
+    /// `Port`, `ProxyJump`, `IdentityFile` as `ssh NAME` would use them.
+    SshConfig {
+        /// The config file (default ~/.ssh/config).
+        #[arg(value_name = "FILE")]
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        choice: ImportChoice,
+    },
+}
+
+/// What an imported inventory cannot say: which hosts serve time, and what.
+#[derive(Debug, Args)]
+pub struct ImportChoice {
+    /// The hosts that serve time (chrony): names, groups (Ansible) or globs, comma-separated or
+    /// repeated; `!pattern` excludes. The others become timesyncd clients.
+    #[arg(long, value_name = "PATTERN", required = true)]
+    pub servers: Vec<String>,
+    /// Import only these hosts (names, groups or globs); default all.
+    #[arg(long, value_name = "PATTERN")]
+    pub hosts: Vec<String>,
+    /// The servers' upstream: an NTP pool or server name (repeatable).
+    #[arg(long, value_name = "HOST")]
+    pub upstream: Vec<String>,
+    /// The servers keep serving at this stratum without upstream (1 to 15).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=15))]
+    pub local_stratum: Option<u8>,
+    /// The networks the servers serve (repeatable); default each client's address.
+    #[arg(long, value_name = "CIDR")]
+    pub allow: Vec<String>,
 }
 
 #[derive(Debug, Args)]

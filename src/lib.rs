@@ -33,6 +33,7 @@ pub(crate) mod glob;
 pub mod host;
 #[allow(unreachable_pub)]
 pub(crate) mod image;
+pub(crate) mod import;
 pub mod inventory;
 pub mod operations;
 pub mod outcome;

@@ -23,11 +23,10 @@ pub(crate) fn page() -> anyhow::Result<String> {
     man.render_synopsis_section(&mut out)?;
     man.render_description_section(&mut out)?;
     man.render_options_section(&mut out)?;
-    for sub in command.get_subcommands().filter(|s| s.get_name() != "help") {
-        let name = sub.get_name();
-        let title = format!("clockprov {name}").to_uppercase();
+    for (name, sub) in commands(&command, "clockprov") {
+        let title = name.to_uppercase();
         out.extend_from_slice(format!(".SH \"{title}\"\n").as_bytes());
-        let man = clap_mangen::Man::new(sub.clone().bin_name(format!("clockprov {name}")));
+        let man = clap_mangen::Man::new(sub.clone().bin_name(name));
         // Each command's synopsis, description and options, under its own heading.
         let mut part = Vec::new();
         man.render_synopsis_section(&mut part)?;
@@ -48,6 +47,17 @@ pub(crate) fn page() -> anyhow::Result<String> {
             .as_bytes(),
     );
     Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// Every command and nested command (`import ansible`) under `parent`, with its full name.
+fn commands(parent: &clap::Command, prefix: &str) -> Vec<(String, clap::Command)> {
+    let mut all = Vec::new();
+    for sub in parent.get_subcommands().filter(|s| s.get_name() != "help") {
+        let name = format!("{prefix} {}", sub.get_name());
+        all.push((name.clone(), sub.clone()));
+        all.extend(commands(sub, &name));
+    }
+    all
 }
 
 /// A command's own `.SH` headings become `.SS` under its section.

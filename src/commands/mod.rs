@@ -5,6 +5,7 @@ mod apply;
 mod bake;
 mod check;
 mod completions;
+mod import;
 mod man;
 mod plan;
 mod render;
@@ -105,6 +106,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Bake(args) => bake::run(&args),
         Command::Render(args) => render::run(&args),
         Command::Show(args) => show::run(&args),
+        Command::Import(source) => import::run(&source),
         Command::Completions(args) => completions::run(&args),
         Command::Man => man::run(),
     }

@@ -10,6 +10,7 @@ mod support;
 
 mod fleet;
 mod harness;
+mod import;
 mod jump;
 mod messages;
 mod planfile;
