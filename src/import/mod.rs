@@ -79,7 +79,9 @@ pub(crate) enum ImportError {
     Source(String),
     #[error("{0}")]
     Choice(String),
-    #[error("the imported inventory does not load ({0}); this is a bug in clockprov's import")]
+    #[error(
+        "the imported inventory does not load: {0} (a value of the source that clockprov does not accept)"
+    )]
     NotAnInventory(String),
 }
 
@@ -419,6 +421,49 @@ pub(crate) fn ssh_args(words: &[String]) -> (Option<String>, Vec<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn host(name: &str, address: &str, group: &str) -> ImportedHost {
+        ImportedHost {
+            name: name.into(),
+            from: "test".into(),
+            groups: vec![group.into()],
+            address: Some(Sourced::new(address, "test")),
+            ..ImportedHost::default()
+        }
+    }
+
+    #[test]
+    fn what_the_source_cannot_say_must_be_said() {
+        let imported = Imported {
+            source: "test".into(),
+            hosts: vec![
+                host("s1", "10.0.0.1", "ntp"),
+                host("c1", "10.0.0.2", "data"),
+            ],
+            ..Imported::default()
+        };
+        let choice = |servers: &str, stratum: Option<u8>| ServerChoice {
+            servers: vec![servers.into()],
+            local_stratum: stratum,
+            ..ServerChoice::default()
+        };
+        let error = |c| write(&imported, &c, "x").unwrap_err().to_string();
+        assert_eq!(
+            error(choice("npt", Some(10))),
+            "--servers npt matches no host or group of the import; did you mean `ntp`? (hosts: s1, c1)"
+        );
+        assert!(error(choice("ntp", None)).starts_with("say what the servers serve: --upstream"));
+        let text = write(&imported, &choice("ntp", Some(10)), "x").unwrap();
+        assert!(text.contains("ntp_servers:\n  \"s1\":"), "{text}");
+        assert!(text.contains("      - \"10.0.0.2/32\"\n"), "{text}");
+        // A value from the source cannot break out of its string or its comment.
+        let mut hostile = imported.clone();
+        hostile.hosts[1].user = Some(Sourced::new("a\"\nb: c", "x\ny: z"));
+        let error = write(&hostile, &choice("ntp", Some(10)), "x")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("does not load"), "{error}");
+    }
 
     #[test]
     fn shell_words_split_as_sh_does() {

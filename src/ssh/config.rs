@@ -267,6 +267,11 @@ fn parse_file(
             continue;
         };
         if let Some(item) = parse_item(&keyword, args, &loc, home, depth)? {
+            // As written (the keyword is lower-cased ASCII of the same length), for `import`.
+            let item = match item {
+                Item::Ignored(_) => Item::Ignored(raw.trim()[..keyword.len()].to_owned()),
+                item => item,
+            };
             entries.push(Entry { loc, item });
         }
     }

@@ -209,7 +209,7 @@ fn imported_inventories_reach_the_same_hosts() {
         "from-ssh-config.yaml",
         &expected,
     );
-    assert!(import.stderr.contains("forwardagent"), "{import:?}");
+    assert!(import.stderr.contains("ForwardAgent"), "{import:?}");
     insta::assert_snapshot!("ssh_config", stable(&lab, &import.stdout));
 
     // The jump hosts are on the route: with the server stopped, the data hosts are unreachable
