@@ -4,8 +4,10 @@
 # `setup.sh --package`: also what scripts/package.sh and tests/package/install.sh need.
 set -euo pipefail
 
-# sudo, openssl and passwd (usermod): the test hosts' non-root login with real sudo
-packages=(openssh-server openssh-client util-linux mount coreutils findutils iproute2 ca-certificates sudo openssl passwd)
+# sudo, openssl and passwd (usermod): the test hosts' non-root login with real sudo;
+# shellcheck: the remote scripts under src/ are linted; strace: a test counts a host's processes;
+# prometheus: promtool, which validates `check --format prometheus` (tests/it/check.rs)
+packages=(openssh-server openssh-client util-linux mount coreutils findutils iproute2 ca-certificates sudo openssl passwd shellcheck strace prometheus)
 package_mode=false
 if [[ ${1:-} == --package ]]; then
     package_mode=true

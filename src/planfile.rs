@@ -79,6 +79,7 @@ pub(crate) struct SavedUnit {
 pub(crate) enum SavedPath {
     Absent,
     NotAFile,
+    Symlink,
     File {
         sha256: String,
         /// Octal, as `chmod` takes it.
@@ -198,6 +199,7 @@ impl SavedFacts {
                     let saved = match found {
                         PathFacts::Absent => SavedPath::Absent,
                         PathFacts::NotAFile => SavedPath::NotAFile,
+                        PathFacts::Symlink => SavedPath::Symlink,
                         PathFacts::File(file) => SavedPath::File {
                             sha256: sha256_hex(&file.content),
                             mode: octal(file.mode),
@@ -273,6 +275,7 @@ fn path_change(path: &str, was: Option<&SavedPath>, is: Option<&SavedPath>) -> O
             None => "not read",
             Some(SavedPath::Absent) => "absent",
             Some(SavedPath::NotAFile) => "not a regular file",
+            Some(SavedPath::Symlink) => "a symbolic link",
             Some(SavedPath::File { .. }) => "a file",
         }
     }
