@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::daemon::Daemon;
 use crate::fleet::{self, Item, RunOptions};
-use crate::host::apply::{ApplyReport, apply_host};
+use crate::host::apply::{ApplyOptions, ApplyReport, apply_host};
 use crate::host::facts::{self, FactsRequest, HostFacts};
 use crate::inventory::Host;
 use crate::outcome::{ErrorKind, HostError, Outcome};
@@ -227,6 +227,7 @@ pub(crate) async fn apply_reviewed(
     connector: Arc<Connector>,
     reviewed: Vec<Reviewed>,
     options: &RunOptions,
+    apply: ApplyOptions,
 ) -> Vec<HostResult> {
     let mut rows: Vec<HostResult> = reviewed.iter().map(|r| r.saved.row()).collect();
     let (positions, changes): (Vec<usize>, Vec<Reviewed>) = reviewed
@@ -259,7 +260,7 @@ pub(crate) async fn apply_reviewed(
                     session: &session,
                     privilege: connector.privilege(&reviewed.saved.name),
                 };
-                let report = apply_host(&root, &plan).await?;
+                let report = apply_host(&root, &plan, &apply).await?;
                 Ok((plan, report))
             }
         },
@@ -299,6 +300,7 @@ pub async fn apply_hosts(
     connector: Arc<Connector>,
     results: Vec<HostResult>,
     options: &RunOptions,
+    apply: ApplyOptions,
 ) -> Vec<HostResult> {
     let (positions, changes): (Vec<usize>, Vec<Change>) = results
         .iter()
@@ -329,7 +331,7 @@ pub async fn apply_hosts(
                     session: &session,
                     privilege: connector.privilege(&change.name),
                 };
-                Ok(apply_host(&root, &change.plan).await?)
+                Ok(apply_host(&root, &change.plan, &apply).await?)
             }
         },
     )

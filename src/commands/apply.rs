@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use crate::check::{self, CheckStatus, ControllerClock, HostCheck};
 use crate::cli::{ApplyArgs, Format};
 use crate::clock::Limits;
+use crate::host::apply::ApplyOptions;
 use crate::operations::{self, HostStatus, Reviewed, Summary};
 use crate::planfile::PlanFile;
 use crate::report;
@@ -50,6 +51,10 @@ pub(crate) fn run(args: &ApplyArgs) -> anyhow::Result<u8> {
             prepared.connector.clone(),
             results,
             &prepared.options,
+            ApplyOptions {
+                keep_backups: args.keep_backups,
+                lock_wait: args.lock_wait.0,
+            },
         ))
     };
     match args.fleet.format {
@@ -97,6 +102,10 @@ fn reviewed(args: &ApplyArgs, path: &Path) -> anyhow::Result<u8> {
         prepared.connector.clone(),
         reviewed,
         &prepared.options,
+        ApplyOptions {
+            keep_backups: args.keep_backups,
+            lock_wait: args.lock_wait.0,
+        },
     ));
     match args.fleet.format {
         Format::Text => print_stdout(&report::apply_text(&results, stdout_style()))?,

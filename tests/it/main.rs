@@ -19,6 +19,7 @@ mod messages;
 mod planfile;
 mod privilege;
 mod ssh;
+mod txn;
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
