@@ -36,10 +36,12 @@ pub(crate) mod glob;
 pub mod host;
 #[allow(unreachable_pub)]
 pub(crate) mod image;
+pub(crate) mod import;
 pub mod inventory;
 pub mod operations;
 pub mod outcome;
 pub mod plan;
+pub(crate) mod planfile;
 pub mod progress;
 #[cfg(test)]
 mod proptests;

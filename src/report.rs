@@ -1081,6 +1081,7 @@ mod tests {
             error_kind: None,
             plan: None,
             apply: None,
+            facts: None,
         }
     }
 

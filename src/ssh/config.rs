@@ -119,6 +119,9 @@ enum Item {
     Match(Vec<(bool, Criterion)>),
     Include(Vec<ConfigFile>),
     Set(Setting),
+    /// A keyword that does not change where or as whom we connect (kept for `import`, which
+    /// lists what it does not map).
+    Ignored(String),
 }
 
 #[derive(Debug, Clone)]
@@ -191,6 +194,45 @@ impl SshConfig {
         })
     }
 
+    /// The names of `Host` lines without wildcards or negations (hosts one can `ssh NAME` to),
+    /// each once, in order, includes in place; and the keywords clockprov does not use.
+    pub(crate) fn hosts_and_ignored(&self) -> (Vec<Located<String>>, Vec<Located<String>>) {
+        fn walk(
+            file: &ConfigFile,
+            hosts: &mut Vec<Located<String>>,
+            ignored: &mut Vec<Located<String>>,
+        ) {
+            for entry in &file.entries {
+                match &entry.item {
+                    Item::Host(patterns) => {
+                        for pattern in patterns {
+                            let concrete = !pattern.contains(['*', '?', '!']);
+                            if concrete && !hosts.iter().any(|h| &h.value == pattern) {
+                                hosts.push(Located {
+                                    value: pattern.clone(),
+                                    loc: entry.loc.clone(),
+                                });
+                            }
+                        }
+                    }
+                    Item::Include(files) => {
+                        for included in files {
+                            walk(included, hosts, ignored);
+                        }
+                    }
+                    Item::Ignored(keyword) => ignored.push(Located {
+                        value: keyword.clone(),
+                        loc: entry.loc.clone(),
+                    }),
+                    Item::Match(_) | Item::Set(_) => {}
+                }
+            }
+        }
+        let (mut hosts, mut ignored) = (Vec::new(), Vec::new());
+        walk(&self.root, &mut hosts, &mut ignored);
+        (hosts, ignored)
+    }
+
     /// The configuration for `host` (the name as given: the inventory's `ssh.host` or address).
     ///
     /// # Errors
@@ -231,6 +273,11 @@ fn parse_file(
             continue;
         };
         if let Some(item) = parse_item(&keyword, args, &loc, home, depth)? {
+            // As written (the keyword is lower-cased ASCII of the same length), for `import`.
+            let item = match item {
+                Item::Ignored(_) => Item::Ignored(raw.trim()[..keyword.len()].to_owned()),
+                item => item,
+            };
             entries.push(Entry { loc, item });
         }
     }
@@ -404,7 +451,7 @@ fn parse_item(
             })
         }
         // Every other keyword leaves where and as whom we connect unchanged.
-        _ => return Ok(None),
+        _ => return Ok(Some(Item::Ignored(keyword.to_owned()))),
     };
     Ok(Some(Item::Set(setting)))
 }
@@ -598,7 +645,7 @@ impl State<'_> {
                     }
                 }
                 Item::Set(setting) if active => self.set(setting, &entry.loc),
-                Item::Set(_) => {}
+                Item::Set(_) | Item::Ignored(_) => {}
             }
         }
         Ok(())
