@@ -410,10 +410,10 @@ cmd_deps() {
     # libguestfs-tools and a kernel under /boot (its appliance boots this machine's kernel):
     # for `clockprov bake` on disk images; systemctl for `systemctl --root` in its tests;
     # libvirt's daemon and virsh for bake's libvirt domains (tests/bake/libvirtd.sh starts a
-    # private daemon; the packages start none).
+    # private daemon; the packages start none); curl for Ubuntu's keyring package.
     local packages=(mmdebstrap qemu-system-x86 qemu-utils e2fsprogs iproute2 openssh-client
         util-linux coreutils tar libguestfs-tools linux-image-amd64 systemd
-        libvirt-daemon libvirt-clients) missing=() p
+        libvirt-daemon libvirt-clients curl) missing=() p
     for p in "${packages[@]}"; do
         dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null | grep -q '^ii' || missing+=("$p")
     done
