@@ -8,12 +8,16 @@
 #[allow(dead_code)] // each test binary uses its own part
 mod support;
 
+mod check;
+mod facts;
 mod fleet;
 mod harness;
+mod hostile;
 mod jump;
 mod messages;
 mod privilege;
 mod ssh;
+mod txn;
 
 use std::fmt::Write as _;
 use std::path::PathBuf;

@@ -9,6 +9,7 @@
 
 mod bake;
 mod ceph;
+mod isolated;
 mod mixed;
 #[path = "../support/mod.rs"]
 #[allow(dead_code)] // each test binary uses its own part
