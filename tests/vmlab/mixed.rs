@@ -89,32 +89,9 @@ fn changed_lines(diff: &str) -> (Vec<&str>, Vec<&str>) {
     (removed, added)
 }
 
-#[test]
-fn a_mixed_fleet_converges_and_keeps_the_vendor_files() {
-    let mut args = vec!["--only".to_owned()];
-    let names: Vec<&str> = FLEET.iter().map(|m| m.vm).collect();
-    args.push(format!("zcloud,{}", names.join(",")));
-    args.push("--skews".to_owned());
-    args.push(format!("{} 0 0", FLEET[0].skew));
-    for m in &FLEET[1..] {
-        args.push("--skew".to_owned());
-        args.push(format!("{}={}", m.vm, m.skew));
-    }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let lab = Lab::up("clockprov-vmlab-mixed-", &args);
-    let inventory = lab.inventory();
-
-    // 1. Each VM is the distribution it claims, its daemon's files as the package shipped them.
-    for m in &FLEET {
-        let os = lab.ssh(m.vm, ". /etc/os-release; echo $ID:$VERSION_ID");
-        assert_eq!(os.trim(), m.os, "{}", m.vm);
-        let modified = modified_package_files(&lab, m.vm, "systemd-timesyncd");
-        assert!(modified.is_empty(), "{}: {modified:?}", m.vm);
-    }
-    assert!(modified_package_files(&lab, "zcloud", "chrony").is_empty());
-
-    // 2. The plan: on every client its own timesyncd.conf, only the managed lines changed.
-    let plan = lab.clockprov(&["plan", "-i", &inventory, "--format", "json"], &[]);
+/// 2. The plan: on every client its own timesyncd.conf, only the managed lines changed.
+fn plan_changes_only_ntp(lab: &Lab, inventory: &str) {
+    let plan = lab.clockprov(&["plan", "-i", inventory, "--format", "json"], &[]);
     assert_eq!(plan.code, 0, "{plan:?}");
     let plan = plan.json();
     for m in &FLEET {
@@ -173,6 +150,38 @@ fn a_mixed_fleet_converges_and_keeps_the_vendor_files() {
         server["plan"]["files"][0]["path"], CHRONY_CONF,
         "{server:#}"
     );
+}
+
+/// zcloud and the [`FLEET`], each client's clock [`Member::skew`] off.
+fn fleet_lab() -> Lab {
+    let mut args = vec!["--only".to_owned()];
+    let names: Vec<&str> = FLEET.iter().map(|m| m.vm).collect();
+    args.push(format!("zcloud,{}", names.join(",")));
+    args.push("--skews".to_owned());
+    args.push(format!("{} 0 0", FLEET[0].skew));
+    for m in &FLEET[1..] {
+        args.push("--skew".to_owned());
+        args.push(format!("{}={}", m.vm, m.skew));
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Lab::up("clockprov-vmlab-mixed-", &args)
+}
+
+#[test]
+fn a_mixed_fleet_converges_and_keeps_the_vendor_files() {
+    let lab = fleet_lab();
+    let inventory = lab.inventory();
+
+    // 1. Each VM is the distribution it claims, its daemon's files as the package shipped them.
+    for m in &FLEET {
+        let os = lab.ssh(m.vm, ". /etc/os-release; echo $ID:$VERSION_ID");
+        assert_eq!(os.trim(), m.os, "{}", m.vm);
+        let modified = modified_package_files(&lab, m.vm, "systemd-timesyncd");
+        assert!(modified.is_empty(), "{}: {modified:?}", m.vm);
+    }
+    assert!(modified_package_files(&lab, "zcloud", "chrony").is_empty());
+
+    plan_changes_only_ntp(&lab, &inventory);
 
     // 3. apply --wait-sync converges the whole fleet; check agrees.
     let apply = lab.clockprov(
