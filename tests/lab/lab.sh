@@ -365,6 +365,13 @@ customize_distro() {
         [[ ! -e $root/usr/lib/systemd/system/$unit && ! -e $root/lib/systemd/system/$unit ]] ||
             chroot "$root" systemctl -q mask "$unit"
     done
+    # OpenSSH >= 9.8 (Debian 13, Ubuntu 26.04) penalizes a source whose connections end before
+    # authenticating (PerSourcePenalties): the lab's boot probes (ssh-keyscan, ssh every second)
+    # from the controller's one address got it refused for minutes ("timed out" to clockprov).
+    case ${DISTRO_SUITE[$name]} in
+        trixie | resolute) printf '# clockprov lab: see lab.sh customize_distro\nPerSourcePenalties no\n' \
+            >"$root/etc/ssh/sshd_config.d/lab-penalties.conf" ;;
+    esac
     # systemd < 246 ignores systemd.hostname= on the kernel command line: a unit reads it.
     if [[ ${DISTRO_SUITE[$name]} == focal ]]; then
         cat >"$root/etc/systemd/system/lab-hostname.service" <<'UNIT'
