@@ -270,6 +270,11 @@ pub struct CheckArgs {
     /// With --format nagios: CRITICAL beyond this offset (default: twice the warning).
     #[arg(long, value_name = "DURATION")]
     pub critical: Option<DurationValue>,
+    /// Also ask Ceph on this monitor host (an inventory host's name) for its view of the
+    /// monitors' clocks (`ceph time-sync-status`, `ceph health detail`), shown beside
+    /// clockprov's own measurement.
+    #[arg(long, value_name = "HOST")]
+    pub ceph: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -20,6 +20,7 @@
 // than in Cargo.toml, whose [lints] would apply to the test crates' helper modules too.)
 #![warn(unreachable_pub)]
 
+pub(crate) mod ceph;
 pub(crate) mod check;
 // Spelled `pub` inside until their rewrites (issues 9, 10) land; crate-private all the same.
 #[allow(unreachable_pub)]

@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use crate::support::clockprov::Run;
 use crate::support::lab::{Lab, assert_synchronized_to_zcloud, host, wait_for};
 use crate::{CLIENTS, check_json};
 
@@ -85,6 +86,54 @@ fn ceph_warns_of_the_skew_and_apply_clears_it() {
         (measured - f64::from(STEP)).abs() < 0.5,
         "clockprov measured {measured} s, Ceph {skew} s"
     );
+    // 2b. check --ceph: Ceph's own skew for the monitor beside clockprov's, agreeing within the
+    // stated bound (Ceph's figure varies from round to round on this loaded lab: poll a few).
+    let (doc, took) = wait_for(
+        "check --ceph: Ceph's skew beside clockprov's, agreeing",
+        Duration::from_secs(4 * TIMECHECK),
+        Duration::from_secs(5),
+        || {
+            let doc = check_ceph(&lab, &inventory, "json", 2).json();
+            let mon = ceph_monitor(&doc, SKEWED);
+            let warned = doc["ceph"]["clock_skew"]["summary"]
+                == format!("clock skew detected on mon.{SKEWED}").as_str();
+            if warned && mon["agree"] == true {
+                Ok(doc)
+            } else {
+                Err(format!("{:#}", doc["ceph"]))
+            }
+        },
+    );
+    let mon = ceph_monitor(&doc, SKEWED);
+    let (ceph_skew, ours, bound) = (
+        mon["ceph_skew_seconds"].as_f64().unwrap(),
+        mon["clockprov_skew_seconds"].as_f64().unwrap(),
+        mon["bound_seconds"].as_f64().unwrap(),
+    );
+    eprintln!(
+        "check --ceph agreed {:.0} s after the warning: Ceph {ceph_skew:+.6} s, clockprov \
+         {ours:+.6} s, bound {bound:.6} s",
+        took.as_secs_f64()
+    );
+    assert_eq!(mon["host"], SKEWED, "{mon:#}");
+    assert!((ours - f64::from(STEP)).abs() < 0.5, "{mon:#}");
+    assert!((ceph_skew - ours).abs() <= bound, "{mon:#}");
+    for other in ["z-b-data-1", "z-b-data-3"] {
+        assert_eq!(ceph_monitor(&doc, other)["ceph_health"], "HEALTH_OK", "{doc:#}");
+    }
+    // The same view in text (beside clockprov's table) and for Prometheus (promtool-valid).
+    let text = check_ceph(&lab, &inventory, "text", 2).stdout;
+    assert!(
+        text.contains(&format!("MON_CLOCK_SKEW (HEALTH_WARN): clock skew detected on mon.{SKEWED}")),
+        "{text}"
+    );
+    assert!(text.lines().any(|l| l.starts_with(&format!("mon.{SKEWED}  {SKEWED}"))), "{text}");
+    let metrics = check_ceph(&lab, &inventory, "prometheus", 2).stdout;
+    assert!(metrics.contains("clockprov_ceph_clock_skew_warning{queried=\"z-b-data-1\"} 1\n"), "{metrics}");
+    promtool_accepts(&metrics);
+    let nagios = check_ceph(&lab, &inventory, "nagios", 2).stdout;
+    assert!(nagios.contains("ceph WARNING: MON_CLOCK_SKEW"), "{nagios}");
+
     let plan = lab.clockprov(&["plan", "-i", &inventory, "--format", "json"], &[]);
     assert_eq!(plan.code, 0, "{plan:?}");
     let plan = plan.json();
@@ -129,5 +178,57 @@ fn ceph_warns_of_the_skew_and_apply_clears_it() {
     eprintln!(
         "Ceph HEALTH_OK {:.0} s after apply: {ok}",
         took.as_secs_f64()
+    );
+    // 5. check --ceph agrees: no warning, every monitor healthy and in agreement, exit 0.
+    let doc = check_ceph(&lab, &inventory, "json", 0).json();
+    assert_eq!(doc["ceph"]["health"], "HEALTH_OK", "{doc:#}");
+    assert!(doc["ceph"]["clock_skew"].is_null(), "{doc:#}");
+    for vm in CLIENTS {
+        let mon = ceph_monitor(&doc, vm);
+        assert_eq!(mon["ceph_health"], "HEALTH_OK", "{mon:#}");
+        assert_eq!(mon["agree"], true, "{mon:#}");
+    }
+}
+
+/// `clockprov check --ceph z-b-data-1 --format FORMAT`, which must exit `code`.
+fn check_ceph(lab: &Lab, inventory: &str, format: &str, code: i32) -> Run {
+    let run = lab.clockprov(
+        &["check", "-i", inventory, "--ceph", "z-b-data-1", "--format", format],
+        &[],
+    );
+    assert_eq!(run.code, code, "{run:?}");
+    run
+}
+
+/// Monitor `name` in a `check --ceph --format json` document.
+fn ceph_monitor<'a>(doc: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    doc["ceph"]["monitors"]
+        .as_array()
+        .and_then(|mons| mons.iter().find(|m| m["monitor"] == name))
+        .unwrap_or_else(|| panic!("no monitor {name}: {doc:#}"))
+}
+
+/// `promtool check metrics` accepts the exposition (Debian's prometheus package).
+fn promtool_accepts(metrics: &str) {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus; scripts/setup.sh installs it)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(metrics.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}\n{metrics}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
 }
