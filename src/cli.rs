@@ -43,6 +43,15 @@ unreachable, refused or failed: the other hosts are still applied).
 
 The inventory (-i FILE, or $CLOCKPROV_INVENTORY): README.md, section \"Inventory reference\".";
 
+const VALIDATE_HELP: &str = "\
+Exit codes: 0 the inventory is valid and every host and image renders; 1 it is not (every \
+problem is listed on stderr as FILE:LINE:COLUMN: FIELD: what is wrong), or bad arguments.
+
+Not checked, because they need the machine that runs clockprov: the key, known_hosts and \
+OpenSSH config files the inventory names, jump hosts, and the image files.
+
+The inventory (-i FILE, or $CLOCKPROV_INVENTORY): README.md, section \"Inventory reference\".";
+
 /// Ceph's `mon_clock_drift_allowed`.
 const DEFAULT_MAX_SKEW: DurationValue = DurationValue(crate::check::DEFAULT_MAX_SKEW);
 
@@ -79,6 +88,10 @@ pub enum Command {
     Bake(BakeArgs),
     /// Print the configuration files a host should have (rendered offline, no connection).
     Render(RenderArgs),
+    /// Check an inventory offline, as its own CI would: parse it, check it as a whole, render
+    /// every host and image for every supported system. Contacts nothing.
+    #[command(after_help = VALIDATE_HELP)]
+    Validate(ValidateArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -142,6 +155,13 @@ pub struct ApplyArgs {
     /// The skew allowed while waiting: 0.05, 50ms or 1s alike.
     #[arg(long, default_value_t = DEFAULT_MAX_SKEW, value_name = "DURATION")]
     pub max_skew: DurationValue,
+    /// Write a JSON record of what this apply did into DIR (default
+    /// `$XDG_STATE_HOME/clockprov/records`, else `~/.local/state/clockprov/records`).
+    #[arg(long, value_name = "DIR")]
+    pub record: Option<PathBuf>,
+    /// Write no record of this apply.
+    #[arg(long, conflicts_with = "record")]
+    pub no_record: bool,
 }
 
 #[derive(Debug, Args)]
@@ -173,6 +193,16 @@ pub struct RenderArgs {
     #[arg(long, value_name = "VERSION")]
     pub daemon_version: Option<String>,
     /// A directory whose templates replace the built-in ones.
+    #[arg(long, value_name = "DIR")]
+    pub templates: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// The inventory file (format: README.md, "Inventory reference").
+    #[arg(short, long, value_name = "FILE", env = "CLOCKPROV_INVENTORY")]
+    pub inventory: PathBuf,
+    /// A directory whose chrony.conf.j2 / timesyncd.conf.j2 replace the built-in templates.
     #[arg(long, value_name = "DIR")]
     pub templates: Option<PathBuf>,
 }

@@ -38,6 +38,7 @@ pub mod operations;
 pub mod outcome;
 pub mod plan;
 pub mod progress;
+pub(crate) mod record;
 pub mod render;
 pub(crate) mod report;
 #[allow(unreachable_pub)]

@@ -19,6 +19,19 @@ pub enum FileAction {
     Unchanged,
 }
 
+impl FileAction {
+    /// The action as JSON spells it, for logs.
+    #[must_use]
+    pub fn word(self) -> &'static str {
+        match self {
+            FileAction::Create => "create",
+            FileAction::Update => "update",
+            FileAction::FixMetadata => "fix-metadata",
+            FileAction::Unchanged => "unchanged",
+        }
+    }
+}
+
 /// What will happen to one managed file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FileChange {

@@ -333,6 +333,7 @@ impl<'a> Header<'a> {
 fn host_header(result: &HostResult) -> Header<'_> {
     let status = match result.status {
         HostStatus::Change => ("change", None),
+        HostStatus::Applied => ("applied", Some(true)),
         HostStatus::Unchanged => ("unchanged", Some(true)),
         HostStatus::Unreachable => ("UNREACHABLE", Some(false)),
         HostStatus::Failed => ("FAILED", Some(false)),
@@ -391,11 +392,9 @@ fn result_line(out: &mut String, good: bool, word: &str, name: &str, text: &str,
 #[must_use]
 pub(crate) fn apply_text(results: &[HostResult], style: Style) -> String {
     let mut out = String::new();
-    let mut changed = 0;
     for result in results {
         match (&result.status, &result.apply) {
-            (HostStatus::Change, Some(report)) => {
-                changed += 1;
+            (HostStatus::Applied, Some(report)) => {
                 result_line(
                     &mut out,
                     true,
@@ -426,7 +425,7 @@ pub(crate) fn apply_text(results: &[HostResult], style: Style) -> String {
     let _ = writeln!(
         out,
         "\nApply: {} changed, {} unchanged, {} unreachable, {} failed.",
-        plural(changed, "host"),
+        plural(s.applied, "host"),
         s.unchanged,
         s.unreachable,
         s.failed
@@ -474,6 +473,24 @@ pub(crate) fn json(command: &str, results: &[HostResult]) -> String {
         format_version: JSON_FORMAT_VERSION,
         command,
         context: NoContext {},
+        items: Hosts { hosts: results },
+        summary: Summary::of(results),
+    })
+}
+
+#[derive(Serialize)]
+struct ApplyContext<'a> {
+    /// The record this apply wrote (`--record`), null when none was.
+    record: Option<&'a std::path::Path>,
+}
+
+/// `apply --format json`: as [`json`], with the path of the record written.
+#[must_use]
+pub(crate) fn apply_json(results: &[HostResult], record: Option<&std::path::Path>) -> String {
+    document(&Envelope {
+        format_version: JSON_FORMAT_VERSION,
+        command: "apply",
+        context: ApplyContext { record },
         items: Hosts { hosts: results },
         summary: Summary::of(results),
     })
@@ -917,6 +934,7 @@ mod tests {
 
     fn applied() -> Vec<HostResult> {
         let mut rows = planned();
+        rows[0].status = HostStatus::Applied;
         rows[0].apply = Some(ApplyReport {
             done: vec![
                 "installed chrony (removed systemd-timesyncd)".into(),
@@ -927,6 +945,7 @@ mod tests {
             backups: Vec::new(),
             rolled_back: false,
         });
+        rows[1].status = HostStatus::Applied;
         rows[1].apply = Some(ApplyReport {
             done: vec![
                 "wrote /etc/systemd/timesyncd.conf".into(),
@@ -951,7 +970,10 @@ mod tests {
 
     #[test]
     fn apply_json() {
-        insta::assert_snapshot!(json("apply", &applied()));
+        let record = std::path::Path::new(
+            "/root/.local/state/clockprov/records/apply-20261125T141608Z.json",
+        );
+        insta::assert_snapshot!(super::apply_json(&applied(), Some(record)));
     }
 
     fn check(name: &str, host: u8, role: &'static str, status: CheckStatus) -> HostCheck {

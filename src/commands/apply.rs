@@ -1,10 +1,12 @@
 //! `clockprov apply`: the plan, then the changes, host by host; optionally wait for sync.
 
 use std::fmt::Write as _;
+use std::time::SystemTime;
 
 use crate::check::{self, CheckStatus, HostCheck};
 use crate::cli::{ApplyArgs, Format};
 use crate::operations::{self, HostStatus, Summary};
+use crate::record::{self, Record, Recorder};
 use crate::report;
 
 use super::{EXIT_ERROR, EXIT_OK, ask, plan_results, prepare, print_stdout, stdout_style};
@@ -16,8 +18,26 @@ fn confirm(hosts: usize) -> anyhow::Result<bool> {
     ))
 }
 
+/// Where this apply's record goes, made ready before any host is contacted; None with
+/// `--no-record`.
+fn recorder(args: &ApplyArgs) -> anyhow::Result<Option<Recorder>> {
+    if args.no_record {
+        return Ok(None);
+    }
+    let dir = match &args.record {
+        Some(dir) => dir.clone(),
+        None => record::default_dir().ok_or_else(|| {
+            anyhow::anyhow!(
+                "no place for apply's record: neither $XDG_STATE_HOME nor $HOME is set; pass --record DIR or --no-record"
+            )
+        })?,
+    };
+    Recorder::open(dir).map(Some)
+}
+
 pub(crate) fn run(args: &ApplyArgs) -> anyhow::Result<u8> {
     let prepared = prepare(&args.fleet, args.templates.clone())?;
+    let recorder = recorder(args)?;
     let results = plan_results(&prepared);
     let changes = results
         .iter()
@@ -26,6 +46,8 @@ pub(crate) fn run(args: &ApplyArgs) -> anyhow::Result<u8> {
     if args.fleet.format == Format::Text {
         print_stdout(&report::plan_text(&results, stdout_style()))?;
     }
+    let mut written = None;
+    let mut record_failed = false;
     let results = if changes == 0 {
         results
     } else {
@@ -34,20 +56,42 @@ pub(crate) fn run(args: &ApplyArgs) -> anyhow::Result<u8> {
             eprintln!("Apply cancelled; nothing was changed.");
             return Ok(EXIT_OK);
         }
-        prepared.runtime.block_on(operations::apply_hosts(
+        let started = SystemTime::now();
+        let results = prepared.runtime.block_on(operations::apply_hosts(
             prepared.connector.clone(),
             results,
             &prepared.options,
-        ))
+        ));
+        if let Some(recorder) = &recorder {
+            let record = Record::of(
+                &args.fleet.inventory,
+                prepared.inventory_source.as_bytes(),
+                (started, SystemTime::now()),
+                &results,
+            );
+            // The hosts are changed already: a record that cannot be written is said, and
+            // the run still reports what it did.
+            match recorder.write(&record, started) {
+                Ok(path) => written = Some(path),
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    record_failed = true;
+                }
+            }
+        }
+        results
     };
     match args.fleet.format {
-        Format::Text => print_stdout(&format!(
-            "\n{}",
-            report::apply_text(&results, stdout_style())
-        ))?,
-        Format::Json => print_stdout(&report::json("apply", &results))?,
+        Format::Text => {
+            let mut text = format!("\n{}", report::apply_text(&results, stdout_style()));
+            if let Some(path) = &written {
+                let _ = writeln!(text, "Record: {}", path.display());
+            }
+            print_stdout(&text)?;
+        }
+        Format::Json => print_stdout(&report::apply_json(&results, written.as_deref()))?,
     }
-    let mut code = if Summary::of(&results).has_errors() {
+    let mut code = if Summary::of(&results).has_errors() || record_failed {
         EXIT_ERROR
     } else {
         EXIT_OK

@@ -6,6 +6,7 @@ mod bake;
 mod check;
 mod plan;
 mod render;
+mod validate;
 
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
@@ -101,6 +102,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Check(args) => check::run(&args),
         Command::Bake(args) => bake::run(&args),
         Command::Render(args) => render::run(&args),
+        Command::Validate(args) => validate::run(&args),
     }
 }
 
@@ -122,6 +124,8 @@ struct Prepared {
     connector: Arc<Connector>,
     renderer: Arc<Renderer>,
     hosts: Vec<Host>,
+    /// The inventory's text as read (its digest goes into apply's record).
+    inventory_source: String,
     options: RunOptions,
     /// One runtime for the whole command: the connections' tasks live in it between phases.
     runtime: tokio::runtime::Runtime,
@@ -164,6 +168,7 @@ fn prepare(args: &FleetArgs, templates: Option<PathBuf>) -> anyhow::Result<Prepa
         connector,
         renderer,
         hosts,
+        inventory_source: inventory.source.clone(),
         options,
         runtime,
     })

@@ -42,7 +42,15 @@ pub async fn measure_offset(session: &Session, samples: usize) -> Result<Offset,
         }
     }
     conversation.close().await;
-    clock::best_offset(&readings).ok_or_else(|| SshError::Protocol(russh::Error::Disconnect))
+    let best = clock::best_offset(&readings)
+        .ok_or_else(|| SshError::Protocol(russh::Error::Disconnect))?;
+    tracing::info!(
+        "clock: {} readings, offset {:+.6} s +/- {:.6} s",
+        readings.len(),
+        best.offset,
+        best.uncertainty
+    );
+    Ok(best)
 }
 
 /// The one command that reads a daemon's own state.

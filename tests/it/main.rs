@@ -11,6 +11,7 @@ mod support;
 mod fleet;
 mod harness;
 mod jump;
+mod logs;
 mod messages;
 mod privilege;
 mod ssh;
