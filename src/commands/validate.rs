@@ -50,21 +50,34 @@ fn counted(n: usize, word: &str) -> String {
 fn render_all(inventory: &Inventory, renderer: &Renderer) -> Vec<String> {
     let mut problems: Vec<String> = Vec::new();
     let mut seen = std::collections::HashSet::new();
-    let mut note = |what: String, system: &str, error: String| {
+    let mut note = |what: String, os_id: &str, os_version: &str, error: String| {
         if seen.insert((what.clone(), error.clone())) {
-            problems.push(format!("{what} (rendered for {system}): {error}"));
+            problems.push(format!(
+                "{what} (rendered for {os_id}:{os_version}): {error}"
+            ));
         }
     };
-    for system in SUPPORTED_SYSTEMS {
-        let (os_id, os_version) = system.split_once(':').unwrap_or((system, ""));
-        for host in &inventory.hosts {
+    let systems = || {
+        SUPPORTED_SYSTEMS
+            .iter()
+            .map(|system| system.split_once(':').unwrap_or((system, "")))
+    };
+    for host in &inventory.hosts {
+        for (os_id, os_version) in systems() {
             let version = host.daemon().distribution_default(os_id, os_version);
             if let Err(e) = renderer.render(host, RenderInputs { os_id, version }) {
-                note(format!("host {}", host.name), system, e.to_string());
+                note(
+                    format!("host {}", host.name),
+                    os_id,
+                    os_version,
+                    e.to_string(),
+                );
             }
         }
-        for (name, spec) in &inventory.file.images {
-            let servers = servers_of(&inventory.file, spec.ntp.as_deref());
+    }
+    for (name, spec) in &inventory.file.images {
+        let servers = servers_of(&inventory.file, spec.ntp.as_deref());
+        for (os_id, os_version) in systems() {
             let version = Daemon::Timesyncd.distribution_default(os_id, os_version);
             if let Err(e) = renderer.render_image(
                 name.as_str(),
@@ -72,7 +85,7 @@ fn render_all(inventory: &Inventory, renderer: &Renderer) -> Vec<String> {
                 spec.fallback_ntp.as_deref(),
                 RenderInputs { os_id, version },
             ) {
-                note(format!("image {name}"), system, e.to_string());
+                note(format!("image {name}"), os_id, os_version, e.to_string());
             }
         }
     }

@@ -102,7 +102,56 @@ fn verbose_logs_say_each_step_and_apply_records_what_it_did() {
     assert_eq!(json["summary"]["applied"], 2, "{json}");
     assert_eq!(json["summary"]["change"], 0, "{json}");
 
-    // The record: where the JSON says, with each file's digests and backup.
+    check_record(&lab, &json, &record_dir);
+
+    // Nothing to change: nothing applied, no record; --no-record writes none either.
+    let again = lab
+        .clockprov("apply")
+        .args(["--yes", "--record"])
+        .arg(&record_dir)
+        .run();
+    assert_eq!(again.code, 0, "{again:?}");
+    assert!(!again.stdout.contains("Record:"), "{again:?}");
+    assert_eq!(std::fs::read_dir(&record_dir).unwrap().count(), 1);
+    // The default place is under the user's state directory ($HOME is the test's own).
+    let home = tempfile::tempdir().unwrap();
+    lab.rewrite_inventory("local_stratum: 10", "local_stratum: 9");
+    let text = lab
+        .clockprov("apply")
+        .args(["--yes"])
+        .home(home.path())
+        .run();
+    assert_eq!(text.code, 0, "{text:?}");
+    let default_dir = home.path().join(".local/state/clockprov/records");
+    assert!(
+        text.stdout
+            .contains(&format!("Record: {}/apply-", default_dir.display())),
+        "{text:?}"
+    );
+    lab.rewrite_inventory("local_stratum: 9", "local_stratum: 8");
+    let none = lab
+        .clockprov("apply")
+        .args(["--yes", "--no-record"])
+        .home(home.path())
+        .run();
+    assert_eq!(none.code, 0, "{none:?}");
+    assert!(!none.stdout.contains("Record:"), "{none:?}");
+    assert_eq!(std::fs::read_dir(&default_dir).unwrap().count(), 1);
+
+    // check -v: connection and clock reading per host.
+    let check = lab.run("check", &["-v", "--forks", "1"]);
+    let check_log = masked(&check.stderr, &replace);
+    for text in [
+        "host{name=zcloud}: connecting to SERVER:22 as root",
+        "host{name=data-1}: clock: N readings, offset N s +/- N s",
+        "host{name=data-1}: done in N ms",
+    ] {
+        assert!(check_log.contains(text), "{text:?}: {check_log}");
+    }
+}
+
+/// The record an apply wrote: where its JSON says, with each file's digests and backup.
+fn check_record(lab: &crate::Lab, json: &serde_json::Value, record_dir: &std::path::Path) {
     let path = std::path::PathBuf::from(json["record"].as_str().unwrap());
     assert_eq!(path.parent().unwrap(), record_dir);
     let name = path.file_name().unwrap().to_string_lossy().into_owned();
@@ -156,50 +205,5 @@ fn verbose_logs_say_each_step_and_apply_records_what_it_did() {
                 .any(|a| a.as_str().unwrap().starts_with("restarted ")),
             "{host}"
         );
-    }
-
-    // Nothing to change: nothing applied, no record; --no-record writes none either.
-    let again = lab
-        .clockprov("apply")
-        .args(["--yes", "--record"])
-        .arg(&record_dir)
-        .run();
-    assert_eq!(again.code, 0, "{again:?}");
-    assert!(!again.stdout.contains("Record:"), "{again:?}");
-    assert_eq!(std::fs::read_dir(&record_dir).unwrap().count(), 1);
-    // The default place is under the user's state directory ($HOME is the test's own).
-    let home = tempfile::tempdir().unwrap();
-    lab.rewrite_inventory("local_stratum: 10", "local_stratum: 9");
-    let text = lab
-        .clockprov("apply")
-        .args(["--yes"])
-        .home(home.path())
-        .run();
-    assert_eq!(text.code, 0, "{text:?}");
-    let default_dir = home.path().join(".local/state/clockprov/records");
-    assert!(
-        text.stdout
-            .contains(&format!("Record: {}/apply-", default_dir.display())),
-        "{text:?}"
-    );
-    lab.rewrite_inventory("local_stratum: 9", "local_stratum: 8");
-    let none = lab
-        .clockprov("apply")
-        .args(["--yes", "--no-record"])
-        .home(home.path())
-        .run();
-    assert_eq!(none.code, 0, "{none:?}");
-    assert!(!none.stdout.contains("Record:"), "{none:?}");
-    assert_eq!(std::fs::read_dir(&default_dir).unwrap().count(), 1);
-
-    // check -v: connection and clock reading per host.
-    let check = lab.run("check", &["-v", "--forks", "1"]);
-    let check_log = masked(&check.stderr, &replace);
-    for text in [
-        "host{name=zcloud}: connecting to SERVER:22 as root",
-        "host{name=data-1}: clock: N readings, offset N s +/- N s",
-        "host{name=data-1}: done in N ms",
-    ] {
-        assert!(check_log.contains(text), "{text:?}: {check_log}");
     }
 }
