@@ -120,6 +120,11 @@ pub struct FleetArgs {
     /// Give up on a remote command that runs longer than this (package installs excepted).
     #[arg(long, value_name = "DURATION")]
     pub command_timeout: Option<DurationValue>,
+}
+
+/// For the commands that run privileged steps (`check` reads clocks as the login user).
+#[derive(Debug, Args)]
+pub struct BecomeArgs {
     /// The sudo password for `become: sudo` hosts: the first line of FILE (else
     /// `CLOCKPROV_BECOME_PASSWORD`, else asked once on a terminal).
     #[arg(long, value_name = "FILE")]
@@ -130,6 +135,8 @@ pub struct FleetArgs {
 pub struct PlanArgs {
     #[command(flatten)]
     pub fleet: FleetArgs,
+    #[command(flatten)]
+    pub privilege: BecomeArgs,
     /// A directory whose chrony.conf.j2 / timesyncd.conf.j2 replace the built-in templates.
     #[arg(long, value_name = "DIR")]
     pub templates: Option<PathBuf>,
@@ -142,6 +149,8 @@ pub struct PlanArgs {
 pub struct ApplyArgs {
     #[command(flatten)]
     pub fleet: FleetArgs,
+    #[command(flatten)]
+    pub privilege: BecomeArgs,
     /// A directory whose chrony.conf.j2 / timesyncd.conf.j2 replace the built-in templates.
     #[arg(long, value_name = "DIR")]
     pub templates: Option<PathBuf>,
