@@ -285,6 +285,44 @@ mod tests {
     }
 
     #[test]
+    fn record_options_exclude_each_other_and_check_takes_no_sudo_password() {
+        let both = [
+            "clockprov",
+            "apply",
+            "-i",
+            "x",
+            "--record",
+            "d",
+            "--no-record",
+        ];
+        assert!(Cli::try_parse_from(both).is_err());
+        let cli = Cli::try_parse_from(["clockprov", "apply", "-i", "x", "--record", "d"]).unwrap();
+        let Command::Apply(args) = cli.command else {
+            panic!("apply")
+        };
+        assert_eq!(args.record, Some(PathBuf::from("d")));
+        assert!(!args.no_record);
+        let check = [
+            "clockprov",
+            "check",
+            "-i",
+            "x",
+            "--become-password-file",
+            "f",
+        ];
+        assert!(Cli::try_parse_from(check).is_err());
+        let plan = [
+            "clockprov",
+            "plan",
+            "-i",
+            "x",
+            "--become-password-file",
+            "f",
+        ];
+        assert!(Cli::try_parse_from(plan).is_ok());
+    }
+
+    #[test]
     fn check_renders_nothing_so_it_takes_no_templates() {
         let help = Cli::command()
             .find_subcommand_mut("check")

@@ -283,6 +283,103 @@ mod tests {
         );
     }
 
+    fn change(path: &str, before: Option<&str>, after: &str) -> FileChange {
+        use std::collections::BTreeMap;
+
+        use crate::host::facts::{FileFacts, PathFacts};
+        use crate::render::DesiredFile;
+        let found = BTreeMap::from([(
+            path.to_owned(),
+            before.map_or(PathFacts::Absent, |content| {
+                PathFacts::File(FileFacts {
+                    content: content.as_bytes().to_vec(),
+                    mode: 0o644,
+                    owner: "root".into(),
+                    group: "root".into(),
+                })
+            }),
+        )]);
+        let wanted = [DesiredFile {
+            path: path.to_owned(),
+            content: after.to_owned(),
+            mode: 0o644,
+            owner: "root".into(),
+            group: "root".into(),
+        }];
+        crate::plan::file_changes("h", &wanted, &found)
+            .unwrap()
+            .remove(0)
+    }
+
+    #[test]
+    fn files_have_both_digests_and_their_own_backup() {
+        let backups = [
+            "/etc/chrony/chrony.conf.clockprov-20261206T034107Z.bak".to_owned(),
+            "/etc/systemd/timesyncd.conf.clockprov-20261206T034107Z.bak".to_owned(),
+        ];
+        let updated = file_record(
+            &change("/etc/systemd/timesyncd.conf", Some(""), "[Time]\n"),
+            &backups,
+        );
+        assert_eq!(updated.action, FileAction::Update);
+        assert_eq!(updated.before_sha256.as_deref(), Some(sha256(b"").as_str()));
+        assert_eq!(updated.after_sha256, sha256(b"[Time]\n"));
+        assert_eq!(updated.backup.as_deref(), Some(backups[1].as_str()));
+        let created = file_record(
+            &change("/etc/chrony/chrony.d/x.conf", None, "x\n"),
+            &backups,
+        );
+        assert_eq!(created.action, FileAction::Create);
+        assert_eq!(created.before_sha256, None);
+        assert_eq!(
+            created.backup, None,
+            "no backup of a file that did not exist"
+        );
+    }
+
+    #[test]
+    fn a_host_never_reached_is_recorded_with_its_error_kind() {
+        let row = HostResult {
+            name: "z-b-data-3".into(),
+            address: "192.168.6.206".into(),
+            role: "client",
+            daemon: crate::daemon::Daemon::Timesyncd,
+            os: None,
+            status: HostStatus::Unreachable,
+            error: Some("connecting to 192.168.6.206:22 timed out after 10s".into()),
+            error_kind: Some(ErrorKind::Unreachable),
+            plan: None,
+            apply: None,
+        };
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_528_467);
+        let record = Record::of(Path::new("/srv/inv.yaml"), b"", (t, t), &[row]);
+        insta::assert_snapshot!(record.to_json(), @r#"
+        {
+          "format_version": 1,
+          "command": "apply",
+          "started": "2026-12-06T03:41:07Z",
+          "finished": "2026-12-06T03:41:07Z",
+          "inventory": {
+            "path": "/srv/inv.yaml",
+            "sha256": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+          },
+          "hosts": [
+            {
+              "name": "z-b-data-3",
+              "address": "192.168.6.206",
+              "role": "client",
+              "outcome": "unreachable",
+              "error": "connecting to 192.168.6.206:22 timed out after 10s",
+              "error_kind": "unreachable",
+              "files": [],
+              "actions": [],
+              "rolled_back": false
+            }
+          ]
+        }
+        "#);
+    }
+
     #[test]
     fn two_records_in_one_second_both_kept() {
         let dir = tempfile::tempdir().unwrap();
