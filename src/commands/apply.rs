@@ -9,7 +9,7 @@ use crate::operations::{self, HostStatus, Summary};
 use crate::record::{self, Record, Recorder};
 use crate::report;
 
-use super::{EXIT_ERROR, EXIT_OK, ask, plan_results, prepare, print_stdout, stdout_style};
+use super::{EXIT_ERROR, EXIT_OK, ask, note, plan_results, prepare, print_stdout, stdout_style};
 
 fn confirm(hosts: usize) -> anyhow::Result<bool> {
     ask(&format!(
@@ -115,11 +115,11 @@ pub(crate) fn run(args: &ApplyArgs) -> anyhow::Result<u8> {
             .map(|c| format!("{} ({})", c.name, report::shown(&c.verdict())))
             .collect();
         if waiting.is_empty() {
-            eprintln!(
+            note(&format!(
                 "wait-sync: all {} hosts synchronized, within {} s of their server",
                 checks.len(),
                 args.max_skew.seconds()
-            );
+            ));
         } else {
             eprintln!(
                 "error: not synchronized after {} s: {}",
@@ -152,5 +152,5 @@ fn wait_progress(checks: &[HostCheck], elapsed: std::time::Duration, within: std
     if !waiting.is_empty() {
         let _ = write!(line, "; waiting for {}", waiting.join(", "));
     }
-    eprintln!("{line}");
+    note(&line);
 }

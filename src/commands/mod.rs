@@ -44,6 +44,7 @@ pub fn main() -> ExitCode {
         }
     };
     init_logging(&cli);
+    QUIET.store(cli.quiet, std::sync::atomic::Ordering::Relaxed);
     // Progress only where someone watches it, and never with -q.
     progress::init(std::io::stderr().is_terminal() && !cli.quiet);
     match run(cli) {
@@ -52,6 +53,16 @@ pub fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::from(EXIT_ERROR)
         }
+    }
+}
+
+/// `-q`: only errors on stderr (no progress, no wait-sync rounds, no notes).
+static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A note for people on stderr, unless `-q`.
+fn note(text: &str) {
+    if !QUIET.load(std::sync::atomic::Ordering::Relaxed) {
+        progress::suspend(|| eprintln!("{text}"));
     }
 }
 
