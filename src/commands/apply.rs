@@ -36,11 +36,7 @@ fn recorder(args: &ApplyArgs) -> anyhow::Result<Option<Recorder>> {
 }
 
 pub(crate) fn run(args: &ApplyArgs) -> anyhow::Result<u8> {
-    let prepared = prepare(
-        &args.fleet,
-        args.templates.clone(),
-        args.privilege.become_password_file.as_deref(),
-    )?;
+    let prepared = prepare(&args.fleet, args.templates.clone())?;
     let recorder = recorder(args)?;
     let results = plan_results(&prepared);
     let changes = results

@@ -7,9 +7,8 @@ use crate::report;
 use super::{EXIT_CHANGES, EXIT_ERROR, EXIT_OK, prepare, print_stdout, stdout_style};
 
 pub(crate) fn run(args: &CheckArgs) -> anyhow::Result<u8> {
-    // check renders nothing: no --templates (the inventory's own `templates:` must still exist);
-    // it reads clocks as the login user: no sudo password.
-    let prepared = prepare(&args.fleet, None, None)?;
+    // check renders nothing: no --templates (the inventory's own `templates:` must still exist).
+    let prepared = prepare(&args.fleet, None)?;
     let max_skew = args.max_skew.seconds();
     let readings = prepared.runtime.block_on(check::read_clocks(
         prepared.connector.clone(),

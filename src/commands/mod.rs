@@ -144,12 +144,7 @@ struct Prepared {
 
 /// Load the inventory, select the hosts and set up their connections (nothing is contacted);
 /// `templates` is `--templates` for the commands that render.
-/// `become_password_file` is `--become-password-file`, for the commands that use sudo.
-fn prepare(
-    args: &FleetArgs,
-    templates: Option<PathBuf>,
-    become_password_file: Option<&Path>,
-) -> anyhow::Result<Prepared> {
+fn prepare(args: &FleetArgs, templates: Option<PathBuf>) -> anyhow::Result<Prepared> {
     // Started first: nothing is read or asked before we know we can run at all.
     let runtime = runtime()?;
     let inventory = Inventory::load(&args.inventory)?;
@@ -178,7 +173,7 @@ fn prepare(
         command_timeout: args.command_timeout.map(|d| d.0),
         progress: true,
     };
-    let secrets = Secrets::from_environment(become_password_file)?;
+    let secrets = Secrets::from_environment(args.become_password_file.as_deref())?;
     let connector = Arc::new(Connector::with_secrets(&inventory, &options, &secrets)?);
     Ok(Prepared {
         connector,

@@ -7,11 +7,7 @@ use crate::report;
 use super::{EXIT_CHANGES, EXIT_ERROR, EXIT_OK, plan_results, prepare, print_stdout, stdout_style};
 
 pub(crate) fn run(args: &PlanArgs) -> anyhow::Result<u8> {
-    let prepared = prepare(
-        &args.fleet,
-        args.templates.clone(),
-        args.privilege.become_password_file.as_deref(),
-    )?;
+    let prepared = prepare(&args.fleet, args.templates.clone())?;
     let results = plan_results(&prepared);
     match args.fleet.format {
         Format::Text => print_stdout(&report::plan_text(&results, stdout_style()))?,

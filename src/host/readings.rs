@@ -42,15 +42,7 @@ pub async fn measure_offset(session: &Session, samples: usize) -> Result<Offset,
         }
     }
     conversation.close().await;
-    let best = clock::best_offset(&readings)
-        .ok_or_else(|| SshError::Protocol(russh::Error::Disconnect))?;
-    tracing::info!(
-        "clock: {} readings, offset {:+.6} s +/- {:.6} s",
-        readings.len(),
-        best.offset,
-        best.uncertainty
-    );
-    Ok(best)
+    clock::best_offset(&readings).ok_or_else(|| SshError::Protocol(russh::Error::Disconnect))
 }
 
 /// The one command that reads a daemon's own state.

@@ -143,7 +143,7 @@ fn verbose_logs_say_each_step_and_apply_records_what_it_did() {
     let check_log = masked(&check.stderr, &replace);
     for text in [
         "host{name=zcloud}: connecting to SERVER:22 as root",
-        "host{name=data-1}: clock: N readings, offset N s +/- N s",
+        "host{name=data-1}: authenticated as root with publickey DIR/",
         "host{name=data-1}: done in N ms",
     ] {
         assert!(check_log.contains(text), "{text:?}: {check_log}");
