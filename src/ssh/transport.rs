@@ -266,20 +266,7 @@ impl Session {
     /// # Errors
     /// The channel fails or the command runs longer than the command timeout.
     pub async fn run(&self, command: &str) -> Result<CommandOutput, SshError> {
-        let started = std::time::Instant::now();
-        let result = self.run_with_timeout(command, self.command_timeout).await;
-        if let Ok(output) = &result {
-            tracing::debug!(
-                "command exited {} with {} bytes out, {} bytes err in {:.0} ms",
-                output
-                    .status
-                    .map_or_else(|| "without status".to_owned(), |s| s.to_string()),
-                output.stdout.len(),
-                output.stderr.len(),
-                started.elapsed().as_secs_f64() * 1000.0
-            );
-        }
-        result
+        self.run_with_timeout(command, self.command_timeout).await
     }
 
     /// As [`Session::run`], with an explicit timeout (package installs take minutes).
