@@ -47,8 +47,8 @@ const VALIDATE_HELP: &str = "\
 Exit codes: 0 the inventory is valid and every host and image renders; 1 it is not (every \
 problem is listed on stderr as FILE:LINE:COLUMN: FIELD: what is wrong), or bad arguments.
 
-Not checked, because they need the machine that runs clockprov: the key, known_hosts and \
-OpenSSH config files the inventory names, jump hosts, and the image files.
+Not checked, because they belong to the machine that runs clockprov: the key, known_hosts and \
+OpenSSH config files the inventory names, and the image files. No host is contacted.
 
 The inventory (-i FILE, or $CLOCKPROV_INVENTORY): README.md, section \"Inventory reference\".";
 

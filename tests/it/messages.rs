@@ -310,6 +310,19 @@ fn validate_checks_an_inventory_offline() {
     error: inv.yaml:21:26: clients.z-b-data-2.address: 10.0.0.5 is outside every `allow` network of server zcloud (192.168.6.0/24), so it would never be served
     inv.yaml:22:47: clients.z-b-data-3.ntp: no ntp_servers entry is named zclod; did you mean `zcloud`?
     ");
+    let looped = GOOD
+        .replace(
+            "z-b-data-2: { address: 192.168.6.205 }",
+            "z-b-data-2: { address: 192.168.6.205, ssh: { jump: z-b-data-3 } }",
+        )
+        .replace(
+            "z-b-data-3: { address: 192.168.6.206 }",
+            "z-b-data-3: { address: 192.168.6.206, ssh: { jump: z-b-data-2 } }",
+        );
+    insta::assert_snapshot!(error_of(&validate, &looped), @r"
+    error: inv.yaml:21:54: clients.z-b-data-2.ssh.jump: the jump chain loops: z-b-data-2 -> z-b-data-3 -> z-b-data-2
+    inv.yaml:22:54: clients.z-b-data-3.ssh.jump: the jump chain loops: z-b-data-3 -> z-b-data-2 -> z-b-data-3
+    ");
     let stratum = with("local_stratum: 10", "local_stratum: 16");
     insta::assert_snapshot!(error_of(&validate, &stratum), @"error: inv.yaml:17:20: ntp_servers.zcloud.local_stratum: must be 1 to 15 (chrony's range), not 16");
     // Templates that fail for some hosts or systems: each failure once, with where it was met.
