@@ -91,9 +91,10 @@ where
                     let ms = started.elapsed().as_secs_f64() * 1000.0;
                     match &result {
                         Ok(_) => tracing::info!("done in {ms:.0} ms"),
-                        Err(error) => {
-                            tracing::info!("failed after {ms:.0} ms ({:?})", error.kind);
-                        }
+                        Err(error) => tracing::info!(
+                            "failed after {ms:.0} ms: {}",
+                            crate::report::shown(&error.message)
+                        ),
                     }
                     running.end(result.is_err());
                     result
