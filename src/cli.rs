@@ -38,6 +38,11 @@ and report the host as failed.
 On a terminal, apply shows the plan and asks before changing anything (y or yes to go on; \
 anything else changes nothing). Without a terminal it refuses unless --yes is given.
 
+An apply that changes something writes a JSON record of what it did (each file's SHA-256 \
+before and after, its backup, the steps, each host's outcome) into --record DIR, by default \
+$XDG_STATE_HOME/clockprov/records or ~/.local/state/clockprov/records; --no-record for none. \
+How to put a backup back by hand: README.md, section \"Records and backups\".
+
 Exit codes: 0 every host is as the inventory says; 1 an error (bad input, or a host \
 unreachable, refused or failed: the other hosts are still applied).
 

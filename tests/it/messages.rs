@@ -229,6 +229,8 @@ fn help_says_where_the_format_is_and_what_commands_do() {
         "backup",
         "rollback",
         "Without a terminal it refuses unless --yes",
+        "--record DIR",
+        "Records and backups",
     ] {
         assert!(apply.stdout.contains(text), "{text:?}: {apply:?}");
     }
