@@ -1161,6 +1161,56 @@ mod tests {
         insta::assert_snapshot!(super::bake_json(&baked(), false));
     }
 
+    /// The keys of a JSON object, sorted.
+    fn keys(value: &serde_json::Value) -> Vec<String> {
+        let mut keys: Vec<String> = value
+            .as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default();
+        keys.sort();
+        keys
+    }
+
+    #[test]
+    fn the_readmes_json_examples_have_the_documents_fields() {
+        // Each example in the README's JSON section is valid JSON with exactly the fields of
+        // the document it shows, at the top and for each item: the documentation cannot drift.
+        let readme = include_str!("../README.md");
+        let section = &readme[readme.find("### JSON (`--format json`)").unwrap()..];
+        let section = &section[..section.find("\n## ").unwrap()];
+        let examples: Vec<serde_json::Value> = section
+            .split("```json\n")
+            .skip(1)
+            .map(|block| serde_json::from_str(&block[..block.find("```").unwrap()]).unwrap())
+            .collect();
+        let record = std::path::Path::new("/r.json");
+        let documents = [
+            json("plan", &planned()),
+            super::apply_json(&applied(), Some(record)),
+            super::check_json(&checks(), 0.05),
+            super::bake_json(&baked(), false),
+        ];
+        assert_eq!(examples.len(), documents.len(), "one example per command");
+        for document in documents {
+            let document: serde_json::Value = serde_json::from_str(&document).unwrap();
+            let command = &document["command"];
+            let example = examples
+                .iter()
+                .find(|e| &e["command"] == command)
+                .unwrap_or_else(|| panic!("no README example for {command}"));
+            assert_eq!(keys(example), keys(&document), "{command}");
+            assert_eq!(
+                keys(&example["summary"]),
+                keys(&document["summary"]),
+                "{command}"
+            );
+            let items = if command == "bake" { "images" } else { "hosts" };
+            for item in example[items].as_array().unwrap() {
+                assert_eq!(keys(item), keys(&document[items][0]), "{command}: {item}");
+            }
+        }
+    }
+
     #[test]
     fn control_characters_from_hosts_are_shown_not_obeyed() {
         assert_eq!(shown("plain\ttext\n"), "plain\ttext\n");
