@@ -1,15 +1,18 @@
 //! `clockprov apply`: the plan, then the changes, host by host; optionally wait for sync.
 
 use std::fmt::Write as _;
+use std::path::PathBuf;
 use std::time::SystemTime;
 
 use crate::check::{self, CheckStatus, HostCheck};
 use crate::cli::{ApplyArgs, Format};
-use crate::operations::{self, HostStatus, Summary};
+use crate::operations::{self, HostResult, HostStatus, Summary};
 use crate::record::{self, Record, Recorder};
 use crate::report;
 
-use super::{EXIT_ERROR, EXIT_OK, ask, note, plan_results, prepare, print_stdout, stdout_style};
+use super::{
+    EXIT_ERROR, EXIT_OK, Prepared, ask, note, plan_results, prepare, print_stdout, stdout_style,
+};
 
 fn confirm(hosts: usize) -> anyhow::Result<bool> {
     ask(&format!(
@@ -33,6 +36,31 @@ fn recorder(args: &ApplyArgs) -> anyhow::Result<Option<Recorder>> {
         })?,
     };
     Recorder::open(dir).map(Some)
+}
+
+/// Write the record of an apply that started at `started`; its path, or None when it could not
+/// be written. The hosts are changed already: the failure is said on stderr (and makes the exit
+/// code 1), and the run still reports what it did.
+fn write_record(
+    recorder: &Recorder,
+    args: &ApplyArgs,
+    prepared: &Prepared,
+    started: SystemTime,
+    results: &[HostResult],
+) -> Option<PathBuf> {
+    let record = Record::of(
+        &args.fleet.inventory,
+        prepared.inventory_source.as_bytes(),
+        (started, SystemTime::now()),
+        results,
+    );
+    match recorder.write(&record, started) {
+        Ok(path) => Some(path),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            None
+        }
+    }
 }
 
 pub(crate) fn run(args: &ApplyArgs) -> anyhow::Result<u8> {
@@ -63,21 +91,8 @@ pub(crate) fn run(args: &ApplyArgs) -> anyhow::Result<u8> {
             &prepared.options,
         ));
         if let Some(recorder) = &recorder {
-            let record = Record::of(
-                &args.fleet.inventory,
-                prepared.inventory_source.as_bytes(),
-                (started, SystemTime::now()),
-                &results,
-            );
-            // The hosts are changed already: a record that cannot be written is said, and
-            // the run still reports what it did.
-            match recorder.write(&record, started) {
-                Ok(path) => written = Some(path),
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    record_failed = true;
-                }
-            }
+            written = write_record(recorder, args, &prepared, started, &results);
+            record_failed = written.is_none();
         }
         results
     };

@@ -92,22 +92,8 @@ impl Privileged<'_> {
     /// # Errors
     /// The connection fails, the script times out, or sudo refuses.
     pub async fn run(&self, script: &str) -> Result<CommandOutput, BecomeError> {
-        let started = std::time::Instant::now();
-        let result = self
-            .run_with_timeout(script, self.session.command_timeout())
-            .await;
-        if let Ok(output) = &result {
-            tracing::debug!(
-                "command exited {} with {} bytes out, {} bytes err in {:.0} ms",
-                output
-                    .status
-                    .map_or_else(|| "without status".to_owned(), |s| s.to_string()),
-                output.stdout.len(),
-                output.stderr.len(),
-                started.elapsed().as_secs_f64() * 1000.0
-            );
-        }
-        result
+        self.run_with_timeout(script, self.session.command_timeout())
+            .await
     }
 
     /// As [`Privileged::run`], with an explicit timeout for the script itself (sudo's dialogue
