@@ -29,6 +29,9 @@ pub(crate) mod clock;
 pub(crate) mod commands;
 pub mod daemon;
 pub mod fleet;
+/// Entry points for the fuzz targets (`fuzz/`): the parsers of untrusted text, behind a facade.
+#[doc(hidden)]
+pub mod fuzzing;
 pub(crate) mod glob;
 pub mod host;
 #[allow(unreachable_pub)]
@@ -38,6 +41,8 @@ pub mod operations;
 pub mod outcome;
 pub mod plan;
 pub mod progress;
+#[cfg(test)]
+mod proptests;
 pub(crate) mod record;
 pub mod render;
 pub(crate) mod report;

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::daemon::Daemon;
 use crate::fleet::{self, Item, RunOptions};
-use crate::host::apply::{ApplyReport, apply_host};
+use crate::host::apply::{ApplyOptions, ApplyReport, apply_host};
 use crate::host::facts::{self, FactsRequest};
 use crate::inventory::Host;
 use crate::outcome::{ErrorKind, HostError, Outcome};
@@ -234,6 +234,7 @@ pub async fn apply_hosts(
     connector: Arc<Connector>,
     results: Vec<HostResult>,
     options: &RunOptions,
+    apply: ApplyOptions,
 ) -> Vec<HostResult> {
     let (positions, changes): (Vec<usize>, Vec<Change>) = results
         .iter()
@@ -265,12 +266,15 @@ pub async fn apply_hosts(
                     privilege: connector.privilege(&change.name),
                 };
                 tracing::info!("applying the plan");
-                let report = apply_host(&root, &change.plan).await?;
+                let report = apply_host(&root, &change.plan, &apply).await?;
                 for step in &report.done {
                     tracing::info!("applied: {}", crate::report::shown(step));
                 }
                 for backup in &report.backups {
                     tracing::info!("backup: {}", crate::report::shown(backup));
+                }
+                for pruned in &report.pruned {
+                    tracing::info!("pruned: {}", crate::report::shown(pruned));
                 }
                 Ok(report)
             }

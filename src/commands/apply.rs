@@ -7,6 +7,7 @@ use std::time::SystemTime;
 use crate::check::{self, CheckStatus, ControllerClock, HostCheck};
 use crate::cli::{ApplyArgs, Format};
 use crate::clock::Limits;
+use crate::host::apply::ApplyOptions;
 use crate::operations::{self, HostResult, HostStatus, Summary};
 use crate::record::{self, Record, Recorder};
 use crate::report;
@@ -91,6 +92,10 @@ pub(crate) fn run(args: &ApplyArgs) -> anyhow::Result<u8> {
             prepared.connector.clone(),
             results,
             &prepared.options,
+            ApplyOptions {
+                keep_backups: args.keep_backups,
+                lock_wait: args.lock_wait.0,
+            },
         ));
         if let Some(recorder) = &recorder {
             written = write_record(recorder, args, &prepared, started, &results);

@@ -18,6 +18,7 @@ mod logs;
 mod messages;
 mod privilege;
 mod ssh;
+mod txn;
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
