@@ -28,6 +28,7 @@ fn ceph_skew(detail: &str, mon: &str) -> Option<f64> {
 }
 
 #[test]
+#[allow(clippy::too_many_lines)] // one scenario, told in the order the seed lived it
 fn ceph_warns_of_the_skew_and_apply_clears_it() {
     let lab = Lab::up("clockprov-vmlab-ceph-", &["--ceph"]);
     let inventory = lab.inventory();
@@ -119,17 +120,30 @@ fn ceph_warns_of_the_skew_and_apply_clears_it() {
     assert!((ours - f64::from(STEP)).abs() < 0.5, "{mon:#}");
     assert!((ceph_skew - ours).abs() <= bound, "{mon:#}");
     for other in ["z-b-data-1", "z-b-data-3"] {
-        assert_eq!(ceph_monitor(&doc, other)["ceph_health"], "HEALTH_OK", "{doc:#}");
+        assert_eq!(
+            ceph_monitor(&doc, other)["ceph_health"],
+            "HEALTH_OK",
+            "{doc:#}"
+        );
     }
     // The same view in text (beside clockprov's table) and for Prometheus (promtool-valid).
     let text = check_ceph(&lab, &inventory, "text", 2).stdout;
     assert!(
-        text.contains(&format!("MON_CLOCK_SKEW (HEALTH_WARN): clock skew detected on mon.{SKEWED}")),
+        text.contains(&format!(
+            "MON_CLOCK_SKEW (HEALTH_WARN): clock skew detected on mon.{SKEWED}"
+        )),
         "{text}"
     );
-    assert!(text.lines().any(|l| l.starts_with(&format!("mon.{SKEWED}  {SKEWED}"))), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with(&format!("mon.{SKEWED}  {SKEWED}"))),
+        "{text}"
+    );
     let metrics = check_ceph(&lab, &inventory, "prometheus", 2).stdout;
-    assert!(metrics.contains("clockprov_ceph_clock_skew_warning{queried=\"z-b-data-1\"} 1\n"), "{metrics}");
+    assert!(
+        metrics.contains("clockprov_ceph_clock_skew_warning{queried=\"z-b-data-1\"} 1\n"),
+        "{metrics}"
+    );
     promtool_accepts(&metrics);
     let nagios = check_ceph(&lab, &inventory, "nagios", 2).stdout;
     assert!(nagios.contains("ceph WARNING: MON_CLOCK_SKEW"), "{nagios}");
@@ -193,7 +207,15 @@ fn ceph_warns_of_the_skew_and_apply_clears_it() {
 /// `clockprov check --ceph z-b-data-1 --format FORMAT`, which must exit `code`.
 fn check_ceph(lab: &Lab, inventory: &str, format: &str, code: i32) -> Run {
     let run = lab.clockprov(
-        &["check", "-i", inventory, "--ceph", "z-b-data-1", "--format", format],
+        &[
+            "check",
+            "-i",
+            inventory,
+            "--ceph",
+            "z-b-data-1",
+            "--format",
+            format,
+        ],
         &[],
     );
     assert_eq!(run.code, code, "{run:?}");
