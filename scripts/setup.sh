@@ -5,6 +5,8 @@ set -euo pipefail
 
 # sudo, openssl and passwd (usermod): the test hosts' non-root login with real sudo
 packages=(openssh-server openssh-client util-linux mount coreutils findutils iproute2 ca-certificates sudo openssl passwd)
+# jq: the README's merge of --shard runs' JSON (tested in tests/it)
+packages+=(jq)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null | grep -q '^ii' || missing+=("$p")

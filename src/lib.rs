@@ -40,6 +40,7 @@ pub mod plan;
 pub mod progress;
 pub mod render;
 pub(crate) mod report;
+pub(crate) mod shard;
 #[allow(unreachable_pub)]
 pub(crate) mod shell;
 pub mod ssh;

@@ -7,6 +7,7 @@ mod check;
 mod plan;
 mod render;
 
+use std::collections::HashSet;
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -136,20 +137,33 @@ fn prepare(args: &FleetArgs, templates: Option<PathBuf>) -> anyhow::Result<Prepa
     let renderer = Arc::new(renderer_for(&inventory, templates)?);
     let names: Vec<&str> = inventory.host_names().collect();
     let limit = limit(&args.limit, &names, "host", &args.inventory)?;
+    // The shard is cut from the whole inventory, so that --limit never moves a host to another.
+    let shard: Option<HashSet<&str>> = args
+        .shard
+        .map(|shard| shard.select(&names).into_iter().collect());
     let hosts: Vec<Host> = inventory
         .hosts
         .iter()
         .filter(|h| limit.selects(h.name.as_str()))
+        .filter(|h| shard.as_ref().is_none_or(|s| s.contains(h.name.as_str())))
         .cloned()
         .collect();
     if hosts.is_empty() {
-        if limit.is_empty() {
+        if names.is_empty() {
             bail!("{}: the inventory has no hosts", args.inventory.display());
         }
+        let mut cut = Vec::new();
+        if !limit.is_empty() {
+            cut.push(format!("--limit {}", args.limit.join(",")));
+        }
+        if let Some(shard) = args.shard {
+            cut.push(format!("--shard {shard}"));
+        }
         bail!(
-            "--limit {} leaves no host of {}",
-            args.limit.join(","),
-            args.inventory.display()
+            "{} leaves no host of {} ({} hosts)",
+            cut.join(" with "),
+            args.inventory.display(),
+            names.len()
         );
     }
     let options = RunOptions {
