@@ -103,7 +103,9 @@ fn main() -> ExitCode {
         forks: args.forks,
         connect_timeout: args.connect_timeout,
         command_timeout: None,
+        max_output: clockprov::ssh::transport::DEFAULT_MAX_OUTPUT,
         progress: false,
+        max_file_size: clockprov::host::facts::DEFAULT_MAX_FILE_SIZE,
     };
     let connector = match Connector::new(&inventory, &options) {
         Ok(connector) => Arc::new(connector),

@@ -3,8 +3,10 @@
 # Idempotent: packages already present are left alone, and apt is only asked when one is missing.
 set -euo pipefail
 
-# sudo, openssl and passwd (usermod): the test hosts' non-root login with real sudo
-packages=(openssh-server openssh-client util-linux mount coreutils findutils iproute2 ca-certificates sudo openssl passwd)
+# sudo, openssl and passwd (usermod): the test hosts' non-root login with real sudo;
+# shellcheck: the remote scripts under src/ are linted; strace: a test counts a host's processes;
+# prometheus: promtool, which validates `check --format prometheus` (tests/it/check.rs)
+packages=(openssh-server openssh-client util-linux mount coreutils findutils iproute2 ca-certificates sudo openssl passwd shellcheck strace prometheus)
 # jq: the README's merge of --shard runs' JSON (tested in tests/it)
 packages+=(jq)
 missing=()

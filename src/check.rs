@@ -1,14 +1,20 @@
 //! `check` and `apply --wait-sync`: read every host's clock over its connection, then judge the
-//! fleet as Ceph would.
+//! fleet as Ceph would: clients against their server, servers as what they are (synchronized to
+//! an upstream, or isolated and serving their own clock).
+//!
+//! Read-only: nothing here changes a host (see [`daemon_state_script`]).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::clock::{self, ClockReading, DaemonView, Finding};
+use crate::clock::{self, ClockReading, DaemonView, Finding, Limits, Reference, Severity};
 use crate::fleet::{self, RunOptions};
-use crate::host::readings::{daemon_state_script, measure_offset, parse_daemon_state};
+use crate::host::readings::{
+    MeasureError, daemon_state_script, measure_offset, parse_daemon_state,
+};
+use crate::host::script::RemoteScript;
 use crate::inventory::{Host, Role};
 use crate::outcome::{ErrorKind, HostError, Outcome};
 use crate::progress::Progress;
@@ -16,16 +22,84 @@ use crate::ssh::connector::Connector;
 
 /// Ceph's `mon_clock_drift_allowed`: the default `--max-skew`.
 pub(crate) const DEFAULT_MAX_SKEW: Duration = Duration::from_millis(50);
+/// The default `--max-server-offset`: how far a server synchronized to an upstream may be from
+/// the (synchronized) controller. Looser than the clients' limit: the controller is not the
+/// fleet's reference, only a second opinion on the upstream.
+pub(crate) const DEFAULT_MAX_SERVER_OFFSET: Duration = Duration::from_millis(100);
 /// Clock readings per host; the one with the smallest round trip is kept.
 pub(crate) const DEFAULT_SAMPLES: usize = 7;
+
+/// The controller's own clock, as its kernel sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub(crate) struct ControllerClock {
+    /// The kernel's clock is synchronized (`adjtimex`: no `STA_UNSYNC`, state not
+    /// `TIME_ERROR`): some daemon on the controller keeps it to a reference.
+    pub(crate) synchronized: bool,
+    /// The kernel's maximum error estimate (`maxerror`), when it could be read.
+    pub(crate) max_error_seconds: Option<f64>,
+}
+
+impl ControllerClock {
+    /// Read the controller's clock state locally: `ntp_adjtime` with no mode bits only reads,
+    /// needs no privilege and works whichever daemon (or none) runs here.
+    #[must_use]
+    pub(crate) fn read() -> ControllerClock {
+        // SAFETY: an all-zero `timex` is a valid value (plain integers); modes = 0 asks for a
+        // read, and the kernel writes only into the struct we pass.
+        let mut tx: libc::timex = unsafe { std::mem::zeroed() };
+        let state = unsafe { libc::ntp_adjtime(&raw mut tx) };
+        if state < 0 {
+            return ControllerClock {
+                synchronized: false,
+                max_error_seconds: None,
+            };
+        }
+        #[allow(clippy::cast_precision_loss)] // microseconds, far below 2^52
+        ControllerClock {
+            synchronized: state != libc::TIME_ERROR && tx.status & libc::STA_UNSYNC == 0,
+            max_error_seconds: Some(tx.maxerror as f64 / 1e6),
+        }
+    }
+
+    /// For the output: what was found and what follows from it.
+    #[must_use]
+    pub(crate) fn describe(&self) -> &'static str {
+        if self.synchronized {
+            "controller clock synchronized (adjtimex)"
+        } else {
+            "controller clock NOT synchronized (adjtimex): server offsets reported, not judged"
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub(crate) enum CheckStatus {
     Ok,
+    /// Only warnings (an isolated server): counts as synchronized.
+    Warning,
     Findings,
+    /// The measurement cannot tell (too uncertain; the server not measured): not ok.
+    Inconclusive,
     Unreachable,
     Failed,
+}
+
+impl CheckStatus {
+    /// Ok, or only warnings: what `--wait-sync` waits for.
+    #[must_use]
+    pub(crate) fn is_settled(self) -> bool {
+        matches!(self, CheckStatus::Ok | CheckStatus::Warning)
+    }
+
+    fn of(findings: &[Finding]) -> CheckStatus {
+        match findings.iter().map(Finding::severity).max() {
+            None => CheckStatus::Ok,
+            Some(Severity::Warning) => CheckStatus::Warning,
+            Some(Severity::Inconclusive) => CheckStatus::Inconclusive,
+            Some(Severity::Problem) => CheckStatus::Findings,
+        }
+    }
 }
 
 /// One host's clock, as `check` reports it.
@@ -39,12 +113,14 @@ pub(crate) struct HostCheck {
     pub(crate) error: Option<String>,
     /// What kind of failure `error` is, for programs.
     pub(crate) error_kind: Option<ErrorKind>,
-    /// Host clock minus controller clock.
+    /// Host clock minus controller clock (positive: the host is ahead).
     pub(crate) offset_seconds: Option<f64>,
     pub(crate) uncertainty_seconds: Option<f64>,
-    /// Host clock minus its NTP server's clock (both measured from the controller): the skew
-    /// Ceph sees between monitors.
+    /// Host clock minus its NTP server's clock (both measured from the controller; positive:
+    /// the host is ahead): the skew Ceph sees between monitors.
     pub(crate) offset_to_server_seconds: Option<f64>,
+    /// The inventory server a client was judged against (its first server).
+    pub(crate) judged_against: Option<String>,
     pub(crate) synchronized: Option<bool>,
     pub(crate) server: Option<String>,
     pub(crate) unit: Option<String>,
@@ -59,7 +135,7 @@ impl HostCheck {
     pub(crate) fn verdict(&self) -> String {
         match self.status {
             CheckStatus::Ok => "ok".to_owned(),
-            CheckStatus::Findings => self
+            CheckStatus::Warning | CheckStatus::Inconclusive | CheckStatus::Findings => self
                 .findings
                 .iter()
                 .map(ToString::to_string)
@@ -71,6 +147,28 @@ impl HostCheck {
             CheckStatus::Failed => format!("failed: {}", self.error.as_deref().unwrap_or("")),
         }
     }
+}
+
+/// The hosts to measure for `shown`: those, plus the servers their clients follow (from `all`,
+/// the whole inventory), so that `--limit CLIENT` still measures the client's server.
+#[must_use]
+pub(crate) fn measured_hosts(shown: &[Host], all: &[Host]) -> Vec<Host> {
+    let mut hosts = shown.to_vec();
+    for host in shown {
+        if let Role::Client { servers, .. } = &host.role {
+            for server in all.iter().filter(|h| {
+                h.is_server()
+                    && servers
+                        .iter()
+                        .any(|a| a.to_string() == h.address.to_string())
+            }) {
+                if !hosts.iter().any(|h| h.name == server.name) {
+                    hosts.push(server.clone());
+                }
+            }
+        }
+    }
+    hosts
 }
 
 /// Read every host's clock and daemon state, `options.forks` at a time.
@@ -94,15 +192,28 @@ pub(crate) async fn read_clocks(
                 status.set("reading the clock");
                 let offset = measure_offset(&session, samples)
                     .await
-                    .map_err(|e| HostError::from(e).context("reading the clock"))?;
+                    .map_err(|e| match e {
+                        MeasureError::Ssh(e) => HostError::from(e),
+                        MeasureError::Reading(e) => {
+                            HostError::new(ErrorKind::UnexpectedOutput, e.to_string())
+                        }
+                    })
+                    .map_err(|e| e.context("reading the clock"))?;
                 status.set("reading the daemon's state");
+                let what = format!("reading {}'s state", daemon.package());
                 let out = session
-                    .run(&daemon_state_script(daemon))
+                    .run_with_input(
+                        RemoteScript::COMMAND,
+                        daemon_state_script(daemon).text().as_bytes(),
+                        session.command_timeout(),
+                    )
                     .await
-                    .map_err(|e| {
-                        HostError::from(e).context(&format!("reading {}'s state", daemon.package()))
-                    })?;
-                let (unit_state, view) = parse_daemon_state(daemon, &out.stdout_text());
+                    .map_err(|e| HostError::from(e).context(&what))?;
+                let (unit_state, view) = parse_daemon_state(daemon, &out.stdout).map_err(|e| {
+                    HostError::new(ErrorKind::UnexpectedOutput, e.to_string()).context(&what)
+                })?;
+                clock::check_view(daemon.package(), &view)
+                    .map_err(|e| HostError::new(ErrorKind::UnexpectedOutput, e.to_string()))?;
                 Ok(ClockReading {
                     offset,
                     unit: daemon.unit().to_owned(),
@@ -115,20 +226,19 @@ pub(crate) async fn read_clocks(
     .await
 }
 
-/// Judge every host: clients against their server's clock and address, servers on their own.
+/// Judge every host: clients against their server's clock and address, servers as what they
+/// are. `readings` are `hosts`' in order.
 #[must_use]
 pub(crate) fn judge_fleet(
     hosts: &[Host],
     readings: &[Outcome<ClockReading>],
-    max_skew: f64,
+    limits: &Limits,
 ) -> Vec<HostCheck> {
-    let offset_of = |address: &str| {
+    let server_at = |address: &str| {
         hosts
             .iter()
             .zip(readings)
             .find(|(h, _)| h.is_server() && h.address.to_string() == address)
-            .and_then(|(_, r)| r.done())
-            .map(|r| r.offset.offset)
     };
     hosts
         .iter()
@@ -144,6 +254,7 @@ pub(crate) fn judge_fleet(
                 offset_seconds: None,
                 uncertainty_seconds: None,
                 offset_to_server_seconds: None,
+                judged_against: None,
                 synchronized: None,
                 server: None,
                 unit: None,
@@ -151,6 +262,12 @@ pub(crate) fn judge_fleet(
                 daemon: None,
                 findings: Vec::new(),
             };
+            if let Role::Client { servers, .. } = &host.role {
+                check.judged_against = servers
+                    .first()
+                    .and_then(|a| server_at(&a.to_string()))
+                    .map(|(server, _)| server.name.to_string());
+            }
             let reading = match reading {
                 Outcome::Done(reading) => reading,
                 Outcome::Unreachable(error) | Outcome::Failed(error) => {
@@ -164,24 +281,32 @@ pub(crate) fn judge_fleet(
                     return check;
                 }
             };
-            let expected: Vec<String> = match &host.role {
-                Role::Server(_) => Vec::new(),
-                Role::Client { servers, .. } => servers.iter().map(ToString::to_string).collect(),
+            let (expected, reference) = match &host.role {
+                Role::Server(_) => (Vec::new(), Reference::Controller),
+                Role::Client { servers, .. } => {
+                    let expected: Vec<String> = servers.iter().map(ToString::to_string).collect();
+                    // Judged against its first server (the one it prefers).
+                    let reference = match expected.first().and_then(|a| server_at(a)) {
+                        Some((_, Outcome::Done(at))) => Reference::Server {
+                            offset: to_nanoseconds(reading.offset.offset - at.offset.offset),
+                            uncertainty: reading.offset.uncertainty + at.offset.uncertainty,
+                        },
+                        Some((server, _)) => Reference::Unmeasured(server.name.to_string()),
+                        None => Reference::Unmeasured(expected.join(" or ")),
+                    };
+                    (expected, reference)
+                }
             };
-            let to_server = expected
-                .iter()
-                .find_map(|a| offset_of(a))
-                .map(|server| reading.offset.offset - server);
-            let relative = to_server.unwrap_or(reading.offset.offset);
-            check.findings = clock::judge(reading, relative, &expected, max_skew);
-            check.status = if check.findings.is_empty() {
-                CheckStatus::Ok
-            } else {
-                CheckStatus::Findings
-            };
+            check.findings = clock::judge(reading, &reference, &expected, limits);
+            check.status = CheckStatus::of(&check.findings);
             check.offset_seconds = Some(reading.offset.offset);
-            check.uncertainty_seconds = Some(reading.offset.uncertainty);
-            check.offset_to_server_seconds = to_server;
+            check.uncertainty_seconds = Some(match reference {
+                Reference::Server { uncertainty, .. } => uncertainty,
+                _ => reading.offset.uncertainty,
+            });
+            if let Reference::Server { offset, .. } = reference {
+                check.offset_to_server_seconds = Some(offset);
+            }
             check.synchronized = Some(reading.view.synchronized);
             check.server.clone_from(&reading.view.server);
             check.unit = Some(reading.unit.clone());
@@ -192,30 +317,63 @@ pub(crate) fn judge_fleet(
         .collect()
 }
 
-/// Poll until every host is ok or `within` runs out; `report` is called after each round with the
-/// hosts still waiting. Returns the last judgement.
+/// A difference of two readings, without the float noise of the subtraction (a nanosecond is
+/// far below what a measurement over SSH can tell).
+fn to_nanoseconds(seconds: f64) -> f64 {
+    (seconds * 1e9).round() / 1e9
+}
+
+/// Measure `shown` (and the servers they follow, from `all`) and judge them.
+pub(crate) async fn check_fleet(
+    connector: Arc<Connector>,
+    shown: &[Host],
+    all: &[Host],
+    options: &RunOptions,
+    progress: Progress,
+    samples: usize,
+    limits: &Limits,
+) -> Vec<HostCheck> {
+    let measured = measured_hosts(shown, all);
+    let readings = read_clocks(connector, &measured, options, progress, samples).await;
+    let mut checks = judge_fleet(&measured, &readings, limits);
+    checks.truncate(shown.len());
+    checks
+}
+
+/// Now, as Unix seconds (the controller's clock).
+#[must_use]
+pub(crate) fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Poll until every host is settled (ok, or only warnings such as an isolated server) or
+/// `within` runs out; `report` is called after each round. Returns the last judgement.
 pub(crate) async fn wait_for_sync(
     connector: Arc<Connector>,
     hosts: &[Host],
+    all: &[Host],
     options: &RunOptions,
-    max_skew: f64,
+    limits: &Limits,
     within: Duration,
     mut report: impl FnMut(&[HostCheck], Duration),
 ) -> Vec<HostCheck> {
     let start = tokio::time::Instant::now();
     loop {
-        let readings = read_clocks(
+        let checks = check_fleet(
             connector.clone(),
             hosts,
+            all,
             options,
             Progress::hidden(),
             DEFAULT_SAMPLES,
+            limits,
         )
         .await;
-        let checks = judge_fleet(hosts, &readings, max_skew);
         let elapsed = start.elapsed();
         report(&checks, elapsed);
-        if checks.iter().all(|c| c.status == CheckStatus::Ok) || elapsed >= within {
+        if checks.iter().all(|c| c.status.is_settled()) || elapsed >= within {
             return checks;
         }
         tokio::time::sleep(Duration::from_secs(2).min(within.saturating_sub(elapsed))).await;

@@ -17,14 +17,23 @@ reference\"; a complete example: inventories/zcloud.yaml.";
 const CHECK_HELP: &str = "\
 Verdicts, one per host (the VERDICT column; `status` and `findings` in JSON):
   ok                     synchronized to a server the inventory names, within --max-skew of it
-  skew ... exceeds ...   the clock is further than --max-skew from its server's clock
+  isolated               (warning) a server serving its own clock, no upstream reached; its \
+clients are judged against it
+  skew ... exceeds ...   a client further than --max-skew from its server's clock
+  offset from the controller ... exceeds --max-server-offset
+                         a server synchronized to an upstream, far from the controller's \
+(synchronized) clock
   not synchronized       the time daemon has not synchronized
   synchronized to X      synchronized, but to a server the inventory does not name
-  ... is inactive        the time daemon is not running
+  ... is inactive        the time daemon is not running (it is not started to ask it)
+  inconclusive: ...      the uncertainty exceeds the limit, or the client's server was not \
+measured
   unreachable / failed   the host could not be reached, refused us, or could not be read
 
-Exit codes: 0 every host ok; 2 a finding on some host; 1 an error (a host unreachable or \
-failed, or bad input). check changes nothing on any host.
+Exit codes: 0 every host ok (or only warnings); 1 an error (a host unreachable or failed, or \
+bad input); 2 a finding on some host; 3 inconclusive (no error, no finding, but some host \
+could not be judged). With --format nagios: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN. check \
+changes nothing on any host.
 
 The inventory (-i FILE, or $CLOCKPROV_INVENTORY): README.md, section \"Inventory reference\".";
 
@@ -46,6 +55,8 @@ The inventory (-i FILE, or $CLOCKPROV_INVENTORY): README.md, section \"Inventory
 
 /// Ceph's `mon_clock_drift_allowed`.
 const DEFAULT_MAX_SKEW: DurationValue = DurationValue(crate::check::DEFAULT_MAX_SKEW);
+const DEFAULT_MAX_SERVER_OFFSET: DurationValue =
+    DurationValue(crate::check::DEFAULT_MAX_SERVER_OFFSET);
 
 #[derive(Debug, Parser)]
 #[command(
@@ -86,6 +97,30 @@ pub enum Command {
 pub enum Format {
     Text,
     Json,
+    /// check only: Prometheus text exposition (`node_exporter`'s textfile collector).
+    Prometheus,
+    /// check only: one Nagios/Icinga status line with perfdata; exit 0/1/2/3.
+    Nagios,
+}
+
+impl Format {
+    /// `prometheus` and `nagios` describe clocks: refused by the other commands.
+    ///
+    /// # Errors
+    /// The format is check's only.
+    pub fn refuse_check_only(self, command: &str) -> anyhow::Result<()> {
+        match self {
+            Format::Text | Format::Json => Ok(()),
+            Format::Prometheus | Format::Nagios => anyhow::bail!(
+                "--format {} is for check only; {command} writes text or json",
+                if self == Format::Prometheus {
+                    "prometheus"
+                } else {
+                    "nagios"
+                }
+            ),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -112,10 +147,41 @@ pub struct FleetArgs {
     /// Give up on a remote command that runs longer than this (package installs excepted).
     #[arg(long, value_name = "DURATION")]
     pub command_timeout: Option<DurationValue>,
+    /// Fail a host whose remote command prints more than this (stdout and stderr together; e.g.
+    /// 4MiB, 512KiB): a host cannot make clockprov hold more than this per command.
+    #[arg(long, value_name = "SIZE", default_value_t = crate::ssh::transport::DEFAULT_MAX_OUTPUT)]
+    pub max_output: crate::value::ByteSize,
     /// The sudo password for `become: sudo` hosts: the first line of FILE (else
     /// `CLOCKPROV_BECOME_PASSWORD`, else asked once on a terminal).
     #[arg(long, value_name = "FILE")]
     pub become_password_file: Option<PathBuf>,
+    /// Plan and apply: a managed file bigger than this (bytes, or with K/KiB/M/MiB) fails its
+    /// host; only this much of it is ever read.
+    #[arg(long, value_name = "SIZE", default_value = "1MiB", value_parser = parse_size)]
+    pub max_file_size: u64,
+}
+
+/// A size in bytes: `4096`, `512K`/`512KiB`, `1M`/`1MiB` (binary multiples either way).
+fn parse_size(text: &str) -> Result<u64, String> {
+    let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = text.get(digits.len()..).unwrap_or("");
+    let multiple: u64 = match unit {
+        "" | "B" => 1,
+        "K" | "k" | "KiB" => 1 << 10,
+        "M" | "MiB" => 1 << 20,
+        "G" | "GiB" => 1 << 30,
+        _ => {
+            return Err(format!(
+                "unknown unit {unit:?} (use K, KiB, M, MiB, G or GiB)"
+            ));
+        }
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(multiple))
+        .filter(|&n| n > 0)
+        .ok_or_else(|| format!("{text:?} is not a size (e.g. 1MiB, 512K, 4096)"))
 }
 
 #[derive(Debug, Args)]
@@ -157,9 +223,19 @@ pub struct CheckArgs {
     /// `mon_clock_drift_allowed`): 0.05, 50ms or 1s alike.
     #[arg(long, default_value_t = DEFAULT_MAX_SKEW, value_name = "DURATION")]
     pub max_skew: DurationValue,
+    /// Flag servers synchronized to an upstream whose clock is further than this from the
+    /// controller's; judged only when the controller's own clock is synchronized.
+    #[arg(long, default_value_t = DEFAULT_MAX_SERVER_OFFSET, value_name = "DURATION")]
+    pub max_server_offset: DurationValue,
     /// Clock readings per host; the one with the smallest round trip is used.
     #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u16).range(1..=100))]
     pub samples: u16,
+    /// With --format nagios: WARNING beyond this offset (default: --max-skew).
+    #[arg(long, value_name = "DURATION")]
+    pub warning: Option<DurationValue>,
+    /// With --format nagios: CRITICAL beyond this offset (default: twice the warning).
+    #[arg(long, value_name = "DURATION")]
+    pub critical: Option<DurationValue>,
 }
 
 #[derive(Debug, Args)]
@@ -235,6 +311,24 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn sizes_take_binary_units() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("512K"), Ok(512 << 10));
+        assert_eq!(parse_size("1MiB"), Ok(1 << 20));
+        assert_eq!(parse_size("2G"), Ok(2 << 30));
+        for bad in ["", "0", "1.5M", "1TB", "M", "-1"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+        let Command::Plan(args) = Cli::try_parse_from(["clockprov", "plan", "-i", "x"])
+            .unwrap()
+            .command
+        else {
+            panic!()
+        };
+        assert_eq!(args.fleet.max_file_size, 1 << 20);
     }
 
     #[test]

@@ -21,12 +21,57 @@ pub struct Offset {
     pub uncertainty: f64,
 }
 
+/// One line of the remote clock reader: Unix seconds. `NaN`, `inf` (which Rust's float parser
+/// accepts) and anything else that is not a finite number is an error for the host, never a
+/// reading.
+///
+/// # Errors
+/// The line is not a finite number.
+pub fn parse_clock_line(line: &str) -> Result<f64, ReadingError> {
+    let text = line.trim();
+    match text.parse::<f64>() {
+        Ok(value) if value.is_finite() => Ok(value),
+        _ => Err(ReadingError::NotATime(text.chars().take(40).collect())),
+    }
+}
+
+/// A host's clock or daemon said something that is not a reading.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReadingError {
+    #[error("the host's clock reader answered {0:?}, not a time")]
+    NotATime(String),
+    #[error("the clock reader answered nothing")]
+    NoReading,
+    #[error("{daemon} reports a {what} of {value}, not a finite number")]
+    NotFinite {
+        daemon: &'static str,
+        what: &'static str,
+        value: String,
+    },
+}
+
+/// A daemon view whose numbers are not finite (`nan`, `inf` parse as floats) is an error for
+/// its host: such a host is neither ok nor skewed.
+///
+/// # Errors
+/// The daemon's offset is not finite.
+pub fn check_view(daemon: &'static str, view: &DaemonView) -> Result<(), ReadingError> {
+    match view.offset_seconds {
+        Some(v) if !v.is_finite() => Err(ReadingError::NotFinite {
+            daemon,
+            what: "clock offset",
+            value: v.to_string(),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// The offset from the sample with the smallest round trip (the least uncertain one).
 #[must_use]
 pub fn best_offset(samples: &[ClockSample]) -> Option<Offset> {
     samples
         .iter()
-        .filter(|s| s.after >= s.before)
+        .filter(|s| s.after >= s.before && s.remote.is_finite())
         .min_by(|a, b| (a.after - a.before).total_cmp(&(b.after - b.before)))
         .map(|s| Offset {
             offset: s.remote - s.before.midpoint(s.after),
@@ -41,10 +86,28 @@ pub struct DaemonView {
     pub synchronized: bool,
     /// The server it follows (timesyncd's ServerName/ServerAddress, chrony's reference).
     pub server: Option<String>,
-    /// The daemon's own estimate of the clock's offset, seconds (positive: fast).
+    /// The daemon's own estimate of the clock's offset from its reference, seconds, in
+    /// clockprov's one sign convention: positive = this host's clock is ahead (chrony's "fast";
+    /// timesyncd's `Offset` is the reverse, reference minus host, and is negated).
     pub offset_seconds: Option<f64>,
     pub stratum: Option<u32>,
+    /// One vocabulary for both daemons: [`leap_word`].
     pub leap_status: Option<String>,
+}
+
+/// The leap indicator in one vocabulary for both daemons: `normal`, `insert-second`,
+/// `delete-second`, `not-synchronized` (chrony's `Leap status` words, timesyncd's NTP `Leap`
+/// number 0-3). Anything else is kept as the daemon wrote it.
+#[must_use]
+pub fn leap_word(text: &str) -> String {
+    match text.trim() {
+        "0" | "Normal" | "normal" => "normal",
+        "1" | "Insert second" => "insert-second",
+        "2" | "Delete second" => "delete-second",
+        "3" | "Not synchronised" | "Not synchronized" => "not-synchronized",
+        other => other,
+    }
+    .to_owned()
 }
 
 /// `KEY=VALUE` lines (systemd's `show` output) into a map.
@@ -79,9 +142,13 @@ pub fn timesyncd_view(show_timesync: &str, show: &str, timesync_status: &str) ->
     DaemonView {
         synchronized: system.get("NTPSynchronized").is_some_and(|v| v == "yes"),
         server,
-        offset_seconds: status.get("Offset").and_then(|v| parse_timespan(v)),
+        // timesyncd's offset is the NTP one, reference minus host: negated to ours.
+        offset_seconds: status
+            .get("Offset")
+            .and_then(|v| parse_timespan(v))
+            .map(|v| -v),
         stratum: message.get("Stratum").and_then(|s| s.parse().ok()),
-        leap_status: message.get("Leap").cloned(),
+        leap_status: message.get("Leap").map(|l| leap_word(l)),
     }
 }
 
@@ -162,14 +229,15 @@ pub fn chrony_view(tracking: &str) -> DaemonView {
         server: server.filter(|_| reference_id != "00000000"),
         offset_seconds: offset,
         stratum: fields.get("Stratum").and_then(|s| s.parse().ok()),
-        leap_status: leap,
+        leap_status: leap.as_deref().map(leap_word),
     }
 }
 
-/// Why a host is not healthy.
+/// What check found about one host. [`Finding::severity`] decides the host's status.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Finding {
+    /// A client further from its server than `--max-skew`.
     Skew {
         offset_seconds: f64,
         max_seconds: f64,
@@ -183,6 +251,54 @@ pub enum Finding {
         unit: String,
         state: String,
     },
+    /// A server synchronized to an upstream, further from the controller (whose own clock is
+    /// synchronized) than `--max-server-offset`.
+    ServerOffset {
+        offset_seconds: f64,
+        max_seconds: f64,
+    },
+    /// A client's server could not be measured (unreachable, failed): its skew is unknown.
+    ServerNotMeasured {
+        server: String,
+    },
+    /// The measurement is too uncertain to say whether the host is within its limit.
+    Inconclusive {
+        uncertainty_seconds: f64,
+        max_seconds: f64,
+    },
+    /// A server serving its own clock (`local stratum`, no upstream reached): its clients are
+    /// judged against it as usual.
+    Isolated {
+        stratum: Option<u32>,
+    },
+}
+
+/// How much a finding weighs: the worst one decides the host's status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    /// Shown, but the host counts as synchronized (`--wait-sync` finishes).
+    Warning,
+    /// Neither ok nor a problem: the measurement cannot tell.
+    Inconclusive,
+    /// The host is not as it should be.
+    Problem,
+}
+
+impl Finding {
+    #[must_use]
+    pub fn severity(&self) -> Severity {
+        match self {
+            Finding::Isolated { .. } => Severity::Warning,
+            Finding::ServerNotMeasured { .. } | Finding::Inconclusive { .. } => {
+                Severity::Inconclusive
+            }
+            Finding::Skew { .. }
+            | Finding::NotSynchronized
+            | Finding::WrongServer { .. }
+            | Finding::DaemonNotRunning { .. }
+            | Finding::ServerOffset { .. } => Severity::Problem,
+        }
+    }
 }
 
 impl std::fmt::Display for Finding {
@@ -202,6 +318,30 @@ impl std::fmt::Display for Finding {
                 expected.join(" or ")
             ),
             Finding::DaemonNotRunning { unit, state } => write!(f, "{unit} is {state}"),
+            Finding::ServerOffset {
+                offset_seconds,
+                max_seconds,
+            } => write!(
+                f,
+                "offset from the controller {offset_seconds:+.3} s exceeds --max-server-offset {max_seconds} s"
+            ),
+            Finding::ServerNotMeasured { server } => {
+                write!(f, "inconclusive: server {server} not measured")
+            }
+            Finding::Inconclusive {
+                uncertainty_seconds,
+                max_seconds,
+            } => write!(
+                f,
+                "inconclusive: uncertainty {uncertainty_seconds:.3} s exceeds {max_seconds} s"
+            ),
+            Finding::Isolated { stratum } => {
+                f.write_str("isolated: serves its own clock")?;
+                if let Some(stratum) = stratum {
+                    write!(f, " (local stratum {stratum})")?;
+                }
+                f.write_str(", no upstream reached")
+            }
         }
     }
 }
@@ -215,17 +355,49 @@ pub struct ClockReading {
     pub view: DaemonView,
 }
 
-/// Judge one host: `relative_offset` is its offset from its NTP server when that was measured,
-/// otherwise from the controller; `expected_servers` empty for a server (any source will do).
+/// The limits a fleet is judged against.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    /// A client's largest offset from its server (`--max-skew`).
+    pub max_skew: f64,
+    /// A server's largest offset from the controller (`--max-server-offset`), judged only when
+    /// the controller's own clock is synchronized.
+    pub max_server_offset: f64,
+    /// The controller's clock is synchronized (read locally).
+    pub controller_synchronized: bool,
+}
+
+/// What a host's offset is judged against.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reference {
+    /// A server: its offset from the controller.
+    Controller,
+    /// A client whose server was measured: its offset from it, and the uncertainty of the two
+    /// measurements together.
+    Server { offset: f64, uncertainty: f64 },
+    /// A client whose server (named) was not measured.
+    Unmeasured(String),
+}
+
+/// A host whose daemon calls its reference "local" serves its own clock.
+#[must_use]
+pub fn is_isolated(view: &DaemonView) -> bool {
+    view.synchronized && view.server.as_deref() == Some("local")
+}
+
+/// Judge one host: a client against its server (`expected_servers`: the addresses it should
+/// follow), a server on its own (Ceph's criterion is the skew between monitors, which are
+/// clients; a server's offset matters only as far as it reaches them).
 #[must_use]
 pub fn judge(
     reading: &ClockReading,
-    relative_offset: f64,
+    reference: &Reference,
     expected_servers: &[String],
-    max_skew: f64,
+    limits: &Limits,
 ) -> Vec<Finding> {
     let mut findings = Vec::new();
-    if reading.unit_state != "active" {
+    let running = reading.unit_state == "active";
+    if !running {
         findings.push(Finding::DaemonNotRunning {
             unit: reading.unit.clone(),
             state: reading.unit_state.clone(),
@@ -244,13 +416,63 @@ pub fn judge(
             expected: expected_servers.to_vec(),
         });
     }
-    if relative_offset.abs() > max_skew {
-        findings.push(Finding::Skew {
-            offset_seconds: relative_offset,
-            max_seconds: max_skew,
-        });
+    match reference {
+        Reference::Server {
+            offset,
+            uncertainty,
+        } => findings.extend(offset_finding(
+            *offset,
+            *uncertainty,
+            limits.max_skew,
+            |offset_seconds, max_seconds| Finding::Skew {
+                offset_seconds,
+                max_seconds,
+            },
+        )),
+        Reference::Unmeasured(server) => findings.push(Finding::ServerNotMeasured {
+            server: server.clone(),
+        }),
+        Reference::Controller if running && is_isolated(&reading.view) => {
+            // Its own clock is its clients' truth: how far it is from ours says nothing.
+            findings.push(Finding::Isolated {
+                stratum: reading.view.stratum,
+            });
+        }
+        Reference::Controller if limits.controller_synchronized => {
+            findings.extend(offset_finding(
+                reading.offset.offset,
+                reading.offset.uncertainty,
+                limits.max_server_offset,
+                |offset_seconds, max_seconds| Finding::ServerOffset {
+                    offset_seconds,
+                    max_seconds,
+                },
+            ));
+        }
+        // The controller's clock is no reference: the offset is reported, not judged.
+        Reference::Controller => {}
     }
     findings
+}
+
+/// An offset beyond `max` even allowing for the uncertainty is a problem; one that the
+/// uncertainty makes impossible to place on either side of `max` is inconclusive.
+fn offset_finding(
+    offset: f64,
+    uncertainty: f64,
+    max: f64,
+    problem: impl Fn(f64, f64) -> Finding,
+) -> Option<Finding> {
+    if offset.abs() - uncertainty > max || (offset.abs() > max && uncertainty <= max) {
+        Some(problem(offset, max))
+    } else if uncertainty > max {
+        Some(Finding::Inconclusive {
+            uncertainty_seconds: uncertainty,
+            max_seconds: max,
+        })
+    } else {
+        None
+    }
 }
 
 #[cfg(test)]
@@ -300,7 +522,7 @@ mod tests {
         assert!(synced.synchronized);
         assert_eq!(synced.server.as_deref(), Some("192.168.6.200"));
         assert_eq!(synced.stratum, Some(10));
-        assert!((synced.offset_seconds.unwrap() + 1.998_265).abs() < 1e-9);
+        assert!((synced.offset_seconds.unwrap() - 1.998_265).abs() < 1e-9);
         let unsynced = timesyncd_view(
             &fixture("timesyncd-show-timesync.unsynced.txt"),
             &fixture("timedatectl-show.unsynced.txt"),
@@ -323,7 +545,7 @@ mod tests {
         let stock = chrony_view(&fixture("chrony-tracking.unconfigured.txt"));
         assert!(!stock.synchronized);
         assert_eq!(stock.server, None);
-        assert_eq!(stock.leap_status.as_deref(), Some("Not synchronised"));
+        assert_eq!(stock.leap_status.as_deref(), Some("not-synchronized"));
     }
 
     #[test]
@@ -354,6 +576,19 @@ mod tests {
         );
     }
 
+    const LIMITS: Limits = Limits {
+        max_skew: 0.05,
+        max_server_offset: 0.1,
+        controller_synchronized: true,
+    };
+
+    fn to_server(offset: f64) -> Reference {
+        Reference::Server {
+            offset,
+            uncertainty: 0.002,
+        }
+    }
+
     #[test]
     fn judging() {
         let reading = ClockReading {
@@ -370,9 +605,9 @@ mod tests {
             },
         };
         let expected = vec!["192.168.6.200".to_owned()];
-        assert!(judge(&reading, 0.01, &expected, 0.05).is_empty());
+        assert!(judge(&reading, &to_server(0.01), &expected, &LIMITS).is_empty());
         assert_eq!(
-            judge(&reading, -0.2, &expected, 0.05),
+            judge(&reading, &to_server(-0.2), &expected, &LIMITS),
             vec![Finding::Skew {
                 offset_seconds: -0.2,
                 max_seconds: 0.05
@@ -380,7 +615,7 @@ mod tests {
         );
         let other = vec!["10.0.0.1".to_owned()];
         assert!(matches!(
-            judge(&reading, 0.0, &other, 0.05)[0],
+            judge(&reading, &to_server(0.0), &other, &LIMITS)[0],
             Finding::WrongServer { .. }
         ));
         let stopped = ClockReading {
@@ -388,12 +623,173 @@ mod tests {
             ..reading.clone()
         };
         assert_eq!(
-            judge(&stopped, 0.0, &expected, 0.05),
+            judge(&stopped, &to_server(0.0), &expected, &LIMITS),
             vec![Finding::DaemonNotRunning {
                 unit: "systemd-timesyncd.service".into(),
                 state: "inactive".into()
             }]
         );
-        assert_eq!(judge(&reading, 0.0, &[], 0.05), vec![]);
+        // Never ok by omission: a client whose server was not measured is inconclusive.
+        let unmeasured = judge(
+            &reading,
+            &Reference::Unmeasured("zcloud".into()),
+            &expected,
+            &LIMITS,
+        );
+        assert_eq!(
+            unmeasured,
+            vec![Finding::ServerNotMeasured {
+                server: "zcloud".into()
+            }]
+        );
+        assert_eq!(unmeasured[0].severity(), Severity::Inconclusive);
+    }
+
+    #[test]
+    fn uncertainty_beyond_the_limit_is_inconclusive() {
+        let wide = Reference::Server {
+            offset: 0.01,
+            uncertainty: 0.08,
+        };
+        let reading = ClockReading {
+            offset: Offset {
+                offset: 0.0,
+                uncertainty: 0.04,
+            },
+            unit: "chrony.service".into(),
+            unit_state: "active".into(),
+            view: DaemonView {
+                synchronized: true,
+                server: Some("a".into()),
+                ..DaemonView::default()
+            },
+        };
+        let found = judge(&reading, &wide, &["a".into()], &LIMITS);
+        assert_eq!(
+            found,
+            vec![Finding::Inconclusive {
+                uncertainty_seconds: 0.08,
+                max_seconds: 0.05
+            }]
+        );
+        // Beyond the limit even allowing for the uncertainty: a skew, not a doubt.
+        let far = Reference::Server {
+            offset: 0.5,
+            uncertainty: 0.08,
+        };
+        assert!(matches!(
+            judge(&reading, &far, &["a".into()], &LIMITS)[0],
+            Finding::Skew { .. }
+        ));
+    }
+
+    #[test]
+    fn servers_are_judged_as_what_they_are() {
+        let server = |reference: &str, offset: f64| ClockReading {
+            offset: Offset {
+                offset,
+                uncertainty: 0.001,
+            },
+            unit: "chrony.service".into(),
+            unit_state: "active".into(),
+            view: DaemonView {
+                synchronized: true,
+                server: Some(reference.into()),
+                stratum: Some(10),
+                ..DaemonView::default()
+            },
+        };
+        // Isolated, 0.7 s from the controller: a warning, not a skew.
+        let isolated = judge(&server("local", 0.7), &Reference::Controller, &[], &LIMITS);
+        assert_eq!(isolated, vec![Finding::Isolated { stratum: Some(10) }]);
+        assert_eq!(isolated[0].severity(), Severity::Warning);
+        // Synchronized to an upstream: judged against --max-server-offset.
+        let upstream = server("203.0.113.1", 0.7);
+        assert!(matches!(
+            judge(&upstream, &Reference::Controller, &[], &LIMITS)[0],
+            Finding::ServerOffset { .. }
+        ));
+        assert!(
+            judge(
+                &server("203.0.113.1", 0.06),
+                &Reference::Controller,
+                &[],
+                &LIMITS
+            )
+            .is_empty()
+        );
+        // ...but only when the controller's own clock is synchronized.
+        let unsynced = Limits {
+            controller_synchronized: false,
+            ..LIMITS
+        };
+        assert!(judge(&upstream, &Reference::Controller, &[], &unsynced).is_empty());
+    }
+
+    #[test]
+    fn one_sign_and_one_leap_vocabulary() {
+        // timesyncd: host 2 s ahead of its server prints `Offset: -1.998265s`.
+        let timesyncd = timesyncd_view(
+            &fixture("timesyncd-show-timesync.synced.txt"),
+            &fixture("timedatectl-show.synced.txt"),
+            &fixture("timesyncd-timesync-status.synced.txt"),
+        );
+        assert!(timesyncd.offset_seconds.unwrap() > 1.9);
+        assert_eq!(timesyncd.leap_status.as_deref(), Some("normal"));
+        let chrony = chrony_view(&fixture("chrony-tracking.txt"));
+        assert_eq!(chrony.leap_status.as_deref(), Some("normal"));
+        assert_eq!(leap_word("3"), leap_word("Not synchronised"));
+    }
+
+    #[test]
+    fn clock_lines_that_are_not_times_are_errors() {
+        assert_eq!(
+            parse_clock_line("1764083718.123456\n"),
+            Ok(1_764_083_718.123_456)
+        );
+        for bad in ["NaN", "nan", "inf", "-infinity", "", "soon"] {
+            assert!(parse_clock_line(bad).is_err(), "{bad}");
+        }
+        let view = DaemonView {
+            offset_seconds: Some(f64::NAN),
+            ..DaemonView::default()
+        };
+        assert!(check_view("chrony", &view).is_err());
+    }
+
+    mod untrusted {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Whatever a host prints, the parsers of clock readings and daemon views never
+            /// panic, and a reading is a finite number or an error.
+            #[test]
+            fn host_text_never_panics(text in "\\PC{0,200}", bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+                let lossy = String::from_utf8_lossy(&bytes);
+                for t in [text.as_str(), lossy.as_ref()] {
+                    if let Ok(v) = parse_clock_line(t) {
+                        prop_assert!(v.is_finite());
+                    }
+                    let _ = parse_timespan(t);
+                    let chrony = chrony_view(t);
+                    let timesyncd = timesyncd_view(t, t, t);
+                    for view in [&chrony, &timesyncd] {
+                        if view.offset_seconds.is_some_and(|v| !v.is_finite()) {
+                            prop_assert!(check_view("x", view).is_err());
+                        }
+                    }
+                }
+            }
+
+            #[test]
+            fn offsets_are_finite_or_refused(offset in prop_oneof![Just(f64::NAN), Just(f64::INFINITY), Just(f64::NEG_INFINITY), -1e6f64..1e6]) {
+                let line = format!("{offset}");
+                prop_assert_eq!(parse_clock_line(&line).is_ok(), offset.is_finite());
+                let tracking = format!("System time     : {offset} seconds fast of NTP time\n");
+                let view = chrony_view(&tracking);
+                prop_assert_eq!(check_view("chrony", &view).is_ok(), offset.is_finite());
+            }
+        }
     }
 }

@@ -28,6 +28,60 @@ pub fn supported_systems() -> String {
     SUPPORTED_SYSTEMS.join(", ")
 }
 
+/// Systems people still run that clockprov refuses, and why it cannot manage them: refused
+/// at plan rather than half-working.
+const KNOWN_UNSUPPORTED: [(&str, &str); 2] = [
+    (
+        "ubuntu:18.04",
+        "timesyncd is part of the systemd package there, bash 4.4 has no $EPOCHREALTIME for check, and systemd 237 has no `timedatectl show`",
+    ),
+    (
+        "debian:10",
+        "timesyncd is part of the systemd package there, and systemd 241 has no `timedatectl show-timesync`",
+    ),
+];
+
+/// A host's system is not one of [`SUPPORTED_SYSTEMS`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unsupported OS {name} ({id_version}){}; supported: {}", .why.map(|w| format!(": {w}")).unwrap_or_default(), supported_systems())]
+pub struct UnsupportedOs {
+    /// The system's own name (os-release `PRETTY_NAME`), as the host gave it.
+    pub name: String,
+    /// `ID:VERSION_ID`.
+    pub id_version: String,
+    pub why: Option<&'static str>,
+}
+
+/// Refuse a system clockprov does not know: `id` and `version_id` from os-release, `name` its
+/// `PRETTY_NAME` for the message.
+///
+/// # Errors
+/// `ID:VERSION_ID` is not one of [`SUPPORTED_SYSTEMS`].
+pub fn check_supported(id: &str, version_id: &str, name: &str) -> Result<(), UnsupportedOs> {
+    let id_version = format!("{id}:{version_id}");
+    if is_supported_system(&id_version) {
+        return Ok(());
+    }
+    let name = if name.is_empty() {
+        if id.is_empty() {
+            "unknown (os-release has no ID)".to_owned()
+        } else {
+            id.to_owned()
+        }
+    } else {
+        name.to_owned()
+    };
+    let why = KNOWN_UNSUPPORTED
+        .iter()
+        .find(|(system, _)| *system == id_version)
+        .map(|(_, why)| *why);
+    Err(UnsupportedOs {
+        name,
+        id_version,
+        why,
+    })
+}
+
 /// A time daemon: its Debian package, systemd unit and configuration file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -95,16 +149,11 @@ impl Daemon {
     /// The version a distribution installs, for rendering before the package is there.
     #[must_use]
     pub fn distribution_default(self, os_id: &str, os_version: &str) -> DaemonVersion {
+        // Only supported systems get here (see `check_supported`).
         let (major, minor) = match (self, os_id, os_version) {
-            (Daemon::Chrony, "ubuntu", "18.04") => (3, 2),
             (Daemon::Chrony, "ubuntu", "20.04") => (3, 5),
-            (Daemon::Chrony, "debian", "10") => (3, 4),
-            (Daemon::Chrony, "debian", "11") => (4, 0),
             (Daemon::Chrony, _, _) => (4, 3),
-            (Daemon::Timesyncd, "ubuntu", "18.04") => (237, 0),
             (Daemon::Timesyncd, "ubuntu", "20.04") => (245, 0),
-            (Daemon::Timesyncd, "debian", "10") => (241, 0),
-            (Daemon::Timesyncd, "debian", "11") => (247, 0),
             (Daemon::Timesyncd, _, _) => (252, 0),
         };
         DaemonVersion { major, minor }
@@ -166,6 +215,38 @@ mod tests {
             })
         );
         assert_eq!(DaemonVersion::from_debian(""), None);
+    }
+
+    #[test]
+    fn unsupported_systems_are_refused_with_the_list() {
+        assert_eq!(
+            check_supported("debian", "12", "Debian GNU/Linux 12 (bookworm)"),
+            Ok(())
+        );
+        assert_eq!(check_supported("ubuntu", "26.04", ""), Ok(()));
+        let old = check_supported("ubuntu", "18.04", "Ubuntu 18.04.6 LTS").unwrap_err();
+        assert_eq!(
+            old.to_string(),
+            format!(
+                "unsupported OS Ubuntu 18.04.6 LTS (ubuntu:18.04): timesyncd is part of the systemd package there, bash 4.4 has no $EPOCHREALTIME for check, and systemd 237 has no `timedatectl show`; supported: {}",
+                supported_systems()
+            )
+        );
+        assert!(check_supported("debian", "10", "Debian GNU/Linux 10 (buster)").is_err());
+        let suse = check_supported("opensuse-leap", "15.5", "openSUSE Leap 15.5").unwrap_err();
+        assert_eq!(
+            suse.to_string(),
+            format!(
+                "unsupported OS openSUSE Leap 15.5 (opensuse-leap:15.5); supported: {}",
+                supported_systems()
+            )
+        );
+        let nothing = check_supported("", "", "").unwrap_err();
+        assert!(
+            nothing
+                .to_string()
+                .starts_with("unsupported OS unknown (os-release has no ID)")
+        );
     }
 
     #[test]

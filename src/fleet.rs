@@ -21,8 +21,12 @@ pub struct RunOptions {
     pub forks: usize,
     pub connect_timeout: Option<Duration>,
     pub command_timeout: Option<Duration>,
+    /// What one remote command may print (stdout and stderr together) before its host fails.
+    pub max_output: crate::value::ByteSize,
     /// Show progress on stderr (only ever on a terminal, never with `-q`).
     pub progress: bool,
+    /// The largest managed file read from a host, in bytes (`--max-file-size`).
+    pub max_file_size: u64,
 }
 
 impl RunOptions {

@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::daemon::Daemon;
 use crate::fleet::{self, Item, RunOptions};
 use crate::host::apply::{ApplyReport, apply_host};
-use crate::host::facts;
+use crate::host::facts::{self, FactsRequest};
 use crate::inventory::Host;
 use crate::outcome::{ErrorKind, HostError, Outcome};
 use crate::plan::{HostPlan, plan};
@@ -74,6 +74,18 @@ impl HostResult {
     }
 }
 
+/// How much of a host's stderr a message relays (the start says what went wrong; a host that
+/// prints megabytes must not make a message of them).
+const STDERR_SHOWN: usize = 1000;
+
+/// The first `limit` characters of `text`, saying how much was left out.
+fn clipped(text: &str, limit: usize) -> String {
+    match text.char_indices().nth(limit) {
+        Some((end, _)) => format!("{} … ({} more bytes)", &text[..end], text.len() - end),
+        None => text.to_owned(),
+    }
+}
+
 /// What planning one host found.
 struct Planned {
     os: String,
@@ -91,13 +103,14 @@ pub async fn plan_hosts(
         .iter()
         .map(|h| HostResult::new(h, HostStatus::Failed))
         .collect();
+    let max_file_size = options.max_file_size;
     let outcomes = fleet::for_each(
         hosts,
         options.forks,
         options.progress("planning"),
         move |host, status| {
             let (connector, renderer) = (connector.clone(), renderer.clone());
-            async move { plan_host(&connector, &renderer, &host, &status).await }
+            async move { plan_host(&connector, &renderer, &host, max_file_size, &status).await }
         },
     )
     .await;
@@ -124,6 +137,7 @@ async fn plan_host(
     connector: &Connector,
     renderer: &Renderer,
     host: &Host,
+    max_file_size: u64,
     status: &Status,
 ) -> Result<Planned, HostError> {
     let name = host.name.as_str();
@@ -135,23 +149,31 @@ async fn plan_host(
         session: &session,
         privilege: connector.privilege(name),
     };
-    let out = root
-        .run(&facts::script(&[daemon.config_path()], &[daemon.unit()]))
-        .await
-        .map_err(|e| match e {
-            BecomeError::Ssh(e) => HostError::from(e).context("reading facts"),
-            // sudo's refusals say what they are about.
-            e => HostError::from(e),
-        })?;
-    let facts = facts::parse(&out.stdout_text()).map_err(|e| {
+    let request = FactsRequest {
+        paths: &[daemon.config_path()],
+        units: &[daemon.unit()],
+        max_file_size,
+    };
+    let script = facts::script(&request)?;
+    let out = root.run_script(&script).await.map_err(|e| match e {
+        BecomeError::Ssh(e) => HostError::from(e).context("reading facts"),
+        // sudo's refusals say what they are about.
+        e => HostError::from(e),
+    })?;
+    let facts = facts::parse(&out.stdout, &request).map_err(|e| {
         let error = HostError::from(e).context("reading facts");
         let stderr = out.stderr_text();
         if stderr.is_empty() {
             error
         } else {
-            HostError::new(error.kind, format!("{}: {stderr}", error.message))
+            HostError::new(
+                error.kind,
+                format!("{}: {}", error.message, clipped(&stderr, STDERR_SHOWN)),
+            )
         }
     })?;
+    // Refused before anything is rendered: a system whose layout we do not know would half-work.
+    crate::daemon::check_supported(&facts.os.id, &facts.os.version_id, &facts.os.pretty_name)?;
     status.set("planning");
     let inputs = RenderInputs {
         os_id: &facts.os.id,
@@ -259,5 +281,16 @@ impl Summary {
     #[must_use]
     pub fn has_errors(&self) -> bool {
         self.unreachable + self.failed > 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relayed_stderr_is_clipped_on_a_character_boundary() {
+        assert_eq!(clipped("short", 10), "short");
+        assert_eq!(clipped("ééééé", 2), "éé … (6 more bytes)");
     }
 }

@@ -40,8 +40,11 @@ pub enum ErrorKind {
     /// What we would install is not valid: the daemon's own check rejects the rendered file, or
     /// a template fails.
     InvalidConfig,
-    /// A remote command ran longer than the command timeout.
+    /// A remote command ran longer than the command timeout (the host stopped answering, or
+    /// the command hangs).
     Timeout,
+    /// A remote command printed more than `--max-output`: it was stopped.
+    OutputTooLarge,
     /// A remote step failed (a non-zero exit, a service that did not come back).
     RemoteCommandFailed,
     /// A host printed something we cannot read as the facts or states we asked for.
@@ -49,6 +52,8 @@ pub enum ErrorKind {
     /// Something clockprov will not manage: a managed path that is not a regular file, a daemon
     /// missing from an image, a masked unit.
     Unsupported,
+    /// The host runs a system clockprov does not support (see `daemon::SUPPORTED_SYSTEMS`).
+    UnsupportedOs,
     /// An image's path does not exist.
     NotFound,
     /// An image could not be opened, read or written (in use by a VM, a libguestfs failure).
@@ -101,9 +106,11 @@ impl HostError {
     #[must_use]
     pub fn connecting(error: &SshError) -> HostError {
         let kind = match error {
-            SshError::Connect { .. } | SshError::Timeout { .. } | SshError::Protocol(_) => {
-                ErrorKind::Unreachable
-            }
+            SshError::Connect { .. }
+            | SshError::Timeout { .. }
+            | SshError::CommandTimeout { .. }
+            | SshError::Protocol(_) => ErrorKind::Unreachable,
+            SshError::OutputTooLarge { .. } => ErrorKind::OutputTooLarge,
             SshError::HostKeyUnknown { .. }
             | SshError::HostCertificate { .. }
             | SshError::LearnKey { .. } => ErrorKind::HostKeyUnknown,
@@ -138,7 +145,8 @@ impl fmt::Display for HostError {
 /// The kind of a remote command's error (the connection is already up).
 fn command_kind(error: &SshError) -> ErrorKind {
     match error {
-        SshError::Timeout { .. } => ErrorKind::Timeout,
+        SshError::Timeout { .. } | SshError::CommandTimeout { .. } => ErrorKind::Timeout,
+        SshError::OutputTooLarge { .. } => ErrorKind::OutputTooLarge,
         _ => ErrorKind::RemoteCommandFailed,
     }
 }
@@ -157,7 +165,7 @@ fn become_kind(error: &BecomeError) -> ErrorKind {
 
 fn plan_kind(error: &PlanError) -> ErrorKind {
     match error {
-        PlanError::NotAFile { .. } => ErrorKind::Unsupported,
+        PlanError::NotAFile { .. } | PlanError::Symlink { .. } => ErrorKind::Unsupported,
         PlanError::MissingFacts { .. } => ErrorKind::UnexpectedOutput,
     }
 }
@@ -186,6 +194,12 @@ impl From<ApplyError> for HostError {
             }
         };
         HostError::new(kind, error.to_string())
+    }
+}
+
+impl From<crate::daemon::UnsupportedOs> for HostError {
+    fn from(error: crate::daemon::UnsupportedOs) -> HostError {
+        HostError::new(ErrorKind::UnsupportedOs, error.to_string())
     }
 }
 

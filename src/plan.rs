@@ -90,6 +90,10 @@ impl HostPlan {
 pub enum PlanError {
     #[error("{path} exists but is not a regular file; clockprov will not replace it")]
     NotAFile { path: String },
+    #[error(
+        "{path} is a symbolic link on the host; clockprov will not write through a link (make it a regular file)"
+    )]
+    Symlink { path: String },
     #[error("the facts do not cover {path}")]
     MissingFacts { path: String },
 }
@@ -141,6 +145,11 @@ pub fn file_changes(
             Some(PathFacts::Absent) => None,
             Some(PathFacts::NotAFile) => {
                 return Err(PlanError::NotAFile {
+                    path: want.path.clone(),
+                });
+            }
+            Some(PathFacts::Symlink) => {
+                return Err(PlanError::Symlink {
                     path: want.path.clone(),
                 });
             }
@@ -338,6 +347,21 @@ mod tests {
         )
         .unwrap();
         assert!(plan.unit.enable && plan.unit.start && !plan.unit.restart);
+    }
+
+    #[test]
+    fn a_symlink_is_refused() {
+        let mut f = facts(None, 0, true, "enabled", "active");
+        f.files
+            .insert("/etc/systemd/timesyncd.conf".into(), PathFacts::Symlink);
+        let error = plan("h", &desired("x\n"), &f).unwrap_err();
+        assert_eq!(
+            error,
+            PlanError::Symlink {
+                path: "/etc/systemd/timesyncd.conf".into()
+            }
+        );
+        assert!(error.to_string().contains("symbolic link"), "{error}");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::check::{CheckStatus, HostCheck};
+use crate::check::{CheckStatus, ControllerClock, HostCheck};
 use crate::daemon::{Daemon, DaemonVersion};
 use crate::image::bake::{ImagePlan, ImageResult, ImageStatus, MachineId};
 use crate::operations::{HostResult, HostStatus, Summary};
@@ -487,7 +487,9 @@ fn seconds(value: Option<f64>) -> String {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub(crate) struct CheckSummary {
     pub(crate) ok: usize,
+    pub(crate) warning: usize,
     pub(crate) findings: usize,
+    pub(crate) inconclusive: usize,
     pub(crate) unreachable: usize,
     pub(crate) failed: usize,
 }
@@ -498,16 +500,30 @@ impl CheckSummary {
         let count = |status| checks.iter().filter(|c| c.status == status).count();
         CheckSummary {
             ok: count(CheckStatus::Ok),
+            warning: count(CheckStatus::Warning),
             findings: count(CheckStatus::Findings),
+            inconclusive: count(CheckStatus::Inconclusive),
             unreachable: count(CheckStatus::Unreachable),
             failed: count(CheckStatus::Failed),
         }
     }
 }
 
+/// What a check was judged against, and when: the context of every check output.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub(crate) struct CheckContext {
+    pub(crate) max_skew_seconds: f64,
+    pub(crate) max_server_offset_seconds: f64,
+    /// The controller's own clock (read locally): server offsets are judged only when it is
+    /// synchronized.
+    pub(crate) controller_clock: ControllerClock,
+    /// When the check ended (Unix seconds, the controller's clock).
+    pub(crate) checked_at_unix_seconds: f64,
+}
+
 /// The check as a table: one row per host, findings last; a summary line.
 #[must_use]
-pub(crate) fn check_text(checks: &[HostCheck], max_skew: f64, style: Style) -> String {
+pub(crate) fn check_text(checks: &[HostCheck], context: &CheckContext, style: Style) -> String {
     let mut rows = vec![[
         "HOST".to_owned(),
         "ROLE".to_owned(),
@@ -553,6 +569,9 @@ pub(crate) fn check_text(checks: &[HostCheck], max_skew: f64, style: Style) -> S
         let painted = match (n, checks.get(n.wrapping_sub(1)).map(|c| c.status)) {
             (0, _) => style.paint(tone::HEADING, line),
             (_, Some(CheckStatus::Ok)) => line.to_owned(),
+            (_, Some(CheckStatus::Warning | CheckStatus::Inconclusive)) => {
+                style.paint(tone::CHANGED, line)
+            }
             _ => style.paint(tone::BAD, line),
         };
         out.push_str(&painted);
@@ -561,32 +580,284 @@ pub(crate) fn check_text(checks: &[HostCheck], max_skew: f64, style: Style) -> S
     let s = CheckSummary::of(checks);
     let _ = writeln!(
         out,
-        "\nCheck: {} ok, {} with findings, {} unreachable, {} failed (max skew {max_skew} s).",
+        "\nCheck: {} ok, {} warning, {} with findings, {} inconclusive, {} unreachable, {} failed \
+         (max skew {} s, max server offset {} s; {}).",
         plural(s.ok, "host"),
+        s.warning,
         s.findings,
+        s.inconclusive,
         s.unreachable,
         s.failed,
+        context.max_skew_seconds,
+        context.max_server_offset_seconds,
+        context.controller_clock.describe(),
     );
     out
 }
 
-#[derive(Serialize)]
-struct CheckContext {
-    max_skew_seconds: f64,
-}
-
 /// `check --format json`.
 #[must_use]
-pub(crate) fn check_json(checks: &[HostCheck], max_skew: f64) -> String {
+pub(crate) fn check_json(checks: &[HostCheck], context: &CheckContext) -> String {
     document(&Envelope {
         format_version: JSON_FORMAT_VERSION,
         command: "check",
-        context: CheckContext {
-            max_skew_seconds: max_skew,
-        },
+        context,
         items: Hosts { hosts: checks },
         summary: CheckSummary::of(checks),
     })
+}
+
+/// A Prometheus label value: backslash, double quote and newline escaped.
+fn label_value(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// `check --format prometheus`: the text exposition format, for `node_exporter`'s textfile
+/// collector. Every metric is `clockprov_`-prefixed (no clash with `node_exporter`'s
+/// `node_timex_*` or `chrony_exporter`'s `chrony_*`), in seconds, labelled host/role/server
+/// (`server`: the inventory server a client is judged against; empty for servers).
+#[must_use]
+pub(crate) fn check_prometheus(checks: &[HostCheck], context: &CheckContext) -> String {
+    type Metric = (
+        &'static str,
+        &'static str,
+        fn(&HostCheck, &CheckContext) -> Option<f64>,
+    );
+    let metrics: [Metric; 9] = [
+        (
+            "offset_seconds",
+            "Host clock minus the controller's clock, in seconds (positive: the host is ahead).",
+            |c, _| c.offset_seconds,
+        ),
+        (
+            "offset_to_server_seconds",
+            "Client clock minus its NTP server's clock, both measured from the controller (positive: the client is ahead).",
+            |c, _| c.offset_to_server_seconds,
+        ),
+        (
+            "uncertainty_seconds",
+            "Uncertainty of the offset that the host is judged by (half the round trips), in seconds.",
+            |c, _| c.uncertainty_seconds,
+        ),
+        (
+            "synchronized",
+            "1 when the host's time daemon is running and says it is synchronized.",
+            |c, _| c.synchronized.map(|s| if s { 1.0 } else { 0.0 }),
+        ),
+        ("stratum", "NTP stratum the time daemon reports.", |c, _| {
+            c.daemon.as_ref().and_then(|d| d.stratum).map(f64::from)
+        }),
+        (
+            "server_isolated",
+            "1 for a server serving its own clock (local stratum, no upstream reached).",
+            |c, _| {
+                (c.role == "server" && c.status != CheckStatus::Unreachable).then(|| {
+                    if c.findings
+                        .iter()
+                        .any(|f| matches!(f, crate::clock::Finding::Isolated { .. }))
+                    {
+                        1.0
+                    } else {
+                        0.0
+                    }
+                })
+            },
+        ),
+        (
+            "reachable",
+            "1 when clockprov could connect to the host.",
+            |c, _| {
+                Some(if c.status == CheckStatus::Unreachable {
+                    0.0
+                } else {
+                    1.0
+                })
+            },
+        ),
+        (
+            "last_check_timestamp_seconds",
+            "When clockprov last checked the host (Unix time, the controller's clock).",
+            |_, context| Some(context.checked_at_unix_seconds),
+        ),
+        (
+            "check_success",
+            "1 when the host's verdict is ok (or only a warning, such as an isolated server).",
+            |c, _| Some(if c.status.is_settled() { 1.0 } else { 0.0 }),
+        ),
+    ];
+    let mut out = String::new();
+    for (name, help, value) in metrics {
+        let _ = writeln!(out, "# HELP clockprov_{name} {help}");
+        let _ = writeln!(out, "# TYPE clockprov_{name} gauge");
+        for c in checks {
+            if let Some(v) = value(c, context).filter(|v| v.is_finite()) {
+                let _ = writeln!(
+                    out,
+                    "clockprov_{name}{{host=\"{}\",role=\"{}\",server=\"{}\"}} {v}",
+                    label_value(&c.name),
+                    c.role,
+                    label_value(c.judged_against.as_deref().unwrap_or("")),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// A Nagios/Icinga service state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum NagiosState {
+    Ok,
+    Warning,
+    Unknown,
+    Critical,
+}
+
+impl NagiosState {
+    /// The plugin's exit code.
+    #[must_use]
+    pub(crate) fn code(self) -> u8 {
+        match self {
+            NagiosState::Ok => 0,
+            NagiosState::Warning => 1,
+            NagiosState::Critical => 2,
+            NagiosState::Unknown => 3,
+        }
+    }
+
+    fn word(self) -> &'static str {
+        match self {
+            NagiosState::Ok => "OK",
+            NagiosState::Warning => "WARNING",
+            NagiosState::Critical => "CRITICAL",
+            NagiosState::Unknown => "UNKNOWN",
+        }
+    }
+}
+
+/// The offset a host is judged by, for thresholds: a client's to its server; a server's to
+/// the controller, when that is judged (not isolated, controller synchronized).
+fn judged_offset(c: &HostCheck, context: &CheckContext) -> Option<f64> {
+    if c.role == "server" {
+        let isolated = c
+            .findings
+            .iter()
+            .any(|f| matches!(f, crate::clock::Finding::Isolated { .. }));
+        c.offset_seconds
+            .filter(|_| !isolated && context.controller_clock.synchronized)
+    } else {
+        c.offset_to_server_seconds
+    }
+}
+
+/// One host's Nagios state and what to say about it.
+fn nagios_host(
+    c: &HostCheck,
+    context: &CheckContext,
+    warning: f64,
+    critical: f64,
+) -> (NagiosState, String) {
+    use crate::clock::{Finding, Severity};
+    match c.status {
+        CheckStatus::Unreachable | CheckStatus::Failed | CheckStatus::Inconclusive => {
+            return (NagiosState::Unknown, c.verdict());
+        }
+        _ => {}
+    }
+    // Offsets are judged by --warning/--critical here; every other problem is critical.
+    let other: Vec<String> = c
+        .findings
+        .iter()
+        .filter(|f| {
+            f.severity() == Severity::Problem
+                && !matches!(f, Finding::Skew { .. } | Finding::ServerOffset { .. })
+        })
+        .map(ToString::to_string)
+        .collect();
+    if !other.is_empty() {
+        return (NagiosState::Critical, other.join("; "));
+    }
+    if let Some(offset) = judged_offset(c, context) {
+        if offset.abs() > critical {
+            return (
+                NagiosState::Critical,
+                format!("offset {offset:+.6} s beyond {critical} s"),
+            );
+        }
+        if offset.abs() > warning {
+            return (
+                NagiosState::Warning,
+                format!("offset {offset:+.6} s beyond {warning} s"),
+            );
+        }
+    }
+    if c.status == CheckStatus::Warning {
+        return (NagiosState::Warning, c.verdict());
+    }
+    (NagiosState::Ok, "ok".to_owned())
+}
+
+/// A perfdata label: single-quoted, quotes doubled, no `=`.
+fn perf_label(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''").replace('=', "_"))
+}
+
+/// `check --format nagios`: one status line, the hosts not OK named in it, perfdata for each
+/// judged offset (`'HOST offset'=VALUEs;WARN;CRIT`). The fleet's state is the worst host's,
+/// CRITICAL > UNKNOWN > WARNING > OK (an unreachable host is UNKNOWN). Returns the line and
+/// the exit code.
+#[must_use]
+pub(crate) fn check_nagios(
+    checks: &[HostCheck],
+    context: &CheckContext,
+    warning: f64,
+    critical: f64,
+) -> (String, u8) {
+    let judged: Vec<(NagiosState, String)> = checks
+        .iter()
+        .map(|c| nagios_host(c, context, warning, critical))
+        .collect();
+    let state = judged
+        .iter()
+        .map(|(s, _)| *s)
+        .max()
+        .unwrap_or(NagiosState::Unknown);
+    let count = |s| judged.iter().filter(|(j, _)| *j == s).count();
+    let mut line = format!(
+        "CLOCKPROV {} - {}: {} critical, {} warning, {} unknown, {} ok",
+        state.word(),
+        plural(checks.len(), "host"),
+        count(NagiosState::Critical),
+        count(NagiosState::Warning),
+        count(NagiosState::Unknown),
+        count(NagiosState::Ok),
+    );
+    for (c, (s, why)) in checks.iter().zip(&judged) {
+        if *s != NagiosState::Ok {
+            let _ = write!(line, "; {} {}: {}", c.name, s.word(), why);
+        }
+    }
+    // One line: a host's text never breaks it (nor the perfdata separator).
+    let mut line = shown(&line).replace(['\n', '|'], " ");
+    let perf: Vec<String> = checks
+        .iter()
+        .filter_map(|c| {
+            judged_offset(c, context).map(|v| {
+                format!(
+                    "{}={v:.6}s;{warning};{critical}",
+                    perf_label(&format!("{} offset", c.name))
+                )
+            })
+        })
+        .collect();
+    if !perf.is_empty() {
+        line.push_str(" | ");
+        line.push_str(&perf.join(" "));
+    }
+    line.push('\n');
+    (line, state.code())
 }
 
 fn image_header(result: &ImageResult) -> Header<'_> {
@@ -721,12 +992,14 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::clock::{DaemonView, Finding};
+    use crate::check::judge_fleet;
+    use crate::clock::{ClockReading, DaemonView, Limits, Offset};
     use crate::host::apply::ApplyReport;
     use crate::host::facts::{FileFacts, PathFacts};
     use crate::image::bake::{BakeReport, LinkChange, Removal};
     use crate::image::path::GuestPath;
     use crate::outcome::ErrorKind;
+    use crate::outcome::{HostError, Outcome};
     use crate::plan::{PackageInstall, UnitChange, file_changes};
     use crate::render::DesiredFile;
 
@@ -954,77 +1227,265 @@ mod tests {
         insta::assert_snapshot!(json("apply", &applied()));
     }
 
-    fn check(name: &str, host: u8, role: &'static str, status: CheckStatus) -> HostCheck {
-        HostCheck {
-            name: name.to_owned(),
-            address: format!("192.168.6.{host}"),
-            role,
-            status,
-            error: None,
-            error_kind: None,
-            offset_seconds: Some(0.001_234),
-            uncertainty_seconds: Some(0.000_8),
-            offset_to_server_seconds: None,
-            synchronized: Some(true),
+    const INVENTORY: &str = "\
+ntp_servers:
+  zcloud:
+    address: 192.168.6.200
+    local_stratum: 10
+    allow: [192.168.6.0/24]
+clients:
+  z-b-data-1: { address: 192.168.6.204 }
+  z-b-data-2: { address: 192.168.6.205 }
+  z-b-data-3: { address: 192.168.6.206 }
+  z-b-data-4: { address: 192.168.6.207 }
+  z-b-data-5: { address: 192.168.6.208 }
+  z-b-data-6: { address: 192.168.6.209 }
+  z-evil: { address: 192.168.6.66 }
+";
+
+    fn fleet() -> Vec<crate::inventory::Host> {
+        crate::inventory::Inventory::parse(std::path::Path::new("inv.yaml"), INVENTORY)
+            .unwrap()
+            .hosts
+    }
+
+    fn reading(
+        offset: f64,
+        uncertainty: f64,
+        daemon: Daemon,
+        state: &str,
+        view: DaemonView,
+    ) -> Outcome<ClockReading> {
+        Outcome::Done(ClockReading {
+            offset: Offset {
+                offset,
+                uncertainty,
+            },
+            unit: daemon.unit().to_owned(),
+            unit_state: state.to_owned(),
+            view,
+        })
+    }
+
+    fn synced_to(server: &str, offset: f64) -> DaemonView {
+        DaemonView {
+            synchronized: true,
+            server: Some(server.to_owned()),
+            offset_seconds: Some(offset),
+            stratum: Some(11),
+            leap_status: Some("normal".to_owned()),
+        }
+    }
+
+    /// One fleet judged from fixture readings: the server isolated (0.7 s from the
+    /// controller), and clients ok, skewed, stopped, unsynchronized, unreachable, too uncertain
+    /// to judge, and a hostile one.
+    fn readings() -> Vec<Outcome<ClockReading>> {
+        let isolated = DaemonView {
+            synchronized: true,
             server: Some("local".to_owned()),
-            unit: Some("chrony.service".to_owned()),
-            unit_state: Some("active".to_owned()),
-            daemon: Some(DaemonView {
-                synchronized: true,
-                server: Some("local".to_owned()),
-                offset_seconds: Some(0.000_01),
-                stratum: Some(10),
-                leap_status: Some("Normal".to_owned()),
-            }),
-            findings: Vec::new(),
+            offset_seconds: Some(0.000_01),
+            stratum: Some(10),
+            leap_status: Some("normal".to_owned()),
+        };
+        let ts = Daemon::Timesyncd;
+        vec![
+            reading(0.700_000, 0.000_4, Daemon::Chrony, "active", isolated),
+            reading(
+                0.706_305,
+                0.000_4,
+                ts,
+                "active",
+                synced_to("192.168.6.200", 0.000_2),
+            ),
+            reading(
+                3.701_324,
+                0.000_4,
+                ts,
+                "active",
+                synced_to("192.168.6.200", 0.013_9),
+            ),
+            // Stopped: nothing was asked, so the daemon has no view.
+            reading(0.701_100, 0.000_4, ts, "inactive", DaemonView::default()),
+            reading(
+                0.699_000,
+                0.000_4,
+                ts,
+                "active",
+                DaemonView {
+                    leap_status: Some("not-synchronized".to_owned()),
+                    ..DaemonView::default()
+                },
+            ),
+            Outcome::Unreachable(HostError::new(
+                ErrorKind::Unreachable,
+                "cannot connect to 192.168.6.208:22: No route to host (os error 113)",
+            )),
+            reading(
+                0.710_000,
+                0.080_000,
+                ts,
+                "active",
+                synced_to("192.168.6.200", 0.001),
+            ),
+            reading(
+                0.701_234,
+                0.000_4,
+                ts,
+                "active",
+                synced_to("\x1b[2J\x1b[Hntp.evil", 0.0),
+            ),
+        ]
+    }
+
+    const CONTEXT: CheckContext = CheckContext {
+        max_skew_seconds: 0.05,
+        max_server_offset_seconds: 0.1,
+        controller_clock: ControllerClock {
+            synchronized: true,
+            max_error_seconds: Some(0.016),
+        },
+        checked_at_unix_seconds: 1_764_083_718.5,
+    };
+
+    fn limits(context: &CheckContext) -> Limits {
+        Limits {
+            max_skew: context.max_skew_seconds,
+            max_server_offset: context.max_server_offset_seconds,
+            controller_synchronized: context.controller_clock.synchronized,
         }
     }
 
     fn checks() -> Vec<HostCheck> {
-        let server = check("zcloud", 200, "server", CheckStatus::Ok);
-        let mut ok = check("z-b-data-1", 204, "client", CheckStatus::Ok);
-        ok.offset_to_server_seconds = Some(0.006_305);
-        ok.server = Some("192.168.6.200".to_owned());
-        let mut skewed = check("z-b-data-2", 205, "client", CheckStatus::Findings);
-        skewed.offset_seconds = Some(-5.001_324);
-        skewed.offset_to_server_seconds = Some(-4.999_904);
-        skewed.synchronized = Some(false);
-        skewed.server = None;
-        skewed.findings = vec![
-            Finding::NotSynchronized,
-            Finding::Skew {
-                offset_seconds: -4.999_904,
-                max_seconds: 0.05,
+        judge_fleet(&fleet(), &readings(), &limits(&CONTEXT))
+    }
+
+    /// The server unreachable, and synchronized to an upstream under an unsynchronized
+    /// controller: never ok by omission, never judged against a clock that is no reference.
+    fn checks_without_server() -> (Vec<HostCheck>, Vec<HostCheck>, CheckContext) {
+        let hosts = &fleet()[..3];
+        let mut readings = readings();
+        readings.truncate(3);
+        readings[0] = Outcome::Unreachable(HostError::new(
+            ErrorKind::Unreachable,
+            "cannot connect to 192.168.6.200:22: Connection refused (os error 111)",
+        ));
+        let unmeasured = judge_fleet(hosts, &readings, &limits(&CONTEXT));
+        let unsynced = CheckContext {
+            controller_clock: ControllerClock {
+                synchronized: false,
+                max_error_seconds: Some(16.0),
             },
-        ];
-        let mut unreachable = check("z-b-data-3", 206, "client", CheckStatus::Unreachable);
-        unreachable.error =
-            Some("cannot connect to 192.168.6.206:22: No route to host (os error 113)".into());
-        unreachable.error_kind = Some(ErrorKind::Unreachable);
-        unreachable.offset_seconds = None;
-        unreachable.uncertainty_seconds = None;
-        unreachable.synchronized = None;
-        unreachable.server = None;
-        unreachable.unit = None;
-        unreachable.unit_state = None;
-        unreachable.daemon = None;
-        let mut hostile = check("evil", 66, "client", CheckStatus::Findings);
-        hostile.server = Some("\x1b[2J\x1b[Hntp.evil".to_owned());
-        hostile.findings = vec![Finding::WrongServer {
-            server: hostile.server.clone(),
-            expected: vec!["192.168.6.200".to_owned()],
-        }];
-        vec![server, ok, skewed, unreachable, hostile]
+            ..CONTEXT
+        };
+        readings[0] = reading(
+            0.9,
+            0.000_4,
+            Daemon::Chrony,
+            "active",
+            synced_to("203.0.113.7", 0.000_03),
+        );
+        let upstream = judge_fleet(hosts, &readings, &limits(&unsynced));
+        (unmeasured, upstream, unsynced)
     }
 
     #[test]
     fn check_text() {
-        insta::assert_snapshot!(super::check_text(&checks(), 0.05, PLAIN));
+        insta::assert_snapshot!(super::check_text(&checks(), &CONTEXT, PLAIN));
     }
 
     #[test]
     fn check_json() {
-        insta::assert_snapshot!(super::check_json(&checks(), 0.05));
+        insta::assert_snapshot!(super::check_json(&checks(), &CONTEXT));
+    }
+
+    #[test]
+    fn check_text_without_a_measured_server() {
+        let (unmeasured, upstream, unsynced) = checks_without_server();
+        insta::assert_snapshot!(format!(
+            "{}\n{}",
+            super::check_text(&unmeasured, &CONTEXT, PLAIN),
+            super::check_text(&upstream, &unsynced, PLAIN)
+        ));
+    }
+
+    #[test]
+    fn check_prometheus() {
+        insta::assert_snapshot!(super::check_prometheus(&checks(), &CONTEXT));
+    }
+
+    #[test]
+    fn check_nagios() {
+        let (line, code) = super::check_nagios(&checks(), &CONTEXT, 0.05, 0.1);
+        insta::assert_snapshot!(format!("exit {code}\n{line}"));
+        // Host by host: the exit code of each kind of host.
+        let all = checks();
+        let code_of = |i: usize| super::check_nagios(&all[i..=i], &CONTEXT, 0.05, 0.1).1;
+        assert_eq!(code_of(0), 1, "isolated server: WARNING");
+        assert_eq!(code_of(1), 0, "ok");
+        assert_eq!(code_of(2), 2, "skewed: CRITICAL");
+        assert_eq!(code_of(3), 2, "stopped: CRITICAL");
+        assert_eq!(code_of(4), 2, "unsynchronized: CRITICAL");
+        assert_eq!(code_of(5), 3, "unreachable: UNKNOWN");
+        assert_eq!(code_of(6), 3, "inconclusive: UNKNOWN");
+        assert_eq!(
+            super::check_nagios(&all[1..=1], &CONTEXT, 0.001, 0.1).1,
+            1,
+            "beyond --warning"
+        );
+    }
+
+    /// No column or field contradicts another, whatever the host's state.
+    #[test]
+    fn check_output_never_contradicts_itself() {
+        let (unmeasured, upstream, _) = checks_without_server();
+        for c in checks().iter().chain(&unmeasured).chain(&upstream) {
+            let running = c.unit_state.as_deref() == Some("active");
+            if c.synchronized == Some(true) {
+                assert!(running, "SYNC yes beside a stopped daemon: {c:?}");
+            }
+            if c.status == CheckStatus::Ok {
+                assert!(c.findings.is_empty(), "{c:?}");
+                if c.role == "client" {
+                    assert!(
+                        c.offset_to_server_seconds.is_some(),
+                        "ok by omission: {c:?}"
+                    );
+                    assert_eq!(c.synchronized, Some(true), "{c:?}");
+                }
+            }
+            // One sign: a daemon's offset agrees in sign with clockprov's own measurement
+            // whenever both are clearly away from zero.
+            if let (Some(ours), Some(theirs)) = (
+                c.offset_to_server_seconds,
+                c.daemon.as_ref().and_then(|d| d.offset_seconds),
+            ) && ours.abs() > 0.01
+                && theirs.abs() > 0.01
+            {
+                assert!(
+                    ours.is_sign_positive() == theirs.is_sign_positive(),
+                    "{c:?}"
+                );
+            }
+            if let Some(leap) = c.daemon.as_ref().and_then(|d| d.leap_status.as_deref()) {
+                assert!(
+                    [
+                        "normal",
+                        "insert-second",
+                        "delete-second",
+                        "not-synchronized"
+                    ]
+                    .contains(&leap),
+                    "{leap}"
+                );
+            }
+        }
+        assert!(
+            unmeasured[1..]
+                .iter()
+                .all(|c| c.status == CheckStatus::Inconclusive),
+            "{unmeasured:?}"
+        );
     }
 
     fn images() -> Vec<ImageResult> {
@@ -1150,7 +1611,7 @@ mod tests {
         for text in [
             super::plan_text(&planned(), PLAIN),
             super::apply_text(&applied(), PLAIN),
-            super::check_text(&checks(), 0.05, PLAIN),
+            super::check_text(&checks(), &CONTEXT, PLAIN),
         ] {
             assert!(
                 !text.contains(|c: char| c.is_control() && c != '\n'),

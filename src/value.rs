@@ -539,9 +539,97 @@ impl fmt::Display for DurationValue {
 
 deserialize_from_str!(DurationValue, "a duration such as 10s, 2m or 500ms");
 
+/// An amount of bytes written as `4MiB`, `512KiB`, `1GiB` or a bare number of bytes (`K`, `M`,
+/// `G` and `KB`, `MB`, `GB` are taken as the binary units too: nobody means 10^6 here).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    pub const MIB: u64 = 1024 * 1024;
+
+    /// As a `usize` for buffer sizes (saturating on 32-bit targets).
+    #[must_use]
+    pub fn bytes(self) -> usize {
+        usize::try_from(self.0).unwrap_or(usize::MAX)
+    }
+}
+
+impl FromStr for ByteSize {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let refuse =
+            || format!("invalid size {text:?}: expected e.g. 4MiB, 512KiB, 1GiB or 1048576");
+        let split = text
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len());
+        let (number, unit) = text.split_at(split);
+        let number: u64 = number.parse().map_err(|_| refuse())?;
+        let scale: u64 = match unit.trim_start().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "k" | "kb" | "kib" => 1024,
+            "m" | "mb" | "mib" => Self::MIB,
+            "g" | "gb" | "gib" => 1024 * Self::MIB,
+            _ => return Err(refuse()),
+        };
+        let bytes = number.checked_mul(scale).ok_or_else(refuse)?;
+        if bytes == 0 {
+            return Err(format!("invalid size {text:?}: must be more than 0 bytes"));
+        }
+        Ok(ByteSize(bytes))
+    }
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let units = [(1024 * Self::MIB, "GiB"), (Self::MIB, "MiB"), (1024, "KiB")];
+        match units
+            .iter()
+            .find(|(scale, _)| self.0.is_multiple_of(*scale))
+        {
+            Some((scale, unit)) => write!(f, "{}{unit}", self.0 / scale),
+            None => write!(f, "{} bytes", self.0),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn byte_sizes_parse_and_display() {
+        for (text, bytes, shown) in [
+            ("4MiB", 4 << 20, "4MiB"),
+            ("4M", 4 << 20, "4MiB"),
+            ("512KiB", 512 << 10, "512KiB"),
+            ("1GiB", 1 << 30, "1GiB"),
+            ("1000", 1000, "1000 bytes"),
+            ("2048", 2048, "2KiB"),
+        ] {
+            let size = text.parse::<ByteSize>().unwrap();
+            assert_eq!(size.0, bytes, "{text}");
+            assert_eq!(size.to_string(), shown);
+            assert_eq!(
+                shown
+                    .trim_end_matches(" bytes")
+                    .parse::<ByteSize>()
+                    .unwrap(),
+                size
+            );
+        }
+        for bad in [
+            "",
+            "0",
+            "4 MB of text",
+            "-1",
+            "1.5MiB",
+            "99999999999999999999G",
+            "MiB",
+        ] {
+            assert!(bad.parse::<ByteSize>().is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn addresses_accept_ips_and_dns_names() {

@@ -2,8 +2,9 @@
 
 use std::fmt::Write as _;
 
-use crate::check::{self, CheckStatus, HostCheck};
+use crate::check::{self, CheckStatus, ControllerClock, HostCheck};
 use crate::cli::{ApplyArgs, Format};
+use crate::clock::Limits;
 use crate::operations::{self, HostStatus, Summary};
 use crate::report;
 
@@ -17,6 +18,7 @@ fn confirm(hosts: usize) -> anyhow::Result<bool> {
 }
 
 pub(crate) fn run(args: &ApplyArgs) -> anyhow::Result<u8> {
+    args.fleet.format.refuse_check_only("apply")?;
     let prepared = prepare(&args.fleet, args.templates.clone())?;
     let results = plan_results(&prepared);
     let changes = results
@@ -45,7 +47,9 @@ pub(crate) fn run(args: &ApplyArgs) -> anyhow::Result<u8> {
             "\n{}",
             report::apply_text(&results, stdout_style())
         ))?,
-        Format::Json => print_stdout(&report::json("apply", &results))?,
+        Format::Json | Format::Prometheus | Format::Nagios => {
+            print_stdout(&report::json("apply", &results))?;
+        }
     }
     let mut code = if Summary::of(&results).has_errors() {
         EXIT_ERROR
@@ -53,19 +57,32 @@ pub(crate) fn run(args: &ApplyArgs) -> anyhow::Result<u8> {
         EXIT_OK
     };
     if let Some(within) = args.wait_sync {
+        let limits = Limits {
+            max_skew: args.max_skew.seconds(),
+            max_server_offset: check::DEFAULT_MAX_SERVER_OFFSET.as_secs_f64(),
+            controller_synchronized: ControllerClock::read().synchronized,
+        };
         let checks = prepared.runtime.block_on(check::wait_for_sync(
             prepared.connector.clone(),
             &prepared.hosts,
+            &prepared.all_hosts,
             &prepared.options,
-            args.max_skew.seconds(),
+            &limits,
             within.0,
             |checks, elapsed| wait_progress(checks, elapsed, within.0),
         ));
         let waiting: Vec<String> = checks
             .iter()
-            .filter(|c| c.status != CheckStatus::Ok)
+            .filter(|c| !c.status.is_settled())
             .map(|c| format!("{} ({})", c.name, report::shown(&c.verdict())))
             .collect();
+        for c in checks.iter().filter(|c| c.status == CheckStatus::Warning) {
+            eprintln!(
+                "warning: {}: {}",
+                report::shown(&c.name),
+                report::shown(&c.verdict())
+            );
+        }
         if waiting.is_empty() {
             eprintln!(
                 "wait-sync: all {} hosts synchronized, within {} s of their server",
@@ -86,13 +103,10 @@ pub(crate) fn run(args: &ApplyArgs) -> anyhow::Result<u8> {
 
 /// One line per polling round on stderr: who is still waiting, and for what.
 fn wait_progress(checks: &[HostCheck], elapsed: std::time::Duration, within: std::time::Duration) {
-    let ok = checks
-        .iter()
-        .filter(|c| c.status == CheckStatus::Ok)
-        .count();
+    let ok = checks.iter().filter(|c| c.status.is_settled()).count();
     let waiting: Vec<String> = checks
         .iter()
-        .filter(|c| c.status != CheckStatus::Ok)
+        .filter(|c| !c.status.is_settled())
         .map(|c| format!("{}: {}", c.name, report::shown(&c.verdict())))
         .collect();
     let mut line = format!(

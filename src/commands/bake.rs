@@ -28,6 +28,7 @@ use super::{
 };
 
 pub(crate) fn run(args: &BakeArgs) -> anyhow::Result<u8> {
+    args.format.refuse_check_only("bake")?;
     let runtime = runtime()?;
     let inventory = Arc::new(Inventory::load(&args.inventory)?);
     let renderer = Arc::new(renderer_for(&inventory, args.templates.clone())?);
@@ -71,7 +72,9 @@ pub(crate) fn run(args: &BakeArgs) -> anyhow::Result<u8> {
             report::bake_done_text(&results, stdout_style())
         ))?,
         Format::Text => {}
-        Format::Json => print_stdout(&report::bake_json(&results, args.dry_run))?,
+        Format::Json | Format::Prometheus | Format::Nagios => {
+            print_stdout(&report::bake_json(&results, args.dry_run))?;
+        }
     }
     let failed = results.iter().any(|r| r.status == ImageStatus::Failed);
     if !go && !args.dry_run && changes > 0 {

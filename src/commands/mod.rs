@@ -123,6 +123,8 @@ struct Prepared {
     connector: Arc<Connector>,
     renderer: Arc<Renderer>,
     hosts: Vec<Host>,
+    /// Every host of the inventory, `--limit` or not: check measures a limited client's server.
+    all_hosts: Vec<Host>,
     options: RunOptions,
     /// One runtime for the whole command: the connections' tasks live in it between phases.
     runtime: tokio::runtime::Runtime,
@@ -170,7 +172,9 @@ fn prepare(args: &FleetArgs, templates: Option<PathBuf>) -> anyhow::Result<Prepa
         forks: usize::from(args.forks),
         connect_timeout: args.connect_timeout.map(|d| d.0),
         command_timeout: args.command_timeout.map(|d| d.0),
+        max_output: args.max_output,
         progress: true,
+        max_file_size: args.max_file_size,
     };
     let secrets = Secrets::from_environment(args.become_password_file.as_deref())?;
     let connector = Arc::new(Connector::with_secrets(&inventory, &options, &secrets)?);
@@ -178,6 +182,7 @@ fn prepare(args: &FleetArgs, templates: Option<PathBuf>) -> anyhow::Result<Prepa
         connector,
         renderer,
         hosts,
+        all_hosts: inventory.hosts.clone(),
         options,
         runtime,
     })

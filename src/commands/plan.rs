@@ -7,11 +7,14 @@ use crate::report;
 use super::{EXIT_CHANGES, EXIT_ERROR, EXIT_OK, plan_results, prepare, print_stdout, stdout_style};
 
 pub(crate) fn run(args: &PlanArgs) -> anyhow::Result<u8> {
+    args.fleet.format.refuse_check_only("plan")?;
     let prepared = prepare(&args.fleet, args.templates.clone())?;
     let results = plan_results(&prepared);
     match args.fleet.format {
         Format::Text => print_stdout(&report::plan_text(&results, stdout_style()))?,
-        Format::Json => print_stdout(&report::json("plan", &results))?,
+        Format::Json | Format::Prometheus | Format::Nagios => {
+            print_stdout(&report::json("plan", &results))?;
+        }
     }
     let summary = Summary::of(&results);
     Ok(if summary.has_errors() {

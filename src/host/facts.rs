@@ -1,17 +1,18 @@
 //! Facts: what a host has now, read in one command (one round trip).
 //!
-//! The remote side is a POSIX shell script that prints one record per line, `@@kind ...`, with
-//! file contents base64-encoded so that any byte survives. Parsing is pure and unit-tested.
+//! The remote side is `facts.sh` (at most four processes on the host); it prints records (see
+//! [`crate::host::records`]), the managed files' contents as one payload split by the sizes
+//! `stat` printed, so any byte survives. Parsing is pure, unit- and property-tested.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::Serialize;
 
 use crate::daemon::{Daemon, DaemonVersion};
-use crate::shell::quote;
+use crate::host::records::{Record, RecordError, Records, excerpt};
+use crate::host::script::RemoteScript;
+use crate::shell::ShellWord;
 
 /// A file as found on the host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -29,8 +30,10 @@ pub struct FileFacts {
 pub enum PathFacts {
     Absent,
     File(FileFacts),
-    /// Something that is not a regular file (a directory, a symlink to one, a device).
+    /// Something that is not a regular file or a link (a directory, a device).
     NotAFile,
+    /// A symbolic link: never written through (its target may be anywhere).
+    Symlink,
 }
 
 /// A systemd unit's state as `systemctl is-enabled` / `is-active` print it.
@@ -71,6 +74,8 @@ pub struct HostFacts {
     pub packages: BTreeMap<String, String>,
     pub units: BTreeMap<String, UnitFacts>,
     pub files: BTreeMap<String, PathFacts>,
+    /// Units whose restart an interrupted apply left pending (`/run/clockprov/restart-pending.UNIT`).
+    pub pending: BTreeSet<String>,
 }
 
 impl HostFacts {
@@ -99,118 +104,290 @@ impl HostFacts {
     }
 }
 
+/// Files bigger than this are refused unless `--max-file-size` says otherwise.
+pub const DEFAULT_MAX_FILE_SIZE: u64 = 1 << 20;
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FactsError {
-    #[error("the facts command printed no end marker (was it cut short?)")]
-    Truncated,
-    #[error("unexpected facts line {line:?}")]
-    BadLine { line: String },
+    #[error(transparent)]
+    Records(#[from] RecordError),
+    #[error(
+        "{path} is {size} bytes on the host, more than --max-file-size ({max} bytes); it was not read (raise --max-file-size to manage it)"
+    )]
+    TooLarge { path: String, size: u64, max: u64 },
+    #[error("the managed files changed while they were read; run again")]
+    ChangedWhileRead,
+    #[error("the managed files could not be read (head exited with {status})")]
+    Unreadable { status: String },
+    #[error("the facts of {what} cannot be asked for: {why}")]
+    BadRequest { what: String, why: &'static str },
 }
 
-/// The script that prints the facts for `paths`, the state of `units` and both daemon packages.
-///
-/// It starts as few processes as it can: on a 2-core controller with hundreds of hosts, every
-/// process a host forks is time the whole fleet waits for.
-#[must_use]
-pub fn script(paths: &[&str], units: &[&str]) -> String {
-    let packages: Vec<&str> = Daemon::ALL.iter().map(|d| d.package()).collect();
-    let quoted_units: Vec<String> = units.iter().map(|u| quote(u)).collect();
-    let quoted_paths: Vec<String> = paths.iter().map(|p| quote(p)).collect();
-    format!(
-        r#"LC_ALL=C; export LC_ALL
-f=/etc/os-release; [ -r $f ] || f=/usr/lib/os-release
-while IFS= read -r l || [ -n "$l" ]; do printf '@@osl %s\n' "$l"; done < $f
-dpkg-query -W -f='@@pkg ${{Package}} ${{db:Status-Abbrev}} ${{Version}}\n' {packages} 2>/dev/null
-for u in {units}; do systemctl show -p UnitFileState -p ActiveState "$u" 2>/dev/null | while IFS== read -r k v; do printf '@@unit %s %s %s\n' "$u" "$k" "$v"; done; done
-for f in {paths}; do
-  if [ -f "$f" ]; then printf '@@file %s %s ' "$f" "$(stat -L -c '%a %U %G' "$f")"; base64 -w0 "$f"; echo
-  elif [ -e "$f" ]; then printf '@@notfile %s\n' "$f"
-  else printf '@@absent %s\n' "$f"; fi
-done
-echo '@@end'
-"#,
-        packages = packages.join(" "),
-        units = quoted_units.join(" "),
-        paths = quoted_paths.join(" "),
-    )
+/// What to read from a host: the managed paths, the units, and the size limit on files.
+#[derive(Debug, Clone, Copy)]
+pub struct FactsRequest<'a> {
+    pub paths: &'a [&'a str],
+    pub units: &'a [&'a str],
+    pub max_file_size: u64,
 }
 
-/// Parse what [`script`] printed.
+/// A unit or package name as the script passes it to `systemctl`/`dpkg-query`: a word of the
+/// characters systemd and dpkg allow, which no command mistakes for an option.
+fn is_plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('-')
+        && name.chars().all(|c| {
+            c.is_ascii_alphanumeric() || matches!(c, ':' | '_' | '.' | '@' | '-' | '+' | '\\')
+        })
+}
+
+fn word(what: &str, why: &'static str, ok: bool) -> Result<ShellWord, FactsError> {
+    let bad = || FactsError::BadRequest {
+        what: what.to_owned(),
+        why,
+    };
+    if !ok {
+        return Err(bad());
+    }
+    ShellWord::new(what).map_err(|_| bad())
+}
+
+fn count(n: usize) -> ShellWord {
+    ShellWord::number(u64::try_from(n).unwrap_or(u64::MAX))
+}
+
+/// The script that prints the facts `request` asks for, the packages of both daemons and the
+/// restarts an interrupted apply left pending (see `facts.sh`: at most four processes).
 ///
 /// # Errors
-/// The output is cut short or has a line that is not a facts record.
-pub fn parse(output: &str) -> Result<HostFacts, FactsError> {
+/// A path is not absolute or holds a newline, or a unit name is not one systemd allows.
+pub fn script(request: &FactsRequest<'_>) -> Result<RemoteScript, FactsError> {
+    let packages: Vec<&str> = Daemon::ALL.iter().map(|d| d.package()).collect();
+    let mut args = vec![
+        ShellWord::number(request.max_file_size),
+        count(packages.len()),
+    ];
+    for package in &packages {
+        args.push(word(package, "not a package name", is_plain_name(package))?);
+    }
+    args.push(count(request.units.len()));
+    for unit in request.units {
+        args.push(word(unit, "not a unit name", is_plain_name(unit))?);
+    }
+    for path in request.paths {
+        let ok = path.starts_with('/') && !path.contains('\n');
+        args.push(word(path, "not an absolute path on one line", ok)?);
+    }
+    Ok(RemoteScript::new(include_str!("facts.sh")).args(args))
+}
+
+/// A path's `stat` line: raw mode (hex), size, permissions (octal), owner, group.
+struct Stat {
+    path: String,
+    kind: u32,
+    size: u64,
+    mode: u32,
+    owner: String,
+    group: String,
+}
+
+const S_IFMT: u32 = 0o170_000;
+const S_IFREG: u32 = 0o100_000;
+const S_IFLNK: u32 = 0o120_000;
+
+fn parse_stat(record: &Record<'_>, request: &FactsRequest<'_>) -> Result<Stat, RecordError> {
+    let text = record.text();
+    let mut fields = text.splitn(6, ' ');
+    let mut next = |why: &str| fields.next().ok_or_else(|| record.bad(why));
+    let raw = next("no mode")?;
+    let size = next("no size")?;
+    let mode = next("no permissions")?;
+    let owner = next("no owner")?.to_owned();
+    let group = next("no group")?.to_owned();
+    let path = next("no path")?.to_owned();
+    if !request.paths.contains(&path.as_str()) {
+        return Err(record.bad("a path that was not asked for"));
+    }
+    Ok(Stat {
+        kind: u32::from_str_radix(raw, 16).map_err(|_| record.bad("bad raw mode"))? & S_IFMT,
+        size: size.parse().map_err(|_| record.bad("bad size"))?,
+        mode: u32::from_str_radix(mode, 8).map_err(|_| record.bad("bad permissions"))?,
+        owner,
+        group,
+        path,
+    })
+}
+
+/// `systemctl show`'s blocks, one per unit asked for, in that order.
+fn parse_units(
+    lines: &[&[u8]],
+    request: &FactsRequest<'_>,
+    facts: &mut HostFacts,
+) -> Result<(), RecordError> {
+    let mut blocks: Vec<UnitFacts> = Vec::new();
+    let mut current: Option<UnitFacts> = None;
+    for line in lines {
+        let line = String::from_utf8_lossy(line);
+        if line.trim().is_empty() {
+            blocks.extend(current.take());
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            return Err(RecordError::Garbage {
+                line: excerpt(line.as_bytes()),
+            });
+        };
+        let unit = current.get_or_insert_with(UnitFacts::default);
+        match key {
+            "UnitFileState" => value.trim().clone_into(&mut unit.enabled),
+            "ActiveState" => value.trim().clone_into(&mut unit.active),
+            _ => {}
+        }
+    }
+    blocks.extend(current.take());
+    // No block at all: no systemd answering (a container); the units are then unknown, as
+    // before, and planning says so. Otherwise each unit has its block.
+    if blocks.is_empty() {
+        return Ok(());
+    }
+    if blocks.len() != request.units.len() {
+        return Err(RecordError::Bad {
+            kind: "units".into(),
+            why: format!("{} blocks for {} units", blocks.len(), request.units.len()),
+            line: String::new(),
+        });
+    }
+    for (unit, block) in request.units.iter().zip(blocks) {
+        facts.units.insert((*unit).to_owned(), block);
+    }
+    Ok(())
+}
+
+/// Parse what [`script`] printed for `request`.
+///
+/// # Errors
+/// The output is cut short or malformed, a managed file is over the size limit, or the files
+/// changed (or could not be read) while being read.
+pub fn parse(output: &[u8], request: &FactsRequest<'_>) -> Result<HostFacts, FactsError> {
     let mut facts = HostFacts::default();
-    let mut ended = false;
     let mut os_release = String::new();
-    let bad = |line: &str| FactsError::BadLine {
-        line: line.chars().take(200).collect(),
-    };
-    for line in output.lines() {
-        let (kind, rest) = line.split_once(' ').unwrap_or((line, ""));
-        match kind {
-            "@@osl" => {
-                let _ = writeln!(os_release, "{rest}");
+    let mut listed: Vec<Stat> = Vec::new();
+    let mut records = Records::new(output);
+    while let Some(record) = records.next_record()? {
+        match record.kind {
+            "osl" => {
+                let _ = writeln!(os_release, "{}", record.text());
             }
-            "@@pkg" => {
-                let mut fields = rest.split_whitespace();
+            "pkg" => {
+                let text = record.text();
+                let mut fields = text.split_whitespace();
                 let (Some(name), Some(status)) = (fields.next(), fields.next()) else {
-                    return Err(bad(line));
+                    return Err(record.bad("no package or status").into());
                 };
                 // `ii` installed, `hi` held; `rc` (removed, config left) and `un` are absent.
-                if status.len() >= 2 && &status[1..2] == "i" {
+                // dpkg's abbreviations are ASCII letters: anything else is not dpkg speaking.
+                if !status.bytes().all(|b| b.is_ascii_alphabetic()) {
+                    return Err(record.bad("a dpkg status is ASCII letters").into());
+                }
+                if status.chars().nth(1) == Some('i') {
                     facts
                         .packages
                         .insert(name.to_owned(), fields.next().unwrap_or("").to_owned());
                 }
             }
-            "@@unit" => {
-                // `@@unit UNIT PROPERTY VALUE`, from `systemctl show` (one process per unit).
-                let mut fields = rest.splitn(3, ' ');
-                let (Some(unit), Some(property)) = (fields.next(), fields.next()) else {
-                    return Err(bad(line));
-                };
-                let value = fields.next().unwrap_or("").trim().to_owned();
-                let entry = facts.units.entry(unit.to_owned()).or_default();
-                match property {
-                    "UnitFileState" => entry.enabled = value,
-                    "ActiveState" => entry.active = value,
-                    _ => {}
+            "units" => parse_units(&records.section(), request, &mut facts)?,
+            "pending" => {
+                let unit = record.text();
+                if !is_plain_name(&unit) {
+                    return Err(record.bad("not a unit name").into());
+                }
+                facts.pending.insert(unit.into_owned());
+            }
+            "absent" => {
+                let path = record.text();
+                if !request.paths.contains(&path.as_ref()) {
+                    return Err(record.bad("a path that was not asked for").into());
+                }
+                facts.files.insert(path.into_owned(), PathFacts::Absent);
+            }
+            "stat" => listed.push(parse_stat(&record, request)?),
+            "files" => read_files(&mut records, &listed, request, &mut facts)?,
+            "read" => {
+                let status = record.text();
+                if status != "0" {
+                    return Err(FactsError::Unreadable {
+                        status: excerpt(status.as_bytes()),
+                    });
                 }
             }
-            "@@file" => {
-                let fields: Vec<&str> = rest.splitn(5, ' ').collect();
-                let [path, mode, owner, group, content] = fields[..] else {
-                    return Err(bad(line));
-                };
-                let mode = u32::from_str_radix(mode, 8).map_err(|_| bad(line))?;
-                let content = BASE64.decode(content.trim()).map_err(|_| bad(line))?;
-                facts.files.insert(
-                    path.to_owned(),
-                    PathFacts::File(FileFacts {
-                        content,
-                        mode,
-                        owner: owner.to_owned(),
-                        group: group.to_owned(),
-                    }),
-                );
-            }
-            "@@notfile" => {
-                facts.files.insert(rest.to_owned(), PathFacts::NotAFile);
-            }
-            "@@absent" => {
-                facts.files.insert(rest.to_owned(), PathFacts::Absent);
-            }
-            "@@end" => ended = true,
-            _ => return Err(bad(line)),
+            _ => return Err(record.unknown().into()),
         }
     }
     facts.os = parse_os_release(&os_release);
-    if ended {
-        Ok(facts)
-    } else {
-        Err(FactsError::Truncated)
+    Ok(facts)
+}
+
+/// The status in the `@@read STATUS` record that ends a complete output, found from the end.
+fn read_status(output: &[u8]) -> Option<&[u8]> {
+    let body = output.strip_suffix(b"\n@@end\n")?;
+    let start = body.iter().rposition(|&b| b == b'\n').map_or(0, |n| n + 1);
+    body.get(start..)?.strip_prefix(b"@@read ")
+}
+
+/// The contents of the regular files `stats` lists, back to back, each cut at the size limit.
+fn read_files(
+    records: &mut Records<'_>,
+    stats: &[Stat],
+    request: &FactsRequest<'_>,
+    facts: &mut HostFacts,
+) -> Result<(), FactsError> {
+    let max = request.max_file_size;
+    let regular = || stats.iter().filter(|s| s.kind == S_IFREG);
+    if let Some(big) = regular().find(|s| s.size > max) {
+        return Err(FactsError::TooLarge {
+            path: big.path.clone(),
+            size: big.size,
+            max,
+        });
     }
+    let total = regular().try_fold(0usize, |sum, s| {
+        usize::try_from(s.size)
+            .ok()
+            .and_then(|n| sum.checked_add(n))
+    });
+    let payload = match total.map(|n| records.payload(n)) {
+        Some(Ok(payload)) => payload,
+        // A file head could not read is missing from the payload: say that, not "changed".
+        _ if read_status(records.input()).is_some_and(|s| s != b"0") => {
+            return Err(FactsError::Unreadable {
+                status: excerpt(read_status(records.input()).unwrap_or_default()),
+            });
+        }
+        Some(Err(RecordError::Truncated)) => return Err(RecordError::Truncated.into()),
+        Some(Err(_)) | None => return Err(FactsError::ChangedWhileRead),
+    };
+    let mut rest = payload;
+    for stat in stats {
+        let facts_of = match stat.kind {
+            S_IFREG => {
+                let n = usize::try_from(stat.size).unwrap_or(usize::MAX);
+                let (Some(content), Some(after)) = (rest.get(..n), rest.get(n..)) else {
+                    return Err(FactsError::ChangedWhileRead);
+                };
+                rest = after;
+                PathFacts::File(FileFacts {
+                    content: content.to_vec(),
+                    mode: stat.mode,
+                    owner: stat.owner.clone(),
+                    group: stat.group.clone(),
+                })
+            }
+            S_IFLNK => PathFacts::Symlink,
+            _ => PathFacts::NotAFile,
+        };
+        facts.files.insert(stat.path.clone(), facts_of);
+    }
+    Ok(())
 }
 
 /// The fields of an os-release file (shell-style assignments, values optionally quoted).
@@ -235,21 +412,33 @@ pub fn parse_os_release(text: &str) -> OsRelease {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
-    fn b64(text: &str) -> String {
-        BASE64.encode(text)
+    const REQUEST: FactsRequest<'static> = FactsRequest {
+        paths: &[
+            "/etc/chrony/chrony.conf",
+            "/etc/systemd/timesyncd.conf",
+            "/etc/l",
+        ],
+        units: &["chrony.service", "systemd-timesyncd.service"],
+        max_file_size: 64,
+    };
+
+    fn output(files: &str, read: &str) -> Vec<u8> {
+        format!(
+            "@@osl NAME=\"Ubuntu\"\n@@osl ID=ubuntu\n@@osl VERSION_ID=\"20.04\"\n@@osl PRETTY_NAME=\"Ubuntu 20.04.6 LTS\"\n\
+             @@pkg chrony ii  1:3.5-6ubuntu6.2\n@@pkg systemd-timesyncd rc  245.4\n\
+             @@units\nActiveState=active\nUnitFileState=enabled\n\nUnitFileState=\nActiveState=inactive\n\
+             @@pending chrony.service\n@@absent /etc/systemd/timesyncd.conf\n\
+             @@stat 81a4 14 644 root root /etc/chrony/chrony.conf\n@@stat a1ff 5 777 root root /etc/l\n\
+             @@files\n{files}\n@@read {read}\n@@end\n"
+        )
+        .into_bytes()
     }
 
     #[test]
-    fn parses_a_full_record() {
-        let output = format!(
-            "@@osl NAME=\"Ubuntu\"\n@@osl ID=ubuntu\n@@osl VERSION_ID=\"20.04\"\n@@osl PRETTY_NAME=\"Ubuntu 20.04.6 LTS\"\n@@pkg chrony ii  1:3.5-6ubuntu6.2\n@@pkg systemd-timesyncd rc  245.4\n\
-             @@unit chrony.service ActiveState active\n@@unit chrony.service UnitFileState enabled\n\
-             @@unit systemd-timesyncd.service UnitFileState \n@@unit systemd-timesyncd.service ActiveState inactive\n\
-             @@file /etc/chrony/chrony.conf 644 root root {}\n@@absent /etc/systemd/timesyncd.conf\n@@end\n",
-            b64("pool x iburst\n")
-        );
-        let facts = parse(&output).unwrap();
+    fn parses_a_full_output() {
+        let facts = parse(&output("pool x iburst\n", "0"), &REQUEST).unwrap();
         assert_eq!(facts.os.id, "ubuntu");
         assert_eq!(facts.os.version_id, "20.04");
         assert_eq!(
@@ -258,7 +447,10 @@ mod tests {
         );
         assert!(!facts.is_installed(Daemon::Timesyncd));
         assert!(facts.unit(Daemon::Chrony).is_active());
+        assert!(facts.unit(Daemon::Chrony).is_enabled());
         assert!(!facts.unit(Daemon::Timesyncd).is_enabled());
+        assert!(!facts.unit(Daemon::Timesyncd).is_active());
+        assert_eq!(facts.pending, BTreeSet::from(["chrony.service".to_owned()]));
         assert_eq!(
             facts.files["/etc/chrony/chrony.conf"],
             PathFacts::File(FileFacts {
@@ -272,28 +464,240 @@ mod tests {
             facts.files["/etc/systemd/timesyncd.conf"],
             PathFacts::Absent
         );
+        assert_eq!(facts.files["/etc/l"], PathFacts::Symlink);
     }
 
     #[test]
-    fn an_empty_file_and_a_cut_output() {
-        let facts = parse("@@file /e/x 600 root adm \n@@end\n").unwrap();
-        let PathFacts::File(file) = &facts.files["/e/x"] else {
-            panic!()
+    fn contents_are_split_by_size_whatever_bytes_they_hold() {
+        let content = "@@end\n\0\u{1b}";
+        let out = String::from_utf8(output("", "0")).unwrap().replace(
+            "@@stat 81a4 14 644",
+            &format!("@@stat 81a4 {} 600", content.len()),
+        );
+        let out = out.replace("@@files\n", &format!("@@files\n{content}"));
+        let facts = parse(out.as_bytes(), &REQUEST).unwrap();
+        let PathFacts::File(file) = &facts.files["/etc/chrony/chrony.conf"] else {
+            panic!("{facts:?}")
         };
-        assert!(file.content.is_empty());
+        assert_eq!(file.content, content.as_bytes());
         assert_eq!(file.mode, 0o600);
-        assert_eq!(parse("@@osl ID=x\n"), Err(FactsError::Truncated));
-        assert!(matches!(
-            parse("hello\n@@end\n"),
-            Err(FactsError::BadLine { .. })
-        ));
     }
 
     #[test]
-    fn script_quotes_paths() {
-        let s = script(&["/etc/chrony/chrony.conf"], &["chrony.service"]);
-        assert!(s.contains("for u in 'chrony.service'; do"));
-        assert!(s.contains("for f in '/etc/chrony/chrony.conf'; do"));
-        assert!(s.contains("dpkg-query -W -f='@@pkg ${Package} ${db:Status-Abbrev} ${Version}\\n' chrony systemd-timesyncd"));
+    fn a_big_file_fails_the_host_naming_it_and_its_size() {
+        let out = String::from_utf8(output("", "0"))
+            .unwrap()
+            .replace("@@stat 81a4 14", "@@stat 81a4 125829120")
+            .replace("@@files\n", "@@files\nabcdefgh");
+        let error = parse(out.as_bytes(), &REQUEST).unwrap_err();
+        assert_eq!(
+            error,
+            FactsError::TooLarge {
+                path: "/etc/chrony/chrony.conf".into(),
+                size: 125_829_120,
+                max: 64
+            }
+        );
+        assert!(error.to_string().contains("125829120 bytes"), "{error}");
+    }
+
+    #[test]
+    fn files_that_changed_or_could_not_be_read_are_errors() {
+        // One byte fewer than stat said: the file shrank between stat and head.
+        assert_eq!(
+            parse(&output("pool x iburst", "0"), &REQUEST),
+            Err(FactsError::ChangedWhileRead)
+        );
+        assert_eq!(
+            parse(&output("pool x iburst\nand more", "0"), &REQUEST),
+            Err(FactsError::ChangedWhileRead)
+        );
+        assert!(matches!(
+            parse(&output("", "1"), &REQUEST),
+            Err(FactsError::Unreadable { .. })
+        ));
+        let out = output("pool x iburst\n", "0");
+        assert_eq!(
+            parse(&out[..out.len() - 7], &REQUEST),
+            Err(FactsError::Records(RecordError::Truncated))
+        );
+    }
+
+    #[test]
+    fn records_about_paths_not_asked_for_or_odd_units_are_refused() {
+        let out = |from: &str, to: &str| {
+            String::from_utf8(output("pool x iburst\n", "0"))
+                .unwrap()
+                .replace(from, to)
+        };
+        for (from, to) in [
+            (
+                "@@absent /etc/systemd/timesyncd.conf",
+                "@@absent /etc/shadow",
+            ),
+            ("@@pending chrony.service", "@@pending a b"),
+            ("@@pending chrony.service", "@@bogus"),
+            (
+                "ActiveState=inactive\n",
+                "ActiveState=inactive\n\nActiveState=x\n",
+            ),
+            ("@@units\n", "@@units\nnot a property\n"),
+        ] {
+            assert!(parse(out(from, to).as_bytes(), &REQUEST).is_err(), "{to}");
+        }
+        // No systemd answering: units unknown, nothing else lost.
+        let facts = parse(
+            out("ActiveState=active\nUnitFileState=enabled\n\nUnitFileState=\nActiveState=inactive\n", "")
+                .as_bytes(),
+            &REQUEST,
+        )
+        .unwrap();
+        assert!(facts.units.is_empty());
+    }
+
+    #[test]
+    fn the_script_passes_everything_as_words() {
+        let text = script(&REQUEST).unwrap().text();
+        assert!(
+            text.starts_with(
+                "{\nset -- '64' '2' 'chrony' 'systemd-timesyncd' '2' 'chrony.service' 'systemd-timesyncd.service' '/etc/chrony/chrony.conf' '/etc/systemd/timesyncd.conf' '/etc/l'\n"
+            ),
+            "{text}"
+        );
+        for bad in [
+            FactsRequest {
+                paths: &["etc/x"],
+                ..REQUEST
+            },
+            FactsRequest {
+                paths: &["/etc/x\ny"],
+                ..REQUEST
+            },
+            FactsRequest {
+                units: &["-h"],
+                ..REQUEST
+            },
+            FactsRequest {
+                units: &["a b"],
+                ..REQUEST
+            },
+        ] {
+            assert!(matches!(script(&bad), Err(FactsError::BadRequest { .. })));
+        }
+    }
+
+    /// Run the real `facts.sh` here with `sh`, as a host runs it (this machine's `stat`, `head`,
+    /// `dpkg-query`; `systemctl` may have no systemd to ask, which leaves the units unknown).
+    fn run_here(request: &FactsRequest<'_>) -> Result<HostFacts, FactsError> {
+        use std::io::Write as _;
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", RemoteScript::COMMAND])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let text = script(request).unwrap().text();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        parse(&out.stdout, request)
+    }
+
+    #[test]
+    fn the_script_reads_files_links_and_sizes_as_they_are() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let at = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+        let every_byte: Vec<u8> = (0..=255u8).chain(*b"\n@@end\n").collect();
+        std::fs::write(at("bytes"), &every_byte).unwrap();
+        std::fs::set_permissions(at("bytes"), std::fs::Permissions::from_mode(0o640)).unwrap();
+        std::fs::write(at("empty"), b"").unwrap();
+        std::fs::write(at("a name with spaces"), b"x y\n").unwrap();
+        std::os::unix::fs::symlink(at("bytes"), at("link")).unwrap();
+        std::fs::create_dir(at("dir")).unwrap();
+        std::fs::write(at("big"), vec![b'b'; 5000]).unwrap();
+        let names = [
+            "bytes",
+            "empty",
+            "a name with spaces",
+            "link",
+            "dir",
+            "absent",
+        ];
+        let paths: Vec<String> = names.iter().map(|n| at(n)).collect();
+        let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
+        let request = FactsRequest {
+            paths: &paths,
+            units: &["clockprov-test-no-such.service"],
+            max_file_size: 4096,
+        };
+        let facts = run_here(&request).unwrap();
+        let content = |name: &str| match &facts.files[&at(name)] {
+            PathFacts::File(file) => (file.content.clone(), file.mode),
+            other => panic!("{name}: {other:?}"),
+        };
+        assert_eq!(content("bytes"), (every_byte, 0o640));
+        assert_eq!(content("empty").0, b"");
+        assert_eq!(content("a name with spaces").0, b"x y\n");
+        assert_eq!(facts.files[&at("link")], PathFacts::Symlink);
+        assert_eq!(facts.files[&at("dir")], PathFacts::NotAFile);
+        assert_eq!(facts.files[&at("absent")], PathFacts::Absent);
+        assert!(!facts.os.id.is_empty(), "{facts:?}");
+
+        let mut with_big = paths.clone();
+        let big = at("big");
+        with_big.push(&big);
+        assert_eq!(
+            run_here(&FactsRequest {
+                paths: &with_big,
+                ..request
+            }),
+            Err(FactsError::TooLarge {
+                path: big.clone(),
+                size: 5000,
+                max: 4096
+            })
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        /// Any two files' bytes come back exactly, through the real script.
+        #[test]
+        fn any_contents_round_trip(a in proptest::collection::vec(any::<u8>(), 0..600), b in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let dir = tempfile::tempdir().unwrap();
+            let (pa, pb) = (dir.path().join("a"), dir.path().join("b"));
+            std::fs::write(&pa, &a).unwrap();
+            std::fs::write(&pb, &b).unwrap();
+            let (pa, pb) = (pa.to_str().unwrap(), pb.to_str().unwrap());
+            let facts = run_here(&FactsRequest { paths: &[pa, pb], units: &[], max_file_size: 600 }).unwrap();
+            for (path, want) in [(pa, &a), (pb, &b)] {
+                let PathFacts::File(file) = &facts.files[path] else { panic!("{path}") };
+                prop_assert_eq!(&file.content, want);
+            }
+        }
+    }
+
+    proptest! {
+        /// Any bytes, and any mutation of a good output: an answer or an error, never a panic.
+        #[test]
+        fn never_panics_on_any_output(input in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let _ = parse(&input, &REQUEST);
+        }
+
+        #[test]
+        fn never_panics_on_a_mangled_output(cut in 0usize..400, at in 0usize..400, byte in any::<u8>()) {
+            let mut out = output("pool x iburst\n", "0");
+            if let Some(b) = out.get_mut(at) {
+                *b = byte;
+            }
+            out.truncate(cut.max(1) * out.len() / 400);
+            let _ = parse(&out, &REQUEST);
+        }
     }
 }

@@ -5,3 +5,5 @@ pub mod apply;
 pub mod facts;
 #[allow(unreachable_pub)] // spelled `pub` until its rewrite (issue 9) lands
 pub(crate) mod readings;
+pub mod records;
+pub mod script;

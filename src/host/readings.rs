@@ -3,9 +3,11 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::clock::{self, ClockSample, DaemonView, Offset};
+use crate::clock::{self, ClockSample, DaemonView, Offset, ReadingError};
 use crate::daemon::Daemon;
-use crate::shell::quote;
+use crate::host::records::{RecordError, Records};
+use crate::host::script::RemoteScript;
+use crate::shell::ShellWord;
 use crate::ssh::transport::{Session, SshError};
 
 /// Reads the clock with no process started per reading: bash's `$EPOCHREALTIME`, one line per
@@ -19,11 +21,21 @@ fn now() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
+/// Why a host's clock could not be measured.
+#[derive(Debug, thiserror::Error)]
+pub enum MeasureError {
+    #[error(transparent)]
+    Ssh(#[from] SshError),
+    #[error(transparent)]
+    Reading(#[from] ReadingError),
+}
+
 /// Measure the host's clock offset from the controller's.
 ///
 /// # Errors
-/// The reader cannot be started or answers nonsense.
-pub async fn measure_offset(session: &Session, samples: usize) -> Result<Offset, SshError> {
+/// The reader cannot be started, or answers something that is not a finite time (`NaN`,
+/// `inf`, text): an error for this host, never a reading.
+pub async fn measure_offset(session: &Session, samples: usize) -> Result<Offset, MeasureError> {
     let mut conversation = session.open_conversation(CLOCK_READER).await?;
     let mut readings = Vec::with_capacity(samples);
     for _ in 0..samples.max(1) {
@@ -33,49 +45,71 @@ pub async fn measure_offset(session: &Session, samples: usize) -> Result<Offset,
             break;
         };
         let after = now();
-        if let Ok(remote) = line.trim().parse::<f64>() {
-            readings.push(ClockSample {
-                before,
-                remote,
-                after,
-            });
-        }
+        let remote = match clock::parse_clock_line(&line) {
+            Ok(remote) => remote,
+            Err(e) => {
+                conversation.close().await;
+                return Err(e.into());
+            }
+        };
+        readings.push(ClockSample {
+            before,
+            remote,
+            after,
+        });
     }
     conversation.close().await;
-    clock::best_offset(&readings).ok_or_else(|| SshError::Protocol(russh::Error::Disconnect))
+    clock::best_offset(&readings).ok_or(MeasureError::Reading(ReadingError::NoReading))
 }
 
-/// The one command that reads a daemon's own state.
+/// The script that reads a daemon's own state (`readings.sh`): read-only, an inactive daemon
+/// is never asked anything.
 #[must_use]
-pub fn daemon_state_script(daemon: Daemon) -> String {
-    let unit = quote(daemon.unit());
-    let view = match daemon {
-        Daemon::Timesyncd => {
-            "echo @@show-timesync; timedatectl show-timesync --all 2>&1; echo @@show; timedatectl show 2>&1; \
-             echo @@timesync-status; timedatectl timesync-status 2>&1"
-        }
-        Daemon::Chrony => "echo @@tracking; chronyc -n tracking 2>&1",
-    };
-    format!(
-        "printf '@@unit %s\\n' \"$(systemctl is-active {unit} 2>/dev/null)\"\n{view}\necho @@end\n"
-    )
+pub fn daemon_state_script(daemon: Daemon) -> RemoteScript {
+    // Both words are our own constants: never refused.
+    let word = |text: &str| ShellWord::new(text).unwrap_or_else(|_| ShellWord::number(0));
+    RemoteScript::new(include_str!("readings.sh"))
+        .arg(word(daemon.unit()))
+        .arg(word(daemon.short_name()))
 }
 
-/// Parse what [`daemon_state_script`] printed: the unit state and the daemon's view.
-#[must_use]
-pub fn parse_daemon_state(daemon: Daemon, output: &str) -> (String, DaemonView) {
-    let mut unit_state = String::new();
+/// Parse what [`daemon_state_script`] printed: the unit state (`unknown` when systemctl said
+/// nothing) and the daemon's view (the default, unsynchronized one when it was not asked).
+///
+/// # Errors
+/// The output is not the script's records: cut short, garbage, an unknown record, no `@@unit`.
+pub fn parse_daemon_state(
+    daemon: Daemon,
+    output: &[u8],
+) -> Result<(String, DaemonView), RecordError> {
+    let mut records = Records::new(output);
+    let mut unit_state = None;
     let mut sections: Vec<(&str, String)> = Vec::new();
-    for line in output.lines() {
-        if let Some(state) = line.strip_prefix("@@unit ") {
-            state.trim().clone_into(&mut unit_state);
-        } else if let Some(name) = line.strip_prefix("@@") {
-            sections.push((name, String::new()));
-        } else if let Some((_, text)) = sections.last_mut() {
-            text.push_str(line);
-            text.push('\n');
+    while let Some(record) = records.next_record()? {
+        match record.kind {
+            "unit" => unit_state = Some(record.text().trim().to_owned()),
+            "show-timesync" | "show" | "timesync-status" | "tracking" => {
+                let mut text = String::new();
+                for line in records.section() {
+                    text.push_str(&String::from_utf8_lossy(line));
+                    text.push('\n');
+                }
+                sections.push((record.kind, text));
+            }
+            _ => return Err(record.unknown()),
         }
     }
+    let unit_state = match unit_state {
+        None => {
+            return Err(RecordError::Bad {
+                kind: "unit".into(),
+                why: "missing".into(),
+                line: String::new(),
+            });
+        }
+        Some(state) if state.is_empty() => "unknown".to_owned(),
+        Some(state) => state,
+    };
     let section = |name: &str| {
         sections
             .iter()
@@ -90,7 +124,7 @@ pub fn parse_daemon_state(daemon: Daemon, output: &str) -> (String, DaemonView) 
         ),
         Daemon::Chrony => clock::chrony_view(section("tracking")),
     };
-    (unit_state, view)
+    Ok((unit_state, view))
 }
 
 #[cfg(test)]
@@ -99,16 +133,91 @@ mod tests {
 
     #[test]
     fn daemon_state_sections() {
-        let output = "@@unit active\n@@tracking\nReference ID    : 7F7F0101 ()\nStratum         : 10\nLeap status     : Normal\n@@end\n";
-        let (state, view) = parse_daemon_state(Daemon::Chrony, output);
+        let output = b"@@unit active\n@@tracking\nReference ID    : 7F7F0101 ()\nStratum         : 10\nLeap status     : Normal\n@@end\n";
+        let (state, view) = parse_daemon_state(Daemon::Chrony, output).unwrap();
         assert_eq!(state, "active");
         assert!(view.synchronized);
         assert_eq!(view.stratum, Some(10));
-        let output =
-            "@@unit inactive\n@@show-timesync\nServerName=\n@@show\nNTPSynchronized=no\n@@end\n";
-        let (state, view) = parse_daemon_state(Daemon::Timesyncd, output);
-        assert_eq!(state, "inactive");
+        let output = b"@@unit active\n@@show-timesync\nServerName=\n@@show\nNTPSynchronized=no\n@@timesync-status\n@@end\n";
+        let (state, view) = parse_daemon_state(Daemon::Timesyncd, output).unwrap();
+        assert_eq!(state, "active");
         assert!(!view.synchronized);
         assert_eq!(view.server, None);
+    }
+
+    #[test]
+    fn output_that_is_not_the_scripts_is_an_error() {
+        for bad in [
+            &b"@@unit active\n@@tracking\nStratum : 3\n"[..],
+            b"@@tracking\n@@end\n",
+            b"@@unit active\n@@surprise\n@@end\n",
+            b"garbage\n@@end\n",
+            b"@@unit active\n@@end\nmore\n",
+        ] {
+            assert!(
+                parse_daemon_state(Daemon::Chrony, bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    /// The script as a host runs it, with stand-ins for systemctl, timedatectl and chronyc
+    /// on PATH that record every call: an inactive daemon is never asked anything.
+    #[test]
+    fn an_inactive_daemon_is_never_asked() {
+        use std::io::Write as _;
+        use std::os::unix::fs::PermissionsExt as _;
+        use std::process::{Command, Stdio};
+
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("calls");
+        for (tool, output) in [
+            ("systemctl", "echo \"$STATE\""),
+            ("timedatectl", "echo NTPSynchronized=yes"),
+            ("chronyc", "echo 'Leap status     : Normal'"),
+        ] {
+            let path = dir.path().join(tool);
+            std::fs::write(
+                &path,
+                format!("#!/bin/sh\necho \"{tool} $*\" >>\"$LOG\"\n{output}\n"),
+            )
+            .unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let run = |daemon: Daemon, state: &str| {
+            let _ = std::fs::remove_file(&log);
+            let mut child = Command::new("sh")
+                .arg("-c")
+                .arg(RemoteScript::COMMAND)
+                .env("PATH", format!("{}:/usr/bin:/bin", dir.path().display()))
+                .env("LOG", &log)
+                .env("STATE", state)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let text = daemon_state_script(daemon).text();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(text.as_bytes())
+                .unwrap();
+            let out = child.wait_with_output().unwrap();
+            let calls = std::fs::read_to_string(&log).unwrap_or_default();
+            (parse_daemon_state(daemon, &out.stdout).unwrap(), calls)
+        };
+        for daemon in Daemon::ALL {
+            let ((state, view), calls) = run(daemon, "inactive");
+            assert_eq!(state, "inactive");
+            assert!(!view.synchronized);
+            assert_eq!(calls, format!("systemctl is-active {}\n", daemon.unit()));
+            let ((state, _), calls) = run(daemon, "active");
+            assert_eq!(state, "active");
+            assert!(calls.lines().count() > 1, "{calls}");
+        }
+        let ((state, _), _) = run(Daemon::Chrony, "");
+        assert_eq!(state, "unknown");
     }
 }

@@ -148,7 +148,7 @@ impl Connector {
         };
         let mut files = Files::new(home, secrets);
         let routes = resolve::resolve(inventory, &settings, &mut files)?;
-        Self::connect_routes(inventory, &routes, &mut files, secrets)
+        Self::connect_routes(inventory, &routes, &mut files, secrets, options)
     }
 
     /// Load what `routes` names and make the nodes.
@@ -157,6 +157,7 @@ impl Connector {
         routes: &Routes,
         files: &mut Files<'_>,
         secrets: &Secrets,
+        options: &RunOptions,
     ) -> Result<Connector, SetupError> {
         for (at, message) in &routes.warnings {
             files.warn_once(at, &format!("{at}: {message}"));
@@ -174,6 +175,7 @@ impl Connector {
                 host_key_policy: endpoint.host_key_policy,
                 connect_timeout: endpoint.connect_timeout,
                 command_timeout: endpoint.command_timeout,
+                max_output: options.max_output,
             };
             nodes.insert(
                 key.clone(),
@@ -288,7 +290,9 @@ mod tests {
                 forks: 1,
                 connect_timeout: None,
                 command_timeout: None,
+                max_output: crate::ssh::transport::DEFAULT_MAX_OUTPUT,
                 progress: false,
+                max_file_size: crate::host::facts::DEFAULT_MAX_FILE_SIZE,
             };
             Connector::with_home(
                 &inventory,

@@ -49,6 +49,22 @@ pub enum SecretError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// sudo reads a password up to the first line end: whatever follows would reach the shell
+    /// that sudo starts, as a command.
+    #[error(
+        "{}:{line}: the become password file has more than one line; a sudo password cannot contain a line break (sudo reads one line): keep the password alone on line 1",
+        .path.display()
+    )]
+    FileLines { path: PathBuf, line: usize },
+    #[error(
+        "{}:1: the become password contains a carriage return; sudo would end the password there: remove it",
+        .path.display()
+    )]
+    FileCarriageReturn { path: PathBuf },
+    #[error(
+        "${var} contains a line break; a sudo password cannot contain one (sudo reads one line, and the rest would be run as a command): remove it"
+    )]
+    EnvLineBreak { var: &'static str },
 }
 
 enum Origin {
@@ -116,15 +132,17 @@ impl BecomePassword {
             })?);
             warn_if_readable_by_others(path);
             return Ok(BecomePassword::given(
-                Secret::new(first_line(&text).to_owned()),
+                Secret::new(password_line(&text, path)?.to_owned()),
                 &format!("--become-password-file {}", path.display()),
             ));
         }
-        if let Some(value) = std::env::var_os(BECOME_PASSWORD_ENV) {
-            return Ok(BecomePassword::given(
-                Secret::new(value.to_string_lossy().into_owned()),
-                BECOME_PASSWORD_ENV,
-            ));
+        if let Some(secret) = secret_from_env(BECOME_PASSWORD_ENV) {
+            if secret.expose().contains(['\n', '\r']) {
+                return Err(SecretError::EnvLineBreak {
+                    var: BECOME_PASSWORD_ENV,
+                });
+            }
+            return Ok(BecomePassword::given(secret, BECOME_PASSWORD_ENV));
         }
         Ok(if terminal {
             BecomePassword::terminal()
@@ -186,8 +204,7 @@ impl KeyPassphrase {
     #[must_use]
     pub fn resolve(terminal: bool) -> KeyPassphrase {
         KeyPassphrase {
-            given: std::env::var_os(KEY_PASSPHRASE_ENV)
-                .map(|v| Secret::new(v.to_string_lossy().into_owned())),
+            given: secret_from_env(KEY_PASSPHRASE_ENV),
             terminal,
         }
     }
@@ -268,11 +285,45 @@ impl Secrets {
     }
 }
 
+/// A secret from the environment, its copies wiped: the `OsString` the environment hands us is
+/// turned into the secret's bytes in place, and a lossy conversion's copy is wiped too.
+fn secret_from_env(var: &str) -> Option<Secret> {
+    let bytes = Zeroizing::new(std::env::var_os(var)?.into_encoded_bytes());
+    Some(match std::str::from_utf8(&bytes) {
+        Ok(text) => Secret::new(text.to_owned()),
+        Err(_) => Secret::new(String::from_utf8_lossy(&bytes).into_owned()),
+    })
+}
+
 /// The first line without its line ending: a file written by `echo` has a newline that is not
 /// part of the password.
 fn first_line(text: &str) -> &str {
     let line = text.split('\n').next().unwrap_or("");
     line.strip_suffix('\r').unwrap_or(line)
+}
+
+/// The password in a password file: its first line, alone (empty lines after it are the
+/// editor's). A second line, or a carriage return inside the first, is refused: that password
+/// could not be what the operator means sudo to get.
+fn password_line<'t>(text: &'t str, path: &Path) -> Result<&'t str, SecretError> {
+    if let Some((index, _)) = text
+        .split('\n')
+        .enumerate()
+        .skip(1)
+        .find(|(_, line)| !line.trim_end_matches('\r').is_empty())
+    {
+        return Err(SecretError::FileLines {
+            path: path.to_owned(),
+            line: index + 1,
+        });
+    }
+    let line = first_line(text);
+    if line.contains('\r') {
+        return Err(SecretError::FileCarriageReturn {
+            path: path.to_owned(),
+        });
+    }
+    Ok(line)
 }
 
 fn warn_if_readable_by_others(path: &Path) {
@@ -378,6 +429,22 @@ mod tests {
         assert_eq!(first_line("pw\r\nsecond\n"), "pw");
         assert_eq!(first_line("pw"), "pw");
         assert_eq!(first_line(""), "");
+    }
+
+    #[test]
+    fn a_password_with_a_line_break_is_refused_naming_the_line() {
+        let path = Path::new("/etc/pw");
+        assert_eq!(password_line("s3cret\n\n", path).unwrap(), "s3cret");
+        assert_eq!(password_line("s3cret\r\n", path).unwrap(), "s3cret");
+        let error = password_line("s3cret\n\nrm -rf /\n", path).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "/etc/pw:3: the become password file has more than one line; a sudo password cannot contain a line break (sudo reads one line): keep the password alone on line 1"
+        );
+        assert!(matches!(
+            password_line("s3c\rret\n", path),
+            Err(SecretError::FileCarriageReturn { .. })
+        ));
     }
 
     #[test]

@@ -4,8 +4,12 @@
 //! The command sent is
 //!
 //! ```text
-//! LC_ALL=C sudo -S -p PROMPT -- /bin/sh -c 'echo READY; s=$(cat) || exit 125; eval "$s" </dev/null'
+//! LC_ALL=C /usr/bin/sudo -S -p PROMPT -- /bin/sh -c 'echo READY; exec /bin/sh -s'
 //! ```
+//!
+//! sudo is named by its absolute path (where Debian and Ubuntu install it): a `sudo` found
+//! through the login's `PATH` could be anything the login can write, and it would be handed the
+//! password.
 //!
 //! where PROMPT and READY are random markers made for each run. Then:
 //! - PROMPT on stderr: sudo is reading a password from stdin, so (and only then) the password
@@ -13,9 +17,10 @@
 //!   password fed blindly would be read by the shell as a command.
 //! - PROMPT a second time: the password was wrong; the dialogue is cut off there, so sudo's
 //!   lockout counter sees one failure, not three.
-//! - READY on stdout: the shell runs as root; the script goes to stdin, then EOF. The shell
-//!   reads it whole before running it, with stdin from /dev/null, so no command in the script can
-//!   swallow the script's own text.
+//! - READY on stdout: the shell runs as root; the script goes to stdin, then EOF. The script is
+//!   one `{ ...; } </dev/null; exit` group ([`crate::host::script::group`]): the shell reads it
+//!   whole before running it, with stdin from /dev/null, so no command in the script can swallow
+//!   the script's own text. No `$(cat)`: the root shell starts no process of its own.
 //! - The channel closes before READY: sudo refused; its message says why.
 //!
 //! The password is never on a command line (the command above holds only the markers) nor in a
@@ -28,7 +33,8 @@ use std::time::Duration;
 
 use zeroize::Zeroizing;
 
-use crate::shell::quote;
+use crate::host::script::{RemoteScript, group};
+use crate::shell::ShellWord;
 use crate::ssh::secret::{BECOME_PASSWORD_ENV, BecomePassword};
 use crate::ssh::transport::{CommandOutput, Process, ProcessEvent, Session, SshError};
 
@@ -87,7 +93,8 @@ pub struct Privileged<'a> {
 }
 
 impl Privileged<'_> {
-    /// Run `script` as root within the session's command timeout.
+    /// Run the shell text `script` as root within the session's command timeout. It goes on
+    /// stdin like a [`RemoteScript`] (in the same group), so its size is not limited either.
     ///
     /// # Errors
     /// The connection fails, the script times out, or sudo refuses.
@@ -107,14 +114,48 @@ impl Privileged<'_> {
         script: &str,
         timeout: Duration,
     ) -> Result<CommandOutput, BecomeError> {
+        self.send(&group(script), timeout).await
+    }
+
+    /// Run `script` as root within the session's command timeout, its text on stdin (see
+    /// [`RemoteScript`]).
+    ///
+    /// # Errors
+    /// The connection fails, the script times out, or sudo refuses.
+    pub async fn run_script(&self, script: &RemoteScript) -> Result<CommandOutput, BecomeError> {
+        self.run_script_with_timeout(script, self.session.command_timeout())
+            .await
+    }
+
+    /// As [`Privileged::run_script`], with an explicit timeout for the script itself.
+    ///
+    /// # Errors
+    /// As for [`Privileged::run_script`].
+    pub async fn run_script_with_timeout(
+        &self,
+        script: &RemoteScript,
+        timeout: Duration,
+    ) -> Result<CommandOutput, BecomeError> {
+        self.send(&script.text(), timeout).await
+    }
+
+    /// Run `text` (a whole [`group`]) on stdin of a root shell that reads it.
+    async fn send(&self, text: &str, timeout: Duration) -> Result<CommandOutput, BecomeError> {
         match self.privilege {
-            Privilege::Direct => Ok(self.session.run_with_timeout(script, timeout).await?),
+            Privilege::Direct => Ok(self
+                .session
+                .run_with_input(RemoteScript::COMMAND, text.as_bytes(), timeout)
+                .await?),
+            // sudo's root shell is `sh -s` too, started once sudo has let us in.
             Privilege::Sudo { user, password } => {
-                sudo(self.session, user, password, script, timeout).await
+                sudo(self.session, user, password, text, timeout).await
             }
         }
     }
 }
+
+/// sudo, where Debian and Ubuntu install it.
+pub const SUDO: &str = "/usr/bin/sudo";
 
 /// The random markers of one sudo dialogue.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,18 +192,22 @@ impl Markers {
     /// The command line that starts the dialogue (markers only: no secret).
     #[must_use]
     pub fn command(&self) -> String {
-        let shell = format!(
-            "echo {}; s=$(cat) || exit 125; eval \"$s\" </dev/null",
-            self.ready
-        );
+        let shell = format!("echo {}; exec /bin/sh -s", self.ready);
         // C locale: sudo's and PAM's messages are then the English ones matched here (a
         // translated PAM prompt would also not be replaced by our marker).
         format!(
-            "LC_ALL=C sudo -S -p {} -- /bin/sh -c {}",
-            quote(&self.prompt),
-            quote(&shell)
+            "LC_ALL=C {SUDO} -S -p {} -- /bin/sh -c {}",
+            word(&self.prompt),
+            word(&shell)
         )
     }
+}
+
+/// Our own marker text as a shell word (hex and fixed text: never a NUL, so never refused).
+fn word(text: &str) -> String {
+    ShellWord::new(text)
+        .map(|w| w.to_string())
+        .unwrap_or_default()
 }
 
 /// What to do after sudo said something.
@@ -185,6 +230,9 @@ pub struct Dialogue {
     stdout: Vec<u8>,
     stderr: Vec<u8>,
     scanned: usize,
+    /// Where to look for the ready marker in `stdout` next (each byte is looked at about once,
+    /// however the host splits its output).
+    stdout_scanned: usize,
     password_sent: bool,
 }
 
@@ -200,6 +248,7 @@ impl Dialogue {
             stdout: Vec::new(),
             stderr: Vec::new(),
             scanned: 0,
+            stdout_scanned: 0,
             password_sent: false,
         }
     }
@@ -227,10 +276,12 @@ impl Dialogue {
     pub fn on_stdout(&mut self, data: &[u8]) -> Step {
         self.stdout.extend_from_slice(data);
         let ready = format!("{}\n", self.markers.ready);
-        match find(&self.stdout, ready.as_bytes()) {
-            Some(at) => Step::Ready(self.stdout.split_off(at + ready.len())),
-            None => Step::Wait,
+        if let Some(at) = find(&self.stdout[self.stdout_scanned..], ready.as_bytes()) {
+            let rest = self.stdout_scanned + at + ready.len();
+            return Step::Ready(self.stdout.split_off(rest));
         }
+        self.stdout_scanned = self.stdout.len().saturating_sub(ready.len() - 1);
+        Step::Wait
     }
 
     /// The password has been sent: another prompt now means it was wrong.
@@ -307,13 +358,13 @@ async fn next_event(
     after: Duration,
     dialogue: &Dialogue,
 ) -> Result<ProcessEvent, BecomeError> {
-    tokio::time::timeout(after, process.next())
+    Ok(tokio::time::timeout(after, process.next())
         .await
         .map_err(|_| BecomeError::Timeout {
             host: host.to_owned(),
             after,
             message: dialogue.stderr_text(),
-        })
+        })??)
 }
 
 async fn sudo(
@@ -386,7 +437,7 @@ async fn sudo(
         process.send(script.as_bytes()).await?;
         process.eof().await?;
         loop {
-            match process.next().await {
+            match process.next().await? {
                 ProcessEvent::Stdout(data) => output.stdout.extend_from_slice(&data),
                 ProcessEvent::Stderr(data) => output.stderr.extend_from_slice(&data),
                 ProcessEvent::Exit(code) => output.status = Some(code),
@@ -394,12 +445,18 @@ async fn sudo(
             }
         }
     };
-    tokio::time::timeout(timeout, work)
-        .await
-        .map_err(|_| SshError::Timeout {
-            what: format!("command on {host} (through sudo)"),
+    let result = match tokio::time::timeout(timeout, work).await {
+        Ok(result) => result,
+        Err(_) => Err(SshError::CommandTimeout {
+            what: format!("a command on {host} (through sudo)"),
             after: timeout,
-        })??;
+        }),
+    };
+    if let Err(error) = result {
+        // Too much output or no answer: nothing more is read from this command.
+        process.close().await;
+        return Err(error.into());
+    }
     Ok(output)
 }
 
@@ -454,7 +511,7 @@ mod tests {
         assert!(a.prompt.len() > 30 && a.ready.len() > 30);
         assert_eq!(
             markers().command(),
-            r#"LC_ALL=C sudo -S -p 'PROMPT-1' -- /bin/sh -c 'echo READY-1; s=$(cat) || exit 125; eval "$s" </dev/null'"#
+            "LC_ALL=C /usr/bin/sudo -S -p 'PROMPT-1' -- /bin/sh -c 'echo READY-1; exec /bin/sh -s'"
         );
     }
 
@@ -539,16 +596,46 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Whatever a host prints, split however, the dialogue never panics, and the ready
+        /// marker is found exactly when it is there as a line.
+        #[test]
+        fn any_output_in_any_pieces_is_read_without_panic(
+            noise in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
+            cut in 0usize..400,
+            with_marker: bool,
+        ) {
+            let mut d = Dialogue::new(markers());
+            let mut out = noise.clone();
+            if with_marker {
+                out.extend_from_slice(b"READY-1\nafter");
+            }
+            let cut = cut.min(out.len());
+            let _ = d.on_stderr(&noise);
+            let first = d.on_stdout(&out[..cut]);
+            let second = d.on_stdout(&out[cut..]);
+            let found = matches!(first, Step::Ready(_)) || matches!(second, Step::Ready(_));
+            let in_noise = noise.windows(8).any(|w| w == b"READY-1\n");
+            proptest::prop_assert_eq!(found, with_marker || in_noise);
+            let _ = refusal(&String::from_utf8_lossy(&noise), Some(1));
+            let _ = d.stderr_text();
+        }
+
+        #[test]
+        fn sudo_refusals_of_any_text_do_not_panic(text in ".{0,200}") {
+            let _ = refusal(&text, Some(1));
+            let _ = elide_command(&format!("user is not allowed to execute '{text}' as root"));
+            let _ = elide_command(&format!("not allowed to execute '{text}"));
+        }
+    }
+
     /// The root shell's half of the protocol, run for real with `sh` standing in for sudo's
     /// child: the script is read whole, and a command in it that reads stdin gets nothing.
     #[test]
     fn the_shell_reads_the_whole_script_before_running_it() {
         use std::io::Write as _;
         let m = markers();
-        let shell = format!(
-            "echo {}; s=$(cat) || exit 125; eval \"$s\" </dev/null",
-            m.ready
-        );
+        let shell = format!("echo {}; exec /bin/sh -s", m.ready);
         let mut child = std::process::Command::new("/bin/sh")
             .arg("-c")
             .arg(&shell)
@@ -560,7 +647,10 @@ mod tests {
             .stdin
             .take()
             .unwrap()
-            .write_all(b"set -e\nread -r x || echo stdin-empty\necho after\nfalse\necho never\n")
+            .write_all(
+                group("set -e\nread -r x || echo stdin-empty\necho after\nfalse\necho never\n")
+                    .as_bytes(),
+            )
             .unwrap();
         let out = child.wait_with_output().unwrap();
         // `set -e` in the script holds: it stopped at `false`.

@@ -12,6 +12,18 @@ use russh::keys::{PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
 use crate::inventory::HostKeyPolicy;
 use crate::ssh::known_hosts::{KnownHosts, Verdict};
 use crate::ssh::secret::KeyPassphrase;
+use crate::value::ByteSize;
+
+/// What one remote command may print (stdout and stderr together) unless `--max-output` says
+/// otherwise: the facts of a host are a few KiB, so this is room to spare, yet a host that floods
+/// us costs a bounded amount of memory.
+pub const DEFAULT_MAX_OUTPUT: ByteSize = ByteSize(4 * ByteSize::MIB);
+
+/// How long closing an abandoned channel may take: a host that stopped answering must not hold
+/// up the failure it caused.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+type Channel = russh::Channel<client::Msg>;
 
 /// Everything needed to open one host's connection.
 #[derive(Clone)]
@@ -28,6 +40,8 @@ pub struct ConnectSpec {
     pub host_key_policy: HostKeyPolicy,
     pub connect_timeout: Duration,
     pub command_timeout: Duration,
+    /// What one command may print before it is stopped and the host failed.
+    pub max_output: ByteSize,
 }
 
 impl fmt::Debug for ConnectSpec {
@@ -50,6 +64,18 @@ pub enum SshError {
     },
     #[error("{what} timed out after {}s", .after.as_secs_f64())]
     Timeout { what: String, after: Duration },
+    /// A command (the connection is up) did not finish in time: the host stopped answering, or
+    /// the command hangs. It is abandoned and its channel closed.
+    #[error(
+        "{what} did not finish within {}s (the command timeout: --command-timeout or ssh.command_timeout); the host stopped answering or the command hangs, so it was abandoned",
+        .after.as_secs_f64()
+    )]
+    CommandTimeout { what: String, after: Duration },
+    /// A command printed more than `--max-output`: it is stopped and its channel closed.
+    #[error(
+        "{host} sent more than {limit} of output for one command, so it was stopped; raise --max-output if this much is expected"
+    )]
+    OutputTooLarge { host: String, limit: ByteSize },
     #[error(
         "host key of {addr} is not in {} (host_key_policy is strict); check the key and add it, e.g. with ssh-keyscan, or use host_key_policy: accept-new",
         .file.display()
@@ -175,6 +201,42 @@ pub struct Session {
     handle: Handle<HostKeyCheck>,
     name: String,
     command_timeout: Duration,
+    max_output: ByteSize,
+}
+
+/// Counts what one command has printed, against `--max-output`.
+struct Budget {
+    host: String,
+    limit: ByteSize,
+    received: usize,
+}
+
+impl Budget {
+    fn new(host: &str, limit: ByteSize) -> Budget {
+        Budget {
+            host: host.to_owned(),
+            limit,
+            received: 0,
+        }
+    }
+
+    /// `bytes` more arrived: an error once the total is over the limit (the caller closes the
+    /// channel, so the rest is never read).
+    fn take(&mut self, bytes: usize) -> Result<(), SshError> {
+        self.received = self.received.saturating_add(bytes);
+        if self.received > self.limit.bytes() {
+            return Err(SshError::OutputTooLarge {
+                host: self.host.clone(),
+                limit: self.limit,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Close a channel we give up on, without waiting long for a host that may not answer.
+async fn abandon(channel: &Channel) {
+    let _ = tokio::time::timeout(CLOSE_GRACE, channel.close()).await;
 }
 
 impl Session {
@@ -259,6 +321,7 @@ impl Session {
                     handle,
                     name: spec.name.clone(),
                     command_timeout: spec.command_timeout,
+                    max_output: spec.max_output,
                 });
             }
             tried.push(format!(
@@ -272,6 +335,7 @@ impl Session {
                 handle,
                 name: spec.name.clone(),
                 command_timeout: spec.command_timeout,
+                max_output: spec.max_output,
             });
         }
         if tried.is_empty() {
@@ -295,30 +359,58 @@ impl Session {
     /// As [`Session::run`], with an explicit timeout (package installs take minutes).
     ///
     /// # Errors
-    /// As for [`Session::run`].
+    /// As for [`Session::run`], and the command printing more than `--max-output`. On a timeout
+    /// or too much output the channel is closed: nothing more is read from it.
     pub async fn run_with_timeout(
         &self,
         command: &str,
         timeout: Duration,
     ) -> Result<CommandOutput, SshError> {
-        let what = format!("command on {}", self.name);
-        tokio::time::timeout(timeout, self.run_inner(command))
+        let deadline = tokio::time::Instant::now() + timeout;
+        let what = format!("a command on {}", self.name);
+        let mut channel = tokio::time::timeout_at(deadline, self.exec(command))
             .await
-            .map_err(|_| SshError::Timeout {
-                what,
+            .map_err(|_| SshError::CommandTimeout {
+                what: what.clone(),
                 after: timeout,
-            })?
+            })??;
+        match tokio::time::timeout_at(deadline, self.collect(&mut channel)).await {
+            Ok(Ok(output)) => Ok(output),
+            Ok(Err(error)) => {
+                abandon(&channel).await;
+                Err(error)
+            }
+            Err(_) => {
+                abandon(&channel).await;
+                Err(SshError::CommandTimeout {
+                    what,
+                    after: timeout,
+                })
+            }
+        }
     }
 
-    async fn run_inner(&self, command: &str) -> Result<CommandOutput, SshError> {
-        let mut channel = self.handle.channel_open_session().await?;
+    async fn exec(&self, command: &str) -> Result<Channel, SshError> {
+        let channel = self.handle.channel_open_session().await?;
         channel.exec(true, command).await?;
+        Ok(channel)
+    }
+
+    /// Everything the command prints until its channel closes, within `--max-output`.
+    async fn collect(&self, channel: &mut Channel) -> Result<CommandOutput, SshError> {
         let mut output = CommandOutput::default();
+        let mut budget = Budget::new(&self.name, self.max_output);
         // Keep reading after ExitStatus: data may still follow until the channel closes.
         while let Some(message) = channel.wait().await {
             match message {
-                ChannelMsg::Data { data } => output.stdout.extend_from_slice(&data),
-                ChannelMsg::ExtendedData { data, ext: 1 } => output.stderr.extend_from_slice(&data),
+                ChannelMsg::Data { data } => {
+                    budget.take(data.len())?;
+                    output.stdout.extend_from_slice(&data);
+                }
+                ChannelMsg::ExtendedData { data, ext: 1 } => {
+                    budget.take(data.len())?;
+                    output.stderr.extend_from_slice(&data);
+                }
                 ChannelMsg::ExitStatus { exit_status } => output.status = Some(exit_status),
                 ChannelMsg::Close => break,
                 _ => {}
@@ -327,18 +419,73 @@ impl Session {
         Ok(output)
     }
 
+    /// Run `command` with `input` on its stdin (then EOF); wait for its exit status and all its
+    /// output. How a [`crate::host::script::RemoteScript`] is run: its text can be any size.
+    ///
+    /// # Errors
+    /// The channel fails, the command prints more than `--max-output`, or sending and running
+    /// take longer than `timeout` (then the channel is closed).
+    pub async fn run_with_input(
+        &self,
+        command: &str,
+        input: &[u8],
+        timeout: Duration,
+    ) -> Result<CommandOutput, SshError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let what = format!("a command on {}", self.name);
+        let timed_out = || SshError::CommandTimeout {
+            what: what.clone(),
+            after: timeout,
+        };
+        let mut process = tokio::time::timeout_at(deadline, self.start(command))
+            .await
+            .map_err(|_| timed_out())??;
+        // Sending counts too: a host that stops reading must not hold the run forever.
+        let work = async {
+            process.send(input).await?;
+            process.eof().await?;
+            let mut output = CommandOutput::default();
+            loop {
+                match process.next().await? {
+                    ProcessEvent::Stdout(data) => output.stdout.extend_from_slice(&data),
+                    ProcessEvent::Stderr(data) => output.stderr.extend_from_slice(&data),
+                    ProcessEvent::Exit(code) => output.status = Some(code),
+                    ProcessEvent::Closed => return Ok(output),
+                }
+            }
+        };
+        let result = match tokio::time::timeout_at(deadline, work).await {
+            Ok(result) => result,
+            Err(_) => Err(timed_out()),
+        };
+        if result.is_err() {
+            process.close().await;
+        }
+        result
+    }
+
+    /// Start `command` within the command timeout.
+    async fn exec_in_time(&self, command: &str) -> Result<Channel, SshError> {
+        tokio::time::timeout(self.command_timeout, self.exec(command))
+            .await
+            .map_err(|_| SshError::CommandTimeout {
+                what: format!("starting a command on {}", self.name),
+                after: self.command_timeout,
+            })?
+    }
+
     /// Start `command` and keep its stdin and stdout open for a line-by-line conversation.
     ///
     /// # Errors
-    /// The channel cannot be opened.
+    /// The channel cannot be opened within the command timeout.
     pub async fn open_conversation(&self, command: &str) -> Result<Conversation, SshError> {
-        let channel = self.handle.channel_open_session().await?;
-        channel.exec(true, command).await?;
+        let channel = self.exec_in_time(command).await?;
         Ok(Conversation {
             channel,
             pending: Vec::new(),
             timeout: self.command_timeout,
             name: self.name.clone(),
+            max_output: self.max_output,
         })
     }
 
@@ -346,11 +493,13 @@ impl Session {
     /// (for a dialogue such as sudo's password prompt).
     ///
     /// # Errors
-    /// The channel cannot be opened.
+    /// The channel cannot be opened within the command timeout.
     pub async fn start(&self, command: &str) -> Result<Process, SshError> {
-        let channel = self.handle.channel_open_session().await?;
-        channel.exec(true, command).await?;
-        Ok(Process { channel })
+        let channel = self.exec_in_time(command).await?;
+        Ok(Process {
+            channel,
+            budget: Budget::new(&self.name, self.max_output),
+        })
     }
 
     /// The inventory name of the host, for messages.
@@ -369,55 +518,66 @@ impl Session {
 /// A running remote command spoken to one line at a time (used to read a clock with the least
 /// delay: no new process or channel per reading).
 pub struct Conversation {
-    channel: russh::Channel<client::Msg>,
+    channel: Channel,
     pending: Vec<u8>,
     timeout: Duration,
     name: String,
+    max_output: ByteSize,
 }
 
 impl Conversation {
     /// Send `line` (a newline is added).
     ///
     /// # Errors
-    /// The channel is closed.
+    /// The channel is closed, or the host does not take the line within the command timeout.
     pub async fn send_line(&mut self, line: &str) -> Result<(), SshError> {
         let mut data = line.as_bytes().to_vec();
         data.push(b'\n');
-        self.channel.data_bytes(data).await?;
+        tokio::time::timeout(self.timeout, self.channel.data_bytes(data))
+            .await
+            .map_err(|_| SshError::CommandTimeout {
+                what: format!("writing to {}", self.name),
+                after: self.timeout,
+            })??;
         Ok(())
     }
 
     /// The next line of output; None when the command ended.
     ///
     /// # Errors
-    /// No line arrives within the command timeout.
+    /// No line arrives within the command timeout, or a line longer than `--max-output`.
     pub async fn read_line(&mut self) -> Result<Option<String>, SshError> {
         let what = format!("reading from {}", self.name);
         let timeout = self.timeout;
+        let limit = self.max_output;
+        let name = self.name.clone();
         tokio::time::timeout(timeout, async {
             loop {
                 if let Some(end) = self.pending.iter().position(|b| *b == b'\n') {
                     let line: Vec<u8> = self.pending.drain(..=end).collect();
-                    return Some(String::from_utf8_lossy(&line[..end]).into_owned());
+                    let text = line.strip_suffix(b"\n").unwrap_or(&line);
+                    return Ok(Some(String::from_utf8_lossy(text).into_owned()));
                 }
-                match self.channel.wait().await? {
-                    ChannelMsg::Data { data } => self.pending.extend_from_slice(&data),
-                    ChannelMsg::Close | ChannelMsg::Eof => return None,
-                    _ => {}
+                // A host that never ends its line must not fill our memory.
+                Budget::new(&name, limit).take(self.pending.len())?;
+                match self.channel.wait().await {
+                    Some(ChannelMsg::Data { data }) => self.pending.extend_from_slice(&data),
+                    Some(ChannelMsg::Close | ChannelMsg::Eof) | None => return Ok(None),
+                    Some(_) => {}
                 }
             }
         })
         .await
-        .map_err(|_| SshError::Timeout {
+        .map_err(|_| SshError::CommandTimeout {
             what,
             after: timeout,
-        })
+        })?
     }
 
     /// End the command (closing its stdin) and the channel.
     pub async fn close(self) {
-        let _ = self.channel.eof().await;
-        let _ = self.channel.close().await;
+        let _ = tokio::time::timeout(CLOSE_GRACE, self.channel.eof()).await;
+        abandon(&self.channel).await;
     }
 }
 
@@ -433,23 +593,31 @@ pub enum ProcessEvent {
 
 /// A command started with [`Session::start`].
 pub struct Process {
-    channel: russh::Channel<client::Msg>,
+    channel: Channel,
+    budget: Budget,
 }
 
 impl Process {
     /// The next thing the command did; [`ProcessEvent::Closed`] once the channel is closed (data
     /// may still follow the exit status, so read until then).
-    pub async fn next(&mut self) -> ProcessEvent {
+    ///
+    /// # Errors
+    /// The command printed more than `--max-output` in all (the caller closes the process).
+    pub async fn next(&mut self) -> Result<ProcessEvent, SshError> {
         loop {
             match self.channel.wait().await {
-                Some(ChannelMsg::Data { data }) => return ProcessEvent::Stdout(data.to_vec()),
+                Some(ChannelMsg::Data { data }) => {
+                    self.budget.take(data.len())?;
+                    return Ok(ProcessEvent::Stdout(data.to_vec()));
+                }
                 Some(ChannelMsg::ExtendedData { data, ext: 1 }) => {
-                    return ProcessEvent::Stderr(data.to_vec());
+                    self.budget.take(data.len())?;
+                    return Ok(ProcessEvent::Stderr(data.to_vec()));
                 }
                 Some(ChannelMsg::ExitStatus { exit_status }) => {
-                    return ProcessEvent::Exit(exit_status);
+                    return Ok(ProcessEvent::Exit(exit_status));
                 }
-                Some(ChannelMsg::Close) | None => return ProcessEvent::Closed,
+                Some(ChannelMsg::Close) | None => return Ok(ProcessEvent::Closed),
                 Some(_) => {}
             }
         }
@@ -475,8 +643,8 @@ impl Process {
 
     /// Close the channel (the command gets EOF and a hang-up).
     pub async fn close(self) {
-        let _ = self.channel.eof().await;
-        let _ = self.channel.close().await;
+        let _ = tokio::time::timeout(CLOSE_GRACE, self.channel.eof()).await;
+        abandon(&self.channel).await;
     }
 }
 
@@ -583,5 +751,24 @@ pub fn load_identity(
             path: path.to_owned(),
             error,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_budget_refuses_past_the_limit_naming_host_and_flag() {
+        let mut budget = Budget::new("data-6", ByteSize(10));
+        assert!(budget.take(6).is_ok());
+        assert!(budget.take(4).is_ok());
+        let error = budget.take(1).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "data-6 sent more than 10 bytes of output for one command, so it was stopped; raise --max-output if this much is expected"
+        );
+        // No overflow, however much a host claims to send.
+        assert!(budget.take(usize::MAX).is_err());
     }
 }

@@ -407,9 +407,14 @@ is-enabled)
     done
     ;;
 show)
-    # `systemctl show -p UnitFileState -p ActiveState UNIT`: KEY=VALUE lines, as systemd prints them.
+    # `systemctl show -p UnitFileState -p ActiveState UNIT...`: KEY=VALUE lines, as systemd
+    # prints them, one block per unit, blocks separated by a blank line.
     need_units
+    sep=''
     for u in $units; do
+        printf '%s' "$sep"
+        sep='
+'
         for p in ${props:-Id UnitFileState ActiveState}; do
             case $p in
             Id) printf 'Id=%s\n' "$u" ;;

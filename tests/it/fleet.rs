@@ -169,7 +169,9 @@ fn a_file_edited_after_planning_is_refused() {
         forks: 4,
         connect_timeout: None,
         command_timeout: None,
+        max_output: clockprov::ssh::transport::DEFAULT_MAX_OUTPUT,
         progress: false,
+        max_file_size: clockprov::host::facts::DEFAULT_MAX_FILE_SIZE,
     };
     let connector =
         Arc::new(clockprov::ssh::connector::Connector::new(&inventory, &options).unwrap());
@@ -598,7 +600,7 @@ fn check_measures_offsets_and_reports_daemon_state() {
     );
     assert!(
         text.stdout.contains(
-            "Check: 0 hosts ok, 2 with findings, 0 unreachable, 0 failed (max skew 0.05 s)."
+            "Check: 0 hosts ok, 0 warning, 2 with findings, 0 inconclusive, 0 unreachable, 0 failed (max skew 0.05 s, max server offset 0.1 s; controller clock"
         ),
         "{text:?}"
     );

@@ -8,8 +8,11 @@
 #[allow(dead_code)] // each test binary uses its own part
 mod support;
 
+mod check;
+mod facts;
 mod fleet;
 mod harness;
+mod hostile;
 mod jump;
 mod messages;
 mod privilege;

@@ -216,7 +216,9 @@ fn help_says_where_the_format_is_and_what_commands_do() {
     let check = Clockprov::new().args(["check", "--help"]).run();
     assert!(!check.stdout.contains("--templates"), "{check:?}");
     for text in [
-        "Exit codes: 0 every host ok; 2 a finding on some host; 1 an error",
+        "Exit codes: 0 every host ok (or only warnings); 1 an error",
+        "2 a finding on some host; 3 inconclusive",
+        "With --format nagios: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN",
         "not synchronized",
         "check changes nothing on any host",
         "CLOCKPROV_INVENTORY",

@@ -6,6 +6,7 @@
 #![allow(clippy::missing_panics_doc)]
 
 mod bake;
+mod isolated;
 #[path = "../support/mod.rs"]
 #[allow(dead_code)] // each test binary uses its own part
 mod support;

@@ -1,0 +1,84 @@
+# shellcheck shell=sh
+# Facts of a host (parsed by src/host/facts.rs; record format in src/host/records.rs).
+#
+# One round trip, and at most four processes besides this shell (which is the login process):
+# dpkg-query, systemctl, stat and head, one each for all packages, units and paths. Everything
+# else is a builtin: no pipe, no command substitution, no subshell.
+#
+# Arguments: MAX NPKG PACKAGE... NUNIT UNIT... PATH...
+#   MAX: the largest managed file to read, in bytes; a bigger one is read only up to MAX bytes
+#   (its size tells the controller to refuse it, without waiting for all of it).
+LC_ALL=C
+export LC_ALL
+
+max=$1
+shift
+
+# with_first N FUNCTION ARG...: FUNCTION with the first N ARGs (a function has its own "$@").
+# POSIX sh has no `local`: its variables start with an underscore.
+with_first() {
+    _n=$1
+    _fn=$2
+    shift 2
+    _i=0
+    for _a do
+        shift
+        if [ "$_i" -lt "$_n" ]; then set -- "$@" "$_a"; fi
+        _i=$((_i + 1))
+    done
+    "$_fn" "$@"
+}
+packages() {
+    # shellcheck disable=SC2016 # ${Package} is dpkg-query's field syntax, not the shell's
+    [ $# -eq 0 ] || dpkg-query -W -f='@@pkg ${Package} ${db:Status-Abbrev} ${Version}\n' "$@" 2>/dev/null
+}
+units() {
+    echo @@units
+    # One block per unit, in the order asked, blocks separated by a blank line.
+    [ $# -eq 0 ] || systemctl show -p UnitFileState -p ActiveState "$@" 2>/dev/null
+}
+
+f=/etc/os-release
+[ -r "$f" ] || f=/usr/lib/os-release
+if [ -r "$f" ]; then
+    while IFS= read -r l || [ -n "$l" ]; do printf '@@osl %s\n' "$l"; done <"$f"
+fi
+
+count=$1
+shift
+with_first "$count" packages "$@"
+shift "$count"
+count=$1
+shift
+with_first "$count" units "$@"
+shift "$count"
+
+# Restarts an interrupted apply left to do (the marker is written before a file is replaced).
+for f in /run/clockprov/restart-pending.*; do
+    if [ -e "$f" ]; then printf '@@pending %s\n' "${f#/run/clockprov/restart-pending.}"; fi
+done
+
+# What is left are the managed paths. stat does not follow links: a link is reported as one.
+for p do
+    shift
+    if [ -e "$p" ] || [ -L "$p" ]; then
+        set -- "$@" "$p"
+    else
+        printf '@@absent %s\n' "$p"
+    fi
+done
+[ $# -eq 0 ] || stat -c '@@stat %f %s %a %U %G %n' -- "$@"
+
+# The regular files' contents, back to back, in the order stat listed them: the controller
+# splits them by the sizes stat printed.
+for p do
+    shift
+    if [ -f "$p" ] && [ ! -L "$p" ]; then set -- "$@" "$p"; fi
+done
+echo @@files
+r=0
+if [ $# -gt 0 ]; then
+    head -q -c "$max" -- "$@"
+    r=$?
+fi
+printf '\n@@read %s\n@@end\n' "$r"

@@ -1,0 +1,192 @@
+//! `RemoteScript`: a shell script that runs on a host, with its arguments.
+//!
+//! Each script lives in its own `.sh` file next to the module that parses what it prints (loaded
+//! with `include_str!`, checked by shellcheck in CI). Its arguments come only from
+//! [`ShellWord`]s, on one `set --` line in front of the body, so no value from the inventory or a
+//! host is ever spliced into shell text unquoted.
+//!
+//! The script goes to the host on stdin of `exec /bin/sh -s`, never in the command line: the
+//! kernel's limit on argv does not apply, and nothing of it shows in `ps`. The whole script is
+//! one `{ ...; } </dev/null` group: the shell reads all of it before running any of it, so a
+//! script cut short in transit runs nothing (a syntax error), no command in it can read the
+//! rest of the script from stdin, and nothing after it on stdin runs.
+
+use std::fmt::Write as _;
+
+use crate::shell::ShellWord;
+
+/// A script and its arguments, ready to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteScript {
+    body: &'static str,
+    args: Vec<ShellWord>,
+}
+
+impl RemoteScript {
+    /// The command line that runs a script sent on stdin. The login shell runs it with `-c` and,
+    /// as it is one simple command, `exec` replaces the login shell: one process, not two.
+    pub const COMMAND: &'static str = "exec /bin/sh -s";
+
+    /// A script with no arguments yet; `body` is the `include_str!` of its `.sh` file.
+    #[must_use]
+    pub fn new(body: &'static str) -> RemoteScript {
+        RemoteScript {
+            body,
+            args: Vec::new(),
+        }
+    }
+
+    /// Append one argument (`$1`, `$2`, ... in the order given).
+    #[must_use]
+    pub fn arg(mut self, word: ShellWord) -> RemoteScript {
+        self.args.push(word);
+        self
+    }
+
+    /// Append arguments.
+    #[must_use]
+    pub fn args(mut self, words: impl IntoIterator<Item = ShellWord>) -> RemoteScript {
+        self.args.extend(words);
+        self
+    }
+
+    /// The text to send on stdin: the `set --` line, then the body, in one group.
+    #[must_use]
+    pub fn text(&self) -> String {
+        let mut text = String::with_capacity(self.body.len() + 64);
+        text.push_str("set --");
+        for arg in &self.args {
+            let _ = write!(text, " {arg}");
+        }
+        text.push('\n');
+        text.push_str(self.body);
+        group(&text)
+    }
+}
+
+/// `body` as one `{ ...; } </dev/null` group followed by `exit`, for `sh -s` to read: the shell
+/// parses the whole group before it runs any of it (a body cut short is a syntax error and runs
+/// nothing), no command in it reads the script's own text from stdin, and as `exit` is on the
+/// group's last line, parsed with it, nothing that follows on stdin ever runs.
+#[must_use]
+pub fn group(body: &str) -> String {
+    let mut text = String::with_capacity(body.len() + 24);
+    text.push_str("{\n");
+    text.push_str(body);
+    if !body.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str("} </dev/null; exit\n");
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+
+    /// Run `script` the way a host does: its text on stdin of `sh -c COMMAND`.
+    fn run(script: &RemoteScript, trailing_stdin: &str) -> String {
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(RemoteScript::COMMAND)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(script.text().as_bytes()).unwrap();
+        stdin.write_all(trailing_stdin.as_bytes()).unwrap();
+        drop(stdin);
+        let out = child.wait_with_output().unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    #[test]
+    fn arguments_arrive_as_words_and_stdin_is_empty() {
+        let script = RemoteScript::new(
+            "printf '%s|' \"$#\" \"$@\"\nif read -r x; then echo \"read $x\"; else echo no-stdin; fi\n",
+        )
+        .arg(ShellWord::new("a b").unwrap())
+        .args([
+            ShellWord::new("it's $(echo no)").unwrap(),
+            ShellWord::number(7),
+        ]);
+        assert!(
+            script
+                .text()
+                .starts_with("{\nset -- 'a b' 'it'\\''s $(echo no)' '7'\n")
+        );
+        assert_eq!(
+            run(&script, "echo injected\n"),
+            "3|a b|it's $(echo no)|7|no-stdin\n"
+        );
+    }
+
+    #[test]
+    fn a_script_cut_short_runs_nothing() {
+        let script = RemoteScript::new("echo first\necho second\n");
+        let text = script.text();
+        let cut = text.trim_end_matches("} </dev/null; exit\n");
+        assert!(cut.len() < text.len());
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(RemoteScript::COMMAND)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .and_then(|mut child| {
+                child.stdin.take().unwrap().write_all(cut.as_bytes())?;
+                child.wait_with_output()
+            })
+            .unwrap();
+        assert!(!out.status.success());
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "");
+    }
+
+    /// Every remote script is POSIX sh: a host's `/bin/sh` may be dash.
+    #[test]
+    fn every_script_passes_shellcheck() {
+        fn scripts(dir: &std::path::Path, found: &mut Vec<std::path::PathBuf>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    scripts(&path, found);
+                } else if path.extension().is_some_and(|e| e == "sh") {
+                    found.push(path);
+                }
+            }
+        }
+        let mut found = Vec::new();
+        scripts(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+            &mut found,
+        );
+        assert!(
+            found.iter().any(|p| p.ends_with("host/facts.sh")),
+            "{found:?}"
+        );
+        let out = Command::new("shellcheck")
+            .args(["-s", "sh"])
+            .args(&found)
+            .output()
+            .expect("shellcheck is installed (scripts/setup.sh)");
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    #[test]
+    fn a_large_script_is_not_limited_by_argv() {
+        // 4 MiB of arguments: far past what one argv string may hold (128 KiB on Linux).
+        let big = "x".repeat(4 << 20);
+        let script =
+            RemoteScript::new("printf '%s' \"${#1}\"\n").arg(ShellWord::new(&big).unwrap());
+        assert_eq!(run(&script, ""), (4 << 20).to_string());
+    }
+}

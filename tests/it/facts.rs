@@ -1,0 +1,207 @@
+//! What `plan` runs on a host to read its facts: how many processes, and what it refuses.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::LabBuilder;
+use crate::support::hosts::HostSpec;
+
+const TIMESYNCD: &str = "systemd/timesyncd.conf";
+const PATH: &str = "/etc/systemd/timesyncd.conf";
+
+/// `strace -f` attached to a test host's sshd, stopped (by its PID) when dropped.
+struct Trace {
+    child: Child,
+}
+
+impl Trace {
+    fn attach(pid: u32, out: &Path) -> Trace {
+        let child = Command::new("strace")
+            // -ff: one file per process (OUT.PID), so no call is split by another's.
+            .args(["-ff", "-qq", "-s", "256", "-e", "trace=process", "-o"])
+            .arg(out)
+            .args(["-p", &pid.to_string()])
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("strace is installed (scripts/setup.sh)");
+        // Attached once the kernel names a tracer for the sshd.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while tracer_of(pid).is_none_or(|t| t == 0) {
+            assert!(Instant::now() < deadline, "strace did not attach to {pid}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Trace { child }
+    }
+
+    fn stop(mut self) {
+        // SIGTERM: strace detaches from the sshd and exits, leaving it running.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Trace {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn tracer_of(pid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("TracerPid:"))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// From `strace -ff -e trace=process` logs (`PREFIX.PID`, one per process): the processes the
+/// script's shell (`/bin/sh -s`, which the login shell or sudo's root shell `exec`s) started,
+/// and all their descendants, each with the program it ran (`None`: a fork that never ran a
+/// program, i.e. a subshell).
+fn processes_of_the_script(prefix: &Path) -> (Vec<Option<String>>, String) {
+    let name = prefix.file_name().unwrap().to_str().unwrap().to_owned();
+    let mut logs: BTreeMap<String, String> = BTreeMap::new();
+    for entry in std::fs::read_dir(prefix.parent().unwrap()).unwrap() {
+        let entry = entry.unwrap();
+        let file = entry.file_name().to_string_lossy().into_owned();
+        if let Some(pid) = file.strip_prefix(&format!("{name}.")) {
+            logs.insert(
+                pid.to_owned(),
+                std::fs::read_to_string(entry.path()).unwrap(),
+            );
+        }
+    }
+    let mut all = String::new();
+    for (pid, log) in &logs {
+        let _ = write!(all, "== {pid}\n{log}");
+    }
+    let program = |log: &str| {
+        log.lines()
+            .filter(|l| l.starts_with("execve(") && l.trim_end().ends_with("= 0"))
+            .filter_map(|l| l.split('"').nth(1))
+            .map(|path| path.rsplit('/').next().unwrap_or(path).to_owned())
+            .next_back()
+    };
+    let children = |log: &str| -> Vec<String> {
+        log.lines()
+            .filter(|l| {
+                ["clone(", "clone3(", "fork(", "vfork("]
+                    .iter()
+                    .any(|f| l.starts_with(f))
+            })
+            .filter_map(|l| l.rsplit("= ").next())
+            .map(str::trim)
+            .filter(|c| !c.is_empty() && c.chars().all(|c| c.is_ascii_digit()))
+            .map(str::to_owned)
+            .collect()
+    };
+    let shell = logs
+        .iter()
+        .find(|(_, log)| log.contains(r#"execve("/bin/sh", ["/bin/sh", "-s"]"#))
+        .map_or_else(
+            || panic!("no shell ran `/bin/sh -s`:\n{all}"),
+            |(pid, _)| pid.clone(),
+        );
+    let mut found = Vec::new();
+    let mut todo = children(&logs[&shell]);
+    while let Some(pid) = todo.pop() {
+        let log = logs.get(&pid).map_or("", String::as_str);
+        found.push(program(log));
+        todo.extend(children(log));
+    }
+    found.sort();
+    (found, all)
+}
+
+/// Plan host `name` (at `addr`) with strace on its sshd; what the facts script started there.
+fn processes_of_planning(
+    lab: &crate::Lab,
+    name: &str,
+    addr: &str,
+) -> (Vec<Option<String>>, String) {
+    let log = lab.hosts.dir().join(format!("{name}.strace"));
+    let trace = Trace::attach(lab.hosts.pid(addr).unwrap(), &log);
+    let run = lab.run("plan", &["--limit", name]);
+    trace.stop();
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("+NTP="), "{run:?}");
+    processes_of_the_script(&log)
+}
+
+#[test]
+fn facts_take_four_processes_and_big_files_and_links_are_refused() {
+    let lab = LabBuilder::new()
+        .clients(vec![
+            HostSpec::new("ubuntu-20.04", "systemd-timesyncd"),
+            HostSpec::new("ubuntu-20.04", "systemd-timesyncd").with_user("alice"),
+        ])
+        .start();
+    let client = lab.clients[0].clone();
+    let sudo_client = lab.clients[1].clone();
+    lab.hosts
+        .set_sudoers(&sudo_client, "alice ALL=(ALL:ALL) NOPASSWD: ALL");
+    lab.rewrite_inventory(
+        &format!("  data-2: {{ address: {sudo_client} }}"),
+        &format!("  data-2: {{ address: {sudo_client}, ssh: {{ user: alice, become: sudo }} }}"),
+    );
+
+    // How many processes reading the facts starts on a host, counted by the kernel: logged in
+    // as root, and through sudo (whose root shell reads the script itself: no `$(cat)`).
+    for (name, addr) in [("data-1", &client), ("data-2", &sudo_client)] {
+        let (processes, log) = processes_of_planning(&lab, name, addr);
+        assert_eq!(
+            processes,
+            ["dpkg-query", "head", "stat", "systemctl"].map(|p| Some(p.to_owned())),
+            "{name}: one process per command, no subshell:\n{log}"
+        );
+    }
+
+    // A managed file far above --max-file-size fails its host at once, naming file and size;
+    // the other host is planned. (Sparse: 120 MiB that take no disk.)
+    let original = lab.hosts.read_etc(&client, TIMESYNCD).unwrap();
+    lab.hosts.root(&client, &format!("truncate -s 120M {PATH}"));
+    let started = Instant::now();
+    let run = lab.run("plan", &[]);
+    assert!(started.elapsed() < Duration::from_secs(30), "{run:?}");
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stdout.contains(
+            "/etc/systemd/timesyncd.conf is 125829120 bytes on the host, more than --max-file-size (1048576 bytes)"
+        ),
+        "{run:?}"
+    );
+    assert!(run.stdout.contains("2 hosts to change"), "{run:?}");
+    // The limit is the operator's: a smaller one refuses the ordinary file too.
+    lab.hosts
+        .root(&client, &format!("truncate -s {} {PATH}", original.len()));
+    let run = lab.run("plan", &["--limit", "data-1", "--max-file-size", "64"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stdout.contains("more than --max-file-size (64 bytes)"),
+        "{run:?}"
+    );
+
+    // A managed file that is a symbolic link is refused for that host, not written through.
+    lab.hosts
+        .root(&client, &format!("ln -sf /etc/hostname {PATH}"));
+    let run = lab.run("plan", &[]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stdout
+            .contains("/etc/systemd/timesyncd.conf is a symbolic link on the host"),
+        "{run:?}"
+    );
+    let run = lab.run("apply", &["--yes", "--limit", "data-1"]);
+    assert_ne!(run.code, 0, "{run:?}");
+    let link = lab.hosts.ssh(&client, &format!("readlink {PATH}"));
+    assert_eq!(link.stdout, b"/etc/hostname\n", "the link is left alone");
+    assert!(lab.service_changes(&client).is_empty(), "{run:?}");
+}
