@@ -243,7 +243,8 @@ sanity() {
         rc=0
         case $cmd in
             apply | apply-noop) "$CLOCKPROV" apply --yes -i "$inv" "$@" --format json >"$out" 2>"$err" </dev/null || rc=$? ;;
-            reset-plan) $RESET && "$CLOCKPROV" plan -i "$inv" "$@" --format json >"$out" 2>"$err" || rc=$? ;;
+            plan) "$CLOCKPROV" plan --detailed-exitcode -i "$inv" "$@" --format json >"$out" 2>"$err" || rc=$? ;;
+            reset-plan) $RESET && "$CLOCKPROV" plan --detailed-exitcode -i "$inv" "$@" --format json >"$out" 2>"$err" || rc=$? ;;
             *) "$CLOCKPROV" "$cmd" -i "$inv" "$@" --format json >"$out" 2>"$err" || rc=$? ;;
         esac
         if [[ /$want/ != */$rc/* ]]; then
@@ -350,7 +351,9 @@ cpu_runs() {
         /usr/bin/time -f '%e %U %S %M' -o "$f" "${cmd[@]}" >/dev/null 2>"$WORK/cpu-run.err" </dev/null &
         tpid=$! child=
         while kill -0 "$tpid" 2>/dev/null; do
-            [[ -z $child ]] && read -r child _ 2>/dev/null <"/proc/$tpid/task/$tpid/children"
+            if [[ -z $child ]]; then
+                read -r child _ 2>/dev/null <"/proc/$tpid/task/$tpid/children" || true # no newline: read fails, yet sets child
+            fi
             if [[ -n $child ]]; then
                 open=("/proc/$child/fd/"*)
                 fds=${#open[@]}
