@@ -45,6 +45,8 @@
 #                    than this % of the machine (default 10)
 #   BENCH_IDLE_WAIT  give up waiting after this many seconds and measure
 #                    anyway, with a warning (default 600)
+#   BENCH_COMMANDS   only these of the commands above, space-separated, in
+#                    this order (floor first: the others' ratios need it)
 #   BENCH_NET        the hosts' /16 as A.B (default 127.1; another, e.g.
 #                    127.2, lets two benchmarks run side by side)
 #   BENCH_FORKS      --forks values, space-separated, `all` for N
@@ -399,6 +401,9 @@ RETRY_TIMEOUT=${BENCH_RETRY_CONNECT_TIMEOUT:-60s}
 #   apply-fresh  clockprov apply --yes, every run on freshly reset hosts
 #   apply-noop   clockprov apply --yes on converged hosts: nothing to do
 NAMES=(floor plan check apply-fresh apply-noop)
+if [[ -n ${BENCH_COMMANDS:-} ]]; then
+    read -r -a NAMES <<<"$BENCH_COMMANDS"
+fi
 declare -A CMD=() PREP=()
 
 # set_commands INV [ARGS...]: fills CMD and PREP for these options
@@ -537,6 +542,9 @@ main() {
     need_tool hyperfine hyperfine
     need_tool jq jq
     local f
+    for f in "${NAMES[@]}"; do
+        [[ " floor plan check apply-fresh apply-noop " == *" $f "* ]] || die "BENCH_COMMANDS: no command '$f'"
+    done
     for f in "${FORKS_LIST[@]}"; do
         [[ $f == all || $f =~ ^[1-9][0-9]*$ ]] || die "BENCH_FORKS: not a --forks value: '$f'"
     done
