@@ -38,12 +38,16 @@ changes nothing on any host.
 The inventory (-i FILE, or $CLOCKPROV_INVENTORY): README.md, section \"Inventory reference\".";
 
 const APPLY_HELP: &str = "\
-Per host, after the plan: refuse if a managed file changed since the plan read it (nothing is \
-written on that host); install a missing daemon package; write each file atomically (a \
+Per host, after the plan, one transaction in one remote script: take the host's lock \
+(/run/lock/clockprov.lock; another apply there waits up to --lock-wait, then fails that host); \
+refuse if a managed file changed since the plan read it, or if that cannot be checked (nothing \
+is written on that host); install a missing daemon package; write each file atomically (a \
 temporary file in the same directory, renamed over the old one), keeping the old file as a \
-backup beside it (FILE.clockprov-<UTC time>.bak); enable the unit and restart it when its \
-files changed; if it does not come back, restore the backup and restart it again (rollback), \
-and report the host as failed.
+backup beside it (FILE.clockprov-<UTC time>.bak, the newest --keep-backups kept); enable the \
+unit and restart it when its files changed; if it does not come back, restore the backups, undo \
+the enable, restart it with the previous files (rollback), and report what failed and what runs \
+now. An apply cut short (killed, disconnected, timed out) leaves every file whole, and the next \
+plan restarts the unit it left unrestarted (\"restart pending from an interrupted apply\").
 
 On a terminal, apply shows the plan and asks before changing anything (y or yes to go on; \
 anything else changes nothing). Without a terminal it refuses unless --yes is given.
@@ -213,6 +217,14 @@ pub struct ApplyArgs {
     /// The skew allowed while waiting: 0.05, 50ms or 1s alike.
     #[arg(long, default_value_t = DEFAULT_MAX_SKEW, value_name = "DURATION")]
     pub max_skew: DurationValue,
+    /// Backups kept per managed file (FILE.clockprov-<UTC time>.bak); older ones are removed
+    /// after a verified restart.
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub keep_backups: u32,
+    /// How long to wait for another apply running on the same host (its lock
+    /// /run/lock/clockprov.lock) before failing that host.
+    #[arg(long, default_value = "30s", value_name = "DURATION")]
+    pub lock_wait: DurationValue,
 }
 
 #[derive(Debug, Args)]

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::daemon::Daemon;
 use crate::fleet::{self, Item, RunOptions};
-use crate::host::apply::{ApplyReport, apply_host};
+use crate::host::apply::{ApplyOptions, ApplyReport, apply_host};
 use crate::host::facts::{self, FactsRequest};
 use crate::inventory::Host;
 use crate::outcome::{ErrorKind, HostError, Outcome};
@@ -205,6 +205,7 @@ pub async fn apply_hosts(
     connector: Arc<Connector>,
     results: Vec<HostResult>,
     options: &RunOptions,
+    apply: ApplyOptions,
 ) -> Vec<HostResult> {
     let (positions, changes): (Vec<usize>, Vec<Change>) = results
         .iter()
@@ -235,7 +236,7 @@ pub async fn apply_hosts(
                     session: &session,
                     privilege: connector.privilege(&change.name),
                 };
-                Ok(apply_host(&root, &change.plan).await?)
+                Ok(apply_host(&root, &change.plan, &apply).await?)
             }
         },
     )

@@ -37,6 +37,8 @@ pub enum ErrorKind {
     SudoRefused,
     /// A managed file changed between plan and apply (or bake's read and write).
     Drift,
+    /// Another apply holds the host's lock (`/run/lock/clockprov.lock`) beyond `--lock-wait`.
+    Locked,
     /// What we would install is not valid: the daemon's own check rejects the rendered file, or
     /// a template fails.
     InvalidConfig,
@@ -187,11 +189,13 @@ impl From<ApplyError> for HostError {
     fn from(error: ApplyError) -> HostError {
         let kind = match &error {
             ApplyError::Become(become_error) => become_kind(become_error),
-            ApplyError::Drifted { .. } => ErrorKind::Drift,
-            ApplyError::Invalid { .. } => ErrorKind::InvalidConfig,
-            ApplyError::Step { .. } | ApplyError::RolledBack { .. } => {
+            ApplyError::Drifted { .. } | ApplyError::DriftCheckFailed { .. } => ErrorKind::Drift,
+            ApplyError::Invalid { .. } | ApplyError::Unsendable(_) => ErrorKind::InvalidConfig,
+            ApplyError::Locked { .. } => ErrorKind::Locked,
+            ApplyError::Step { .. } | ApplyError::RolledBack(_) | ApplyError::CutShort { .. } => {
                 ErrorKind::RemoteCommandFailed
             }
+            ApplyError::Output(_) => ErrorKind::UnexpectedOutput,
         };
         HostError::new(kind, error.to_string())
     }

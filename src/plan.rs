@@ -48,6 +48,7 @@ pub struct PackageInstall {
 }
 
 /// What will happen to a systemd unit.
+#[allow(clippy::struct_excessive_bools)] // independent flags, each a field of plan's JSON
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct UnitChange {
     pub unit: String,
@@ -56,6 +57,13 @@ pub struct UnitChange {
     pub restart: bool,
     /// Start because it is not running and nothing else will restart it.
     pub start: bool,
+    /// The restart is owed by an earlier apply that was cut short after writing (its marker
+    /// `/run/clockprov/restart-pending.UNIT` is on the host).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub pending: bool,
+    /// The unit was active when planned: a rollback brings it back up (else leaves it stopped).
+    #[serde(skip)]
+    pub active_before: bool,
 }
 
 impl UnitChange {
@@ -112,12 +120,15 @@ pub fn plan(host: &str, desired: &DesiredState, facts: &HostFacts) -> Result<Hos
             .then(|| daemon.conflicting().package().to_owned()),
     });
     let unit_facts = facts.unit(daemon);
-    let restart = files.iter().any(FileChange::writes_content);
+    let pending = facts.pending.contains(daemon.unit());
+    let restart = pending || files.iter().any(FileChange::writes_content);
     let unit = UnitChange {
         unit: daemon.unit().to_owned(),
         enable: package.is_some() || !unit_facts.is_enabled(),
         restart,
         start: !restart && (package.is_some() || !unit_facts.is_active()),
+        pending,
+        active_before: package.is_none() && unit_facts.is_active(),
     };
     Ok(HostPlan {
         host: host.to_owned(),

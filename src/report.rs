@@ -211,7 +211,18 @@ fn host_actions(plan: &HostPlan) -> Vec<Action> {
         (unit.start, "start"),
     ] {
         if wanted {
-            list.push(Action::new(Mark::Change, format!("{verb} {}", unit.unit)));
+            let why = if verb == "restart"
+                && unit.pending
+                && !plan.files.iter().any(FileChange::writes_content)
+            {
+                " (restart pending from an interrupted apply)"
+            } else {
+                ""
+            };
+            list.push(Action::new(
+                Mark::Change,
+                format!("{verb} {}{why}", unit.unit),
+            ));
         }
     }
     list
@@ -406,6 +417,9 @@ pub(crate) fn apply_text(results: &[HostResult], style: Style) -> String {
                 );
                 for backup in &report.backups {
                     let _ = writeln!(out, "   backup: {}", shown(backup));
+                }
+                for pruned in &report.pruned {
+                    let _ = writeln!(out, "   pruned: {}", shown(pruned));
                 }
             }
             (HostStatus::Unchanged, _) => {
@@ -1045,6 +1059,8 @@ mod tests {
                 enable: false,
                 restart,
                 start: false,
+                pending: false,
+                active_before: true,
             },
         }
     }
@@ -1198,6 +1214,7 @@ mod tests {
                 "restarted chrony.service".into(),
             ],
             backups: Vec::new(),
+            pruned: Vec::new(),
             rolled_back: false,
         });
         rows[1].apply = Some(ApplyReport {
@@ -1206,6 +1223,7 @@ mod tests {
                 "restarted systemd-timesyncd.service".into(),
             ],
             backups: vec!["/etc/systemd/timesyncd.conf.clockprov-20261125T141608Z.bak".into()],
+            pruned: Vec::new(),
             rolled_back: false,
         });
         rows[5] = failed(

@@ -65,16 +65,6 @@ impl fmt::Display for ShellWord {
     }
 }
 
-/// `text` quoted as one word, for `host::readings` until it moves to `RemoteScript` (its owner
-/// is rewriting it). New code uses [`ShellWord`]: this function cannot refuse a NUL byte, so it
-/// drops it (the shell would have cut the word there anyway).
-#[must_use]
-pub fn quote(text: &str) -> String {
-    ShellWord::new(&text.replace('\0', ""))
-        .map(|w| w.quoted)
-        .unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::ShellWord;

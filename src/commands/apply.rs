@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use crate::check::{self, CheckStatus, ControllerClock, HostCheck};
 use crate::cli::{ApplyArgs, Format};
 use crate::clock::Limits;
+use crate::host::apply::ApplyOptions;
 use crate::operations::{self, HostStatus, Summary};
 use crate::report;
 
@@ -40,6 +41,10 @@ pub(crate) fn run(args: &ApplyArgs) -> anyhow::Result<u8> {
             prepared.connector.clone(),
             results,
             &prepared.options,
+            ApplyOptions {
+                keep_backups: args.keep_backups,
+                lock_wait: args.lock_wait.0,
+            },
         ))
     };
     match args.fleet.format {

@@ -1,22 +1,53 @@
-//! Apply: carry out one host's plan over its connection, safely.
+//! Apply: one host's plan as one transaction, in one remote script (`apply.sh`) sent on stdin.
 //!
-//! Order: refuse if a file changed since it was read; install a missing package; write each file
-//! atomically (temporary file in the same directory, fsync, check, hard-link backup, rename,
-//! fsync the directory); enable; restart once; verify; on failure restore the backups.
+//! The script takes the host's lock, refuses a file that changed since the plan read it (fail
+//! closed), installs a missing package, stages every file beside its target, keeps a hard-linked
+//! backup, leaves the marker `/run/clockprov/restart-pending.UNIT` before the first rename,
+//! enables, restarts and verifies the unit, removes the marker and prunes old backups; a unit
+//! that does not come back gets the files the marker names, its enable undone, and is brought
+//! back as it was. Its `@@` records say what happened; this module turns them into a report or
+//! an error that says what failed and what runs now.
+//!
+//! A run cut short anywhere (the controller killed, the connection dropped, a timeout) leaves
+//! every file whole, old or new; if a new file was renamed into place without a verified
+//! restart, the marker stays and the next plan restarts the unit ("restart pending from an
+//! interrupted apply"), restoring the marker's files if that restart fails.
 
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::Serialize;
 
-use crate::plan::{FileAction, FileChange, HostPlan};
-use crate::shell::quote;
+use crate::host::records::{RecordError, Records};
+use crate::host::script::RemoteScript;
+use crate::plan::{FileAction, HostPlan};
+use crate::shell::{ShellWord, ShellWordError};
 use crate::ssh::sudo::{BecomeError, Privileged};
 use crate::ssh::transport::CommandOutput;
 
+const SCRIPT: &str = include_str!("apply.sh");
 const INSTALL_TIMEOUT: Duration = Duration::from_secs(900);
+/// The lock every apply takes on a host (`apply.sh`; on tmpfs: gone at reboot, as a lock should
+/// be). The restart-pending markers live in `/run/clockprov` for the same reason.
+pub const LOCK_PATH: &str = "/run/lock/clockprov.lock";
+
+/// How apply treats every host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApplyOptions {
+    /// Backups kept per file (`--keep-backups`); older ones are pruned after a verified restart.
+    pub keep_backups: u32,
+    /// How long to wait for another apply's lock on the same host (`--lock-wait`).
+    pub lock_wait: Duration,
+}
+
+impl Default for ApplyOptions {
+    fn default() -> Self {
+        ApplyOptions {
+            keep_backups: 5,
+            lock_wait: Duration::from_secs(30),
+        }
+    }
+}
 
 /// What happened on one host.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -25,6 +56,9 @@ pub struct ApplyReport {
     pub done: Vec<String>,
     /// Backups kept of replaced files.
     pub backups: Vec<String>,
+    /// Older backups removed (beyond `--keep-backups`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pruned: Vec<String>,
     pub rolled_back: bool,
 }
 
@@ -32,293 +66,400 @@ pub struct ApplyReport {
 pub enum ApplyError {
     #[error("{path} changed on the host since it was read; nothing was done (run plan again)")]
     Drifted { path: String },
+    #[error(
+        "could not verify that {path} is as planned (the drift check failed{detail}); nothing was changed"
+    )]
+    DriftCheckFailed { path: String, detail: String },
+    #[error(
+        "another apply holds the lock {LOCK_PATH} on this host (waited {}s); nothing was changed",
+        .waited.as_secs_f64()
+    )]
+    Locked { waited: Duration },
     #[error("the rendered {path} fails `{check}`, so it was not installed: {output}")]
     Invalid {
         path: String,
         check: String,
         output: String,
     },
-    #[error("{step} failed (exit {status}): {stderr}")]
+    #[error("{step} failed{status}; nothing was changed: {stderr}")]
     Step {
         step: String,
         status: String,
         stderr: String,
     },
-    #[error(
-        "{unit} is not active after the restart ({state}); restored the previous files{restored}: {status}"
-    )]
-    RolledBack {
-        unit: String,
-        state: String,
-        restored: String,
-        status: String,
-    },
+    /// The unit did not come back: what failed, what was put back, what runs now.
+    #[error("{0}")]
+    RolledBack(Box<Rollback>),
+    #[error("the apply script stopped before its end ({reason}){after}")]
+    CutShort { reason: String, after: String },
+    #[error("the apply script's output cannot be read: {0}")]
+    Output(#[from] RecordError),
+    #[error("cannot send {0}")]
+    Unsendable(#[from] ShellWordError),
     #[error(transparent)]
     Become(#[from] BecomeError),
 }
 
-/// The check command to run on a new file before it is used, if the daemon has one.
-fn config_check(plan: &HostPlan) -> Option<&'static str> {
-    plan.daemon.config_check(plan.version)
+/// What a rollback found and did, for its message.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rollback {
+    pub unit: String,
+    /// `restart`, `start`, `enable` or `install` (a rename).
+    pub step: String,
+    /// The unit's state after the failed step (`failed`, `inactive`, ...).
+    pub state: String,
+    /// What the failed command printed.
+    pub said: Vec<String>,
+    /// `systemctl status` right after the failed step (before anything was restored).
+    pub status: Vec<String>,
+    /// `(path, Some(backup))` restored from a backup, `(path, None)` removed (it was new).
+    pub restored: Vec<(String, Option<String>)>,
+    pub disabled: bool,
+    /// The unit's state after the rollback: `active`, `failed`, `stopped`, ...
+    pub now: String,
 }
 
-/// Script printing `@@drift PATH` for each planned file that is no longer as it was read.
-#[must_use]
-pub fn drift_script(files: &[FileChange]) -> String {
-    let mut script = String::new();
-    for file in files.iter().filter(|f| f.action != FileAction::Unchanged) {
-        let path = quote(&file.path);
-        match &file.before {
-            Some(before) => {
-                let _ = writeln!(
-                    script,
-                    "printf '%s' '{}' | base64 -d | cmp -s - {path} || echo @@drift {path}",
-                    BASE64.encode(&before.content)
-                );
-            }
-            None => {
-                let _ = writeln!(script, "[ ! -e {path} ] || echo @@drift {path}");
+impl std::fmt::Display for Rollback {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let unit = &self.unit;
+        match self.step.as_str() {
+            "enable" => write!(f, "systemctl enable {unit} failed")?,
+            "install" => write!(f, "installing the new files failed")?,
+            step => write!(
+                f,
+                "{unit} did not come up after the {step} ({})",
+                self.state
+            )?,
+        }
+        if let Some(said) = self.said.first() {
+            write!(f, ": {said}")?;
+            for line in &self.said[1..] {
+                write!(f, "\n  {line}")?;
             }
         }
-    }
-    script
-}
-
-/// Script that installs `file` atomically, keeping a hard-linked backup of the old one.
-#[must_use]
-pub fn write_script(file: &FileChange, check: Option<&str>) -> String {
-    let path = &file.path;
-    let dir = path
-        .rsplit_once('/')
-        .map_or("/", |(dir, _)| if dir.is_empty() { "/" } else { dir });
-    let check_step = check.map_or(String::new(), |check| {
-        format!(
-            "if ! out=$({check} \"$t\" 2>&1 >/dev/null); then echo @@invalid; printf '%s\\n' \"$out\" >&2; exit 4; fi\n"
-        )
-    });
-    format!(
-        r#"set -e
-umask 077
-p={path}; d={dir}
-[ -d "$d" ] || mkdir -p "$d"
-t=$(mktemp "$d/.clockprov.XXXXXX")
-trap 'rm -f "$t"' EXIT
-printf '%s' '{content}' | base64 -d > "$t"
-chown {owner}:{group} "$t"
-chmod {mode:o} "$t"
-sync "$t"
-{check_step}if [ -e "$p" ]; then
-  s=$(date -u +%Y%m%dT%H%M%SZ); b="$p.clockprov-$s.bak"; n=1
-  while [ -e "$b" ]; do b="$p.clockprov-$s-$n.bak"; n=$((n+1)); done
-  ln "$p" "$b"; echo "@@backup $b"
-fi
-mv -f "$t" "$p"
-trap - EXIT
-sync "$d"
-echo @@written
-"#,
-        path = quote(path),
-        dir = quote(dir),
-        content = BASE64.encode(file.after.content.as_bytes()),
-        owner = quote(&file.after.owner),
-        group = quote(&file.after.group),
-        mode = file.after.mode,
-    )
-}
-
-/// Script that puts the backups back (or removes files that did not exist before).
-#[must_use]
-pub fn restore_script(restores: &[(String, Option<String>)]) -> String {
-    let mut script = String::new();
-    for (path, backup) in restores {
-        match backup {
-            Some(backup) => {
-                let _ = writeln!(script, "mv -f {} {}", quote(backup), quote(path));
+        let mut undone: Vec<String> = self
+            .restored
+            .iter()
+            .map(|(path, backup)| match backup {
+                Some(backup) => format!("restored {path} from {backup}"),
+                None => format!("removed {path} (it was new)"),
+            })
+            .collect();
+        if self.disabled {
+            undone.push(format!("disabled {unit} again"));
+        }
+        if undone.is_empty() {
+            write!(f, "\nrolled back: no file needed restoring")?;
+        } else {
+            write!(f, "\nrolled back: {}", undone.join("; "))?;
+        }
+        match self.now.as_str() {
+            "active" if self.restored.is_empty() => {
+                write!(f, "\nnow: {unit} is active")?;
             }
-            None => {
-                let _ = writeln!(script, "rm -f {}", quote(path));
+            "active" => write!(f, "\nnow: {unit} is active with the previous files")?,
+            "stopped" => write!(f, "\nnow: {unit} is stopped, as it was before")?,
+            now if self.restored.is_empty() => {
+                write!(f, "\nnow: {unit} is {now}")?;
+            }
+            now => write!(
+                f,
+                "\nnow: {unit} is {now} with the previous files too (it needs a look by hand)"
+            )?,
+        }
+        if !self.status.is_empty() {
+            write!(f, "\nstatus after the failed {}:", self.step)?;
+            for line in &self.status {
+                write!(f, "\n  {line}")?;
             }
         }
+        Ok(())
     }
-    script
 }
 
-/// Carry out `plan` on `host`, every step as root (through sudo when the login is not root).
-/// A plan with no changes runs nothing.
+/// The hex sha256 of `bytes`, as `sha256sum` prints it.
+fn sha256(bytes: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, bytes)
+        .as_ref()
+        .iter()
+        .fold(String::with_capacity(64), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+/// The script for `plan`: `apply.sh` with its arguments (see the script's header).
 ///
 /// # Errors
-/// Any step fails; the error says which, and what was restored.
+/// A value holds a NUL byte (no shell word can carry it).
+pub fn script(plan: &HostPlan, options: &ApplyOptions) -> Result<RemoteScript, ShellWordError> {
+    let unit = &plan.unit;
+    let action = if unit.restart {
+        "restart"
+    } else if unit.start {
+        "start"
+    } else {
+        "none"
+    };
+    let check = match plan.daemon.config_check(plan.version) {
+        Some(_) => "chronyd",
+        None => "",
+    };
+    let mut args = vec![
+        format!("{:.3}", options.lock_wait.as_secs_f64()),
+        options.keep_backups.to_string(),
+        unit.unit.clone(),
+        u8::from(unit.enable).to_string(),
+        action.to_owned(),
+        u8::from(unit.active_before).to_string(),
+        plan.package
+            .as_ref()
+            .map(|p| p.package.clone())
+            .unwrap_or_default(),
+        check.to_owned(),
+    ];
+    for file in &plan.files {
+        let kind = match file.action {
+            FileAction::Unchanged => "none",
+            FileAction::FixMetadata => "meta",
+            FileAction::Create | FileAction::Update => "write",
+        };
+        let expect = match (kind, &file.before) {
+            ("none", _) => String::new(),
+            (_, Some(before)) => sha256(&before.content),
+            (_, None) => "absent".to_owned(),
+        };
+        let content = if kind == "write" {
+            file.after.content.clone()
+        } else {
+            String::new()
+        };
+        args.extend([
+            file.path.clone(),
+            kind.to_owned(),
+            expect,
+            format!("{:o}", file.after.mode),
+            file.after.owner.clone(),
+            file.after.group.clone(),
+            content,
+        ]);
+    }
+    args.push("@@args".to_owned());
+    let words = args
+        .iter()
+        .map(|a| ShellWord::new(a))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(RemoteScript::new(SCRIPT).args(words))
+}
+
+/// Carry out `plan` on `host` as one transaction, as root (through sudo when the login is not
+/// root). A plan with no changes runs nothing.
+///
+/// # Errors
+/// The host refused (lock, drift), a step failed (and what was rolled back), or the run was cut
+/// short; the error says which.
 pub async fn apply_host(
     session: &Privileged<'_>,
     plan: &HostPlan,
+    options: &ApplyOptions,
 ) -> Result<ApplyReport, ApplyError> {
-    let mut report = ApplyReport::default();
     if !plan.has_changes() {
-        return Ok(report);
+        return Ok(ApplyReport::default());
     }
-    let drift = drift_script(&plan.files);
-    if !drift.is_empty() {
-        let out = session.run(&drift).await?;
-        if let Some(path) = out
-            .stdout_text()
-            .lines()
-            .find_map(|l| l.strip_prefix("@@drift "))
-        {
-            return Err(ApplyError::Drifted {
-                path: path.trim_matches('\'').to_owned(),
-            });
+    let mut timeout = session.session.command_timeout() + options.lock_wait;
+    if plan.package.is_some() {
+        timeout += INSTALL_TIMEOUT;
+    }
+    let script = script(plan, options)?;
+    let out = session.run_script_with_timeout(&script, timeout).await?;
+    interpret(plan, options, &out)
+}
+
+/// Turn the script's records into a report or an error.
+#[allow(clippy::too_many_lines)] // one match over the script's record kinds, then the verdict
+fn interpret(
+    plan: &HostPlan,
+    options: &ApplyOptions,
+    out: &CommandOutput,
+) -> Result<ApplyReport, ApplyError> {
+    let stderr = out.stderr_text();
+    let mut report = ApplyReport::default();
+    let mut rollback = Rollback {
+        unit: plan.unit.unit.clone(),
+        ..Rollback::default()
+    };
+    let mut failed: Option<(String, String)> = None;
+    let mut nodrift = false;
+    let mut ended = false;
+    let mut records = Records::new(&out.stdout);
+    loop {
+        let record = match records.next_record() {
+            Ok(Some(record)) => record,
+            Ok(None) => {
+                ended = true;
+                break;
+            }
+            // Cut short: what it did so far is still worth saying.
+            Err(RecordError::Truncated) => break,
+            Err(e) => return Err(e.into()),
+        };
+        let (kind, text) = (record.kind, record.text());
+        let rest = text.as_ref();
+        match kind {
+            "locked" => {
+                return Err(ApplyError::Locked {
+                    waited: options.lock_wait,
+                });
+            }
+            "drift" => {
+                let path = rest.rsplit_once(' ').map_or(rest, |(p, _)| p);
+                return Err(ApplyError::Drifted {
+                    path: path.to_owned(),
+                });
+            }
+            "checkfail" => {
+                return Err(ApplyError::DriftCheckFailed {
+                    path: rest.to_owned(),
+                    detail: detail(&stderr),
+                });
+            }
+            "nodrift" => nodrift = true,
+            "installed" => report.done.push(match plan.package.as_ref() {
+                Some(p) if p.removes.is_some() => format!(
+                    "installed {rest} (removed {})",
+                    p.removes.as_deref().unwrap_or_default()
+                ),
+                _ => format!("installed {rest}"),
+            }),
+            "invalid" => {
+                let check = plan.daemon.config_check(plan.version).unwrap_or_default();
+                return Err(ApplyError::Invalid {
+                    path: rest.to_owned(),
+                    check: format!("{check} FILE"),
+                    output: stderr,
+                });
+            }
+            "backup" => report.backups.push(rest.to_owned()),
+            "written" => report.done.push(format!("wrote {rest}")),
+            "meta" => {
+                if let Some(file) = plan.files.iter().find(|f| f.path == rest) {
+                    report.done.push(format!(
+                        "set mode {:o} owner {} on {rest}",
+                        file.after.mode, file.after.owner
+                    ));
+                }
+            }
+            "enabled" => report.done.push(format!("enabled {rest}")),
+            "restarted" | "started" => report.done.push(format!("{kind} {rest}")),
+            "pruned" => report.pruned.push(rest.to_owned()),
+            "said" => rollback.said.push(rest.to_owned()),
+            "status" => rollback.status.push(rest.to_owned()),
+            "fail" => {
+                let mut words = rest.splitn(3, ' ');
+                let step = words.next().unwrap_or_default().to_owned();
+                let (a, b) = (words.next().unwrap_or_default(), words.next());
+                if matches!(step.as_str(), "restart" | "start") {
+                    a.clone_into(&mut rollback.state);
+                }
+                failed = Some((step, b.unwrap_or(a).to_owned()));
+            }
+            "restored" => {
+                let (path, backup) = rest.split_once(' ').unwrap_or((rest, ""));
+                rollback
+                    .restored
+                    .push((path.to_owned(), Some(backup.to_owned())));
+            }
+            "removed" => rollback.restored.push((rest.to_owned(), None)),
+            "disabled" => rollback.disabled = true,
+            "now" => {
+                rest.rsplit_once(' ')
+                    .map_or(rest, |(_, s)| s)
+                    .clone_into(&mut rollback.now);
+            }
+            _ => {}
         }
     }
-    if let Some(install) = &plan.package {
-        let command = format!(
-            "DEBIAN_FRONTEND=noninteractive; export DEBIAN_FRONTEND; \
-             opts='-y -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold'; \
-             apt-get install $opts {pkg} || {{ apt-get update -q && apt-get install $opts {pkg}; }}",
-            pkg = quote(&install.package)
-        );
-        let out = session.run_with_timeout(&command, INSTALL_TIMEOUT).await?;
-        check_step(&format!("apt-get install {}", install.package), &out)?;
-        report.done.push(match &install.removes {
-            Some(removed) => format!("installed {} (removed {removed})", install.package),
-            None => format!("installed {}", install.package),
+    if !nodrift {
+        // Fail closed: without the script's own word that nothing drifted, nothing was written.
+        return Err(ApplyError::DriftCheckFailed {
+            path: plan
+                .files
+                .iter()
+                .find(|f| f.action != FileAction::Unchanged)
+                .map_or_else(|| plan.unit.unit.clone(), |f| f.path.clone()),
+            detail: detail(&format!(
+                "{}{}",
+                exit_text(out.status),
+                if stderr.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {stderr}")
+                }
+            )),
         });
     }
-    let mut restores = Vec::new();
-    for file in &plan.files {
-        match file.action {
-            FileAction::Unchanged => {}
-            FileAction::FixMetadata => {
-                let path = quote(&file.path);
-                let command = format!(
-                    "chown {}:{} {path} && chmod {:o} {path}",
-                    quote(&file.after.owner),
-                    quote(&file.after.group),
-                    file.after.mode
-                );
-                check_step(
-                    &format!("chmod {}", file.path),
-                    &session.run(&command).await?,
-                )?;
-                report.done.push(format!(
-                    "set mode {:o} owner root on {}",
-                    file.after.mode, file.path
-                ));
-            }
-            FileAction::Create | FileAction::Update => {
-                let check = config_check(plan);
-                let out = session.run(&write_script(file, check)).await?;
-                let stdout = out.stdout_text();
-                if stdout.lines().any(|l| l == "@@invalid") {
-                    return Err(ApplyError::Invalid {
-                        path: file.path.clone(),
-                        check: format!("{} FILE", check.unwrap_or_default()),
-                        output: out.stderr_text(),
-                    });
-                }
-                check_step(&format!("writing {}", file.path), &out)?;
-                let backup = stdout
-                    .lines()
-                    .find_map(|l| l.strip_prefix("@@backup "))
-                    .map(str::to_owned);
-                if let Some(backup) = &backup {
-                    report.backups.push(backup.clone());
-                }
-                report.done.push(format!("wrote {}", file.path));
-                restores.push((file.path.clone(), backup));
-            }
+    if let Some((step, what)) = failed {
+        let rolled = !rollback.now.is_empty();
+        if rolled {
+            rollback.step = step;
+            report.rolled_back = true;
+            return Err(ApplyError::RolledBack(Box::new(rollback)));
         }
+        return Err(ApplyError::Step {
+            step: match step.as_str() {
+                "install" => format!("apt-get install {what}"),
+                step => format!("{step} {what}"),
+            },
+            status: exit_text(out.status),
+            stderr,
+        });
     }
-    let unit = quote(&plan.unit.unit);
-    if plan.unit.enable {
-        check_step(
-            &format!("systemctl enable {}", plan.unit.unit),
-            &session.run(&format!("systemctl enable {unit}")).await?,
-        )?;
-        report.done.push(format!("enabled {}", plan.unit.unit));
-    }
-    if plan.unit.restart || plan.unit.start {
-        let verb = if plan.unit.restart {
-            "restart"
+    if !ended || out.status != Some(0) {
+        let after = if report.done.is_empty() {
+            String::new()
         } else {
-            "start"
+            format!(
+                " after: {}; the next apply finishes the job",
+                report.done.join("; ")
+            )
         };
-        let out = session.run(&format!("systemctl {verb} {unit}")).await?;
-        let state = active_state(session, &unit).await?;
-        if !out.success() || state != "active" {
-            return Err(roll_back(session, plan, &unit, &restores, state, &mut report).await);
-        }
-        report.done.push(format!("{verb}ed {}", plan.unit.unit));
+        return Err(ApplyError::CutShort {
+            reason: format!("{}{}", exit_text(out.status), detail(&stderr)),
+            after,
+        });
     }
     Ok(report)
 }
 
-/// `systemctl is-active`, waiting out a unit that is still activating.
-async fn active_state(session: &Privileged<'_>, unit: &str) -> Result<String, BecomeError> {
-    let command = format!(
-        "for i in 1 2 3 4 5 6 7 8 9 10; do s=$(systemctl is-active {unit} 2>/dev/null); \
-         case \"$s\" in activating|reloading|deactivating) sleep 0.5;; *) break;; esac; done; echo \"$s\""
-    );
-    Ok(session.run(&command).await?.stdout_text().trim().to_owned())
+fn exit_text(status: Option<u32>) -> String {
+    status.map_or_else(|| "no exit status".to_owned(), |s| format!("exit {s}"))
 }
 
-async fn roll_back(
-    session: &Privileged<'_>,
-    plan: &HostPlan,
-    unit: &str,
-    restores: &[(String, Option<String>)],
-    state: String,
-    report: &mut ApplyReport,
-) -> ApplyError {
-    let status = session
-        .run(&format!(
-            "systemctl status --no-pager -n 5 {unit} 2>&1 | tail -n 8"
-        ))
-        .await
-        .map(|o| o.stdout_text().trim().replace('\n', "\n    "))
-        .unwrap_or_default();
-    let outcome = if restores.is_empty() {
+fn detail(text: &str) -> String {
+    let text = text.trim();
+    if text.is_empty() {
         String::new()
     } else {
-        let script = format!("{}systemctl restart {unit}", restore_script(restores));
-        match session.run(&script).await {
-            Ok(out) if out.success() => {
-                report.rolled_back = true;
-                " and restarted it".to_owned()
-            }
-            Ok(out) => format!(" but the restart failed too: {}", out.stderr_text()),
-            Err(e) => format!(" but could not restart: {e}"),
-        }
-    };
-    ApplyError::RolledBack {
-        unit: plan.unit.unit.clone(),
-        state,
-        restored: outcome,
-        status,
+        format!(": {text}")
     }
-}
-
-fn check_step(step: &str, out: &CommandOutput) -> Result<(), ApplyError> {
-    if out.success() {
-        return Ok(());
-    }
-    Err(ApplyError::Step {
-        step: step.to_owned(),
-        status: out
-            .status
-            .map_or_else(|| "killed".to_owned(), |s| s.to_string()),
-        stderr: out.stderr_text(),
-    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::daemon::{Daemon, DaemonVersion};
     use crate::host::facts::FileFacts;
+    use crate::plan::{FileChange, UnitChange};
     use crate::render::DesiredFile;
+    use std::path::Path;
 
-    fn change(before: Option<&str>, after: &str) -> FileChange {
+    fn change(path: &Path, before: Option<&str>, after: &str) -> FileChange {
+        let id = |flag: &str| {
+            let out = std::process::Command::new("id").arg(flag).output().unwrap();
+            String::from_utf8(out.stdout).unwrap().trim().to_owned()
+        };
         FileChange {
-            path: "/etc/x y/it's.conf".into(),
+            path: path.display().to_string(),
             action: if before.is_some() {
                 FileAction::Update
             } else {
@@ -327,109 +468,265 @@ mod tests {
             before: before.map(|b| FileFacts {
                 content: b.as_bytes().to_vec(),
                 mode: 0o644,
-                owner: "root".into(),
-                group: "root".into(),
+                owner: id("-un"),
+                group: id("-gn"),
             }),
             after: DesiredFile {
-                path: "/etc/x y/it's.conf".into(),
+                path: path.display().to_string(),
                 content: after.into(),
                 mode: 0o644,
-                owner: "root".into(),
-                group: "root".into(),
+                owner: id("-un"),
+                group: id("-gn"),
             },
             diff: String::new(),
         }
     }
 
-    fn sh(script: &str) -> std::process::Output {
-        std::process::Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .output()
-            .unwrap()
+    fn plan(files: Vec<FileChange>) -> HostPlan {
+        HostPlan {
+            host: "h".into(),
+            daemon: Daemon::Timesyncd,
+            version: DaemonVersion {
+                major: 252,
+                minor: 0,
+            },
+            files,
+            package: None,
+            unit: UnitChange {
+                unit: "clockprov-test-unit.service".into(),
+                enable: false,
+                restart: true,
+                start: false,
+                pending: false,
+                active_before: true,
+            },
+        }
     }
 
-    /// The write script run for real against a temporary directory (as the current user).
-    #[test]
-    fn write_script_replaces_atomically_and_keeps_a_backup() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("chrony.conf");
-        std::fs::write(&path, "old\n").unwrap();
-        let mut file = change(Some("old\n"), "new $(x) 'q'\n");
-        file.path = path.display().to_string();
-        let whoami = String::from_utf8(sh("id -un").stdout)
-            .unwrap()
-            .trim()
-            .to_owned();
-        let group = String::from_utf8(sh("id -gn").stdout)
-            .unwrap()
-            .trim()
-            .to_owned();
-        file.after.owner = whoami;
-        file.after.group = group;
-        let out = sh(&write_script(&file, None));
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+    /// A `systemctl` stand-in in `dir/bin`: logs its arguments to `dir/systemctl.log`; the unit
+    /// fails to restart while `dir/fail` exists.
+    fn fake_systemctl(dir: &Path) -> std::path::PathBuf {
+        use std::os::unix::fs::PermissionsExt as _;
+        let bin = dir.join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let d = dir.display();
+        let body = format!(
+            "#!/bin/sh\necho \"$*\" >>'{d}/systemctl.log'\ncase $1 in\n\
+             is-active) if [ -e '{d}/fail' ]; then echo failed; exit 3; fi; echo active ;;\n\
+             restart|start) if [ -e '{d}/fail' ]; then echo 'Job failed.' >&2; exit 1; fi ;;\n\
+             status) echo '* unit'; echo '   Active: failed' ;;\nesac\n"
         );
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new $(x) 'q'\n");
-        let stdout = String::from_utf8(out.stdout).unwrap();
-        let backup = stdout
-            .lines()
-            .find_map(|l| l.strip_prefix("@@backup "))
+        let path = bin.join("systemctl");
+        std::fs::write(&path, body).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        bin
+    }
+
+    /// The whole script for real in a temporary directory, its lock and marker directory moved
+    /// there and `systemctl` a stand-in.
+    fn run(plan: &HostPlan, options: &ApplyOptions, dir: &Path) -> CommandOutput {
+        let text = script(plan, options)
+            .unwrap()
+            .text()
+            .replace(
+                "/run/lock/clockprov.lock",
+                &format!("{}/lock", dir.display()),
+            )
+            .replace(
+                "mdir=/run/clockprov",
+                &format!("mdir={}/run", dir.display()),
+            );
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&text)
+            .env(
+                "PATH",
+                format!("{}:/usr/bin:/bin", fake_systemctl(dir).display()),
+            )
+            .output()
             .unwrap();
-        assert_eq!(std::fs::read_to_string(backup).unwrap(), "old\n");
-        // Nothing else is left behind: no temporary file.
-        let names: Vec<_> = std::fs::read_dir(dir.path())
+        CommandOutput {
+            status: out.status.code().map(|c| u32::try_from(c).unwrap()),
+            stdout: out.stdout,
+            stderr: out.stderr,
+        }
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
             .unwrap()
-            .map(|e| e.unwrap().file_name())
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
-        assert_eq!(names.len(), 2, "{names:?}");
+        names.sort();
+        names
     }
 
     #[test]
-    fn a_failing_check_leaves_the_file_alone() {
+    fn writes_atomically_keeps_backups_and_prunes_them() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("chrony.conf");
-        std::fs::write(&path, "old\n").unwrap();
-        let mut file = change(Some("old\n"), "bad\n");
-        file.path = path.display().to_string();
-        file.after.owner = String::from_utf8(sh("id -un").stdout)
-            .unwrap()
-            .trim()
-            .to_owned();
-        file.after.group = String::from_utf8(sh("id -gn").stdout)
-            .unwrap()
-            .trim()
-            .to_owned();
-        let out = sh(&write_script(&file, Some("grep -q good")));
-        assert_eq!(out.status.code(), Some(4));
-        assert!(String::from_utf8_lossy(&out.stdout).contains("@@invalid"));
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "old\n");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        let etc = dir.path().join("etc dir");
+        std::fs::create_dir(&etc).unwrap();
+        let path = etc.join("it's.conf");
+        std::fs::write(&path, "v0\n").unwrap();
+        let options = ApplyOptions {
+            keep_backups: 2,
+            ..ApplyOptions::default()
+        };
+        for round in 1..=4 {
+            let before = format!("v{}\n", round - 1);
+            let after = format!("v{round} $(x) 'q'\n");
+            let p = plan(vec![change(&path, Some(&before), &after)]);
+            let out = run(&p, &options, dir.path());
+            let report = interpret(&p, &options, &out);
+            assert!(report.is_ok(), "{report:?} {out:?}");
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), after);
+            std::fs::write(&path, format!("v{round}\n")).unwrap();
+        }
+        // Two backups kept (the newest), no temporary file, no marker left.
+        let left = names(&etc);
+        assert_eq!(left.len(), 3, "{left:?}");
+        assert!(
+            left.iter().all(|n| !n.starts_with(".clockprov")),
+            "{left:?}"
+        );
+        assert_eq!(names(&dir.path().join("run")), Vec::<String>::new());
     }
 
     #[test]
-    fn drift_script_detects_edits_and_new_files() {
+    fn a_failed_restart_restores_the_file_and_an_interrupted_one_is_finished() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
-        let mut same = change(Some("a\n"), "b\n");
-        same.path = path.display().to_string();
-        std::fs::write(&path, "a\n").unwrap();
-        assert_eq!(sh(&drift_script(std::slice::from_ref(&same))).stdout, b"");
+        std::fs::write(&path, "old\n").unwrap();
+        let options = ApplyOptions::default();
+        let p = plan(vec![change(&path, Some("old\n"), "new\n")]);
+        std::fs::write(dir.path().join("fail"), "").unwrap();
+        let out = run(&p, &options, dir.path());
+        let Err(ApplyError::RolledBack(rollback)) = interpret(&p, &options, &out) else {
+            panic!("{out:?}");
+        };
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "old\n");
+        assert_eq!(rollback.restored.len(), 1, "{rollback:?}");
+        assert_eq!(rollback.now, "failed");
+        assert_eq!(rollback.said, ["Job failed."]);
+        assert_eq!(names(&dir.path().join("run")), Vec::<String>::new());
+        // An apply cut short after its rename left the marker: the next one, with the file
+        // already right, restarts the unit, and restores the marker's backup if that fails.
+        std::fs::write(&path, "new\n").unwrap();
+        std::fs::write(dir.path().join("bak"), "old\n").unwrap();
+        std::fs::write(
+            dir.path()
+                .join("run/restart-pending.clockprov-test-unit.service"),
+            format!("{}/bak {}\n", dir.path().display(), path.display()),
+        )
+        .unwrap();
+        let mut pending = plan(Vec::new());
+        pending.unit.pending = true;
+        let out = run(&pending, &options, dir.path());
+        assert!(matches!(
+            interpret(&pending, &options, &out),
+            Err(ApplyError::RolledBack(_))
+        ));
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "old\n");
+        std::fs::remove_file(dir.path().join("fail")).unwrap();
+        std::fs::write(
+            dir.path()
+                .join("run/restart-pending.clockprov-test-unit.service"),
+            "- /nonexistent\n",
+        )
+        .unwrap();
+        let out = run(&pending, &options, dir.path());
+        assert_eq!(
+            interpret(&pending, &options, &out).unwrap().done,
+            ["restarted clockprov-test-unit.service"]
+        );
+        assert_eq!(names(&dir.path().join("run")), Vec::<String>::new());
+        // A marker whose backup a cut-short rollback already moved back: a new write replaces
+        // that entry with its own backup, so a failed restart restores the file that ran.
+        std::fs::write(
+            dir.path()
+                .join("run/restart-pending.clockprov-test-unit.service"),
+            format!("{}/gone {}\n", dir.path().display(), path.display()),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("fail"), "").unwrap();
+        let p = plan(vec![change(&path, Some("old\n"), "newer\n")]);
+        let out = run(&p, &options, dir.path());
+        assert!(matches!(
+            interpret(&p, &options, &out),
+            Err(ApplyError::RolledBack(_))
+        ));
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "old\n");
+    }
+
+    #[test]
+    fn drift_and_a_failing_drift_check_refuse() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
         std::fs::write(&path, "edited\n").unwrap();
-        assert!(
-            String::from_utf8(sh(&drift_script(std::slice::from_ref(&same))).stdout)
-                .unwrap()
-                .starts_with("@@drift ")
-        );
-        let mut created = change(None, "b\n");
-        created.path = path.display().to_string();
-        assert!(
-            String::from_utf8(sh(&drift_script(&[created])).stdout)
-                .unwrap()
-                .starts_with("@@drift ")
-        );
+        let p = plan(vec![change(&path, Some("a\n"), "b\n")]);
+        let out = run(&p, &ApplyOptions::default(), dir.path());
+        assert!(matches!(
+            interpret(&p, &ApplyOptions::default(), &out),
+            Err(ApplyError::Drifted { .. })
+        ));
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "edited\n");
+        // No "no drift" record: refused, whatever the exit status says.
+        let silent = CommandOutput {
+            status: Some(0),
+            stdout: b"@@written /x\n@@end\n".to_vec(),
+            stderr: Vec::new(),
+        };
+        assert!(matches!(
+            interpret(&p, &ApplyOptions::default(), &silent),
+            Err(ApplyError::DriftCheckFailed { .. })
+        ));
+    }
+
+    #[test]
+    fn a_cut_script_runs_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, "a\n").unwrap();
+        let p = plan(vec![change(&path, Some("a\n"), "b\n")]);
+        let text = script(&p, &ApplyOptions::default()).unwrap().text();
+        // Anywhere before the end of the group that holds the whole script (once that has
+        // arrived, all of it has).
+        let call = text.rfind("clockprov_apply \"$@\"").unwrap();
+        let end = text.rfind('}').unwrap();
+        for cut in [text.len() / 3, call, call + 9, call + 16, end] {
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(&text[..cut])
+                .env(
+                    "PATH",
+                    format!("{}:/usr/bin:/bin", fake_systemctl(dir.path()).display()),
+                )
+                .output()
+                .unwrap();
+            assert!(
+                !String::from_utf8_lossy(&out.stdout).contains("@@"),
+                "{out:?}"
+            );
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), "a\n");
+        }
+    }
+
+    #[test]
+    fn rollback_message() {
+        let p = plan(Vec::new());
+        let out = CommandOutput {
+            status: Some(5),
+            stdout: b"@@nodrift\n@@backup /etc/systemd/timesyncd.conf.clockprov-20261206T031942.1Z.bak\n\
+@@written /etc/systemd/timesyncd.conf\n@@said Job for systemd-timesyncd.service failed because the control process exited with error code.\n\
+@@status * systemd-timesyncd.service\n@@status      Active: failed\n@@fail restart failed systemd-timesyncd.service\n\
+@@restored /etc/systemd/timesyncd.conf /etc/systemd/timesyncd.conf.clockprov-20261206T031942.1Z.bak\n\
+@@now systemd-timesyncd.service active\n@@end\n"
+                .to_vec(),
+            stderr: Vec::new(),
+        };
+        let mut p = p;
+        p.unit.unit = "systemd-timesyncd.service".into();
+        let error = interpret(&p, &ApplyOptions::default(), &out).unwrap_err();
+        insta::assert_snapshot!(error.to_string());
     }
 }

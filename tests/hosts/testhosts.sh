@@ -12,10 +12,13 @@
 #   /var/lib/dpkg/status  bind of H/dpkg-status (only the host's packages)
 #   /root                 bind of H/root (only .ssh/authorized_keys)
 #   /home                 bind of H/home (the --user's home, if any)
+#   /run                  a fresh tmpfs (its own /run/lock, /run/clockprov, sudo
+#                         timestamps), seen from outside as /proc/PID/root/run
 # where H = DIR/hosts/ADDR.  No systemd runs: systemctl is a recorded
 # stand-in that logs to H/state/systemctl.log and keeps unit state in
 # H/state/units/; apt-get logs to H/state/apt-get.log and edits
-# H/dpkg-status.  Knobs: H/state/fail-start/<unit>, H/state/fail-apt.
+# H/dpkg-status.  Knobs: H/state/fail-start/<unit>, H/state/slow-start/<unit>
+# (seconds to sleep before each start), H/state/fail-apt.
 #
 # Usage:
 #   testhosts.sh [-v] up DIR [--os OS] [--packages PKGS] [--no-seed-files]
@@ -336,7 +339,8 @@ systemctl_lib() {
 # clockprov test host: recorded stand-in for systemctl (no systemd runs here).
 # Unit state: $H/state/units/<unit>.enabled (enabled|disabled),
 # <unit>.active (active|inactive|failed), <unit>.masked; a unit exists iff
-# its .enabled or .masked file does.  Knob: $H/state/fail-start/<unit>.
+# its .enabled or .masked file does.  Knobs: $H/state/fail-start/<unit>,
+# $H/state/slow-start/<unit> (seconds to sleep before starting).
 S=$H/state
 printf '%s\n' "$*" >>"$S/systemctl.log"
 
@@ -362,6 +366,7 @@ get_active() {
 set_enabled() { printf '%s\n' "$2" >"$S/units/$1.enabled"; }
 set_active() { printf '%s\n' "$2" >"$S/units/$1.active"; }
 do_start() {
+    if [ -e "$S/slow-start/$1" ]; then read -r secs <"$S/slow-start/$1"; sleep "$secs"; fi
     if [ -e "$S/fail-start/$1" ]; then
         set_active "$1" failed
         printf 'Job for %s failed because the control process exited with error code.\nSee "systemctl status %s" and "journalctl -xeu %s" for details.\n' "$1" "$1" "$1" >&2
@@ -380,7 +385,7 @@ for a do
     --property=*) props="$props ${a#--property=}" ;;
     -q | --quiet) quiet=1 ;;
     --now) now=1 ;;
-    --no-block | --no-pager | --no-legend | --no-ask-password | --system | --full | -l | --force | -f | --plain) ;;
+    --no-block | --no-pager | --no-legend | --no-ask-password | --system | --full | -l | --force | -f | --plain | --lines=*) ;;
     -*)
         printf "systemctl: unrecognized option '%s' (clockprov test stand-in)\n" "$a" >&2
         exit 1
@@ -673,6 +678,10 @@ mount -t overlay clockprov-usr -o "lowerdir=$2,upperdir=$h/usr-upper,workdir=$h/
 mount --bind "$h/dpkg-status" /var/lib/dpkg/status
 mount --bind "$h/root" /root
 mount --bind "$h/home" /home
+mount -t tmpfs -o mode=755 clockprov-run /run
+mkdir -p /run/sshd /run/lock
+chmod 1777 /run/lock
+ln -s /dev/shm /run/shm
 if [ -n "$3" ]; then hostname "$3"; fi
 exec /usr/sbin/sshd -D -e -f "$h/sshd_config"'
 
@@ -779,7 +788,7 @@ cmd_up() {
     for a in "${addrs[@]}"; do
         h=$dir/hosts/$a
         dirs+=("$h/etc-upper" "$h/etc-work" "$h/usr-upper/bin" "$h/usr-work"
-            "$h/state/units" "$h/state/fail-start" "$h/state/pkgs")
+            "$h/state/units" "$h/state/fail-start" "$h/state/slow-start" "$h/state/pkgs")
         ((seed)) && dirs+=("$h/etc-upper/chrony" "$h/etc-upper/systemd")
         private+=("$h/root" "$h/root/.ssh")
         dirs+=("$h/home")

@@ -193,7 +193,10 @@ fn a_file_edited_after_planning_is_refused() {
     let edited = "[Time]\nNTP=10.9.9.9\n";
     std::fs::write(lab.hosts.etc_file(&client, TIMESYNCD), edited).unwrap();
     let applied = rt.block_on(clockprov::operations::apply_hosts(
-        connector, planned, &options,
+        connector,
+        planned,
+        &options,
+        clockprov::host::apply::ApplyOptions::default(),
     ));
     let client_result = applied.iter().find(|r| r.address == client).unwrap();
     assert_eq!(
@@ -276,7 +279,9 @@ fn a_unit_that_fails_to_restart_gets_its_old_file_back() {
     assert_eq!(run.code, 1, "{run:?}");
     // The stand-in keeps failing, so the restart after restoring fails too; the file is back.
     assert!(
-        run.stdout.contains("FAILED data-1: systemd-timesyncd.service is not active after the restart (failed); restored the previous files"),
+        run.stdout.contains(
+            "FAILED data-1: systemd-timesyncd.service did not come up after the restart (failed)"
+        ),
         "{run:?}"
     );
     assert_eq!(
@@ -287,6 +292,11 @@ fn a_unit_that_fails_to_restart_gets_its_old_file_back() {
         lab.restarts(&client),
         2,
         "restart, then restart after restoring"
+    );
+    assert!(
+        run.stdout
+            .contains("now: systemd-timesyncd.service is failed with the previous files too"),
+        "{run:?}"
     );
     // The server was not held back by the client's failure.
     assert!(

@@ -17,6 +17,7 @@ mod jump;
 mod messages;
 mod privilege;
 mod ssh;
+mod txn;
 
 use std::fmt::Write as _;
 use std::path::PathBuf;

@@ -132,6 +132,25 @@ impl Clockprov {
         run
     }
 
+    /// Start without waiting (stdin `/dev/null`, output captured), to be killed mid-run or run
+    /// beside another; see [`Spawned`].
+    #[must_use]
+    pub fn spawn(self) -> Spawned {
+        let home = Home::new(self.home.as_deref());
+        let child = self
+            .command(home.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.describe()));
+        Spawned {
+            child,
+            _home: home,
+            clockprov: self,
+        }
+    }
+
     /// Start on a pseudo-terminal (util-linux `script`); see [`Terminal`].
     #[must_use]
     pub fn terminal(self) -> Terminal {
@@ -247,6 +266,42 @@ impl Clockprov {
             .fold(text.to_owned(), |text, s| {
                 text.replace(s.as_str(), "[secret]")
             })
+    }
+}
+
+/// A run started with [`Clockprov::spawn`]: killed ([`Spawned::kill`]) or waited for.
+pub struct Spawned {
+    child: Child,
+    _home: Home,
+    clockprov: Clockprov,
+}
+
+impl Spawned {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL, then reap it: what it printed is dropped.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Whether it has ended (reaped then), without waiting.
+    pub fn finished(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
+    /// Wait for the end; panics if a secret was printed.
+    #[must_use]
+    pub fn wait(self) -> Run {
+        let out = self
+            .child
+            .wait_with_output()
+            .unwrap_or_else(|e| panic!("cannot wait for {}: {e}", self.clockprov.describe()));
+        let run = Run::from(out);
+        self.clockprov.audit(&run);
+        run
     }
 }
 
