@@ -9,8 +9,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
+use crate::ceph;
 use crate::clock::{self, ClockReading, DaemonView, Finding, Limits, Reference, Severity};
 use crate::fleet::{self, RunOptions};
+use crate::host;
 use crate::host::readings::{
     MeasureError, daemon_state_script, measure_offset, parse_daemon_state,
 };
@@ -19,6 +21,7 @@ use crate::inventory::{Host, Role};
 use crate::outcome::{ErrorKind, HostError, Outcome};
 use crate::progress::Progress;
 use crate::ssh::connector::Connector;
+use crate::ssh::sudo::{BecomeError, Privileged};
 
 /// Ceph's `mon_clock_drift_allowed`: the default `--max-skew`.
 pub(crate) const DEFAULT_MAX_SKEW: Duration = Duration::from_millis(50);
@@ -127,6 +130,10 @@ pub(crate) struct HostCheck {
     pub(crate) unit_state: Option<String>,
     pub(crate) daemon: Option<DaemonView>,
     pub(crate) findings: Vec<Finding>,
+    /// The uncertainty of this host's own offset from the controller (not the server's added):
+    /// for comparisons between any two hosts (`check --ceph`).
+    #[serde(skip)]
+    pub(crate) offset_uncertainty_seconds: Option<f64>,
 }
 
 impl HostCheck {
@@ -261,6 +268,7 @@ pub(crate) fn judge_fleet(
                 unit_state: None,
                 daemon: None,
                 findings: Vec::new(),
+                offset_uncertainty_seconds: None,
             };
             if let Role::Client { servers, .. } = &host.role {
                 check.judged_against = servers
@@ -300,6 +308,7 @@ pub(crate) fn judge_fleet(
             check.findings = clock::judge(reading, &reference, &expected, limits);
             check.status = CheckStatus::of(&check.findings);
             check.offset_seconds = Some(reading.offset.offset);
+            check.offset_uncertainty_seconds = Some(reading.offset.uncertainty);
             check.uncertainty_seconds = Some(match reference {
                 Reference::Server { uncertainty, .. } => uncertainty,
                 _ => reading.offset.uncertainty,
@@ -338,6 +347,64 @@ pub(crate) async fn check_fleet(
     let mut checks = judge_fleet(&measured, &readings, limits);
     checks.truncate(shown.len());
     checks
+}
+
+/// Ask Ceph on `monitor` (an inventory host) for its view of the monitors' clocks, and put it
+/// beside `checks` (clockprov's measurements). Read-only; runs the `ceph` queries as root
+/// (through the host's `become`, like every privileged script).
+///
+/// # Errors
+/// The host cannot be reached, sudo refuses, `ceph` is missing or fails, or its output is not
+/// what Ceph prints: the message says which.
+pub(crate) async fn ceph_view(
+    connector: &Connector,
+    monitor: &str,
+    checks: &[HostCheck],
+) -> Result<ceph::CephReport, HostError> {
+    let session = connector.session(monitor).await?;
+    let root = Privileged {
+        session: &session,
+        privilege: connector.privilege(monitor),
+    };
+    let out = root
+        .run_script(&host::ceph::script())
+        .await
+        .map_err(|e| match e {
+            BecomeError::Ssh(e) => HostError::from(e).context("asking Ceph"),
+            e => HostError::from(e),
+        })?;
+    let unexpected = |e: &dyn std::fmt::Display| {
+        HostError::new(
+            ErrorKind::UnexpectedOutput,
+            format!("asking Ceph on {monitor}: {e}"),
+        )
+    };
+    let output = host::ceph::parse(&out.stdout).map_err(|e| unexpected(&e))?;
+    let skews =
+        ceph::parse_time_sync_status(&output.time_sync_status).map_err(|e| unexpected(&e))?;
+    let health = ceph::parse_health_detail(&output.health_detail).map_err(|e| unexpected(&e))?;
+    let quorum = ceph::parse_quorum_status(&output.quorum_status).map_err(|e| unexpected(&e))?;
+    Ok(ceph::compare(
+        monitor,
+        &skews,
+        &health,
+        &quorum,
+        &measured(checks),
+    ))
+}
+
+/// What check measured of each host, for [`ceph::compare`].
+#[must_use]
+pub(crate) fn measured(checks: &[HostCheck]) -> Vec<ceph::Measured<'_>> {
+    checks
+        .iter()
+        .map(|c| ceph::Measured {
+            name: &c.name,
+            address: &c.address,
+            offset: c.offset_seconds,
+            uncertainty: c.offset_uncertainty_seconds,
+        })
+        .collect()
 }
 
 /// Now, as Unix seconds (the controller's clock).

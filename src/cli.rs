@@ -95,6 +95,24 @@ pub enum Command {
     Bake(BakeArgs),
     /// Print the configuration files a host should have (rendered offline, no connection).
     Render(RenderArgs),
+    /// Print a clockprov inventory (YAML) made from an Ansible inventory or an OpenSSH config,
+    /// each value's source in a comment; what cannot be mapped is listed. Connects to nothing.
+    #[command(subcommand)]
+    Import(ImportSource),
+    /// Print a plan saved by `plan --out` (what `apply PLAN` would do). Connects to nothing.
+    Show(ShowArgs),
+    /// Print a shell completion script on stdout (e.g. `clockprov completions bash >
+    /// /etc/bash_completion.d/clockprov`).
+    Completions(CompletionsArgs),
+    /// Print the man page (roff) on stdout: `clockprov man | man -l -`.
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -129,9 +147,10 @@ impl Format {
 
 #[derive(Debug, Args)]
 pub struct FleetArgs {
-    /// The inventory file (format: README.md, "Inventory reference").
+    /// The inventory file (format: README.md, "Inventory reference"); for `apply PLAN`, the
+    /// plan's own.
     #[arg(short, long, value_name = "FILE", env = "CLOCKPROV_INVENTORY")]
-    pub inventory: PathBuf,
+    pub inventory: Option<PathBuf>,
     /// Only these hosts: names or globs, comma-separated or repeated; `!pattern` excludes.
     #[arg(short, long, value_name = "PATTERN")]
     pub limit: Vec<String>,
@@ -198,10 +217,18 @@ pub struct PlanArgs {
     /// Exit 0 when nothing would change, 2 when something would, 1 on errors.
     #[arg(long)]
     pub detailed_exitcode: bool,
+    /// Also save the plan to this file (JSON), for review and `apply PLAN`; not written when a
+    /// host could not be planned.
+    #[arg(long, value_name = "PLAN")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
+    /// Apply this saved plan (`plan --out`) and nothing else: hosts whose facts changed since
+    /// are refused. Takes the inventory the plan names (`-i` to give its new place).
+    #[arg(value_name = "PLAN", conflicts_with_all = ["limit", "templates"])]
+    pub plan: Option<PathBuf>,
     #[command(flatten)]
     pub fleet: FleetArgs,
     /// A directory whose chrony.conf.j2 / timesyncd.conf.j2 replace the built-in templates.
@@ -248,6 +275,65 @@ pub struct CheckArgs {
     /// With --format nagios: CRITICAL beyond this offset (default: twice the warning).
     #[arg(long, value_name = "DURATION")]
     pub critical: Option<DurationValue>,
+    /// Also ask Ceph on this monitor host (an inventory host's name) for its view of the
+    /// monitors' clocks (`ceph time-sync-status`, `ceph health detail`), shown beside
+    /// clockprov's own measurement.
+    #[arg(long, value_name = "HOST")]
+    pub ceph: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportSource {
+    /// An Ansible inventory, INI or YAML (groups, children, vars; `ansible_host`,
+    /// `ansible_user`, `ansible_port`, `ansible_ssh_private_key_file`, `ansible_become`,
+    /// `ProxyJump` in `ansible_ssh_common_args`).
+    Ansible {
+        /// The inventory file.
+        #[arg(value_name = "INVENTORY")]
+        inventory: PathBuf,
+        #[command(flatten)]
+        choice: ImportChoice,
+    },
+    /// An OpenSSH client config: each `Host` name without wildcards, with `HostName`, `User`,
+    /// `Port`, `ProxyJump`, `IdentityFile` as `ssh NAME` would use them.
+    SshConfig {
+        /// The config file (default ~/.ssh/config).
+        #[arg(value_name = "FILE")]
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        choice: ImportChoice,
+    },
+}
+
+/// What an imported inventory cannot say: which hosts serve time, and what.
+#[derive(Debug, Args)]
+pub struct ImportChoice {
+    /// The hosts that serve time (chrony): names, groups (Ansible) or globs, comma-separated or
+    /// repeated; `!pattern` excludes. The others become timesyncd clients.
+    #[arg(long, value_name = "PATTERN", required = true)]
+    pub servers: Vec<String>,
+    /// Import only these hosts (names, groups or globs); default all.
+    #[arg(long, value_name = "PATTERN")]
+    pub hosts: Vec<String>,
+    /// The servers' upstream: an NTP pool or server name (repeatable).
+    #[arg(long, value_name = "HOST")]
+    pub upstream: Vec<String>,
+    /// The servers keep serving at this stratum without upstream (1 to 15).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=15))]
+    pub local_stratum: Option<u8>,
+    /// The networks the servers serve (repeatable); default each client's address.
+    #[arg(long, value_name = "CIDR")]
+    pub allow: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The plan file (`plan --out`).
+    #[arg(value_name = "PLAN")]
+    pub plan: PathBuf,
+    /// Output format on stdout (json: the plan file itself).
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
 }
 
 #[derive(Debug, Args)]

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The systems whose layout clockprov knows, as `ID:VERSION_ID` from os-release: the one list
 /// that `render --os` (and anything else that names a system) checks against.
@@ -83,7 +83,7 @@ pub fn check_supported(id: &str, version_id: &str, name: &str) -> Result<(), Uns
 }
 
 /// A time daemon: its Debian package, systemd unit and configuration file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Daemon {
     Chrony,
@@ -168,7 +168,7 @@ impl fmt::Display for Daemon {
 
 /// The upstream version of a daemon, from a Debian version string such as `4.3-2+deb12u1`,
 /// `1:3.5-6ubuntu6.2` or `245.4-4ubuntu3.22`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct DaemonVersion {
     pub major: u32,
     pub minor: u32,

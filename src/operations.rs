@@ -9,10 +9,11 @@ use serde::Serialize;
 use crate::daemon::Daemon;
 use crate::fleet::{self, Item, RunOptions};
 use crate::host::apply::{ApplyOptions, ApplyReport, apply_host};
-use crate::host::facts::{self, FactsRequest};
+use crate::host::facts::{self, FactsRequest, HostFacts};
 use crate::inventory::Host;
 use crate::outcome::{ErrorKind, HostError, Outcome};
 use crate::plan::{HostPlan, plan};
+use crate::planfile::SavedHost;
 use crate::progress::Status;
 use crate::render::{RenderInputs, Renderer};
 use crate::ssh::connector::Connector;
@@ -45,6 +46,9 @@ pub struct HostResult {
     pub error_kind: Option<ErrorKind>,
     pub plan: Option<HostPlan>,
     pub apply: Option<ApplyReport>,
+    /// The facts the plan was made from (for `plan --out`).
+    #[serde(skip)]
+    pub facts: Option<HostFacts>,
 }
 
 impl HostResult {
@@ -60,6 +64,7 @@ impl HostResult {
             error_kind: None,
             plan: None,
             apply: None,
+            facts: None,
         }
     }
 
@@ -90,6 +95,7 @@ fn clipped(text: &str, limit: usize) -> String {
 struct Planned {
     os: String,
     plan: HostPlan,
+    facts: HostFacts,
 }
 
 /// Connect to `hosts`, read their facts, render and plan each, `options.forks` at a time.
@@ -117,7 +123,7 @@ pub async fn plan_hosts(
     rows.into_iter()
         .zip(outcomes)
         .map(|(row, outcome)| match outcome {
-            Outcome::Done(Planned { os, plan }) => HostResult {
+            Outcome::Done(Planned { os, plan, facts }) => HostResult {
                 status: if plan.has_changes() {
                     HostStatus::Change
                 } else {
@@ -125,6 +131,7 @@ pub async fn plan_hosts(
                 },
                 os: Some(os),
                 plan: Some(plan),
+                facts: Some(facts),
                 ..row
             },
             Outcome::Unreachable(error) => row.failed(HostStatus::Unreachable, error),
@@ -140,6 +147,30 @@ async fn plan_host(
     max_file_size: u64,
     status: &Status,
 ) -> Result<Planned, HostError> {
+    let facts = read_facts(connector, host, max_file_size, status).await?;
+    status.set("planning");
+    let daemon = host.daemon();
+    let inputs = RenderInputs {
+        os_id: &facts.os.id,
+        version: facts.version_for(daemon),
+    };
+    let desired = renderer.render(host, inputs)?;
+    let plan = plan(host.name.as_str(), &desired, &facts)?;
+    Ok(Planned {
+        os: facts.os.pretty_name.clone(),
+        plan,
+        facts,
+    })
+}
+
+/// Connect to `host` and read what it has of what its daemon needs.
+/// Refused when the system is not one clockprov knows: its layout would half-work.
+async fn read_facts(
+    connector: &Connector,
+    host: &Host,
+    max_file_size: u64,
+    status: &Status,
+) -> Result<HostFacts, HostError> {
     let name = host.name.as_str();
     status.set("connecting");
     let session = connector.session(name).await?;
@@ -174,17 +205,81 @@ async fn plan_host(
     })?;
     // Refused before anything is rendered: a system whose layout we do not know would half-work.
     crate::daemon::check_supported(&facts.os.id, &facts.os.version_id, &facts.os.pretty_name)?;
-    status.set("planning");
-    let inputs = RenderInputs {
-        os_id: &facts.os.id,
-        version: facts.version_for(daemon),
-    };
-    let desired = renderer.render(host, inputs)?;
-    let plan = plan(name, &desired, &facts)?;
-    Ok(Planned {
-        os: facts.os.pretty_name,
-        plan,
-    })
+    Ok(facts)
+}
+
+/// A host of a saved plan, and the inventory's entry for it (how to reach it).
+pub(crate) struct Reviewed {
+    pub(crate) host: Host,
+    pub(crate) saved: SavedHost,
+}
+
+impl Item for Reviewed {
+    fn label(&self) -> String {
+        self.saved.name.clone()
+    }
+}
+
+/// Apply a saved plan (`apply PLAN`): each host with changes is read again and its reviewed plan
+/// carried out only if its facts are still those it was made from; else it is refused, naming
+/// what changed, and the others go on. Hosts without changes are not contacted.
+pub(crate) async fn apply_reviewed(
+    connector: Arc<Connector>,
+    reviewed: Vec<Reviewed>,
+    options: &RunOptions,
+    apply: ApplyOptions,
+) -> Vec<HostResult> {
+    let mut rows: Vec<HostResult> = reviewed.iter().map(|r| r.saved.row()).collect();
+    let (positions, changes): (Vec<usize>, Vec<Reviewed>) = reviewed
+        .into_iter()
+        .enumerate()
+        .filter(|(_, r)| r.saved.plan.changes)
+        .unzip();
+    let max_file_size = options.max_file_size;
+    let outcomes = fleet::for_each(
+        changes,
+        options.forks,
+        options.progress("applying"),
+        move |reviewed, status| {
+            let connector = connector.clone();
+            async move {
+                let facts =
+                    read_facts(&connector, &reviewed.host, max_file_size, &status).await?;
+                let plan = reviewed.saved.verify(&facts).map_err(|changes| {
+                    HostError::new(
+                        ErrorKind::Drift,
+                        format!(
+                            "refused: the host changed since the plan was reviewed: {}; nothing was done (make the plan again)",
+                            changes.join("; ")
+                        ),
+                    )
+                })?;
+                status.set("applying");
+                let session = connector.session(&reviewed.saved.name).await?;
+                let root = Privileged {
+                    session: &session,
+                    privilege: connector.privilege(&reviewed.saved.name),
+                };
+                let report = apply_host(&root, &plan, &apply).await?;
+                Ok((plan, report))
+            }
+        },
+    )
+    .await;
+    for (position, outcome) in positions.into_iter().zip(outcomes) {
+        let row = &mut rows[position];
+        match outcome {
+            Outcome::Done((plan, report)) => {
+                row.plan = Some(plan);
+                row.apply = Some(report);
+            }
+            Outcome::Unreachable(error) => {
+                *row = row.clone().failed(HostStatus::Unreachable, error);
+            }
+            Outcome::Failed(error) => *row = row.clone().failed(HostStatus::Failed, error),
+        }
+    }
+    rows
 }
 
 /// A host to apply: its name and its plan.

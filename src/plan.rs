@@ -2,14 +2,14 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use similar::TextDiff;
 
 use crate::daemon::{Daemon, DaemonVersion};
 use crate::host::facts::{FileFacts, HostFacts, PathFacts};
 use crate::render::{DesiredFile, DesiredState};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum FileAction {
     Create,
@@ -41,7 +41,7 @@ impl FileChange {
 }
 
 /// A daemon package to install; the conflicting daemon it removes, if installed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PackageInstall {
     pub package: String,
     pub removes: Option<String>,
@@ -49,7 +49,7 @@ pub struct PackageInstall {
 
 /// What will happen to a systemd unit.
 #[allow(clippy::struct_excessive_bools)] // independent flags, each a field of plan's JSON
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UnitChange {
     pub unit: String,
     pub enable: bool,

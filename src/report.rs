@@ -13,6 +13,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::ceph::{CephView, MonitorView};
 use crate::check::{CheckStatus, ControllerClock, HostCheck};
 use crate::daemon::{Daemon, DaemonVersion};
 use crate::image::bake::{ImagePlan, ImageResult, ImageStatus, MachineId};
@@ -537,7 +538,12 @@ pub(crate) struct CheckContext {
 
 /// The check as a table: one row per host, findings last; a summary line.
 #[must_use]
-pub(crate) fn check_text(checks: &[HostCheck], context: &CheckContext, style: Style) -> String {
+pub(crate) fn check_text(
+    checks: &[HostCheck],
+    context: &CheckContext,
+    ceph: Option<&CephView>,
+    style: Style,
+) -> String {
     let mut rows = vec![[
         "HOST".to_owned(),
         "ROLE".to_owned(),
@@ -606,16 +612,133 @@ pub(crate) fn check_text(checks: &[HostCheck], context: &CheckContext, style: St
         context.max_server_offset_seconds,
         context.controller_clock.describe(),
     );
+    if let Some(ceph) = ceph {
+        ceph_text(&mut out, ceph, style);
+    }
     out
+}
+
+/// A monitor's verdict: how Ceph's skew compares with clockprov's.
+fn monitor_verdict(m: &MonitorView) -> String {
+    let mut verdict = match (m.agree, m.clockprov_skew_seconds) {
+        (Some(true), _) => "agree".to_owned(),
+        (Some(false), Some(ours)) => format!(
+            "DISAGREE: differ by {:.6} s, more than the bound",
+            (ours - m.ceph_skew_seconds).abs()
+        ),
+        _ => "not measured by clockprov".to_owned(),
+    };
+    if m.leader {
+        verdict.push_str(" (leader)");
+    }
+    verdict
+}
+
+/// `check --ceph`: Ceph's view, after the table: its health, its clock-skew warning's lines,
+/// and each monitor's skew beside clockprov's.
+fn ceph_text(out: &mut String, ceph: &CephView, style: Style) {
+    let report = match ceph {
+        CephView::Error { queried, error } => {
+            let line = format!("Ceph (asked on {}): {}", shown(queried), shown(error));
+            let _ = writeln!(
+                out,
+                "\n{}",
+                style.paint(tone::BAD, &line.replace('\n', " "))
+            );
+            return;
+        }
+        CephView::Report(report) => report,
+    };
+    let mut head = format!(
+        "Ceph (asked on {}): {}",
+        shown(&report.queried),
+        shown(&report.health)
+    );
+    if let Some(skew) = &report.clock_skew {
+        let _ = write!(
+            head,
+            ", MON_CLOCK_SKEW ({}): {}",
+            shown(&skew.severity),
+            shown(&skew.summary)
+        );
+    }
+    let head = head.replace('\n', " ");
+    let tone_of = |bad: bool| if bad { tone::BAD } else { tone::HEADING };
+    let _ = writeln!(out, "\n{}", style.paint(tone_of(report.warns()), &head));
+    if let Some(skew) = &report.clock_skew {
+        for line in &skew.detail {
+            let _ = writeln!(out, "  {}", shown(line).replace('\n', " "));
+        }
+    }
+    let mut rows = vec![[
+        "MONITOR".to_owned(),
+        "HOST".to_owned(),
+        "CEPH SKEW(s)".to_owned(),
+        "LATENCY(s)".to_owned(),
+        "CLOCKPROV(s)".to_owned(),
+        "BOUND(s)".to_owned(),
+        "CEPH SAYS".to_owned(),
+        "VERDICT".to_owned(),
+    ]];
+    for m in &report.monitors {
+        rows.push([
+            format!("mon.{}", shown(&m.monitor)),
+            m.host
+                .as_deref()
+                .map_or_else(|| "-".to_owned(), |h| shown(h).into_owned()),
+            format!("{:+.6}", m.ceph_skew_seconds),
+            format!("{:.6}", m.ceph_latency_seconds),
+            seconds(m.clockprov_skew_seconds),
+            m.bound_seconds
+                .map_or_else(|| "-".to_owned(), |b| format!("{b:.6}")),
+            shown(&m.ceph_health).into_owned(),
+            monitor_verdict(m),
+        ]);
+    }
+    let widths: Vec<usize> = (0..8)
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    for (n, row) in rows.iter().enumerate() {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            let _ = write!(line, "{cell:<width$}  ", width = widths[i]);
+        }
+        let line = line.trim_end().replace('\n', " ");
+        let painted = match n.checked_sub(1).and_then(|i| report.monitors.get(i)) {
+            None => style.paint(tone::HEADING, &line),
+            Some(m) if m.agree == Some(false) => style.paint(tone::BAD, &line),
+            Some(m) if m.ceph_health != "HEALTH_OK" => style.paint(tone::CHANGED, &line),
+            Some(_) => line,
+        };
+        out.push_str(&painted);
+        out.push('\n');
+    }
+    let _ = writeln!(
+        out,
+        "(skews: the monitor's clock minus the leader's; they disagree beyond clockprov's \
+         uncertainty for both hosts plus three times Ceph's latency.)"
+    );
 }
 
 /// `check --format json`.
 #[must_use]
-pub(crate) fn check_json(checks: &[HostCheck], context: &CheckContext) -> String {
+pub(crate) fn check_json(
+    checks: &[HostCheck],
+    context: &CheckContext,
+    ceph: Option<&CephView>,
+) -> String {
+    /// The check's context, and Ceph's view when asked for (`--ceph`): an addition to version 1.
+    #[derive(Serialize)]
+    struct WithCeph<'a> {
+        #[serde(flatten)]
+        context: &'a CheckContext,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        ceph: Option<&'a CephView>,
+    }
     document(&Envelope {
         format_version: JSON_FORMAT_VERSION,
         command: "check",
-        context,
+        context: WithCeph { context, ceph },
         items: Hosts { hosts: checks },
         summary: CheckSummary::of(checks),
     })
@@ -633,7 +756,11 @@ fn label_value(text: &str) -> String {
 /// `node_timex_*` or `chrony_exporter`'s `chrony_*`), in seconds, labelled host/role/server
 /// (`server`: the inventory server a client is judged against; empty for servers).
 #[must_use]
-pub(crate) fn check_prometheus(checks: &[HostCheck], context: &CheckContext) -> String {
+pub(crate) fn check_prometheus(
+    checks: &[HostCheck],
+    context: &CheckContext,
+    ceph: Option<&CephView>,
+) -> String {
     type Metric = (
         &'static str,
         &'static str,
@@ -717,7 +844,93 @@ pub(crate) fn check_prometheus(checks: &[HostCheck], context: &CheckContext) -> 
             }
         }
     }
+    if let Some(ceph) = ceph {
+        ceph_prometheus(&mut out, ceph);
+    }
     out
+}
+
+/// `check --ceph` in Prometheus: `clockprov_ceph_*` gauges, per monitor labelled
+/// monitor/host (`host`: the inventory host it maps to; empty when none).
+fn ceph_prometheus(out: &mut String, ceph: &CephView) {
+    type Metric = (&'static str, &'static str, fn(&MonitorView) -> Option<f64>);
+    let flag = |b: bool| if b { 1.0 } else { 0.0 };
+    let (queried, report) = match ceph {
+        CephView::Report(r) => (r.queried.as_str(), Some(r)),
+        CephView::Error { queried, .. } => (queried.as_str(), None),
+    };
+    let queried = label_value(queried);
+    let cluster: [(&str, &str, Option<f64>); 2] = [
+        (
+            "up",
+            "1 when Ceph answered clockprov's queries on the queried monitor host.",
+            Some(flag(report.is_some())),
+        ),
+        (
+            "clock_skew_warning",
+            "1 when Ceph raises MON_CLOCK_SKEW (ceph health detail).",
+            report.map(|r| flag(r.warns())),
+        ),
+    ];
+    for (name, help, value) in cluster {
+        let _ = writeln!(out, "# HELP clockprov_ceph_{name} {help}");
+        let _ = writeln!(out, "# TYPE clockprov_ceph_{name} gauge");
+        if let Some(v) = value {
+            let _ = writeln!(out, "clockprov_ceph_{name}{{queried=\"{queried}\"}} {v}");
+        }
+    }
+    let metrics: [Metric; 6] = [
+        (
+            "skew_seconds",
+            "Ceph's skew for the monitor: its clock minus the leader's, in seconds (ceph time-sync-status).",
+            |m| Some(m.ceph_skew_seconds),
+        ),
+        (
+            "latency_seconds",
+            "Ceph's time-check latency to the monitor, in seconds (ceph time-sync-status).",
+            |m| Some(m.ceph_latency_seconds),
+        ),
+        (
+            "monitor_healthy",
+            "1 when Ceph judges the monitor's clock HEALTH_OK.",
+            |m| {
+                Some(if m.ceph_health == "HEALTH_OK" {
+                    1.0
+                } else {
+                    0.0
+                })
+            },
+        ),
+        (
+            "measured_skew_seconds",
+            "clockprov's measurement of the same skew: the monitor's offset minus the leader's, in seconds.",
+            |m| m.clockprov_skew_seconds,
+        ),
+        (
+            "skew_bound_seconds",
+            "Largest difference between Ceph's skew and clockprov's that is agreement, in seconds.",
+            |m| m.bound_seconds,
+        ),
+        (
+            "skew_agree",
+            "1 when Ceph's skew and clockprov's agree within the bound.",
+            |m| m.agree.map(|a| if a { 1.0 } else { 0.0 }),
+        ),
+    ];
+    for (name, help, value) in metrics {
+        let _ = writeln!(out, "# HELP clockprov_ceph_{name} {help}");
+        let _ = writeln!(out, "# TYPE clockprov_ceph_{name} gauge");
+        for m in report.map_or(&[][..], |r| &r.monitors) {
+            if let Some(v) = value(m).filter(|v| v.is_finite()) {
+                let _ = writeln!(
+                    out,
+                    "clockprov_ceph_{name}{{queried=\"{queried}\",monitor=\"{}\",host=\"{}\"}} {v}",
+                    label_value(&m.monitor),
+                    label_value(m.host.as_deref().unwrap_or("")),
+                );
+            }
+        }
+    }
 }
 
 /// A Nagios/Icinga service state.
@@ -813,6 +1026,30 @@ fn nagios_host(
     (NagiosState::Ok, "ok".to_owned())
 }
 
+/// Ceph's view as a Nagios state: its clock-skew warning is WARNING (CRITICAL when Ceph says
+/// `HEALTH_ERR`), a disagreement with clockprov WARNING, no view UNKNOWN.
+fn ceph_nagios(ceph: &CephView) -> (NagiosState, String) {
+    let report = match ceph {
+        CephView::Error { error, .. } => return (NagiosState::Unknown, error.clone()),
+        CephView::Report(report) => report,
+    };
+    let mut state = NagiosState::Ok;
+    let mut why = Vec::new();
+    if let Some(skew) = &report.clock_skew {
+        state = if skew.severity == "HEALTH_ERR" {
+            NagiosState::Critical
+        } else {
+            NagiosState::Warning
+        };
+        why.push(format!("MON_CLOCK_SKEW {}", skew.summary));
+    }
+    for m in report.monitors.iter().filter(|m| m.agree == Some(false)) {
+        state = state.max(NagiosState::Warning);
+        why.push(format!("mon.{} {}", m.monitor, monitor_verdict(m)));
+    }
+    (state, why.join(", "))
+}
+
 /// A perfdata label: single-quoted, quotes doubled, no `=`.
 fn perf_label(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''").replace('=', "_"))
@@ -826,6 +1063,7 @@ fn perf_label(text: &str) -> String {
 pub(crate) fn check_nagios(
     checks: &[HostCheck],
     context: &CheckContext,
+    ceph: Option<&CephView>,
     warning: f64,
     critical: f64,
 ) -> (String, u8) {
@@ -833,9 +1071,11 @@ pub(crate) fn check_nagios(
         .iter()
         .map(|c| nagios_host(c, context, warning, critical))
         .collect();
+    let ceph_state = ceph.map(ceph_nagios);
     let state = judged
         .iter()
         .map(|(s, _)| *s)
+        .chain(ceph_state.as_ref().map(|(s, _)| *s))
         .max()
         .unwrap_or(NagiosState::Unknown);
     let count = |s| judged.iter().filter(|(j, _)| *j == s).count();
@@ -853,6 +1093,11 @@ pub(crate) fn check_nagios(
             let _ = write!(line, "; {} {}: {}", c.name, s.word(), why);
         }
     }
+    if let Some((s, why)) = &ceph_state
+        && *s != NagiosState::Ok
+    {
+        let _ = write!(line, "; ceph {}: {}", s.word(), why);
+    }
     // One line: a host's text never breaks it (nor the perfdata separator).
     let mut line = shown(&line).replace(['\n', '|'], " ");
     let perf: Vec<String> = checks
@@ -866,6 +1111,16 @@ pub(crate) fn check_nagios(
             })
         })
         .collect();
+    let mut perf = perf;
+    if let Some(CephView::Report(report)) = ceph {
+        perf.extend(report.monitors.iter().map(|m| {
+            format!(
+                "{}={:.6}s",
+                perf_label(&format!("ceph mon.{} skew", m.monitor)),
+                m.ceph_skew_seconds
+            )
+        }));
+    }
     if !perf.is_empty() {
         line.push_str(" | ");
         line.push_str(&perf.join(" "));
@@ -1081,6 +1336,7 @@ mod tests {
             error_kind: None,
             plan: None,
             apply: None,
+            facts: None,
         }
     }
 
@@ -1409,12 +1665,12 @@ clients:
 
     #[test]
     fn check_text() {
-        insta::assert_snapshot!(super::check_text(&checks(), &CONTEXT, PLAIN));
+        insta::assert_snapshot!(super::check_text(&checks(), &CONTEXT, None, PLAIN));
     }
 
     #[test]
     fn check_json() {
-        insta::assert_snapshot!(super::check_json(&checks(), &CONTEXT));
+        insta::assert_snapshot!(super::check_json(&checks(), &CONTEXT, None));
     }
 
     #[test]
@@ -1422,23 +1678,170 @@ clients:
         let (unmeasured, upstream, unsynced) = checks_without_server();
         insta::assert_snapshot!(format!(
             "{}\n{}",
-            super::check_text(&unmeasured, &CONTEXT, PLAIN),
-            super::check_text(&upstream, &unsynced, PLAIN)
+            super::check_text(&unmeasured, &CONTEXT, None, PLAIN),
+            super::check_text(&upstream, &unsynced, None, PLAIN)
         ));
     }
 
     #[test]
     fn check_prometheus() {
-        insta::assert_snapshot!(super::check_prometheus(&checks(), &CONTEXT));
+        insta::assert_snapshot!(super::check_prometheus(&checks(), &CONTEXT, None));
+    }
+
+    /// The Ceph lab (tests/lab/lab.sh up --ceph) with mon.z-b-data-2 stepped 4 s: what Ceph
+    /// printed (tests/fixtures/ceph/skewed-*.json) beside what `lab.sh offset` measured then.
+    fn ceph_lab(state: &str) -> (Vec<HostCheck>, CephView) {
+        const LAB: &str = "\
+ntp_servers:
+  zcloud: { address: 192.168.6.200, local_stratum: 10, allow: [192.168.6.0/24] }
+clients:
+  z-b-data-1: { address: 192.168.6.204 }
+  z-b-data-2: { address: 192.168.6.205 }
+  z-b-data-3: { address: 192.168.6.206 }
+";
+        let hosts = crate::inventory::Inventory::parse(std::path::Path::new("inv.yaml"), LAB)
+            .unwrap()
+            .hosts;
+        let ts = Daemon::Timesyncd;
+        let skewed = state == "skewed";
+        let two = if skewed { 4.000_779 } else { 0.000_779 };
+        let readings = vec![
+            reading(
+                0.0,
+                0.002,
+                Daemon::Chrony,
+                "active",
+                synced_to("local", 0.0),
+            ),
+            reading(
+                0.001_536,
+                0.003_937,
+                ts,
+                "active",
+                synced_to("192.168.6.200", 0.0),
+            ),
+            reading(
+                two,
+                0.002_578,
+                ts,
+                "active",
+                synced_to("192.168.6.200", 0.0),
+            ),
+            reading(
+                -0.004_102,
+                0.006_119,
+                ts,
+                "active",
+                synced_to("192.168.6.200", 0.0),
+            ),
+        ];
+        let checks = judge_fleet(&hosts, &readings, &limits(&CONTEXT));
+        let fixture = |name: &str| {
+            let path = format!(
+                "{}/tests/fixtures/ceph/{state}-{name}.json",
+                env!("CARGO_MANIFEST_DIR")
+            );
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+        };
+        let report = crate::ceph::compare(
+            "z-b-data-1",
+            &crate::ceph::parse_time_sync_status(&fixture("time-sync-status")).unwrap(),
+            &crate::ceph::parse_health_detail(&fixture("health-detail")).unwrap(),
+            &crate::ceph::parse_quorum_status(&fixture("quorum-status")).unwrap(),
+            &crate::check::measured(&checks),
+        );
+        (checks, CephView::Report(report))
+    }
+
+    #[test]
+    fn check_ceph_skewed() {
+        let (checks, ceph) = ceph_lab("skewed");
+        let CephView::Report(report) = &ceph else {
+            unreachable!()
+        };
+        assert!(report.warns() && !report.disagrees(), "{report:#?}");
+        let two = &report.monitors[1];
+        assert_eq!(two.host.as_deref(), Some("z-b-data-2"));
+        assert_eq!(two.agree, Some(true));
+        insta::assert_snapshot!(super::check_text(&checks, &CONTEXT, Some(&ceph), PLAIN));
+        insta::assert_snapshot!(super::check_json(&checks, &CONTEXT, Some(&ceph)));
+        insta::assert_snapshot!(super::check_prometheus(&checks, &CONTEXT, Some(&ceph)));
+        let (line, code) = super::check_nagios(&checks, &CONTEXT, Some(&ceph), 0.05, 0.1);
+        insta::assert_snapshot!(line);
+        assert_eq!(code, 2, "z-b-data-2's own skew is critical: {line}");
+        // Ceph's warning alone is a WARNING, even where clockprov finds nothing.
+        let (line, code) = super::check_nagios(&checks[..2], &CONTEXT, Some(&ceph), 0.05, 0.1);
+        assert_eq!(code, 1, "{line}");
+        assert!(
+            line.contains("ceph WARNING: MON_CLOCK_SKEW clock skew detected on mon.z-b-data-2"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn check_ceph_healthy_and_disagreeing() {
+        let (checks, ceph) = ceph_lab("healthy");
+        let CephView::Report(report) = &ceph else {
+            unreachable!()
+        };
+        assert!(!report.warns() && !report.disagrees(), "{report:#?}");
+        insta::assert_snapshot!(super::check_text(&checks, &CONTEXT, Some(&ceph), PLAIN));
+        // The clients only: the isolated server is a WARNING of its own.
+        let (line, code) = super::check_nagios(&checks[1..], &CONTEXT, Some(&ceph), 0.05, 0.1);
+        assert_eq!(code, 0, "{line}");
+        // Ceph's skewed figures beside a fleet clockprov finds in step: a disagreement.
+        let report = crate::ceph::compare(
+            "z-b-data-1",
+            &crate::ceph::parse_time_sync_status(
+                &std::fs::read_to_string(format!(
+                    "{}/tests/fixtures/ceph/skewed-time-sync-status.json",
+                    env!("CARGO_MANIFEST_DIR")
+                ))
+                .unwrap(),
+            )
+            .unwrap(),
+            &crate::ceph::parse_health_detail("{\"status\":\"HEALTH_OK\",\"checks\":{}}").unwrap(),
+            &crate::ceph::parse_quorum_status(
+                &std::fs::read_to_string(format!(
+                    "{}/tests/fixtures/ceph/skewed-quorum-status.json",
+                    env!("CARGO_MANIFEST_DIR")
+                ))
+                .unwrap(),
+            )
+            .unwrap(),
+            &crate::check::measured(&checks),
+        );
+        assert!(report.disagrees(), "{report:#?}");
+        let ceph = CephView::Report(report);
+        let text = super::check_text(&checks, &CONTEXT, Some(&ceph), PLAIN);
+        assert!(text.contains("DISAGREE: differ by 3.94"), "{text}");
+        let (line, code) = super::check_nagios(&checks[1..], &CONTEXT, Some(&ceph), 0.05, 0.1);
+        assert_eq!(code, 1, "{line}");
+        let metrics = super::check_prometheus(&checks, &CONTEXT, Some(&ceph));
+        assert!(metrics.contains("clockprov_ceph_skew_agree{queried=\"z-b-data-1\",monitor=\"z-b-data-2\",host=\"z-b-data-2\"} 0\n"), "{metrics}");
+        // No view at all: said, and UNKNOWN.
+        let error = CephView::Error {
+            queried: "z-b-data-1".into(),
+            error: "the host has no `ceph` command".into(),
+        };
+        let text = super::check_text(&checks, &CONTEXT, Some(&error), PLAIN);
+        assert!(
+            text.ends_with("\nCeph (asked on z-b-data-1): the host has no `ceph` command\n"),
+            "{text}"
+        );
+        assert_eq!(
+            super::check_nagios(&checks, &CONTEXT, Some(&error), 0.05, 0.1).1,
+            3
+        );
     }
 
     #[test]
     fn check_nagios() {
-        let (line, code) = super::check_nagios(&checks(), &CONTEXT, 0.05, 0.1);
+        let (line, code) = super::check_nagios(&checks(), &CONTEXT, None, 0.05, 0.1);
         insta::assert_snapshot!(format!("exit {code}\n{line}"));
         // Host by host: the exit code of each kind of host.
         let all = checks();
-        let code_of = |i: usize| super::check_nagios(&all[i..=i], &CONTEXT, 0.05, 0.1).1;
+        let code_of = |i: usize| super::check_nagios(&all[i..=i], &CONTEXT, None, 0.05, 0.1).1;
         assert_eq!(code_of(0), 1, "isolated server: WARNING");
         assert_eq!(code_of(1), 0, "ok");
         assert_eq!(code_of(2), 2, "skewed: CRITICAL");
@@ -1447,7 +1850,7 @@ clients:
         assert_eq!(code_of(5), 3, "unreachable: UNKNOWN");
         assert_eq!(code_of(6), 3, "inconclusive: UNKNOWN");
         assert_eq!(
-            super::check_nagios(&all[1..=1], &CONTEXT, 0.001, 0.1).1,
+            super::check_nagios(&all[1..=1], &CONTEXT, None, 0.001, 0.1).1,
             1,
             "beyond --warning"
         );
@@ -1629,7 +2032,7 @@ clients:
         for text in [
             super::plan_text(&planned(), PLAIN),
             super::apply_text(&applied(), PLAIN),
-            super::check_text(&checks(), &CONTEXT, PLAIN),
+            super::check_text(&checks(), &CONTEXT, None, PLAIN),
         ] {
             assert!(
                 !text.contains(|c: char| c.is_control() && c != '\n'),

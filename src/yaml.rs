@@ -146,6 +146,8 @@ pub fn parse(source: &str) -> Result<Node, Vec<Problem>> {
         parser: Parser::new_from_str(source),
         source,
         anchors: HashMap::new(),
+        copied: 0,
+        depth: 0,
         problems: Vec::new(),
     };
     match reader.document() {
@@ -161,10 +163,36 @@ pub fn parse(source: &str) -> Result<Node, Vec<Problem>> {
     }
 }
 
+/// How deep lists and mappings may nest.
+const MAX_DEPTH: usize = 64;
+
+/// How many values aliases may copy in one document.
+const MAX_ALIAS_NODES: usize = 100_000;
+
+/// The values in `node`, itself included.
+fn node_count(node: &Node) -> usize {
+    match &node.value {
+        Value::Null | Value::Scalar { .. } => 1,
+        Value::List(items) => 1 + items.iter().map(node_count).sum::<usize>(),
+        Value::Mapping(entries) => {
+            1 + entries
+                .iter()
+                .map(|entry| 1 + node_count(&entry.value))
+                .sum::<usize>()
+        }
+    }
+}
+
 struct Reader<'s> {
     parser: Parser<'s, StrInput<'s>>,
     source: &'s str,
-    anchors: HashMap<usize, Node>,
+    /// Each anchor's node, and how many nodes it holds.
+    anchors: HashMap<usize, (Node, usize)>,
+    /// Nodes copied by aliases so far: bounded, as an alias of an alias of ... doubles it each
+    /// time (a few hundred bytes of "billion laughs" would take all memory).
+    copied: usize,
+    /// Lists and mappings open around the node being read.
+    depth: usize,
     /// Problems that do not stop the reading (duplicate keys): all are reported.
     problems: Vec<Problem>,
 }
@@ -263,6 +291,20 @@ impl<'s> Reader<'s> {
 
     fn node(&mut self, event: Event<'s>, span: &Span, path: &PathRef<'_>) -> Result<Node, Problem> {
         let at = location(span);
+        // Reading is recursive: deep nesting (`[[[[...`) would overflow the stack.
+        let collection = matches!(event, Event::SequenceStart(..) | Event::MappingStart(..));
+        if collection {
+            if self.depth >= MAX_DEPTH {
+                return Err(Problem {
+                    at,
+                    path: path.to_string(),
+                    message: format!(
+                        "lists and mappings nested more than {MAX_DEPTH} deep; an inventory needs a few"
+                    ),
+                });
+            }
+            self.depth += 1;
+        }
         let (node, anchor) = match event {
             Event::Scalar(text, style, anchor, tag) => {
                 let forced_text = tag
@@ -299,17 +341,34 @@ impl<'s> Reader<'s> {
             }
             Event::MappingStart(anchor, _) => (self.mapping(at, path)?, anchor),
             Event::Alias(id) => {
-                return self.anchors.get(&id).cloned().ok_or_else(|| Problem {
-                    at,
-                    path: path.to_string(),
-                    message: "an alias (`*name`) to an anchor that is not defined before it"
-                        .to_owned(),
-                });
+                let Some((node, size)) = self.anchors.get(&id) else {
+                    return Err(Problem {
+                        at,
+                        path: path.to_string(),
+                        message: "an alias (`*name`) to an anchor that is not defined before it"
+                            .to_owned(),
+                    });
+                };
+                self.copied = self.copied.saturating_add(*size);
+                if self.copied > MAX_ALIAS_NODES {
+                    return Err(Problem {
+                        at,
+                        path: path.to_string(),
+                        message: format!(
+                            "aliases (`*name`) copy more than {MAX_ALIAS_NODES} values in all; an inventory needs far fewer"
+                        ),
+                    });
+                }
+                return Ok(node.clone());
             }
             _ => return Err(Self::unexpected(span)),
         };
+        if collection {
+            self.depth -= 1;
+        }
         if anchor != 0 {
-            self.anchors.insert(anchor, node.clone());
+            let size = node_count(&node);
+            self.anchors.insert(anchor, (node.clone(), size));
         }
         Ok(node)
     }

@@ -1,15 +1,22 @@
 //! `clockprov apply`: the plan, then the changes, host by host; optionally wait for sync.
 
 use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::Context as _;
 
 use crate::check::{self, CheckStatus, ControllerClock, HostCheck};
 use crate::cli::{ApplyArgs, Format};
 use crate::clock::Limits;
 use crate::host::apply::ApplyOptions;
-use crate::operations::{self, HostStatus, Summary};
+use crate::operations::{self, HostStatus, Reviewed, Summary};
+use crate::planfile::PlanFile;
 use crate::report;
 
-use super::{EXIT_ERROR, EXIT_OK, ask, plan_results, prepare, print_stdout, stdout_style};
+use super::{
+    EXIT_ERROR, EXIT_OK, Prepared, ask, plan_results, prepare, prepare_at, print_stdout,
+    stdout_style,
+};
 
 fn confirm(hosts: usize) -> anyhow::Result<bool> {
     ask(&format!(
@@ -20,6 +27,9 @@ fn confirm(hosts: usize) -> anyhow::Result<bool> {
 
 pub(crate) fn run(args: &ApplyArgs) -> anyhow::Result<u8> {
     args.fleet.format.refuse_check_only("apply")?;
+    if let Some(plan) = &args.plan {
+        return reviewed(args, plan);
+    }
     let prepared = prepare(&args.fleet, args.templates.clone())?;
     let results = plan_results(&prepared);
     let changes = results
@@ -56,11 +66,64 @@ pub(crate) fn run(args: &ApplyArgs) -> anyhow::Result<u8> {
             print_stdout(&report::json("apply", &results))?;
         }
     }
-    let mut code = if Summary::of(&results).has_errors() {
+    let code = if Summary::of(&results).has_errors() {
         EXIT_ERROR
     } else {
         EXIT_OK
     };
+    Ok(wait_sync(args, &prepared, code))
+}
+
+/// `apply PLAN`: the saved plan, host by host, where the host is still as it was reviewed. It
+/// asks nothing: the plan was reviewed when it was saved (Terraform's convention).
+fn reviewed(args: &ApplyArgs, path: &Path) -> anyhow::Result<u8> {
+    let plan = PlanFile::load(path)?;
+    let inventory = plan.check_inventory(path, args.fleet.inventory.as_deref())?;
+    let prepared = prepare_at(&args.fleet, &inventory, None)?;
+    let mut reviewed = Vec::new();
+    for saved in plan.hosts {
+        let host = prepared
+            .hosts
+            .iter()
+            .find(|h| h.name.as_str() == saved.name)
+            .with_context(|| {
+                format!(
+                    "{}: host {} is not in the inventory",
+                    path.display(),
+                    saved.name
+                )
+            })?
+            .clone();
+        reviewed.push(Reviewed { host, saved });
+    }
+    let hosts: Vec<_> = reviewed.iter().map(|r| r.host.clone()).collect();
+    eprintln!("Applying the reviewed plan {}.", path.display());
+    let results = prepared.runtime.block_on(operations::apply_reviewed(
+        prepared.connector.clone(),
+        reviewed,
+        &prepared.options,
+        ApplyOptions {
+            keep_backups: args.keep_backups,
+            lock_wait: args.lock_wait.0,
+        },
+    ));
+    match args.fleet.format {
+        Format::Text => print_stdout(&report::apply_text(&results, stdout_style()))?,
+        Format::Json | Format::Prometheus | Format::Nagios => {
+            print_stdout(&report::json("apply", &results))?;
+        }
+    }
+    let code = if Summary::of(&results).has_errors() {
+        EXIT_ERROR
+    } else {
+        EXIT_OK
+    };
+    let prepared = Prepared { hosts, ..prepared };
+    Ok(wait_sync(args, &prepared, code))
+}
+
+/// `--wait-sync`: after applying, wait until the hosts are in sync; `code` is apply's.
+fn wait_sync(args: &ApplyArgs, prepared: &Prepared, mut code: u8) -> u8 {
     if let Some(within) = args.wait_sync {
         let limits = Limits {
             max_skew: args.max_skew.seconds(),
@@ -103,7 +166,7 @@ pub(crate) fn run(args: &ApplyArgs) -> anyhow::Result<u8> {
             code = EXIT_ERROR;
         }
     }
-    Ok(code)
+    code
 }
 
 /// One line per polling round on stderr: who is still waiting, and for what.

@@ -1,5 +1,6 @@
 //! `clockprov check`: measure every host's clock and judge the fleet. Read-only.
 
+use crate::ceph::CephView;
 use crate::check::{self, CheckStatus, ControllerClock};
 use crate::cli::{CheckArgs, Format};
 use crate::clock::Limits;
@@ -14,6 +15,20 @@ pub(crate) const EXIT_INCONCLUSIVE: u8 = 3;
 pub(crate) fn run(args: &CheckArgs) -> anyhow::Result<u8> {
     // check renders nothing: no --templates (the inventory's own `templates:` must still exist).
     let prepared = prepare(&args.fleet, None)?;
+    if let Some(monitor) = &args.ceph {
+        // Refused before anything is measured: a typo is not an unreachable host.
+        if !prepared
+            .all_hosts
+            .iter()
+            .any(|h| h.name.as_str() == monitor)
+        {
+            anyhow::bail!(
+                "--ceph {}: no host of that name in the inventory (the monitor host must be an \
+                 inventory host)",
+                crate::report::shown(monitor)
+            );
+        }
+    }
     let controller = ControllerClock::read();
     let limits = Limits {
         max_skew: args.max_skew.seconds(),
@@ -29,6 +44,19 @@ pub(crate) fn run(args: &CheckArgs) -> anyhow::Result<u8> {
         usize::from(args.samples),
         &limits,
     ));
+    let ceph = args.ceph.as_deref().map(|monitor| {
+        match prepared
+            .runtime
+            .block_on(check::ceph_view(&prepared.connector, monitor, &checks))
+        {
+            Ok(report) => CephView::Report(report),
+            Err(error) => CephView::Error {
+                queried: monitor.to_owned(),
+                error: error.message,
+            },
+        }
+    });
+    let ceph = ceph.as_ref();
     let context = CheckContext {
         max_skew_seconds: limits.max_skew,
         max_server_offset_seconds: limits.max_server_offset,
@@ -36,22 +64,25 @@ pub(crate) fn run(args: &CheckArgs) -> anyhow::Result<u8> {
         checked_at_unix_seconds: check::unix_now(),
     };
     match args.fleet.format {
-        Format::Text => print_stdout(&report::check_text(&checks, &context, stdout_style()))?,
-        Format::Json => print_stdout(&report::check_json(&checks, &context))?,
-        Format::Prometheus => print_stdout(&report::check_prometheus(&checks, &context))?,
+        Format::Text => print_stdout(&report::check_text(&checks, &context, ceph, stdout_style()))?,
+        Format::Json => print_stdout(&report::check_json(&checks, &context, ceph))?,
+        Format::Prometheus => print_stdout(&report::check_prometheus(&checks, &context, ceph))?,
         Format::Nagios => {
             let warning = args.warning.map_or(limits.max_skew, DurationValue::seconds);
             let critical = args.critical.map_or(2.0 * warning, DurationValue::seconds);
-            let (line, code) = report::check_nagios(&checks, &context, warning, critical);
+            let (line, code) = report::check_nagios(&checks, &context, ceph, warning, critical);
             print_stdout(&line)?;
             return Ok(code);
         }
     }
     let any = |status| checks.iter().any(|c| c.status == status);
+    // Ceph's own warning, or Ceph's view disagreeing with ours, is a finding; no view, an error.
+    let ceph_error = matches!(ceph, Some(CephView::Error { .. }));
+    let ceph_finding = matches!(ceph, Some(CephView::Report(r)) if r.warns() || r.disagrees());
     Ok(
-        if any(CheckStatus::Unreachable) || any(CheckStatus::Failed) {
+        if any(CheckStatus::Unreachable) || any(CheckStatus::Failed) || ceph_error {
             EXIT_ERROR
-        } else if any(CheckStatus::Findings) {
+        } else if any(CheckStatus::Findings) || ceph_finding {
             EXIT_CHANGES
         } else if any(CheckStatus::Inconclusive) {
             EXIT_INCONCLUSIVE

@@ -4,8 +4,12 @@
 mod apply;
 mod bake;
 mod check;
+mod completions;
+mod import;
+mod man;
 mod plan;
 mod render;
+mod show;
 
 use std::collections::HashSet;
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
@@ -102,6 +106,10 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Check(args) => check::run(&args),
         Command::Bake(args) => bake::run(&args),
         Command::Render(args) => render::run(&args),
+        Command::Show(args) => show::run(&args),
+        Command::Import(source) => import::run(&source),
+        Command::Completions(args) => completions::run(&args),
+        Command::Man => man::run(),
     }
 }
 
@@ -128,17 +136,36 @@ struct Prepared {
     options: RunOptions,
     /// One runtime for the whole command: the connections' tasks live in it between phases.
     runtime: tokio::runtime::Runtime,
+    /// The inventory's file and text (for `plan --out`).
+    inventory: PathBuf,
+    inventory_source: String,
+}
+
+/// `-i FILE` (or `$CLOCKPROV_INVENTORY`), which every fleet command but `apply PLAN` needs.
+fn inventory_arg(args: &FleetArgs) -> anyhow::Result<&Path> {
+    args.inventory.as_deref().context(
+        "no inventory: give -i FILE or set CLOCKPROV_INVENTORY (format: README.md, \"Inventory reference\")",
+    )
 }
 
 /// Load the inventory, select the hosts and set up their connections (nothing is contacted);
 /// `templates` is `--templates` for the commands that render.
 fn prepare(args: &FleetArgs, templates: Option<PathBuf>) -> anyhow::Result<Prepared> {
+    prepare_at(args, inventory_arg(args)?, templates)
+}
+
+/// [`prepare`] with the inventory at `path`.
+fn prepare_at(
+    args: &FleetArgs,
+    path: &Path,
+    templates: Option<PathBuf>,
+) -> anyhow::Result<Prepared> {
     // Started first: nothing is read or asked before we know we can run at all.
     let runtime = runtime()?;
-    let inventory = Inventory::load(&args.inventory)?;
+    let inventory = Inventory::load(path)?;
     let renderer = Arc::new(renderer_for(&inventory, templates)?);
     let names: Vec<&str> = inventory.host_names().collect();
-    let limit = limit(&args.limit, &names, "host", &args.inventory)?;
+    let limit = limit(&args.limit, &names, "host", path)?;
     // The shard is cut from the whole inventory, so that --limit never moves a host to another.
     let shard: Option<HashSet<&str>> = args
         .shard
@@ -152,7 +179,7 @@ fn prepare(args: &FleetArgs, templates: Option<PathBuf>) -> anyhow::Result<Prepa
         .collect();
     if hosts.is_empty() {
         if names.is_empty() {
-            bail!("{}: the inventory has no hosts", args.inventory.display());
+            bail!("{}: the inventory has no hosts", path.display());
         }
         let mut cut = Vec::new();
         if !limit.is_empty() {
@@ -164,7 +191,7 @@ fn prepare(args: &FleetArgs, templates: Option<PathBuf>) -> anyhow::Result<Prepa
         bail!(
             "{} leaves no host of {} ({} hosts)",
             cut.join(" with "),
-            args.inventory.display(),
+            path.display(),
             names.len()
         );
     }
@@ -185,6 +212,8 @@ fn prepare(args: &FleetArgs, templates: Option<PathBuf>) -> anyhow::Result<Prepa
         all_hosts: inventory.hosts.clone(),
         options,
         runtime,
+        inventory: path.to_owned(),
+        inventory_source: inventory.source.clone(),
     })
 }
 

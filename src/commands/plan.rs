@@ -2,6 +2,7 @@
 
 use crate::cli::{Format, PlanArgs};
 use crate::operations::Summary;
+use crate::planfile::PlanFile;
 use crate::report;
 
 use super::{EXIT_CHANGES, EXIT_ERROR, EXIT_OK, plan_results, prepare, print_stdout, stdout_style};
@@ -17,6 +18,21 @@ pub(crate) fn run(args: &PlanArgs) -> anyhow::Result<u8> {
         }
     }
     let summary = Summary::of(&results);
+    if let Some(out) = &args.out {
+        if summary.has_errors() {
+            // A saved plan is a promise about every host it was asked for.
+            eprintln!(
+                "error: some hosts could not be planned: the plan was not saved to {} (fix them, or leave them out with --limit)",
+                out.display()
+            );
+        } else {
+            PlanFile::of(&prepared.inventory, &prepared.inventory_source, &results).write(out)?;
+            eprintln!(
+                "Saved the plan to {}: review it (clockprov show {0}), then `clockprov apply {0}`.",
+                out.display()
+            );
+        }
+    }
     Ok(if summary.has_errors() {
         EXIT_ERROR
     } else if args.detailed_exitcode && summary.change > 0 {

@@ -2,6 +2,7 @@
 //! remote half of `check` (reading its clock and its daemon's view).
 
 pub mod apply;
+pub(crate) mod ceph;
 pub mod facts;
 #[allow(unreachable_pub)] // spelled `pub` until its rewrite (issue 9) lands
 pub(crate) mod readings;

@@ -4,7 +4,8 @@
 //! Honoured: `Host` (wildcards `*` `?`, `!` negation, several patterns), `Match` (`all`, `host`,
 //! `originalhost`, `user`, `localuser`, each negatable), `Include` (globs; relative paths are
 //! under `~/.ssh`, as OpenSSH has it), and the keywords `HostName`, `User`, `Port`,
-//! `IdentityFile`, `ProxyJump`, `UserKnownHostsFile`, `StrictHostKeyChecking`. Every other
+//! `IdentityFile`, `ProxyJump`, `UserKnownHostsFile`, `GlobalKnownHostsFile`,
+//! `StrictHostKeyChecking`. Every other
 //! keyword is ignored, as it does not change where we connect. For each keyword the first value
 //! obtained wins, top to bottom through the file and its includes; `IdentityFile` accumulates.
 //!
@@ -96,6 +97,8 @@ enum Setting {
     /// `None` is `ProxyJump none`.
     ProxyJump(Option<JumpList>),
     UserKnownHostsFile(Vec<String>),
+    /// Empty is `GlobalKnownHostsFile none`.
+    GlobalKnownHostsFile(Vec<String>),
     StrictHostKeyChecking(Strictness),
 }
 
@@ -116,6 +119,9 @@ enum Item {
     Match(Vec<(bool, Criterion)>),
     Include(Vec<ConfigFile>),
     Set(Setting),
+    /// A keyword that does not change where or as whom we connect (kept for `import`, which
+    /// lists what it does not map).
+    Ignored(String),
 }
 
 #[derive(Debug, Clone)]
@@ -159,6 +165,8 @@ pub struct HostConfig {
     /// `Some(None)` is `ProxyJump none`.
     pub proxy_jump: Option<Located<Option<JumpList>>>,
     pub known_hosts_files: Option<Located<Vec<PathBuf>>>,
+    /// `GlobalKnownHostsFile`; an empty list is `none`.
+    pub global_known_hosts_files: Option<Located<Vec<PathBuf>>>,
     pub strict_host_key_checking: Option<Located<Strictness>>,
 }
 
@@ -186,6 +194,45 @@ impl SshConfig {
         })
     }
 
+    /// The names of `Host` lines without wildcards or negations (hosts one can `ssh NAME` to),
+    /// each once, in order, includes in place; and the keywords clockprov does not use.
+    pub(crate) fn hosts_and_ignored(&self) -> (Vec<Located<String>>, Vec<Located<String>>) {
+        fn walk(
+            file: &ConfigFile,
+            hosts: &mut Vec<Located<String>>,
+            ignored: &mut Vec<Located<String>>,
+        ) {
+            for entry in &file.entries {
+                match &entry.item {
+                    Item::Host(patterns) => {
+                        for pattern in patterns {
+                            let concrete = !pattern.contains(['*', '?', '!']);
+                            if concrete && !hosts.iter().any(|h| &h.value == pattern) {
+                                hosts.push(Located {
+                                    value: pattern.clone(),
+                                    loc: entry.loc.clone(),
+                                });
+                            }
+                        }
+                    }
+                    Item::Include(files) => {
+                        for included in files {
+                            walk(included, hosts, ignored);
+                        }
+                    }
+                    Item::Ignored(keyword) => ignored.push(Located {
+                        value: keyword.clone(),
+                        loc: entry.loc.clone(),
+                    }),
+                    Item::Match(_) | Item::Set(_) => {}
+                }
+            }
+        }
+        let (mut hosts, mut ignored) = (Vec::new(), Vec::new());
+        walk(&self.root, &mut hosts, &mut ignored);
+        (hosts, ignored)
+    }
+
     /// The configuration for `host` (the name as given: the inventory's `ssh.host` or address).
     ///
     /// # Errors
@@ -201,6 +248,7 @@ impl SshConfig {
             identity_files: Vec::new(),
             proxy_jump: None,
             known_hosts: None,
+            global_known_hosts: None,
             strict: None,
         };
         state.apply(&self.root, true, false)?;
@@ -225,6 +273,11 @@ fn parse_file(
             continue;
         };
         if let Some(item) = parse_item(&keyword, args, &loc, home, depth)? {
+            // As written (the keyword is lower-cased ASCII of the same length), for `import`.
+            let item = match item {
+                Item::Ignored(_) => Item::Ignored(raw.trim()[..keyword.len()].to_owned()),
+                item => item,
+            };
             entries.push(Entry { loc, item });
         }
     }
@@ -370,6 +423,16 @@ fn parse_item(
             }
             Setting::UserKnownHostsFile(args)
         }
+        "globalknownhostsfile" => {
+            if args.is_empty() {
+                return invalid(loc, "GlobalKnownHostsFile needs a file (or none)");
+            }
+            if args.len() == 1 && args[0].eq_ignore_ascii_case("none") {
+                Setting::GlobalKnownHostsFile(Vec::new())
+            } else {
+                Setting::GlobalKnownHostsFile(args)
+            }
+        }
         "stricthostkeychecking" => {
             let value = one_arg("StrictHostKeyChecking", args, loc)?;
             Setting::StrictHostKeyChecking(match value.to_ascii_lowercase().as_str() {
@@ -388,7 +451,7 @@ fn parse_item(
             })
         }
         // Every other keyword leaves where and as whom we connect unchanged.
-        _ => return Ok(None),
+        _ => return Ok(Some(Item::Ignored(keyword.to_owned()))),
     };
     Ok(Some(Item::Set(setting)))
 }
@@ -551,6 +614,7 @@ struct State<'a> {
     identity_files: Vec<Located<String>>,
     proxy_jump: Option<Located<Option<JumpList>>>,
     known_hosts: Option<Located<Vec<String>>>,
+    global_known_hosts: Option<Located<Vec<String>>>,
     strict: Option<Located<Strictness>>,
 }
 
@@ -581,7 +645,7 @@ impl State<'_> {
                     }
                 }
                 Item::Set(setting) if active => self.set(setting, &entry.loc),
-                Item::Set(_) => {}
+                Item::Set(_) | Item::Ignored(_) => {}
             }
         }
         Ok(())
@@ -659,6 +723,9 @@ impl State<'_> {
             }),
             Setting::ProxyJump(v) => first(&mut self.proxy_jump, v.clone(), loc),
             Setting::UserKnownHostsFile(v) => first(&mut self.known_hosts, v.clone(), loc),
+            Setting::GlobalKnownHostsFile(v) => {
+                first(&mut self.global_known_hosts, v.clone(), loc);
+            }
             Setting::StrictHostKeyChecking(v) => first(&mut self.strict, *v, loc),
         }
     }
@@ -729,6 +796,17 @@ impl State<'_> {
             }
             None => None,
         };
+        let global_known_hosts_files = match &self.global_known_hosts {
+            Some(files) => Some(Located {
+                value: files
+                    .value
+                    .iter()
+                    .map(|f| path(f, "GlobalKnownHostsFile", &files.loc))
+                    .collect::<Result<Vec<_>, _>>()?,
+                loc: files.loc.clone(),
+            }),
+            None => None,
+        };
         Ok(HostConfig {
             hostname,
             user: self.user,
@@ -736,6 +814,7 @@ impl State<'_> {
             identity_files,
             proxy_jump: self.proxy_jump,
             known_hosts_files,
+            global_known_hosts_files,
             strict_host_key_checking: self.strict,
         })
     }
@@ -934,6 +1013,20 @@ mod tests {
     fn known_hosts_files_and_strictness() {
         let text = "Host a\n  UserKnownHostsFile ~/.ssh/kh1 /etc/kh2\n  StrictHostKeyChecking accept-new\nHost *\n  UserKnownHostsFile /never\n  StrictHostKeyChecking yes\n";
         let config = lookup(text, "a");
+        assert_eq!(config.global_known_hosts_files, None);
+        let global = |text: &str| {
+            lookup(text, "x")
+                .global_known_hosts_files
+                .map(|files| files.value)
+        };
+        assert_eq!(
+            global("GlobalKnownHostsFile ~/g1 /etc/g2\nGlobalKnownHostsFile /never\n"),
+            Some(vec![
+                PathBuf::from("/home/ops/g1"),
+                PathBuf::from("/etc/g2")
+            ])
+        );
+        assert_eq!(global("GlobalKnownHostsFile none\n"), Some(vec![]));
         let files = config.known_hosts_files.unwrap();
         assert_eq!(
             files.value,

@@ -10,7 +10,7 @@ use russh::keys::PrivateKey;
 
 use crate::ssh::config::{ConfigError, SshConfig};
 use crate::ssh::connector::SetupError;
-use crate::ssh::known_hosts::KnownHosts;
+use crate::ssh::known_hosts::{KnownHosts, KnownHostsFile};
 use crate::ssh::resolve::{ConfigSource, Identities};
 use crate::ssh::secret::{KEY_PASSPHRASE_ENV, Secrets};
 use crate::ssh::transport::{IdentityError, load_identity};
@@ -60,7 +60,7 @@ pub(crate) struct Files<'s> {
     secrets: &'s Secrets,
     configs: Cache<SshConfig>,
     identities: Cache<PrivateKey>,
-    known_hosts: Cache<KnownHosts>,
+    known_hosts: Cache<KnownHostsFile>,
     warned: HashSet<String>,
 }
 
@@ -155,17 +155,32 @@ impl<'s> Files<'s> {
         Ok(keys)
     }
 
-    /// The `known_hosts` file at `path` (a missing file is an empty one).
+    /// The `known_hosts` files that apply to a host: `user` (new keys go to the first), then
+    /// `global` (a missing file is an empty one).
     ///
     /// # Errors
-    /// It exists but cannot be read.
-    pub(crate) fn known_hosts(&mut self, path: &Path) -> Result<Arc<KnownHosts>, SetupError> {
-        self.known_hosts
-            .get(path, |p| KnownHosts::load(p).map(Arc::new))
-            .map_err(|source| SetupError::KnownHosts {
-                path: path.to_owned(),
-                source,
-            })
+    /// One exists but cannot be read.
+    pub(crate) fn known_hosts(
+        &mut self,
+        user: &[PathBuf],
+        global: &[PathBuf],
+    ) -> Result<Arc<KnownHosts>, SetupError> {
+        let mut load = |paths: &[PathBuf]| {
+            paths
+                .iter()
+                .map(|path| {
+                    self.known_hosts
+                        .get(path, |p| KnownHostsFile::load(p).map(Arc::new))
+                        .map_err(|source| SetupError::KnownHosts {
+                            path: path.clone(),
+                            source,
+                        })
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let user = load(user)?;
+        let global = load(global)?;
+        Ok(Arc::new(KnownHosts::new(user, global)))
     }
 }
 

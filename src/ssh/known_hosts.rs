@@ -3,15 +3,20 @@
 //! russh ships a checker, but it matches exact and hashed names only, splits on single spaces,
 //! ignores `@revoked` and miscounts line numbers after comments; users' files have all of those,
 //! so this module reads the format as OpenSSH's sshd(8) "`SSH_KNOWN_HOSTS` FILE FORMAT" defines it.
+//!
+//! A host is judged against every file that applies to it ([`KnownHosts`]: the user files, then
+//! the global ones), as OpenSSH does: a host with any key on record, of any type, in any of them
+//! is known, and a key it offers that is not on record is a changed key, never a new one
+//! (otherwise an attacker offering another key type would be "new" to `accept-new`).
 
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use russh::keys::PublicKey;
+use russh::keys::{Algorithm, HashAlg, PublicKey};
 
 use crate::glob::wildcard_match;
 
@@ -27,47 +32,60 @@ struct Entry {
     line: usize,
     marker: Marker,
     hosts: String,
-    key: PublicKey,
+    /// The key type as the line writes it (`ssh-ed25519`).
+    key_type: String,
+    /// `None` for a well-formed key of a type this build cannot parse: still a key on record.
+    key: Option<PublicKey>,
 }
 
-/// What a `known_hosts` file says about a host's key.
+/// What the files that apply to a host say about the key it offered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     Trusted,
-    /// No key of this type is on record for the host.
+    /// No key of any type is on record for the host, in any file.
     Unknown,
-    /// A different key of the same type is on record, at this line.
+    /// The host has another key on record (of this type, e.g. `ssh-ecdsa-nistp256`), at this
+    /// file and line: the first one found.
     Changed {
+        file: PathBuf,
         line: usize,
+        recorded_type: String,
     },
-    /// The key is marked `@revoked`, at this line.
+    /// The key is marked `@revoked`, at this file and line.
     Revoked {
+        file: PathBuf,
         line: usize,
     },
 }
 
-/// A parsed `known_hosts` file. Lines that cannot be parsed are skipped, as OpenSSH does.
+/// One parsed `known_hosts` file. Lines that cannot be parsed are skipped, as OpenSSH does.
 #[derive(Debug)]
-pub struct KnownHosts {
+pub struct KnownHostsFile {
     path: PathBuf,
     entries: Mutex<Vec<Entry>>,
 }
 
-impl KnownHosts {
+impl KnownHostsFile {
     /// Read `path`; a missing file is an empty one.
     ///
     /// # Errors
     /// The file exists but cannot be read.
-    pub fn load(path: &Path) -> std::io::Result<KnownHosts> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+    pub fn load(path: &Path) -> std::io::Result<KnownHostsFile> {
+        let bytes = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(e),
         };
-        Ok(KnownHosts {
+        Ok(KnownHostsFile::parse(path, &bytes))
+    }
+
+    /// `bytes` as if read from `path` (not UTF-8 is no error: such lines just match nothing).
+    #[must_use]
+    pub fn parse(path: &Path, bytes: &[u8]) -> KnownHostsFile {
+        KnownHostsFile {
             path: path.to_owned(),
-            entries: Mutex::new(parse(&text)),
-        })
+            entries: Mutex::new(parse(&String::from_utf8_lossy(bytes))),
+        }
     }
 
     #[must_use]
@@ -75,45 +93,10 @@ impl KnownHosts {
         &self.path
     }
 
-    /// Check `key` for `host` (an address or name as connected to) on `port`.
-    ///
-    /// # Panics
-    /// Only if another thread panicked while holding the entries.
-    #[must_use]
-    pub fn check(&self, host: &str, port: u16, key: &PublicKey) -> Verdict {
-        let name = host_port(host, port);
-        let entries = self.entries.lock().expect("known_hosts lock");
-        let matching = entries.iter().filter(|e| host_matches(&e.hosts, &name));
-        let mut changed = None;
-        let mut trusted = false;
-        for entry in matching {
-            let same_key = entry.key.key_data() == key.key_data();
-            match entry.marker {
-                Marker::Revoked if same_key => return Verdict::Revoked { line: entry.line },
-                Marker::None if same_key => trusted = true,
-                Marker::None if entry.key.algorithm() == key.algorithm() => {
-                    changed.get_or_insert(entry.line);
-                }
-                _ => {}
-            }
-        }
-        match (trusted, changed) {
-            (true, _) => Verdict::Trusted,
-            (false, Some(line)) => Verdict::Changed { line },
-            (false, None) => Verdict::Unknown,
-        }
-    }
-
-    /// Append `host`'s key to the file (creating it and its directory if needed).
-    ///
-    /// # Errors
-    /// The file cannot be written.
-    ///
-    /// # Panics
-    /// Only if another thread panicked while holding the entries.
-    pub fn learn(&self, host: &str, port: u16, key: &PublicKey) -> std::io::Result<()> {
-        let mut entries = self.entries.lock().expect("known_hosts lock");
-        let name = host_port(host, port);
+    /// Append `name`'s key (`name` as [`record_name`] makes it) to the file, creating it and
+    /// its directory if needed.
+    fn append(&self, name: &str, key: &PublicKey) -> std::io::Result<()> {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         let openssh = key.to_openssh().map_err(std::io::Error::other)?;
         if let Some(parent) = self.path.parent() {
             std::fs::create_dir_all(parent)?;
@@ -135,20 +118,165 @@ impl KnownHosts {
         entries.push(Entry {
             line: line_no,
             marker: Marker::None,
-            hosts: name,
-            key: key.clone(),
+            hosts: name.to_owned(),
+            key_type: key.algorithm().as_str().to_owned(),
+            key: Some(key.clone()),
         });
         Ok(())
     }
 }
 
-/// The name OpenSSH records: `host` on port 22, `[host]:port` otherwise.
-fn host_port(host: &str, port: u16) -> String {
+/// Every `known_hosts` file that applies to one host: the user files (`UserKnownHostsFile` or
+/// the inventory's `known_hosts`; the first is where new keys are recorded), then the global
+/// ones (`GlobalKnownHostsFile`, `/etc/ssh/ssh_known_hosts` by default). Files are shared
+/// between hosts, so a key learned for one is seen by all.
+#[derive(Debug, Clone)]
+pub struct KnownHosts {
+    user: Vec<Arc<KnownHostsFile>>,
+    global: Vec<Arc<KnownHostsFile>>,
+}
+
+impl KnownHosts {
+    /// # Panics
+    /// `user` is empty: there must be a file to record keys in.
+    #[must_use]
+    pub fn new(user: Vec<Arc<KnownHostsFile>>, global: Vec<Arc<KnownHostsFile>>) -> KnownHosts {
+        assert!(!user.is_empty(), "a user known_hosts file");
+        KnownHosts { user, global }
+    }
+
+    /// Read `path` alone (tests and single-file uses).
+    ///
+    /// # Errors
+    /// The file exists but cannot be read.
+    pub fn load(path: &Path) -> std::io::Result<KnownHosts> {
+        Ok(KnownHosts::new(
+            vec![Arc::new(KnownHostsFile::load(path)?)],
+            Vec::new(),
+        ))
+    }
+
+    /// `bytes` alone, as if read from `path` (the fuzz targets).
+    #[must_use]
+    pub fn parse(path: &Path, bytes: &[u8]) -> KnownHosts {
+        KnownHosts::new(
+            vec![Arc::new(KnownHostsFile::parse(path, bytes))],
+            Vec::new(),
+        )
+    }
+
+    /// The file new keys are recorded in.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        self.user[0].path()
+    }
+
+    /// Every file consulted, in order.
+    pub fn files(&self) -> impl Iterator<Item = &Path> {
+        self.user.iter().chain(&self.global).map(|f| f.path())
+    }
+
+    /// Are these the very same files (loaded once), not copies?
+    #[cfg(test)]
+    pub(crate) fn shares_files_with(&self, other: &KnownHosts) -> bool {
+        let same = |a: &[Arc<KnownHostsFile>], b: &[Arc<KnownHostsFile>]| {
+            a.len() == b.len() && a.iter().zip(b).all(|(a, b)| Arc::ptr_eq(a, b))
+        };
+        same(&self.user, &other.user) && same(&self.global, &other.global)
+    }
+
+    /// The files consulted, for messages: `a, b or c`.
+    #[must_use]
+    pub fn describe(&self) -> String {
+        let files: Vec<String> = self.files().map(|p| p.display().to_string()).collect();
+        match files.split_last() {
+            Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+            _ => files.concat(),
+        }
+    }
+
+    /// Check `key` for `host` (an address or name as connected to) on `port`, across every file.
+    #[must_use]
+    pub fn check(&self, host: &str, port: u16, key: &PublicKey) -> Verdict {
+        let name = record_name(host, port);
+        let mut changed = None;
+        let mut trusted = false;
+        for file in self.user.iter().chain(&self.global) {
+            let entries = file.entries.lock().unwrap_or_else(PoisonError::into_inner);
+            for entry in entries.iter().filter(|e| host_matches(&e.hosts, &name)) {
+                let same_key = entry
+                    .key
+                    .as_ref()
+                    .is_some_and(|k| k.key_data() == key.key_data());
+                match entry.marker {
+                    // A revoked key is refused wherever it is listed, whatever else says.
+                    Marker::Revoked if same_key => {
+                        return Verdict::Revoked {
+                            file: file.path.clone(),
+                            line: entry.line,
+                        };
+                    }
+                    Marker::None if same_key => trusted = true,
+                    Marker::None => {
+                        changed.get_or_insert_with(|| Verdict::Changed {
+                            file: file.path.clone(),
+                            line: entry.line,
+                            recorded_type: entry.key_type.clone(),
+                        });
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if trusted {
+            Verdict::Trusted
+        } else {
+            changed.unwrap_or(Verdict::Unknown)
+        }
+    }
+
+    /// Record `host`'s key in the first user file; returns that file.
+    ///
+    /// # Errors
+    /// The file cannot be written.
+    pub fn learn(&self, host: &str, port: u16, key: &PublicKey) -> std::io::Result<&Path> {
+        self.user[0].append(&record_name(host, port), key)?;
+        Ok(self.path())
+    }
+}
+
+/// The name OpenSSH records and matches: lowercased, `host` on port 22, `[host]:port` otherwise.
+pub(crate) fn record_name(host: &str, port: u16) -> String {
+    let host = host.to_ascii_lowercase();
     if port == 22 {
-        host.to_owned()
+        host
     } else {
         format!("[{host}]:{port}")
     }
+}
+
+/// `ED25519`, `ECDSA`, `RSA`: the key type as OpenSSH names it in fingerprint lines.
+#[must_use]
+pub fn key_type_name(key: &PublicKey) -> String {
+    match key.algorithm() {
+        Algorithm::Ed25519 => "ED25519".to_owned(),
+        Algorithm::Ecdsa { .. } => "ECDSA".to_owned(),
+        Algorithm::Rsa { .. } => "RSA".to_owned(),
+        Algorithm::Dsa => "DSA".to_owned(),
+        Algorithm::SkEd25519 => "ED25519-SK".to_owned(),
+        Algorithm::SkEcdsaSha2NistP256 => "ECDSA-SK".to_owned(),
+        other => other.as_str().to_ascii_uppercase(),
+    }
+}
+
+/// `ED25519 key fingerprint is SHA256:...`, as OpenSSH prints it (and `ssh-keygen -lf` shows).
+#[must_use]
+pub fn fingerprint(key: &PublicKey) -> String {
+    format!(
+        "{} key fingerprint is {}",
+        key_type_name(key),
+        key.fingerprint(HashAlg::Sha256)
+    )
 }
 
 fn parse(text: &str) -> Vec<Entry> {
@@ -165,25 +293,38 @@ fn parse(text: &str) -> Vec<Entry> {
         if marker != Marker::None {
             fields.next();
         }
-        let (Some(hosts), Some(_key_type), Some(key_base64)) =
+        let (Some(hosts), Some(key_type), Some(key_base64)) =
             (fields.next(), fields.next(), fields.next())
         else {
             continue;
         };
-        let Ok(key) = russh::keys::parse_public_key_base64(key_base64) else {
-            continue;
+        let key = match russh::keys::parse_public_key_base64(key_base64) {
+            Ok(key) => Some(key),
+            // A well-formed key of a type we cannot parse (a newer algorithm) is still a key
+            // on record for the host: the host is not "new". Garbage is skipped, as OpenSSH does.
+            Err(_) if blob_type(key_base64).as_deref() == Some(key_type) => None,
+            Err(_) => continue,
         };
         entries.push(Entry {
             line: index + 1,
             marker,
             hosts: hosts.to_owned(),
+            key_type: key_type.to_owned(),
             key,
         });
     }
     entries
 }
 
-/// Does the comma-separated pattern list (or hashed name) cover `name`?
+/// The key type a public key blob names (its first SSH string), if it is one.
+fn blob_type(key_base64: &str) -> Option<String> {
+    let blob = BASE64.decode(key_base64).ok()?;
+    let len = usize::try_from(u32::from_be_bytes(blob.get(..4)?.try_into().ok()?)).ok()?;
+    let name = blob.get(4..4usize.checked_add(len)?)?;
+    String::from_utf8(name.to_vec()).ok()
+}
+
+/// Does the comma-separated pattern list (or hashed name) cover `name` (lowercased already)?
 fn host_matches(patterns: &str, name: &str) -> bool {
     if let Some(hashed) = patterns.strip_prefix("|1|") {
         return hashed_matches(hashed, name);
@@ -191,10 +332,10 @@ fn host_matches(patterns: &str, name: &str) -> bool {
     let mut matched = false;
     for pattern in patterns.split(',') {
         if let Some(negated) = pattern.strip_prefix('!') {
-            if wildcard_match(&negated.to_ascii_lowercase(), &name.to_ascii_lowercase()) {
+            if wildcard_match(&negated.to_ascii_lowercase(), name) {
                 return false;
             }
-        } else if wildcard_match(&pattern.to_ascii_lowercase(), &name.to_ascii_lowercase()) {
+        } else if wildcard_match(&pattern.to_ascii_lowercase(), name) {
             matched = true;
         }
     }
@@ -211,13 +352,13 @@ fn hashed_matches(hashed: &str, name: &str) -> bool {
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, &salt);
     ring::hmac::verify(&key, name.as_bytes(), &hash).is_ok()
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const KEY_A: &str = "AAAAC3NzaC1lZDI1NTE5AAAAIJdD7y3aLq454yWBdwLWbieU1ebz9/cu7/QEXn9OIeZJ";
     const KEY_B: &str = "AAAAC3NzaC1lZDI1NTE5AAAAILIG2T/B0l0gaqj3puu510tu9N1OkQ4znY3LYuEm5zCF";
+    const ECDSA: &str = "AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBAgXAHZ+9NCrviZ/89usPr7KSbB5/Jaz1Tl6wZVPzoIhObd/s/XvRm3j9pZvxQHcl63dYZsFe+pc3KBdVToSRno=";
 
     fn key(b64: &str) -> PublicKey {
         russh::keys::parse_public_key_base64(b64).unwrap()
@@ -229,6 +370,14 @@ mod tests {
         std::fs::write(&path, text).unwrap();
         let known = KnownHosts::load(&path).unwrap();
         (dir, known)
+    }
+
+    fn changed(known: &KnownHosts, line: usize, recorded_type: &str) -> Verdict {
+        Verdict::Changed {
+            file: known.path().to_owned(),
+            line,
+            recorded_type: recorded_type.to_owned(),
+        }
     }
 
     #[test]
@@ -245,25 +394,124 @@ mod tests {
         // Line numbers count comments and blank lines, as an editor shows them.
         assert_eq!(
             known.check("10.0.0.1", 22, &key(KEY_B)),
-            Verdict::Changed { line: 3 }
+            changed(&known, 3, "ssh-ed25519")
         );
     }
 
     #[test]
     fn hashed_names_and_revoked_keys() {
-        // `ssh-keygen -H` form of "localhost".
+        // `ssh-keygen -H` form of "example.com", and of "[web.example.com]:2222".
         let text = format!(
-            "|1|O33ESRMWPVkMYIwJ1Uw+n877jTo=|nuuC5vEqXlEZ/8BXQR7m619W6Ak= ssh-ed25519 {KEY_B}\n@revoked * ssh-ed25519 {KEY_A}\n"
+            "|1|O33ESRMWPVkMYIwJ1Uw+n877jTo=|nuuC5vEqXlEZ/8BXQR7m619W6Ak= ssh-ed25519 {KEY_B}\n@revoked * ssh-ed25519 {KEY_A}\n|1|AAECAwQFBgcICQoLDA0ODxAREhM=|pLGwP/dYcRUId+vJAZDBuklVl3o= ssh-ed25519 {KEY_B}\n"
         );
         let (_d, known) = file(&text);
         assert_eq!(
             known.check("example.com", 22, &key(KEY_B)),
             Verdict::Trusted
         );
+        // Names are lowercased before hashing, as OpenSSH does.
+        assert_eq!(
+            known.check("Example.COM", 22, &key(KEY_B)),
+            Verdict::Trusted
+        );
+        assert_eq!(
+            known.check("WEB.example.com", 2222, &key(KEY_B)),
+            Verdict::Trusted
+        );
         assert_eq!(known.check("other", 22, &key(KEY_B)), Verdict::Unknown);
         assert_eq!(
             known.check("other", 22, &key(KEY_A)),
-            Verdict::Revoked { line: 2 }
+            Verdict::Revoked {
+                file: known.path().to_owned(),
+                line: 2
+            }
+        );
+    }
+
+    #[test]
+    fn a_key_of_another_type_is_a_changed_key() {
+        let text = format!(
+            "web.lab ecdsa-sha2-nistp256 {ECDSA}\nfut.lab ssh-future AAAACnNzaC1mdXR1cmUAAAADYWJj\nfut.lab ssh-future garbage\n"
+        );
+        let (_d, known) = file(&text);
+        assert_eq!(
+            known.check("WEB.lab", 22, &key(KEY_A)),
+            changed(&known, 1, "ecdsa-sha2-nistp256")
+        );
+        assert_eq!(known.check("web.lab", 22, &key(ECDSA)), Verdict::Trusted);
+        // A well-formed key of a type this build cannot read is still a key on record; a line
+        // that is not a key at all is skipped.
+        assert_eq!(
+            known.check("fut.lab", 22, &key(KEY_A)),
+            changed(&known, 2, "ssh-future")
+        );
+    }
+
+    #[test]
+    fn every_file_that_applies_is_consulted_and_only_the_first_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: String| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            Arc::new(KnownHostsFile::load(&path).unwrap())
+        };
+        let first = write("first", String::new());
+        let second = write("second", format!("a.lab ssh-ed25519 {KEY_A}\n"));
+        let global = write(
+            "global",
+            format!(
+                "# global\nb.lab ecdsa-sha2-nistp256 {ECDSA}\n@revoked * ssh-ed25519 {KEY_B}\n"
+            ),
+        );
+        let known = KnownHosts::new(vec![first, second], vec![global]);
+        assert_eq!(known.check("a.lab", 22, &key(KEY_A)), Verdict::Trusted);
+        assert_eq!(
+            known.check("b.lab", 22, &key(KEY_A)),
+            Verdict::Changed {
+                file: dir.path().join("global"),
+                line: 2,
+                recorded_type: "ecdsa-sha2-nistp256".into()
+            }
+        );
+        assert_eq!(
+            known.check("c.lab", 22, &key(KEY_B)),
+            Verdict::Revoked {
+                file: dir.path().join("global"),
+                line: 3
+            }
+        );
+        assert_eq!(known.check("c.lab", 22, &key(KEY_A)), Verdict::Unknown);
+        assert_eq!(
+            known.learn("C.lab", 22, &key(KEY_A)).unwrap(),
+            dir.path().join("first")
+        );
+        assert_eq!(known.check("c.lab", 22, &key(KEY_A)), Verdict::Trusted);
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("first")).unwrap(),
+            format!("c.lab ssh-ed25519 {KEY_A}\n"),
+            "recorded lowercased"
+        );
+        assert_eq!(
+            known.describe(),
+            format!(
+                "{}, {} or {}",
+                dir.path().join("first").display(),
+                dir.path().join("second").display(),
+                dir.path().join("global").display()
+            )
+        );
+    }
+
+    #[test]
+    fn fingerprints_are_openssh_s() {
+        // `ssh-keygen -lf` of these keys.
+        assert_eq!(
+            fingerprint(&key(KEY_A)),
+            "ED25519 key fingerprint is SHA256:T7SvZ2cslqpPj6nKzitCBHHlpVF3r3MvLwmFL0fk0IE"
+        );
+        assert_eq!(
+            fingerprint(&key(ECDSA)),
+            "ECDSA key fingerprint is SHA256:eVQ9uX2PFGxKwAHsPEiNn98hQ91ax4F34lNc0fFVa84"
         );
     }
 
@@ -280,7 +528,7 @@ mod tests {
         let again = KnownHosts::load(&dir.path().join("known_hosts")).unwrap();
         assert_eq!(
             again.check("10.0.0.1", 2222, &key(KEY_B)),
-            Verdict::Changed { line: 2 }
+            changed(&again, 2, "ssh-ed25519")
         );
     }
 }

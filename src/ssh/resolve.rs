@@ -17,6 +17,12 @@ use crate::ssh::config::{ConfigError, Context, HostConfig, Located, SshConfig, S
 use crate::ssh::connector::{DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, SetupError};
 use crate::value::{JumpHop, JumpList, JumpRef, NetAddress, UserName};
 
+/// OpenSSH's default `UserKnownHostsFile`, under `~`.
+const DEFAULT_USER_KNOWN_HOSTS: [&str; 2] = [".ssh/known_hosts", ".ssh/known_hosts2"];
+/// OpenSSH's default `GlobalKnownHostsFile`.
+const DEFAULT_GLOBAL_KNOWN_HOSTS: [&str; 2] =
+    ["/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2"];
+
 /// The OpenSSH configs resolution may consult.
 pub(crate) trait ConfigSource {
     /// The config at `path`, named by the inventory: it must be readable.
@@ -73,7 +79,10 @@ pub(crate) struct Endpoint {
     pub user: String,
     pub identities: Identities,
     pub use_agent: bool,
-    pub known_hosts: PathBuf,
+    /// The user `known_hosts` files: new keys are recorded in the first.
+    pub known_hosts: Vec<PathBuf>,
+    /// The global ones, consulted after the user files, never written.
+    pub global_known_hosts: Vec<PathBuf>,
     pub host_key_policy: HostKeyPolicy,
     pub connect_timeout: Duration,
     pub command_timeout: Duration,
@@ -87,7 +96,7 @@ pub(crate) struct Routes {
     pub endpoints: HashMap<String, Endpoint>,
     /// Inventory name -> its endpoint's key.
     pub hosts: HashMap<String, String>,
-    /// Config lines worth a warning (`StrictHostKeyChecking no`, several `known_hosts` files),
+    /// Config lines worth a warning (`StrictHostKeyChecking no`),
     /// each once: `(file:line, message)`.
     pub warnings: BTreeSet<(String, String)>,
 }
@@ -317,21 +326,21 @@ impl Resolver<'_> {
                     .collect(),
             )
         };
+        // Every file that applies is consulted, as OpenSSH does; new keys go to the first.
         let known_hosts = match (&ssh.known_hosts, &config.known_hosts_files) {
-            (Some(path), _) => self.inventory.resolve_path(path),
-            (None, Some(files)) => {
-                if files.value.len() > 1 {
-                    self.routes.warnings.insert((
-                        files.loc.to_string(),
-                        format!(
-                            "UserKnownHostsFile: only the first file, {}, is read and written",
-                            files.value[0].display()
-                        ),
-                    ));
-                }
-                files.value[0].clone()
-            }
-            (None, None) => home.join(".ssh/known_hosts"),
+            (Some(path), _) => vec![self.inventory.resolve_path(path)],
+            (None, Some(files)) => files.value.clone(),
+            (None, None) => DEFAULT_USER_KNOWN_HOSTS
+                .iter()
+                .map(|file| home.join(file))
+                .collect(),
+        };
+        let global_known_hosts = match &config.global_known_hosts_files {
+            Some(files) => files.value.clone(),
+            None => DEFAULT_GLOBAL_KNOWN_HOSTS
+                .iter()
+                .map(PathBuf::from)
+                .collect(),
         };
         let host_key_policy = match (ssh.host_key_policy, &config.strict_host_key_checking) {
             (Some(policy), _) => policy,
@@ -357,6 +366,7 @@ impl Resolver<'_> {
             identities,
             use_agent: self.settings.use_agent,
             known_hosts,
+            global_known_hosts,
             host_key_policy,
             connect_timeout: self
                 .settings
@@ -533,8 +543,15 @@ mod tests {
         );
         assert_eq!(
             d1.known_hosts,
-            Path::new("/inv/kh"),
+            [Path::new("/inv/kh")],
             "inventory paths are relative to the inventory"
+        );
+        assert_eq!(
+            d1.global_known_hosts,
+            [
+                Path::new("/etc/ssh/ssh_known_hosts"),
+                Path::new("/etc/ssh/ssh_known_hosts2")
+            ]
         );
         // `no` is said once, naming its line, however many hosts it applies to.
         assert_eq!(
@@ -646,7 +663,13 @@ mod tests {
     fn defaults_when_nothing_is_said() {
         let routes = routes("", &[], &inventory("  user: root\n", "")).unwrap();
         let zcloud = &routes.endpoints["zcloud"];
-        assert_eq!(zcloud.known_hosts, Path::new("/home/u/.ssh/known_hosts"));
+        assert_eq!(
+            zcloud.known_hosts,
+            [
+                Path::new("/home/u/.ssh/known_hosts"),
+                Path::new("/home/u/.ssh/known_hosts2")
+            ]
+        );
         assert_eq!(zcloud.host_key_policy, HostKeyPolicy::Strict);
         assert_eq!(zcloud.connect_timeout, DEFAULT_CONNECT_TIMEOUT);
         assert_eq!(

@@ -10,7 +10,7 @@ use russh::client::{self, Handle};
 use russh::keys::{PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
 
 use crate::inventory::HostKeyPolicy;
-use crate::ssh::known_hosts::{KnownHosts, Verdict};
+use crate::ssh::known_hosts::{self, KnownHosts, Verdict};
 use crate::ssh::secret::KeyPassphrase;
 use crate::value::ByteSize;
 
@@ -76,25 +76,23 @@ pub enum SshError {
         "{host} sent more than {limit} of output for one command, so it was stopped; raise --max-output if this much is expected"
     )]
     OutputTooLarge { host: String, limit: ByteSize },
+    /// `files`: every file consulted; `fingerprint`: as OpenSSH prints it.
     #[error(
-        "host key of {addr} is not in {} (host_key_policy is strict); check the key and add it, e.g. with ssh-keyscan, or use host_key_policy: accept-new",
-        .file.display()
+        "host key of {addr} is not in {files} (host_key_policy is strict); {fingerprint}: check it against the host's own key (ssh-keygen -lf) and add it, e.g. with ssh-keyscan, or use host_key_policy: accept-new"
     )]
-    HostKeyUnknown { addr: String, file: PathBuf },
-    #[error(
-        "HOST KEY CHANGED for {addr}: the key it offered differs from the one in {}, line {line}; if the host was reinstalled, remove that line (ssh-keygen -R), otherwise someone may be intercepting the connection",
-        .file.display()
-    )]
-    HostKeyChanged {
+    HostKeyUnknown {
         addr: String,
-        file: PathBuf,
-        line: usize,
+        files: String,
+        fingerprint: String,
     },
-    #[error("host key of {addr} is marked @revoked in {}, line {line}", .file.display())]
+    #[error("{0}")]
+    HostKeyChanged(Box<ChangedKey>),
+    #[error("host key of {addr} is marked @revoked in {}, line {line}; {fingerprint}", .file.display())]
     HostKeyRevoked {
         addr: String,
         file: PathBuf,
         line: usize,
+        fingerprint: String,
     },
     #[error(
         "{addr} offered an OpenSSH certificate as host key; only plain host keys are supported"
@@ -114,6 +112,23 @@ pub enum SshError {
     },
     #[error("ssh: {0}")]
     Protocol(#[from] russh::Error),
+}
+
+/// A host key that differs from the one on record (boxed in [`SshError`]: it is large).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "HOST KEY CHANGED for {addr}: the key it offered differs from the one in {}, line {line}{offered}; if the host was reinstalled, remove that line (ssh-keygen -R {name} -f {}), otherwise someone may be intercepting the connection",
+    .file.display(), .file.display()
+)]
+pub struct ChangedKey {
+    addr: String,
+    /// The name as recorded and matched (`[host]:port`).
+    name: String,
+    file: PathBuf,
+    line: usize,
+    /// What it offered: a note when the key on record is of another type, then `; ` and its
+    /// fingerprint.
+    offered: String,
 }
 
 /// The exit status and output of one remote command.
@@ -162,33 +177,63 @@ impl client::Handler for HostKeyCheck {
                 addr: self.addr.clone(),
             });
         };
-        let file = self.known_hosts.path().to_owned();
+        // Every key learned or refused is shown on stderr as OpenSSH shows it, so that the
+        // operator can compare it with the host's own (`ssh-keygen -lf`).
+        let fingerprint = known_hosts::fingerprint(key);
+        let refused = |error: SshError| {
+            tracing::warn!("{error}");
+            Err(error)
+        };
         match self.known_hosts.check(&self.host, self.port, key) {
             Verdict::Trusted => Ok(true),
-            Verdict::Changed { line } => Err(SshError::HostKeyChanged {
+            Verdict::Changed {
+                file,
+                line,
+                recorded_type,
+            } => {
+                let offered_type = key.algorithm().as_str().to_owned();
+                let mut offered = String::new();
+                if recorded_type != offered_type {
+                    offered = format!(
+                        " (an {recorded_type} key is on record there and it offered an {offered_type} key: a host with any key on record is known, and a key of another type is a changed key)"
+                    );
+                }
+                offered.push_str("; ");
+                offered.push_str(&fingerprint);
+                refused(SshError::HostKeyChanged(Box::new(ChangedKey {
+                    addr: self.addr.clone(),
+                    name: known_hosts::record_name(&self.host, self.port),
+                    file,
+                    line,
+                    offered,
+                })))
+            }
+            Verdict::Revoked { file, line } => refused(SshError::HostKeyRevoked {
                 addr: self.addr.clone(),
                 file,
                 line,
-            }),
-            Verdict::Revoked { line } => Err(SshError::HostKeyRevoked {
-                addr: self.addr.clone(),
-                file,
-                line,
+                fingerprint,
             }),
             Verdict::Unknown => match self.policy {
-                HostKeyPolicy::Strict => Err(SshError::HostKeyUnknown {
+                HostKeyPolicy::Strict => refused(SshError::HostKeyUnknown {
                     addr: self.addr.clone(),
-                    file,
+                    files: self.known_hosts.describe(),
+                    fingerprint,
                 }),
                 HostKeyPolicy::AcceptNew => {
-                    self.known_hosts
-                        .learn(&self.host, self.port, key)
-                        .map_err(|source| SshError::LearnKey {
-                            addr: self.addr.clone(),
-                            file: file.clone(),
-                            source,
-                        })?;
-                    tracing::info!(host = %self.addr, file = %file.display(), "recorded new host key");
+                    let file =
+                        self.known_hosts
+                            .learn(&self.host, self.port, key)
+                            .map_err(|source| SshError::LearnKey {
+                                addr: self.addr.clone(),
+                                file: self.known_hosts.path().to_owned(),
+                                source,
+                            })?;
+                    tracing::warn!(
+                        "{}: recorded its new host key in {} (host_key_policy is accept-new); {fingerprint}",
+                        self.addr,
+                        file.display()
+                    );
                     Ok(true)
                 }
             },

@@ -3,8 +3,23 @@
 use std::fmt::Write as _;
 use std::process::Command;
 
-use crate::LabBuilder;
 use crate::support::hosts::HostSpec;
+use crate::{Lab, LabBuilder};
+
+/// `SHA256:...` as `ssh-keygen -lf` shows it for the host's own public key.
+fn keygen_fingerprint(lab: &Lab, addr: &str) -> String {
+    let public = lab.hosts.host_dir(addr).join("ssh_host_ed25519_key.pub");
+    let out = Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(&public)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ssh-keygen -lf {}", public.display());
+    // `256 SHA256:... comment (ED25519)`
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.trim_end().ends_with("(ED25519)"), "{text}");
+    text.split_whitespace().nth(1).unwrap().to_owned()
+}
 
 #[test]
 fn unknown_host_keys_are_refused_unless_accept_new_records_them() {
@@ -31,6 +46,15 @@ fn unknown_host_keys_are_refused_unless_accept_new_records_them() {
         )),
         "{run:?}"
     );
+    // The key refused is shown as OpenSSH shows it, on stderr, and is the host's own.
+    for addr in lab.all() {
+        let shown = format!(
+            "host key of {addr}:22 is not in {}, /etc/ssh/ssh_known_hosts or /etc/ssh/ssh_known_hosts2 (host_key_policy is strict); ED25519 key fingerprint is {}",
+            empty.display(),
+            keygen_fingerprint(&lab, &addr)
+        );
+        assert!(run.stderr.contains(&shown), "{shown}\n{run:?}");
+    }
     assert!(
         run.stdout.contains("0 to change")
             || run
@@ -53,6 +77,12 @@ fn unknown_host_keys_are_refused_unless_accept_new_records_them() {
     assert_eq!(run.code, 0, "{run:?}");
     let learned = std::fs::read_to_string(&empty).unwrap();
     for addr in lab.all() {
+        let shown = format!(
+            "{addr}:22: recorded its new host key in {} (host_key_policy is accept-new); ED25519 key fingerprint is {}",
+            empty.display(),
+            keygen_fingerprint(&lab, &addr)
+        );
+        assert!(run.stderr.contains(&shown), "{shown}\n{run:?}");
         let recorded = learned
             .lines()
             .find(|l| l.starts_with(&format!("{addr} ")))
@@ -123,6 +153,95 @@ fn a_changed_host_key_is_refused_naming_the_file_and_line() {
         run.stdout
             .contains("Plan: 1 host to change, 0 unchanged, 1 unreachable, 0 failed."),
         "{run:?}"
+    );
+    let fingerprint = format!(
+        "ED25519 key fingerprint is {}",
+        keygen_fingerprint(&lab, &lab.server)
+    );
+    assert!(
+        run.stderr.contains("HOST KEY CHANGED") && run.stderr.contains(&fingerprint),
+        "{run:?}"
+    );
+    another_type_in_the_global_file(&lab, &known, &format!("known_hosts: {}", forged.display()));
+}
+
+/// Continues the test above on its lab, whose inventory has `known_hosts_setting`.
+fn another_type_in_the_global_file(lab: &Lab, known: &str, known_hosts_setting: &str) {
+    let fingerprint = format!(
+        "ED25519 key fingerprint is {}",
+        keygen_fingerprint(lab, &lab.server)
+    );
+    // A key of another type on record is a changed key too, under accept-new, wherever it is
+    // recorded: here in the global file (GlobalKnownHostsFile, hashed by `ssh-keygen -H`),
+    // which also vouches for the client, with an empty user file.
+    let dir = lab.hosts.dir();
+    let ecdsa = dir.join("other_ecdsa");
+    let made = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ecdsa", "-N", "", "-C", "", "-f"])
+        .arg(&ecdsa)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let ecdsa_public = std::fs::read_to_string(ecdsa.with_extension("pub")).unwrap();
+    let client_line = known
+        .lines()
+        .find(|l| l.starts_with(&format!("{} ", lab.clients[0])))
+        .unwrap();
+    let global = dir.join("global_known_hosts");
+    std::fs::write(
+        &global,
+        format!(
+            "{} {}\n{client_line}\n",
+            lab.server,
+            ecdsa_public.trim_end()
+        ),
+    )
+    .unwrap();
+    let hashed = Command::new("ssh-keygen")
+        .arg("-H")
+        .arg("-f")
+        .arg(&global)
+        .output()
+        .unwrap();
+    assert!(hashed.status.success(), "{hashed:?}");
+    assert!(
+        std::fs::read_to_string(&global).unwrap().starts_with("|1|"),
+        "hashed"
+    );
+    let user_file = dir.join("user_known_hosts");
+    std::fs::write(&user_file, "").unwrap();
+    let config = dir.join("ssh_config");
+    std::fs::write(
+        &config,
+        format!("Host *\n  GlobalKnownHostsFile {}\n", global.display()),
+    )
+    .unwrap();
+    lab.rewrite_inventory(
+        known_hosts_setting,
+        &format!(
+            "known_hosts: {}\n  config_file: {}",
+            user_file.display(),
+            config.display()
+        ),
+    );
+    let run = lab.run("plan", &[]);
+    assert_eq!(run.code, 1, "{run:?}");
+    let refusal = format!(
+        "HOST KEY CHANGED for {}:22: the key it offered differs from the one in {}, line 1 (an ecdsa-sha2-nistp256 key is on record there and it offered an ssh-ed25519 key: a host with any key on record is known, and a key of another type is a changed key); {fingerprint}",
+        lab.server,
+        global.display()
+    );
+    assert!(run.stdout.contains(&refusal), "{refusal}\n{run:?}");
+    assert!(run.stderr.contains(&refusal), "{refusal}\n{run:?}");
+    assert!(
+        run.stdout
+            .contains("Plan: 1 host to change, 0 unchanged, 1 unreachable, 0 failed."),
+        "the client is trusted through the global file: {run:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&user_file).unwrap(),
+        "",
+        "nothing learned: neither the changed key nor the client's"
     );
 }
 

@@ -100,9 +100,15 @@ pub fn assert_baked(image: &Path, device: &str) {
 /// A copy of the lab's client image at `dest` in `format` (`raw` or `qcow2`), with timesyncd's
 /// enablement link removed, as on a template where the daemon was disabled: bake must enable it.
 pub fn client_image_with_timesyncd_disabled(dest: &Path, format: &str) {
+    image_with_timesyncd_disabled("client", dest, format);
+}
+
+/// [`client_image_with_timesyncd_disabled`] from the lab's image `name` (`client`, or a
+/// distribution's: `focal`, ...).
+pub fn image_with_timesyncd_disabled(name: &str, dest: &Path, format: &str) {
     let status = Command::new("qemu-img")
         .args(["convert", "-O", format])
-        .arg(client_image())
+        .arg(lab_image(name))
         .arg(dest)
         .status()
         .expect("run qemu-img");
@@ -128,9 +134,15 @@ pub fn client_image_with_timesyncd_disabled(dest: &Path, format: &str) {
 /// The lab's cached client disk image (built by lab.sh when missing). Read-only: copy it.
 #[must_use]
 pub fn client_image() -> PathBuf {
+    lab_image("client")
+}
+
+/// The lab's cached disk image `name` (`lab.sh image NAME`: client, server, focal, ...).
+#[must_use]
+pub fn lab_image(name: &str) -> PathBuf {
     let out = Command::new("bash")
         .arg(lab_script())
-        .args(["image", "client"])
+        .args(["image", name])
         .stdin(Stdio::null())
         .output()
         .expect("run lab.sh image");

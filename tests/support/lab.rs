@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use super::clockprov::{Clockprov, Run};
 
@@ -132,6 +133,17 @@ impl Lab {
     pub fn ssh(&self, vm: &str, command: &str) -> String {
         self.lab("ssh", &[vm, command])
     }
+
+    /// `ceph health detail` on a Ceph lab's first monitor (`lab.sh up --ceph`), as Ceph prints it.
+    #[must_use]
+    pub fn ceph_health_detail(&self) -> String {
+        self.lab("ceph", &["health", "detail"])
+    }
+
+    /// Step `vm`'s clock to `seconds` off this machine's (to about 2 ms, `lab.sh skew`).
+    pub fn step_clock(&self, vm: &str, seconds: i32) {
+        self.lab("skew", &[vm, &seconds.to_string()]);
+    }
 }
 
 impl Drop for Lab {
@@ -165,4 +177,25 @@ pub fn assert_synchronized_to_zcloud(doc: &serde_json::Value, name: &str) {
         h["offset_to_server_seconds"].as_f64().unwrap().abs() < 0.05,
         "{h:#}"
     );
+}
+
+/// Call `probe` every `every` until it returns `Ok`, for at most `within`: its value and how long
+/// that took. Panics with the last `Err` (what was seen instead) when it never does.
+pub fn wait_for<T>(
+    what: &str,
+    within: Duration,
+    every: Duration,
+    mut probe: impl FnMut() -> Result<T, String>,
+) -> (T, Duration) {
+    let started = Instant::now();
+    loop {
+        match probe() {
+            Ok(value) => return (value, started.elapsed()),
+            Err(last) => assert!(
+                started.elapsed() < within,
+                "{what}: not within {within:?}; last seen: {last}"
+            ),
+        }
+        std::thread::sleep(every);
+    }
 }

@@ -1,12 +1,12 @@
-//! `bake` proven by booting: a copy of the lab's client image is baked, then a VM cloned from
-//! it boots with a skewed clock next to the lab's chrony server and synchronizes to it with no
-//! `apply` on the clone at all.
+//! `bake` proven by booting, as the seed ends: a copy of the lab's Ubuntu 20.04 image (the seed's
+//! template `z-ubuntu20`) is baked, then a VM cloned from it boots with a skewed clock next to the
+//! lab's chrony server and synchronizes to it with no `apply` on the clone at all.
 
 use std::time::{Duration, Instant};
 
 use crate::check_json;
 use crate::support::guest::{
-    assert_baked, client_image_with_timesyncd_disabled, clockprov_here, image_inventory,
+    assert_baked, clockprov_here, image_inventory, image_with_timesyncd_disabled,
 };
 use crate::support::lab::{Lab, assert_synchronized_to_zcloud, host, lab_script};
 
@@ -20,12 +20,12 @@ fn a_clone_of_a_baked_image_boots_synchronized() {
         .prefix("clockprov-vmlab-bake-")
         .tempdir()
         .unwrap();
-    // A qcow2 golden image: the lab's stock client (NTP= unset, so it would use Debian's pool,
-    // unreachable here), with timesyncd's enablement link gone, as on a template where the
-    // daemon was disabled.
-    let image = work.path().join("z-golden.qcow2");
-    client_image_with_timesyncd_disabled(&image, "qcow2");
-    let inventory = image_inventory(work.path(), "  z-golden:\n    path: z-golden.qcow2\n");
+    // A qcow2 golden image: the lab's stock Ubuntu 20.04 client (NTP= unset, so it would use
+    // ntp.ubuntu.com, unreachable here), with timesyncd's enablement link gone, as on a template
+    // where the daemon was disabled.
+    let image = work.path().join("z-ubuntu20.qcow2");
+    image_with_timesyncd_disabled("focal", &image, "qcow2");
+    let inventory = image_inventory(work.path(), "  z-ubuntu20:\n    path: z-ubuntu20.qcow2\n");
 
     let started = Instant::now();
     let bake = clockprov_here(&["bake", "--yes", "--reset-machine-id"], &inventory);
@@ -89,7 +89,9 @@ fn a_clone_of_a_baked_image_boots_synchronized() {
     lab.assert_timesyncd_follows_zcloud("z-b-data-3");
     // The configuration came from the image: nothing was written to the clone.
     let conf = lab.ssh("z-b-data-3", "cat /etc/systemd/timesyncd.conf");
-    assert!(conf.contains("inventory: images.z-golden"), "{conf}");
+    assert!(conf.contains("inventory: images.z-ubuntu20"), "{conf}");
+    let os = lab.ssh("z-b-data-3", ". /etc/os-release; echo $ID:$VERSION_ID");
+    assert_eq!(os.trim(), "ubuntu:20.04");
     eprintln!(
         "clone synchronized; {:.1} s after the bake started",
         started.elapsed().as_secs_f64()

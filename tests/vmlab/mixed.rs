@@ -1,0 +1,223 @@
+//! A mixed fleet (issue 12): Debian 12's chrony server zcloud and systemd-timesyncd clients on
+//! every distribution clockprov supports, booted fresh from their own images (`lab.sh up --only`,
+//! each image bootstrapped from that distribution's archive): `plan` shows each one's own file,
+//! `apply --wait-sync` converges them all, `check` is healthy, a second `apply` changes nothing,
+//! and dpkg finds every file of the daemons' packages as shipped but the ones clockprov meant to
+//! write.
+
+use std::collections::BTreeSet;
+
+use crate::support::lab::{Lab, assert_synchronized_to_zcloud, host};
+
+/// A client of the fleet: its VM, `ID:VERSION_ID` from os-release, systemd's major version,
+/// and its clock skew at boot (seconds).
+struct Member {
+    vm: &'static str,
+    os: &'static str,
+    systemd: u64,
+    skew: i32,
+}
+
+const FLEET: [Member; 6] = [
+    Member {
+        vm: "z-b-data-1",
+        os: "debian:12",
+        systemd: 252,
+        skew: 3,
+    },
+    Member {
+        vm: "debian13",
+        os: "debian:13",
+        systemd: 257,
+        skew: -2,
+    },
+    Member {
+        vm: "ubuntu20",
+        os: "ubuntu:20.04",
+        systemd: 245,
+        skew: 5,
+    },
+    Member {
+        vm: "ubuntu22",
+        os: "ubuntu:22.04",
+        systemd: 249,
+        skew: -3,
+    },
+    Member {
+        vm: "ubuntu24",
+        os: "ubuntu:24.04",
+        systemd: 255,
+        skew: 2,
+    },
+    Member {
+        vm: "ubuntu26",
+        os: "ubuntu:26.04",
+        systemd: 259,
+        skew: -6,
+    },
+];
+
+const TIMESYNCD_CONF: &str = "/etc/systemd/timesyncd.conf";
+const CHRONY_CONF: &str = "/etc/chrony/chrony.conf";
+
+/// The files of `packages` on `vm` that are not what the package shipped (`dpkg --verify`:
+/// checksums against dpkg's database). Documentation is left out of the lab's images
+/// (`path-exclude`: dpkg reports it missing, or as a dangling link), so /usr/share/doc and
+/// /usr/share/man are not looked at.
+fn modified_package_files(lab: &Lab, vm: &str, packages: &str) -> BTreeSet<String> {
+    lab.ssh(vm, &format!("dpkg --verify {packages}; true"))
+        .lines()
+        .filter_map(|l| l.split_whitespace().last())
+        .filter(|path| !path.starts_with("/usr/share/doc/") && !path.starts_with("/usr/share/man/"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The lines a unified diff removes and adds (headers left out).
+fn changed_lines(diff: &str) -> (Vec<&str>, Vec<&str>) {
+    let body = diff
+        .lines()
+        .filter(|l| !l.starts_with("--- ") && !l.starts_with("+++ ") && !l.starts_with("@@"));
+    let (mut removed, mut added) = (Vec::new(), Vec::new());
+    for line in body {
+        if let Some(l) = line.strip_prefix('-') {
+            removed.push(l);
+        } else if let Some(l) = line.strip_prefix('+') {
+            added.push(l);
+        }
+    }
+    (removed, added)
+}
+
+/// 2. The plan: on every client its own timesyncd.conf, only the managed lines changed.
+fn plan_changes_only_ntp(lab: &Lab, inventory: &str) {
+    let plan = lab.clockprov(&["plan", "-i", inventory, "--format", "json"], &[]);
+    assert_eq!(plan.code, 0, "{plan:?}");
+    let plan = plan.json();
+    for m in &FLEET {
+        let h = host(&plan, m.vm);
+        assert_eq!(h["status"], "change", "{h:#}");
+        assert_eq!(h["plan"]["daemon"], "timesyncd", "{h:#}");
+        assert_eq!(h["plan"]["version"]["major"], m.systemd, "{h:#}");
+        assert_eq!(h["plan"]["package"], serde_json::Value::Null, "{h:#}");
+        let files = h["plan"]["files"].as_array().unwrap();
+        assert_eq!(files.len(), 1, "{h:#}");
+        assert_eq!(files[0]["path"], TIMESYNCD_CONF, "{h:#}");
+        let diff = files[0]["diff"].as_str().unwrap();
+        eprintln!("{} ({}):\n{diff}", m.vm, m.os);
+        let (removed, added) = changed_lines(diff);
+        // Settings: only NTP= (the comment block clockprov adds is comments).
+        let settings = |lines: &[&str]| -> Vec<String> {
+            lines
+                .iter()
+                .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+                .map(|l| (*l).to_owned())
+                .collect()
+        };
+        assert_eq!(settings(&removed), Vec::<String>::new(), "{}: {diff}", m.vm);
+        assert_eq!(
+            settings(&added),
+            vec!["NTP=192.168.6.200"],
+            "{}: {diff}",
+            m.vm
+        );
+        // Only comments go: the vendor's note on how to configure the file gives way to
+        // clockprov's (it manages the file), and `#NTP=` to `NTP=`.
+        assert!(
+            removed.iter().all(|l| l.starts_with('#')),
+            "{}: {diff}",
+            m.vm
+        );
+        // The defaults the vendor lists, commented out, are this systemd's, unchanged.
+        let defaults = |lines: &[&str]| -> Vec<String> {
+            lines
+                .iter()
+                .filter(|l| {
+                    l.strip_prefix('#').is_some_and(|d| {
+                        d.split_once('=').is_some_and(|(k, _)| {
+                            !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric())
+                        })
+                    })
+                })
+                .map(|l| (*l).to_owned())
+                .collect()
+        };
+        assert_eq!(defaults(&removed), vec!["#NTP="], "{}: {diff}", m.vm);
+        assert_eq!(defaults(&added), Vec::<String>::new(), "{}: {diff}", m.vm);
+    }
+    let server = host(&plan, "zcloud");
+    assert_eq!(
+        server["plan"]["files"][0]["path"], CHRONY_CONF,
+        "{server:#}"
+    );
+}
+
+/// zcloud and the [`FLEET`], each client's clock [`Member::skew`] off.
+fn fleet_lab() -> Lab {
+    let mut args = vec!["--only".to_owned()];
+    let names: Vec<&str> = FLEET.iter().map(|m| m.vm).collect();
+    args.push(format!("zcloud,{}", names.join(",")));
+    args.push("--skews".to_owned());
+    args.push(format!("{} 0 0", FLEET[0].skew));
+    for m in &FLEET[1..] {
+        args.push("--skew".to_owned());
+        args.push(format!("{}={}", m.vm, m.skew));
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Lab::up("clockprov-vmlab-mixed-", &args)
+}
+
+#[test]
+fn a_mixed_fleet_converges_and_keeps_the_vendor_files() {
+    let lab = fleet_lab();
+    let inventory = lab.inventory();
+
+    // 1. Each VM is the distribution it claims, its daemon's files as the package shipped them.
+    for m in &FLEET {
+        let os = lab.ssh(m.vm, ". /etc/os-release; echo $ID:$VERSION_ID");
+        assert_eq!(os.trim(), m.os, "{}", m.vm);
+        let modified = modified_package_files(&lab, m.vm, "systemd-timesyncd");
+        assert!(modified.is_empty(), "{}: {modified:?}", m.vm);
+    }
+    assert!(modified_package_files(&lab, "zcloud", "chrony").is_empty());
+
+    plan_changes_only_ntp(&lab, &inventory);
+
+    // 3. apply --wait-sync converges the whole fleet; check agrees.
+    let apply = lab.clockprov(
+        &["apply", "-i", &inventory, "--yes", "--wait-sync", "300s"],
+        &[],
+    );
+    assert_eq!(apply.code, 0, "{apply:?}");
+    assert!(apply.stdout.contains("Apply: 7 hosts changed"), "{apply:?}");
+    let (code, after) = lab.check_json(&inventory, &[]);
+    assert_eq!(code, 0, "{after:#}");
+    for m in &FLEET {
+        assert_synchronized_to_zcloud(&after, m.vm);
+        lab.assert_timesyncd_follows_zcloud(m.vm);
+    }
+
+    // 4. A second apply changes nothing.
+    let again = lab.clockprov(&["apply", "-i", &inventory, "--yes"], &[]);
+    assert_eq!(again.code, 0, "{again:?}");
+    assert!(
+        again.stdout.contains("Apply: 0 hosts changed, 7 unchanged"),
+        "{again:?}"
+    );
+
+    // 5. Of the daemons' packages, only the files clockprov meant to write differ from what was
+    //    shipped.
+    for m in &FLEET {
+        let modified = modified_package_files(&lab, m.vm, "systemd-timesyncd systemd");
+        assert_eq!(
+            modified,
+            BTreeSet::from([TIMESYNCD_CONF.to_owned()]),
+            "{}",
+            m.vm
+        );
+    }
+    assert_eq!(
+        modified_package_files(&lab, "zcloud", "chrony systemd"),
+        BTreeSet::from([CHRONY_CONF.to_owned()])
+    );
+}
