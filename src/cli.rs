@@ -52,8 +52,22 @@ plan restarts the unit it left unrestarted (\"restart pending from an interrupte
 On a terminal, apply shows the plan and asks before changing anything (y or yes to go on; \
 anything else changes nothing). Without a terminal it refuses unless --yes is given.
 
+An apply that changes something writes a JSON record of what it did (each file's SHA-256 \
+before and after, its backup, the steps, each host's outcome) into --record DIR, by default \
+$XDG_STATE_HOME/clockprov/records or ~/.local/state/clockprov/records; --no-record for none. \
+How to put a backup back by hand: README.md, section \"Records and backups\".
+
 Exit codes: 0 every host is as the inventory says; 1 an error (bad input, or a host \
 unreachable, refused or failed: the other hosts are still applied).
+
+The inventory (-i FILE, or $CLOCKPROV_INVENTORY): README.md, section \"Inventory reference\".";
+
+const VALIDATE_HELP: &str = "\
+Exit codes: 0 the inventory is valid and every host and image renders; 1 it is not (every \
+problem is listed on stderr as FILE:LINE:COLUMN: FIELD: what is wrong), or bad arguments.
+
+Not checked, because they belong to the machine that runs clockprov: the key, known_hosts and \
+OpenSSH config files the inventory names, and the image files. No host is contacted.
 
 The inventory (-i FILE, or $CLOCKPROV_INVENTORY): README.md, section \"Inventory reference\".";
 
@@ -88,7 +102,9 @@ pub enum Command {
     #[command(after_help = APPLY_HELP)]
     Apply(ApplyArgs),
     /// Measure every host's clock offset and sync state; flag skew as Ceph would. Read-only.
-    #[command(after_help = CHECK_HELP)]
+    // check reads clocks as the login user, never through sudo: the shared option is accepted
+    // (one set of flags serves plan, apply and check) but not listed.
+    #[command(after_help = CHECK_HELP, mut_arg("become_password_file", |a| a.hide(true)))]
     Check(CheckArgs),
     /// Write the client configuration into the inventory's golden images (qcow2/raw disk images,
     /// or root directories) so that clones boot synchronized. Shows the diff first.
@@ -106,6 +122,10 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// Print the man page (roff) on stdout: `clockprov man | man -l -`.
     Man,
+    /// Check an inventory offline, as its own CI would: parse it, check it as a whole, render
+    /// every host and image for every supported system. Contacts nothing.
+    #[command(after_help = VALIDATE_HELP)]
+    Validate(ValidateArgs),
 }
 
 #[derive(Debug, Args)]
@@ -244,6 +264,13 @@ pub struct ApplyArgs {
     /// The skew allowed while waiting: 0.05, 50ms or 1s alike.
     #[arg(long, default_value_t = DEFAULT_MAX_SKEW, value_name = "DURATION")]
     pub max_skew: DurationValue,
+    /// Write a JSON record of what this apply did into DIR (default
+    /// `$XDG_STATE_HOME/clockprov/records`, else `~/.local/state/clockprov/records`).
+    #[arg(long, value_name = "DIR")]
+    pub record: Option<PathBuf>,
+    /// Write no record of this apply.
+    #[arg(long, conflicts_with = "record")]
+    pub no_record: bool,
     /// Backups kept per managed file (FILE.clockprov-<UTC time>.bak); older ones are removed
     /// after a verified restart.
     #[arg(long, default_value_t = 5, value_name = "N")]
@@ -357,6 +384,16 @@ pub struct RenderArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// The inventory file (format: README.md, "Inventory reference").
+    #[arg(short, long, value_name = "FILE", env = "CLOCKPROV_INVENTORY")]
+    pub inventory: PathBuf,
+    /// A directory whose chrony.conf.j2 / timesyncd.conf.j2 replace the built-in templates.
+    #[arg(long, value_name = "DIR")]
+    pub templates: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
 #[allow(clippy::struct_excessive_bools)] // independent command-line switches
 pub struct BakeArgs {
     /// The inventory file (format: README.md, "Inventory reference").
@@ -440,6 +477,32 @@ mod tests {
             };
             assert!((args.max_skew.seconds() - seconds).abs() < 1e-12, "{text}");
         }
+    }
+
+    #[test]
+    fn record_options_exclude_each_other_and_check_lists_no_sudo_password() {
+        let both = [
+            "clockprov",
+            "apply",
+            "-i",
+            "x",
+            "--record",
+            "d",
+            "--no-record",
+        ];
+        assert!(Cli::try_parse_from(both).is_err());
+        let cli = Cli::try_parse_from(["clockprov", "apply", "-i", "x", "--record", "d"]).unwrap();
+        let Command::Apply(args) = cli.command else {
+            panic!("apply")
+        };
+        assert_eq!(args.record, Some(PathBuf::from("d")));
+        assert!(!args.no_record);
+        let help = Cli::command()
+            .find_subcommand_mut("check")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        assert!(!help.contains("--become-password-file"), "{help}");
     }
 
     #[test]

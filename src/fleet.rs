@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
+use tracing::Instrument as _;
 
 use crate::inventory::Host;
 use crate::outcome::{HostError, Outcome};
@@ -80,14 +81,30 @@ where
         .into_iter()
         .map(|item| {
             let (limit, task, board) = (limit.clone(), task.clone(), board.clone());
-            tokio::spawn(async move {
-                // The semaphore is never closed; without a permit the task just runs.
-                let _permit = limit.acquire_owned().await.ok();
-                let running = board.begin(&item.label());
-                let result = task(item, running.status()).await;
-                running.end(result.is_err());
-                result
-            })
+            let label = item.label();
+            // Every log line of this item's work (connecting, authenticating, its commands)
+            // carries its name: `host{name=zcloud}: ...`.
+            let span = tracing::info_span!("host", name = %label);
+            tokio::spawn(
+                async move {
+                    // The semaphore is never closed; without a permit the task just runs.
+                    let _permit = limit.acquire_owned().await.ok();
+                    let running = board.begin(&label);
+                    let started = std::time::Instant::now();
+                    let result = task(item, running.status()).await;
+                    let ms = started.elapsed().as_secs_f64() * 1000.0;
+                    match &result {
+                        Ok(_) => tracing::info!("done in {ms:.0} ms"),
+                        Err(error) => tracing::info!(
+                            "failed after {ms:.0} ms: {}",
+                            crate::report::shown(&error.message)
+                        ),
+                    }
+                    running.end(result.is_err());
+                    result
+                }
+                .instrument(span),
+            )
         })
         .collect();
     let mut outcomes = Vec::with_capacity(handles.len());

@@ -46,6 +46,7 @@ pub(crate) mod planfile;
 pub mod progress;
 #[cfg(test)]
 mod proptests;
+pub(crate) mod record;
 pub mod render;
 pub(crate) mod report;
 pub(crate) mod shard;

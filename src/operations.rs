@@ -12,18 +12,20 @@ use crate::host::apply::{ApplyOptions, ApplyReport, apply_host};
 use crate::host::facts::{self, FactsRequest, HostFacts};
 use crate::inventory::Host;
 use crate::outcome::{ErrorKind, HostError, Outcome};
-use crate::plan::{HostPlan, plan};
+use crate::plan::{FileAction, HostPlan, plan};
 use crate::planfile::SavedHost;
 use crate::progress::Status;
 use crate::render::{RenderInputs, Renderer};
 use crate::ssh::connector::Connector;
 use crate::ssh::sudo::{BecomeError, Privileged};
 
-/// How a host's run ended.
+/// How a host's run ended: after a plan `change` or `unchanged`; after an apply, a host that
+/// was changed is `applied` (a program reads what happened, not what was planned).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum HostStatus {
     Change,
+    Applied,
     Unchanged,
     Unreachable,
     Failed,
@@ -156,11 +158,35 @@ async fn plan_host(
     };
     let desired = renderer.render(host, inputs)?;
     let plan = plan(host.name.as_str(), &desired, &facts)?;
+    log_plan(&plan);
     Ok(Planned {
         os: facts.os.pretty_name.clone(),
         plan,
         facts,
     })
+}
+
+/// The plan's actions in the log (`-v`), one line each.
+fn log_plan(plan: &HostPlan) {
+    let changing = plan
+        .files
+        .iter()
+        .filter(|f| f.action != FileAction::Unchanged);
+    for file in changing {
+        tracing::info!("plan: {} {}", file.action.word(), file.path);
+    }
+    if let Some(install) = &plan.package {
+        tracing::info!("plan: install {}", install.package);
+    }
+    for (wanted, verb) in [
+        (plan.unit.enable, "enable"),
+        (plan.unit.restart, "restart"),
+        (plan.unit.start, "start"),
+    ] {
+        if wanted {
+            tracing::info!("plan: {verb} {}", plan.unit.unit);
+        }
+    }
 }
 
 /// Connect to `host` and read what it has of what its daemon needs.
@@ -175,6 +201,7 @@ async fn read_facts(
     status.set("connecting");
     let session = connector.session(name).await?;
     status.set("reading facts");
+    let started = std::time::Instant::now();
     let daemon = host.daemon();
     let root = Privileged {
         session: &session,
@@ -203,6 +230,13 @@ async fn read_facts(
             )
         }
     })?;
+    tracing::info!(
+        "facts: {} bytes in {:.0} ms ({}, {daemon} {})",
+        out.stdout.len(),
+        started.elapsed().as_secs_f64() * 1000.0,
+        crate::report::shown(&facts.os.pretty_name),
+        facts.version_for(daemon)
+    );
     // Refused before anything is rendered: a system whose layout we do not know would half-work.
     crate::daemon::check_supported(&facts.os.id, &facts.os.version_id, &facts.os.pretty_name)?;
     Ok(facts)
@@ -331,7 +365,18 @@ pub async fn apply_hosts(
                     session: &session,
                     privilege: connector.privilege(&change.name),
                 };
-                Ok(apply_host(&root, &change.plan, &apply).await?)
+                tracing::info!("applying the plan");
+                let report = apply_host(&root, &change.plan, &apply).await?;
+                for step in &report.done {
+                    tracing::info!("applied: {}", crate::report::shown(step));
+                }
+                for backup in &report.backups {
+                    tracing::info!("backup: {}", crate::report::shown(backup));
+                }
+                for pruned in &report.pruned {
+                    tracing::info!("pruned: {}", crate::report::shown(pruned));
+                }
+                Ok(report)
             }
         },
     )
@@ -340,7 +385,10 @@ pub async fn apply_hosts(
     for (position, outcome) in positions.into_iter().zip(outcomes) {
         let row = &mut results[position];
         match outcome {
-            Outcome::Done(report) => row.apply = Some(report),
+            Outcome::Done(report) => {
+                row.status = HostStatus::Applied;
+                row.apply = Some(report);
+            }
             Outcome::Unreachable(error) => {
                 *row = row.clone().failed(HostStatus::Unreachable, error);
             }
@@ -354,6 +402,7 @@ pub async fn apply_hosts(
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Summary {
     pub change: usize,
+    pub applied: usize,
     pub unchanged: usize,
     pub unreachable: usize,
     pub failed: usize,
@@ -366,6 +415,7 @@ impl Summary {
         for r in results {
             match r.status {
                 HostStatus::Change => summary.change += 1,
+                HostStatus::Applied => summary.applied += 1,
                 HostStatus::Unchanged => summary.unchanged += 1,
                 HostStatus::Unreachable => summary.unreachable += 1,
                 HostStatus::Failed => summary.failed += 1,

@@ -19,6 +19,19 @@ pub enum FileAction {
     Unchanged,
 }
 
+impl FileAction {
+    /// The action as JSON spells it, for logs.
+    #[must_use]
+    pub fn word(self) -> &'static str {
+        match self {
+            FileAction::Create => "create",
+            FileAction::Update => "update",
+            FileAction::FixMetadata => "fix-metadata",
+            FileAction::Unchanged => "unchanged",
+        }
+    }
+}
+
 /// What will happen to one managed file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FileChange {
@@ -59,7 +72,7 @@ pub struct UnitChange {
     pub start: bool,
     /// The restart is owed by an earlier apply that was cut short after writing (its marker
     /// `/run/clockprov/restart-pending.UNIT` is on the host).
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub pending: bool,
     /// The unit was active when planned: a rollback brings it back up (else leaves it stopped).
     #[serde(skip)]

@@ -405,12 +405,16 @@ impl SavedHost {
         if !changes.is_empty() {
             return Err(changes);
         }
-        Ok(self
+        let mut plan = self
             .plan
             .to_host_plan(&self.name, |path| match facts.files.get(path) {
                 Some(PathFacts::File(file)) => Some(file.clone()),
                 _ => None,
-            }))
+            });
+        // Not part of the saved plan: read now, so a rollback brings a running unit back up.
+        plan.unit.active_before =
+            plan.package.is_none() && facts.unit(plan.daemon).is_active();
+        Ok(plan)
     }
 
     /// The row the reports print for this host, as planned.

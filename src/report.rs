@@ -345,6 +345,7 @@ impl<'a> Header<'a> {
 fn host_header(result: &HostResult) -> Header<'_> {
     let status = match result.status {
         HostStatus::Change => ("change", None),
+        HostStatus::Applied => ("applied", Some(true)),
         HostStatus::Unchanged => ("unchanged", Some(true)),
         HostStatus::Unreachable => ("UNREACHABLE", Some(false)),
         HostStatus::Failed => ("FAILED", Some(false)),
@@ -403,11 +404,9 @@ fn result_line(out: &mut String, good: bool, word: &str, name: &str, text: &str,
 #[must_use]
 pub(crate) fn apply_text(results: &[HostResult], style: Style) -> String {
     let mut out = String::new();
-    let mut changed = 0;
     for result in results {
         match (&result.status, &result.apply) {
-            (HostStatus::Change, Some(report)) => {
-                changed += 1;
+            (HostStatus::Applied, Some(report)) => {
                 result_line(
                     &mut out,
                     true,
@@ -441,7 +440,7 @@ pub(crate) fn apply_text(results: &[HostResult], style: Style) -> String {
     let _ = writeln!(
         out,
         "\nApply: {} changed, {} unchanged, {} unreachable, {} failed.",
-        plural(changed, "host"),
+        plural(s.applied, "host"),
         s.unchanged,
         s.unreachable,
         s.failed
@@ -489,6 +488,24 @@ pub(crate) fn json(command: &str, results: &[HostResult]) -> String {
         format_version: JSON_FORMAT_VERSION,
         command,
         context: NoContext {},
+        items: Hosts { hosts: results },
+        summary: Summary::of(results),
+    })
+}
+
+#[derive(Serialize)]
+struct ApplyContext<'a> {
+    /// The record this apply wrote (`--record`), null when none was.
+    record: Option<&'a std::path::Path>,
+}
+
+/// `apply --format json`: as [`json`], with the path of the record written.
+#[must_use]
+pub(crate) fn apply_json(results: &[HostResult], record: Option<&std::path::Path>) -> String {
+    document(&Envelope {
+        format_version: JSON_FORMAT_VERSION,
+        command: "apply",
+        context: ApplyContext { record },
         items: Hosts { hosts: results },
         summary: Summary::of(results),
     })
@@ -1462,6 +1479,7 @@ mod tests {
 
     fn applied() -> Vec<HostResult> {
         let mut rows = planned();
+        rows[0].status = HostStatus::Applied;
         rows[0].apply = Some(ApplyReport {
             done: vec![
                 "installed chrony (removed systemd-timesyncd)".into(),
@@ -1473,6 +1491,7 @@ mod tests {
             pruned: Vec::new(),
             rolled_back: false,
         });
+        rows[1].status = HostStatus::Applied;
         rows[1].apply = Some(ApplyReport {
             done: vec![
                 "wrote /etc/systemd/timesyncd.conf".into(),
@@ -1498,7 +1517,10 @@ mod tests {
 
     #[test]
     fn apply_json() {
-        insta::assert_snapshot!(json("apply", &applied()));
+        let record = std::path::Path::new(
+            "/root/.local/state/clockprov/records/apply-20261125T141608Z.json",
+        );
+        insta::assert_snapshot!(super::apply_json(&applied(), Some(record)));
     }
 
     const INVENTORY: &str = "\
@@ -2019,6 +2041,56 @@ clients:
     #[test]
     fn bake_json() {
         insta::assert_snapshot!(super::bake_json(&baked(), false));
+    }
+
+    /// The keys of a JSON object, sorted.
+    fn keys(value: &serde_json::Value) -> Vec<String> {
+        let mut keys: Vec<String> = value
+            .as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default();
+        keys.sort();
+        keys
+    }
+
+    #[test]
+    fn the_readmes_json_examples_have_the_documents_fields() {
+        // Each example in the README's JSON section is valid JSON with exactly the fields of
+        // the document it shows, at the top and for each item: the documentation cannot drift.
+        let readme = include_str!("../README.md");
+        let section = &readme[readme.find("### JSON (`--format json`)").unwrap()..];
+        let section = &section[..section.find("\n## ").unwrap()];
+        let examples: Vec<serde_json::Value> = section
+            .split("```json\n")
+            .skip(1)
+            .map(|block| serde_json::from_str(&block[..block.find("```").unwrap()]).unwrap())
+            .collect();
+        let record = std::path::Path::new("/r.json");
+        let documents = [
+            json("plan", &planned()),
+            super::apply_json(&applied(), Some(record)),
+            super::check_json(&checks(), &CONTEXT),
+            super::bake_json(&baked(), false),
+        ];
+        assert_eq!(examples.len(), documents.len(), "one example per command");
+        for document in documents {
+            let document: serde_json::Value = serde_json::from_str(&document).unwrap();
+            let command = &document["command"];
+            let example = examples
+                .iter()
+                .find(|e| &e["command"] == command)
+                .unwrap_or_else(|| panic!("no README example for {command}"));
+            assert_eq!(keys(example), keys(&document), "{command}");
+            assert_eq!(
+                keys(&example["summary"]),
+                keys(&document["summary"]),
+                "{command}"
+            );
+            let items = if command == "bake" { "images" } else { "hosts" };
+            for item in example[items].as_array().unwrap() {
+                assert_eq!(keys(item), keys(&document[items][0]), "{command}: {item}");
+            }
+        }
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! `clockprov apply`: the plan, then the changes, host by host; optionally wait for sync.
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use anyhow::Context as _;
 
@@ -9,12 +10,13 @@ use crate::check::{self, CheckStatus, ControllerClock, HostCheck};
 use crate::cli::{ApplyArgs, Format};
 use crate::clock::Limits;
 use crate::host::apply::ApplyOptions;
-use crate::operations::{self, HostStatus, Reviewed, Summary};
+use crate::operations::{self, HostResult, HostStatus, Reviewed, Summary};
 use crate::planfile::PlanFile;
+use crate::record::{self, Record, Recorder};
 use crate::report;
 
 use super::{
-    EXIT_ERROR, EXIT_OK, Prepared, ask, plan_results, prepare, prepare_at, print_stdout,
+    EXIT_ERROR, EXIT_OK, Prepared, ask, note, plan_results, prepare, prepare_at, print_stdout,
     stdout_style,
 };
 
@@ -25,12 +27,74 @@ fn confirm(hosts: usize) -> anyhow::Result<bool> {
     ))
 }
 
+/// Where this apply's record goes, made ready before any host is contacted; None with
+/// `--no-record`.
+fn recorder(args: &ApplyArgs) -> anyhow::Result<Option<Recorder>> {
+    if args.no_record {
+        return Ok(None);
+    }
+    let dir = match &args.record {
+        Some(dir) => dir.clone(),
+        None => record::default_dir().ok_or_else(|| {
+            anyhow::anyhow!(
+                "no place for apply's record: neither $XDG_STATE_HOME nor $HOME is set; pass --record DIR or --no-record"
+            )
+        })?,
+    };
+    Recorder::open(dir).map(Some)
+}
+
+/// Write the record of an apply that started at `started`; its path, or None when it could not
+/// be written. The hosts are changed already: the failure is said on stderr (and makes the exit
+/// code 1), and the run still reports what it did.
+fn write_record(
+    recorder: &Recorder,
+    prepared: &Prepared,
+    started: SystemTime,
+    results: &[HostResult],
+) -> Option<PathBuf> {
+    let record = Record::of(
+        &prepared.inventory,
+        prepared.inventory_source.as_bytes(),
+        (started, SystemTime::now()),
+        results,
+    );
+    match recorder.write(&record, started) {
+        Ok(path) => Some(path),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            None
+        }
+    }
+}
+
+/// What was applied, on stdout, with the record's path.
+fn print_applied(
+    args: &ApplyArgs,
+    results: &[HostResult],
+    written: Option<&Path>,
+) -> anyhow::Result<()> {
+    match args.fleet.format {
+        Format::Text => {
+            let mut text = format!("\n{}", report::apply_text(results, stdout_style()));
+            if let Some(path) = written {
+                let _ = writeln!(text, "Record: {}", path.display());
+            }
+            print_stdout(&text)
+        }
+        Format::Json | Format::Prometheus | Format::Nagios => {
+            print_stdout(&report::apply_json(results, written))
+        }
+    }
+}
+
 pub(crate) fn run(args: &ApplyArgs) -> anyhow::Result<u8> {
     args.fleet.format.refuse_check_only("apply")?;
     if let Some(plan) = &args.plan {
         return reviewed(args, plan);
     }
     let prepared = prepare(&args.fleet, args.templates.clone())?;
+    let recorder = recorder(args)?;
     let results = plan_results(&prepared);
     let changes = results
         .iter()
@@ -39,6 +103,8 @@ pub(crate) fn run(args: &ApplyArgs) -> anyhow::Result<u8> {
     if args.fleet.format == Format::Text {
         print_stdout(&report::plan_text(&results, stdout_style()))?;
     }
+    let mut written = None;
+    let mut record_failed = false;
     let results = if changes == 0 {
         results
     } else {
@@ -47,7 +113,8 @@ pub(crate) fn run(args: &ApplyArgs) -> anyhow::Result<u8> {
             eprintln!("Apply cancelled; nothing was changed.");
             return Ok(EXIT_OK);
         }
-        prepared.runtime.block_on(operations::apply_hosts(
+        let started = SystemTime::now();
+        let results = prepared.runtime.block_on(operations::apply_hosts(
             prepared.connector.clone(),
             results,
             &prepared.options,
@@ -55,18 +122,15 @@ pub(crate) fn run(args: &ApplyArgs) -> anyhow::Result<u8> {
                 keep_backups: args.keep_backups,
                 lock_wait: args.lock_wait.0,
             },
-        ))
-    };
-    match args.fleet.format {
-        Format::Text => print_stdout(&format!(
-            "\n{}",
-            report::apply_text(&results, stdout_style())
-        ))?,
-        Format::Json | Format::Prometheus | Format::Nagios => {
-            print_stdout(&report::json("apply", &results))?;
+        ));
+        if let Some(recorder) = &recorder {
+            written = write_record(recorder, &prepared, started, &results);
+            record_failed = written.is_none();
         }
-    }
-    let code = if Summary::of(&results).has_errors() {
+        results
+    };
+    print_applied(args, &results, written.as_deref())?;
+    let code = if Summary::of(&results).has_errors() || record_failed {
         EXIT_ERROR
     } else {
         EXIT_OK
@@ -97,7 +161,9 @@ fn reviewed(args: &ApplyArgs, path: &Path) -> anyhow::Result<u8> {
         reviewed.push(Reviewed { host, saved });
     }
     let hosts: Vec<_> = reviewed.iter().map(|r| r.host.clone()).collect();
+    let recorder = recorder(args)?;
     eprintln!("Applying the reviewed plan {}.", path.display());
+    let started = SystemTime::now();
     let results = prepared.runtime.block_on(operations::apply_reviewed(
         prepared.connector.clone(),
         reviewed,
@@ -107,13 +173,12 @@ fn reviewed(args: &ApplyArgs, path: &Path) -> anyhow::Result<u8> {
             lock_wait: args.lock_wait.0,
         },
     ));
-    match args.fleet.format {
-        Format::Text => print_stdout(&report::apply_text(&results, stdout_style()))?,
-        Format::Json | Format::Prometheus | Format::Nagios => {
-            print_stdout(&report::json("apply", &results))?;
-        }
-    }
-    let code = if Summary::of(&results).has_errors() {
+    let written = recorder
+        .as_ref()
+        .and_then(|recorder| write_record(recorder, &prepared, started, &results));
+    let record_failed = recorder.is_some() && written.is_none();
+    print_applied(args, &results, written.as_deref())?;
+    let code = if Summary::of(&results).has_errors() || record_failed {
         EXIT_ERROR
     } else {
         EXIT_OK
@@ -152,11 +217,11 @@ fn wait_sync(args: &ApplyArgs, prepared: &Prepared, mut code: u8) -> u8 {
             );
         }
         if waiting.is_empty() {
-            eprintln!(
+            note(&format!(
                 "wait-sync: all {} hosts synchronized, within {} s of their server",
                 checks.len(),
                 args.max_skew.seconds()
-            );
+            ));
         } else {
             eprintln!(
                 "error: not synchronized after {} s: {}",
@@ -186,5 +251,5 @@ fn wait_progress(checks: &[HostCheck], elapsed: std::time::Duration, within: std
     if !waiting.is_empty() {
         let _ = write!(line, "; waiting for {}", waiting.join(", "));
     }
-    eprintln!("{line}");
+    note(&line);
 }

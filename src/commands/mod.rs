@@ -10,6 +10,7 @@ mod man;
 mod plan;
 mod render;
 mod show;
+mod validate;
 
 use std::collections::HashSet;
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
@@ -48,6 +49,7 @@ pub fn main() -> ExitCode {
         }
     };
     init_logging(&cli);
+    QUIET.store(cli.quiet, std::sync::atomic::Ordering::Relaxed);
     // Progress only where someone watches it, and never with -q.
     progress::init(std::io::stderr().is_terminal() && !cli.quiet);
     match run(cli) {
@@ -56,6 +58,16 @@ pub fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::from(EXIT_ERROR)
         }
+    }
+}
+
+/// `-q`: only errors on stderr (no progress, no wait-sync rounds, no notes).
+static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A note for people on stderr, unless `-q`.
+fn note(text: &str) {
+    if !QUIET.load(std::sync::atomic::Ordering::Relaxed) {
+        progress::suspend(|| eprintln!("{text}"));
     }
 }
 
@@ -110,6 +122,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Import(source) => import::run(&source),
         Command::Completions(args) => completions::run(&args),
         Command::Man => man::run(),
+        Command::Validate(args) => validate::run(&args),
     }
 }
 
@@ -131,14 +144,15 @@ struct Prepared {
     connector: Arc<Connector>,
     renderer: Arc<Renderer>,
     hosts: Vec<Host>,
+    /// The inventory's text as read (its digest goes into apply's record).
+    inventory_source: String,
     /// Every host of the inventory, `--limit` or not: check measures a limited client's server.
     all_hosts: Vec<Host>,
     options: RunOptions,
     /// One runtime for the whole command: the connections' tasks live in it between phases.
     runtime: tokio::runtime::Runtime,
-    /// The inventory's file and text (for `plan --out`).
+    /// The inventory's file (for `plan --out` and apply's record).
     inventory: PathBuf,
-    inventory_source: String,
 }
 
 /// `-i FILE` (or `$CLOCKPROV_INVENTORY`), which every fleet command but `apply PLAN` needs.
@@ -209,11 +223,11 @@ fn prepare_at(
         connector,
         renderer,
         hosts,
+        inventory_source: inventory.source.clone(),
         all_hosts: inventory.hosts.clone(),
         options,
         runtime,
         inventory: path.to_owned(),
-        inventory_source: inventory.source.clone(),
     })
 }
 

@@ -328,6 +328,9 @@ impl Session {
             known_hosts: spec.known_hosts.clone(),
             policy: spec.host_key_policy,
         };
+        let started = std::time::Instant::now();
+        let via = jump.map(|j| format!(" via {}", j.name)).unwrap_or_default();
+        tracing::info!("connecting to {addr} as {}{via}", spec.user);
         let mut handle = if let Some(jump) = jump {
             let channel = jump
                 .handle
@@ -348,48 +351,21 @@ impl Session {
             stream.set_nodelay(true).ok();
             client::connect_stream(config, stream, check).await?
         };
-        let mut tried = Vec::new();
-        for key in &spec.identities {
-            let hash = if key.algorithm().is_rsa() {
-                handle.best_supported_rsa_hash().await?.flatten()
-            } else {
-                None
-            };
-            let result = handle
-                .authenticate_publickey(
-                    spec.user.clone(),
-                    PrivateKeyWithHashAlg::new(key.clone(), hash),
-                )
-                .await?;
-            if result.success() {
-                return Ok(Session {
-                    handle,
-                    name: spec.name.clone(),
-                    command_timeout: spec.command_timeout,
-                    max_output: spec.max_output,
-                });
-            }
-            tried.push(format!(
-                "key {}",
-                key.public_key()
-                    .fingerprint(russh::keys::HashAlg::default())
-            ));
-        }
-        if spec.use_agent && authenticate_with_agent(&mut handle, &spec.user, &mut tried).await? {
-            return Ok(Session {
-                handle,
-                name: spec.name.clone(),
-                command_timeout: spec.command_timeout,
-                max_output: spec.max_output,
-            });
-        }
-        if tried.is_empty() {
-            tried.push("no keys: no usable identity file and no ssh-agent".to_owned());
-        }
-        Err(SshError::AuthRefused {
-            user: spec.user.clone(),
-            addr,
-            tried: tried.join(", "),
+        tracing::debug!(
+            "{addr}: host key checked against {} ({:.0} ms)",
+            spec.known_hosts.path().display(),
+            started.elapsed().as_secs_f64() * 1000.0
+        );
+        authenticate(&mut handle, spec, &addr).await?;
+        tracing::info!(
+            "connected to {addr} in {:.0} ms",
+            started.elapsed().as_secs_f64() * 1000.0
+        );
+        Ok(Session {
+            handle,
+            name: spec.name.clone(),
+            command_timeout: spec.command_timeout,
+            max_output: spec.max_output,
         })
     }
 
@@ -693,6 +669,63 @@ impl Process {
     }
 }
 
+/// Offer the identity files' keys, then the ssh-agent's, until one is accepted.
+///
+/// # Errors
+/// Every key was refused (the error lists them), or the connection failed.
+async fn authenticate(
+    handle: &mut Handle<HostKeyCheck>,
+    spec: &ConnectSpec,
+    addr: &str,
+) -> Result<(), SshError> {
+    let mut tried = Vec::new();
+    for key in &spec.identities {
+        let fingerprint = key
+            .public_key()
+            .fingerprint(russh::keys::HashAlg::default());
+        tracing::debug!(
+            "{addr}: offering key {} ({fingerprint}) as {}",
+            key.comment(),
+            spec.user
+        );
+        let hash = if key.algorithm().is_rsa() {
+            handle.best_supported_rsa_hash().await?.flatten()
+        } else {
+            None
+        };
+        let result = handle
+            .authenticate_publickey(
+                spec.user.clone(),
+                PrivateKeyWithHashAlg::new(key.clone(), hash),
+            )
+            .await?;
+        if result.success() {
+            tracing::info!(
+                "authenticated as {} with publickey {} ({fingerprint})",
+                spec.user,
+                key.comment()
+            );
+            return Ok(());
+        }
+        tried.push(format!("key {fingerprint}"));
+    }
+    if spec.use_agent && authenticate_with_agent(handle, &spec.user, &mut tried).await? {
+        tracing::info!(
+            "authenticated as {} with publickey from the ssh-agent",
+            spec.user
+        );
+        return Ok(());
+    }
+    if tried.is_empty() {
+        tried.push("no keys: no usable identity file and no ssh-agent".to_owned());
+    }
+    Err(SshError::AuthRefused {
+        user: spec.user.clone(),
+        addr: addr.to_owned(),
+        tried: tried.join(", "),
+    })
+}
+
 async fn authenticate_with_agent(
     handle: &mut Handle<HostKeyCheck>,
     user: &str,
@@ -722,6 +755,11 @@ async fn authenticate_with_agent(
         } else {
             None
         };
+        tracing::debug!(
+            "offering ssh-agent key {} ({})",
+            key.fingerprint(russh::keys::HashAlg::default()),
+            key.comment()
+        );
         match handle
             .authenticate_publickey_with(user, key.clone(), hash, &mut agent)
             .await
@@ -777,26 +815,39 @@ pub fn load_identity(
             error,
         }
     })?);
-    match russh::keys::decode_secret_key(&text, None) {
-        Ok(key) => Ok(Arc::new(key)),
+    let mut key = match russh::keys::decode_secret_key(&text, None) {
+        Ok(key) => key,
         Err(russh::keys::Error::KeyIsEncrypted) => {
             let secret = passphrase
                 .for_key(path)
                 .ok_or_else(|| IdentityError::NoPassphrase {
                     path: path.to_owned(),
                 })?;
-            russh::keys::decode_secret_key(&text, Some(secret.expose()))
-                .map(Arc::new)
-                .map_err(|_| IdentityError::WrongPassphrase {
+            russh::keys::decode_secret_key(&text, Some(secret.expose())).map_err(|_| {
+                IdentityError::WrongPassphrase {
                     path: path.to_owned(),
                     from: passphrase.origin_name(),
-                })
+                }
+            })?
         }
-        Err(error) => Err(IdentityError::Decode {
-            path: path.to_owned(),
-            error,
-        }),
-    }
+        Err(error) => {
+            return Err(IdentityError::Decode {
+                path: path.to_owned(),
+                error,
+            });
+        }
+    };
+    // The comment is never sent to a host (public-key authentication sends the key only): it
+    // names the file in `-v` logs, which say which key was offered and which was accepted.
+    key.set_comment(path.display().to_string());
+    tracing::debug!(
+        "identity {}: {} key {}",
+        path.display(),
+        key.algorithm(),
+        key.public_key()
+            .fingerprint(russh::keys::HashAlg::default())
+    );
+    Ok(Arc::new(key))
 }
 
 #[cfg(test)]

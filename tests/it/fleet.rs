@@ -214,7 +214,7 @@ fn a_file_edited_after_planning_is_refused() {
     let server_result = applied.iter().find(|r| r.address == lab.server).unwrap();
     assert_eq!(
         server_result.status,
-        clockprov::operations::HostStatus::Change,
+        clockprov::operations::HostStatus::Applied,
         "{server_result:?}"
     );
     assert_eq!(lab.restarts(&lab.server), 1);

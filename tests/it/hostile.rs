@@ -319,7 +319,7 @@ exec sleep 600"#,
     let doc = run.json();
     for ok in ["zcloud", "data-1", "data-3"] {
         let row = host(&doc, ok);
-        assert_eq!(row["status"], "change", "{ok}: {row}");
+        assert_eq!(row["status"], "applied", "{ok}: {row}");
         assert!(row["apply"].is_object(), "{ok}: {row}");
     }
     for (name, kind) in [

@@ -139,8 +139,17 @@ fn chains_of_two_jumps_by_inventory_and_by_list() {
         ),
     )
     .unwrap();
-    let run = lab.run("plan", &[]);
+    let run = lab.run("plan", &["-vv"]);
     assert_eq!(run.code, 0, "{run:?}");
+    // -v says which way each connection goes.
+    for line in [
+        format!("connecting to {server}:22 as root\n"),
+        format!("connecting to {c1}:22 as root via zcloud\n"),
+        format!("connecting to {c2}:22 as root via data-1\n"),
+        "route to data-2: ".to_owned(),
+    ] {
+        assert!(run.stderr.contains(&line), "{line:?}: {run:?}");
+    }
     // The same route as a list on data-2, while data-1 itself is reached directly.
     std::fs::write(
         &lab.inventory,

@@ -15,6 +15,7 @@ mod harness;
 mod hostile;
 mod import;
 mod jump;
+mod logs;
 mod messages;
 mod planfile;
 mod privilege;

@@ -231,6 +231,8 @@ fn help_says_where_the_format_is_and_what_commands_do() {
         "backup",
         "rollback",
         "Without a terminal it refuses unless --yes",
+        "--record DIR",
+        "Records and backups",
     ] {
         assert!(apply.stdout.contains(text), "{text:?}: {apply:?}");
     }
@@ -281,4 +283,73 @@ fn answering_no_changes_nothing_and_is_not_an_error() {
             .unwrap()
             .contains("\nlocal stratum 10\n")
     );
+}
+
+#[test]
+fn validate_checks_an_inventory_offline() {
+    // Valid: the key file it names need not exist here, no host is contacted.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("inv.yaml"), GOOD).unwrap();
+    let run = clockprov_in(dir.path(), &["validate", "-i", "inv.yaml"], &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    insta::assert_snapshot!(run.stdout.trim_end(), @"inv.yaml: valid: 1 server, 3 clients, 1 image; every one renders for debian:12, debian:13, ubuntu:20.04, ubuntu:22.04, ubuntu:24.04, ubuntu:25.10, ubuntu:26.04");
+    assert!(run.stderr.is_empty(), "{run:?}");
+    // The inventory's own mistakes, as every command reports them.
+    let validate = ["validate"];
+    let twice = with(
+        "  z-b-data-3: { address: 192.168.6.206 }\n",
+        "  z-b-data-3: { address: 192.168.6.206 }\n  z-b-data-2: { address: 192.168.6.207 }\n",
+    );
+    insta::assert_snapshot!(error_of(&validate, &twice), @"error: inv.yaml:23:3: clients.z-b-data-2: defined twice (first at line 21); only one can be kept: remove or rename one of them");
+    let several = GOOD
+        .replace(
+            "z-b-data-2: { address: 192.168.6.205 }",
+            "z-b-data-2: { address: 10.0.0.5 }",
+        )
+        .replace(
+            "z-b-data-3: { address: 192.168.6.206 }",
+            "z-b-data-3: { address: 192.168.6.206, ntp: [zclod] }",
+        );
+    insta::assert_snapshot!(error_of(&validate, &several), @r"
+    error: inv.yaml:21:26: clients.z-b-data-2.address: 10.0.0.5 is outside every `allow` network of server zcloud (192.168.6.0/24), so it would never be served
+    inv.yaml:22:47: clients.z-b-data-3.ntp: no ntp_servers entry is named zclod; did you mean `zcloud`?
+    ");
+    let looped = GOOD
+        .replace(
+            "z-b-data-2: { address: 192.168.6.205 }",
+            "z-b-data-2: { address: 192.168.6.205, ssh: { jump: z-b-data-3 } }",
+        )
+        .replace(
+            "z-b-data-3: { address: 192.168.6.206 }",
+            "z-b-data-3: { address: 192.168.6.206, ssh: { jump: z-b-data-2 } }",
+        );
+    insta::assert_snapshot!(error_of(&validate, &looped), @r"
+    error: inv.yaml:21:54: clients.z-b-data-2.ssh.jump: the jump chain loops: z-b-data-2 -> z-b-data-3 -> z-b-data-2
+    inv.yaml:22:54: clients.z-b-data-3.ssh.jump: the jump chain loops: z-b-data-3 -> z-b-data-2 -> z-b-data-3
+    ");
+    let stratum = with("local_stratum: 10", "local_stratum: 16");
+    insta::assert_snapshot!(error_of(&validate, &stratum), @"error: inv.yaml:17:20: ntp_servers.zcloud.local_stratum: must be 1 to 15 (chrony's range), not 16");
+    // Templates that fail for some hosts or systems: each failure once, with where it was met.
+    std::fs::create_dir(dir.path().join("tpl")).unwrap();
+    std::fs::write(
+        dir.path().join("tpl/chrony.conf.j2"),
+        "# {{ host.name }}\n{% if not chrony.confdir %}allow {{ server.allwo }}{% endif %}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("tpl/timesyncd.conf.j2"),
+        "[Time]\nNTP={{ ntp | join(' ') }}\n{% if host.section == 'images' %}# {{ image.path }}{% endif %}\n",
+    )
+    .unwrap();
+    let run = clockprov_in(
+        dir.path(),
+        &["validate", "-i", "inv.yaml", "--templates", "tpl"],
+        &[],
+    );
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stdout.is_empty(), "{run:?}");
+    insta::assert_snapshot!(run.stderr.trim_end(), @r"
+    error: host zcloud (rendered for ubuntu:20.04): template chrony.conf.j2: line 2: `server.allwo` is undefined
+    image z-ubuntu20 (rendered for debian:12): template timesyncd.conf.j2: line 3: `image.path` is undefined
+    ");
 }
