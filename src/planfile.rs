@@ -412,8 +412,7 @@ impl SavedHost {
                 _ => None,
             });
         // Not part of the saved plan: read now, so a rollback brings a running unit back up.
-        plan.unit.active_before =
-            plan.package.is_none() && facts.unit(plan.daemon).is_active();
+        plan.unit.active_before = plan.package.is_none() && facts.unit(plan.daemon).is_active();
         Ok(plan)
     }
 

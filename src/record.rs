@@ -350,6 +350,7 @@ mod tests {
             error_kind: Some(ErrorKind::Unreachable),
             plan: None,
             apply: None,
+            facts: None,
         };
         let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_528_467);
         let record = Record::of(Path::new("/srv/inv.yaml"), b"", (t, t), &[row]);

@@ -2069,7 +2069,7 @@ clients:
         let documents = [
             json("plan", &planned()),
             super::apply_json(&applied(), Some(record)),
-            super::check_json(&checks(), &CONTEXT),
+            super::check_json(&checks(), &CONTEXT, None),
             super::bake_json(&baked(), false),
         ];
         assert_eq!(examples.len(), documents.len(), "one example per command");
