@@ -9,20 +9,29 @@
 #
 # For each N it starts N throw-away sshd test hosts with
 # tests/hosts/testhosts.sh (1 debian-12 chrony server + N-1 ubuntu-20.04
-# systemd-timesyncd clients on 127.1.0.0/16), writes an inventory for them,
-# and times with hyperfine, at clockprov's default --forks (64) and at
-# --forks N (unbounded):
-#   floor  target/release/examples/floor -i INV   one connection + `true` per host
-#   plan   target/release/clockprov plan -i INV   every host has a change
-# It then runs each of them CPU_RUNS more times under /usr/bin/time for the
-# client's CPU (user+sys) per host, and reads the test hosts' sshd listeners'
-# cutime+cstime from /proc for the CPU the host side spent per connection
-# (sshd and whatever it ran: it reaps every per-connection process).
-# Before timing, each command runs once: floor must succeed on every host and
-# plan must see a change on every host.  If that fails (or a timed run does),
-# e.g. because with every host at once some connections queue for longer than
-# the 10 s connect timeout, the failure goes in the table and the pair is
-# timed again with --connect-timeout $BENCH_RETRY_CONNECT_TIMEOUT.
+# systemd-timesyncd clients on 127.1.0.0/16, or BENCH_NET), writes an inventory for them,
+# and times with hyperfine (--warmup 1), at clockprov's default --forks (64;
+# BENCH_FORKS for others), one command after the other:
+#   floor        target/release/examples/floor: one connection + `true` per host
+#   plan         clockprov plan: every host has a change
+#   check        clockprov check: every host's clock and daemon read
+#   apply-fresh  clockprov apply --yes, each run (warm-up included) on hosts
+#                reset to how they started (hyperfine --prepare:
+#                scripts/bench/reset-hosts.sh, not timed): a change everywhere
+#   apply-noop   clockprov apply --yes on converged hosts: nothing to do
+# No command has a terminal: apply runs on --yes alone.  Each command then
+# runs CPU_RUNS more times under /usr/bin/time for the client's CPU
+# (user+sys) per host and its peak resident set (%M), while its open files
+# are counted from /proc every 20 ms; the test hosts' sshd listeners'
+# cutime+cstime from /proc give the CPU the host side spent (sshd and
+# whatever it ran: it reaps every per-connection process).
+# Before timing, each command runs once (untimed): floor must succeed
+# on every host, plan must see a change on every host, check must read every
+# host, apply must change every host and a second apply none, and after a
+# reset plan must see every change again.  If that fails, e.g. because with
+# every host at once some connections queue for longer than the 10 s connect
+# timeout, the failure goes in the table and all commands are timed with
+# --connect-timeout $BENCH_RETRY_CONNECT_TIMEOUT.
 #
 # Output: a markdown table on stdout; progress and hyperfine's own output on
 # stderr.  Needs root (the test hosts do).  The hosts are always torn down
@@ -36,6 +45,12 @@
 #                    than this % of the machine (default 10)
 #   BENCH_IDLE_WAIT  give up waiting after this many seconds and measure
 #                    anyway, with a warning (default 600)
+#   BENCH_COMMANDS   only these of the commands above, space-separated, in
+#                    this order (floor first: the others' ratios need it)
+#   BENCH_NET        the hosts' /16 as A.B (default 127.1; another, e.g.
+#                    127.2, lets two benchmarks run side by side)
+#   BENCH_FORKS      --forks values, space-separated, `all` for N
+#                    (default 64, clockprov's default)
 #   BENCH_RETRY_CONNECT_TIMEOUT  see above (default 60s)
 #   BENCH_KEEP=1     keep the work directory (the hosts are still stopped)
 #   CARGO_TARGET_DIR as for cargo
@@ -47,6 +62,9 @@ shopt -s nullglob
 PROG=${0##*/}
 ROOT=$(cd "${BASH_SOURCE[0]%/*}/.." && pwd -P)
 TESTHOSTS=$ROOT/tests/hosts/testhosts.sh
+BENCH_DIR=$ROOT/scripts/bench
+CHECK_RUN="/bin/sh $BENCH_DIR/findings-ok.sh" # check exits 2 on these hosts: see there
+RESET=                                        # the command that resets the hosts (hosts_up)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 [[ $TARGET == /* ]] || TARGET=$ROOT/$TARGET
 RUNS=${BENCH_RUNS:-5}
@@ -54,6 +72,12 @@ CPU_RUNS=${BENCH_CPU_RUNS:-5}
 IDLE_PCT=${BENCH_IDLE_PCT:-10}
 IDLE_WAIT=${BENCH_IDLE_WAIT:-600}
 DEFAULT_FORKS=64 # clockprov's default --forks
+read -r -a FORKS_LIST <<<"${BENCH_FORKS:-$DEFAULT_FORKS}"
+NET=${BENCH_NET:-127.1}
+if ! [[ $NET =~ ^127\.([0-9]{1,3})$ ]] || ((BASH_REMATCH[1] > 255)); then
+    echo "bench.sh: BENCH_NET must be 127.B, not '$NET'" >&2
+    exit 2
+fi
 CLK_TCK=$(getconf CLK_TCK)
 NCPU=$(nproc)
 
@@ -134,7 +158,7 @@ build() {
     log "measuring clockprov $rev (copied from $TARGET/release to $WORK/bin)"
 }
 
-addr_of() { printf '127.1.%d.%d' $(($1 / 250)) $(($1 % 250 + 1)); }
+addr_of() { printf '%s.%d.%d' "$NET" $(($1 / 250)) $(($1 % 250 + 1)); }
 
 # hosts_up DIR N: fills ADDRS and LISTENERS (the sshd PIDs)
 declare -a ADDRS=() LISTENERS=()
@@ -156,6 +180,17 @@ hosts_up() {
         LISTENERS+=("$p")
     done
     printf '%s\n' "${LISTENERS[@]}" >"$WORK/listeners"
+    # what scripts/bench/reset-hosts.sh restores: each host's managed file as it
+    # started (the hosts of a role start alike: one copy per role)
+    local list=$dir/reset.list file role
+    : >"$list"
+    for i in "${!LISTENERS[@]}"; do
+        role=client file=/etc/systemd/timesyncd.conf
+        ((i == 0)) && role=server file=/etc/chrony/chrony.conf
+        [[ -f $dir/seed-$role ]] || cp "/proc/${LISTENERS[i]}/root$file" "$dir/seed-$role"
+        printf '%s %s %s\n' "${LISTENERS[i]}" "$file" "$dir/seed-$role" >>"$list"
+    done
+    RESET="bash $BENCH_DIR/reset-hosts.sh $list"
     log "$n hosts up in $((SECONDS - t0)) s"
 }
 
@@ -181,30 +216,49 @@ summarize_errors() {
         awk '{ c = $1; sub(/^ *[0-9]+ /, ""); printf "%s%d x %s", (NR > 1 ? "; " : ""), c, $0 }'
 }
 
-# check_pair INV N FORKS [ARGS...]: run floor and plan once each (untimed)
-# with these options: floor must succeed on every host, plan must see a
-# change on every host.  On failure sets FAIL_NOTE and returns 1.
+# json_summary FILE FIELD: a count from a --format json document's summary
+json_summary() { jq -r ".summary.$2 // empty" "$1" 2>/dev/null; }
+
+# first_errors FILE.json FILE.err: the distinct errors of a run, summarized
+first_errors() {
+    { jq -r '.hosts[]? | .error // empty' "$1" 2>/dev/null; grep -v '^ *$' "$2"; } | summarize_errors
+}
+
+# sanity INV N [ARGS...]: each command once, untimed, with these options: floor
+# must succeed on every host; plan must see a change on every host; check must
+# read every host (exit 0, or 2 for findings); apply on fresh hosts must change
+# every host and a second apply none; after a reset plan sees a change on
+# every host again (the reset works).  On failure sets FAIL_NOTE, returns 1.
 FAIL_NOTE=
-check_pair() {
-    local inv=$1 n=$2 forks=$3 rc=0 out=$WORK/check.json err=$WORK/check.err changes
-    shift 3
-    if ! "$FLOOR" -i "$inv" --forks "$forks" "$@" >"$WORK/check.out" 2>"$err"; then
+sanity() {
+    local inv=$1 n=$2 rc out=$WORK/sanity.json err=$WORK/sanity.err got step
+    shift 2
+    if ! "$FLOOR" -i "$inv" "$@" >"$WORK/sanity.out" 2>"$err"; then
         FAIL_NOTE="floor failed: $(grep '^floor: ' "$err" | summarize_errors)"
         return 1
     fi
-    log "check: $(cat "$WORK/check.out")"
-    "$CLOCKPROV" plan -i "$inv" --forks "$forks" "$@" --format json --detailed-exitcode >"$out" 2>"$err" || rc=$?
-    if ((rc != 2)); then
-        FAIL_NOTE="plan exited $rc: $({ sed -n 's/^ *"error": "\(.*\)",\{0,1\}$/\1/p' "$out"; grep -v '^ *$' "$err"; } | summarize_errors)"
-        return 1
-    fi
-    changes=$(sed -n 's/^ *"change": \([0-9]*\),\{0,1\}$/\1/p' "$out" | tail -n 1)
-    [[ $changes == "$n" ]] || die "clockprov plan: $changes of $n hosts have changes, expected all; see $out"
-    log "check: plan --forks $forks $*: a change on all $n hosts"
-}
-
-sanity_check() { # INV N
-    check_pair "$1" "$2" "$DEFAULT_FORKS" || die "$FAIL_NOTE"
+    log "sanity: $(cat "$WORK/sanity.out")"
+    $RESET || die "resetting the hosts failed"
+    for step in plan:2:change check:0/2: apply:0:change apply-noop:0:unchanged reset-plan:2:change; do
+        local cmd=${step%%:*} want=${step#*:} field
+        field=${want#*:} want=${want%%:*}
+        rc=0
+        case $cmd in
+            apply | apply-noop) "$CLOCKPROV" apply --yes -i "$inv" "$@" --format json >"$out" 2>"$err" </dev/null || rc=$? ;;
+            plan) "$CLOCKPROV" plan --detailed-exitcode -i "$inv" "$@" --format json >"$out" 2>"$err" || rc=$? ;;
+            reset-plan) $RESET && "$CLOCKPROV" plan --detailed-exitcode -i "$inv" "$@" --format json >"$out" 2>"$err" || rc=$? ;;
+            *) "$CLOCKPROV" "$cmd" -i "$inv" "$@" --format json >"$out" 2>"$err" || rc=$? ;;
+        esac
+        if [[ /$want/ != */$rc/* ]]; then
+            FAIL_NOTE="$cmd exited $rc: $(first_errors "$out" "$err")"
+            return 1
+        fi
+        if [[ -n $field ]]; then
+            got=$(json_summary "$out" "$field")
+            [[ $got == "$n" ]] || die "clockprov $cmd: '$field' on $got of $n hosts, expected all; see $out"
+        fi
+        log "sanity: $cmd $*: exit $rc${field:+, $field on all $n hosts}"
+    done
 }
 
 # ----------------------------------------------------------- CPU meters -----
@@ -272,27 +326,56 @@ self_ticks() {
     done <"$WORK/times.out"
 }
 
-# cpu_runs NAME CMD...: runs CMD CPU_RUNS times under /usr/bin/time; sets
-# CPU_CLIENT_MS and CPU_SSHD_MS (mean per successful run, whole fleet) and
-# CPU_FAILED (runs that exited non-zero: left out of the means)
+# wait_ms MS: sleep without starting a process (a read that times out)
+NEVER_FD=
+wait_ms() {
+    if [[ -z $NEVER_FD ]]; then
+        mkfifo "$WORK/never"
+        exec {NEVER_FD}<>"$WORK/never"
+    fi
+    read -r -t "$(printf '0.%03d' "$1")" -u "$NEVER_FD" _ || true
+}
+
+# cpu_runs NAME: runs command NAME (CMD, PREP) CPU_RUNS times under
+# /usr/bin/time, its --prepare first (untimed); sets, as means per successful
+# run for the whole fleet: CPU_CLIENT_MS, CPU_SSHD_MS, and the largest
+# CPU_RSS_KB (peak resident set) and CPU_FDS (open files, sampled every 20 ms
+# from /proc) over the runs; CPU_FAILED counts the runs that exited non-zero
+# (left out of the means).
 cpu_runs() {
-    local name=$1 i f=$WORK/time.out e u s t0 t1 client=0 sshd=0 ok=0
-    shift
-    CPU_FAILED=0
+    local name=$1 i f=$WORK/time.out e u s rss t0 t1 client=0 sshd=0 ok=0 tpid child fds
+    local -a cmd=() open=()
+    read -r -a cmd <<<"${CMD[$name]}"
+    CPU_FAILED=0 CPU_RSS_KB=0 CPU_FDS=0
     for ((i = 0; i < CPU_RUNS; i++)); do
+        [[ -n ${PREP[$name]:-} ]] && { ${PREP[$name]} || die "$name: --prepare failed"; }
         t0=$(sshd_ticks)
-        if ! /usr/bin/time -f '%e %U %S' -o "$f" "$@" >/dev/null 2>"$WORK/cpu-run.err"; then
+        /usr/bin/time -f '%e %U %S %M' -o "$f" "${cmd[@]}" >/dev/null 2>"$WORK/cpu-run.err" </dev/null &
+        tpid=$! child=
+        while kill -0 "$tpid" 2>/dev/null; do
+            if [[ -z $child ]]; then
+                read -r child _ 2>/dev/null <"/proc/$tpid/task/$tpid/children" || true # no newline: read fails, yet sets child
+            fi
+            if [[ -n $child ]]; then
+                open=("/proc/$child/fd/"*)
+                fds=${#open[@]}
+                ((fds > CPU_FDS)) && CPU_FDS=$fds
+            fi
+            wait_ms 20
+        done
+        if ! wait "$tpid"; then
             CPU_FAILED=$((CPU_FAILED + 1))
             log "  $name run $((i + 1))/$CPU_RUNS FAILED (left out): $(grep -v '^Command exited' "$WORK/cpu-run.err" | summarize_errors)"
             sshd_ticks >/dev/null
             continue
         fi
         t1=$(sshd_ticks)
-        read -r e u s <"$f"
+        read -r e u s rss <"$f"
         client=$(awk -v c="$client" -v u="$u" -v s="$s" 'BEGIN { printf "%.3f", c + (u + s) * 1000 }')
         sshd=$((sshd + t1 - t0))
+        ((rss > CPU_RSS_KB)) && CPU_RSS_KB=$rss
         ok=$((ok + 1))
-        log "  $name run $((i + 1))/$CPU_RUNS: wall ${e}s, client user ${u}s sys ${s}s, sshd side $(awk -v t=$((t1 - t0)) -v k="$CLK_TCK" 'BEGIN { printf "%.2f", t / k }')s"
+        log "  $name run $((i + 1))/$CPU_RUNS: wall ${e}s, client user ${u}s sys ${s}s, peak RSS ${rss} KB, fds $CPU_FDS, sshd side $(awk -v t=$((t1 - t0)) -v k="$CLK_TCK" 'BEGIN { printf "%.2f", t / k }')s"
     done
     ((ok > 0)) || die "$name failed in every run under /usr/bin/time"
     CPU_CLIENT_MS=$(awk -v c="$client" -v r="$ok" 'BEGIN { printf "%.3f", c / r }')
@@ -310,76 +393,109 @@ csv_field() {
 
 RETRY_TIMEOUT=${BENCH_RETRY_CONNECT_TIMEOUT:-60s}
 
-# time_pair N FORKS [ARGS...]: hyperfine floor and plan; sets F_MEAN F_SD
-# P_MEAN P_SD (ms) and OTHER (CPUs used by other processes meanwhile)
-time_pair() {
-    local n=$1 forks=$2 hf b0 b1 s0 s1 m0 m1 t0 t1
-    shift 2
-    hf=$WORK/hyperfine-$n-$forks.csv
-    log "N=$n forks=$forks $*: hyperfine --warmup 1 --runs $RUNS (floor, plan)"
+# What is timed, in this order (NAMES), with each command's hyperfine
+# --prepare (PREP, run before every run, warm-up included, not timed):
+#   floor        examples/floor.rs: one connection + `true` per host
+#   plan         clockprov plan, a change on every host (hosts reset first)
+#   check        clockprov check: every host's clock and daemon read
+#   apply-fresh  clockprov apply --yes, every run on freshly reset hosts
+#   apply-noop   clockprov apply --yes on converged hosts: nothing to do
+NAMES=(floor plan check apply-fresh apply-noop)
+if [[ -n ${BENCH_COMMANDS:-} ]]; then
+    read -r -a NAMES <<<"$BENCH_COMMANDS"
+fi
+declare -A CMD=() PREP=()
+
+# set_commands INV [ARGS...]: fills CMD and PREP for these options
+set_commands() {
+    local inv=$1 o
+    shift
+    o="-i $inv $*"
+    CMD=(
+        [floor]="$FLOOR $o"
+        [plan]="$CLOCKPROV plan $o"
+        [check]="$CHECK_RUN $CLOCKPROV check $o"
+        [apply-fresh]="$CLOCKPROV apply --yes $o"
+        [apply-noop]="$CLOCKPROV apply --yes $o"
+    )
+    PREP=([plan]=$RESET [apply-fresh]=$RESET)
+}
+
+# time_cmd N NAME: hyperfine one command; sets MEAN SD (ms) and OTHER (CPUs
+# used by other processes meanwhile)
+time_cmd() {
+    local n=$1 name=$2 hf=$WORK/hyperfine-$1-$2.csv s0 s1 b0 b1 m0 m1 t0 t1
+    local -a prep=()
+    [[ -n ${PREP[$name]:-} ]] && prep=(--prepare "${PREP[$name]}")
+    log "N=$n $name: hyperfine --warmup 1 --runs $RUNS: ${CMD[$name]}"
     self_ticks
     m0=$SELF_TICKS s0=$(sshd_ticks) b0=$(machine_busy) t0=$EPOCHREALTIME
-    if ! hyperfine -N --style basic --warmup 1 --runs "$RUNS" --export-csv "$hf" \
-        -n floor "$FLOOR -i $INV --forks $forks $*" \
-        -n plan "$CLOCKPROV plan -i $INV --forks $forks $*" >&2; then
-        FAIL_NOTE="a timed run failed"
+    # hyperfine gives each command /dev/null for stdin: apply must not need a terminal
+    if ! hyperfine -N --style basic --warmup 1 --runs "$RUNS" "${prep[@]}" --export-csv "$hf" \
+        -n "$name" "${CMD[$name]}" >&2; then
+        FAIL_NOTE="a timed $name run failed"
         return 1
     fi
     b1=$(machine_busy) t1=$EPOCHREALTIME s1=$(sshd_ticks)
     self_ticks
     m1=$SELF_TICKS
     # what else ran meanwhile, in CPUs: all busy time minus ours and the hosts'
+    # (the resets between runs count as ours: they run in hyperfine's children)
     OTHER=$(awk -v b=$((b1 - b0 - (s1 - s0) - (m1 - m0))) -v k="$CLK_TCK" -v t0="$t0" -v t1="$t1" \
         'BEGIN { o = b / k / (t1 - t0); if (o < 0) o = 0; printf "%.2f", o }')
-    log "N=$n forks=$forks: other processes used ${OTHER} CPUs on average while hyperfine ran"
-    F_MEAN=$(awk -v v="$(csv_field "$hf" floor mean)" 'BEGIN { printf "%.3f", v * 1000 }')
-    F_SD=$(awk -v v="$(csv_field "$hf" floor stddev)" 'BEGIN { printf "%.3f", v * 1000 }')
-    P_MEAN=$(awk -v v="$(csv_field "$hf" plan mean)" 'BEGIN { printf "%.3f", v * 1000 }')
-    P_SD=$(awk -v v="$(csv_field "$hf" plan stddev)" 'BEGIN { printf "%.3f", v * 1000 }')
+    MEAN=$(awk -v v="$(csv_field "$hf" "$name" mean)" 'BEGIN { printf "%.3f", v * 1000 }')
+    SD=$(awk -v v="$(csv_field "$hf" "$name" stddev)" 'BEGIN { printf "%.3f", v * 1000 }')
+    log "N=$n $name: $MEAN ± $SD ms; other processes used ${OTHER} CPUs on average meanwhile"
 }
 
 bench_n() {
-    local n=$1 dir forks label floor_cpu floor_sshd note
-    local -a forks_list=("$DEFAULT_FORKS") extra=()
-    ((n != DEFAULT_FORKS)) && forks_list+=("$n")
+    local n=$1 dir forks label note name floor_mean
+    local -a extra=()
     dir=$WORK/hosts-$n
     INV=$WORK/inventory-$n.yaml
     hosts_up "$dir" "$n"
     write_inventory "$dir" "$INV"
-    for forks in "${forks_list[@]}"; do
-        extra=() note=''
-        label="$forks (default)"
-        ((forks == DEFAULT_FORKS)) || label="$forks (= N)"
-        NOISY=0
-        wait_idle
-        if ! check_pair "$INV" "$n" "$forks" || ! time_pair "$n" "$forks"; then
+    for forks in "${FORKS_LIST[@]}"; do
+        [[ $forks == all ]] && forks=$n
+        label="$forks"
+        ((forks == DEFAULT_FORKS)) && label="$forks (default)"
+        ((forks == n && forks != DEFAULT_FORKS)) && label="$forks (= N)"
+        extra=(--forks "$forks")
+        note=''
+        if ! sanity "$INV" "$n" "${extra[@]}"; then
             log "N=$n forks=$forks: FAILED: $FAIL_NOTE"
-            ROWS+=("| $n | $label | failed | failed | | | | | | | $FAIL_NOTE |")
-            extra=(--connect-timeout "$RETRY_TIMEOUT")
-            note="--connect-timeout $RETRY_TIMEOUT (both)"
+            ROWS+=("| $n | $label | sanity run | failed | | | | | | | | $FAIL_NOTE |")
+            extra+=(--connect-timeout "$RETRY_TIMEOUT")
+            note="--connect-timeout $RETRY_TIMEOUT (all commands)"
             log "N=$n forks=$forks: again with ${extra[*]}"
-            wait_idle
-            check_pair "$INV" "$n" "$forks" "${extra[@]}" || die "N=$n forks=$forks ${extra[*]}: $FAIL_NOTE"
-            time_pair "$n" "$forks" "${extra[@]}" || die "N=$n forks=$forks ${extra[*]}: $FAIL_NOTE"
+            sanity "$INV" "$n" "${extra[@]}" || die "N=$n ${extra[*]}: $FAIL_NOTE"
         fi
-
-        wait_idle
-        log "N=$n forks=$forks: CPU, $CPU_RUNS runs each under /usr/bin/time"
-        cpu_runs floor "$FLOOR" -i "$INV" --forks "$forks" "${extra[@]}"
-        floor_cpu=$CPU_CLIENT_MS floor_sshd=$CPU_SSHD_MS
-        ((CPU_FAILED)) && note+="${note:+; }floor failed in $CPU_FAILED of $CPU_RUNS CPU runs"
-        cpu_runs plan "$CLOCKPROV" plan -i "$INV" --forks "$forks" "${extra[@]}"
-        ((CPU_FAILED)) && note+="${note:+; }plan failed in $CPU_FAILED of $CPU_RUNS CPU runs"
-        ((NOISY)) && note+="${note:+; }machine busy with other work"
-        ROWS+=("$(awk -v n="$n" -v label="$label" -v fm="$F_MEAN" -v fs="$F_SD" -v pm="$P_MEAN" -v ps="$P_SD" \
-            -v pc="$CPU_CLIENT_MS" -v fc="$floor_cpu" -v ss="$CPU_SSHD_MS" -v fss="$floor_sshd" \
-            -v other="$OTHER" -v note="$note" '
-            function t(m, s) { return (m < 10) ? sprintf("%.2f ± %.2f ms", m, s) : sprintf("%.0f ± %.0f ms", m, s) }
-            BEGIN {
-                printf "| %d | %s | %s | %s | %.2f | %.2f | %.2f | %.2f | %.2f | %s | %s |",
-                    n, label, t(fm, fs), t(pm, ps), pm / fm, pc / n, fc / n, ss / n, fss / n, other, note
-            }')")
-        log "row: ${ROWS[-1]}"
+        set_commands "$INV" "${extra[@]}"
+        floor_mean=
+        for name in "${NAMES[@]}"; do
+            local rnote=$note
+            NOISY=0
+            wait_idle
+            if ! time_cmd "$n" "$name"; then
+                ROWS+=("| $n | $label | $name | failed | | | | | | | | $FAIL_NOTE${note:+; $note} |")
+                continue
+            fi
+            [[ $name == floor ]] && floor_mean=$MEAN
+            log "N=$n $name: CPU, $CPU_RUNS runs under /usr/bin/time"
+            cpu_runs "$name"
+            ((CPU_FAILED)) && rnote+="${rnote:+; }failed in $CPU_FAILED of $CPU_RUNS CPU runs"
+            ((NOISY)) && rnote+="${rnote:+; }machine busy with other work"
+            ROWS+=("$(awk -v n="$n" -v label="$label" -v name="$name" -v m="$MEAN" -v s="$SD" -v f="${floor_mean:-0}" \
+                -v c="$CPU_CLIENT_MS" -v rss="$CPU_RSS_KB" -v fds="$CPU_FDS" -v ss="$CPU_SSHD_MS" \
+                -v other="$OTHER" -v note="$rnote" '
+                function t(m, s) { return (m < 10) ? sprintf("%.2f ± %.2f ms", m, s) : sprintf("%.0f ± %.0f ms", m, s) }
+                BEGIN {
+                    printf "| %d | %s | %s | %s | %s | %.2f | %.1f MB | %.0f KB | %d | %.2f | %s | %s |",
+                        n, label, name, t(m, s), (f > 0 ? sprintf("%.2f", m / f) : "-"), c / n,
+                        rss / 1024, rss / n, fds, ss / n, other, note
+                }')")
+            log "row: ${ROWS[-1]}"
+        done
     done
     log "stopping the $n test hosts"
     bash "$TESTHOSTS" down "$dir"
@@ -390,12 +506,15 @@ print_table() {
     TABLE_PRINTED=1
     ((${#ROWS[@]})) || return 0
     printf '\n'
-    printf '| N | forks | floor mean ± σ | plan mean ± σ | plan/floor | clockprov CPU ms/host | floor CPU ms/host | host-side CPU ms/host (plan) | host-side CPU ms/host (floor) | other load (CPUs) | note |\n'
-    printf '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n'
+    printf '| N | forks | command | wall mean ± σ | vs floor | client CPU ms/host | client peak RSS | RSS/host | client peak fds | host-side CPU ms/host | other load (CPUs) | note |\n'
+    printf '|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n'
     printf '%s\n' "${ROWS[@]}"
     printf '\n'
-    printf 'floor: one connection + "true" per host (examples/floor.rs); plan: clockprov plan, a change on every host.\n'
-    printf 'CPU ms/host: (user+sys)/N of the client process, mean of %s runs under /usr/bin/time.\n' "$CPU_RUNS"
+    printf 'floor: one connection + "true" per host (examples/floor.rs); plan: a change on every host; check: clock\n'
+    printf 'and daemon read on every host; apply-fresh: apply --yes, every run on freshly reset hosts (a change on\n'
+    printf 'every host); apply-noop: apply --yes on converged hosts.  hyperfine --warmup 1 --runs %s.\n' "$RUNS"
+    printf 'client CPU ms/host: (user+sys)/N of the client process, mean of %s runs under /usr/bin/time; peak RSS:\n' "$CPU_RUNS"
+    printf 'its largest maximum resident set (%%M) over those runs, and that /N; peak fds: open files, sampled every 20 ms.\n'
     printf 'host-side: the test hosts'"'"' sshd (key exchange, auth, sessions) and the commands they ran, per host.\n'
     printf 'other load: CPUs used by anything else while hyperfine ran (%s CPUs in this machine).\n' "$NCPU"
 }
@@ -412,7 +531,7 @@ main() {
             -*) die "unknown option '$a'" ;;
             *)
                 [[ $a =~ ^[1-9][0-9]*$ ]] || die "not a host count: '$a'"
-                ((a <= 62500)) || die "at most 62500 hosts (127.1.0.0/16)"
+                ((a <= 62500)) || die "at most 62500 hosts ($NET.0.0/16)"
                 sizes+=("$a")
                 ;;
         esac
@@ -421,6 +540,14 @@ main() {
     ((RUNS >= 5)) || die "BENCH_RUNS must be at least 5"
     ((CPU_RUNS >= 1)) || die "BENCH_CPU_RUNS must be at least 1"
     need_tool hyperfine hyperfine
+    need_tool jq jq
+    local f
+    for f in "${NAMES[@]}"; do
+        [[ " floor plan check apply-fresh apply-noop " == *" $f "* ]] || die "BENCH_COMMANDS: no command '$f'"
+    done
+    for f in "${FORKS_LIST[@]}"; do
+        [[ $f == all || $f =~ ^[1-9][0-9]*$ ]] || die "BENCH_FORKS: not a --forks value: '$f'"
+    done
     [[ -x /usr/bin/time ]] || need_tool /usr/bin/time time
     WORK=$(mktemp -d /var/tmp/clockprov-bench.XXXXXX)
     chmod 755 "$WORK"

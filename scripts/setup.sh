@@ -8,6 +8,8 @@ set -euo pipefail
 # shellcheck: the remote scripts under src/ are linted; strace: a test counts a host's processes;
 # prometheus: promtool, which validates `check --format prometheus` (tests/it/check.rs)
 packages=(openssh-server openssh-client util-linux mount coreutils findutils iproute2 ca-certificates sudo openssl passwd shellcheck strace prometheus)
+# jq: the README's merge of --shard runs' JSON (tested in tests/it)
+packages+=(jq)
 package_mode=false
 if [[ ${1:-} == --package ]]; then
     package_mode=true

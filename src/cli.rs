@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::shard::Shard;
 use crate::value::DurationValue;
 
 /// Where the inventory's format is described: the end of every `--help`.
@@ -173,6 +174,10 @@ pub struct FleetArgs {
     /// Only these hosts: names or globs, comma-separated or repeated; `!pattern` excludes.
     #[arg(short, long, value_name = "PATTERN")]
     pub limit: Vec<String>,
+    /// Only shard I of N: the hosts at positions I, I+N, I+2N, ... of the inventory's host names
+    /// sorted; the N shards cover the fleet once (README, "Past one controller").
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<Shard>,
     /// Output format on stdout.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,

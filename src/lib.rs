@@ -49,6 +49,7 @@ mod proptests;
 pub(crate) mod record;
 pub mod render;
 pub(crate) mod report;
+pub(crate) mod shard;
 #[allow(unreachable_pub)]
 pub(crate) mod shell;
 pub mod ssh;

@@ -12,6 +12,7 @@ mod render;
 mod show;
 mod validate;
 
+use std::collections::HashSet;
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -179,20 +180,33 @@ fn prepare_at(
     let renderer = Arc::new(renderer_for(&inventory, templates)?);
     let names: Vec<&str> = inventory.host_names().collect();
     let limit = limit(&args.limit, &names, "host", path)?;
+    // The shard is cut from the whole inventory, so that --limit never moves a host to another.
+    let shard: Option<HashSet<&str>> = args
+        .shard
+        .map(|shard| shard.select(&names).into_iter().collect());
     let hosts: Vec<Host> = inventory
         .hosts
         .iter()
         .filter(|h| limit.selects(h.name.as_str()))
+        .filter(|h| shard.as_ref().is_none_or(|s| s.contains(h.name.as_str())))
         .cloned()
         .collect();
     if hosts.is_empty() {
-        if limit.is_empty() {
+        if names.is_empty() {
             bail!("{}: the inventory has no hosts", path.display());
         }
+        let mut cut = Vec::new();
+        if !limit.is_empty() {
+            cut.push(format!("--limit {}", args.limit.join(",")));
+        }
+        if let Some(shard) = args.shard {
+            cut.push(format!("--shard {shard}"));
+        }
         bail!(
-            "--limit {} leaves no host of {}",
-            args.limit.join(","),
-            path.display()
+            "{} leaves no host of {} ({} hosts)",
+            cut.join(" with "),
+            path.display(),
+            names.len()
         );
     }
     let options = RunOptions {

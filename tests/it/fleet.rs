@@ -448,6 +448,95 @@ fn limit_json_and_forks() {
     );
 }
 
+/// The README's merge of the shards' `--format json` documents (section "Past one controller"):
+/// one document with every shard's hosts and the summaries added up.
+const SHARD_MERGE_JQ: &str = "jq -s '.[0] + {hosts: [.[].hosts[]], summary: (reduce (.[].summary | to_entries[]) as $e ({}; .[$e.key] += $e.value))}'";
+
+#[test]
+fn shards_cover_the_fleet_once_and_merge_with_jq() {
+    let lab = LabBuilder::new()
+        .clients(vec![
+            HostSpec::new("ubuntu-20.04", "systemd-timesyncd"),
+            HostSpec::new("ubuntu-20.04", "systemd-timesyncd"),
+        ])
+        .start();
+    // Sorted names: data-1, data-2, zcloud. Shard 1/2 takes positions 0 and 2, 2/2 position 1.
+    let mut files = Vec::new();
+    for (shard, expected) in [("1/2", vec!["zcloud", "data-1"]), ("2/2", vec!["data-2"])] {
+        let run = lab.run("plan", &["--shard", shard, "--format", "json"]);
+        assert_eq!(run.code, 0, "{run:?}");
+        let names: Vec<String> = run.json()["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["name"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(names, expected, "--shard {shard}");
+        let file = lab.hosts.dir().join(format!("shard-{}.json", &shard[..1]));
+        std::fs::write(&file, &run.stdout).unwrap();
+        files.push(file);
+    }
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    assert!(
+        readme.contains(SHARD_MERGE_JQ),
+        "README shows the merge step as tested here"
+    );
+    let merged = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("{SHARD_MERGE_JQ} \"$@\""))
+        .arg("sh")
+        .args(&files)
+        .output()
+        .expect("jq runs (scripts/setup.sh installs it)");
+    assert!(merged.status.success(), "{merged:?}");
+    let doc: serde_json::Value = serde_json::from_slice(&merged.stdout).unwrap();
+    assert_eq!(doc["command"], "plan");
+    let mut names: Vec<&str> = doc["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["name"].as_str().unwrap())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        ["data-1", "data-2", "zcloud"],
+        "every host exactly once"
+    );
+    assert_eq!(doc["summary"]["change"], 3, "{doc}");
+    assert_eq!(doc["summary"]["failed"], 0, "{doc}");
+
+    // --limit narrows a shard, it does not move hosts between shards.
+    let run = lab.run(
+        "plan",
+        &["--shard", "1/2", "--limit", "data-*", "--format", "json"],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.json()["hosts"].as_array().unwrap().len(), 1, "{run:?}");
+    assert_eq!(run.json()["hosts"][0]["name"], "data-1");
+    let empty = lab.run("check", &["--shard", "2/2", "--limit", "zcloud"]);
+    assert_eq!(empty.code, 1, "{empty:?}");
+    assert!(
+        empty
+            .stderr
+            .contains("--limit zcloud with --shard 2/2 leaves no host of"),
+        "{empty:?}"
+    );
+    for (bad, says) in [("3/2", "between 1 and N = 2"), ("1/0", "at least 1")] {
+        let run = lab.run("apply", &["--yes", "--shard", bad]);
+        assert_eq!(run.code, 1, "{run:?}");
+        assert!(run.stderr.contains(says), "--shard {bad}: {run:?}");
+    }
+    for addr in lab.all() {
+        assert_eq!(
+            lab.service_changes(&addr),
+            Vec::<String>::new(),
+            "{addr} untouched"
+        );
+    }
+}
+
 #[test]
 fn a_hostile_inventory_touches_no_host() {
     let lab = LabBuilder::new().start();
