@@ -54,6 +54,7 @@ pub(crate) mod shard;
 pub(crate) mod shell;
 pub mod ssh;
 pub mod suggest;
+pub(crate) mod utc;
 pub mod value;
 pub mod yaml;
 

@@ -213,12 +213,23 @@ async fn read_facts(
         max_file_size,
     };
     let script = facts::script(&request)?;
-    let out = root.run_script(&script).await.map_err(|e| match e {
-        BecomeError::Ssh(e) => HostError::from(e).context("reading facts"),
-        // sudo's refusals say what they are about.
-        e => HostError::from(e),
-    })?;
-    let facts = facts::parse(&out.stdout, &request).map_err(|e| {
+    let read = || async {
+        root.run_script(&script).await.map_err(|e| match e {
+            BecomeError::Ssh(e) => HostError::from(e).context("reading facts"),
+            // sudo's refusals say what they are about.
+            e => HostError::from(e),
+        })
+    };
+    let mut out = read().await?;
+    let mut parsed = facts::parse(&out.stdout, &request);
+    if parsed.is_err() {
+        // A file replaced between the script's `stat` and its read (an apply running on the
+        // host at this moment) breaks the framing: read once more before calling the host bad.
+        tracing::debug!("facts did not parse; reading them again");
+        out = read().await?;
+        parsed = facts::parse(&out.stdout, &request);
+    }
+    let facts = parsed.map_err(|e| {
         let error = HostError::from(e).context("reading facts");
         let stderr = out.stderr_text();
         if stderr.is_empty() {

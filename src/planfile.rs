@@ -8,7 +8,6 @@
 //! what gets written. The format is in README.md, "Saved plans".
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -18,6 +17,7 @@ use crate::host::facts::{FileFacts, HostFacts, PathFacts};
 use crate::operations::{HostResult, HostStatus};
 use crate::plan::{FileAction, FileChange, HostPlan, PackageInstall, UnitChange};
 use crate::render::DesiredFile;
+use crate::utc::sha256_hex;
 
 /// Raised when a field's meaning changes or one is removed; fields are only added within one.
 pub(crate) const FORMAT_VERSION: u32 = 1;
@@ -158,15 +158,6 @@ pub(crate) enum PlanFileError {
         was: String,
         now: String,
     },
-}
-
-/// Lower-case hex sha256 of `bytes`.
-pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
-    digest.as_ref().iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }
 
 fn octal(mode: u32) -> String {
@@ -569,34 +560,12 @@ impl PlanFile {
             crate::report::shown(&path.display().to_string()),
             self.format_version,
             crate::report::shown(&self.clockprov_version),
-            utc(self.created_unix),
+            crate::utc::Utc::from_unix(self.created_unix).readable(),
             crate::report::shown(&self.inventory.path.display().to_string()),
             short(&self.inventory.sha256),
             crate::report::plan_text(&rows, style)
         )
     }
-}
-
-/// `YYYY-MM-DD HH:MM:SS` for seconds since the epoch (days to civil date: Howard Hinnant's
-/// algorithm), so that no date crate is needed for one line.
-fn utc(seconds: u64) -> String {
-    let days = i64::try_from(seconds / 86_400).unwrap_or(0);
-    let rest = seconds % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
 }
 
 fn is_name(text: &str) -> bool {
@@ -727,12 +696,5 @@ mod tests {
             facts().changes(&now)[2],
             "file /etc/chrony/chrony.conf was a file, now absent"
         );
-    }
-
-    #[test]
-    fn utc_dates() {
-        assert_eq!(utc(0), "1970-01-01 00:00:00");
-        assert_eq!(utc(1_796_529_600), "2026-12-06 04:00:00");
-        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00");
     }
 }

@@ -6,7 +6,6 @@
 //! Pure: [`Record::of`] builds it from the results apply already has; [`Recorder`] only owns
 //! the directory and writes the file.
 
-use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -17,6 +16,7 @@ use serde::Serialize;
 use crate::operations::{HostResult, HostStatus};
 use crate::outcome::ErrorKind;
 use crate::plan::{FileAction, FileChange};
+use crate::utc::{Utc, sha256_hex};
 
 /// The record's schema version; bumped only on incompatible changes.
 const RECORD_FORMAT_VERSION: u32 = 1;
@@ -68,15 +68,6 @@ struct FileRecord {
     backup: Option<String>,
 }
 
-fn sha256(bytes: &[u8]) -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
-    let mut hex = String::with_capacity(64);
-    for byte in digest.as_ref() {
-        let _ = write!(hex, "{byte:02x}");
-    }
-    hex
-}
-
 impl Record {
     /// The record of an apply of the inventory at `inventory` (whose text is `inventory_text`)
     /// from `started` to `finished`, with these results.
@@ -89,14 +80,14 @@ impl Record {
         Record {
             format_version: RECORD_FORMAT_VERSION,
             command: "apply",
-            started: utc(started, "-", ":"),
-            finished: utc(finished, "-", ":"),
+            started: Utc::from_system(started).rfc3339(),
+            finished: Utc::from_system(finished).rfc3339(),
             inventory: InventoryRecord {
                 path: std::path::absolute(inventory)
                     .unwrap_or_else(|_| inventory.to_owned())
                     .display()
                     .to_string(),
-                sha256: sha256(inventory_text),
+                sha256: sha256_hex(inventory_text),
             },
             hosts: results.iter().map(host_record).collect(),
         }
@@ -140,38 +131,10 @@ fn file_record(file: &FileChange, backups: &[String]) -> FileRecord {
     FileRecord {
         path: file.path.clone(),
         action: file.action,
-        before_sha256: file.before.as_ref().map(|b| sha256(&b.content)),
-        after_sha256: sha256(file.after.content.as_bytes()),
+        before_sha256: file.before.as_ref().map(|b| sha256_hex(&b.content)),
+        after_sha256: sha256_hex(file.after.content.as_bytes()),
         backup: backups.iter().find(|b| b.starts_with(&prefix)).cloned(),
     }
-}
-
-/// `time` in UTC, `2026-12-06T03:41:07Z` (or `20261206T034107Z` with empty separators, for
-/// file names that sort by time).
-fn utc(time: SystemTime, date_sep: &str, time_sep: &str) -> String {
-    let seconds = time
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let (days, rest) = (seconds / 86_400, seconds % 86_400);
-    let (year, month, day) = civil_from_days(days);
-    let (h, m, s) = (rest / 3600, rest % 3600 / 60, rest % 60);
-    let mut out = format!("{year:04}{date_sep}{month:02}{date_sep}{day:02}T");
-    let _ = write!(out, "{h:02}{time_sep}{m:02}{time_sep}{s:02}Z");
-    out
-}
-
-/// The proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's algorithm).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    (year, month, day)
 }
 
 /// Where records go: `--record DIR`, else `$XDG_STATE_HOME/clockprov/records`, else
@@ -222,7 +185,7 @@ impl Recorder {
     /// # Errors
     /// The file cannot be written.
     pub(crate) fn write(&self, record: &Record, started: SystemTime) -> anyhow::Result<PathBuf> {
-        let stem = format!("apply-{}", utc(started, "", ""));
+        let stem = format!("apply-{}", Utc::from_system(started).compact());
         let text = record.to_json();
         for n in 1..1000 {
             let name = if n == 1 {
@@ -262,23 +225,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn times_are_utc_and_file_names_sort() {
-        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_528_467);
-        assert_eq!(utc(t, "-", ":"), "2026-12-06T03:41:07Z");
-        assert_eq!(utc(t, "", ""), "20261206T034107Z");
-        assert_eq!(
-            utc(SystemTime::UNIX_EPOCH, "-", ":"),
-            "1970-01-01T00:00:00Z"
-        );
-        // A leap day.
-        let leap = SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400);
-        assert_eq!(utc(leap, "-", ":"), "2000-02-29T00:00:00Z");
-    }
-
-    #[test]
     fn sha256_is_hex() {
         assert_eq!(
-            sha256(b""),
+            sha256_hex(b""),
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
     }
@@ -322,8 +271,11 @@ mod tests {
             &backups,
         );
         assert_eq!(updated.action, FileAction::Update);
-        assert_eq!(updated.before_sha256.as_deref(), Some(sha256(b"").as_str()));
-        assert_eq!(updated.after_sha256, sha256(b"[Time]\n"));
+        assert_eq!(
+            updated.before_sha256.as_deref(),
+            Some(sha256_hex(b"").as_str())
+        );
+        assert_eq!(updated.after_sha256, sha256_hex(b"[Time]\n"));
         assert_eq!(updated.backup.as_deref(), Some(backups[1].as_str()));
         let created = file_record(
             &change("/etc/chrony/chrony.d/x.conf", None, "x\n"),

@@ -68,6 +68,14 @@ fn write_record(
     }
 }
 
+/// How each host's transaction runs (`--keep-backups`, `--lock-wait`).
+fn apply_options(args: &ApplyArgs) -> ApplyOptions {
+    ApplyOptions {
+        keep_backups: args.keep_backups,
+        lock_wait: args.lock_wait.0,
+    }
+}
+
 /// What was applied, on stdout, with the record's path.
 fn print_applied(
     args: &ApplyArgs,
@@ -118,10 +126,7 @@ pub(crate) fn run(args: &ApplyArgs) -> anyhow::Result<u8> {
             prepared.connector.clone(),
             results,
             &prepared.options,
-            ApplyOptions {
-                keep_backups: args.keep_backups,
-                lock_wait: args.lock_wait.0,
-            },
+            apply_options(args),
         ));
         if let Some(recorder) = &recorder {
             written = write_record(recorder, &prepared, started, &results);
@@ -168,10 +173,7 @@ fn reviewed(args: &ApplyArgs, path: &Path) -> anyhow::Result<u8> {
         prepared.connector.clone(),
         reviewed,
         &prepared.options,
-        ApplyOptions {
-            keep_backups: args.keep_backups,
-            lock_wait: args.lock_wait.0,
-        },
+        apply_options(args),
     ));
     let written = recorder
         .as_ref()

@@ -263,11 +263,7 @@ async fn finish_images(
     forks: usize,
     seconds: Arc<Mutex<Vec<f64>>>,
 ) -> Vec<ImageResult> {
-    let stamp = bake::utc_stamp(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
-    );
+    let stamp = crate::utc::Utc::from_system(std::time::SystemTime::now()).compact();
     let indices: Vec<usize> = opened.iter().map(|o| o.index).collect();
     let progress = if go {
         Progress::new("baking")

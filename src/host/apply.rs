@@ -13,14 +13,13 @@
 //! restart, the marker stays and the next plan restarts the unit ("restart pending from an
 //! interrupted apply"), restoring the marker's files if that restart fails.
 
-use std::fmt::Write as _;
 use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::host::records::{RecordError, Records};
 use crate::host::script::RemoteScript;
-use crate::plan::{FileAction, HostPlan};
+use crate::plan::{FileAction, FileChange, HostPlan};
 use crate::shell::{ShellWord, ShellWordError};
 use crate::ssh::sudo::{BecomeError, Privileged};
 use crate::ssh::transport::CommandOutput;
@@ -177,26 +176,20 @@ impl std::fmt::Display for Rollback {
     }
 }
 
-/// The hex sha256 of `bytes`, as `sha256sum` prints it.
-fn sha256(bytes: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, bytes)
-        .as_ref()
-        .iter()
-        .fold(String::with_capacity(64), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
-}
-
 /// The script for `plan`: `apply.sh` with its arguments (see the script's header).
 ///
 /// # Errors
 /// A value holds a NUL byte (no shell word can carry it).
 pub fn script(plan: &HostPlan, options: &ApplyOptions) -> Result<RemoteScript, ShellWordError> {
     let unit = &plan.unit;
-    let action = if unit.restart {
+    // A restart owed only to a marker is left to the script, which restarts while the marker is
+    // there: an apply running at the same moment (holding the lock) may have paid the debt since.
+    let owed_only = unit.pending
+        && plan.package.is_none()
+        && !plan.files.iter().any(FileChange::writes_content);
+    let action = if unit.restart && !owed_only {
         "restart"
-    } else if unit.start {
+    } else if unit.start && !owed_only {
         "start"
     } else {
         "none"
@@ -226,7 +219,7 @@ pub fn script(plan: &HostPlan, options: &ApplyOptions) -> Result<RemoteScript, S
         };
         let expect = match (kind, &file.before) {
             ("none", _) => String::new(),
-            (_, Some(before)) => sha256(&before.content),
+            (_, Some(before)) => crate::utc::sha256_hex(&before.content),
             (_, None) => "absent".to_owned(),
         };
         let content = if kind == "write" {

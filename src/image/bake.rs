@@ -604,29 +604,6 @@ impl ImageResult {
     }
 }
 
-/// `YYYYmmddTHHMMSSZ` for `seconds` since the epoch, as `date -u +%Y%m%dT%H%M%SZ` prints it.
-#[must_use]
-pub fn utc_stamp(seconds: u64) -> String {
-    let days = i64::try_from(seconds / 86_400).unwrap_or(0);
-    let rest = seconds % 86_400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -823,12 +800,5 @@ mod tests {
             target("by-domain").to_string(),
             "libvirt domain z-ubuntu20 (qemu:///system)"
         );
-    }
-
-    #[test]
-    fn stamps() {
-        assert_eq!(utc_stamp(0), "19700101T000000Z");
-        assert_eq!(utc_stamp(1_795_619_103), "20261125T150503Z");
-        assert_eq!(utc_stamp(951_782_400), "20000229T000000Z");
     }
 }
