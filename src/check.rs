@@ -43,14 +43,16 @@ pub(crate) struct ControllerClock {
 }
 
 impl ControllerClock {
-    /// Read the controller's clock state locally: `ntp_adjtime` with no mode bits only reads,
+    /// Read the controller's clock state locally: `adjtimex` with no mode bits only reads,
     /// needs no privilege and works whichever daemon (or none) runs here.
     #[must_use]
     pub(crate) fn read() -> ControllerClock {
         // SAFETY: an all-zero `timex` is a valid value (plain integers); modes = 0 asks for a
         // read, and the kernel writes only into the struct we pass.
         let mut tx: libc::timex = unsafe { std::mem::zeroed() };
-        let state = unsafe { libc::ntp_adjtime(&raw mut tx) };
+        // `adjtimex`, not `ntp_adjtime`: the same call with modes = 0, and the one musl (the static
+        // binary) has too.
+        let state = unsafe { libc::adjtimex(&raw mut tx) };
         if state < 0 {
             return ControllerClock {
                 synchronized: false,
