@@ -68,7 +68,17 @@ fn modified_package_files(lab: &Lab, vm: &str, packages: &str) -> BTreeSet<Strin
     lab.ssh(vm, &format!("dpkg --verify {packages}; true"))
         .lines()
         .filter_map(|l| l.split_whitespace().last())
-        .filter(|path| !path.starts_with("/usr/share/doc/") && !path.starts_with("/usr/share/man/"))
+        // The lab's images are bootstrapped without these (lab.sh's dpkg path-exclude).
+        .filter(|path| {
+            ![
+                "/usr/share/doc/",
+                "/usr/share/man/",
+                "/usr/share/locale/",
+                "/usr/share/info/",
+            ]
+            .iter()
+            .any(|excluded| path.starts_with(excluded))
+        })
         .map(str::to_owned)
         .collect()
 }
