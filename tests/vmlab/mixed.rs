@@ -226,8 +226,11 @@ fn a_mixed_fleet_converges_and_keeps_the_vendor_files() {
             m.vm
         );
     }
+    // chrony.conf is not a dpkg conffile (Debian's chrony installs it through ucf), so dpkg
+    // finds every file of the server's packages as shipped.
     assert_eq!(
         modified_package_files(&lab, "zcloud", "chrony systemd"),
-        BTreeSet::from([CHRONY_CONF.to_owned()])
+        BTreeSet::new(),
+        "zcloud"
     );
 }
