@@ -35,6 +35,20 @@ pub fn parse_clock_line(line: &str) -> Result<f64, ReadingError> {
     }
 }
 
+/// The time in the clock reader's reply to request `request` (`REQUEST TIME`).
+///
+/// # Errors
+/// The reply carries another request's number, or none.
+pub fn reply_to(request: usize, line: &str) -> Result<&str, ReadingError> {
+    match line.trim().split_once(' ') {
+        Some((number, time)) if number == request.to_string() => Ok(time),
+        _ => Err(ReadingError::Unmatched {
+            request,
+            reply: line.trim().chars().take(40).collect(),
+        }),
+    }
+}
+
 /// A host's clock or daemon said something that is not a reading.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReadingError {
@@ -42,6 +56,8 @@ pub enum ReadingError {
     NotATime(String),
     #[error("the clock reader answered nothing")]
     NoReading,
+    #[error("the host's clock reader answered {reply:?} to request {request}: not its reply")]
+    Unmatched { request: usize, reply: String },
     #[error("{daemon} reports a {what} of {value}, not a finite number")]
     NotFinite {
         daemon: &'static str,
@@ -478,6 +494,20 @@ fn offset_finding(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reply_is_taken_only_for_its_own_request() {
+        assert_eq!(
+            reply_to(3, "3 1765000000.123456\n"),
+            Ok("1765000000.123456")
+        );
+        assert!(matches!(
+            reply_to(3, "2 1765000000.123456"),
+            Err(ReadingError::Unmatched { request: 3, .. })
+        ));
+        assert!(reply_to(0, "1765000000.123456").is_err());
+        assert!(reply_to(0, "").is_err());
+    }
 
     #[test]
     fn the_tightest_sample_wins() {

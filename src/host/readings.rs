@@ -12,8 +12,7 @@ use crate::ssh::transport::{Session, SshError};
 
 /// Reads the clock with no process started per reading: bash's `$EPOCHREALTIME`, one line per
 /// line of input.
-const CLOCK_READER: &str =
-    r#"LC_ALL=C exec bash -c 'while IFS= read -r _; do printf "%s\n" "$EPOCHREALTIME"; done'"#;
+const CLOCK_READER: &str = r#"LC_ALL=C exec bash -c 'while IFS= read -r n; do printf "%s %s\n" "$n" "$EPOCHREALTIME"; done'"#;
 
 fn now() -> f64 {
     SystemTime::now()
@@ -38,14 +37,17 @@ pub enum MeasureError {
 pub async fn measure_offset(session: &Session, samples: usize) -> Result<Offset, MeasureError> {
     let mut conversation = session.open_conversation(CLOCK_READER).await?;
     let mut readings = Vec::with_capacity(samples);
-    for _ in 0..samples.max(1) {
+    for request in 0..samples.max(1) {
         let before = now();
-        conversation.send_line("").await?;
+        // Each request is numbered and its reply must carry the number: a reply printed early
+        // (or twice) by the host would otherwise be timed against the wrong request.
+        conversation.send_line(&request.to_string()).await?;
         let Some(line) = conversation.read_line().await? else {
             break;
         };
         let after = now();
-        let remote = match clock::parse_clock_line(&line) {
+        let answer = clock::reply_to(request, &line);
+        let remote = match answer.and_then(clock::parse_clock_line) {
             Ok(remote) => remote,
             Err(e) => {
                 conversation.close().await;

@@ -35,13 +35,13 @@ printf '%s\n' 'Reference ID    : 7F7F0101 ()' 'Stratum         : 10' \
 fn skewed_bash(seconds: u32) -> String {
     format!(
         "#!/bin/sh\n# clockprov check test: the clock reader, {seconds} s ahead.\n\
-         exec /bin/bash -c 'while IFS= read -r _; do t=$EPOCHREALTIME; \
-         printf \"%s.%s\\n\" $((${{t%.*}} + {seconds})) \"${{t#*.}}\"; done'\n"
+         exec /bin/bash -c 'while IFS= read -r n; do t=$EPOCHREALTIME; \
+         printf \"%s %s.%s\\n\" \"$n\" $((${{t%.*}} + {seconds})) \"${{t#*.}}\"; done'\n"
     )
 }
 
 const NAN_BASH: &str = "#!/bin/sh\n# clockprov check test: a clock reader answering nan.\n\
-    exec /bin/bash -c 'while IFS= read -r _; do echo nan; done'\n";
+    exec /bin/bash -c 'while IFS= read -r n; do echo \"$n nan\"; done'\n";
 
 /// Install `text` as the executable `/usr/local/bin/NAME` on the host.
 fn install(lab: &Lab, addr: &str, name: &str, text: &str) {
