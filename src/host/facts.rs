@@ -589,23 +589,7 @@ mod tests {
     /// Run the real `facts.sh` here with `sh`, as a host runs it (this machine's `stat`, `head`,
     /// `dpkg-query`; `systemctl` may have no systemd to ask, which leaves the units unknown).
     fn run_here(request: &FactsRequest<'_>) -> Result<HostFacts, FactsError> {
-        use std::io::Write as _;
-        let mut child = std::process::Command::new("sh")
-            .args(["-c", RemoteScript::COMMAND])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let text = script(request).unwrap().text();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        parse(&out.stdout, request)
+        parse(&script(request).unwrap().run_here(&[], ""), request)
     }
 
     #[test]

@@ -168,9 +168,7 @@ mod tests {
     /// on PATH that record every call: an inactive daemon is never asked anything.
     #[test]
     fn an_inactive_daemon_is_never_asked() {
-        use std::io::Write as _;
         use std::os::unix::fs::PermissionsExt as _;
-        use std::process::{Command, Stdio};
 
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("calls");
@@ -189,26 +187,15 @@ mod tests {
         }
         let run = |daemon: Daemon, state: &str| {
             let _ = std::fs::remove_file(&log);
-            let mut child = Command::new("sh")
-                .arg("-c")
-                .arg(RemoteScript::COMMAND)
-                .env("PATH", format!("{}:/usr/bin:/bin", dir.path().display()))
-                .env("LOG", &log)
-                .env("STATE", state)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .spawn()
-                .unwrap();
-            let text = daemon_state_script(daemon).text();
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(text.as_bytes())
-                .unwrap();
-            let out = child.wait_with_output().unwrap();
+            let path = format!("{}:/usr/bin:/bin", dir.path().display());
+            let env = [
+                ("PATH", path.as_str()),
+                ("LOG", log.to_str().unwrap()),
+                ("STATE", state),
+            ];
+            let stdout = daemon_state_script(daemon).run_here(&env, "");
             let calls = std::fs::read_to_string(&log).unwrap_or_default();
-            (parse_daemon_state(daemon, &out.stdout).unwrap(), calls)
+            (parse_daemon_state(daemon, &stdout).unwrap(), calls)
         };
         for daemon in Daemon::ALL {
             let ((state, view), calls) = run(daemon, "inactive");

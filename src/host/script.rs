@@ -80,6 +80,30 @@ pub fn group(body: &str) -> String {
     text
 }
 
+impl RemoteScript {
+    /// Run this script here the way a host does (its text on stdin of `sh -c COMMAND`), with
+    /// `env` set and `trailing_stdin` after the text: the tests' stand-in for a host. Its stdout.
+    #[cfg(test)]
+    pub(crate) fn run_here(&self, env: &[(&str, &str)], trailing_stdin: &str) -> Vec<u8> {
+        use std::io::Write as _;
+        use std::process::{Command, Stdio};
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(Self::COMMAND)
+            .envs(env.iter().copied())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(self.text().as_bytes()).unwrap();
+        stdin.write_all(trailing_stdin.as_bytes()).unwrap();
+        drop(stdin);
+        child.wait_with_output().unwrap().stdout
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,19 +112,7 @@ mod tests {
 
     /// Run `script` the way a host does: its text on stdin of `sh -c COMMAND`.
     fn run(script: &RemoteScript, trailing_stdin: &str) -> String {
-        let mut child = Command::new("sh")
-            .arg("-c")
-            .arg(RemoteScript::COMMAND)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(script.text().as_bytes()).unwrap();
-        stdin.write_all(trailing_stdin.as_bytes()).unwrap();
-        drop(stdin);
-        let out = child.wait_with_output().unwrap();
-        String::from_utf8(out.stdout).unwrap()
+        String::from_utf8(script.run_here(&[], trailing_stdin)).unwrap()
     }
 
     #[test]
