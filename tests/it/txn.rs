@@ -62,12 +62,25 @@ fn wait_quiet(hosts: &TestHosts, addr: &str) {
 }
 
 /// SIGKILL every process of the host but its listener: the host "crashes" mid-apply (its sshd
-/// sessions too, so the connection drops), keeping its files and /run.
+/// sessions too, so the connection drops), keeping its files and /run. Repeated until nothing is
+/// left, because a process may fork between the listing and the kill (a slow `systemctl`'s sleep).
 fn crash_sessions(hosts: &TestHosts, addr: &str) {
-    for pid in host_processes(hosts, addr) {
-        let _ = std::process::Command::new("kill")
-            .args(["-KILL", &pid.to_string()])
-            .status();
+    let start = Instant::now();
+    loop {
+        let pids = host_processes(hosts, addr);
+        if pids.is_empty() {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{addr} keeps running processes after SIGKILL: {pids:?}"
+        );
+        for pid in pids {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 
