@@ -195,7 +195,6 @@ pub(crate) async fn read_clocks(
         move |host, status| {
             let connector = connector.clone();
             async move {
-                let daemon = host.daemon();
                 status.set("connecting");
                 let session = connector.session(host.name.as_str()).await?;
                 status.set("reading the clock");
@@ -209,11 +208,27 @@ pub(crate) async fn read_clocks(
                     })
                     .map_err(|e| e.context("reading the clock"))?;
                 status.set("reading the daemon's state");
+                // The system says which daemon a client left to its OS's default runs, and what
+                // chrony's unit is called there.
+                let os = session
+                    .run_with_input(
+                        RemoteScript::COMMAND,
+                        host::readings::os_release_script().text().as_bytes(),
+                        session.command_timeout(),
+                    )
+                    .await
+                    .map_err(|e| HostError::from(e).context("reading os-release"))?;
+                let os = host::readings::parse_os_release_records(&os.stdout).map_err(|e| {
+                    HostError::new(ErrorKind::UnexpectedOutput, e.to_string())
+                        .context("reading os-release")
+                })?;
+                let daemon = host.daemon(&os.id, &os.version_id);
+                let family = crate::daemon::Family::of(&os.id);
                 let what = format!("reading {}'s state", daemon.package());
                 let out = session
                     .run_with_input(
                         RemoteScript::COMMAND,
-                        daemon_state_script(daemon).text().as_bytes(),
+                        daemon_state_script(daemon, family).text().as_bytes(),
                         session.command_timeout(),
                     )
                     .await
@@ -225,7 +240,7 @@ pub(crate) async fn read_clocks(
                     .map_err(|e| HostError::new(ErrorKind::UnexpectedOutput, e.to_string()))?;
                 Ok(ClockReading {
                     offset,
-                    unit: daemon.unit().to_owned(),
+                    unit: daemon.unit_on(family).to_owned(),
                     unit_state,
                     view,
                 })

@@ -64,8 +64,17 @@ fn render_all(inventory: &Inventory, renderer: &Renderer) -> Vec<String> {
     };
     for host in &inventory.hosts {
         for (os_id, os_version) in systems() {
-            let version = host.daemon().distribution_default(os_id, os_version);
-            if let Err(e) = renderer.render(host, RenderInputs { os_id, version }) {
+            let daemon = host.daemon(os_id, os_version);
+            if crate::daemon::check_available(daemon, os_id, "").is_err() {
+                continue;
+            }
+            let version = daemon.distribution_default(os_id, os_version);
+            let inputs = RenderInputs {
+                os_id,
+                daemon,
+                version,
+            };
+            if let Err(e) = renderer.render(host, inputs) {
                 note(
                     format!("host {}", host.name),
                     os_id,
@@ -83,7 +92,11 @@ fn render_all(inventory: &Inventory, renderer: &Renderer) -> Vec<String> {
                 name.as_str(),
                 &servers,
                 spec.fallback_ntp.as_deref(),
-                RenderInputs { os_id, version },
+                RenderInputs {
+                    os_id,
+                    daemon: Daemon::Timesyncd,
+                    version,
+                },
             ) {
                 note(format!("image {name}"), os_id, os_version, e.to_string());
             }

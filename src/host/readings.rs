@@ -4,7 +4,8 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::clock::{self, ClockSample, DaemonView, Offset, ReadingError};
-use crate::daemon::Daemon;
+use crate::daemon::{Daemon, Family};
+use crate::host::facts::{OsRelease, parse_os_release};
 use crate::host::records::{RecordError, Records};
 use crate::host::script::RemoteScript;
 use crate::shell::ShellWord;
@@ -67,12 +68,37 @@ pub async fn measure_offset(session: &Session, samples: usize) -> Result<Offset,
 /// The script that reads a daemon's own state (`readings.sh`): read-only, an inactive daemon
 /// is never asked anything.
 #[must_use]
-pub fn daemon_state_script(daemon: Daemon) -> RemoteScript {
+pub fn daemon_state_script(daemon: Daemon, family: Family) -> RemoteScript {
     // Both words are our own constants: never refused.
     let word = |text: &str| ShellWord::new(text).unwrap_or_else(|_| ShellWord::number(0));
     RemoteScript::new(include_str!("readings.sh"))
-        .arg(word(daemon.unit()))
+        .arg(word(daemon.unit_on(family)))
         .arg(word(daemon.short_name()))
+}
+
+/// The script that prints the host's os-release (`os-release.sh`): read-only.
+#[must_use]
+pub fn os_release_script() -> RemoteScript {
+    RemoteScript::new(include_str!("os-release.sh"))
+}
+
+/// Parse what [`os_release_script`] printed.
+///
+/// # Errors
+/// The output is not the script's records (cut short, garbage, an unknown record).
+pub fn parse_os_release_records(output: &[u8]) -> Result<OsRelease, RecordError> {
+    let mut text = String::new();
+    let mut records = Records::new(output);
+    while let Some(record) = records.next_record()? {
+        match record.kind {
+            "osl" => {
+                text.push_str(&record.text());
+                text.push('\n');
+            }
+            _ => return Err(record.unknown()),
+        }
+    }
+    Ok(parse_os_release(&text))
 }
 
 /// Parse what [`daemon_state_script`] printed: the unit state (`unknown` when systemctl said
@@ -193,7 +219,7 @@ mod tests {
                 ("LOG", log.to_str().unwrap()),
                 ("STATE", state),
             ];
-            let stdout = daemon_state_script(daemon).run_here(&env, "");
+            let stdout = daemon_state_script(daemon, Family::Debian).run_here(&env, "");
             let calls = std::fs::read_to_string(&log).unwrap_or_default();
             (parse_daemon_state(daemon, &stdout).unwrap(), calls)
         };

@@ -353,6 +353,7 @@ pub fn open_and_plan(
         spec.fallback_ntp.as_deref(),
         RenderInputs {
             os_id: &facts.os.id,
+            daemon,
             version,
         },
     )?;
