@@ -354,6 +354,20 @@ impl Host {
             .unwrap_or_else(|| crate::daemon::os_default_client_daemon(os_id, version_id))
     }
 
+    /// The daemon an image (`images.NAME`) is baked for on its system: as a client's, its own
+    /// `daemon`, else the inventory's, else the OS's default.
+    #[must_use]
+    pub fn image_daemon(
+        file: &InventoryFile,
+        spec: &ImageSpec,
+        os_id: &str,
+        version_id: &str,
+    ) -> Daemon {
+        spec.daemon
+            .or(file.daemon)
+            .unwrap_or_else(|| crate::daemon::os_default_client_daemon(os_id, version_id))
+    }
+
     /// The daemon the inventory fixes for this host, whatever its OS: chrony on a server, a
     /// client's `daemon` (or the inventory's); `None` when it depends on the host's OS.
     #[must_use]

@@ -178,16 +178,7 @@ impl Renderer {
                     address: host.address.to_string(),
                     section: "clients",
                 };
-                let upstream: Vec<Upstream> = servers
-                    .iter()
-                    .map(|address| Upstream {
-                        kind: UpstreamKind::Server,
-                        host: address.clone(),
-                        iburst: true,
-                        maxsources: None,
-                    })
-                    .collect();
-                self.render_chrony(&host, &upstream, &[], None, inputs)
+                self.render_chrony(&host, &client_sources(servers), &[], None, inputs)
             }
             Role::Client { spec, servers, .. } => {
                 let content = self.render_client(
@@ -228,7 +219,7 @@ impl Renderer {
                 sourcedir: modern,
                 nts: modern,
                 leapsectz: modern,
-                client: host.section == "clients",
+                client: host.section != "ntp_servers",
             },
             upstream => upstream,
             allow => allow.iter().map(Cidr::to_string).collect::<Vec<_>>(),
@@ -245,7 +236,8 @@ impl Renderer {
         })
     }
 
-    /// The files a golden image should carry: a timesyncd client of `servers`.
+    /// The files a golden image should carry: a client of `servers`, of the daemon
+    /// `inputs.daemon`.
     ///
     /// # Errors
     /// A template fails.
@@ -256,16 +248,15 @@ impl Renderer {
         fallback: Option<&[NetAddress]>,
         inputs: RenderInputs<'_>,
     ) -> Result<DesiredState, RenderError> {
-        let content = self.render_client(
-            &HostContext {
-                name,
-                address: String::new(),
-                section: "images",
-            },
-            servers,
-            fallback,
-            inputs,
-        )?;
+        let host = HostContext {
+            name,
+            address: String::new(),
+            section: "images",
+        };
+        if inputs.daemon == Daemon::Chrony {
+            return self.render_chrony(&host, &client_sources(servers), &[], None, inputs);
+        }
+        let content = self.render_client(&host, servers, fallback, inputs)?;
         Ok(DesiredState {
             daemon: Daemon::Timesyncd,
             files: vec![config_file(Daemon::Timesyncd, Family::Debian, content)],
@@ -310,6 +301,19 @@ impl Renderer {
         }
         Ok(text)
     }
+}
+
+/// A chrony client's sources: each of its servers, `server ADDR iburst`.
+fn client_sources(servers: &[NetAddress]) -> Vec<Upstream> {
+    servers
+        .iter()
+        .map(|address| Upstream {
+            kind: UpstreamKind::Server,
+            host: address.clone(),
+            iburst: true,
+            maxsources: None,
+        })
+        .collect()
 }
 
 fn config_file(daemon: Daemon, family: Family, content: String) -> DesiredFile {
