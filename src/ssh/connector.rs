@@ -299,6 +299,15 @@ mod tests {
         }
 
         fn connector(&self, inventory: &str) -> Result<Connector, SetupError> {
+            self.connector_with(inventory, &[])
+        }
+
+        /// As [`Scratch::connector`], with hosts outside the inventory to reach too.
+        fn connector_with(
+            &self,
+            inventory: &str,
+            outside: &[JumpHop],
+        ) -> Result<Connector, SetupError> {
             let path = self.dir.path().join("inv.yaml");
             std::fs::write(&path, inventory).unwrap();
             let inventory = Inventory::load(&path).unwrap();
@@ -315,7 +324,7 @@ mod tests {
                 &options,
                 &Secrets::none(),
                 self.dir.path().to_owned(),
-                &[],
+                outside,
             )
         }
     }
@@ -350,6 +359,30 @@ mod tests {
         // through one is seen by all).
         let zcloud = &connector.nodes[&connector.hosts["zcloud"]].spec;
         assert!(d1.known_hosts.shares_files_with(&zcloud.known_hosts));
+    }
+
+    /// A host outside the inventory (`check --ceph ops@mon`) becomes root as the inventory's
+    /// top-level `become` says, through sudo only for a login that is not root.
+    #[test]
+    fn hosts_outside_the_inventory_become_as_the_defaults_say() {
+        let scratch = Scratch::new("Host mon\n  HostName 10.0.0.9\n");
+        let outside: Vec<JumpHop> = ["ops@mon", "root@mon"]
+            .iter()
+            .map(|h| h.parse().unwrap())
+            .collect();
+        let connector = scratch
+            .connector_with(
+                &inventory("  known_hosts: kh\n  become: sudo\n", ""),
+                &outside,
+            )
+            .unwrap();
+        assert!(matches!(
+            connector.privilege("ops@mon"),
+            Privilege::Sudo { user, .. } if user == "ops"
+        ));
+        assert!(matches!(connector.privilege("root@mon"), Privilege::Direct));
+        let mon = &connector.nodes[&connector.hosts["ops@mon"]].spec;
+        assert_eq!((mon.host.as_str(), mon.port), ("10.0.0.9", 22));
     }
 
     #[test]
