@@ -48,7 +48,8 @@
 # Client key: DIR/id_ed25519; host keys: DIR/known_hosts.
 # Environment: CLOCKPROV_TEST_CACHE (chronyd cache, default
 # /var/tmp/clockprov-test-cache), CLOCKPROV_TESTHOSTS_TIMEOUT (seconds to wait
-# for the hosts to listen; default 20 + hosts/50).
+# for the hosts to listen; default 60 + hosts/50: a wait that ends as soon as they listen,
+# generous because a loaded machine (load 50 seen) took over 20 s to start one).
 # Nothing is printed on stdout unless -v is given.
 set -euo pipefail
 umask 022
@@ -984,7 +985,7 @@ H='$h' FL='$fl' CHRONY_LAYER='$CHRONY_LAYER'"
     ) 9>"$dir/.lock"
 
     # wait until every host listens on ADDR:22
-    local timeout=${CLOCKPROV_TESTHOSTS_TIMEOUT:-$((20 + ${#addrs[@]} / 50))}
+    local timeout=${CLOCKPROV_TESTHOSTS_TIMEOUT:-$((60 + ${#addrs[@]} / 50))}
     local deadline=$(($(now_ms) + timeout * 1000)) round=0
     local -A pending=()
     for a in "${addrs[@]}"; do pending[$(tcp_hex "$a")]=$a; done
