@@ -174,6 +174,8 @@ fn prepare_at(
     path: &Path,
     templates: Option<PathBuf>,
 ) -> anyhow::Result<Prepared> {
+    // Before any socket: one per host is held until the command's last phase.
+    crate::nofile::raise_to_hard_limit();
     // Started first: nothing is read or asked before we know we can run at all.
     let runtime = runtime()?;
     let inventory = Inventory::load(path)?;
