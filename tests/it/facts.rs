@@ -243,7 +243,18 @@ fn check_reads_a_host_in_one_channel_and_four_processes() {
 
     let log = lab.hosts.dir().join("check.strace");
     let trace = Trace::attach(lab.hosts.pid(&client).unwrap(), &log);
-    let run = lab.run("check", &["--format", "json", "--limit", "data-1"]);
+    // strace slows the host's sshd down: the lab's 5 s connect timeout is no margin for that.
+    let run = lab.run(
+        "check",
+        &[
+            "--format",
+            "json",
+            "--limit",
+            "data-1",
+            "--connect-timeout",
+            "120s",
+        ],
+    );
     trace.stop();
     let doc = run.json();
     let host = &doc["hosts"][0];
