@@ -75,7 +75,19 @@ const CHRONY_DIRS: [DropinDir; 3] = [
     },
 ];
 
-/// The drop-in directories the facts read for `daemon`.
+/// Every daemon's drop-in directories: what the facts read (which daemon a host runs may be
+/// known only from its facts, and reading both is one round trip all the same).
+pub const EVERY_DROPIN_DIR: [DropinDir; 7] = [
+    TIMESYNCD_DIRS[0],
+    TIMESYNCD_DIRS[1],
+    TIMESYNCD_DIRS[2],
+    TIMESYNCD_DIRS[3],
+    CHRONY_DIRS[0],
+    CHRONY_DIRS[1],
+    CHRONY_DIRS[2],
+];
+
+/// The drop-in directories `daemon` reads.
 #[must_use]
 pub fn dropin_dirs(daemon: Daemon) -> &'static [DropinDir] {
     match daemon {
@@ -92,8 +104,11 @@ pub struct Source {
 }
 
 /// What the daemon will use once the plan is applied.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Effective {
+    /// The daemon these are the settings of.
+    #[serde(skip)]
+    pub daemon: Daemon,
     /// The servers, in the order the daemon reads them.
     pub servers: Vec<Source>,
     /// timesyncd only: no `NTP=` server is left, so these are its `FallbackNTP=` list (empty:
@@ -108,6 +123,16 @@ pub struct Effective {
 }
 
 impl Effective {
+    fn new(daemon: Daemon) -> Effective {
+        Effective {
+            daemon,
+            servers: Vec::new(),
+            fallback: false,
+            dropins: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
     /// Does anything besides clockprov's own file shape the servers?
     #[must_use]
     pub fn is_shaped_by_others(&self) -> bool {
@@ -305,6 +330,7 @@ fn timesyncd(main: &str, files: &BTreeMap<String, Text>) -> Effective {
         lists.ntp
     };
     Effective {
+        daemon: Daemon::Timesyncd,
         servers,
         fallback,
         dropins: dropins.iter().map(|(p, _)| (*p).to_owned()).collect(),
@@ -356,7 +382,7 @@ fn known_dir(dir: &str, suffix: &'static str) -> Option<DropinDir> {
 }
 
 fn chrony(main: &str, files: &BTreeMap<String, Text>) -> Effective {
-    let mut effective = Effective::default();
+    let mut effective = Effective::new(Daemon::Chrony);
     let Some(Text::Read(text)) = files.get(main) else {
         return effective;
     };

@@ -121,7 +121,7 @@ pub fn facts(output: &[u8]) {
     let request = crate::host::facts::FactsRequest {
         paths: &["/etc/chrony/chrony.conf", "/etc/systemd/timesyncd.conf"],
         units: &["chrony.service", "systemd-timesyncd.service"],
-        dropins: crate::effective::dropin_dirs(Daemon::Timesyncd),
+        dropins: &crate::effective::EVERY_DROPIN_DIR,
         max_file_size: crate::host::facts::DEFAULT_MAX_FILE_SIZE,
     };
     let _ = crate::host::facts::parse(output, &request);

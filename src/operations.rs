@@ -49,7 +49,6 @@ pub struct HostResult {
     pub error_kind: Option<ErrorKind>,
     pub plan: Option<HostPlan>,
     /// The servers the daemon will use once the plan is applied, drop-ins included.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub effective: Option<Effective>,
     pub apply: Option<ApplyReport>,
     /// The facts the plan was made from (for `plan --out`).
@@ -227,7 +226,7 @@ async fn read_facts(
     let request = FactsRequest {
         paths: &[daemon.config_path()],
         units: &[daemon.unit()],
-        dropins: crate::effective::dropin_dirs(daemon),
+        dropins: &crate::effective::EVERY_DROPIN_DIR,
         max_file_size,
     };
     let script = facts::script(&request)?;

@@ -235,7 +235,7 @@ fn host_actions(plan: &HostPlan) -> Vec<Action> {
 
 /// The servers the daemon will use, when files besides clockprov's shape them, and what the
 /// inventory did not ask for. (Only clockprov's file: its diff says it all.)
-fn effective_actions(daemon: Daemon, effective: &Effective) -> Vec<Action> {
+fn effective_actions(effective: &Effective) -> Vec<Action> {
     if !effective.is_shaped_by_others() {
         return Vec::new();
     }
@@ -261,7 +261,10 @@ fn effective_actions(daemon: Daemon, effective: &Effective) -> Vec<Action> {
     };
     let mut list = vec![Action::new(
         Mark::Note,
-        format!("{} will use {what}: {servers}{also}", daemon.short_name()),
+        format!(
+            "{} will use {what}: {servers}{also}",
+            effective.daemon.short_name()
+        ),
     )];
     list.extend(
         effective
@@ -423,7 +426,7 @@ pub(crate) fn plan_text(results: &[HostResult], style: Style) -> String {
             None => (Vec::new(), &[][..]),
         };
         if let Some(effective) = &result.effective {
-            list.extend(effective_actions(result.daemon, effective));
+            list.extend(effective_actions(effective));
         }
         section(&mut out, &host_header(result), &list, files, style);
     }
@@ -1413,6 +1416,30 @@ mod tests {
     }
 
     /// A plan over six hosts.
+    /// What a daemon will use: `(server, file)`s, read besides clockprov's file: `dropins`;
+    /// every server from a drop-in is one the inventory did not name.
+    fn effective(daemon: Daemon, servers: &[(&str, &str)], dropins: &[&str]) -> Effective {
+        Effective {
+            daemon,
+            servers: servers
+                .iter()
+                .map(|(server, file)| crate::effective::Source {
+                    server: (*server).to_owned(),
+                    file: (*file).to_owned(),
+                })
+                .collect(),
+            fallback: false,
+            dropins: dropins.iter().map(|d| (*d).to_owned()).collect(),
+            warnings: servers
+                .iter()
+                .filter(|(_, file)| dropins.contains(file))
+                .map(|(server, file)| {
+                    format!("server {server} (from {file}) is not in the inventory")
+                })
+                .collect(),
+        }
+    }
+
     fn planned() -> Vec<HostResult> {
         let mut server = row(
             "zcloud",
@@ -1505,7 +1532,27 @@ mod tests {
             )],
             true,
         ));
-        vec![server, client, unchanged, unreachable, sudo, hostile]
+        with_effective(vec![server, client, unchanged, unreachable, sudo, hostile])
+    }
+
+    /// The servers zcloud's and z-b-data-1's daemons will use: a cloud image's drop-in adds its
+    /// provider's server to z-b-data-1's.
+    fn with_effective(mut rows: Vec<HostResult>) -> Vec<HostResult> {
+        rows[0].effective = Some(effective(
+            Daemon::Chrony,
+            &[("ntp.ubuntu.com", "/etc/chrony/chrony.conf")],
+            &[],
+        ));
+        let cloud = "/etc/systemd/timesyncd.conf.d/cloud-init.conf";
+        rows[1].effective = Some(effective(
+            Daemon::Timesyncd,
+            &[
+                ("192.168.6.200", "/etc/systemd/timesyncd.conf"),
+                ("169.254.169.123", cloud),
+            ],
+            &[cloud],
+        ));
+        rows
     }
 
     #[test]
