@@ -276,3 +276,105 @@ fn check_reads_a_host_in_one_channel_and_four_processes() {
         "{all}"
     );
 }
+
+/// The servers a host's daemon will use, from plan's JSON: `(servers, warnings)`.
+fn effective(lab: &crate::Lab, name: &str) -> (Vec<String>, Vec<String>) {
+    let run = lab.run("plan", &["--limit", name, "--format", "json"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let doc: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let effective = &doc["hosts"][0]["effective"];
+    let strings = |v: &serde_json::Value, field: Option<&str>| -> Vec<String> {
+        v.as_array()
+            .unwrap_or_else(|| panic!("{}", run.stdout))
+            .iter()
+            .map(|s| field.map_or(s, |f| &s[f]).as_str().unwrap().to_owned())
+            .collect()
+    };
+    (
+        strings(&effective["servers"], Some("server")),
+        strings(&effective["warnings"], None),
+    )
+}
+
+#[test]
+fn drop_ins_shape_the_effective_servers_and_what_the_inventory_did_not_name_is_a_warning() {
+    let lab = LabBuilder::new().start();
+    let (server, client) = (lab.server.clone(), lab.clients[0].clone());
+
+    // Nothing besides clockprov's files: the inventory's servers, nothing to warn about, and
+    // the text says nothing more than the diff.
+    assert_eq!(effective(&lab, "data-1"), (vec![server.clone()], vec![]));
+    assert_eq!(
+        effective(&lab, "zcloud"),
+        (vec!["ntp.ubuntu.com".to_owned()], vec![])
+    );
+    let run = lab.run("plan", &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(!run.stdout.contains("will use"), "{run:?}");
+
+    // A cloud image's drop-in adds its provider's server after clockprov's; the same name in
+    // /usr/lib is hidden by /etc's. A vendor sources file adds a pool to the chrony server.
+    lab.hosts.root(
+        &client,
+        "mkdir -p /etc/systemd/timesyncd.conf.d /usr/lib/systemd/timesyncd.conf.d \
+         && printf '[Time]\\nNTP=169.254.169.123\\n' >/etc/systemd/timesyncd.conf.d/cloud-init.conf \
+         && printf '[Time]\\nNTP=hidden.example\\n' >/usr/lib/systemd/timesyncd.conf.d/cloud-init.conf \
+         && echo NTP=not-read >/etc/systemd/timesyncd.conf.d/README",
+    );
+    lab.hosts.root(
+        &server,
+        "mkdir -p /etc/chrony/sources.d \
+         && echo 'pool 2.debian.pool.ntp.org iburst' >/etc/chrony/sources.d/vendor.sources",
+    );
+    let cloud = "/etc/systemd/timesyncd.conf.d/cloud-init.conf";
+    assert_eq!(
+        effective(&lab, "data-1"),
+        (
+            vec![server.clone(), "169.254.169.123".to_owned()],
+            vec![format!(
+                "server 169.254.169.123 (from {cloud}) is not in the inventory"
+            )]
+        )
+    );
+    assert_eq!(
+        effective(&lab, "zcloud"),
+        (
+            vec!["ntp.ubuntu.com".to_owned(), "2.debian.pool.ntp.org".to_owned()],
+            vec![
+                "server 2.debian.pool.ntp.org (from /etc/chrony/sources.d/vendor.sources) is not in the inventory"
+                    .to_owned()
+            ]
+        )
+    );
+    // Applied, the hosts are unchanged, and the text still says what they will really use.
+    let run = lab.run("apply", &["--yes"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let run = lab.run("plan", &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("2 unchanged"), "{run:?}");
+    for line in [
+        format!("   = timesyncd will use servers: {server} 169.254.169.123 (also read: {cloud})\n"),
+        format!("   ! warning: server 169.254.169.123 (from {cloud}) is not in the inventory\n"),
+        "   = chrony will use servers: ntp.ubuntu.com 2.debian.pool.ntp.org (also read: /etc/chrony/sources.d/vendor.sources)\n".to_owned(),
+    ] {
+        assert!(run.stdout.contains(&line), "{line:?} in {run:?}");
+    }
+
+    // A drop-in that empties NTP= (in /run, sorted last) discards clockprov's servers.
+    lab.hosts.root(
+        &client,
+        "mkdir -p /run/systemd/timesyncd.conf.d \
+         && printf '[Time]\\nNTP=\\n' >/run/systemd/timesyncd.conf.d/zz-reset.conf",
+    );
+    let (servers, warnings) = effective(&lab, "data-1");
+    assert!(servers.is_empty(), "{servers:?}");
+    assert_eq!(
+        warnings,
+        [
+            format!(
+                "the inventory's servers {server} are not used: a drop-in empties the list (last read: /run/systemd/timesyncd.conf.d/zz-reset.conf)"
+            ),
+            "no NTP= server is left: timesyncd uses its compiled-in FallbackNTP list".to_owned()
+        ]
+    );
+}
