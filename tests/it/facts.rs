@@ -131,7 +131,8 @@ fn processes_of_planning(
 ) -> (Vec<Option<String>>, String) {
     let log = lab.hosts.dir().join(format!("{name}.strace"));
     let trace = Trace::attach(lab.hosts.pid(addr).unwrap(), &log);
-    let run = lab.run("plan", &["--limit", name]);
+    // strace slows the host's sshd down: the lab's 5 s connect timeout is no margin for that.
+    let run = lab.run("plan", &["--limit", name, "--connect-timeout", "120s"]);
     trace.stop();
     assert_eq!(run.code, 0, "{run:?}");
     assert!(run.stdout.contains("+NTP="), "{run:?}");
