@@ -12,8 +12,9 @@
 //! - `image`: golden images for `bake`: offline roots, libguestfs, image facts.
 //! - [`fleet`]: the one fan-out engine; [`outcome`]: what each item's work came to;
 //!   [`operations`]: plan and apply over the fleet; [`progress`]: the bar on stderr.
-//! - Flat, pure modules: [`value`], [`inventory`], [`daemon`], [`render`], [`plan`], `clock`,
-//!   `check` (judging), `report` (every output).
+//! - Flat, pure modules: [`value`], [`inventory`], [`daemon`], [`render`], [`plan`],
+//!   [`effective`] (what a daemon will really use, drop-ins included), `clock`, `check`
+//!   (judging), `report` (every output).
 
 // `pub` means "part of the library's API" (what examples/floor.rs and the integration tests
 // use); everything else is `pub(crate)`, so that unused code shows up as dead. (Here rather
@@ -29,6 +30,7 @@ pub(crate) mod cli;
 pub(crate) mod clock;
 pub(crate) mod commands;
 pub mod daemon;
+pub mod effective;
 pub mod fleet;
 /// Entry points for the fuzz targets (`fuzz/`): the parsers of untrusted text, behind a facade.
 #[doc(hidden)]
@@ -39,6 +41,7 @@ pub mod host;
 pub(crate) mod image;
 pub(crate) mod import;
 pub mod inventory;
+pub(crate) mod nofile;
 pub mod operations;
 pub mod outcome;
 pub mod plan;

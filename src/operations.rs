@@ -7,6 +7,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::daemon::Daemon;
+use crate::effective::Effective;
 use crate::fleet::{self, Item, RunOptions};
 use crate::host::apply::{ApplyOptions, ApplyReport, apply_host};
 use crate::host::facts::{self, FactsRequest, HostFacts};
@@ -48,6 +49,8 @@ pub struct HostResult {
     /// What kind of failure `error` is, for programs.
     pub error_kind: Option<ErrorKind>,
     pub plan: Option<HostPlan>,
+    /// The servers the daemon will use once the plan is applied, drop-ins included.
+    pub effective: Option<Effective>,
     pub apply: Option<ApplyReport>,
     /// The facts the plan was made from (for `plan --out`).
     #[serde(skip)]
@@ -66,6 +69,7 @@ impl HostResult {
             error: None,
             error_kind: None,
             plan: None,
+            effective: None,
             apply: None,
             facts: None,
         }
@@ -112,6 +116,7 @@ fn clipped(text: &str, limit: usize) -> String {
 struct Planned {
     os: String,
     plan: HostPlan,
+    effective: Effective,
     facts: HostFacts,
 }
 
@@ -140,18 +145,28 @@ pub async fn plan_hosts(
     rows.into_iter()
         .zip(outcomes)
         .map(|(row, outcome)| {
-            row.settled(outcome, |row, Planned { os, plan, facts }| HostResult {
-                daemon: Some(plan.daemon),
-                status: if plan.has_changes() {
-                    HostStatus::Change
-                } else {
-                    HostStatus::Unchanged
+            row.settled(
+                outcome,
+                |row,
+                 Planned {
+                     os,
+                     plan,
+                     effective,
+                     facts,
+                 }| HostResult {
+                    daemon: Some(plan.daemon),
+                    status: if plan.has_changes() {
+                        HostStatus::Change
+                    } else {
+                        HostStatus::Unchanged
+                    },
+                    os: Some(os),
+                    plan: Some(plan),
+                    effective: Some(effective),
+                    facts: Some(facts),
+                    ..row
                 },
-                os: Some(os),
-                plan: Some(plan),
-                facts: Some(facts),
-                ..row
-            })
+            )
         })
         .collect()
 }
@@ -175,9 +190,14 @@ async fn plan_host(
     let desired = renderer.render(host, inputs)?;
     let plan = plan(host.name.as_str(), &desired, &facts)?;
     log_plan(&plan);
+    let effective = crate::effective::of(&desired, &facts);
+    for warning in &effective.warnings {
+        tracing::info!("effective: {}", crate::report::shown(warning));
+    }
     Ok(Planned {
         os: facts.os.pretty_name.clone(),
         plan,
+        effective,
         facts,
     })
 }
@@ -227,6 +247,7 @@ async fn read_facts(
     let request = FactsRequest {
         paths: &Daemon::every_config_path(),
         units: &Daemon::every_unit(),
+        dropins: &crate::effective::EVERY_DROPIN_DIR,
         max_file_size,
     };
     let script = facts::script(&request)?;

@@ -437,6 +437,7 @@ impl SavedHost {
             error: None,
             error_kind: None,
             plan: Some(plan),
+            effective: None,
             apply: None,
             facts: None,
         }

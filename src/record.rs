@@ -301,6 +301,7 @@ mod tests {
             error: Some("connecting to 192.168.6.206:22 timed out after 10s".into()),
             error_kind: Some(ErrorKind::Unreachable),
             plan: None,
+            effective: None,
             apply: None,
             facts: None,
         };

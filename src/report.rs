@@ -16,6 +16,7 @@ use serde::Serialize;
 use crate::ceph::{CephView, MonitorView};
 use crate::check::{CheckStatus, ControllerClock, HostCheck};
 use crate::daemon::{Daemon, DaemonVersion};
+use crate::effective::Effective;
 use crate::image::bake::{ImagePlan, ImageResult, ImageStatus, MachineId};
 use crate::operations::{HostResult, HostStatus, Summary};
 use crate::plan::{FileAction, FileChange, HostPlan};
@@ -95,6 +96,8 @@ enum Mark {
     Change,
     Remove,
     Warn,
+    /// Not an action: what the host will have (its effective servers).
+    Note,
 }
 
 /// One line of a plan: what would be done.
@@ -156,6 +159,7 @@ fn actions(out: &mut String, actions: &[Action], style: Style) {
             Mark::Change => style.paint(tone::CHANGED, "~"),
             Mark::Remove => style.paint(tone::REMOVED, "-"),
             Mark::Warn => style.paint(tone::CHANGED, "!"),
+            Mark::Note => "=".to_owned(),
         };
         let _ = writeln!(out, "   {mark} {}", shown(&action.text));
     }
@@ -226,6 +230,48 @@ fn host_actions(plan: &HostPlan) -> Vec<Action> {
             ));
         }
     }
+    list
+}
+
+/// The servers the daemon will use, when files besides clockprov's shape them, and what the
+/// inventory did not ask for. (Only clockprov's file: its diff says it all.)
+fn effective_actions(effective: &Effective) -> Vec<Action> {
+    if !effective.is_shaped_by_others() {
+        return Vec::new();
+    }
+    let servers: Vec<&str> = effective
+        .servers
+        .iter()
+        .map(|s| s.server.as_str())
+        .collect();
+    let what = if effective.fallback {
+        "FallbackNTP servers"
+    } else {
+        "servers"
+    };
+    let servers = if servers.is_empty() {
+        "none".to_owned()
+    } else {
+        servers.join(" ")
+    };
+    let also = if effective.dropins.is_empty() {
+        String::new()
+    } else {
+        format!(" (also read: {})", effective.dropins.join(", "))
+    };
+    let mut list = vec![Action::new(
+        Mark::Note,
+        format!(
+            "{} will use {what}: {servers}{also}",
+            effective.daemon.short_name()
+        ),
+    )];
+    list.extend(
+        effective
+            .warnings
+            .iter()
+            .map(|w| Action::new(Mark::Warn, format!("warning: {w}"))),
+    );
     list
 }
 
@@ -379,10 +425,13 @@ fn end_sections(out: &mut String) {
 pub(crate) fn plan_text(results: &[HostResult], style: Style) -> String {
     let mut out = String::new();
     for result in results {
-        let (list, files) = match result.plan.as_ref().filter(|p| p.has_changes()) {
+        let (mut list, files) = match result.plan.as_ref().filter(|p| p.has_changes()) {
             Some(plan) => (host_actions(plan), plan.files.as_slice()),
             None => (Vec::new(), &[][..]),
         };
+        if let Some(effective) = &result.effective {
+            list.extend(effective_actions(effective));
+        }
         section(&mut out, &host_header(result), &list, files, style);
     }
     end_sections(&mut out);
@@ -1356,6 +1405,7 @@ mod tests {
             error: None,
             error_kind: None,
             plan: None,
+            effective: None,
             apply: None,
             facts: None,
         }
@@ -1370,6 +1420,30 @@ mod tests {
     }
 
     /// A plan over six hosts.
+    /// What a daemon will use: `(server, file)`s, read besides clockprov's file: `dropins`;
+    /// every server from a drop-in is one the inventory did not name.
+    fn effective(daemon: Daemon, servers: &[(&str, &str)], dropins: &[&str]) -> Effective {
+        Effective {
+            daemon,
+            servers: servers
+                .iter()
+                .map(|(server, file)| crate::effective::Source {
+                    server: (*server).to_owned(),
+                    file: (*file).to_owned(),
+                })
+                .collect(),
+            fallback: false,
+            dropins: dropins.iter().map(|d| (*d).to_owned()).collect(),
+            warnings: servers
+                .iter()
+                .filter(|(_, file)| dropins.contains(file))
+                .map(|(server, file)| {
+                    format!("server {server} (from {file}) is not in the inventory")
+                })
+                .collect(),
+        }
+    }
+
     fn planned() -> Vec<HostResult> {
         let mut server = row(
             "zcloud",
@@ -1462,7 +1536,27 @@ mod tests {
             )],
             true,
         ));
-        vec![server, client, unchanged, unreachable, sudo, hostile]
+        with_effective(vec![server, client, unchanged, unreachable, sudo, hostile])
+    }
+
+    /// The servers zcloud's and z-b-data-1's daemons will use: a cloud image's drop-in adds its
+    /// provider's server to z-b-data-1's.
+    fn with_effective(mut rows: Vec<HostResult>) -> Vec<HostResult> {
+        rows[0].effective = Some(effective(
+            Daemon::Chrony,
+            &[("ntp.ubuntu.com", "/etc/chrony/chrony.conf")],
+            &[],
+        ));
+        let cloud = "/etc/systemd/timesyncd.conf.d/cloud-init.conf";
+        rows[1].effective = Some(effective(
+            Daemon::Timesyncd,
+            &[
+                ("192.168.6.200", "/etc/systemd/timesyncd.conf"),
+                ("169.254.169.123", cloud),
+            ],
+            &[cloud],
+        ));
+        rows
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::daemon::{Daemon, DaemonVersion, Family};
+use crate::effective::DropinDir;
 use crate::host::records::{Record, RecordError, Records, excerpt};
 use crate::host::script::RemoteScript;
 use crate::shell::ShellWord;
@@ -137,6 +138,8 @@ pub enum FactsError {
 #[derive(Debug, Clone, Copy)]
 pub struct FactsRequest<'a> {
     pub paths: &'a [&'a str],
+    /// Directories whose `*SUFFIX` files are read too (a daemon's drop-ins), whatever they hold.
+    pub dropins: &'a [DropinDir],
     pub units: &'a [&'a str],
     pub max_file_size: u64,
 }
@@ -166,6 +169,11 @@ fn count(n: usize) -> ShellWord {
     ShellWord::number(u64::try_from(n).unwrap_or(u64::MAX))
 }
 
+/// Did `request` ask for `path`: one of its paths, or a file of one of its drop-in directories?
+fn asked(request: &FactsRequest<'_>, path: &str) -> bool {
+    request.paths.contains(&path) || request.dropins.iter().any(|d| d.name_of(path).is_some())
+}
+
 /// The script that prints the facts `request` asks for, the packages of both daemons and the
 /// restarts an interrupted apply left pending (see `facts.sh`: at most four processes).
 ///
@@ -183,6 +191,13 @@ pub fn script(request: &FactsRequest<'_>) -> Result<RemoteScript, FactsError> {
     args.push(count(request.units.len()));
     for unit in request.units {
         args.push(word(unit, "not a unit name", is_plain_name(unit))?);
+    }
+    args.push(count(request.dropins.len()));
+    for dropin in request.dropins {
+        let ok = dropin.dir.starts_with('/') && !dropin.dir.contains('\n');
+        args.push(word(dropin.dir, "not an absolute path on one line", ok)?);
+        let ok = is_plain_name(dropin.suffix) && !dropin.suffix.contains('/');
+        args.push(word(dropin.suffix, "not a file name suffix", ok)?);
     }
     for path in request.paths {
         let ok = path.starts_with('/') && !path.contains('\n');
@@ -215,7 +230,7 @@ fn parse_stat(record: &Record<'_>, request: &FactsRequest<'_>) -> Result<Stat, R
     let owner = next("no owner")?.to_owned();
     let group = next("no group")?.to_owned();
     let path = next("no path")?.to_owned();
-    if !request.paths.contains(&path.as_str()) {
+    if !asked(request, &path) {
         return Err(record.bad("a path that was not asked for"));
     }
     Ok(Stat {
@@ -431,6 +446,10 @@ mod tests {
             "/etc/l",
         ],
         units: &["chrony.service", "systemd-timesyncd.service"],
+        dropins: &[DropinDir {
+            dir: "/etc/d",
+            suffix: ".conf",
+        }],
         max_file_size: 64,
     };
 
@@ -570,7 +589,7 @@ mod tests {
         let text = script(&REQUEST).unwrap().text();
         assert!(
             text.starts_with(
-                "{\nset -- '64' '2' 'chrony' 'systemd-timesyncd' '2' 'chrony.service' 'systemd-timesyncd.service' '/etc/chrony/chrony.conf' '/etc/systemd/timesyncd.conf' '/etc/l'\n"
+                "{\nset -- '64' '2' 'chrony' 'systemd-timesyncd' '2' 'chrony.service' 'systemd-timesyncd.service' '1' '/etc/d' '.conf' '/etc/chrony/chrony.conf' '/etc/systemd/timesyncd.conf' '/etc/l'\n"
             ),
             "{text}"
         );
@@ -625,12 +644,42 @@ mod tests {
         ];
         let paths: Vec<String> = names.iter().map(|n| at(n)).collect();
         let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
+        // A drop-in directory: its `*.conf` files are read, hidden ones and others are not.
+        std::fs::create_dir(at("d")).unwrap();
+        for name in ["b.conf", "a.conf", ".hidden.conf", "c.txt"] {
+            std::fs::write(at(&format!("d/{name}")), name).unwrap();
+        }
+        std::os::unix::fs::symlink("/dev/null", at("d/masked.conf")).unwrap();
+        let dropins = [
+            DropinDir {
+                dir: String::leak(at("d")),
+                suffix: ".conf",
+            },
+            DropinDir {
+                dir: String::leak(at("no-such-dir")),
+                suffix: ".conf",
+            },
+        ];
         let request = FactsRequest {
             paths: &paths,
             units: &["clockprov-test-no-such.service"],
+            dropins: &dropins,
             max_file_size: 4096,
         };
         let facts = run_here(&request).unwrap();
+        let dropins_read: Vec<&String> = facts
+            .files
+            .keys()
+            .filter(|p| p.starts_with(&at("d/")))
+            .collect();
+        assert_eq!(
+            dropins_read,
+            [&at("d/a.conf"), &at("d/b.conf"), &at("d/masked.conf")]
+        );
+        assert_eq!(facts.files[&at("d/masked.conf")], PathFacts::Symlink);
+        assert!(
+            matches!(&facts.files[&at("d/b.conf")], PathFacts::File(f) if f.content == b"b.conf")
+        );
         let content = |name: &str| match &facts.files[&at(name)] {
             PathFacts::File(file) => (file.content.clone(), file.mode),
             other => panic!("{name}: {other:?}"),
@@ -669,7 +718,7 @@ mod tests {
             std::fs::write(&pa, &a).unwrap();
             std::fs::write(&pb, &b).unwrap();
             let (pa, pb) = (pa.to_str().unwrap(), pb.to_str().unwrap());
-            let facts = run_here(&FactsRequest { paths: &[pa, pb], units: &[], max_file_size: 600 }).unwrap();
+            let facts = run_here(&FactsRequest { paths: &[pa, pb], units: &[], dropins: &[], max_file_size: 600 }).unwrap();
             for (path, want) in [(pa, &a), (pb, &b)] {
                 let PathFacts::File(file) = &facts.files[path] else { panic!("{path}") };
                 prop_assert_eq!(&file.content, want);

@@ -6,7 +6,8 @@
 # units and paths. Everything
 # else is a builtin: no pipe, no command substitution, no subshell.
 #
-# Arguments: MAX NPKG PACKAGE... NUNIT UNIT... PATH...
+# Arguments: MAX NPKG PACKAGE... NUNIT UNIT... NDIR (DIR SUFFIX)... PATH...
+#   DIR SUFFIX: a drop-in directory; its files DIR/*SUFFIX are read as managed paths are.
 #   MAX: the largest managed file to read, in bytes; a bigger one is read only up to MAX bytes
 #   (its size tells the controller to refuse it, without waiting for all of it).
 LC_ALL=C
@@ -64,6 +65,19 @@ shift "$count"
 # Restarts an interrupted apply left to do (the marker is written before a file is replaced).
 for f in /run/clockprov/restart-pending.*; do
     if [ -e "$f" ]; then printf '@@pending %s\n' "${f#/run/clockprov/restart-pending.}"; fi
+done
+
+# The drop-ins: each directory's files, by the shell's own glob (no process), after the paths.
+count=$1
+shift
+while [ "$count" -gt 0 ]; do
+    d=$1
+    s=$2
+    shift 2
+    for f in "$d"/*"$s"; do
+        if [ -e "$f" ] || [ -L "$f" ]; then set -- "$@" "$f"; fi
+    done
+    count=$((count - 1))
 done
 
 # What is left are the managed paths. stat does not follow links: a link is reported as one.

@@ -1,4 +1,5 @@
-//! What `plan` runs on a host to read its facts: how many processes, and what it refuses.
+//! What `plan` runs on a host to read its facts and `check` to read its clock: how many
+//! processes, and what `plan` refuses.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -63,10 +64,11 @@ fn tracer_of(pid: u32) -> Option<u32> {
 }
 
 /// From `strace -ff -e trace=process` logs (`PREFIX.PID`, one per process): the processes the
-/// script's shell (`/bin/sh -s`, which the login shell or sudo's root shell `exec`s) started,
+/// script's shell (`shell`: the text of its `execve` in the log, e.g. `/bin/sh -s`, which the
+/// login shell or sudo's root shell `exec`s) started,
 /// and all their descendants, each with the program it ran (`None`: a fork that never ran a
 /// program, i.e. a subshell).
-fn processes_of_the_script(prefix: &Path) -> (Vec<Option<String>>, String) {
+fn processes_of_the_script(prefix: &Path, shell: &str) -> (Vec<Option<String>>, String) {
     let name = prefix.file_name().unwrap().to_str().unwrap().to_owned();
     let mut logs: BTreeMap<String, String> = BTreeMap::new();
     for entry in std::fs::read_dir(prefix.parent().unwrap()).unwrap() {
@@ -105,9 +107,9 @@ fn processes_of_the_script(prefix: &Path) -> (Vec<Option<String>>, String) {
     };
     let shell = logs
         .iter()
-        .find(|(_, log)| log.contains(r#"execve("/bin/sh", ["/bin/sh", "-s"]"#))
+        .find(|(_, log)| log.contains(shell))
         .map_or_else(
-            || panic!("no shell ran `/bin/sh -s`:\n{all}"),
+            || panic!("no shell ran {shell}:\n{all}"),
             |(pid, _)| pid.clone(),
         );
     let mut found = Vec::new();
@@ -129,11 +131,12 @@ fn processes_of_planning(
 ) -> (Vec<Option<String>>, String) {
     let log = lab.hosts.dir().join(format!("{name}.strace"));
     let trace = Trace::attach(lab.hosts.pid(addr).unwrap(), &log);
-    let run = lab.run("plan", &["--limit", name]);
+    // strace slows the host's sshd down: the lab's 5 s connect timeout is no margin for that.
+    let run = lab.run("plan", &["--limit", name, "--connect-timeout", "120s"]);
     trace.stop();
     assert_eq!(run.code, 0, "{run:?}");
     assert!(run.stdout.contains("+NTP="), "{run:?}");
-    processes_of_the_script(&log)
+    processes_of_the_script(&log, r#"execve("/bin/sh", ["/bin/sh", "-s"]"#)
 }
 
 #[test]
@@ -204,4 +207,175 @@ fn facts_take_four_processes_and_big_files_and_links_are_refused() {
     let link = lab.hosts.ssh(&client, &format!("readlink {PATH}"));
     assert_eq!(link.stdout, b"/etc/hostname\n", "the link is left alone");
     assert!(lab.service_changes(&client).is_empty(), "{run:?}");
+}
+
+/// timedatectl answering as an active, synchronized timesyncd does, with builtins only (so that
+/// the stand-in adds no process of its own to the count).
+const TIMEDATECTL: &str = r"#!/bin/sh
+# clockprov facts test: timedatectl stand-in, builtins only.
+case $1 in
+show-timesync) printf '%s\n' ServerName=ntp ServerAddress=127.0.0.1 'NTPMessage={ Leap=0, Stratum=2 }' ;;
+show) echo NTPSynchronized=yes ;;
+timesync-status) echo '       Offset: +1.5ms' ;;
+*) exit 1 ;;
+esac
+";
+
+#[test]
+fn check_reads_a_host_in_one_channel_and_four_processes() {
+    let lab = LabBuilder::new()
+        .clients(vec![HostSpec::new("ubuntu-20.04", "systemd-timesyncd")])
+        .start();
+    let client = lab.clients[0].clone();
+    lab.hosts.root(
+        &client,
+        &format!(
+            "mkdir -p /usr/local/bin && cat >/usr/local/bin/timedatectl <<'EOF'\n{TIMEDATECTL}EOF\n\
+             chmod 755 /usr/local/bin/timedatectl"
+        ),
+    );
+    std::fs::write(
+        lab.hosts
+            .host_dir(&client)
+            .join("state/units/systemd-timesyncd.service.active"),
+        "active\n",
+    )
+    .unwrap();
+
+    let log = lab.hosts.dir().join("check.strace");
+    let trace = Trace::attach(lab.hosts.pid(&client).unwrap(), &log);
+    // strace slows the host's sshd down: the lab's 5 s connect timeout is no margin for that.
+    let run = lab.run(
+        "check",
+        &[
+            "--format",
+            "json",
+            "--limit",
+            "data-1",
+            "--connect-timeout",
+            "120s",
+        ],
+    );
+    trace.stop();
+    let doc = run.json();
+    let host = &doc["hosts"][0];
+    assert_eq!(host["name"], "data-1", "{run:?}");
+    assert_eq!(host["daemon"]["synchronized"], true, "{run:?}");
+    assert!(host["offset_seconds"].is_f64(), "{run:?}");
+    // One channel: the login shell ran one command, which became the script's bash.
+    let (processes, all) = processes_of_the_script(&log, r#"["bash", "-s"]"#);
+    assert_eq!(
+        all.matches(r#"execve("/bin/bash", ["bash", "-c", "#)
+            .count(),
+        1,
+        "one channel, one command:\n{all}"
+    );
+    // The daemon's state: one process per question, no subshell; the clock: none at all.
+    assert_eq!(
+        processes,
+        ["systemctl", "timedatectl", "timedatectl", "timedatectl"].map(|p| Some(p.to_owned())),
+        "{all}"
+    );
+}
+
+/// The servers a host's daemon will use, from plan's JSON: `(servers, warnings)`.
+fn effective(lab: &crate::Lab, name: &str) -> (Vec<String>, Vec<String>) {
+    let run = lab.run("plan", &["--limit", name, "--format", "json"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let doc: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let effective = &doc["hosts"][0]["effective"];
+    let strings = |v: &serde_json::Value, field: Option<&str>| -> Vec<String> {
+        v.as_array()
+            .unwrap_or_else(|| panic!("{}", run.stdout))
+            .iter()
+            .map(|s| field.map_or(s, |f| &s[f]).as_str().unwrap().to_owned())
+            .collect()
+    };
+    (
+        strings(&effective["servers"], Some("server")),
+        strings(&effective["warnings"], None),
+    )
+}
+
+#[test]
+fn drop_ins_shape_the_effective_servers_and_what_the_inventory_did_not_name_is_a_warning() {
+    let lab = LabBuilder::new().start();
+    let (server, client) = (lab.server.clone(), lab.clients[0].clone());
+
+    // Nothing besides clockprov's files: the inventory's servers, nothing to warn about, and
+    // the text says nothing more than the diff.
+    assert_eq!(effective(&lab, "data-1"), (vec![server.clone()], vec![]));
+    assert_eq!(
+        effective(&lab, "zcloud"),
+        (vec!["ntp.ubuntu.com".to_owned()], vec![])
+    );
+    let run = lab.run("plan", &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(!run.stdout.contains("will use"), "{run:?}");
+
+    // A cloud image's drop-in adds its provider's server after clockprov's; the same name in
+    // /usr/lib is hidden by /etc's. A vendor sources file adds a pool to the chrony server.
+    lab.hosts.root(
+        &client,
+        "mkdir -p /etc/systemd/timesyncd.conf.d /usr/lib/systemd/timesyncd.conf.d \
+         && printf '[Time]\\nNTP=169.254.169.123\\n' >/etc/systemd/timesyncd.conf.d/cloud-init.conf \
+         && printf '[Time]\\nNTP=hidden.example\\n' >/usr/lib/systemd/timesyncd.conf.d/cloud-init.conf \
+         && echo NTP=not-read >/etc/systemd/timesyncd.conf.d/README",
+    );
+    lab.hosts.root(
+        &server,
+        "mkdir -p /etc/chrony/sources.d \
+         && echo 'pool 2.debian.pool.ntp.org iburst' >/etc/chrony/sources.d/vendor.sources",
+    );
+    let cloud = "/etc/systemd/timesyncd.conf.d/cloud-init.conf";
+    assert_eq!(
+        effective(&lab, "data-1"),
+        (
+            vec![server.clone(), "169.254.169.123".to_owned()],
+            vec![format!(
+                "server 169.254.169.123 (from {cloud}) is not in the inventory"
+            )]
+        )
+    );
+    assert_eq!(
+        effective(&lab, "zcloud"),
+        (
+            vec!["ntp.ubuntu.com".to_owned(), "2.debian.pool.ntp.org".to_owned()],
+            vec![
+                "server 2.debian.pool.ntp.org (from /etc/chrony/sources.d/vendor.sources) is not in the inventory"
+                    .to_owned()
+            ]
+        )
+    );
+    // Applied, the hosts are unchanged, and the text still says what they will really use.
+    let run = lab.run("apply", &["--yes"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let run = lab.run("plan", &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("2 unchanged"), "{run:?}");
+    for line in [
+        format!("   = timesyncd will use servers: {server} 169.254.169.123 (also read: {cloud})\n"),
+        format!("   ! warning: server 169.254.169.123 (from {cloud}) is not in the inventory\n"),
+        "   = chrony will use servers: ntp.ubuntu.com 2.debian.pool.ntp.org (also read: /etc/chrony/sources.d/vendor.sources)\n".to_owned(),
+    ] {
+        assert!(run.stdout.contains(&line), "{line:?} in {run:?}");
+    }
+
+    // A drop-in that empties NTP= (in /run, sorted last) discards clockprov's servers.
+    lab.hosts.root(
+        &client,
+        "mkdir -p /run/systemd/timesyncd.conf.d \
+         && printf '[Time]\\nNTP=\\n' >/run/systemd/timesyncd.conf.d/zz-reset.conf",
+    );
+    let (servers, warnings) = effective(&lab, "data-1");
+    assert!(servers.is_empty(), "{servers:?}");
+    assert_eq!(
+        warnings,
+        [
+            format!(
+                "the inventory's servers {server} are not used: a drop-in empties the list (last read: /run/systemd/timesyncd.conf.d/zz-reset.conf)"
+            ),
+            "no NTP= server is left: timesyncd uses its compiled-in FallbackNTP list".to_owned()
+        ]
+    );
 }
