@@ -419,6 +419,8 @@ fn interpret(
         }
         return Err(ApplyError::Step {
             step: match step.as_str() {
+                // chronyd.service is the RHEL family's unit, whose installer is dnf.
+                "install" if plan.unit.unit == "chronyd.service" => format!("dnf install {what}"),
                 "install" => format!("apt-get install {what}"),
                 step => format!("{step} {what}"),
             },

@@ -154,6 +154,11 @@ drift_one() {
 }
 
 install_package() {
+    if ! command -v apt-get >/dev/null 2>&1; then
+        # The RHEL family (no timesyncd there: the package is chrony, which conflicts with none).
+        dnf install -y -q "$1" </dev/null 9>&-
+        return
+    fi
     DEBIAN_FRONTEND=noninteractive
     export DEBIAN_FRONTEND
     set -- "$1" -y -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold

@@ -4,7 +4,8 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::clock::{self, ClockSample, DaemonView, Offset, ReadingError};
-use crate::daemon::Daemon;
+use crate::daemon::{Daemon, Family};
+use crate::host::facts::{OsRelease, parse_os_release};
 use crate::host::records::{RecordError, Records};
 use crate::host::script::RemoteScript;
 use crate::shell::ShellWord;
@@ -57,13 +58,14 @@ pub enum ReadError {
 pub async fn read_host(
     session: &Session,
     daemon: Daemon,
+    family: Family,
     samples: usize,
 ) -> Result<HostReading, ReadError> {
     let mut conversation = session
         .open_conversation(READING_COMMAND)
         .await
         .map_err(ReadError::StateSsh)?;
-    let result = converse(&mut conversation, daemon, samples).await;
+    let result = converse(&mut conversation, daemon, family, samples).await;
     conversation.close().await;
     result
 }
@@ -71,10 +73,15 @@ pub async fn read_host(
 async fn converse(
     conversation: &mut Conversation,
     daemon: Daemon,
+    family: Family,
     samples: usize,
 ) -> Result<HostReading, ReadError> {
     conversation
-        .send(reading_script(daemon).text_keeping_stdin().into_bytes())
+        .send(
+            reading_script(daemon, family)
+                .text_keeping_stdin()
+                .into_bytes(),
+        )
         .await
         .map_err(ReadError::StateSsh)?;
     let state = conversation
@@ -133,12 +140,37 @@ async fn measure_offset(
 /// inactive daemon is never asked anything. Run by [`READING_COMMAND`], sent with
 /// [`RemoteScript::text_keeping_stdin`].
 #[must_use]
-pub fn reading_script(daemon: Daemon) -> RemoteScript {
+pub fn reading_script(daemon: Daemon, family: Family) -> RemoteScript {
     // Both words are our own constants: never refused.
     let word = |text: &str| ShellWord::new(text).unwrap_or_else(|_| ShellWord::number(0));
     RemoteScript::new(include_str!("readings.sh"))
-        .arg(word(daemon.unit()))
+        .arg(word(daemon.unit_on(family)))
         .arg(word(daemon.short_name()))
+}
+
+/// The script that prints the host's os-release (`os-release.sh`): read-only.
+#[must_use]
+pub fn os_release_script() -> RemoteScript {
+    RemoteScript::new(include_str!("os-release.sh"))
+}
+
+/// Parse what [`os_release_script`] printed.
+///
+/// # Errors
+/// The output is not the script's records (cut short, garbage, an unknown record).
+pub fn parse_os_release_records(output: &[u8]) -> Result<OsRelease, RecordError> {
+    let mut text = String::new();
+    let mut records = Records::new(output);
+    while let Some(record) = records.next_record()? {
+        match record.kind {
+            "osl" => {
+                text.push_str(&record.text());
+                text.push('\n');
+            }
+            _ => return Err(record.unknown()),
+        }
+    }
+    Ok(parse_os_release(&text))
 }
 
 /// Parse the daemon's part of what [`reading_script`] printed (up to `@@end`): the unit state (`unknown` when systemctl said
@@ -276,7 +308,11 @@ mod tests {
                 .unwrap();
             let mut stdin = child.stdin.take().unwrap();
             stdin
-                .write_all(reading_script(daemon).text_keeping_stdin().as_bytes())
+                .write_all(
+                    reading_script(daemon, Family::Debian)
+                        .text_keeping_stdin()
+                        .as_bytes(),
+                )
                 .unwrap();
             stdin.write_all(b"0\n1\n").unwrap();
             drop(stdin);
