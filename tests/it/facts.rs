@@ -64,7 +64,7 @@ fn tracer_of(pid: u32) -> Option<u32> {
 }
 
 /// From `strace -ff -e trace=process` logs (`PREFIX.PID`, one per process): the processes the
-/// script's shell (`shell`: the text of its `execve` in the log, e.g. `/bin/sh -s`, which the
+/// scripts' shells (`shell`: the text of its `execve` in the log, e.g. `/bin/sh -s`, which the
 /// login shell or sudo's root shell `exec`s) started,
 /// and all their descendants, each with the program it ran (`None`: a fork that never ran a
 /// program, i.e. a subshell).
@@ -105,15 +105,18 @@ fn processes_of_the_script(prefix: &Path, shell: &str) -> (Vec<Option<String>>, 
             .map(str::to_owned)
             .collect()
     };
-    let shell = logs
+    // Every such shell: `apply` runs two scripts, the facts and then the transaction.
+    let shells: Vec<&String> = logs
         .iter()
-        .find(|(_, log)| log.contains(shell))
-        .map_or_else(
-            || panic!("no shell ran {shell}:\n{all}"),
-            |(pid, _)| pid.clone(),
-        );
+        .filter(|(_, log)| log.contains(shell))
+        .map(|(pid, _)| pid)
+        .collect();
+    assert!(!shells.is_empty(), "no shell ran {shell}:\n{all}");
     let mut found = Vec::new();
-    let mut todo = children(&logs[&shell]);
+    let mut todo: Vec<String> = shells
+        .iter()
+        .flat_map(|pid| children(&logs[*pid]))
+        .collect();
     while let Some(pid) = todo.pop() {
         let log = logs.get(&pid).map_or("", String::as_str);
         found.push(program(log));
@@ -207,6 +210,54 @@ fn facts_take_four_processes_and_big_files_and_links_are_refused() {
     let link = lab.hosts.ssh(&client, &format!("readlink {PATH}"));
     assert_eq!(link.stdout, b"/etc/hostname\n", "the link is left alone");
     assert!(lab.service_changes(&client).is_empty(), "{run:?}");
+}
+
+#[test]
+fn apply_on_a_fresh_host_takes_these_processes() {
+    let lab = LabBuilder::new()
+        .clients(vec![HostSpec::new("ubuntu-20.04", "systemd-timesyncd")])
+        .start();
+    let client = lab.clients[0].clone();
+    let log = lab.hosts.dir().join("apply.strace");
+    let trace = Trace::attach(lab.hosts.pid(&client).unwrap(), &log);
+    // strace slows the host's sshd down: the lab's 5 s connect timeout is no margin for that.
+    let run = lab.run(
+        "apply",
+        &["--yes", "--limit", "data-1", "--connect-timeout", "120s"],
+    );
+    trace.stop();
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        lab.service_changes(&client),
+        ["restart systemd-timesyncd.service"],
+        "{run:?}"
+    );
+    // The facts' four (`dpkg-query`, `head`, `stat`, `systemctl`), then the transaction: the
+    // lock, the drift check, the backup's link (its name's time is the controller's), the
+    // marker's directory, the staged file's fsync, the marker's and the file's renames, the
+    // directory's fsync, the restart and its check, the marker's removal. No subshell, and no
+    // chown or chmod for a root:root 644 file written as root.
+    let (processes, all) = processes_of_the_script(&log, r#"execve("/bin/sh", ["/bin/sh", "-s"]"#);
+    let mut expected = [
+        "dpkg-query",
+        "head",
+        "stat",
+        "systemctl",
+        "flock",
+        "sha256sum",
+        "ln",
+        "mkdir",
+        "sync",
+        "sync",
+        "mv",
+        "mv",
+        "rm",
+        "systemctl",
+        "systemctl",
+    ]
+    .map(|p| Some(p.to_owned()));
+    expected.sort();
+    assert_eq!(processes, expected, "{all}");
 }
 
 /// timedatectl answering as an active, synchronized timesyncd does, with builtins only (so that
