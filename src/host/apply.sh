@@ -189,6 +189,8 @@ stage_one() {
         return 1
     fi
     for old in "$d"/.clockprov.*; do
+        # Not this run's own: two files in one directory (an NTS certificate and key).
+        case $old in "$d/.clockprov.$$."*) continue ;; esac
         [ ! -e "$old" ] || rm -f "$old"
     done
     t=$d/.clockprov.$$.$i
