@@ -162,6 +162,7 @@ fn effective_settings(facts: &crate::host::facts::HostFacts, main: &[u8]) {
                 mode: 0o644,
                 owner: "root".into(),
                 group: "root".into(),
+                kind: crate::render::FileKind::Config,
             }],
         };
         let _ = crate::effective::of(&desired, facts);
@@ -181,6 +182,9 @@ pub fn daemon_views(output: &[u8]) {
     }
     let text = String::from_utf8_lossy(output);
     let _ = crate::clock::chrony_view(&text);
+    for source in crate::clock::parse_authdata(&text) {
+        let _ = source.nts_failure();
+    }
     let _ = crate::clock::timesyncd_view(&text, &text, &text);
     for line in text.lines() {
         let _ = crate::clock::parse_timespan(line);

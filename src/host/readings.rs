@@ -187,7 +187,7 @@ pub struct HostState {
     pub os: OsRelease,
     /// `(unit, state)`, the state as `systemctl is-active` printed it (empty: nothing).
     units: Vec<(String, String)>,
-    /// `(record, text)`: `show-timesync`, `show`, `timesync-status`, `tracking`.
+    /// `(record, text)`: `show-timesync`, `show`, `timesync-status`, `tracking`, `authdata`.
     sections: Vec<(String, String)>,
 }
 
@@ -226,7 +226,10 @@ impl HostState {
                 section("show"),
                 section("timesync-status"),
             ),
-            Daemon::Chrony => clock::chrony_view(section("tracking")),
+            Daemon::Chrony => clock::DaemonView {
+                authentication: clock::parse_authdata(section("authdata")),
+                ..clock::chrony_view(section("tracking"))
+            },
         };
         let state = if state.is_empty() { "unknown" } else { state };
         Ok((state.to_owned(), view))
@@ -257,7 +260,7 @@ pub fn parse_host_state(output: &[u8]) -> Result<HostState, RecordError> {
                     .units
                     .push((unit.to_owned(), unit_state.trim().to_owned()));
             }
-            "show-timesync" | "show" | "timesync-status" | "tracking" => {
+            "show-timesync" | "show" | "timesync-status" | "tracking" | "authdata" => {
                 let mut text = String::new();
                 for line in records.section() {
                     text.push_str(&String::from_utf8_lossy(line));
@@ -505,7 +508,7 @@ mod tests {
         }
         // chronyd (the RHEL family's name) active: chrony is asked once.
         let (state, calls) = run(None, "chronyd.service=active", "up");
-        assert_eq!(calls.matches("chronyc").count(), 1, "{calls}");
+        assert_eq!(calls.matches("chronyc -n tracking").count(), 1, "{calls}");
         let (unit_state, view) = state.daemon(Daemon::Chrony, Family::RedHat).unwrap();
         assert_eq!(unit_state, "active");
         assert!(view.synchronized);
