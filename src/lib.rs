@@ -41,6 +41,7 @@ pub mod host;
 pub(crate) mod image;
 pub(crate) mod import;
 pub mod inventory;
+pub mod layout;
 pub mod operations;
 pub mod outcome;
 pub mod plan;
