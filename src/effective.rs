@@ -186,15 +186,22 @@ fn dropins_in<'f>(
 #[must_use]
 pub fn of(desired: &DesiredState, facts: &HostFacts) -> Effective {
     let files = contents(desired, facts);
-    let main = desired.daemon.config_path();
+    // The main file is the one clockprov renders that is not a drop-in (its path differs
+    // between distributions).
+    let main = desired
+        .files
+        .iter()
+        .map(|f| f.path.as_str())
+        .find(|path| {
+            dropin_dirs(desired.daemon)
+                .iter()
+                .all(|d| d.name_of(path).is_none())
+        })
+        .unwrap_or(desired.daemon.config_path());
+    // The servers clockprov names, in whichever of its files (a main file or its own drop-in).
     let own: BTreeSet<String> = desired
         .files
         .iter()
-        .filter(|f| {
-            dropin_dirs(desired.daemon)
-                .iter()
-                .all(|d| d.name_of(&f.path).is_none())
-        })
         .flat_map(|f| match desired.daemon {
             Daemon::Timesyncd => {
                 let list = timesyncd_lists(&[(&f.path, &f.content)]);
@@ -242,6 +249,10 @@ pub fn of(desired: &DesiredState, facts: &HostFacts) -> Effective {
     }
     warnings.append(&mut effective.warnings);
     effective.warnings = warnings;
+    // "Also read" is about the files that are not clockprov's.
+    effective
+        .dropins
+        .retain(|path| desired.files.iter().all(|f| f.path != *path));
     effective
 }
 
@@ -452,6 +463,7 @@ mod tests {
     use crate::host::facts::FileFacts;
     use crate::render::DesiredFile;
     use proptest::prelude::*;
+    use std::fmt::Write as _;
 
     fn file(content: &str) -> PathFacts {
         PathFacts::File(FileFacts {
@@ -603,6 +615,24 @@ mod tests {
     }
 
     #[test]
+    fn the_main_file_is_the_rendered_one_and_clockprovs_own_drop_in_counts_as_the_inventorys() {
+        let mut want = desired(Daemon::Chrony, "sourcedir /etc/chrony/sources.d\n");
+        want.files[0].path = "/etc/chrony.conf".into();
+        want.files.push(DesiredFile {
+            path: "/etc/chrony/sources.d/clockprov.sources".into(),
+            ..want.files[0].clone()
+        });
+        want.files[1].content = "server 10.0.0.1 iburst\n".into();
+        let f = facts(&[(
+            "/etc/chrony/chrony.conf",
+            file("server not-the-main-file.example\n"),
+        )]);
+        let e = of(&want, &f);
+        assert_eq!(servers(&e), ["10.0.0.1"]);
+        assert!(!e.is_shaped_by_others(), "{e:?}");
+    }
+
+    #[test]
     fn drop_in_names_are_what_the_shell_glob_matches() {
         let d = TIMESYNCD_DIRS[0];
         assert_eq!(
@@ -622,6 +652,47 @@ mod tests {
     }
 
     proptest! {
+        /// timesyncd's merge, against a model: each file a list of `NTP=` assignments (an
+        /// empty one resets), read in order, some in other sections or commented out.
+        #[test]
+        fn timesyncd_lists_merge_as_a_model_says(
+            files in proptest::collection::vec(
+                proptest::collection::vec((0u8..4, proptest::collection::vec(0u8..5, 0..3)), 0..5),
+                0..4,
+            )
+        ) {
+            let mut model: Vec<String> = Vec::new();
+            let mut texts = Vec::new();
+            for (i, assignments) in files.iter().enumerate() {
+                let mut text = String::from("[Time]\n");
+                for (kind, servers) in assignments {
+                    let names: Vec<String> = servers.iter().map(|s| format!("s{s}.example")).collect();
+                    match kind {
+                        // Counted: a plain line, or one continued on the next.
+                        0 | 1 => {
+                            if names.is_empty() {
+                                model.clear();
+                            }
+                            model.extend(names.iter().cloned());
+                            let sep = if *kind == 0 { " " } else { " \\\n  " };
+                            let _ = writeln!(text, "NTP={}", names.join(sep));
+                        }
+                        // Not counted: commented out, or in another section.
+                        2 => {
+                            let _ = writeln!(text, "# NTP={}", names.join(" "));
+                        }
+                        _ => {
+                            let _ = writeln!(text, "[Other]\nNTP={}\n[Time]", names.join(" "));
+                        }
+                    }
+                }
+                texts.push((format!("/f{i}"), text));
+            }
+            let read: Vec<(&str, &str)> = texts.iter().map(|(p, t)| (p.as_str(), t.as_str())).collect();
+            let got: Vec<String> = timesyncd_lists(&read).ntp.into_iter().map(|s| s.server).collect();
+            prop_assert_eq!(got, model);
+        }
+
         /// Any text in any file: an answer, never a panic.
         #[test]
         fn never_panics_on_any_files(main in ".{0,200}", a in ".{0,200}", b in "(\\[Time\\]\n|NTP=|FallbackNTP=|\\\\\n| |x|\n){0,40}") {
