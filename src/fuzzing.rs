@@ -116,7 +116,8 @@ pub fn known_hosts(bytes: &[u8]) {
     }
 }
 
-/// What the facts script printed (bytes: a host may print anything).
+/// What the facts script printed (bytes: a host may print anything), and the settings a daemon
+/// would really use with such bytes in its files.
 pub fn facts(output: &[u8]) {
     let request = crate::host::facts::FactsRequest {
         paths: &["/etc/chrony/chrony.conf", "/etc/systemd/timesyncd.conf"],
@@ -124,8 +125,47 @@ pub fn facts(output: &[u8]) {
         dropins: &crate::effective::EVERY_DROPIN_DIR,
         max_file_size: crate::host::facts::DEFAULT_MAX_FILE_SIZE,
     };
-    let _ = crate::host::facts::parse(output, &request);
+    if let Ok(facts) = crate::host::facts::parse(output, &request) {
+        effective_settings(&facts, output);
+    }
     let _ = crate::host::facts::parse_os_release(&String::from_utf8_lossy(output));
+    // The same bytes as every file a daemon reads: its main file and a drop-in of each kind.
+    let file = crate::host::facts::PathFacts::File(crate::host::facts::FileFacts {
+        content: output.to_vec(),
+        mode: 0o644,
+        owner: "root".into(),
+        group: "root".into(),
+    });
+    let facts = crate::host::facts::HostFacts {
+        files: [
+            "/etc/systemd/timesyncd.conf.d/a.conf",
+            "/run/systemd/timesyncd.conf.d/b.conf",
+            "/etc/chrony/conf.d/a.conf",
+            "/etc/chrony/sources.d/b.sources",
+        ]
+        .into_iter()
+        .map(|path| (path.to_owned(), file.clone()))
+        .collect(),
+        ..Default::default()
+    };
+    effective_settings(&facts, output);
+}
+
+/// The settings each daemon would really use with `main` as its main file, beside `facts`.
+fn effective_settings(facts: &crate::host::facts::HostFacts, main: &[u8]) {
+    for daemon in Daemon::ALL {
+        let desired = crate::render::DesiredState {
+            daemon,
+            files: vec![crate::render::DesiredFile {
+                path: daemon.config_path().to_owned(),
+                content: String::from_utf8_lossy(main).into_owned(),
+                mode: 0o644,
+                owner: "root".into(),
+                group: "root".into(),
+            }],
+        };
+        let _ = crate::effective::of(&desired, facts);
+    }
 }
 
 /// What the daemon state script printed, and each daemon's own reports in it.
