@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::shard::Shard;
-use crate::value::DurationValue;
+use crate::value::{DurationValue, HostRef};
 
 /// Where the inventory's format is described: the end of every `--help`.
 const INVENTORY_HELP: &str = "\
@@ -302,11 +302,12 @@ pub struct CheckArgs {
     /// With --format nagios: CRITICAL beyond this offset (default: twice the warning).
     #[arg(long, value_name = "DURATION")]
     pub critical: Option<DurationValue>,
-    /// Also ask Ceph on this monitor host (an inventory host's name) for its view of the
-    /// monitors' clocks (`ceph time-sync-status`, `ceph health detail`), shown beside
-    /// clockprov's own measurement.
+    /// Also ask Ceph on this monitor host for its view of the monitors' clocks (`ceph
+    /// time-sync-status`, `ceph health detail`), shown beside clockprov's own measurement: an
+    /// inventory host's name, or a host outside the inventory, `[user@]address[:port]`,
+    /// reached with the inventory's `ssh:` settings.
     #[arg(long, value_name = "HOST")]
-    pub ceph: Option<String>,
+    pub ceph: Option<HostRef>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -74,6 +74,20 @@ impl HostResult {
         }
     }
 
+    /// The row once its host's run is over: `done` fills it in from what the run returned; an
+    /// unreachable or failed host gets its error (plan and both kinds of apply share this).
+    fn settled<T>(
+        self,
+        outcome: Outcome<T>,
+        done: impl FnOnce(HostResult, T) -> HostResult,
+    ) -> HostResult {
+        match outcome {
+            Outcome::Done(value) => done(self, value),
+            Outcome::Unreachable(error) => self.failed(HostStatus::Unreachable, error),
+            Outcome::Failed(error) => self.failed(HostStatus::Failed, error),
+        }
+    }
+
     /// The row with `error` and the status it implies.
     fn failed(self, status: HostStatus, error: HostError) -> HostResult {
         HostResult {
@@ -129,26 +143,28 @@ pub async fn plan_hosts(
     .await;
     rows.into_iter()
         .zip(outcomes)
-        .map(|(row, outcome)| match outcome {
-            Outcome::Done(Planned {
-                os,
-                plan,
-                effective,
-                facts,
-            }) => HostResult {
-                status: if plan.has_changes() {
-                    HostStatus::Change
-                } else {
-                    HostStatus::Unchanged
+        .map(|(row, outcome)| {
+            row.settled(
+                outcome,
+                |row,
+                 Planned {
+                     os,
+                     plan,
+                     effective,
+                     facts,
+                 }| HostResult {
+                    status: if plan.has_changes() {
+                        HostStatus::Change
+                    } else {
+                        HostStatus::Unchanged
+                    },
+                    os: Some(os),
+                    plan: Some(plan),
+                    effective: Some(effective),
+                    facts: Some(facts),
+                    ..row
                 },
-                os: Some(os),
-                plan: Some(plan),
-                effective: Some(effective),
-                facts: Some(facts),
-                ..row
-            },
-            Outcome::Unreachable(error) => row.failed(HostStatus::Unreachable, error),
-            Outcome::Failed(error) => row.failed(HostStatus::Failed, error),
+            )
         })
         .collect()
 }
@@ -330,16 +346,13 @@ pub(crate) async fn apply_reviewed(
     .await;
     for (position, outcome) in positions.into_iter().zip(outcomes) {
         let row = &mut rows[position];
-        match outcome {
-            Outcome::Done((plan, report)) => {
-                row.plan = Some(plan);
-                row.apply = Some(report);
-            }
-            Outcome::Unreachable(error) => {
-                *row = row.clone().failed(HostStatus::Unreachable, error);
-            }
-            Outcome::Failed(error) => *row = row.clone().failed(HostStatus::Failed, error),
-        }
+        *row = row
+            .clone()
+            .settled(outcome, |row, (plan, report)| HostResult {
+                plan: Some(plan),
+                apply: Some(report),
+                ..row
+            });
     }
     rows
 }
@@ -412,16 +425,11 @@ pub async fn apply_hosts(
     let mut results = results;
     for (position, outcome) in positions.into_iter().zip(outcomes) {
         let row = &mut results[position];
-        match outcome {
-            Outcome::Done(report) => {
-                row.status = HostStatus::Applied;
-                row.apply = Some(report);
-            }
-            Outcome::Unreachable(error) => {
-                *row = row.clone().failed(HostStatus::Unreachable, error);
-            }
-            Outcome::Failed(error) => *row = row.clone().failed(HostStatus::Failed, error),
-        }
+        *row = row.clone().settled(outcome, |row, report| HostResult {
+            status: HostStatus::Applied,
+            apply: Some(report),
+            ..row
+        });
     }
     results
 }

@@ -291,7 +291,14 @@ impl FromStr for JumpHop {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let refuse = |why: String| format!("invalid jump host {text:?}: {why}");
+        JumpHop::parse(text, "jump host")
+    }
+}
+
+impl JumpHop {
+    /// Parse `[user@]host[:port]`; an error starts `invalid WHAT "TEXT": `.
+    fn parse(text: &str, what: &str) -> Result<JumpHop, String> {
+        let refuse = |why: String| format!("invalid {what} {text:?}: {why}");
         let rest = text.strip_prefix("ssh://").unwrap_or(text);
         let (user, rest) = match rest.rsplit_once('@') {
             Some((user, rest)) => (Some(user.parse::<UserName>().map_err(refuse)?), rest),
@@ -339,6 +346,78 @@ impl fmt::Display for JumpHop {
             (NetAddress::Ip(IpAddr::V6(ip)), Some(port)) => write!(f, "[{ip}]:{port}"),
             (host, Some(port)) => write!(f, "{host}:{port}"),
             (host, None) => write!(f, "{host}"),
+        }
+    }
+}
+
+/// A host to reach that may be outside the inventory (`check --ceph HOST`): a bare word (an
+/// inventory host's name, else an address), or `[user@]address[:port]` (an IPv6 address in
+/// brackets when a port follows), which is always a host outside the inventory.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum HostRef {
+    /// No user, no port: an inventory host's name when one has it, else an address.
+    Bare(String),
+    Outside(JumpHop),
+}
+
+impl FromStr for HostRef {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        // A bare IPv6 address has colons but no port.
+        if text.parse::<std::net::Ipv6Addr>().is_ok() {
+            return Ok(HostRef::Bare(text.to_owned()));
+        }
+        if text.contains(['@', ':', '[']) {
+            return JumpHop::parse(text, "host").map(HostRef::Outside);
+        }
+        match (text.parse::<Name>(), text.parse::<NetAddress>()) {
+            (Ok(_), _) | (_, Ok(_)) => Ok(HostRef::Bare(text.to_owned())),
+            (Err(why), Err(_)) => Err(format!(
+                "{why}; a host outside the inventory is written [user@]address[:port]"
+            )),
+        }
+    }
+}
+
+impl HostRef {
+    /// The host outside the inventory this names, or `None` when it is the inventory host of
+    /// that name (one of `names`). A bare word that is neither an inventory host nor an IP
+    /// address or a dotted DNS name is refused: it is likelier a mistyped name than a host.
+    ///
+    /// # Errors
+    /// A bare word that names no inventory host and is no address (the message says so).
+    pub fn outside<'a>(
+        &self,
+        names: impl IntoIterator<Item = &'a str> + Clone,
+    ) -> Result<Option<JumpHop>, String> {
+        let word = match self {
+            HostRef::Outside(hop) => return Ok(Some(hop.clone())),
+            HostRef::Bare(word) => word,
+        };
+        if names.clone().into_iter().any(|n| n == word) {
+            return Ok(None);
+        }
+        match word.parse::<NetAddress>() {
+            Ok(host) if host.ip().is_some() || word.contains('.') => Ok(Some(JumpHop {
+                user: None,
+                host,
+                port: None,
+            })),
+            _ => Err(format!(
+                "no inventory host is named {word}, and it is no IP address or dotted DNS name \
+                 (a host outside the inventory: [user@]address[:port]){}",
+                crate::suggest::did_you_mean(word, names)
+            )),
+        }
+    }
+}
+
+impl fmt::Display for HostRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HostRef::Bare(word) => f.write_str(word),
+            HostRef::Outside(hop) => write!(f, "{hop}"),
         }
     }
 }
@@ -698,6 +777,50 @@ mod tests {
         assert!("a/b".parse::<Name>().is_err());
         assert!("huatai".parse::<UserName>().is_ok());
         assert!("root;id".parse::<UserName>().is_err());
+    }
+
+    /// `check --ceph HOST`: an inventory name stays that host; an address, or anything with a
+    /// user, port or brackets, is a host outside the inventory; a bare unknown word is refused.
+    #[test]
+    fn host_refs() {
+        let names = ["zcloud", "z-b-data-1", "10.0.0.7"];
+        let outside = |text: &str| {
+            text.parse::<HostRef>()
+                .and_then(|h| h.outside(names))
+                .map(|hop| hop.map(|h| h.to_string()))
+        };
+        assert_eq!(outside("z-b-data-1"), Ok(None));
+        assert_eq!(outside("10.0.0.7"), Ok(None), "an inventory name first");
+        for (text, hop) in [
+            ("root@192.168.6.206", "root@192.168.6.206"),
+            ("192.168.6.206", "192.168.6.206"),
+            ("mon3.example", "mon3.example"),
+            ("ops@mon3:2222", "ops@mon3:2222"),
+            ("fd00::6", "fd00::6"),
+            ("[fd00::6]:22", "[fd00::6]:22"),
+            ("z-b-data-1:22", "z-b-data-1:22"),
+        ] {
+            assert_eq!(outside(text), Ok(Some(hop.to_owned())), "{text}");
+        }
+        assert_eq!(
+            outside("zclod"),
+            Err(
+                "no inventory host is named zclod, and it is no IP address or dotted DNS name \
+                 (a host outside the inventory: [user@]address[:port]); did you mean `zcloud`?"
+                    .to_owned()
+            )
+        );
+        for bad in [
+            "a b",
+            "-oProxyCommand=x",
+            "user@",
+            "host:99999",
+            "[::1",
+            "a;b@h",
+            "",
+        ] {
+            assert!(bad.parse::<HostRef>().is_err(), "{bad}");
+        }
     }
 
     #[test]

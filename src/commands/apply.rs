@@ -148,7 +148,7 @@ pub(crate) fn run(args: &ApplyArgs) -> anyhow::Result<u8> {
 fn reviewed(args: &ApplyArgs, path: &Path) -> anyhow::Result<u8> {
     let plan = PlanFile::load(path)?;
     let inventory = plan.check_inventory(path, args.fleet.inventory.as_deref())?;
-    let prepared = prepare_at(&args.fleet, &inventory, None)?;
+    let prepared = prepare_at(&args.fleet, &inventory, None, None)?;
     let mut reviewed = Vec::new();
     for saved in plan.hosts {
         let host = prepared

@@ -7,28 +7,17 @@ use crate::clock::Limits;
 use crate::report::{self, CheckContext};
 use crate::value::DurationValue;
 
-use super::{EXIT_CHANGES, EXIT_ERROR, EXIT_OK, prepare, print_stdout, stdout_style};
+use super::{
+    EXIT_CHANGES, EXIT_ERROR, EXIT_OK, inventory_arg, prepare_at, print_stdout, stdout_style,
+};
 
 /// Exit code: no error and no finding, but some host could not be judged (inconclusive).
 pub(crate) const EXIT_INCONCLUSIVE: u8 = 3;
 
 pub(crate) fn run(args: &CheckArgs) -> anyhow::Result<u8> {
     // check renders nothing: no --templates (the inventory's own `templates:` must still exist).
-    let prepared = prepare(&args.fleet, None)?;
-    if let Some(monitor) = &args.ceph {
-        // Refused before anything is measured: a typo is not an unreachable host.
-        if !prepared
-            .all_hosts
-            .iter()
-            .any(|h| h.name.as_str() == monitor)
-        {
-            anyhow::bail!(
-                "--ceph {}: no host of that name in the inventory (the monitor host must be an \
-                 inventory host)",
-                crate::report::shown(monitor)
-            );
-        }
-    }
+    let reach = args.ceph.as_ref().map(|host| ("--ceph", host));
+    let prepared = prepare_at(&args.fleet, inventory_arg(&args.fleet)?, None, reach)?;
     let controller = ControllerClock::read();
     let limits = Limits {
         max_skew: args.max_skew.seconds(),
@@ -44,7 +33,8 @@ pub(crate) fn run(args: &CheckArgs) -> anyhow::Result<u8> {
         usize::from(args.samples),
         &limits,
     ));
-    let ceph = args.ceph.as_deref().map(|monitor| {
+    // The monitor host is never measured (it may be outside the inventory): only asked.
+    let ceph = prepared.reach.as_deref().map(|monitor| {
         match prepared
             .runtime
             .block_on(check::ceph_view(&prepared.connector, monitor, &checks))

@@ -31,6 +31,7 @@ use crate::render::Renderer;
 use crate::report::Style;
 use crate::ssh::connector::Connector;
 use crate::ssh::secret::Secrets;
+use crate::value::HostRef;
 
 /// Exit codes, Terraform's convention: 0 success (no changes), 1 error, 2 changes / findings.
 pub(crate) const EXIT_OK: u8 = 0;
@@ -153,6 +154,8 @@ struct Prepared {
     runtime: tokio::runtime::Runtime,
     /// The inventory's file (for `plan --out` and apply's record).
     inventory: PathBuf,
+    /// The connector's name for [`prepare_at`]'s `reach` host, when asked for.
+    reach: Option<String>,
 }
 
 /// `-i FILE` (or `$CLOCKPROV_INVENTORY`), which every fleet command but `apply PLAN` needs.
@@ -165,14 +168,17 @@ fn inventory_arg(args: &FleetArgs) -> anyhow::Result<&Path> {
 /// Load the inventory, select the hosts and set up their connections (nothing is contacted);
 /// `templates` is `--templates` for the commands that render.
 fn prepare(args: &FleetArgs, templates: Option<PathBuf>) -> anyhow::Result<Prepared> {
-    prepare_at(args, inventory_arg(args)?, templates)
+    prepare_at(args, inventory_arg(args)?, templates, None)
 }
 
-/// [`prepare`] with the inventory at `path`.
+/// [`prepare`] with the inventory at `path`; `reach` is a command's extra host (`--ceph HOST`,
+/// named by `flag` in errors): an inventory host or one outside it, reached as the inventory's
+/// hosts are and never measured. Its name for [`Connector::session`] is [`Prepared::reach`].
 fn prepare_at(
     args: &FleetArgs,
     path: &Path,
     templates: Option<PathBuf>,
+    reach: Option<(&str, &HostRef)>,
 ) -> anyhow::Result<Prepared> {
     // Started first: nothing is read or asked before we know we can run at all.
     let runtime = runtime()?;
@@ -180,6 +186,13 @@ fn prepare_at(
     let renderer = Arc::new(renderer_for(&inventory, templates)?);
     let names: Vec<&str> = inventory.host_names().collect();
     let limit = limit(&args.limit, &names, "host", path)?;
+    // Refused before anything is contacted: a mistyped name is not an unreachable host.
+    let outside = match reach {
+        Some((flag, host)) => host.outside(names.iter().copied()).map_err(|why| {
+            anyhow::anyhow!("{flag} {}: {why}", crate::report::shown(&host.to_string()))
+        })?,
+        None => None,
+    };
     // The shard is cut from the whole inventory, so that --limit never moves a host to another.
     let shard: Option<HashSet<&str>> = args
         .shard
@@ -218,7 +231,17 @@ fn prepare_at(
         max_file_size: args.max_file_size,
     };
     let secrets = Secrets::from_environment(args.become_password_file.as_deref())?;
-    let connector = Arc::new(Connector::with_secrets(&inventory, &options, &secrets)?);
+    let connector = Arc::new(Connector::with_secrets(
+        &inventory,
+        &options,
+        &secrets,
+        outside.as_slice(),
+    )?);
+    let reach = reach.map(|(_, host)| {
+        outside
+            .as_ref()
+            .map_or_else(|| host.to_string(), ToString::to_string)
+    });
     Ok(Prepared {
         connector,
         renderer,
@@ -228,6 +251,7 @@ fn prepare_at(
         options,
         runtime,
         inventory: path.to_owned(),
+        reach,
     })
 }
 

@@ -21,6 +21,7 @@ use crate::ssh::resolve::{self, Routes, Settings};
 use crate::ssh::secret::Secrets;
 use crate::ssh::sudo::Privilege;
 use crate::ssh::transport::{ConnectSpec, IdentityError, Session};
+use crate::value::JumpHop;
 
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
@@ -113,12 +114,13 @@ impl Connector {
     /// # Errors
     /// As for [`Connector::with_secrets`].
     pub fn new(inventory: &Inventory, options: &RunOptions) -> Result<Connector, SetupError> {
-        Connector::with_secrets(inventory, options, &Secrets::none())
+        Connector::with_secrets(inventory, options, &Secrets::none(), &[])
     }
 
     /// Resolve every host's connection from the inventory and the OpenSSH config, and load the
     /// identities (decrypting them with `secrets.key_passphrase`) and `known_hosts` files they
-    /// name, once each.
+    /// name, once each. `outside`: hosts outside the inventory to reach as its hosts are
+    /// (its top-level `ssh:` settings), each [`Connector::session`]'s name its written form.
     ///
     /// # Errors
     /// A file cannot be read, the OpenSSH config is malformed, or a jump chain loops: nothing
@@ -127,9 +129,10 @@ impl Connector {
         inventory: &Inventory,
         options: &RunOptions,
         secrets: &Secrets,
+        outside: &[JumpHop],
     ) -> Result<Connector, SetupError> {
         let home = std::env::var_os("HOME").map_or_else(PathBuf::new, PathBuf::from);
-        Self::with_home(inventory, options, secrets, home)
+        Self::with_home(inventory, options, secrets, home, outside)
     }
 
     /// As [`Connector::with_secrets`], with `home` for `~` (tests use their own).
@@ -138,6 +141,7 @@ impl Connector {
         options: &RunOptions,
         secrets: &Secrets,
         home: PathBuf,
+        outside: &[JumpHop],
     ) -> Result<Connector, SetupError> {
         let settings = Settings {
             home: home.clone(),
@@ -147,8 +151,8 @@ impl Connector {
             use_agent: std::env::var_os("SSH_AUTH_SOCK").is_some(),
         };
         let mut files = Files::new(home, secrets);
-        let routes = resolve::resolve(inventory, &settings, &mut files)?;
-        Self::connect_routes(inventory, &routes, &mut files, secrets, options)
+        let routes = resolve::resolve(inventory, &settings, &mut files, outside)?;
+        Self::connect_routes(inventory, &routes, &mut files, secrets, options, outside)
     }
 
     /// Load what `routes` names and make the nodes.
@@ -158,6 +162,7 @@ impl Connector {
         files: &mut Files<'_>,
         secrets: &Secrets,
         options: &RunOptions,
+        outside: &[JumpHop],
     ) -> Result<Connector, SetupError> {
         for (at, message) in &routes.warnings {
             files.warn_once(at, &format!("{at}: {message}"));
@@ -187,21 +192,31 @@ impl Connector {
             );
         }
         let mut privileges = HashMap::new();
-        for host in &inventory.hosts {
+        // Hosts outside the inventory become as its top-level `ssh:` says.
+        let becomes = inventory
+            .hosts
+            .iter()
+            .map(|host| (host.name.to_string(), host.ssh.become_method))
+            .chain(
+                outside
+                    .iter()
+                    .map(|hop| (hop.to_string(), inventory.file.ssh.become_method)),
+            );
+        for (name, become_method) in becomes {
             // sudo only for a login that is not root already (the user may come from the config).
-            let user = &routes.endpoints[&routes.hosts[host.name.as_str()]].user;
-            if host.ssh.become_method == Some(BecomeMethod::Sudo) && user != "root" {
+            let user = &routes.endpoints[&routes.hosts[&name]].user;
+            if become_method == Some(BecomeMethod::Sudo) && user != "root" {
                 privileges.insert(
-                    host.name.to_string(),
+                    name.clone(),
                     Privilege::Sudo {
                         user: user.clone(),
                         password: secrets.become_password.clone(),
                     },
                 );
             }
-            let route = routes.route(host.name.as_str());
+            let route = routes.route(&name);
             if route.len() > 1 {
-                tracing::debug!("route to {}: {}", host.name, route.join(" -> "));
+                tracing::debug!("route to {name}: {}", route.join(" -> "));
             }
         }
         let cells = nodes
@@ -284,6 +299,15 @@ mod tests {
         }
 
         fn connector(&self, inventory: &str) -> Result<Connector, SetupError> {
+            self.connector_with(inventory, &[])
+        }
+
+        /// As [`Scratch::connector`], with hosts outside the inventory to reach too.
+        fn connector_with(
+            &self,
+            inventory: &str,
+            outside: &[JumpHop],
+        ) -> Result<Connector, SetupError> {
             let path = self.dir.path().join("inv.yaml");
             std::fs::write(&path, inventory).unwrap();
             let inventory = Inventory::load(&path).unwrap();
@@ -300,6 +324,7 @@ mod tests {
                 &options,
                 &Secrets::none(),
                 self.dir.path().to_owned(),
+                outside,
             )
         }
     }
@@ -334,6 +359,30 @@ mod tests {
         // through one is seen by all).
         let zcloud = &connector.nodes[&connector.hosts["zcloud"]].spec;
         assert!(d1.known_hosts.shares_files_with(&zcloud.known_hosts));
+    }
+
+    /// A host outside the inventory (`check --ceph ops@mon`) becomes root as the inventory's
+    /// top-level `become` says, through sudo only for a login that is not root.
+    #[test]
+    fn hosts_outside_the_inventory_become_as_the_defaults_say() {
+        let scratch = Scratch::new("Host mon\n  HostName 10.0.0.9\n");
+        let outside: Vec<JumpHop> = ["ops@mon", "root@mon"]
+            .iter()
+            .map(|h| h.parse().unwrap())
+            .collect();
+        let connector = scratch
+            .connector_with(
+                &inventory("  known_hosts: kh\n  become: sudo\n", ""),
+                &outside,
+            )
+            .unwrap();
+        assert!(matches!(
+            connector.privilege("ops@mon"),
+            Privilege::Sudo { user, .. } if user == "ops"
+        ));
+        assert!(matches!(connector.privilege("root@mon"), Privilege::Direct));
+        let mon = &connector.nodes[&connector.hosts["ops@mon"]].spec;
+        assert_eq!((mon.host.as_str(), mon.port), ("10.0.0.9", 22));
     }
 
     #[test]

@@ -121,7 +121,9 @@ impl Routes {
     }
 }
 
-/// Resolve every inventory host's connection (and its jump hosts').
+/// Resolve every inventory host's connection (and its jump hosts'), and those of `outside`:
+/// hosts outside the inventory reached as its hosts are (`check --ceph root@10.0.0.5`), each
+/// under its written form (`hop.to_string()`) in [`Routes::hosts`].
 ///
 /// # Errors
 /// A config cannot be read or is malformed, a jump host is not a host, or a jump chain loops.
@@ -129,6 +131,7 @@ pub(crate) fn resolve(
     inventory: &Inventory,
     settings: &Settings,
     configs: &mut dyn ConfigSource,
+    outside: &[JumpHop],
 ) -> Result<Routes, SetupError> {
     let mut resolver = Resolver {
         inventory,
@@ -142,6 +145,11 @@ pub(crate) fn resolve(
             .expect("an inventory host is in the inventory");
         let key = resolver.endpoint(&target, &Route::Own)?;
         resolver.routes.hosts.insert(host.name.to_string(), key);
+    }
+    for hop in outside {
+        let target = Target::reached(hop, &inventory.file.ssh);
+        let key = resolver.endpoint(&target, &Route::Own)?;
+        resolver.routes.hosts.insert(hop.to_string(), key);
     }
     Ok(resolver.routes)
 }
@@ -173,14 +181,21 @@ impl Target {
         })
     }
 
-    /// A jump host outside the inventory: the inventory's top-level `ssh:` settings, with the
-    /// hop's own user and port; never the default `jump` (that would route it through itself).
+    /// A jump host outside the inventory: as [`Target::reached`], but never through the
+    /// default `jump` (that would route it through itself).
     fn outside(hop: &JumpHop, defaults: &SshOptions) -> Target {
+        let mut target = Target::reached(hop, defaults);
+        target.ssh.jump = None;
+        target
+    }
+
+    /// A host outside the inventory reached like its hosts: the inventory's top-level `ssh:`
+    /// settings (its default `jump` too), with the hop's own user and port.
+    fn reached(hop: &JumpHop, defaults: &SshOptions) -> Target {
         let mut ssh = defaults.clone();
         ssh.user = hop.user.clone().or(ssh.user);
         ssh.port = hop.port.or(ssh.port);
         ssh.host = None;
-        ssh.jump = None;
         Target {
             label: hop.to_string(),
             inventory_name: None,
@@ -491,7 +506,7 @@ mod tests {
         for (path, text) in others {
             texts.0.insert(PathBuf::from(path), (*text).to_owned());
         }
-        resolve(inventory, &settings(), &mut texts)
+        resolve(inventory, &settings(), &mut texts, &[])
     }
 
     /// The error resolving `inventory` ends with.
@@ -657,6 +672,45 @@ mod tests {
         )
         .unwrap();
         assert_eq!(other.route("zcloud"), ["zcloud (other@10.0.0.1:22)"]);
+    }
+
+    /// `check --ceph root@10.0.0.9:2222`: a host outside the inventory is reached as its hosts
+    /// are (the top-level defaults, its default jump, the config's Host block), with the
+    /// written user and port winning; a bare address gets the defaults' user.
+    #[test]
+    fn hosts_outside_the_inventory_are_reached_like_its_hosts() {
+        let inventory = inventory(
+            "  known_hosts: kh\n  jump: admin@bastion.example:2201\n  port: 2200\n",
+            "  d1: { address: 10.0.0.2 }\n",
+        );
+        let outside: Vec<JumpHop> = ["root@10.0.0.9:2222", "mon.example"]
+            .iter()
+            .map(|h| h.parse().unwrap())
+            .collect();
+        let mut texts = Texts::default();
+        texts.0.insert(
+            PathBuf::from("/home/u/.ssh/config"),
+            "Host mon.example\n  HostName 10.0.0.10\nHost *\n  User ops\n".to_owned(),
+        );
+        let routes = resolve(&inventory, &settings(), &mut texts, &outside).unwrap();
+        assert_eq!(
+            routes.route("root@10.0.0.9:2222"),
+            [
+                "admin@bastion.example:2201 (admin@bastion.example:2201)",
+                "root@10.0.0.9:2222 (root@10.0.0.9:2222)"
+            ]
+        );
+        assert_eq!(
+            routes.route("mon.example"),
+            [
+                "admin@bastion.example:2201 (admin@bastion.example:2201)",
+                "mon.example (ops@10.0.0.10:2200)"
+            ]
+        );
+        let mon = &routes.endpoints[&routes.hosts["mon.example"]];
+        assert_eq!(mon.known_hosts, [PathBuf::from("/inv/kh")]);
+        // One connection to the jump host, shared with the inventory's hosts.
+        assert_eq!(mon.via, routes.endpoints[&routes.hosts["d1"]].via);
     }
 
     #[test]

@@ -11,7 +11,7 @@
 use std::path::Path;
 
 use crate::support::hosts::{HostSpec, next_addr};
-use crate::{Lab, LabBuilder};
+use crate::{Clockprov, Lab, LabBuilder};
 
 const TIMEDATECTL: &str = r#"#!/bin/sh
 # clockprov check test: timedatectl stand-in; records every call.
@@ -86,6 +86,40 @@ fn host<'a>(doc: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
         .iter()
         .find(|h| h["name"] == name)
         .unwrap_or_else(|| panic!("no {name} in {doc}"))
+}
+
+/// `ceph` as the monitor host runs it for `check --ceph`: prints what Ceph 15.2 printed on the
+/// Ceph lab with mon.z-b-data-2 4 s ahead (tests/fixtures/ceph), and records every call.
+const CEPH: &str = r#"#!/bin/sh
+# clockprov check test: ceph stand-in, the Ceph lab's real output (tests/fixtures/ceph).
+printf '%s\n' "$*" >>/etc/clockprov-test/ceph.log
+for a; do
+    case $a in
+    time-sync-status | quorum_status) query=$a ;;
+    health) query=health-detail ;;
+    esac
+done
+cat "/etc/clockprov-test/ceph/skewed-$query.json"
+"#;
+
+/// The Ceph stand-in and its fixtures on the host.
+fn install_ceph(lab: &Lab, addr: &str) {
+    install(lab, addr, "ceph", CEPH);
+    for query in ["time-sync-status", "health-detail", "quorum-status"] {
+        let fixture = format!(
+            "{}/tests/fixtures/ceph/skewed-{query}.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let text = std::fs::read_to_string(&fixture).unwrap();
+        // Ceph's name for the query, as the stand-in reads it.
+        let file = query.replace("quorum-status", "quorum_status");
+        lab.hosts.root(
+            addr,
+            &format!(
+                "mkdir -p /etc/clockprov-test/ceph && cat >/etc/clockprov-test/ceph/skewed-{file}.json <<'CLOCKPROV_EOF'\n{text}\nCLOCKPROV_EOF"
+            ),
+        );
+    }
 }
 
 fn promtool(metrics: &str, dir: &Path) -> std::process::Output {
@@ -280,6 +314,110 @@ fn check_changes_nothing_and_judges_every_kind_of_host() {
             .status
             .success()
     );
+
+    // --ceph on a monitor host outside the inventory (data-1's host, left out of a second
+    // inventory): reached with the inventory's ssh settings, only asked, never measured.
+    install_ceph(&lab, &ok);
+    let without_ok = lab.hosts.dir().join("inventory-without-data-1.yaml");
+    let text = std::fs::read_to_string(&lab.inventory).unwrap();
+    let entry = format!("  data-1: {{ address: {ok} }}\n");
+    assert!(text.contains(&entry), "{text}");
+    std::fs::write(&without_ok, text.replace(&entry, "")).unwrap();
+    let outside = format!("root@{ok}:22");
+    let check_ceph = |inventory: &Path, ceph: &str, extra: &[&str]| {
+        Clockprov::new()
+            .args(["check", "-i"])
+            .arg(inventory)
+            .args(["--limit", "zcloud", "--ceph", ceph])
+            .args(extra)
+            .run()
+    };
+    let run = check_ceph(&without_ok, &outside, &["--format", "json"]);
+    assert_eq!(run.code, 2, "Ceph's own warning is a finding: {run:?}");
+    let doc = run.json();
+    let ceph = &doc["ceph"];
+    assert_eq!(ceph["queried"], outside.as_str(), "{ceph:#}");
+    assert_eq!(
+        ceph["clock_skew"]["summary"], "clock skew detected on mon.z-b-data-2",
+        "{ceph:#}"
+    );
+    assert_eq!(ceph["monitors"].as_array().unwrap().len(), 3, "{ceph:#}");
+    let rows: Vec<&str> = doc["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(rows, ["zcloud"], "no clock row for the monitor host");
+    let calls = lab.hosts.read_etc(&ok, "clockprov-test/ceph.log").unwrap();
+    assert!(
+        calls.lines().any(|l| l.contains("time-sync-status")),
+        "{calls}"
+    );
+    let run = check_ceph(&without_ok, &outside, &[]);
+    assert!(
+        run.stdout
+            .contains(&format!("Ceph (asked on {outside}): HEALTH_WARN"))
+            && run
+                .stdout
+                .contains("MON_CLOCK_SKEW (HEALTH_WARN): clock skew detected on mon.z-b-data-2"),
+        "{run:?}"
+    );
+    // A name that is an inventory host keeps meaning that host.
+    let run = check_ceph(&lab.inventory, "data-1", &["--format", "json"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert_eq!(run.json()["ceph"]["queried"], "data-1", "{run:?}");
+    // Unreachable outside the inventory: the Ceph part says so, an error as for a host.
+    let nobody = format!("root@{}", next_addr());
+    let run = check_ceph(&without_ok, &nobody, &["--format", "json"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    let ceph = &run.json()["ceph"];
+    assert_eq!(ceph["queried"], nobody.as_str(), "{ceph:#}");
+    assert!(
+        ceph["error"].as_str().unwrap().contains("refused"),
+        "{ceph:#}"
+    );
+    // Bad --ceph values are refused before anything is contacted, naming the flag.
+    for (value, error) in [
+        (
+            "a b",
+            "invalid value 'a b' for '--ceph <HOST>': invalid name \"a b\": contains a space; \
+             names use letters, digits, '-', '_' and '.'; a host outside the inventory is \
+             written [user@]address[:port]",
+        ),
+        (
+            "-oProxyCommand=x",
+            "invalid value '-oProxyCommand=x' for '--ceph <HOST>': invalid name \
+             \"-oProxyCommand=x\": contains '=', which is not allowed here; names use letters, \
+             digits, '-', '_' and '.'; a host outside the inventory is written \
+             [user@]address[:port]",
+        ),
+        (
+            "user@",
+            "invalid value 'user@' for '--ceph <HOST>': invalid host \"user@\": invalid \
+             address \"\": it is empty",
+        ),
+        (
+            "host:99999",
+            "invalid value 'host:99999' for '--ceph <HOST>': invalid host \"host:99999\": the \
+             port \"99999\" is not a port number (1 to 65535)",
+        ),
+        (
+            "data-7",
+            "--ceph data-7: no inventory host is named data-7, and it is no IP address or \
+             dotted DNS name (a host outside the inventory: [user@]address[:port]); did you \
+             mean `data-1`?",
+        ),
+    ] {
+        let run = lab.run("check", &[&format!("--ceph={value}")]);
+        assert_eq!(run.code, 1, "{value}: {run:?}");
+        assert_eq!(
+            run.stderr.lines().next(),
+            Some(format!("error: {error}").as_str()),
+            "{value}: {run:?}"
+        );
+        assert_eq!(run.stdout, "", "{value}: {run:?}");
+    }
 
     // The monitoring formats are check's: plan refuses them before contacting anyone.
     let run = lab.run("plan", &["--format", "nagios"]);

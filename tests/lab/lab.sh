@@ -90,6 +90,11 @@ case ${BASH_SOURCE[0]} in */*) HERE=${BASH_SOURCE[0]%/*} ;; *) HERE=. ;; esac
 HERE=$(cd "$HERE" && pwd -P)
 SELF=$HERE/${BASH_SOURCE[0]##*/}
 FILES=$HERE/files
+# This machine's Debian mirror and Ubuntu's archive with its pinned keyring, shared with
+# tests/package/install.sh (it counts in the roots' cache key: roots_hash).
+UBUNTU_ROOT=$HERE/../lib/ubuntu-root.sh
+# shellcheck source=SCRIPTDIR/../lib/ubuntu-root.sh
+. "$UBUNTU_ROOT"
 CACHE=${CLOCKPROV_LAB_CACHE:-/var/tmp/clockprov-lab-cache}
 TIMEOUT=${CLOCKPROV_LAB_TIMEOUT:-300}
 MEM=${CLOCKPROV_LAB_MEM:-512}
@@ -289,29 +294,7 @@ customize_logins() {
 DISTROS=(focal focal-ceph jammy noble resolute trixie)
 declare -A DISTRO_SUITE=([focal]=focal [focal-ceph]=focal [jammy]=jammy [noble]=noble [resolute]=resolute [trixie]=trixie)
 declare -A DISTRO_EXTRA=([focal-ceph]='ceph-mon,ceph-common')
-UBUNTU_KEYRING_DEB=pool/main/u/ubuntu-keyring/ubuntu-keyring_2023.11.28.1build1_all.deb
-UBUNTU_KEYRING_SHA256=c377ccf26964f4c206c05c0bc7adb708e031beb919bb9a0ff63af983d064cd66
-# debian_mirror: the Debian mirror this machine uses (its debian.sources), without the suite.
-debian_mirror() {
-    local uri=""
-    if [[ -f /etc/apt/sources.list.d/debian.sources ]]; then
-        uri=$(awk '$1 == "URIs:" && $2 ~ /\/debian\/?$/ { print $2; exit }' /etc/apt/sources.list.d/debian.sources)
-    fi
-    uri=${uri:-http://deb.debian.org/debian}
-    printf '%s' "${uri%/}"
-}
-ubuntu_mirror() { local d; d=$(debian_mirror); printf '%s/ubuntu' "${d%/debian}"; }
-
-# ubuntu_keyring WORK: WORK/ubuntu-archive-keyring.gpg, from the archive's own keyring package.
-ubuntu_keyring() {
-    local work=$1 deb=$1/ubuntu-keyring.deb
-    curl -fsS --retry 3 -o "$deb" "$(ubuntu_mirror)/$UBUNTU_KEYRING_DEB"
-    printf '%s  %s\n' "$UBUNTU_KEYRING_SHA256" "$deb" | sha256sum -c --quiet - ||
-        die "ubuntu-keyring: $UBUNTU_KEYRING_DEB does not have the pinned SHA-256"
-    mkdir -p "$work/ubuntu-keyring"
-    dpkg-deb -x "$deb" "$work/ubuntu-keyring"
-    cp "$work/ubuntu-keyring/usr/share/keyrings/ubuntu-archive-keyring.gpg" "$work/ubuntu-archive-keyring.gpg"
-}
+# @ubuntu-root: tests/lib/ubuntu-root.sh (sourced at the top) counts here in the cache key.
 
 # bootstrap_distro NAME OUT LOG WORK: the distribution's minbase with the lab's packages (OUT:
 # a directory, or a .tar).
@@ -523,8 +506,14 @@ build_images() {
 }
 
 
+# The shared Ubuntu root helpers count where the section's `# @ubuntu-root:` line stands, as the
+# lines they were there (moving them out kept the key, and the cached roots).
 roots_hash() {
-    { recipe_hash; sed -n '/^# >>> distro bootstrap/,/^# <<< distro bootstrap/p' "$SELF"; } | sha256sum | cut -c1-16
+    local shared
+    shared=$(sed '1,/^# >>> ubuntu root/d' "$UBUNTU_ROOT")
+    { recipe_hash; sed -n '/^# >>> distro bootstrap/,/^# <<< distro bootstrap/p' "$SELF" |
+        SHARED=$shared awk '/^# @ubuntu-root:/ { print ENVIRON["SHARED"]; next } { print }'; } |
+        sha256sum | cut -c1-16
 }
 distro_hash() {
     { roots_hash; sed -n '/^# >>> distro recipe/,/^# <<< distro recipe/p' "$SELF"; } | sha256sum | cut -c1-16

@@ -10,25 +10,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 CACHE=${CLOCKPROV_PACKAGE_CACHE:-/var/tmp/clockprov-package-cache}
-# Ubuntu's archive keyring, from that archive's own package, pinned by its SHA-256.
-UBUNTU_KEYRING_DEB=pool/main/u/ubuntu-keyring/ubuntu-keyring_2023.11.28.1build1_all.deb
-UBUNTU_KEYRING_SHA256=c377ccf26964f4c206c05c0bc7adb708e031beb919bb9a0ff63af983d064cd66
-
 log() { printf 'package test: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 ((EUID == 0)) || die "must run as root (mmdebstrap, chroot)"
 
-# The Debian mirror this machine uses (its debian.sources), without the suite; Ubuntu's archive
-# is served by the same host under /ubuntu.
-debian_mirror() {
-    local uri=""
-    if [[ -f /etc/apt/sources.list.d/debian.sources ]]; then
-        uri=$(awk '$1 == "URIs:" && $2 ~ /\/debian\/?$/ { print $2; exit }' /etc/apt/sources.list.d/debian.sources)
-    fi
-    uri=${uri:-http://deb.debian.org/debian}
-    printf '%s' "${uri%/}"
-}
-ubuntu_mirror() { local d; d=$(debian_mirror); printf '%s/ubuntu' "${d%/debian}"; }
+# This machine's Debian mirror, Ubuntu's archive and its pinned keyring (shared with the lab).
+# shellcheck source=SCRIPTDIR/../lib/ubuntu-root.sh
+. tests/lib/ubuntu-root.sh
 
 work=$(mktemp -d /var/tmp/clockprov-package-test.XXXXXX)
 trap 'rm -rf "$work"' EXIT
@@ -48,11 +36,7 @@ root_tar() {
                 { cat "$work/$name.log" >&2; die "mmdebstrap $name failed"; }
             ;;
         ubuntu-20.04)
-            curl -fsS --retry 3 -o "$work/ubuntu-keyring.deb" "$(ubuntu_mirror)/$UBUNTU_KEYRING_DEB"
-            printf '%s  %s\n' "$UBUNTU_KEYRING_SHA256" "$work/ubuntu-keyring.deb" | sha256sum -c --quiet - ||
-                die "ubuntu-keyring: $UBUNTU_KEYRING_DEB does not have the pinned SHA-256"
-            dpkg-deb -x "$work/ubuntu-keyring.deb" "$work/ubuntu-keyring"
-            cp "$work/ubuntu-keyring/usr/share/keyrings/ubuntu-archive-keyring.gpg" "$work/ubuntu-archive-keyring.gpg"
+            ubuntu_keyring "$work"
             # focal's dash links its manual page into man1 when it diverts /bin/sh.
             # shellcheck disable=SC2016 # mmdebstrap's hook: "$1" is the root, when it runs
             timeout 600 mmdebstrap "${args[@]}" --dpkgopt='path-exclude=/usr/share/man/*' \
