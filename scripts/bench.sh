@@ -239,7 +239,7 @@ sanity() {
     fi
     log "sanity: $(cat "$WORK/sanity.out")"
     $RESET || die "resetting the hosts failed"
-    for step in plan:2:change check:0/2: apply:0:change apply-noop:0:unchanged reset-plan:2:change; do
+    for step in plan:2:change check:0/2: apply:0:applied apply-noop:0:unchanged reset-plan:2:change; do
         local cmd=${step%%:*} want=${step#*:} field
         field=${want#*:} want=${want%%:*}
         rc=0

@@ -4,8 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-# Every remote script is POSIX sh (a host's /bin/sh may be dash).
-find src -name '*.sh' -exec shellcheck -s sh {} +
+# Every remote script, in the shell its `# shellcheck shell=` line names (a host's /bin/sh may be dash).
+find src -name '*.sh' -exec shellcheck {} +
 # The VM lab's packages and images (cached), once, before tests use them side by side.
 bash tests/lab/lab.sh deps
 bash tests/lab/lab.sh build

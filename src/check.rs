@@ -2,7 +2,7 @@
 //! fleet as Ceph would: clients against their server, servers as what they are (synchronized to
 //! an upstream, or isolated and serving their own clock).
 //!
-//! Read-only: nothing here changes a host (see [`daemon_state_script`]).
+//! Read-only: nothing here changes a host (see [`crate::host::readings::reading_script`]).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -13,10 +13,7 @@ use crate::ceph;
 use crate::clock::{self, ClockReading, DaemonView, Finding, Limits, Reference, Severity};
 use crate::fleet::{self, RunOptions};
 use crate::host;
-use crate::host::readings::{
-    MeasureError, daemon_state_script, measure_offset, parse_daemon_state,
-};
-use crate::host::script::RemoteScript;
+use crate::host::readings::{HostReading, ReadError, read_host};
 use crate::inventory::{Host, Role};
 use crate::outcome::{ErrorKind, HostError, Outcome};
 use crate::progress::Progress;
@@ -195,37 +192,50 @@ pub(crate) async fn read_clocks(
         move |host, status| {
             let connector = connector.clone();
             async move {
-                let daemon = host.daemon();
                 status.set("connecting");
                 let session = connector.session(host.name.as_str()).await?;
-                status.set("reading the clock");
-                let offset = measure_offset(&session, samples)
-                    .await
-                    .map_err(|e| match e {
-                        MeasureError::Ssh(e) => HostError::from(e),
-                        MeasureError::Reading(e) => {
-                            HostError::new(ErrorKind::UnexpectedOutput, e.to_string())
-                        }
-                    })
-                    .map_err(|e| e.context("reading the clock"))?;
-                status.set("reading the daemon's state");
-                let what = format!("reading {}'s state", daemon.package());
-                let out = session
+                // The system says which daemon a client left to its OS's default runs, and what
+                // chrony's unit is called there.
+                status.set("reading os-release");
+                let os = session
                     .run_with_input(
-                        RemoteScript::COMMAND,
-                        daemon_state_script(daemon).text().as_bytes(),
+                        crate::host::script::RemoteScript::COMMAND,
+                        host::readings::os_release_script().text().as_bytes(),
                         session.command_timeout(),
                     )
                     .await
-                    .map_err(|e| HostError::from(e).context(&what))?;
-                let (unit_state, view) = parse_daemon_state(daemon, &out.stdout).map_err(|e| {
-                    HostError::new(ErrorKind::UnexpectedOutput, e.to_string()).context(&what)
+                    .map_err(|e| HostError::from(e).context("reading os-release"))?;
+                let os = host::readings::parse_os_release_records(&os.stdout).map_err(|e| {
+                    HostError::new(ErrorKind::UnexpectedOutput, e.to_string())
+                        .context("reading os-release")
                 })?;
+                let daemon = host.daemon(&os.id, &os.version_id);
+                let family = crate::daemon::Family::of(&os.id);
+                status.set("reading the daemon's state and the clock");
+                let what = format!("reading {}'s state", daemon.package());
+                let HostReading {
+                    offset,
+                    unit_state,
+                    view,
+                } = read_host(&session, daemon, family, samples)
+                    .await
+                    .map_err(|e| match e {
+                        ReadError::StateSsh(e) => HostError::from(e).context(&what),
+                        ReadError::State(e) => {
+                            HostError::new(ErrorKind::UnexpectedOutput, e.to_string())
+                                .context(&what)
+                        }
+                        ReadError::ClockSsh(e) => HostError::from(e).context("reading the clock"),
+                        ReadError::Clock(e) => {
+                            HostError::new(ErrorKind::UnexpectedOutput, e.to_string())
+                                .context("reading the clock")
+                        }
+                    })?;
                 clock::check_view(daemon.package(), &view)
                     .map_err(|e| HostError::new(ErrorKind::UnexpectedOutput, e.to_string()))?;
                 Ok(ClockReading {
                     offset,
-                    unit: daemon.unit().to_owned(),
+                    unit: daemon.unit_on(family).to_owned(),
                     unit_state,
                     view,
                 })

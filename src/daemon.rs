@@ -5,8 +5,9 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 /// The systems whose layout clockprov knows, as `ID:VERSION_ID` from os-release: the one list
-/// that `render --os` (and anything else that names a system) checks against.
-pub const SUPPORTED_SYSTEMS: [&str; 7] = [
+/// that `render --os` (and anything else that names a system) checks against. The RHEL family
+/// is listed by major version: their os-release says `VERSION_ID="9.4"` (see [`system_key`]).
+pub const SUPPORTED_SYSTEMS: [&str; 18] = [
     "debian:12",
     "debian:13",
     "ubuntu:20.04",
@@ -14,12 +15,99 @@ pub const SUPPORTED_SYSTEMS: [&str; 7] = [
     "ubuntu:24.04",
     "ubuntu:25.10",
     "ubuntu:26.04",
+    "rhel:8",
+    "rhel:9",
+    "rhel:10",
+    "rocky:8",
+    "rocky:9",
+    "rocky:10",
+    "almalinux:8",
+    "almalinux:9",
+    "almalinux:10",
+    "fedora:42",
+    "fedora:43",
 ];
+
+/// The entry of [`SUPPORTED_SYSTEMS`] a system's os-release answers to: `ID:VERSION_ID`, with
+/// a RHEL rebuild's minor release dropped (`rocky` `9.4` is `rocky:9`: minor releases share
+/// the layout).
+#[must_use]
+pub fn system_key(id: &str, version_id: &str) -> String {
+    let version = match Family::of(id) {
+        Family::RedHat if id != "fedora" => version_id.split('.').next().unwrap_or(version_id),
+        _ => version_id,
+    };
+    format!("{id}:{version}")
+}
 
 /// Is `id_version` (`ID:VERSION_ID`) one of [`SUPPORTED_SYSTEMS`]?
 #[must_use]
 pub fn is_supported_system(id_version: &str) -> bool {
-    SUPPORTED_SYSTEMS.contains(&id_version)
+    let (id, version) = id_version.split_once(':').unwrap_or((id_version, ""));
+    SUPPORTED_SYSTEMS.contains(&system_key(id, version).as_str())
+}
+
+/// The two layouts clockprov knows: where a distribution family keeps chrony, what its unit
+/// is called, and how it installs packages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Family {
+    /// Debian and Ubuntu: `/etc/chrony/chrony.conf`, `chrony.service`, dpkg and apt.
+    Debian,
+    /// RHEL, Rocky, Alma, Fedora: `/etc/chrony.conf`, `chronyd.service`, rpm and dnf.
+    RedHat,
+}
+
+impl Family {
+    /// The family of an os-release `ID`; anything not of the RHEL family is laid out as
+    /// Debian (unsupported systems are refused before this matters, see [`check_supported`]).
+    #[must_use]
+    pub fn of(os_id: &str) -> Family {
+        match os_id {
+            "rhel" | "rocky" | "almalinux" | "fedora" => Family::RedHat,
+            _ => Family::Debian,
+        }
+    }
+}
+
+/// The daemon a client runs when the inventory does not choose: the one its distribution
+/// installs by default (chrony on Ubuntu 25.10 and later and on the RHEL family).
+#[must_use]
+pub fn os_default_client_daemon(os_id: &str, version_id: &str) -> Daemon {
+    let newer_ubuntu = os_id == "ubuntu"
+        && version_id
+            .split_once('.')
+            .and_then(|(y, m)| Some((y.parse::<u32>().ok()?, m.parse::<u32>().ok()?)))
+            .is_some_and(|v| v >= (25, 10));
+    if newer_ubuntu || Family::of(os_id) == Family::RedHat {
+        Daemon::Chrony
+    } else {
+        Daemon::Timesyncd
+    }
+}
+
+/// `daemon` cannot run on this system: timesyncd is not in the RHEL family's repositories.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{daemon} is not available on {name}: the RHEL family's repositories do not have it; use `daemon: chrony` (the default there)"
+)]
+pub struct UnavailableDaemon {
+    pub daemon: Daemon,
+    pub name: String,
+}
+
+/// Refuse a daemon the system cannot install.
+///
+/// # Errors
+/// timesyncd on the RHEL family.
+pub fn check_available(daemon: Daemon, os_id: &str, name: &str) -> Result<(), UnavailableDaemon> {
+    if daemon == Daemon::Timesyncd && Family::of(os_id) == Family::RedHat {
+        return Err(UnavailableDaemon {
+            daemon,
+            name: if name.is_empty() { os_id } else { name }.to_owned(),
+        });
+    }
+    Ok(())
 }
 
 /// [`SUPPORTED_SYSTEMS`] for a message: `debian:12, debian:13, ...`.
@@ -59,7 +147,7 @@ pub struct UnsupportedOs {
 /// `ID:VERSION_ID` is not one of [`SUPPORTED_SYSTEMS`].
 pub fn check_supported(id: &str, version_id: &str, name: &str) -> Result<(), UnsupportedOs> {
     let id_version = format!("{id}:{version_id}");
-    if is_supported_system(&id_version) {
+    if SUPPORTED_SYSTEMS.contains(&system_key(id, version_id).as_str()) {
         return Ok(());
     }
     let name = if name.is_empty() {
@@ -110,20 +198,57 @@ impl Daemon {
         }
     }
 
+    /// The unit on Debian and Ubuntu (images are of those only); [`Daemon::unit_on`] for a host.
     #[must_use]
     pub fn unit(self) -> &'static str {
-        match self {
-            Daemon::Chrony => "chrony.service",
-            Daemon::Timesyncd => "systemd-timesyncd.service",
+        self.unit_on(Family::Debian)
+    }
+
+    /// The unit on a family's systems: chrony's is `chronyd.service` on the RHEL family.
+    #[must_use]
+    pub fn unit_on(self, family: Family) -> &'static str {
+        match (self, family) {
+            (Daemon::Chrony, Family::Debian) => "chrony.service",
+            (Daemon::Chrony, Family::RedHat) => "chronyd.service",
+            (Daemon::Timesyncd, _) => "systemd-timesyncd.service",
         }
     }
 
+    /// The configuration file on Debian and Ubuntu; [`Daemon::config_path_on`] for a host.
     #[must_use]
     pub fn config_path(self) -> &'static str {
-        match self {
-            Daemon::Chrony => "/etc/chrony/chrony.conf",
-            Daemon::Timesyncd => "/etc/systemd/timesyncd.conf",
+        self.config_path_on(Family::Debian)
+    }
+
+    /// The configuration file on a family's systems: `/etc/chrony.conf` on the RHEL family.
+    #[must_use]
+    pub fn config_path_on(self, family: Family) -> &'static str {
+        match (self, family) {
+            (Daemon::Chrony, Family::Debian) => "/etc/chrony/chrony.conf",
+            (Daemon::Chrony, Family::RedHat) => "/etc/chrony.conf",
+            (Daemon::Timesyncd, _) => "/etc/systemd/timesyncd.conf",
         }
+    }
+
+    /// Every path and unit either daemon has on any family: what facts read before the host's
+    /// system (and so its layout, and a client's default daemon) is known, in one round trip.
+    #[must_use]
+    pub fn every_config_path() -> [&'static str; 3] {
+        [
+            Daemon::Chrony.config_path_on(Family::Debian),
+            Daemon::Chrony.config_path_on(Family::RedHat),
+            Daemon::Timesyncd.config_path(),
+        ]
+    }
+
+    /// See [`Daemon::every_config_path`].
+    #[must_use]
+    pub fn every_unit() -> [&'static str; 3] {
+        [
+            Daemon::Chrony.unit_on(Family::Debian),
+            Daemon::Chrony.unit_on(Family::RedHat),
+            Daemon::Timesyncd.unit(),
+        ]
     }
 
     /// Both packages provide `time-daemon` and conflict on Debian and Ubuntu: installing one
@@ -150,8 +275,13 @@ impl Daemon {
     #[must_use]
     pub fn distribution_default(self, os_id: &str, os_version: &str) -> DaemonVersion {
         // Only supported systems get here (see `check_supported`).
+        let rhel_major = os_version.split('.').next().unwrap_or_default();
         let (major, minor) = match (self, os_id, os_version) {
             (Daemon::Chrony, "ubuntu", "20.04") => (3, 5),
+            // RHEL 8.0-8.3 shipped 3.5, 8.4 on 4.1; 9.0 4.1, up to 4.6 in 9.6; 10 and Fedora 4.6.
+            (Daemon::Chrony, "rhel" | "rocky" | "almalinux", _) if rhel_major == "8" => (4, 1),
+            (Daemon::Chrony, "rhel" | "rocky" | "almalinux", _) if rhel_major == "9" => (4, 5),
+            (Daemon::Chrony, "rhel" | "rocky" | "almalinux" | "fedora", _) => (4, 6),
             (Daemon::Chrony, _, _) => (4, 3),
             (Daemon::Timesyncd, "ubuntu", "20.04") => (245, 0),
             (Daemon::Timesyncd, _, _) => (252, 0),
@@ -247,6 +377,53 @@ mod tests {
                 .to_string()
                 .starts_with("unsupported OS unknown (os-release has no ID)")
         );
+    }
+
+    #[test]
+    fn the_rhel_family_is_known_by_major_release() {
+        assert_eq!(
+            check_supported("rocky", "9.4", "Rocky Linux 9.4 (Blue Onyx)"),
+            Ok(())
+        );
+        assert_eq!(check_supported("rhel", "10.0", ""), Ok(()));
+        assert_eq!(check_supported("almalinux", "8.10", ""), Ok(()));
+        assert_eq!(check_supported("fedora", "43", ""), Ok(()));
+        assert!(check_supported("rhel", "7.9", "").is_err());
+        assert!(check_supported("centos", "9", "").is_err());
+        assert!(is_supported_system("rocky:9"));
+        assert_eq!(Family::of("almalinux"), Family::RedHat);
+        assert_eq!(Daemon::Chrony.unit_on(Family::RedHat), "chronyd.service");
+        assert_eq!(
+            Daemon::Chrony.config_path_on(Family::RedHat),
+            "/etc/chrony.conf"
+        );
+        assert_eq!(
+            Daemon::Chrony.distribution_default("rocky", "8.10"),
+            DaemonVersion { major: 4, minor: 1 }
+        );
+        assert!(
+            check_available(Daemon::Timesyncd, "rhel", "Red Hat Enterprise Linux 9.4").is_err()
+        );
+        assert!(check_available(Daemon::Timesyncd, "ubuntu", "").is_ok());
+    }
+
+    #[test]
+    fn a_client_left_alone_runs_its_distribution_default() {
+        for (id, version, daemon) in [
+            ("ubuntu", "20.04", Daemon::Timesyncd),
+            ("ubuntu", "24.04", Daemon::Timesyncd),
+            ("ubuntu", "25.10", Daemon::Chrony),
+            ("ubuntu", "26.04", Daemon::Chrony),
+            ("debian", "13", Daemon::Timesyncd),
+            ("rhel", "9.4", Daemon::Chrony),
+            ("fedora", "42", Daemon::Chrony),
+        ] {
+            assert_eq!(
+                os_default_client_daemon(id, version),
+                daemon,
+                "{id} {version}"
+            );
+        }
     }
 
     #[test]

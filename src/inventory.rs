@@ -169,6 +169,8 @@ pub struct ClientSpec {
     /// `FallbackNTP=`; the distribution's default when absent.
     #[serde(default, deserialize_with = "fallback_addresses")]
     pub fallback_ntp: Option<Vec<NetAddress>>,
+    /// `timesyncd` or `chrony`; the inventory's `daemon:` when absent, else the OS's default.
+    pub daemon: Option<Daemon>,
 }
 
 /// A golden VM image for `bake`: a disk image or a mounted root directory (`path`), or a libvirt
@@ -182,6 +184,8 @@ pub struct ImageSpec {
     pub ntp: Option<Vec<Name>>,
     #[serde(default, deserialize_with = "fallback_addresses")]
     pub fallback_ntp: Option<Vec<NetAddress>>,
+    /// As a client's `daemon`.
+    pub daemon: Option<Daemon>,
 }
 
 /// The inventory as written.
@@ -198,6 +202,9 @@ pub struct InventoryFile {
     pub clients: BTreeMap<Name, ClientSpec>,
     #[serde(default, deserialize_with = "images")]
     pub images: BTreeMap<Name, ImageSpec>,
+    /// The clients' and images' daemon where their own `daemon` is not given (as `ssh:` is
+    /// their connection default); unset, each runs its OS's default.
+    pub daemon: Option<Daemon>,
 }
 
 // What each field holds, in the words its error messages use (`expected ..., found ...`).
@@ -314,10 +321,12 @@ fn images<'de, D: Deserializer<'de>>(
 #[derive(Debug, Clone, PartialEq)]
 pub enum Role {
     Server(ServerSpec),
-    /// A client, with the addresses of the servers it follows, in order.
+    /// A client, with the addresses of the servers it follows, in order, and the daemon the
+    /// inventory chose for it (its own `daemon`, else the inventory's), if any.
     Client {
         spec: ClientSpec,
         servers: Vec<NetAddress>,
+        daemon: Option<Daemon>,
     },
 }
 
@@ -336,12 +345,36 @@ impl Host {
         matches!(self.role, Role::Server(_))
     }
 
-    /// The daemon this host runs: chrony on a server, timesyncd on a client.
+    /// The daemon this host runs on the system `os_id` `version_id` (os-release): chrony on a
+    /// server; on a client the inventory's choice, else the OS's default (chrony on Ubuntu
+    /// 25.10+ and the RHEL family, timesyncd elsewhere). The one place roles meet daemons.
     #[must_use]
-    pub fn daemon(&self) -> Daemon {
+    pub fn daemon(&self, os_id: &str, version_id: &str) -> Daemon {
+        self.chosen_daemon()
+            .unwrap_or_else(|| crate::daemon::os_default_client_daemon(os_id, version_id))
+    }
+
+    /// The daemon an image (`images.NAME`) is baked for on its system: as a client's, its own
+    /// `daemon`, else the inventory's, else the OS's default.
+    #[must_use]
+    pub fn image_daemon(
+        file: &InventoryFile,
+        spec: &ImageSpec,
+        os_id: &str,
+        version_id: &str,
+    ) -> Daemon {
+        spec.daemon
+            .or(file.daemon)
+            .unwrap_or_else(|| crate::daemon::os_default_client_daemon(os_id, version_id))
+    }
+
+    /// The daemon the inventory fixes for this host, whatever its OS: chrony on a server, a
+    /// client's `daemon` (or the inventory's); `None` when it depends on the host's OS.
+    #[must_use]
+    pub fn chosen_daemon(&self) -> Option<Daemon> {
         match self.role {
-            Role::Server(_) => Daemon::Chrony,
-            Role::Client { .. } => Daemon::Timesyncd,
+            Role::Server(_) => Some(Daemon::Chrony),
+            Role::Client { daemon, .. } => daemon,
         }
     }
 }
@@ -582,6 +615,7 @@ fn resolve_hosts(file: &InventoryFile) -> Vec<Host> {
             role: Role::Client {
                 spec: spec.clone(),
                 servers,
+                daemon: spec.daemon.or(file.daemon),
             },
         });
     }
@@ -1001,9 +1035,9 @@ mod tests {
         insta::assert_snapshot!(error(&scalar), @"inv.yaml:17:18: ntp_servers.local_stratum: expected a mapping of server settings (address, ssh, upstream, allow, local_stratum), found the value `10`; `local_stratum` looks like a setting of ntp_servers.zcloud indented too little (it is read as an entry named local_stratum)");
         // ... and at the top level it is an unknown section.
         let top_level = format!("{GOOD}allow: [192.168.6.0/24]\n");
-        insta::assert_snapshot!(error(&top_level), @"inv.yaml:27:1: unknown field `allow`; the fields here are `ssh`, `templates`, `ntp_servers`, `clients` or `images`; `allow` is one of the server settings: check its indentation");
+        insta::assert_snapshot!(error(&top_level), @"inv.yaml:27:1: unknown field `allow`; the fields here are `ssh`, `templates`, `ntp_servers`, `clients`, `images` or `daemon`; `allow` is one of the server settings: check its indentation");
         let client_field = format!("{GOOD}ntp: [zcloud]\n");
-        insta::assert_snapshot!(error(&client_field), @"inv.yaml:27:1: unknown field `ntp`; the fields here are `ssh`, `templates`, `ntp_servers`, `clients` or `images`; `ntp` is one of the client settings and image settings: check its indentation");
+        insta::assert_snapshot!(error(&client_field), @"inv.yaml:27:1: unknown field `ntp`; the fields here are `ssh`, `templates`, `ntp_servers`, `clients`, `images` or `daemon`; `ntp` is one of the client settings and image settings: check its indentation");
         // Misaligned by one space: not YAML at all.
         let misaligned = with(
             "    allow: [192.168.6.0/24]\n",
@@ -1024,7 +1058,7 @@ mod tests {
         insta::assert_snapshot!(error(&with("      - pool: ntp.ubuntu.com", "      - ntp.ubuntu.com")), @"inv.yaml:15:9: ntp_servers.zcloud.upstream[0]: expected a mapping of upstream settings (pool, server, iburst, maxsources), found the value `ntp.ubuntu.com`");
         insta::assert_snapshot!(error("ntp_servers:\n  zcloud: [192.168.6.200]\n"), @"inv.yaml:2:11: ntp_servers.zcloud: expected a mapping of server settings (address, ssh, upstream, allow, local_stratum), found a list");
         insta::assert_snapshot!(error("clients: [1, 2]\n"), @"inv.yaml:1:10: clients: expected a mapping of client names to their settings, e.g. `z-b-data-1: { address: 192.168.6.204 }`, found a list");
-        insta::assert_snapshot!(error("- ssh\n"), @"inv.yaml:1:1: expected a mapping of inventory sections (ssh, templates, ntp_servers, clients, images), found a list");
+        insta::assert_snapshot!(error("- ssh\n"), @"inv.yaml:1:1: expected a mapping of inventory sections (ssh, templates, ntp_servers, clients, ...), found a list");
         insta::assert_snapshot!(error(&with("ssh: { jump: zcloud }", "ssh: zcloud")), @"inv.yaml:20:46: clients.z-b-data-1.ssh: expected a mapping of SSH settings (user, host, port, identity_file, ...), found the value `zcloud`");
         insta::assert_snapshot!(error(&with("port: 22", "port: 70000")), @"inv.yaml:13:44: ntp_servers.zcloud.ssh.port: must be 1 to 65535, not 70000");
         insta::assert_snapshot!(error(&with("port: 22", "port: ssh")), @"inv.yaml:13:44: ntp_servers.zcloud.ssh.port: expected a port number (1 to 65535), found the value `ssh`");
@@ -1133,6 +1167,32 @@ mod tests {
             inv.yaml:21:54: clients.z-b-data-2.ssh.jump: the jump chain loops: z-b-data-2 -> z-b-data-3 -> z-b-data-1 -> z-b-data-2
             inv.yaml:22:54: clients.z-b-data-3.ssh.jump: the jump chain loops: z-b-data-3 -> z-b-data-1 -> z-b-data-2 -> z-b-data-3
             ");
+    }
+
+    #[test]
+    fn a_clients_daemon_is_its_own_else_the_inventorys_else_its_oss() {
+        let source = "ntp_servers:\n  s: { address: 10.0.0.1, local_stratum: 10, allow: [10.0.0.0/24] }\nclients:\n  a: { address: 10.0.0.2 }\n  b: { address: 10.0.0.3, daemon: chrony }\n  c: { address: 10.0.0.4, daemon: timesyncd }\n";
+        let alone = Inventory::parse(Path::new("inv.yaml"), source).unwrap();
+        let daemons = |inventory: &Inventory, os: (&str, &str)| {
+            inventory
+                .hosts
+                .iter()
+                .map(|h| h.daemon(os.0, os.1))
+                .collect::<Vec<_>>()
+        };
+        let (c, t) = (Daemon::Chrony, Daemon::Timesyncd);
+        assert_eq!(daemons(&alone, ("ubuntu", "24.04")), [c, t, c, t]);
+        assert_eq!(daemons(&alone, ("ubuntu", "26.04")), [c, c, c, t]);
+        assert_eq!(daemons(&alone, ("rocky", "9.4")), [c, c, c, t]);
+        assert_eq!(alone.hosts[1].chosen_daemon(), None);
+        let defaulted =
+            Inventory::parse(Path::new("inv.yaml"), &format!("daemon: chrony\n{source}")).unwrap();
+        assert_eq!(daemons(&defaulted, ("debian", "12")), [c, c, c, t]);
+        let typo = error(&source.replace("daemon: chrony", "daemon: chronyd"));
+        assert!(
+            typo.contains("inv.yaml:5:") && typo.contains("chronyd"),
+            "{typo}"
+        );
     }
 
     #[test]

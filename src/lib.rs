@@ -42,6 +42,7 @@ pub(crate) mod image;
 pub(crate) mod import;
 pub mod inventory;
 pub mod layout;
+pub(crate) mod nofile;
 pub mod operations;
 pub mod outcome;
 pub mod plan;

@@ -39,9 +39,10 @@ pub struct HostResult {
     pub address: String,
     /// `server` or `client`, as everywhere in JSON.
     pub role: &'static str,
-    /// The daemon its role runs (for the text header).
+    /// The daemon it runs (for the text header): known before its facts are read unless it is
+    /// a client left to its OS's default.
     #[serde(skip)]
-    pub daemon: Daemon,
+    pub daemon: Option<Daemon>,
     pub os: Option<String>,
     pub status: HostStatus,
     pub error: Option<String>,
@@ -62,7 +63,7 @@ impl HostResult {
             name: host.name.to_string(),
             address: host.address.to_string(),
             role: host.role.word(),
-            daemon: host.daemon(),
+            daemon: host.chosen_daemon(),
             os: None,
             status,
             error: None,
@@ -153,6 +154,7 @@ pub async fn plan_hosts(
                      effective,
                      facts,
                  }| HostResult {
+                    daemon: Some(plan.daemon),
                     status: if plan.has_changes() {
                         HostStatus::Change
                     } else {
@@ -178,9 +180,11 @@ async fn plan_host(
 ) -> Result<Planned, HostError> {
     let facts = read_facts(connector, host, max_file_size, status).await?;
     status.set("planning");
-    let daemon = host.daemon();
+    let daemon = host.daemon(&facts.os.id, &facts.os.version_id);
+    crate::daemon::check_available(daemon, &facts.os.id, &facts.os.pretty_name)?;
     let inputs = RenderInputs {
         os_id: &facts.os.id,
+        daemon,
         version: facts.version_for(daemon),
     };
     let desired = renderer.render(host, inputs)?;
@@ -234,14 +238,15 @@ async fn read_facts(
     let session = connector.session(name).await?;
     status.set("reading facts");
     let started = std::time::Instant::now();
-    let daemon = host.daemon();
     let root = Privileged {
         session: &session,
         privilege: connector.privilege(name),
     };
+    // Both daemons' files and units in both layouts: which apply is known only from the
+    // system the facts name (a client may be left to its OS's default), and it is one read.
     let request = FactsRequest {
-        paths: &[daemon.config_path()],
-        units: &[daemon.unit()],
+        paths: &Daemon::every_config_path(),
+        units: &Daemon::every_unit(),
         dropins: &crate::effective::EVERY_DROPIN_DIR,
         max_file_size,
     };
@@ -274,6 +279,7 @@ async fn read_facts(
             )
         }
     })?;
+    let daemon = host.daemon(&facts.os.id, &facts.os.version_id);
     tracing::info!(
         "facts: {} bytes in {:.0} ms ({}, {daemon} {})",
         out.stdout.len(),

@@ -207,6 +207,12 @@ impl From<crate::daemon::UnsupportedOs> for HostError {
     }
 }
 
+impl From<crate::daemon::UnavailableDaemon> for HostError {
+    fn from(error: crate::daemon::UnavailableDaemon) -> HostError {
+        HostError::new(ErrorKind::UnsupportedOs, error.to_string())
+    }
+}
+
 impl From<FactsError> for HostError {
     fn from(error: FactsError) -> HostError {
         HostError::new(ErrorKind::UnexpectedOutput, error.to_string())

@@ -133,10 +133,11 @@ pub fn plan(host: &str, desired: &DesiredState, facts: &HostFacts) -> Result<Hos
             .then(|| daemon.conflicting().package().to_owned()),
     });
     let unit_facts = facts.unit(daemon);
-    let pending = facts.pending.contains(daemon.unit());
+    let unit_name = daemon.unit_on(facts.family());
+    let pending = facts.pending.contains(unit_name);
     let restart = pending || files.iter().any(FileChange::writes_content);
     let unit = UnitChange {
-        unit: daemon.unit().to_owned(),
+        unit: unit_name.to_owned(),
         enable: package.is_some() || !unit_facts.is_enabled(),
         restart,
         start: !restart && (package.is_some() || !unit_facts.is_active()),

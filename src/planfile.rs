@@ -427,7 +427,7 @@ impl SavedHost {
             } else {
                 "client"
             },
-            daemon: self.plan.daemon,
+            daemon: Some(self.plan.daemon),
             os: Some(self.os.clone()),
             status: if self.plan.changes {
                 HostStatus::Change
@@ -586,8 +586,9 @@ impl SavedHost {
             return Err(format!("role {:?} is neither server nor client", self.role));
         }
         let daemon = self.plan.daemon;
+        let family = crate::daemon::Family::of(self.facts.os.split(' ').next().unwrap_or_default());
         for file in &self.plan.files {
-            if file.path != daemon.config_path() {
+            if file.path != daemon.config_path_on(family) {
                 return Err(format!(
                     "{} is not a file clockprov writes for {}",
                     file.path,
@@ -619,11 +620,11 @@ impl SavedHost {
                 ));
             }
         }
-        if self.plan.unit.unit != daemon.unit() {
+        if self.plan.unit.unit != daemon.unit_on(family) {
             return Err(format!(
                 "unit {} is not {}",
                 self.plan.unit.unit,
-                daemon.unit()
+                daemon.unit_on(family)
             ));
         }
         Ok(())

@@ -297,6 +297,12 @@ proptest! {
 fn regressions() {
     // A dpkg status that is not ASCII (byte slicing in the middle of a character).
     fuzzing::facts("@@pkg chrony \u{e9}i 4.3\n@@end\n".as_bytes());
+    // Lone carriage returns: line breaks to YAML, not to `str::lines` (an error named a line
+    // past the end of the text).
+    fuzzing::inventory("a: 1\r\r\r\r\r\rb: { c: d: e }\n");
+    fuzzing::yaml("a: 1\r\r\r\r\r\rb: { c: d: e }\n");
+    // The harness's own fixed marker inside guestfish's input (the real one is random).
+    fuzzing::guestfish(b"true\n@@clockprov-0123456789abcdef-1\nfalse\n");
 }
 
 /// "Billion laughs": each alias copies the one before ten times (10^9 values from 300 bytes);

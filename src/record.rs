@@ -295,7 +295,7 @@ mod tests {
             name: "z-b-data-3".into(),
             address: "192.168.6.206".into(),
             role: "client",
-            daemon: crate::daemon::Daemon::Timesyncd,
+            daemon: Some(crate::daemon::Daemon::Timesyncd),
             os: None,
             status: HostStatus::Unreachable,
             error: Some("connecting to 192.168.6.206:22 timed out after 10s".into()),

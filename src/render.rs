@@ -8,14 +8,18 @@ use std::path::{Path, PathBuf};
 use minijinja::{Environment, UndefinedBehavior};
 use serde::Serialize;
 
-use crate::daemon::{Daemon, DaemonVersion};
-use crate::inventory::{Host, Role};
+use crate::daemon::{Daemon, DaemonVersion, Family};
+use crate::inventory::{Host, Role, Upstream, UpstreamKind};
 use crate::value::{Cidr, NetAddress};
 
-const BUILTIN_TEMPLATES: [(&str, &str); 2] = [
+const BUILTIN_TEMPLATES: [(&str, &str); 3] = [
     (
         "chrony.conf.j2",
         include_str!("../templates/chrony.conf.j2"),
+    ),
+    (
+        "chrony-redhat.conf.j2",
+        include_str!("../templates/chrony-redhat.conf.j2"),
     ),
     (
         "timesyncd.conf.j2",
@@ -81,11 +85,13 @@ pub struct Renderer {
     env: Environment<'static>,
 }
 
-/// The version facts a template may depend on; the host's actual daemon version when it is
-/// installed, otherwise what its distribution would install.
+/// The facts a rendering depends on: the system, the daemon the host runs there (see
+/// `Host::daemon`), and its version: the host's actual one when it is installed, otherwise
+/// what its distribution would install.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RenderInputs<'a> {
     pub os_id: &'a str,
+    pub daemon: Daemon,
     pub version: DaemonVersion,
 }
 
@@ -105,6 +111,9 @@ struct ChronyFeatures {
     sourcedir: bool,
     nts: bool,
     leapsectz: bool,
+    /// A client: it follows only its inventory servers, so the distribution's other source
+    /// directories (Ubuntu's pools in `sources.d`, DHCP's servers) are not read.
+    client: bool,
 }
 
 #[derive(Serialize)]
@@ -114,8 +123,8 @@ struct TimesyncdFeatures {
 }
 
 impl Renderer {
-    /// Compile the templates; files named `chrony.conf.j2` / `timesyncd.conf.j2` in
-    /// `override_dir` replace the built-in ones.
+    /// Compile the templates; files named `chrony.conf.j2` / `chrony-redhat.conf.j2` /
+    /// `timesyncd.conf.j2` in `override_dir` replace the built-in ones.
     ///
     /// # Errors
     /// An override cannot be read or does not compile.
@@ -150,28 +159,28 @@ impl Renderer {
     ) -> Result<DesiredState, RenderError> {
         match &host.role {
             Role::Server(spec) => {
-                let major = inputs.version.major;
-                let modern = major >= 4;
-                let context = minijinja::context! {
-                    host => HostContext { name: host.name.as_str(), address: host.address.to_string(), section: "ntp_servers" },
-                    chrony => ChronyFeatures {
-                        version: inputs.version.to_string(),
-                        confdir: modern,
-                        sourcedir: modern,
-                        nts: modern,
-                        leapsectz: modern,
-                    },
-                    upstream => &spec.upstream,
-                    allow => spec.allow.iter().map(Cidr::to_string).collect::<Vec<_>>(),
-                    local_stratum => spec.local_stratum,
+                let host = HostContext {
+                    name: host.name.as_str(),
+                    address: host.address.to_string(),
+                    section: "ntp_servers",
                 };
-                let text = self.render_template("chrony.conf.j2", &context)?;
-                Ok(DesiredState {
-                    daemon: Daemon::Chrony,
-                    files: vec![config_file(Daemon::Chrony, text)],
-                })
+                self.render_chrony(
+                    &host,
+                    &spec.upstream,
+                    &spec.allow,
+                    spec.local_stratum,
+                    inputs,
+                )
             }
-            Role::Client { spec, servers } => {
+            Role::Client { servers, .. } if inputs.daemon == Daemon::Chrony => {
+                let host = HostContext {
+                    name: host.name.as_str(),
+                    address: host.address.to_string(),
+                    section: "clients",
+                };
+                self.render_chrony(&host, &client_sources(servers), &[], None, inputs)
+            }
+            Role::Client { spec, servers, .. } => {
                 let content = self.render_client(
                     &HostContext {
                         name: host.name.as_str(),
@@ -184,13 +193,51 @@ impl Renderer {
                 )?;
                 Ok(DesiredState {
                     daemon: Daemon::Timesyncd,
-                    files: vec![config_file(Daemon::Timesyncd, content)],
+                    files: vec![config_file(Daemon::Timesyncd, Family::Debian, content)],
                 })
             }
         }
     }
 
-    /// The files a golden image should carry: a timesyncd client of `servers`.
+    /// chrony.conf in its family's stock layout: a server's (upstream, allow, local stratum)
+    /// or a client's (its servers only: `allow` empty).
+    fn render_chrony(
+        &self,
+        host: &HostContext<'_>,
+        upstream: &[Upstream],
+        allow: &[Cidr],
+        local_stratum: Option<u8>,
+        inputs: RenderInputs<'_>,
+    ) -> Result<DesiredState, RenderError> {
+        let modern = inputs.version.major >= 4;
+        let family = Family::of(inputs.os_id);
+        let context = minijinja::context! {
+            host => host,
+            chrony => ChronyFeatures {
+                version: inputs.version.to_string(),
+                confdir: modern,
+                sourcedir: modern,
+                nts: modern,
+                leapsectz: modern,
+                client: host.section != "ntp_servers",
+            },
+            upstream => upstream,
+            allow => allow.iter().map(Cidr::to_string).collect::<Vec<_>>(),
+            local_stratum => local_stratum,
+        };
+        let template = match family {
+            Family::Debian => "chrony.conf.j2",
+            Family::RedHat => "chrony-redhat.conf.j2",
+        };
+        let text = self.render_template(template, &context)?;
+        Ok(DesiredState {
+            daemon: Daemon::Chrony,
+            files: vec![config_file(Daemon::Chrony, family, text)],
+        })
+    }
+
+    /// The files a golden image should carry: a client of `servers`, of the daemon
+    /// `inputs.daemon`.
     ///
     /// # Errors
     /// A template fails.
@@ -201,19 +248,18 @@ impl Renderer {
         fallback: Option<&[NetAddress]>,
         inputs: RenderInputs<'_>,
     ) -> Result<DesiredState, RenderError> {
-        let content = self.render_client(
-            &HostContext {
-                name,
-                address: String::new(),
-                section: "images",
-            },
-            servers,
-            fallback,
-            inputs,
-        )?;
+        let host = HostContext {
+            name,
+            address: String::new(),
+            section: "images",
+        };
+        if inputs.daemon == Daemon::Chrony {
+            return self.render_chrony(&host, &client_sources(servers), &[], None, inputs);
+        }
+        let content = self.render_client(&host, servers, fallback, inputs)?;
         Ok(DesiredState {
             daemon: Daemon::Timesyncd,
-            files: vec![config_file(Daemon::Timesyncd, content)],
+            files: vec![config_file(Daemon::Timesyncd, Family::Debian, content)],
         })
     }
 
@@ -257,9 +303,22 @@ impl Renderer {
     }
 }
 
-fn config_file(daemon: Daemon, content: String) -> DesiredFile {
+/// A chrony client's sources: each of its servers, `server ADDR iburst`.
+fn client_sources(servers: &[NetAddress]) -> Vec<Upstream> {
+    servers
+        .iter()
+        .map(|address| Upstream {
+            kind: UpstreamKind::Server,
+            host: address.clone(),
+            iburst: true,
+            maxsources: None,
+        })
+        .collect()
+}
+
+fn config_file(daemon: Daemon, family: Family, content: String) -> DesiredFile {
     DesiredFile {
-        path: daemon.config_path().to_owned(),
+        path: daemon.config_path_on(family).to_owned(),
         content,
         mode: 0o644,
         owner: "root".to_owned(),

@@ -404,7 +404,11 @@ fn host_header(result: &HostResult) -> Header<'_> {
         status,
         result.error.as_deref(),
     );
-    let role = format!("{} {}", result.daemon.short_name(), result.role);
+    // A client whose daemon is its OS's default is named by its role alone until it is read.
+    let role = match result.daemon {
+        Some(daemon) => format!("{} {}", daemon.short_name(), result.role),
+        None => result.role.to_owned(),
+    };
     head.details.insert(0, role);
     head
 }
@@ -1395,7 +1399,7 @@ mod tests {
             } else {
                 "client"
             },
-            daemon,
+            daemon: Some(daemon),
             os: Some("Debian GNU/Linux 12 (bookworm)".to_owned()),
             status,
             error: None,

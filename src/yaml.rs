@@ -142,6 +142,9 @@ pub struct Problem {
 /// # Errors
 /// The text is not YAML (the first such problem), or mappings name a key twice (every one).
 pub fn parse(source: &str) -> Result<Node, Vec<Problem>> {
+    if let Some(problem) = lone_carriage_return(source) {
+        return Err(vec![problem]);
+    }
     let mut reader = Reader {
         parser: Parser::new_from_str(source),
         source,
@@ -161,6 +164,25 @@ pub fn parse(source: &str) -> Result<Node, Vec<Problem>> {
             Err(reader.problems)
         }
     }
+}
+
+/// A `\r` with no `\n` after it ends a line for YAML but not for editors, `grep -n` or the
+/// line numbers in clockprov's own messages: refused, so every line number means one line.
+fn lone_carriage_return(source: &str) -> Option<Problem> {
+    let at = source
+        .match_indices('\r')
+        .map(|(i, _)| i)
+        .find(|&i| source.as_bytes().get(i + 1) != Some(&b'\n'))?;
+    let before = &source[..at];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    Some(Problem {
+        at: Location {
+            line: before.matches('\n').count() + 1,
+            column: before[line_start..].chars().count() + 1,
+        },
+        path: String::new(),
+        message: "a carriage return without a line feed (old Mac line endings): save the file with \\n or \\r\\n line endings".to_owned(),
+    })
 }
 
 /// How deep lists and mappings may nest.
@@ -1222,6 +1244,17 @@ mod tests {
             .iter()
             .map(|p| format!("{}: {}: {}", p.at, p.path, p.message))
             .collect()
+    }
+
+    #[test]
+    fn a_lone_carriage_return_is_refused_at_its_line() {
+        assert_eq!(
+            problems("a: 1\r\nb: 2\n c\rd: 3\n"),
+            [
+                "3:3: : a carriage return without a line feed (old Mac line endings): save the file with \\n or \\r\\n line endings"
+            ]
+        );
+        assert!(parse("a: 1\r\nb: 2\r\n").is_ok());
     }
 
     #[test]

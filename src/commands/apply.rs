@@ -73,6 +73,7 @@ fn apply_options(args: &ApplyArgs) -> ApplyOptions {
     ApplyOptions {
         keep_backups: args.keep_backups,
         lock_wait: args.lock_wait.0,
+        backup_time: std::time::SystemTime::now(),
     }
 }
 

@@ -180,6 +180,8 @@ fn prepare_at(
     templates: Option<PathBuf>,
     reach: Option<(&str, &HostRef)>,
 ) -> anyhow::Result<Prepared> {
+    // Before any socket: one per host is held until the command's last phase.
+    crate::nofile::raise_to_hard_limit();
     // Started first: nothing is read or asked before we know we can run at all.
     let runtime = runtime()?;
     let inventory = Inventory::load(path)?;

@@ -26,13 +26,20 @@ pub(crate) fn run(args: &RenderArgs) -> anyhow::Result<u8> {
         })?;
     // `--os` was checked against the supported systems, which are all `ID:VERSION_ID`.
     let (os_id, os_version) = args.os.split_once(':').unwrap_or((&args.os, ""));
-    let daemon = host.daemon();
+    let daemon = host.daemon(os_id, os_version);
     let version = match &args.daemon_version {
         Some(v) => DaemonVersion::from_debian(v)
             .ok_or_else(|| anyhow!("--daemon-version {v:?} is not a version"))?,
         None => daemon.distribution_default(os_id, os_version),
     };
-    let desired = renderer.render(host, RenderInputs { os_id, version })?;
+    let desired = renderer.render(
+        host,
+        RenderInputs {
+            os_id,
+            daemon,
+            version,
+        },
+    )?;
     for file in &desired.files {
         tracing::info!("{}:{}", host.name, file.path);
         print_stdout(&file.content)?;

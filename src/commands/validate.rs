@@ -7,8 +7,8 @@ use std::fmt::Write as _;
 use anyhow::bail;
 
 use crate::cli::ValidateArgs;
-use crate::daemon::{Daemon, SUPPORTED_SYSTEMS};
-use crate::inventory::{Inventory, servers_of};
+use crate::daemon::SUPPORTED_SYSTEMS;
+use crate::inventory::{Host, Inventory, servers_of};
 use crate::render::{RenderInputs, Renderer};
 
 use super::{EXIT_OK, print_stdout, renderer_for};
@@ -64,8 +64,17 @@ fn render_all(inventory: &Inventory, renderer: &Renderer) -> Vec<String> {
     };
     for host in &inventory.hosts {
         for (os_id, os_version) in systems() {
-            let version = host.daemon().distribution_default(os_id, os_version);
-            if let Err(e) = renderer.render(host, RenderInputs { os_id, version }) {
+            let daemon = host.daemon(os_id, os_version);
+            if crate::daemon::check_available(daemon, os_id, "").is_err() {
+                continue;
+            }
+            let version = daemon.distribution_default(os_id, os_version);
+            let inputs = RenderInputs {
+                os_id,
+                daemon,
+                version,
+            };
+            if let Err(e) = renderer.render(host, inputs) {
                 note(
                     format!("host {}", host.name),
                     os_id,
@@ -78,12 +87,20 @@ fn render_all(inventory: &Inventory, renderer: &Renderer) -> Vec<String> {
     for (name, spec) in &inventory.file.images {
         let servers = servers_of(&inventory.file, spec.ntp.as_deref());
         for (os_id, os_version) in systems() {
-            let version = Daemon::Timesyncd.distribution_default(os_id, os_version);
+            let daemon = Host::image_daemon(&inventory.file, spec, os_id, os_version);
+            if crate::daemon::check_available(daemon, os_id, "").is_err() {
+                continue;
+            }
+            let version = daemon.distribution_default(os_id, os_version);
             if let Err(e) = renderer.render_image(
                 name.as_str(),
                 &servers,
                 spec.fallback_ntp.as_deref(),
-                RenderInputs { os_id, version },
+                RenderInputs {
+                    os_id,
+                    daemon,
+                    version,
+                },
             ) {
                 note(format!("image {name}"), os_id, os_version, e.to_string());
             }

@@ -13,7 +13,7 @@
 //! restart, the marker stays and the next plan restarts the unit ("restart pending from an
 //! interrupted apply"), restoring the marker's files if that restart fails.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
@@ -37,6 +37,9 @@ pub struct ApplyOptions {
     pub keep_backups: u32,
     /// How long to wait for another apply's lock on the same host (`--lock-wait`).
     pub lock_wait: Duration,
+    /// The time in the backups' names (`PATH.clockprov-TIME.bak`): the controller's, taken once
+    /// per run, so that no host starts a `date` for it.
+    pub backup_time: SystemTime,
 }
 
 impl Default for ApplyOptions {
@@ -44,6 +47,7 @@ impl Default for ApplyOptions {
         ApplyOptions {
             keep_backups: 5,
             lock_wait: Duration::from_secs(30),
+            backup_time: SystemTime::now(),
         }
     }
 }
@@ -176,6 +180,20 @@ impl std::fmt::Display for Rollback {
     }
 }
 
+/// `YYYYmmddTHHMMSS.NNNNNNNNNZ` in UTC, as `date -u +%Y%m%dT%H%M%S.%NZ` prints it: backup names
+/// sort by time.
+fn backup_stamp(time: SystemTime) -> String {
+    let since = time
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let seconds = crate::utc::Utc::from_unix(since.as_secs()).compact();
+    format!(
+        "{}.{:09}Z",
+        seconds.trim_end_matches('Z'),
+        since.subsec_nanos()
+    )
+}
+
 /// The script for `plan`: `apply.sh` with its arguments (see the script's header).
 ///
 /// # Errors
@@ -210,6 +228,7 @@ pub fn script(plan: &HostPlan, options: &ApplyOptions) -> Result<RemoteScript, S
             .map(|p| p.package.clone())
             .unwrap_or_default(),
         check.to_owned(),
+        backup_stamp(options.backup_time),
     ];
     for file in &plan.files {
         let kind = match file.action {
@@ -400,6 +419,8 @@ fn interpret(
         }
         return Err(ApplyError::Step {
             step: match step.as_str() {
+                // chronyd.service is the RHEL family's unit, whose installer is dnf.
+                "install" if plan.unit.unit == "chronyd.service" => format!("dnf install {what}"),
                 "install" => format!("apt-get install {what}"),
                 step => format!("{step} {what}"),
             },
@@ -445,6 +466,19 @@ mod tests {
     use crate::plan::{FileChange, UnitChange};
     use crate::render::DesiredFile;
     use std::path::Path;
+
+    #[test]
+    fn backup_names_carry_the_controllers_utc_time_to_the_nanosecond() {
+        let at = |s, n| SystemTime::UNIX_EPOCH + Duration::new(s, n);
+        assert_eq!(
+            backup_stamp(at(1_796_528_565, 7)),
+            "20261206T034245.000000007Z"
+        );
+        assert_eq!(
+            backup_stamp(at(0, 999_999_999)),
+            "19700101T000000.999999999Z"
+        );
+    }
 
     fn change(path: &Path, before: Option<&str>, after: &str) -> FileChange {
         let id = |flag: &str| {

@@ -1,12 +1,13 @@
 # shellcheck shell=sh
 # One host's apply as one transaction (src/host/apply.rs builds the arguments and reads the
 # @@ records this prints). Arguments, set by the line before this text:
-#   LOCK_WAIT KEEP UNIT ENABLE ACTION ACTIVE_BEFORE PACKAGE CHECK
+#   LOCK_WAIT KEEP UNIT ENABLE ACTION ACTIVE_BEFORE PACKAGE CHECK STAMP
 #   then per file: PATH KIND EXPECT MODE OWNER GROUP CONTENT
 #   then the sentinel @@args.
 # KIND is write|meta|none (none: unchanged, only its old backups pruned); EXPECT is `absent` or
 # the sha256 of the file as planned; ACTION is
-# restart|start|none; CHECK is `chronyd` or empty.
+# restart|start|none; CHECK is `chronyd` or empty; STAMP, the UTC time in the backups' names, is
+# the controller's (no `date` process here).
 #
 # Everything is inside one function called on the last line: a script cut short in transit is a
 # syntax error or an unknown command, never half a transaction. Order: lock, drift check (fail
@@ -20,12 +21,12 @@ clockprov_apply() {
     LC_ALL=C
     export LC_ALL
     for a do last=$a; done
-    if [ $# -lt 9 ] || [ "$last" != @@args ]; then
+    if [ $# -lt 10 ] || [ "$last" != @@args ]; then
         echo '@@badargs'
         return 2
     fi
-    wait_s=$1 keep=$2 unit=$3 enable=$4 action=$5 active_before=$6 package=$7 check=$8
-    shift 8
+    wait_s=$1 keep=$2 unit=$3 enable=$4 action=$5 active_before=$6 package=$7 check=$8 ts=$9
+    shift 9
     lock=/run/lock/clockprov.lock
     mdir=/run/clockprov
     marker=$mdir/restart-pending.$unit
@@ -37,7 +38,8 @@ clockprov_apply() {
     trap 'cleanup; exit 141' PIPE
     trap 'cleanup; exit 143' TERM
 
-    if ! mkdir -p "${lock%/*}" "$mdir" || ! exec 9>>"$lock"; then
+    if ! { [ -d "${lock%/*}" ] && [ -d "$mdir" ]; } && ! mkdir -p "${lock%/*}" "$mdir" ||
+        ! exec 9>>"$lock"; then
         printf '@@locked %s cannot-open\n' "$lock"
         return 7
     fi
@@ -60,7 +62,6 @@ clockprov_apply() {
 
     i=0
     each stage_one "$@" || { cleanup; return 4; }
-    ts=$(date -u +%Y%m%dT%H%M%S.%NZ)
     i=0
     each backup_one "$@" || { cleanup; return 4; }
     i=0
@@ -153,6 +154,11 @@ drift_one() {
 }
 
 install_package() {
+    if ! command -v apt-get >/dev/null 2>&1; then
+        # The RHEL family (no timesyncd there: the package is chrony, which conflicts with none).
+        dnf install -y -q "$1" </dev/null 9>&-
+        return
+    fi
     DEBIAN_FRONTEND=noninteractive
     export DEBIAN_FRONTEND
     set -- "$1" -y -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold
@@ -179,8 +185,12 @@ stage_one() {
     t=$d/.clockprov.$$.$i
     temps=$temps$t$nl
     eval "tmp_$i=\$t"
-    if ! (set -C && printf '%s' "$7" >"$t") || ! chown "$5:$6" "$t" || ! chmod "$4" "$t" ||
-        ! sync "$t"; then
+    # noclobber (O_EXCL): never write through a file or link someone put there since.
+    set -C
+    printf '%s' "$7" >"$t"
+    rc=$?
+    set +C
+    if [ "$rc" != 0 ] || ! owned "$t" "$5" "$6" "$4" || ! sync "$t"; then
         printf '@@fail stage %s\n' "$1"
         return 1
     fi
@@ -189,6 +199,17 @@ stage_one() {
         printf '%s\n' "$out" >&2
         return 1
     fi
+}
+
+# owned FILE OWNER GROUP MODE: FILE, just created by this shell, gets OWNER:GROUP and MODE.
+# Each is a process, so each is skipped when the new file has it already: created under umask
+# 022 it is 644; it belongs to root:root when this shell runs as root, i.e. as the owner and
+# group of / (root:root on any Linux).
+owned() {
+    if [ "$2:$3" != root:root ] || ! [ -O "$1" ] || ! [ -G "$1" ] || ! [ -O / ] || ! [ -G / ]; then
+        chown "$2:$3" "$1" || return 1
+    fi
+    [ "$4" = 644 ] || chmod "$4" "$1"
 }
 
 # A hard link to the current file: the backup costs no copy and is the very file that ran.

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::daemon::{Daemon, DaemonVersion};
+use crate::daemon::{Daemon, DaemonVersion, Family};
 use crate::effective::DropinDir;
 use crate::host::records::{Record, RecordError, Records, excerpt};
 use crate::host::script::RemoteScript;
@@ -99,9 +99,19 @@ impl HostFacts {
             .unwrap_or_else(|| daemon.distribution_default(&self.os.id, &self.os.version_id))
     }
 
+    /// The state of `daemon`'s unit in this system's layout.
     #[must_use]
     pub fn unit(&self, daemon: Daemon) -> UnitFacts {
-        self.units.get(daemon.unit()).cloned().unwrap_or_default()
+        self.units
+            .get(daemon.unit_on(self.family()))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The layout of this host's system.
+    #[must_use]
+    pub fn family(&self) -> Family {
+        Family::of(&self.os.id)
     }
 }
 

@@ -2,7 +2,8 @@
 # Facts of a host (parsed by src/host/facts.rs; record format in src/host/records.rs).
 #
 # One round trip, and at most four processes besides this shell (which is the login process):
-# dpkg-query, systemctl, stat and head, one each for all packages, units and paths. Everything
+# dpkg-query (rpm on the RHEL family), systemctl, stat and head, one each for all packages,
+# units and paths. Everything
 # else is a builtin: no pipe, no command substitution, no subshell.
 #
 # Arguments: MAX NPKG PACKAGE... NUNIT UNIT... NDIR (DIR SUFFIX)... PATH...
@@ -30,8 +31,15 @@ with_first() {
     "$_fn" "$@"
 }
 packages() {
-    # shellcheck disable=SC2016 # ${Package} is dpkg-query's field syntax, not the shell's
-    [ $# -eq 0 ] || dpkg-query -W -f='@@pkg ${Package} ${db:Status-Abbrev} ${Version}\n' "$@" 2>/dev/null
+    [ $# -gt 0 ] || return 0
+    if command -v dpkg-query >/dev/null 2>&1; then
+        # shellcheck disable=SC2016 # ${Package} is dpkg-query's field syntax, not the shell's
+        dpkg-query -W -f='@@pkg ${Package} ${db:Status-Abbrev} ${Version}\n' "$@" 2>/dev/null
+    else
+        # The RHEL family: `-a` with names lists only the installed ones (plain `-q` prints
+        # "package X is not installed" on stdout), as installed (`ii`) in dpkg's words.
+        rpm -qa --qf '@@pkg %{NAME} ii %{VERSION}-%{RELEASE}\n' "$@" 2>/dev/null
+    fi
 }
 units() {
     echo @@units

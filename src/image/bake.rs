@@ -320,11 +320,15 @@ pub fn open_root(
     }
 }
 
-/// The facts bake plans from: the timesyncd configuration, units and state of both daemons.
+/// The facts bake plans from: both daemons' configuration, units and state (which one the
+/// image gets may depend on its system).
 fn read_facts(root: &mut dyn RootFs) -> Result<ImageFacts, BakeError> {
     Ok(image::gather(
         root,
-        &[Daemon::Timesyncd.config_path()],
+        &[
+            Daemon::Timesyncd.config_path(),
+            Daemon::Chrony.config_path(),
+        ],
         &Daemon::ALL,
     )?)
 }
@@ -343,8 +347,13 @@ pub fn open_and_plan(
     options: BakeOptions,
 ) -> Result<OpenImage, BakeError> {
     let (mut root, location) = open_root(target, readonly)?;
-    let daemon = Daemon::Timesyncd;
     let facts = read_facts(root.as_mut())?;
+    let daemon = crate::inventory::Host::image_daemon(
+        &inventory.file,
+        spec,
+        &facts.os.id,
+        &facts.os.version_id,
+    );
     let servers = servers_of(&inventory.file, spec.ntp.as_deref());
     let version = version_for(&facts, daemon);
     let desired = renderer.render_image(
@@ -353,6 +362,7 @@ pub fn open_and_plan(
         spec.fallback_ntp.as_deref(),
         RenderInputs {
             os_id: &facts.os.id,
+            daemon,
             version,
         },
     )?;

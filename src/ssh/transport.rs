@@ -554,6 +554,14 @@ impl Conversation {
     pub async fn send_line(&mut self, line: &str) -> Result<(), SshError> {
         let mut data = line.as_bytes().to_vec();
         data.push(b'\n');
+        self.send(data).await
+    }
+
+    /// Send `data` as it is (a script, say).
+    ///
+    /// # Errors
+    /// The channel is closed, or the host does not take the data within the command timeout.
+    pub async fn send(&mut self, data: Vec<u8>) -> Result<(), SshError> {
         tokio::time::timeout(self.timeout, self.channel.data_bytes(data))
             .await
             .map_err(|_| SshError::CommandTimeout {
@@ -593,6 +601,25 @@ impl Conversation {
             what,
             after: timeout,
         })?
+    }
+
+    /// Every line up to and including `last` (each followed by a newline), within
+    /// `--max-output` in all; fewer if the command ends first.
+    ///
+    /// # Errors
+    /// As [`Conversation::read_line`], or more than `--max-output` before `last`.
+    pub async fn read_until(&mut self, last: &str) -> Result<Vec<u8>, SshError> {
+        let mut text = Vec::new();
+        let mut budget = Budget::new(&self.name, self.max_output);
+        while let Some(line) = self.read_line().await? {
+            budget.take(line.len() + 1)?;
+            text.extend_from_slice(line.as_bytes());
+            text.push(b'\n');
+            if line == last {
+                break;
+            }
+        }
+        Ok(text)
     }
 
     /// End the command (closing its stdin) and the channel.

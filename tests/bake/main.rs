@@ -244,6 +244,57 @@ fn bake_a_root_directory_as_systemctl_enable_would() {
     assert_eq!(snapshot_tree(&target.root()), after);
 }
 
+/// Debian's chrony.service, as its package installs it.
+const CHRONY_UNIT: &str = "[Unit]\nDescription=chrony, an NTP client/server\nConflicts=openntpd.service ntp.service ntpsec.service systemd-timesyncd.service\n\n[Service]\nType=forking\nExecStart=/usr/sbin/chronyd $DAEMON_OPTS\n\n[Install]\nAlias=chronyd.service\nWantedBy=multi-user.target\n";
+
+#[test]
+fn bake_a_chrony_image_when_the_inventory_chooses_chrony() {
+    // The lab's client root with chrony's unit and directory added (as its package would), and
+    // the image's `daemon: chrony`.
+    let prepare = |target: &Target| {
+        fs::write(
+            target.path("usr/lib/systemd/system/chrony.service"),
+            CHRONY_UNIT,
+        )
+        .unwrap();
+        fs::create_dir_all(target.path("etc/chrony")).unwrap();
+    };
+    let target = Target::new();
+    prepare(&target);
+    let inventory = target.inventory("  golden:\n    path: root\n    daemon: chrony\n");
+    let run = clockprov_here(&["bake", "--yes"], &inventory);
+    assert_eq!(run.code, 0, "{run:?}");
+    let conf = fs::read_to_string(target.path("etc/chrony/chrony.conf")).unwrap();
+    assert!(conf.contains("\nserver 192.168.6.200 iburst\n"), "{conf}");
+    assert!(conf.contains("inventory: images.golden"), "{conf}");
+    assert!(
+        conf.contains("\nmakestep 1 3\n") && !conf.contains("sourcedir"),
+        "{conf}"
+    );
+    // timesyncd's file is left alone; its links go (it would fight chrony over the clock).
+    assert_eq!(
+        fs::read(target.path("etc/systemd/timesyncd.conf")).unwrap(),
+        fs::read(pristine_tree().join("etc/systemd/timesyncd.conf")).unwrap()
+    );
+    assert!(fs::symlink_metadata(target.path(WANTS_LINK)).is_err());
+    assert!(fs::symlink_metadata(target.path(ALIAS_LINK)).is_err());
+    // chrony's links are exactly those the real systemctl creates.
+    let oracle = Target::new();
+    prepare(&oracle);
+    let status = Command::new("systemctl")
+        .arg(format!("--root={}", oracle.root().display()))
+        .args(["enable", "chrony.service"])
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "systemctl --root enable failed");
+    let links = links_to(&target.root(), "chrony.service");
+    assert_eq!(links, links_to(&oracle.root(), "chrony.service"));
+    assert_eq!(links.len(), 2, "{links:?}");
+    let again = clockprov_here(&["bake", "--yes"], &inventory);
+    assert!(again.stdout.contains("): unchanged"), "{again:?}");
+}
+
 #[test]
 fn bake_refuses_what_it_cannot_do_and_changes_nothing() {
     // No time daemon in the image: say so; install nothing.

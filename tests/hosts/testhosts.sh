@@ -23,9 +23,12 @@
 # Usage:
 #   testhosts.sh [-v] up DIR [--os OS] [--packages PKGS] [--no-seed-files]
 #                [--user NAME] [--hostname NAME] ADDR...
-#       OS:   ubuntu-20.04 | debian-12 (default debian-12)
+#       OS:   ubuntu-20.04 | debian-12 | rocky-9 (default debian-12)
+#             rocky-9 presents the RHEL family's layout: /etc/chrony.conf,
+#             chronyd.service, rpm and dnf stand-ins (logging to
+#             H/state/dnf.log), no dpkg-query, apt-get or apt (whiteouts)
 #       PKGS: chrony | systemd-timesyncd | chrony,systemd-timesyncd | none
-#             (default systemd-timesyncd)
+#             (default systemd-timesyncd; rocky-9: chrony or none)
 #       --user NAME: also a non-root login NAME (uid 4242 or the next free
 #             one, shell /bin/sh, home /home/NAME) that the client key opens;
 #             no password (`*`) and no sudo rule: set those as root over ssh
@@ -34,6 +37,10 @@
 #             which its /etc/hosts does not list, and resolves host names
 #             from files only (so no DNS query leaves the machine): sudo then
 #             says "unable to resolve host NAME" as on a misconfigured host
+#   testhosts.sh chronyd
+#       prints the path of the chronyd the chrony hosts get (Debian's real
+#       one, extracted into the cache once): tests check rendered files with
+#       `chronyd -p -f FILE`
 #   testhosts.sh [-v] down DIR [ADDR...]
 #       kills the recorded sshd of every host (or of the given ones) and all
 #       of its descendants, by PID.  Idempotent.
@@ -41,7 +48,8 @@
 # Client key: DIR/id_ed25519; host keys: DIR/known_hosts.
 # Environment: CLOCKPROV_TEST_CACHE (chronyd cache, default
 # /var/tmp/clockprov-test-cache), CLOCKPROV_TESTHOSTS_TIMEOUT (seconds to wait
-# for the hosts to listen; default 20 + hosts/50).
+# for the hosts to listen; default 60 + hosts/50: a wait that ends as soon as they listen,
+# generous because a loaded machine (load 50 seen) took over 20 s to start one).
 # Nothing is printed on stdout unless -v is given.
 set -euo pipefail
 umask 022
@@ -60,6 +68,7 @@ declare -A VERSION=(
     [ubuntu-20.04/systemd-timesyncd]=245.4-4ubuntu3.22
     [debian-12/chrony]=4.3-2+deb12u1
     [debian-12/systemd-timesyncd]=252.38-1~deb12u1
+    [rocky-9/chrony]=4.5-3.el9
 )
 declare -A UNIT_OF=([chrony]=chrony.service [systemd-timesyncd]=systemd-timesyncd.service)
 
@@ -285,7 +294,7 @@ ensure_chronyd() {
 
 # dpkg status stanza minus the Package and Status lines
 stanza_body() {
-    local os=$1 pkg=$2 ver=${VERSION[$1/$2]}
+    local os=$1 pkg=$2 ver=${VERSION[$1/$2]:-}
     local maint size prio
     case $pkg in
         chrony)
@@ -320,7 +329,8 @@ atomic_write() {
 write_shared() {
     local dir=$1 os=$2 fl=$1/flavours/$2 p
     mkdir -p "$fl/stanza" "$dir/lib" "$dir/hosts"
-    for p in chrony.conf timesyncd.conf os-release; do
+    for p in chrony.conf timesyncd.conf os-release redhat; do
+        [[ -e $SEED_ROOT/$os/$p ]] || continue # redhat: the RHEL family's layout
         atomic_write "$fl/$p" <"$SEED_ROOT/$os/$p"
     done
     for p in chrony systemd-timesyncd; do
@@ -329,6 +339,7 @@ write_shared() {
     systemctl_lib | atomic_write "$dir/lib/systemctl.sh"
     apt_get_lib | atomic_write "$dir/lib/apt-get.sh"
     apt_lib | atomic_write "$dir/lib/apt.sh"
+    rpm_lib | atomic_write "$dir/lib/rpm.sh"
 }
 
 # Body of the systemctl stand-in (POSIX sh, sourced by a per-host wrapper
@@ -548,14 +559,19 @@ apt_get_lib() {
 # systemd-timesyncd (which conflict: both provide time-daemon); any other
 # package is accepted and ignored.  Knob: $H/state/fail-apt.
 S=$H/state
-printf '%s\n' "$*" >>"$S/apt-get.log"
+printf '%s\n' "$*" >>"$S/${PKGLOG:-apt-get.log}" # dnf.log when it stands in for dnf
 if [ -e "$S/fail-apt" ]; then
     echo "E: Unable to fetch some archives, maybe run apt-get update or try with --fix-missing? (clockprov test host: fail-apt knob)" >&2
     exit 100
 fi
 
 unit_of() { case $1 in chrony) echo chrony.service ;; *) echo "$1.service" ;; esac; }
-conffile_of() { case $1 in chrony) echo /etc/chrony/chrony.conf ;; *) echo /etc/systemd/timesyncd.conf ;; esac; }
+conffile_of() {
+    case $1 in
+    chrony) if [ -e "$FL/redhat" ]; then echo /etc/chrony.conf; else echo /etc/chrony/chrony.conf; fi ;;
+    *) echo /etc/systemd/timesyncd.conf ;;
+    esac
+}
 seed_of() { case $1 in chrony) echo "$FL/chrony.conf" ;; *) echo "$FL/timesyncd.conf" ;; esac; }
 pkg_status() { st=; if [ -e "$S/pkgs/$1" ]; then read -r st <"$S/pkgs/$1"; fi; }
 pkg_version() {
@@ -656,6 +672,38 @@ exit 0
 EOF
 }
 
+# Body of the rpm stand-in of a RHEL-layout host: `rpm -qa [--qf FMT] NAME...`
+# lists the installed packages among NAMEs (FMT knows %{NAME}, %{VERSION},
+# %{RELEASE} and \n), as the real rpm does; anything else is refused.
+rpm_lib() {
+    cat <<'EOF'
+# shellcheck shell=sh
+S=$H/state
+printf '%s\n' "rpm $*" >>"$S/dnf.log"
+fmt='%{NAME}-%{VERSION}-%{RELEASE}\n' all=0 names=''
+while [ $# -gt 0 ]; do
+    case $1 in
+    -qa) all=1 ;;
+    --qf | --queryformat) fmt=$2; shift ;;
+    -*) echo "rpm: clockprov test stand-in: unknown option $1" >&2; exit 1 ;;
+    *) names="$names $1" ;;
+    esac
+    shift
+done
+[ "$all" = 1 ] || { echo "rpm: clockprov test stand-in knows only -qa" >&2; exit 1; }
+for p in $names; do
+    st=
+    if [ -e "$S/pkgs/$p" ]; then read -r st <"$S/pkgs/$p"; fi
+    [ "$st" = "install ok installed" ] || continue
+    ver=
+    while read -r k v; do [ "$k" = Version: ] && ver=$v; done <"$FL/stanza/$p"
+    out=$(printf '%s' "$fmt" | sed -e "s/%{NAME}/$p/g" -e "s/%{VERSION}/${ver%%-*}/g" -e "s/%{RELEASE}/${ver#*-}/g")
+    printf '%b' "$out"
+done
+exit 0
+EOF
+}
+
 apt_lib() {
     cat <<'EOF'
 # shellcheck shell=sh
@@ -709,7 +757,9 @@ cmd_up() {
     done
     [[ -n $dir ]] || usage
     ((${#addrs[@]})) || die "up: no addresses given"
-    [[ -d $SEED_ROOT/$os && -n ${VERSION[$os/chrony]:-} ]] || die "unknown --os '$os' (have: ubuntu-20.04 debian-12)"
+    [[ -d $SEED_ROOT/$os && -n ${VERSION[$os/chrony]:-} ]] || die "unknown --os '$os' (have: ubuntu-20.04 debian-12 rocky-9)"
+    local redhat=0
+    [[ -e $SEED_ROOT/$os/redhat ]] && redhat=1
     local -a pkgs=()
     case $packages in
         none | '') ;;
@@ -731,6 +781,9 @@ cmd_up() {
     fi
     local has_chrony=0 p
     for p in "${pkgs[@]}"; do [[ $p == chrony ]] && has_chrony=1; done
+    if ((redhat)); then
+        for p in "${pkgs[@]}"; do [[ $p == chrony ]] || die "--os $os has no $p (the RHEL family's repositories have no systemd-timesyncd)"; done
+    fi
 
     check_prereqs
     [[ $dir == /* ]] || dir=$PWD/$dir
@@ -789,7 +842,7 @@ cmd_up() {
         h=$dir/hosts/$a
         dirs+=("$h/etc-upper" "$h/etc-work" "$h/usr-upper/bin" "$h/usr-work"
             "$h/state/units" "$h/state/fail-start" "$h/state/slow-start" "$h/state/pkgs")
-        ((seed)) && dirs+=("$h/etc-upper/chrony" "$h/etc-upper/systemd")
+        ((seed && !redhat)) && dirs+=("$h/etc-upper/chrony" "$h/etc-upper/systemd")
         private+=("$h/root" "$h/root/.ssh")
         dirs+=("$h/home")
         keys+=("$h/ssh_host_ed25519_key")
@@ -804,7 +857,8 @@ cmd_up() {
 
     local seed_chrony seed_timesyncd seed_os status_text="" unit
     seed_chrony=$(<"$fl/chrony.conf")
-    seed_timesyncd=$(<"$fl/timesyncd.conf")
+    seed_timesyncd=''
+    ((redhat)) || seed_timesyncd=$(<"$fl/timesyncd.conf")
     seed_os=$(<"$fl/os-release")
     for p in "${pkgs[@]}"; do
         status_text+="Package: $p"$'\n'"Status: install ok installed"$'\n'"$(<"$fl/stanza/$p")"$'\n\n'
@@ -829,12 +883,14 @@ cmd_up() {
             "Subsystem sftp internal-sftp" >"$h/sshd_config"
         printf '%s\n' "$client_pub" >"$h/root/.ssh/authorized_keys"
         printf '%s\n' "$seed_os" >"$h/etc-upper/os-release"
-        if ((seed)); then
+        if ((seed && redhat)); then
+            printf '%s\n' "$seed_chrony" >"$h/etc-upper/chrony.conf"
+        elif ((seed)); then
             printf '%s\n' "$seed_chrony" >"$h/etc-upper/chrony/chrony.conf"
             printf '%s\n' "$seed_timesyncd" >"$h/etc-upper/systemd/timesyncd.conf"
         else
             # hide this machine's own copies (systemd-timesyncd is installed here)
-            for p in chrony/chrony.conf systemd/timesyncd.conf; do
+            for p in chrony/chrony.conf chrony.conf systemd/timesyncd.conf; do
                 [[ -e /etc/$p ]] && whiteouts+=("$h/etc-upper/$p")
             done
         fi
@@ -866,9 +922,22 @@ cmd_up() {
 # clockprov test host $a: stand-in, see $dir/lib/
 H='$h' FL='$fl' CHRONY_LAYER='$CHRONY_LAYER'"
         printf '%s\n. %s\n' "$wrapper_head" "'$dir/lib/systemctl.sh'" >"$h/usr-upper/bin/systemctl"
-        printf '%s\n. %s\n' "$wrapper_head" "'$dir/lib/apt-get.sh'" >"$h/usr-upper/bin/apt-get"
-        printf '%s\n. %s\n' "$wrapper_head" "'$dir/lib/apt.sh'" >"$h/usr-upper/bin/apt"
-        wrappers+=("$h/usr-upper/bin/systemctl" "$h/usr-upper/bin/apt-get" "$h/usr-upper/bin/apt")
+        wrappers+=("$h/usr-upper/bin/systemctl")
+        if ((redhat)); then
+            : >"$h/state/dnf.log"
+            # dnf is the apt-get stand-in under another name (it parses `install -y -q P`)
+            printf '%s\nPKGLOG=dnf.log\n. %s\n' "$wrapper_head" "'$dir/lib/apt-get.sh'" >"$h/usr-upper/bin/dnf"
+            printf '%s\n. %s\n' "$wrapper_head" "'$dir/lib/rpm.sh'" >"$h/usr-upper/bin/rpm"
+            wrappers+=("$h/usr-upper/bin/dnf" "$h/usr-upper/bin/rpm")
+            # no Debian tools: whiteouts hide this machine's own
+            for p in dpkg-query dpkg apt-get apt; do
+                [[ -e /usr/bin/$p ]] && whiteouts+=("$h/usr-upper/bin/$p")
+            done
+        else
+            printf '%s\n. %s\n' "$wrapper_head" "'$dir/lib/apt-get.sh'" >"$h/usr-upper/bin/apt-get"
+            printf '%s\n. %s\n' "$wrapper_head" "'$dir/lib/apt.sh'" >"$h/usr-upper/bin/apt"
+            wrappers+=("$h/usr-upper/bin/apt-get" "$h/usr-upper/bin/apt")
+        fi
     done
     printf '%s\0' "${wrappers[@]}" | xargs0 chmod 755
     for p in "${whiteouts[@]}"; do
@@ -916,7 +985,7 @@ H='$h' FL='$fl' CHRONY_LAYER='$CHRONY_LAYER'"
     ) 9>"$dir/.lock"
 
     # wait until every host listens on ADDR:22
-    local timeout=${CLOCKPROV_TESTHOSTS_TIMEOUT:-$((20 + ${#addrs[@]} / 50))}
+    local timeout=${CLOCKPROV_TESTHOSTS_TIMEOUT:-$((60 + ${#addrs[@]} / 50))}
     local deadline=$(($(now_ms) + timeout * 1000)) round=0
     local -A pending=()
     for a in "${addrs[@]}"; do pending[$(tcp_hex "$a")]=$a; done
@@ -996,8 +1065,9 @@ main() {
     case $cmd in
         up) cmd_up "$@" ;;
         down) ((EUID == 0)) || die "must run as root"; cmd_down "$@" ;;
+        chronyd) ensure_chronyd || die "cannot provide chronyd"; printf '%s\n' "$CHRONY_LAYER/sbin/chronyd" ;;
         -h | --help | help) usage ;;
-        *) die "unknown command '$cmd' (up, down)" ;;
+        *) die "unknown command '$cmd' (up, down, chronyd)" ;;
     esac
 }
 

@@ -5,8 +5,8 @@
 //! The test hosts run no systemd and share this machine's clock, so each host gets stand-ins
 //! under `/usr/local/bin` (first on sshd's PATH; its /usr is the host's own overlay):
 //! `timedatectl` / `chronyc` that print what a daemon in the wanted state prints and record
-//! every call, and for a skewed or hostile clock a `bash` whose `$EPOCHREALTIME` reader answers
-//! 2 s ahead or `nan` (clockprov's reader runs `bash` by name; the login shell is /bin/bash).
+//! every call, and for a skewed or hostile clock a `bash` whose clock replies come 2 s ahead or
+//! as `nan` (clockprov's reader runs `bash` by name; the login shell is /bin/bash).
 
 use std::path::Path;
 
@@ -31,17 +31,23 @@ printf '%s\n' 'Reference ID    : 7F7F0101 ()' 'Stratum         : 10' \
   'System time     : 0.000001000 seconds slow of NTP time' 'Leap status     : Normal'
 ";
 
-/// The clock reader's `bash`, `seconds` ahead (an integer).
+/// The clock reader's `bash`, `seconds` ahead (an integer): the real bash runs the script, and
+/// its clock replies (`NUMBER SECONDS.MICROS`, the only lines starting with a digit) are shifted.
 fn skewed_bash(seconds: u32) -> String {
     format!(
         "#!/bin/sh\n# clockprov check test: the clock reader, {seconds} s ahead.\n\
-         exec /bin/bash -c 'while IFS= read -r n; do t=$EPOCHREALTIME; \
-         printf \"%s %s.%s\\n\" \"$n\" $((${{t%.*}} + {seconds})) \"${{t#*.}}\"; done'\n"
+         /bin/bash \"$@\" | while IFS= read -r l; do case $l in \
+         [0-9]*\\ [0-9]*.[0-9]*) t=${{l#* }}; \
+         printf '%s %s.%s\\n' \"${{l%% *}}\" $((${{t%.*}} + {seconds})) \"${{t#*.}}\" ;; \
+         *) printf '%s\\n' \"$l\" ;; esac; done\n"
     )
 }
 
+/// The clock reader's `bash` answering `nan` to every clock request.
 const NAN_BASH: &str = "#!/bin/sh\n# clockprov check test: a clock reader answering nan.\n\
-    exec /bin/bash -c 'while IFS= read -r n; do echo \"$n nan\"; done'\n";
+    /bin/bash \"$@\" | while IFS= read -r l; do case $l in \
+    [0-9]*\\ [0-9]*.[0-9]*) printf '%s nan\\n' \"${l%% *}\" ;; \
+    *) printf '%s\\n' \"$l\" ;; esac; done\n";
 
 /// Install `text` as the executable `/usr/local/bin/NAME` on the host.
 fn install(lab: &Lab, addr: &str, name: &str, text: &str) {

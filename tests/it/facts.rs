@@ -1,4 +1,5 @@
-//! What `plan` runs on a host to read its facts: how many processes, and what it refuses.
+//! What `plan` runs on a host to read its facts and `check` to read its clock: how many
+//! processes, and what `plan` refuses.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -63,10 +64,11 @@ fn tracer_of(pid: u32) -> Option<u32> {
 }
 
 /// From `strace -ff -e trace=process` logs (`PREFIX.PID`, one per process): the processes the
-/// script's shell (`/bin/sh -s`, which the login shell or sudo's root shell `exec`s) started,
+/// scripts' shells (`shell`: the text of its `execve` in the log, e.g. `/bin/sh -s`, which the
+/// login shell or sudo's root shell `exec`s) started,
 /// and all their descendants, each with the program it ran (`None`: a fork that never ran a
 /// program, i.e. a subshell).
-fn processes_of_the_script(prefix: &Path) -> (Vec<Option<String>>, String) {
+fn processes_of_the_script(prefix: &Path, shell: &str) -> (Vec<Option<String>>, String) {
     let name = prefix.file_name().unwrap().to_str().unwrap().to_owned();
     let mut logs: BTreeMap<String, String> = BTreeMap::new();
     for entry in std::fs::read_dir(prefix.parent().unwrap()).unwrap() {
@@ -103,15 +105,18 @@ fn processes_of_the_script(prefix: &Path) -> (Vec<Option<String>>, String) {
             .map(str::to_owned)
             .collect()
     };
-    let shell = logs
+    // Every such shell: `apply` runs two scripts, the facts and then the transaction.
+    let shells: Vec<&String> = logs
         .iter()
-        .find(|(_, log)| log.contains(r#"execve("/bin/sh", ["/bin/sh", "-s"]"#))
-        .map_or_else(
-            || panic!("no shell ran `/bin/sh -s`:\n{all}"),
-            |(pid, _)| pid.clone(),
-        );
+        .filter(|(_, log)| log.contains(shell))
+        .map(|(pid, _)| pid)
+        .collect();
+    assert!(!shells.is_empty(), "no shell ran {shell}:\n{all}");
     let mut found = Vec::new();
-    let mut todo = children(&logs[&shell]);
+    let mut todo: Vec<String> = shells
+        .iter()
+        .flat_map(|pid| children(&logs[*pid]))
+        .collect();
     while let Some(pid) = todo.pop() {
         let log = logs.get(&pid).map_or("", String::as_str);
         found.push(program(log));
@@ -129,11 +134,12 @@ fn processes_of_planning(
 ) -> (Vec<Option<String>>, String) {
     let log = lab.hosts.dir().join(format!("{name}.strace"));
     let trace = Trace::attach(lab.hosts.pid(addr).unwrap(), &log);
-    let run = lab.run("plan", &["--limit", name]);
+    // strace slows the host's sshd down: the lab's 5 s connect timeout is no margin for that.
+    let run = lab.run("plan", &["--limit", name, "--connect-timeout", "120s"]);
     trace.stop();
     assert_eq!(run.code, 0, "{run:?}");
     assert!(run.stdout.contains("+NTP="), "{run:?}");
-    processes_of_the_script(&log)
+    processes_of_the_script(&log, r#"execve("/bin/sh", ["/bin/sh", "-s"]"#)
 }
 
 #[test]
@@ -204,6 +210,125 @@ fn facts_take_four_processes_and_big_files_and_links_are_refused() {
     let link = lab.hosts.ssh(&client, &format!("readlink {PATH}"));
     assert_eq!(link.stdout, b"/etc/hostname\n", "the link is left alone");
     assert!(lab.service_changes(&client).is_empty(), "{run:?}");
+}
+
+#[test]
+fn apply_on_a_fresh_host_takes_these_processes() {
+    let lab = LabBuilder::new()
+        .clients(vec![HostSpec::new("ubuntu-20.04", "systemd-timesyncd")])
+        .start();
+    let client = lab.clients[0].clone();
+    let log = lab.hosts.dir().join("apply.strace");
+    let trace = Trace::attach(lab.hosts.pid(&client).unwrap(), &log);
+    // strace slows the host's sshd down: the lab's 5 s connect timeout is no margin for that.
+    let run = lab.run(
+        "apply",
+        &["--yes", "--limit", "data-1", "--connect-timeout", "120s"],
+    );
+    trace.stop();
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        lab.service_changes(&client),
+        ["restart systemd-timesyncd.service"],
+        "{run:?}"
+    );
+    // The facts' four (`dpkg-query`, `head`, `stat`, `systemctl`), then the transaction: the
+    // lock, the drift check, the backup's link (its name's time is the controller's), the
+    // marker's directory, the staged file's fsync, the marker's and the file's renames, the
+    // directory's fsync, the restart and its check, the marker's removal. No subshell, and no
+    // chown or chmod for a root:root 644 file written as root.
+    let (processes, all) = processes_of_the_script(&log, r#"execve("/bin/sh", ["/bin/sh", "-s"]"#);
+    let mut expected = [
+        "dpkg-query",
+        "head",
+        "stat",
+        "systemctl",
+        "flock",
+        "sha256sum",
+        "ln",
+        "mkdir",
+        "sync",
+        "sync",
+        "mv",
+        "mv",
+        "rm",
+        "systemctl",
+        "systemctl",
+    ]
+    .map(|p| Some(p.to_owned()));
+    expected.sort();
+    assert_eq!(processes, expected, "{all}");
+}
+
+/// timedatectl answering as an active, synchronized timesyncd does, with builtins only (so that
+/// the stand-in adds no process of its own to the count).
+const TIMEDATECTL: &str = r"#!/bin/sh
+# clockprov facts test: timedatectl stand-in, builtins only.
+case $1 in
+show-timesync) printf '%s\n' ServerName=ntp ServerAddress=127.0.0.1 'NTPMessage={ Leap=0, Stratum=2 }' ;;
+show) echo NTPSynchronized=yes ;;
+timesync-status) echo '       Offset: +1.5ms' ;;
+*) exit 1 ;;
+esac
+";
+
+#[test]
+fn check_reads_a_host_in_one_channel_and_four_processes() {
+    let lab = LabBuilder::new()
+        .clients(vec![HostSpec::new("ubuntu-20.04", "systemd-timesyncd")])
+        .start();
+    let client = lab.clients[0].clone();
+    lab.hosts.root(
+        &client,
+        &format!(
+            "mkdir -p /usr/local/bin && cat >/usr/local/bin/timedatectl <<'EOF'\n{TIMEDATECTL}EOF\n\
+             chmod 755 /usr/local/bin/timedatectl"
+        ),
+    );
+    std::fs::write(
+        lab.hosts
+            .host_dir(&client)
+            .join("state/units/systemd-timesyncd.service.active"),
+        "active\n",
+    )
+    .unwrap();
+
+    let log = lab.hosts.dir().join("check.strace");
+    let trace = Trace::attach(lab.hosts.pid(&client).unwrap(), &log);
+    // strace slows the host's sshd down: the lab's 5 s connect timeout is no margin for that.
+    let run = lab.run(
+        "check",
+        &[
+            "--format",
+            "json",
+            "--limit",
+            "data-1",
+            "--connect-timeout",
+            "120s",
+        ],
+    );
+    trace.stop();
+    let doc = run.json();
+    let host = &doc["hosts"][0];
+    assert_eq!(host["name"], "data-1", "{run:?}");
+    assert_eq!(host["daemon"]["synchronized"], true, "{run:?}");
+    assert!(host["offset_seconds"].is_f64(), "{run:?}");
+    // Two channels: os-release first (which daemon a client left to its OS's default runs, and
+    // chrony's unit name there: `sh` builtins only), then one command, which became the
+    // script's bash.
+    let (processes, all) = processes_of_the_script(&log, r#"["bash", "-s"]"#);
+    assert_eq!(
+        all.matches(r#"execve("/bin/bash", ["bash", "-c", "#)
+            .count(),
+        2,
+        "os-release, then one channel, one command:\n{all}"
+    );
+    // The daemon's state: one process per question, no subshell; the clock: none at all.
+    assert_eq!(
+        processes,
+        ["systemctl", "timedatectl", "timedatectl", "timedatectl"].map(|p| Some(p.to_owned())),
+        "{all}"
+    );
 }
 
 /// The servers a host's daemon will use, from plan's JSON: `(servers, warnings)`.

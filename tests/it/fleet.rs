@@ -440,6 +440,21 @@ fn limit_json_and_forks() {
     );
     assert_eq!(host["plan"]["unit"]["restart"], true);
     assert_eq!(doc["summary"]["change"], 1);
+    // plan holds one socket per host to its end. Started with a soft open-file limit of 11
+    // (without raising it, the standard streams and the runtime take 10 here: one host in
+    // three would get "Too many open files"), it raises its limit to the hard one (-v says so)
+    // and reads every host.
+    let run = lab
+        .clockprov("plan")
+        .args(["-v", "--format", "json"])
+        .open_files(11)
+        .run();
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stderr.contains("open-file limit raised from 11 to "),
+        "{run:?}"
+    );
+    assert_eq!(run.json()["summary"]["change"], 3, "{run:?}");
     let none = lab.run("plan", &["--limit", "nope*"]);
     assert_eq!(none.code, 1);
     assert!(

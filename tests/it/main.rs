@@ -9,6 +9,7 @@
 mod support;
 
 mod check;
+mod daemons;
 mod facts;
 mod fleet;
 mod harness;

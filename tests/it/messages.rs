@@ -134,7 +134,7 @@ fn command_line_names_suggest_the_closest() {
     insta::assert_snapshot!(error_of(&["plan", "--limit", "!z*"], &inventory), @"error: --limit !z* leaves no host of inv.yaml (3 hosts)");
     insta::assert_snapshot!(error_of(&["render", "zclod"], &inventory), @"error: no host named zclod in inv.yaml; did you mean `zcloud`?");
     insta::assert_snapshot!(error_of(&["render", "zcloud", "--os", "centos:9"], &inventory), @r"
-        error: invalid value 'centos:9' for '--os <ID:VERSION>': not a supported system; supported: debian:12, debian:13, ubuntu:20.04, ubuntu:22.04, ubuntu:24.04, ubuntu:25.10, ubuntu:26.04
+        error: invalid value 'centos:9' for '--os <ID:VERSION>': not a supported system; supported: debian:12, debian:13, ubuntu:20.04, ubuntu:22.04, ubuntu:24.04, ubuntu:25.10, ubuntu:26.04, rhel:8, rhel:9, rhel:10, rocky:8, rocky:9, rocky:10, almalinux:8, almalinux:9, almalinux:10, fedora:42, fedora:43
 
         For more information, try '--help'.
         ");
@@ -292,7 +292,7 @@ fn validate_checks_an_inventory_offline() {
     std::fs::write(dir.path().join("inv.yaml"), GOOD).unwrap();
     let run = clockprov_in(dir.path(), &["validate", "-i", "inv.yaml"], &[]);
     assert_eq!(run.code, 0, "{run:?}");
-    insta::assert_snapshot!(run.stdout.trim_end(), @"inv.yaml: valid: 1 server, 3 clients, 1 image; every one renders for debian:12, debian:13, ubuntu:20.04, ubuntu:22.04, ubuntu:24.04, ubuntu:25.10, ubuntu:26.04");
+    insta::assert_snapshot!(run.stdout.trim_end(), @"inv.yaml: valid: 1 server, 3 clients, 1 image; every one renders for debian:12, debian:13, ubuntu:20.04, ubuntu:22.04, ubuntu:24.04, ubuntu:25.10, ubuntu:26.04, rhel:8, rhel:9, rhel:10, rocky:8, rocky:9, rocky:10, almalinux:8, almalinux:9, almalinux:10, fedora:42, fedora:43");
     assert!(run.stderr.is_empty(), "{run:?}");
     // The inventory's own mistakes, as every command reports them.
     let validate = ["validate"];

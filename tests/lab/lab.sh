@@ -6,9 +6,10 @@
 #   z-b-data-2   192.168.6.205  Debian 12, systemd-timesyncd,                clock -5 s
 #   z-b-data-3   192.168.6.206  Debian 12, systemd-timesyncd,                clock +11 s
 #
-# and, booted only when named (--only), timesyncd clients of the other distributions:
+# and, booted only when named (--only), clients of the other distributions, each with its
+# default daemon: timesyncd, but chrony on Ubuntu 26.04 (as it installs):
 #   ubuntu20 192.168.6.220 (20.04 focal), ubuntu22 .222 (22.04 jammy), ubuntu24 .224 (24.04
-#   noble), ubuntu26 .226 (26.04 resolute), debian13 .213 (13 trixie).
+#   noble), ubuntu26 .226 (26.04 resolute, chrony), debian13 .213 (13 trixie).
 # `up --ceph`: z-b-data-1..3 run Ubuntu 20.04 with real Ceph monitors instead (the seed's stack).
 #
 # The VMs run under qemu (TCG: KVM hangs here) on a bridge inside a network
@@ -288,19 +289,22 @@ customize_logins() {
 
 # >>> distro bootstrap: from here to "<<< distro bootstrap" keys the bootstrapped roots of the
 # other distributions (roots-HASH/NAME.tar in the cache: customizing them again is quick).
-# Each is a systemd-timesyncd client; Ubuntu comes from the same mirror host as Debian (/ubuntu),
+# Each is a client with its distribution's default daemon: systemd-timesyncd, but chrony on Ubuntu
+# 25.10 and later (with the package's own configuration: the NTS pools in sources.d); Ubuntu
+# comes from the same mirror host as Debian (/ubuntu),
 # checked with the keyring from the ubuntu-keyring package in that archive's pool (pinned by its
 # SHA-256).
 DISTROS=(focal focal-ceph jammy noble resolute trixie)
 declare -A DISTRO_SUITE=([focal]=focal [focal-ceph]=focal [jammy]=jammy [noble]=noble [resolute]=resolute [trixie]=trixie)
 declare -A DISTRO_EXTRA=([focal-ceph]='ceph-mon,ceph-common')
+declare -A DISTRO_DAEMON=([resolute]=chrony)
 # @ubuntu-root: tests/lib/ubuntu-root.sh (sourced at the top) counts here in the cache key.
 
 # bootstrap_distro NAME OUT LOG WORK: the distribution's minbase with the lab's packages (OUT:
 # a directory, or a .tar).
 bootstrap_distro() {
     local name=$1 root=$2 logfile=$3 work=$4 suite=${DISTRO_SUITE[$1]} packages
-    packages=$BASE_PACKAGES,${DAEMON[client]}${DISTRO_EXTRA[$name]:+,${DISTRO_EXTRA[$name]}}
+    packages=$BASE_PACKAGES,${DISTRO_DAEMON[$name]:-${DAEMON[client]}}${DISTRO_EXTRA[$name]:+,${DISTRO_EXTRA[$name]}}
     local args=(--mode=root --variant=minbase --include="$packages"
         --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*'
         --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/info/*'
@@ -596,7 +600,8 @@ build_distros() {
         for name in "${DISTROS[@]}"; do
             printf '%s image: %s' "$name" "$(sed -n 's/^PRETTY_NAME="\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' "$work/$name/etc/os-release")"
             # shellcheck disable=SC2016 # dpkg-query's own ${field} syntax
-            chroot "$work/$name" dpkg-query -W -f=' ${Package} ${Version}' systemd systemd-timesyncd openssh-server ${DISTRO_EXTRA[$name]:+ceph-mon}
+            # (Ubuntu 26.04 has chrony instead of systemd-timesyncd: dpkg-query names what it has)
+            chroot "$work/$name" dpkg-query -W -f=' ${Package} ${Version}' systemd systemd-timesyncd chrony openssh-server ${DISTRO_EXTRA[$name]:+ceph-mon} 2>/dev/null || true
             printf '\n'
         done
     } >"$work/versions.txt"

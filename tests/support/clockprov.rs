@@ -53,6 +53,7 @@ pub struct Clockprov {
     home: Option<PathBuf>,
     current_dir: Option<PathBuf>,
     netns: Option<PathBuf>,
+    open_files: Option<u32>,
     secrets: Vec<String>,
 }
 
@@ -70,6 +71,7 @@ impl Clockprov {
             home: None,
             current_dir: None,
             netns: None,
+            open_files: None,
             secrets: Vec::new(),
         }
     }
@@ -109,6 +111,13 @@ impl Clockprov {
     /// Run inside the network namespace of the VM lab in `lab_dir` (`lab.sh exec`).
     pub fn netns(mut self, lab_dir: impl AsRef<Path>) -> Clockprov {
         self.netns = Some(lab_dir.as_ref().to_owned());
+        self
+    }
+
+    /// Start with this soft open-file limit (`RLIMIT_NOFILE`; the hard one as it is), through
+    /// util-linux's `prlimit`.
+    pub fn open_files(mut self, soft: u32) -> Clockprov {
+        self.open_files = Some(soft);
         self
     }
 
@@ -200,6 +209,9 @@ impl Clockprov {
                 "exec".into(),
                 lab.into(),
             ]);
+        }
+        if let Some(soft) = self.open_files {
+            argv.extend(["prlimit".into(), format!("--nofile={soft}:").into()]);
         }
         argv.push(env!("CARGO_BIN_EXE_clockprov").into());
         argv.extend(self.args.iter().cloned());

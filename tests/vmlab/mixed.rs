@@ -1,8 +1,10 @@
-//! A mixed fleet (issue 12): Debian 12's chrony server zcloud and systemd-timesyncd clients on
-//! every distribution clockprov supports, booted fresh from their own images (`lab.sh up --only`,
-//! each image bootstrapped from that distribution's archive): `plan` shows each one's own file,
-//! `apply --wait-sync` converges them all, `check` is healthy, a second `apply` changes nothing,
-//! and dpkg finds every file of the daemons' packages as shipped but the ones clockprov meant to
+//! A mixed fleet (issue 12): Debian 12's chrony server zcloud and clients on every distribution
+//! clockprov supports, booted fresh from their own images (`lab.sh up --only`, each image
+//! bootstrapped from that distribution's archive), each left to its OS's default daemon:
+//! systemd-timesyncd, but chrony on Ubuntu 26.04, whose packaged NTS pools the lab cannot
+//! reach. `plan` shows each one's own file, `apply --wait-sync` converges them all (the 26.04
+//! client to the LAN server alone), `check` is healthy, a second `apply` changes nothing, and
+//! dpkg finds every file of the daemons' packages as shipped but the ones clockprov meant to
 //! write.
 
 use std::collections::BTreeSet;
@@ -10,12 +12,24 @@ use std::collections::BTreeSet;
 use crate::support::lab::{Lab, assert_synchronized_to_zcloud, host};
 
 /// A client of the fleet: its VM, `ID:VERSION_ID` from os-release, systemd's major version,
-/// and its clock skew at boot (seconds).
+/// its clock skew at boot (seconds), and whether its OS's default daemon is chrony.
 struct Member {
     vm: &'static str,
     os: &'static str,
     systemd: u64,
     skew: i32,
+    chrony: bool,
+}
+
+impl Member {
+    /// The package of the daemon it runs.
+    fn package(&self) -> &'static str {
+        if self.chrony {
+            "chrony"
+        } else {
+            "systemd-timesyncd"
+        }
+    }
 }
 
 const FLEET: [Member; 6] = [
@@ -24,36 +38,42 @@ const FLEET: [Member; 6] = [
         os: "debian:12",
         systemd: 252,
         skew: 3,
+        chrony: false,
     },
     Member {
         vm: "debian13",
         os: "debian:13",
         systemd: 257,
         skew: -2,
+        chrony: false,
     },
     Member {
         vm: "ubuntu20",
         os: "ubuntu:20.04",
         systemd: 245,
         skew: 5,
+        chrony: false,
     },
     Member {
         vm: "ubuntu22",
         os: "ubuntu:22.04",
         systemd: 249,
         skew: -3,
+        chrony: false,
     },
     Member {
         vm: "ubuntu24",
         os: "ubuntu:24.04",
         systemd: 255,
         skew: 2,
+        chrony: false,
     },
     Member {
         vm: "ubuntu26",
         os: "ubuntu:26.04",
         systemd: 259,
         skew: -6,
+        chrony: true,
     },
 ];
 
@@ -99,12 +119,45 @@ fn changed_lines(diff: &str) -> (Vec<&str>, Vec<&str>) {
     (removed, added)
 }
 
-/// 2. The plan: on every client its own timesyncd.conf, only the managed lines changed.
+/// Step 2 on a chrony client (Ubuntu 26.04's default): the plan changes its own chrony.conf to
+/// follow the LAN server only, the packaged pools (`sources.d`) no longer read, `makestep` kept.
+fn plan_follows_only_zcloud(plan: &serde_json::Value, m: &Member) {
+    let h = host(plan, m.vm);
+    assert_eq!(h["status"], "change", "{h:#}");
+    assert_eq!(h["plan"]["daemon"], "chrony", "{h:#}");
+    assert_eq!(h["plan"]["version"]["major"], 4, "{h:#}");
+    assert_eq!(h["plan"]["package"], serde_json::Value::Null, "{h:#}");
+    let files = h["plan"]["files"].as_array().unwrap();
+    assert_eq!(files.len(), 1, "{h:#}");
+    assert_eq!(files[0]["path"], CHRONY_CONF, "{h:#}");
+    let diff = files[0]["diff"].as_str().unwrap();
+    eprintln!("{} ({}):\n{diff}", m.vm, m.os);
+    let (removed, added) = changed_lines(diff);
+    assert!(added.contains(&"server 192.168.6.200 iburst"), "{diff}");
+    assert!(
+        removed.contains(&"sourcedir /etc/chrony/sources.d"),
+        "{diff}"
+    );
+    assert!(
+        !added
+            .iter()
+            .any(|l| l.starts_with("pool ") || l.starts_with("sourcedir ")),
+        "{diff}"
+    );
+    assert!(!removed.iter().any(|l| l.starts_with("makestep")), "{diff}");
+}
+
+/// Step 2, the plan: on every timesyncd client its own timesyncd.conf, only the managed lines
+/// changed (and [`plan_follows_only_zcloud`] on a chrony client).
 fn plan_changes_only_ntp(lab: &Lab, inventory: &str) {
     let plan = lab.clockprov(&["plan", "-i", inventory, "--format", "json"], &[]);
     assert_eq!(plan.code, 0, "{plan:?}");
     let plan = plan.json();
     for m in &FLEET {
+        if m.chrony {
+            plan_follows_only_zcloud(&plan, m);
+            continue;
+        }
         let h = host(&plan, m.vm);
         assert_eq!(h["status"], "change", "{h:#}");
         assert_eq!(h["plan"]["daemon"], "timesyncd", "{h:#}");
@@ -186,7 +239,7 @@ fn a_mixed_fleet_converges_and_keeps_the_vendor_files() {
     for m in &FLEET {
         let os = lab.ssh(m.vm, ". /etc/os-release; echo $ID:$VERSION_ID");
         assert_eq!(os.trim(), m.os, "{}", m.vm);
-        let modified = modified_package_files(&lab, m.vm, "systemd-timesyncd");
+        let modified = modified_package_files(&lab, m.vm, m.package());
         assert!(modified.is_empty(), "{}: {modified:?}", m.vm);
     }
     assert!(modified_package_files(&lab, "zcloud", "chrony").is_empty());
@@ -213,7 +266,19 @@ fn a_mixed_fleet_converges_and_keeps_the_vendor_files() {
     assert_eq!(code, 0, "{after:#}");
     for m in &FLEET {
         assert_synchronized_to_zcloud(&after, m.vm);
-        lab.assert_timesyncd_follows_zcloud(m.vm);
+        if m.chrony {
+            // chrony's own list: the LAN server, selected, and no other source (no pool).
+            let sources = lab.ssh(m.vm, "chronyc -n sources");
+            let listed: Vec<&str> = sources.lines().filter(|l| l.starts_with('^')).collect();
+            assert_eq!(listed.len(), 1, "{}: {sources}", m.vm);
+            assert!(
+                listed[0].starts_with("^* 192.168.6.200 "),
+                "{}: {sources}",
+                m.vm
+            );
+        } else {
+            lab.assert_timesyncd_follows_zcloud(m.vm);
+        }
     }
 
     // 4. A second apply changes nothing.
@@ -227,6 +292,21 @@ fn a_mixed_fleet_converges_and_keeps_the_vendor_files() {
     // 5. Of the daemons' packages, only the files clockprov meant to write differ from what was
     //    shipped.
     for m in &FLEET {
+        if m.chrony {
+            // The packaged pools and NTS settings are left as shipped (not read any more);
+            // chrony.conf itself is ucf's on Debian, a conffile where dpkg tracks it.
+            let modified = modified_package_files(&lab, m.vm, "chrony systemd");
+            assert!(
+                modified.is_empty() || modified == BTreeSet::from([CHRONY_CONF.to_owned()]),
+                "{}: {modified:?}",
+                m.vm
+            );
+            lab.ssh(
+                m.vm,
+                "test -s /etc/chrony/sources.d/ubuntu-ntp-pools.sources",
+            );
+            continue;
+        }
         let modified = modified_package_files(&lab, m.vm, "systemd-timesyncd systemd");
         assert_eq!(
             modified,

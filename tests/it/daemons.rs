@@ -1,0 +1,242 @@
+//! The daemon as a choice per host (chrony clients, the package swap) and the RHEL family's
+//! layout, on sshd test hosts that present it (`testhosts.sh --os rocky-9`: os-release,
+//! `/etc/chrony.conf`, `chronyd.service`, rpm and dnf stand-ins, no dpkg or apt).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::support::hosts::{HostSpec, script, seed};
+use crate::{Clockprov, LabBuilder};
+
+/// Debian's real chronyd, extracted once into the test cache by `testhosts.sh chronyd`.
+fn chronyd() -> PathBuf {
+    let out = Command::new("bash")
+        .arg(script())
+        .arg("chronyd")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+fn dnf_log(lab: &crate::Lab, addr: &str) -> String {
+    std::fs::read_to_string(lab.hosts.host_dir(addr).join("state/dnf.log")).unwrap_or_default()
+}
+
+#[test]
+fn rhel_hosts_and_chrony_clients_get_their_layout_and_the_package_swap_is_planned() {
+    let lab = LabBuilder::new()
+        .server(HostSpec::new("rocky-9", "chrony"))
+        .clients(vec![
+            // The RHEL family's default is chrony; it is missing here: dnf installs it.
+            HostSpec::new("rocky-9", "none").without_seed_files(),
+            // timesyncd by default; the inventory asks for chrony: the package swap.
+            HostSpec::new("debian-12", "systemd-timesyncd"),
+            // Left to its default: timesyncd.
+            HostSpec::new("ubuntu-20.04", "systemd-timesyncd"),
+        ])
+        .start();
+    let (server, rhel, swapped, stays) = (
+        lab.server.clone(),
+        lab.clients[0].clone(),
+        lab.clients[1].clone(),
+        lab.clients[2].clone(),
+    );
+    lab.rewrite_inventory(
+        &format!("{{ address: {swapped} }}"),
+        &format!("{{ address: {swapped}, daemon: chrony }}"),
+    );
+
+    let plan = lab.run("plan", &["--detailed-exitcode"]);
+    assert_eq!(plan.code, 2, "{plan:?}");
+    let out = &plan.stdout;
+    for expected in [
+        "--- zcloud:/etc/chrony.conf\n+++ zcloud:/etc/chrony.conf (clockprov)\n",
+        "-pool 2.rocky.pool.ntp.org iburst\n",
+        "+pool ntp.ubuntu.com iburst\n",
+        "+allow 127.0.0.0/8\n",
+        "   ~ restart chronyd.service\n",
+        "--- data-1:/etc/chrony.conf (absent)\n",
+        &format!("+server {server} iburst\n"),
+        "   + install package chrony\n",
+        "   + install package chrony (removes systemd-timesyncd: both provide time-daemon)\n",
+        "--- data-2:/etc/chrony/chrony.conf\n",
+        "-sourcedir /etc/chrony/sources.d\n",
+        &format!("+NTP={server}\n"),
+    ] {
+        assert!(out.contains(expected), "{expected:?} not in {plan:?}");
+    }
+    // The DHCP sources of the RHEL stock file are not read by a client.
+    assert!(!out.contains("+sourcedir"), "{plan:?}");
+    assert!(dnf_log(&lab, &rhel).lines().all(|l| l.starts_with("rpm ")));
+    assert!(lab.hosts.apt_log(&swapped).is_empty());
+
+    let apply = lab.run("apply", &["--yes"]);
+    assert_eq!(apply.code, 0, "{apply:?}");
+    let conf = lab.hosts.read_etc(&server, "chrony.conf").unwrap();
+    assert!(
+        conf.contains("\nallow 127.0.0.0/8\n") && conf.contains("\nkeyfile /etc/chrony.keys\n"),
+        "{conf}"
+    );
+    assert!(lab.hosts.read_etc(&server, "chrony/chrony.conf").is_none());
+    assert!(
+        lab.hosts
+            .systemctl_log(&server)
+            .contains(&"restart chronyd.service".to_owned()),
+        "{:?}",
+        lab.hosts.systemctl_log(&server)
+    );
+    assert!(
+        dnf_log(&lab, &rhel).contains("\ninstall -y -q chrony\n"),
+        "{}",
+        dnf_log(&lab, &rhel)
+    );
+    let conf = lab.hosts.read_etc(&rhel, "chrony.conf").unwrap();
+    assert!(
+        conf.contains(&format!("\nserver {server} iburst\n")),
+        "{conf}"
+    );
+    assert!(conf.contains("\nmakestep 1.0 3\n"), "{conf}");
+    assert!(
+        !conf.contains("allow ") || conf.contains("#allow "),
+        "{conf}"
+    );
+    assert_swapped_to_chrony(&lab, &swapped, &server);
+    assert_eq!(
+        lab.hosts.read_etc(&stays, "chrony/chrony.conf").unwrap(),
+        seed("ubuntu-20.04", "chrony.conf"),
+        "a timesyncd client's chrony.conf is not touched"
+    );
+
+    let again = lab.run("plan", &["--detailed-exitcode"]);
+    assert_eq!(again.code, 0, "{again:?}");
+
+    check_names_each_hosts_unit(&lab);
+}
+
+/// The swapped client: chrony installed (timesyncd removed by the conflict), following only
+/// the server, its unit enabled and running.
+fn assert_swapped_to_chrony(lab: &crate::Lab, swapped: &str, server: &str) {
+    let status = lab.hosts.dpkg_status(swapped);
+    assert!(
+        status.contains("Package: chrony\nStatus: install ok installed"),
+        "{status}"
+    );
+    assert!(
+        !status.contains("Package: systemd-timesyncd\nStatus: install ok installed"),
+        "{status}"
+    );
+    let conf = lab.hosts.read_etc(swapped, "chrony/chrony.conf").unwrap();
+    assert!(
+        conf.contains(&format!("\nserver {server} iburst\n")),
+        "{conf}"
+    );
+    assert!(!conf.contains("sourcedir"), "{conf}");
+    assert!(conf.contains("\nmakestep 1 3\n"), "{conf}");
+    assert_eq!(
+        lab.hosts.unit_state(swapped, "chrony.service"),
+        Some(("enabled".to_owned(), "active".to_owned()))
+    );
+    assert_eq!(
+        lab.hosts.unit_state(swapped, "systemd-timesyncd.service"),
+        None
+    );
+}
+
+/// check reads each host's own unit: chronyd.service on the RHEL family.
+fn check_names_each_hosts_unit(lab: &crate::Lab) {
+    let check = lab.run("check", &["--format", "json", "--samples", "3"]);
+    let doc: serde_json::Value = serde_json::from_str(&check.stdout).expect(&check.stderr);
+    let units: Vec<&str> = doc["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["unit"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        units,
+        [
+            "chronyd.service",
+            "chronyd.service",
+            "chrony.service",
+            "systemd-timesyncd.service"
+        ],
+        "{check:?}"
+    );
+}
+
+#[test]
+fn timesyncd_on_the_rhel_family_is_refused_at_plan() {
+    let lab = LabBuilder::new()
+        .clients(vec![HostSpec::new("rocky-9", "chrony")])
+        .start();
+    let client = lab.clients[0].clone();
+    lab.rewrite_inventory(
+        &format!("{{ address: {client} }}"),
+        &format!("{{ address: {client}, daemon: timesyncd }}"),
+    );
+    let plan = lab.run("plan", &[]);
+    assert_eq!(plan.code, 1, "{plan:?}");
+    assert!(
+        plan.stdout.contains(
+            "systemd-timesyncd is not available on Rocky Linux 9.4 (Blue Onyx): the RHEL family's repositories do not have it"
+        ),
+        "{plan:?}"
+    );
+    assert!(
+        dnf_log(&lab, &client)
+            .lines()
+            .all(|l| l.starts_with("rpm "))
+    );
+}
+
+/// Every chrony.conf clockprov renders, for every supported system, as a server (with an
+/// upstream, and isolated) and as a chrony client, passes Debian's real `chronyd -p`.
+#[test]
+fn every_rendered_chrony_conf_passes_chronyd() {
+    let chronyd = chronyd();
+    let dir = tempfile::tempdir().unwrap();
+    let inventory = dir.path().join("inv.yaml");
+    std::fs::write(
+        &inventory,
+        "ntp_servers:\n  up:\n    address: 192.0.2.1\n    upstream:\n      - pool: ntp.ubuntu.com\n        maxsources: 2\n      - server: 192.0.2.9\n        iburst: false\n    allow: [192.0.2.0/24, 2001:db8::/32]\n  alone:\n    address: 192.0.2.2\n    local_stratum: 10\n    allow: [192.0.2.0/24]\nclients:\n  c:\n    address: 192.0.2.3\n    daemon: chrony\n",
+    )
+    .unwrap();
+    let mut checked = 0;
+    for system in clockprov::daemon::SUPPORTED_SYSTEMS {
+        let versions: &[Option<&str>] = match system {
+            // RHEL 8.0-8.3 shipped chrony 3.5.
+            s if s.ends_with(":8") => &[None, Some("3.5")],
+            _ => &[None],
+        };
+        for host in ["up", "alone", "c"] {
+            for version in versions {
+                let mut render = Clockprov::new()
+                    .args(["render", "-i"])
+                    .arg(&inventory)
+                    .args([host, "--os", system]);
+                if let Some(v) = version {
+                    render = render.args(["--daemon-version", v]);
+                }
+                let run = render.run();
+                assert_eq!(run.code, 0, "{system} {host}: {run:?}");
+                let file = dir.path().join("chrony.conf");
+                std::fs::write(&file, &run.stdout).unwrap();
+                let out = Command::new(&chronyd)
+                    .arg("-p")
+                    .arg("-f")
+                    .arg(&file)
+                    .output()
+                    .unwrap();
+                assert!(
+                    out.status.success(),
+                    "{system} {host} {version:?}: chronyd -p refuses:\n{}\n{}",
+                    String::from_utf8_lossy(&out.stderr),
+                    run.stdout
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 3 * clockprov::daemon::SUPPORTED_SYSTEMS.len());
+}
