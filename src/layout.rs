@@ -1,8 +1,13 @@
 //! The files clockprov writes beside the vendor's (issue 12 item 3): its own drop-in where the
 //! daemon reads drop-ins, else only the managed lines of the host's own main file.
 //!
-//! NOT WIRED IN YET (branch h-dropins-layout): these are the pure pieces; render, the
-//! migration step and the VM tests are what is left (see the branch's last commit message).
+//! timesyncd (every supported system has `timesyncd.conf.d`): clockprov writes only its
+//! drop-in [`TIMESYNCD_DROPIN`] (rendered from `timesyncd.conf.j2`); the main
+//! `/etc/systemd/timesyncd.conf` stays as the package shipped it. A host clockprov managed the
+//! old way (the main file written whole) gets the vendor's text back ([`timesyncd_migration`]).
+//!
+//! chrony: not changed yet (the main file is rendered whole as before);
+//! [`chrony_managed_lines`] is the piece for editing only the managed lines.
 //!
 //! Where the drop-in sorts: timesyncd reads its drop-ins sorted by file name across
 //! `/etc`, `/run`, `/usr/local/lib` and `/usr/lib`, and `NTP=` lists add up. Digits sort before
@@ -12,7 +17,9 @@
 //! timesyncd uses are the inventory's whatever was read before. A name sorting after it is
 //! possible (`zzz.conf`): the effective settings (src/effective.rs) show it, as a warning.
 
-use std::fmt::Write as _;
+use crate::daemon::{Daemon, Family};
+use crate::host::facts::{HostFacts, PathFacts};
+use crate::render::DesiredFile;
 
 /// clockprov's timesyncd drop-in (read last; see the module's doc).
 pub const TIMESYNCD_DROPIN: &str = "/etc/systemd/timesyncd.conf.d/zz-clockprov.conf";
@@ -28,24 +35,60 @@ pub fn is_written_whole(text: &[u8]) -> bool {
         .any(|line| line.starts_with(MANAGED_HEADER.as_bytes()))
 }
 
-/// clockprov's timesyncd drop-in: the list started again, then the inventory's servers (and its
-/// fallback, when it names one; else the vendor's stays).
+/// The files clockprov may write for `daemon` on a `family` system: what a saved plan may
+/// name. timesyncd: its drop-in, and the main file only to give it back its vendor's text.
 #[must_use]
-pub fn timesyncd_dropin(
-    inventory: &str,
-    servers: &[String],
-    fallback: Option<&[String]>,
-) -> String {
-    let mut text = format!(
-        "# Managed by clockprov ({inventory}): the inventory's time servers. Read after the\n\
-         # vendor's timesyncd.conf and the other drop-ins (its name sorts last); the empty NTP=\n\
-         # drops the servers they named.\n[Time]\nNTP=\nNTP={}\n",
-        servers.join(" ")
-    );
-    if let Some(fallback) = fallback {
-        let _ = writeln!(text, "FallbackNTP=\nFallbackNTP={}", fallback.join(" "));
+pub fn written_paths(daemon: Daemon, family: Family) -> Vec<&'static str> {
+    match daemon {
+        Daemon::Timesyncd => vec![TIMESYNCD_DROPIN, daemon.config_path_on(family)],
+        Daemon::Chrony => vec![daemon.config_path_on(family)],
     }
-    text
+}
+
+/// Is writing `path` for `daemon` giving a main file back its vendor's text (the migration)?
+#[must_use]
+pub fn is_vendor_restore(daemon: Daemon, path: &str) -> bool {
+    daemon == Daemon::Timesyncd && path == daemon.config_path()
+}
+
+/// What becomes of a timesyncd host's main file: nothing (the vendor's, or the host's own),
+/// the vendor's text back (it carries clockprov's old header and dpkg names the text its
+/// package shipped), or left as it is with a warning (clockprov does not carry that text; the
+/// drop-in's reset makes its `NTP=` harmless all the same).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Migration {
+    None,
+    Restore(DesiredFile),
+    Keep(String),
+}
+
+/// The migration of a timesyncd host from the old layout (see [`Migration`]).
+#[must_use]
+pub fn timesyncd_migration(facts: &HostFacts) -> Migration {
+    let path = Daemon::Timesyncd.config_path();
+    let Some(PathFacts::File(file)) = facts.files.get(path) else {
+        return Migration::None;
+    };
+    if !is_written_whole(&file.content) {
+        return Migration::None;
+    }
+    match facts.conffiles.get(path).map(String::as_str) {
+        Some(md5) => match vendor_timesyncd(md5) {
+            Some(text) => Migration::Restore(DesiredFile {
+                path: path.to_owned(),
+                content: text.to_owned(),
+                mode: 0o644,
+                owner: "root".to_owned(),
+                group: "root".to_owned(),
+            }),
+            None => Migration::Keep(format!(
+                "{path} was written whole by an older clockprov, and clockprov does not carry the text its package shipped (dpkg md5 {md5}): left as it is (its NTP= is reset by {TIMESYNCD_DROPIN}); reinstall it with `apt-get install --reinstall -o Dpkg::Options::=--force-confask systemd-timesyncd` if you want it back"
+            )),
+        },
+        None => Migration::Keep(format!(
+            "{path} was written whole by an older clockprov, and dpkg names no text of its package for it: left as it is (its NTP= is reset by {TIMESYNCD_DROPIN})"
+        )),
+    }
 }
 
 /// The `/etc/systemd/timesyncd.conf` each supported system's package ships, by the md5 dpkg
@@ -214,13 +257,53 @@ mod tests {
     }
 
     #[test]
-    fn the_drop_in_starts_the_list_again_and_the_old_layout_is_recognised() {
-        let text = timesyncd_dropin("clients.data-1", &["10.0.0.1".to_owned()], None);
-        assert!(text.ends_with("[Time]\nNTP=\nNTP=10.0.0.1\n"), "{text}");
+    fn the_old_layout_is_recognised_and_given_back_its_vendors_text() {
         assert!(is_written_whole(
             b"#\n# Managed by clockprov (inventory: clients.x). Local edits\n"
         ));
         assert!(!is_written_whole(FOCAL.as_bytes()));
+        let main = Daemon::Timesyncd.config_path();
+        let mut facts = HostFacts::default();
+        assert_eq!(timesyncd_migration(&facts), Migration::None);
+        let old = crate::host::facts::FileFacts {
+            content: b"# Managed by clockprov (inventory: clients.a)\n[Time]\nNTP=10.0.0.1\n"
+                .to_vec(),
+            mode: 0o644,
+            owner: "root".into(),
+            group: "root".into(),
+        };
+        facts
+            .files
+            .insert(main.into(), PathFacts::File(old.clone()));
+        assert!(
+            matches!(timesyncd_migration(&facts), Migration::Keep(w) if w.contains("dpkg names no text"))
+        );
+        facts
+            .conffiles
+            .insert(main.into(), "0123456789abcdef0123456789abcdef".into());
+        assert!(
+            matches!(timesyncd_migration(&facts), Migration::Keep(w) if w.contains("does not carry"))
+        );
+        facts
+            .conffiles
+            .insert(main.into(), "9bca5bc8be90d2921301a24084ffcd55".into());
+        let Migration::Restore(file) = timesyncd_migration(&facts) else {
+            panic!("not restored");
+        };
+        assert_eq!(
+            file.content,
+            include_str!("../tests/hosts/seed/debian-12/timesyncd.conf")
+        );
+        assert!(is_vendor_restore(Daemon::Timesyncd, &file.path));
+        // The vendor's own file (or the host's own) is left alone.
+        facts.files.insert(
+            main.into(),
+            PathFacts::File(crate::host::facts::FileFacts {
+                content: file.content.into_bytes(),
+                ..old
+            }),
+        );
+        assert_eq!(timesyncd_migration(&facts), Migration::None);
     }
 
     #[test]

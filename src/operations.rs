@@ -187,10 +187,19 @@ async fn plan_host(
         daemon,
         version: facts.version_for(daemon),
     };
-    let desired = renderer.render(host, inputs)?;
+    let mut desired = renderer.render(host, inputs)?;
+    let mut migration_warning = None;
+    if daemon == Daemon::Timesyncd {
+        match crate::layout::timesyncd_migration(&facts) {
+            crate::layout::Migration::None => {}
+            crate::layout::Migration::Restore(file) => desired.files.push(file),
+            crate::layout::Migration::Keep(warning) => migration_warning = Some(warning),
+        }
+    }
     let plan = plan(host.name.as_str(), &desired, &facts)?;
     log_plan(&plan);
-    let effective = crate::effective::of(&desired, &facts);
+    let mut effective = crate::effective::of(&desired, &facts);
+    effective.warnings.extend(migration_warning);
     for warning in &effective.warnings {
         tracing::info!("effective: {}", crate::report::shown(warning));
     }
@@ -244,8 +253,14 @@ async fn read_facts(
     };
     // Both daemons' files and units in both layouts: which apply is known only from the
     // system the facts name (a client may be left to its OS's default), and it is one read.
+    let [chrony_debian, chrony_redhat, timesyncd] = Daemon::every_config_path();
     let request = FactsRequest {
-        paths: &Daemon::every_config_path(),
+        paths: &[
+            chrony_debian,
+            chrony_redhat,
+            timesyncd,
+            crate::layout::TIMESYNCD_DROPIN,
+        ],
         units: &Daemon::every_unit(),
         dropins: &crate::effective::EVERY_DROPIN_DIR,
         max_file_size,

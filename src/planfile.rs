@@ -588,7 +588,7 @@ impl SavedHost {
         let daemon = self.plan.daemon;
         let family = crate::daemon::Family::of(self.facts.os.split(' ').next().unwrap_or_default());
         for file in &self.plan.files {
-            if file.path != daemon.config_path_on(family) {
+            if !crate::layout::written_paths(daemon, family).contains(&file.path.as_str()) {
                 return Err(format!(
                     "{} is not a file clockprov writes for {}",
                     file.path,

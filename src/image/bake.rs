@@ -384,7 +384,8 @@ pub fn open_and_plan(
 fn preflight(root: &mut dyn RootFs, plan: &ImagePlan) -> Result<(), BakeError> {
     for file in &plan.files {
         if file.action != FileAction::Unchanged {
-            root.check_dir(&GuestPath::new(&file.path)?.parent(), false)?;
+            // A drop-in directory the image lacks (timesyncd.conf.d) is made by the write.
+            root.check_dir(&GuestPath::new(&file.path)?.parent(), true)?;
         }
     }
     for link in &plan.enable {
