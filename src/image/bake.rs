@@ -327,6 +327,7 @@ fn read_facts(root: &mut dyn RootFs) -> Result<ImageFacts, BakeError> {
         root,
         &[
             Daemon::Timesyncd.config_path(),
+            crate::layout::TIMESYNCD_DROPIN,
             Daemon::Chrony.config_path(),
         ],
         &Daemon::ALL,
