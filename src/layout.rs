@@ -19,7 +19,7 @@
 
 use crate::daemon::{Daemon, Family};
 use crate::host::facts::{HostFacts, PathFacts};
-use crate::render::DesiredFile;
+use crate::render::{DesiredFile, DesiredState};
 
 /// clockprov's timesyncd drop-in (read last; see the module's doc).
 pub const TIMESYNCD_DROPIN: &str = "/etc/systemd/timesyncd.conf.d/zz-clockprov.conf";
@@ -88,6 +88,26 @@ pub fn timesyncd_migration(facts: &HostFacts) -> Migration {
         None => Migration::Keep(format!(
             "{path} was written whole by an older clockprov, and dpkg names no text of its package for it: left as it is (its NTP= is reset by {TIMESYNCD_DROPIN})"
         )),
+    }
+}
+
+/// `desired` with the migration of a timesyncd host from the old layout: the vendor's main
+/// file added to it when it is restored, or the warning when it is left (see [`Migration`]).
+#[must_use]
+pub fn with_migration(
+    mut desired: DesiredState,
+    facts: &HostFacts,
+) -> (DesiredState, Option<String>) {
+    if desired.daemon != Daemon::Timesyncd {
+        return (desired, None);
+    }
+    match timesyncd_migration(facts) {
+        Migration::None => (desired, None),
+        Migration::Restore(file) => {
+            desired.files.push(file);
+            (desired, None)
+        }
+        Migration::Keep(warning) => (desired, Some(warning)),
     }
 }
 

@@ -187,15 +187,8 @@ async fn plan_host(
         daemon,
         version: facts.version_for(daemon),
     };
-    let mut desired = renderer.render(host, inputs)?;
-    let mut migration_warning = None;
-    if daemon == Daemon::Timesyncd {
-        match crate::layout::timesyncd_migration(&facts) {
-            crate::layout::Migration::None => {}
-            crate::layout::Migration::Restore(file) => desired.files.push(file),
-            crate::layout::Migration::Keep(warning) => migration_warning = Some(warning),
-        }
-    }
+    let desired = renderer.render(host, inputs)?;
+    let (desired, migration_warning) = crate::layout::with_migration(desired, &facts);
     let plan = plan(host.name.as_str(), &desired, &facts)?;
     log_plan(&plan);
     let mut effective = crate::effective::of(&desired, &facts);
@@ -253,14 +246,8 @@ async fn read_facts(
     };
     // Both daemons' files and units in both layouts: which apply is known only from the
     // system the facts name (a client may be left to its OS's default), and it is one read.
-    let [chrony_debian, chrony_redhat, timesyncd] = Daemon::every_config_path();
     let request = FactsRequest {
-        paths: &[
-            chrony_debian,
-            chrony_redhat,
-            timesyncd,
-            crate::layout::TIMESYNCD_DROPIN,
-        ],
+        paths: &Daemon::every_config_path(),
         units: &Daemon::every_unit(),
         dropins: &crate::effective::EVERY_DROPIN_DIR,
         max_file_size,

@@ -375,7 +375,11 @@ fn bake_json_describes_the_plan() {
     );
     assert_eq!(image["plan"]["clock_state"].as_array().unwrap().len(), 3);
     assert_eq!(image["plan"]["machine_id"]["state"], "populated");
-    assert_eq!(image["plan"]["files"][0]["action"], "update");
+    assert_eq!(
+        image["plan"]["files"][0]["path"],
+        "/etc/systemd/timesyncd.conf.d/zz-clockprov.conf"
+    );
+    assert_eq!(image["plan"]["files"][0]["action"], "create");
 }
 
 fn sha256(path: &Path) -> String {
