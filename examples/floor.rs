@@ -4,8 +4,13 @@
 //! most `--forks` hosts at a time (clockprov's own fan-out engine, `fleet::for_each`), then
 //! prints the wall time. Nothing is rendered or planned.
 //!
+//! With `--clock-samples N` it is `check`'s floor instead: the one channel runs bash, which
+//! answers N numbered requests with its clock (`$EPOCHREALTIME`), one round trip each, as
+//! `check` reads a clock (`check --samples`, default 7); no daemon is asked anything.
+//!
 //! ```text
 //! cargo run --release --example floor -- -i INVENTORY [--forks N] [--connect-timeout DURATION]
+//!     [--clock-samples N]
 //! ```
 //!
 //! `--connect-timeout` (e.g. `60s`) is clockprov's option of the same name.
@@ -23,23 +28,32 @@ use clockprov::inventory::Inventory;
 use clockprov::outcome::{ErrorKind, HostError};
 use clockprov::progress::Progress;
 use clockprov::ssh::connector::Connector;
+use clockprov::ssh::transport::Session;
 use clockprov::value::DurationValue;
 
 /// clockprov's own default for `--forks`.
 const DEFAULT_FORKS: usize = 64;
 
-const USAGE: &str = "usage: floor -i INVENTORY [--forks N] [--connect-timeout DURATION]";
+const USAGE: &str =
+    "usage: floor -i INVENTORY [--forks N] [--connect-timeout DURATION] [--clock-samples N]";
+
+/// The clock reader of `--clock-samples`: each request line answered with itself and the time.
+const CLOCK_READER: &str =
+    r#"exec bash -c 'while IFS= read -r n; do printf "%s %s\n" "$n" "$EPOCHREALTIME"; done'"#;
 
 struct Args {
     inventory: PathBuf,
     forks: usize,
     connect_timeout: Option<Duration>,
+    /// 0: run `true`.
+    clock_samples: usize,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut inventory = None;
     let mut forks = DEFAULT_FORKS;
     let mut connect_timeout = None;
+    let mut clock_samples = 0;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -68,6 +82,14 @@ fn parse_args() -> Result<Args, String> {
                 let v = value("--connect-timeout")?;
                 connect_timeout = Some(v.parse::<DurationValue>()?.0);
             }
+            "--clock-samples" => {
+                let v = value("--clock-samples")?;
+                clock_samples = v
+                    .parse()
+                    .ok()
+                    .filter(|&n: &usize| n >= 1)
+                    .ok_or_else(|| format!("--clock-samples takes a number >= 1, not {v:?}"))?;
+            }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unexpected argument {other:?}")),
         }
@@ -76,6 +98,7 @@ fn parse_args() -> Result<Args, String> {
         inventory: inventory.ok_or("-i INVENTORY is required")?,
         forks,
         connect_timeout,
+        clock_samples,
     })
 }
 
@@ -127,6 +150,7 @@ fn main() -> ExitCode {
     };
     let names: Vec<String> = inventory.hosts.iter().map(|h| h.name.to_string()).collect();
     let hosts = names.len();
+    let samples = args.clock_samples;
     let fan_out = Instant::now();
     // The same fan-out engine clockprov's commands use.
     let outcomes = runtime.block_on(for_each(
@@ -137,6 +161,9 @@ fn main() -> ExitCode {
             let connector = connector.clone();
             async move {
                 let session = connector.session(&name).await?;
+                if samples > 0 {
+                    return read_clock(&session, samples).await;
+                }
                 let out = session.run("true").await?;
                 if out.success() {
                     Ok(())
@@ -172,4 +199,35 @@ fn main() -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// `check`'s floor: `samples` numbered clock requests over one channel, each answered in turn.
+async fn read_clock(session: &Session, samples: usize) -> Result<(), HostError> {
+    let mut conversation = session.open_conversation(CLOCK_READER).await?;
+    let mut result = Ok(());
+    for request in 0..samples {
+        let reply = match conversation.send_line(&request.to_string()).await {
+            Ok(()) => conversation.read_line().await,
+            Err(e) => Err(e),
+        };
+        let answered = match reply {
+            Ok(Some(line)) => line
+                .strip_prefix(&format!("{request} "))
+                .is_some_and(|t| t.trim().parse::<f64>().is_ok()),
+            Ok(None) => false,
+            Err(e) => {
+                result = Err(HostError::from(e));
+                break;
+            }
+        };
+        if !answered {
+            result = Err(HostError::new(
+                ErrorKind::UnexpectedOutput,
+                format!("clock request {request} not answered with a time"),
+            ));
+            break;
+        }
+    }
+    conversation.close().await;
+    result
 }

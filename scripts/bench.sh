@@ -13,6 +13,10 @@
 # and times with hyperfine (--warmup 1), at clockprov's default --forks (64;
 # BENCH_FORKS for others), one command after the other:
 #   floor        target/release/examples/floor: one connection + `true` per host
+#   floor-clock  check's floor: floor --clock-samples 7, one connection + one
+#                channel in which bash answers 7 clock requests (check's
+#                default --samples), one round trip each; check's ratio is to
+#                this (its ratio to floor is in the note)
 #   plan         clockprov plan: every host has a change
 #   check        clockprov check: every host's clock and daemon read
 #   apply-fresh  clockprov apply --yes, each run (warm-up included) on hosts
@@ -396,11 +400,12 @@ RETRY_TIMEOUT=${BENCH_RETRY_CONNECT_TIMEOUT:-60s}
 # What is timed, in this order (NAMES), with each command's hyperfine
 # --prepare (PREP, run before every run, warm-up included, not timed):
 #   floor        examples/floor.rs: one connection + `true` per host
+#   floor-clock  examples/floor.rs --clock-samples 7: check's floor
 #   plan         clockprov plan, a change on every host (hosts reset first)
 #   check        clockprov check: every host's clock and daemon read
 #   apply-fresh  clockprov apply --yes, every run on freshly reset hosts
 #   apply-noop   clockprov apply --yes on converged hosts: nothing to do
-NAMES=(floor plan check apply-fresh apply-noop)
+NAMES=(floor floor-clock plan check apply-fresh apply-noop)
 if [[ -n ${BENCH_COMMANDS:-} ]]; then
     read -r -a NAMES <<<"$BENCH_COMMANDS"
 fi
@@ -413,6 +418,7 @@ set_commands() {
     o="-i $inv $*"
     CMD=(
         [floor]="$FLOOR $o"
+        [floor-clock]="$FLOOR --clock-samples 7 $o"
         [plan]="$CLOCKPROV plan $o"
         [check]="$CHECK_RUN $CLOCKPROV check $o"
         [apply-fresh]="$CLOCKPROV apply --yes $o"
@@ -449,7 +455,7 @@ time_cmd() {
 }
 
 bench_n() {
-    local n=$1 dir forks label note name floor_mean
+    local n=$1 dir forks label note name floor_mean clock_floor_mean ref
     local -a extra=()
     dir=$WORK/hosts-$n
     INV=$WORK/inventory-$n.yaml
@@ -471,7 +477,7 @@ bench_n() {
             sanity "$INV" "$n" "${extra[@]}" || die "N=$n ${extra[*]}: $FAIL_NOTE"
         fi
         set_commands "$INV" "${extra[@]}"
-        floor_mean=
+        floor_mean='' clock_floor_mean=''
         for name in "${NAMES[@]}"; do
             local rnote=$note
             NOISY=0
@@ -481,11 +487,17 @@ bench_n() {
                 continue
             fi
             [[ $name == floor ]] && floor_mean=$MEAN
+            [[ $name == floor-clock ]] && clock_floor_mean=$MEAN
+            ref=$floor_mean
+            if [[ $name == check && -n $clock_floor_mean ]]; then
+                ref=$clock_floor_mean
+                [[ -n $floor_mean ]] && rnote+="${rnote:+; }$(awk -v m="$MEAN" -v f="$floor_mean" 'BEGIN { printf "%.2fx floor", m / f }')"
+            fi
             log "N=$n $name: CPU, $CPU_RUNS runs under /usr/bin/time"
             cpu_runs "$name"
             ((CPU_FAILED)) && rnote+="${rnote:+; }failed in $CPU_FAILED of $CPU_RUNS CPU runs"
             ((NOISY)) && rnote+="${rnote:+; }machine busy with other work"
-            ROWS+=("$(awk -v n="$n" -v label="$label" -v name="$name" -v m="$MEAN" -v s="$SD" -v f="${floor_mean:-0}" \
+            ROWS+=("$(awk -v n="$n" -v label="$label" -v name="$name" -v m="$MEAN" -v s="$SD" -v f="${ref:-0}" \
                 -v c="$CPU_CLIENT_MS" -v rss="$CPU_RSS_KB" -v fds="$CPU_FDS" -v ss="$CPU_SSHD_MS" \
                 -v other="$OTHER" -v note="$rnote" '
                 function t(m, s) { return (m < 10) ? sprintf("%.2f ± %.2f ms", m, s) : sprintf("%.0f ± %.0f ms", m, s) }
@@ -510,7 +522,9 @@ print_table() {
     printf '|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n'
     printf '%s\n' "${ROWS[@]}"
     printf '\n'
-    printf 'floor: one connection + "true" per host (examples/floor.rs); plan: a change on every host; check: clock\n'
+    printf 'floor: one connection + "true" per host (examples/floor.rs); floor-clock: one connection + one channel whose\n'
+    printf 'bash answers 7 clock requests, one round trip each (floor --clock-samples 7: check'"'"'s floor, its "vs floor";\n'
+    printf 'check'"'"'s ratio to floor in the note); plan: a change on every host; check: clock\n'
     printf 'and daemon read on every host; apply-fresh: apply --yes, every run on freshly reset hosts (a change on\n'
     printf 'every host); apply-noop: apply --yes on converged hosts.  hyperfine --warmup 1 --runs %s.\n' "$RUNS"
     printf 'client CPU ms/host: (user+sys)/N of the client process, mean of %s runs under /usr/bin/time; peak RSS:\n' "$CPU_RUNS"
@@ -543,7 +557,7 @@ main() {
     need_tool jq jq
     local f
     for f in "${NAMES[@]}"; do
-        [[ " floor plan check apply-fresh apply-noop " == *" $f "* ]] || die "BENCH_COMMANDS: no command '$f'"
+        [[ " floor floor-clock plan check apply-fresh apply-noop " == *" $f "* ]] || die "BENCH_COMMANDS: no command '$f'"
     done
     for f in "${FORKS_LIST[@]}"; do
         [[ $f == all || $f =~ ^[1-9][0-9]*$ ]] || die "BENCH_FORKS: not a --forks value: '$f'"

@@ -195,47 +195,39 @@ pub(crate) async fn read_clocks(
                 status.set("connecting");
                 let session = connector.session(host.name.as_str()).await?;
                 // The system says which daemon a client left to its OS's default runs, and what
-                // chrony's unit is called there.
-                status.set("reading os-release");
-                let os = session
-                    .run_with_input(
-                        crate::host::script::RemoteScript::COMMAND,
-                        host::readings::os_release_script().text().as_bytes(),
-                        session.command_timeout(),
-                    )
-                    .await
-                    .map_err(|e| HostError::from(e).context("reading os-release"))?;
-                let os = host::readings::parse_os_release_records(&os.stdout).map_err(|e| {
-                    HostError::new(ErrorKind::UnexpectedOutput, e.to_string())
-                        .context("reading os-release")
-                })?;
-                let daemon = host.daemon(&os.id, &os.version_id);
-                let family = crate::daemon::Family::of(&os.id);
+                // chrony's unit is called there: the script reports os-release and every daemon
+                // the host may run, the host decides which is its own.
                 status.set("reading the daemon's state and the clock");
-                let what = format!("reading {}'s state", daemon.package());
+                let what = "reading the time daemon's state";
                 let HostReading {
                     offset,
+                    daemon,
+                    unit,
                     unit_state,
                     view,
-                } = read_host(&session, daemon, family, samples)
-                    .await
-                    .map_err(|e| match e {
-                        ReadError::StateSsh(e) => HostError::from(e).context(&what),
-                        ReadError::State(e) => {
-                            HostError::new(ErrorKind::UnexpectedOutput, e.to_string())
-                                .context(&what)
-                        }
-                        ReadError::ClockSsh(e) => HostError::from(e).context("reading the clock"),
-                        ReadError::Clock(e) => {
-                            HostError::new(ErrorKind::UnexpectedOutput, e.to_string())
-                                .context("reading the clock")
-                        }
-                    })?;
+                } = read_host(
+                    &session,
+                    host.chosen_daemon(),
+                    |os| host.daemon(&os.id, &os.version_id),
+                    samples,
+                )
+                .await
+                .map_err(|e| match e {
+                    ReadError::StateSsh(e) => HostError::from(e).context(what),
+                    ReadError::State(e) => {
+                        HostError::new(ErrorKind::UnexpectedOutput, e.to_string()).context(what)
+                    }
+                    ReadError::ClockSsh(e) => HostError::from(e).context("reading the clock"),
+                    ReadError::Clock(e) => {
+                        HostError::new(ErrorKind::UnexpectedOutput, e.to_string())
+                            .context("reading the clock")
+                    }
+                })?;
                 clock::check_view(daemon.package(), &view)
                     .map_err(|e| HostError::new(ErrorKind::UnexpectedOutput, e.to_string()))?;
                 Ok(ClockReading {
                     offset,
-                    unit: daemon.unit_on(family).to_owned(),
+                    unit: unit.to_owned(),
                     unit_state,
                     view,
                 })

@@ -171,9 +171,13 @@ fn effective_settings(facts: &crate::host::facts::HostFacts, main: &[u8]) {
 
 /// What the daemon state script printed, and each daemon's own reports in it.
 pub fn daemon_views(output: &[u8]) {
-    for daemon in Daemon::ALL {
-        if let Ok((_, view)) = crate::host::readings::parse_daemon_state(daemon, output) {
-            let _ = crate::clock::check_view(daemon.short_name(), &view);
+    if let Ok(state) = crate::host::readings::parse_host_state(output) {
+        for daemon in Daemon::ALL {
+            for family in [crate::daemon::Family::Debian, crate::daemon::Family::RedHat] {
+                if let Ok((_, view)) = state.daemon(daemon, family) {
+                    let _ = crate::clock::check_view(daemon.short_name(), &view);
+                }
+            }
         }
     }
     let text = String::from_utf8_lossy(output);

@@ -331,8 +331,24 @@ fn kill_trials_leave_whole_files_and_the_next_apply_converges() {
     // where the test means it to).
     for trial in 0..TIMEOUTS {
         switch(&lab, &mut variant);
+        // Slow hosts among those with a change: a host an earlier trial left at this variant
+        // (its apply dropped or timed out) restarts nothing, and two such picks would leave no
+        // host to time out.
+        let plan = lab.run("plan", &["--format", "json"]).json();
+        let changing: Vec<String> = plan["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|h| h["status"] == "change")
+            .map(|h| h["address"].as_str().unwrap().to_owned())
+            .collect();
+        assert!(!changing.is_empty(), "{plan}");
         let slow: Vec<String> = (0..2)
-            .map(|_| lab.all()[usize::try_from(rng.below(8)).unwrap()].clone())
+            .map(|_| {
+                changing
+                    [usize::try_from(rng.below(u64::try_from(changing.len()).unwrap())).unwrap()]
+                .clone()
+            })
             .collect();
         for addr in &slow {
             let unit = managed(&lab, addr).1;
