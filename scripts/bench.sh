@@ -184,15 +184,18 @@ hosts_up() {
         LISTENERS+=("$p")
     done
     printf '%s\n' "${LISTENERS[@]}" >"$WORK/listeners"
-    # what scripts/bench/reset-hosts.sh restores: each host's managed file as it
-    # started (the hosts of a role start alike: one copy per role)
-    local list=$dir/reset.list file role
+    # what scripts/bench/reset-hosts.sh restores: the server's chrony.conf as it
+    # started (one copy), and no drop-in on the clients (clockprov writes only
+    # timesyncd.conf.d/zz-clockprov.conf on a timesyncd client: `-` = removed)
+    local list=$dir/reset.list
     : >"$list"
     for i in "${!LISTENERS[@]}"; do
-        role=client file=/etc/systemd/timesyncd.conf
-        ((i == 0)) && role=server file=/etc/chrony/chrony.conf
-        [[ -f $dir/seed-$role ]] || cp "/proc/${LISTENERS[i]}/root$file" "$dir/seed-$role"
-        printf '%s %s %s\n' "${LISTENERS[i]}" "$file" "$dir/seed-$role" >>"$list"
+        if ((i == 0)); then
+            cp "/proc/${LISTENERS[i]}/root/etc/chrony/chrony.conf" "$dir/seed-server"
+            printf '%s %s %s\n' "${LISTENERS[i]}" /etc/chrony/chrony.conf "$dir/seed-server" >>"$list"
+        else
+            printf '%s %s -\n' "${LISTENERS[i]}" /etc/systemd/timesyncd.conf.d/zz-clockprov.conf >>"$list"
+        fi
     done
     RESET="bash $BENCH_DIR/reset-hosts.sh $list"
     log "$n hosts up in $((SECONDS - t0)) s"

@@ -4,8 +4,10 @@
 # run has a change on every host), and before `plan`.
 #
 # LIST has one line per host: "PID FILE SEED": the PID of the host's sshd
-# listener, the managed file (e.g. /etc/systemd/timesyncd.conf) and a copy of
-# that file as the host started (taken by scripts/bench.sh).  The host's own
+# listener, the managed file (e.g. /etc/chrony/chrony.conf) and a copy of
+# that file as the host started (taken by scripts/bench.sh), or `-` for a file
+# the host started without (a timesyncd client's zz-clockprov.conf drop-in):
+# removed.  The host's own
 # view of its files is /proc/PID/root (its mount namespace: the /etc overlay,
 # its private /run), so the files are restored through the overlay, never by
 # editing its upper directory behind its back.  Per host: the seed content
@@ -20,7 +22,12 @@ declare -A seeds=()
 declare -a gone=()
 while read -r pid file seed; do
     root=/proc/$pid/root
-    [[ -d ${root}${file%/*} ]] || { echo "reset-hosts: host $pid is gone" >&2; exit 1; }
+    [[ -d $root/etc ]] || { echo "reset-hosts: host $pid is gone" >&2; exit 1; }
+    if [[ $seed == - ]]; then
+        gone+=("$root$file" "$root$file".clockprov-*.bak "${root}${file%/*}"/.clockprov.*)
+        [[ $root/run -ef /run ]] || gone+=("$root"/run/clockprov/* "$root"/run/lock/clockprov.lock)
+        continue
+    fi
     if [[ -z ${seeds[$seed]+set} ]]; then
         IFS= read -r -d '' content <"$seed" || true
         seeds[$seed]=$content

@@ -175,9 +175,9 @@ fn a_file_edited_after_planning_is_refused() {
     let no_config = lab.hosts.dir().join("empty_ssh_config");
     std::fs::write(&no_config, "").unwrap();
     lab.rewrite_inventory(
-        "  connect_timeout: 5s\n",
+        "  connect_timeout: 30s\n",
         &format!(
-            "  connect_timeout: 5s\n  config_file: {}\n",
+            "  connect_timeout: 30s\n  config_file: {}\n",
             no_config.display()
         ),
     );

@@ -53,7 +53,7 @@ fn a_target_behind_proxy_jump_with_everything_from_an_ssh_config_file() {
     )
     .unwrap();
     let ssh = format!(
-        "  known_hosts: {}\n  config_file: {}\n  connect_timeout: 5s\n",
+        "  known_hosts: {}\n  config_file: {}\n  connect_timeout: 30s\n",
         lab.hosts.known_hosts().display(),
         config.display()
     );

@@ -120,7 +120,7 @@ impl LabBuilder {
 #[must_use]
 pub fn ssh_defaults(hosts: &TestHosts) -> String {
     format!(
-        "  user: root\n  identity_file: {}\n  known_hosts: {}\n  connect_timeout: 5s\n",
+        "  user: root\n  identity_file: {}\n  known_hosts: {}\n  connect_timeout: 30s\n",
         hosts.key().display(),
         hosts.known_hosts().display()
     )

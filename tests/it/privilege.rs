@@ -23,7 +23,7 @@ fn sudo_lab(server: HostSpec, clients: Vec<HostSpec>) -> Lab {
     // The ssh block must name the key and known_hosts, which exist only once the hosts do: write
     // a placeholder and fill it in below.
     let lab = lab
-        .ssh_defaults("  user: alice\n  become: sudo\n  connect_timeout: 5s\n")
+        .ssh_defaults("  user: alice\n  become: sudo\n  connect_timeout: 30s\n")
         .start();
     lab.rewrite_inventory(
         "  user: alice\n",
