@@ -162,6 +162,7 @@ fn effective_settings(facts: &crate::host::facts::HostFacts, main: &[u8]) {
                 mode: 0o644,
                 owner: "root".into(),
                 group: "root".into(),
+                kind: crate::render::FileKind::Config,
             }],
         };
         let _ = crate::effective::of(&desired, facts);

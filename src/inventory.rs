@@ -15,6 +15,7 @@ use serde::{Deserialize, Deserializer};
 
 use crate::daemon::Daemon;
 use crate::image::libvirt::LibvirtSpec;
+use crate::nts::HostNts;
 use crate::suggest;
 use crate::value::{Cidr, DurationValue, JumpList, JumpRef, LocalPath, Name, NetAddress, UserName};
 use crate::yaml::{self, ListOf, Location, MapOf, Node, Number, OptionalList};
@@ -154,6 +155,29 @@ pub struct ServerSpec {
     pub allow: Vec<Cidr>,
     #[serde(default, deserialize_with = "stratum")]
     pub local_stratum: Option<u8>,
+    /// Serve NTS-KE (TCP 4460) with this certificate and key.
+    pub nts: Option<ServerNtsSpec>,
+}
+
+/// A server's `nts:`: PEM files, relative to the inventory's directory.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename = "server NTS settings")]
+pub struct ServerNtsSpec {
+    pub certificate: LocalPath,
+    pub key: LocalPath,
+}
+
+/// A client's `nts:` when on (`true`, or `{trusted_certs: FILE}` for a private CA).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ClientNtsSpec {
+    /// The CA the servers' certificates are checked against; the system's CA store when absent.
+    pub trusted_certs: Option<LocalPath>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename = "client NTS settings")]
+struct ClientNtsFields {
+    trusted_certs: LocalPath,
 }
 
 /// A systemd-timesyncd client.
@@ -171,6 +195,9 @@ pub struct ClientSpec {
     pub fallback_ntp: Option<Vec<NetAddress>>,
     /// `timesyncd` or `chrony`; the inventory's `daemon:` when absent, else the OS's default.
     pub daemon: Option<Daemon>,
+    /// Authenticate the servers with NTS (chrony only); off when absent or `false`.
+    #[serde(default, deserialize_with = "client_nts")]
+    pub nts: Option<ClientNtsSpec>,
 }
 
 /// A golden VM image for `bake`: a disk image or a mounted root directory (`path`), or a libvirt
@@ -269,6 +296,29 @@ fn flag<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<bool>, D::E
     deserializer.deserialize_bool(Flag).map(Some)
 }
 
+fn client_nts<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<ClientNtsSpec>, D::Error> {
+    struct Nts;
+    impl<'de> serde::de::Visitor<'de> for Nts {
+        type Value = Option<ClientNtsSpec>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("`true`, `false` or `{trusted_certs: FILE}` (a private CA)")
+        }
+        fn visit_bool<E: serde::de::Error>(self, on: bool) -> Result<Self::Value, E> {
+            Ok(on.then(ClientNtsSpec::default))
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            let fields =
+                ClientNtsFields::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+            Ok(Some(ClientNtsSpec {
+                trusted_certs: Some(fields.trusted_certs),
+            }))
+        }
+    }
+    deserializer.deserialize_any(Nts)
+}
+
 fn upstreams<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Upstream>, D::Error> {
     deserializer.deserialize_seq(ListOf::new(
         "a list of upstream sources, e.g. `- pool: ntp.ubuntu.com`",
@@ -337,6 +387,8 @@ pub struct Host {
     pub address: NetAddress,
     pub ssh: SshOptions,
     pub role: Role,
+    /// NTS, with its files read (`Off` unless the inventory sets `nts`).
+    pub nts: HostNts,
 }
 
 impl Host {
@@ -495,11 +547,13 @@ impl Inventory {
             let message = with_placement_hint(&error);
             invalid(vec![InventoryProblem::at(error.at, error.path, message)])
         })?;
-        let problems = check(&file, &document);
+        let mut problems = check(&file, &document);
+        let base = path.parent().unwrap_or(Path::new("."));
+        let nts = check_nts(&file, &document, base, &mut problems);
         if !problems.is_empty() {
             return Err(invalid(problems));
         }
-        let hosts = resolve_hosts(&file);
+        let hosts = resolve_hosts(&file, nts);
         Ok(Inventory {
             path: path.to_owned(),
             source: source.to_owned(),
@@ -596,7 +650,7 @@ fn with_placement_hint(error: &yaml::Error) -> String {
     )
 }
 
-fn resolve_hosts(file: &InventoryFile) -> Vec<Host> {
+fn resolve_hosts(file: &InventoryFile, mut nts: BTreeMap<Name, HostNts>) -> Vec<Host> {
     let mut hosts = Vec::new();
     for (name, spec) in &file.ntp_servers {
         hosts.push(Host {
@@ -604,6 +658,7 @@ fn resolve_hosts(file: &InventoryFile) -> Vec<Host> {
             address: spec.address.clone(),
             ssh: spec.ssh.or(&file.ssh),
             role: Role::Server(spec.clone()),
+            nts: nts.remove(name).unwrap_or_default(),
         });
     }
     for (name, spec) in &file.clients {
@@ -617,6 +672,7 @@ fn resolve_hosts(file: &InventoryFile) -> Vec<Host> {
                 servers,
                 daemon: spec.daemon.or(file.daemon),
             },
+            nts: nts.remove(name).unwrap_or_default(),
         });
     }
     hosts
@@ -741,6 +797,101 @@ fn check(file: &InventoryFile, document: &Node) -> Vec<InventoryProblem> {
         );
     }
     problems.found
+}
+
+/// The `nts:` blocks: their files read and checked (a server's certificate names its address,
+/// its key is a private key; a client's CA parses), clients with NTS run chrony and follow
+/// servers that serve NTS. Paths are relative to `base`, the inventory's directory.
+fn check_nts(
+    file: &InventoryFile,
+    document: &Node,
+    base: &Path,
+    problems: &mut Vec<InventoryProblem>,
+) -> BTreeMap<Name, HostNts> {
+    let mut found = Problems {
+        document,
+        found: Vec::new(),
+    };
+    let resolve = |path: &LocalPath| {
+        let expanded = path.expand();
+        if expanded.is_absolute() {
+            expanded
+        } else {
+            base.join(expanded)
+        }
+    };
+    let mut nts = BTreeMap::new();
+    for (name, server) in &file.ntp_servers {
+        let Some(spec) = &server.nts else { continue };
+        let cert_path = ["ntp_servers", name.as_str(), "nts", "certificate"];
+        let key_path = ["ntp_servers", name.as_str(), "nts", "key"];
+        let certificate = match crate::nts::load_certificate(&resolve(&spec.certificate)) {
+            Ok((file, certificate)) => {
+                let names = crate::nts::certificate_names(&certificate);
+                if crate::nts::names_address(&names, &server.address) {
+                    Some(file)
+                } else {
+                    found.at_value(
+                        &cert_path,
+                        &cert_path,
+                        crate::nts::not_named(&file.source, &names, &server.address),
+                    );
+                    None
+                }
+            }
+            Err(message) => {
+                found.at_value(&cert_path, &cert_path, message);
+                None
+            }
+        };
+        let key = crate::nts::load_key(&resolve(&spec.key))
+            .map_err(|message| found.at_value(&key_path, &key_path, message))
+            .ok();
+        if let (Some(certificate), Some(key)) = (certificate, key) {
+            nts.insert(name.clone(), HostNts::Server { certificate, key });
+        }
+    }
+    for (name, client) in &file.clients {
+        let Some(spec) = &client.nts else { continue };
+        let at = ["clients", name.as_str(), "nts"];
+        if client.daemon.or(file.daemon) == Some(Daemon::Timesyncd) {
+            found.at_key(
+                &at,
+                "systemd-timesyncd has no NTS; a client with `nts` runs chrony: set `daemon: chrony` (or leave `daemon` out where the OS runs chrony)".to_owned(),
+            );
+        }
+        let servers: Vec<(&Name, &ServerSpec)> = match &client.ntp {
+            Some(names) => names
+                .iter()
+                .filter_map(|n| file.ntp_servers.get_key_value(n))
+                .collect(),
+            None => file.ntp_servers.iter().collect(),
+        };
+        for (server_name, server) in servers {
+            if server.nts.is_none() {
+                found.at_key(
+                    &at,
+                    format!("server {server_name} serves no NTS (it has no `nts:` certificate and key), so this client could never authenticate it: give {server_name} an `nts:` block, or leave `nts` out here"),
+                );
+            }
+        }
+        let trusted_certs = match &spec.trusted_certs {
+            None => None,
+            Some(ca) => {
+                let ca_path = ["clients", name.as_str(), "nts", "trusted_certs"];
+                match crate::nts::load_ca(&resolve(ca)) {
+                    Ok(file) => Some(file),
+                    Err(message) => {
+                        found.at_value(&ca_path, &ca_path, message);
+                        continue;
+                    }
+                }
+            }
+        };
+        nts.insert(name.clone(), HostNts::Client { trusted_certs });
+    }
+    problems.extend(found.found);
+    nts
 }
 
 /// Does `path` name `/` itself (`/`, `//`, `/./..`)?
@@ -1027,12 +1178,12 @@ mod tests {
             "    allow: [192.168.6.0/24]\n    local_stratum: 10             # keep serving the LAN while upstream is unreachable\n",
             "    local_stratum: 10\n  allow: [192.168.6.0/24]\n",
         );
-        insta::assert_snapshot!(error(&server_level), @"inv.yaml:17:10: ntp_servers.allow: expected a mapping of server settings (address, ssh, upstream, allow, local_stratum), found a list; `allow` looks like a setting of ntp_servers.zcloud indented too little (it is read as an entry named allow)");
+        insta::assert_snapshot!(error(&server_level), @"inv.yaml:17:10: ntp_servers.allow: expected a mapping of server settings (address, ssh, upstream, allow, ...), found a list; `allow` looks like a setting of ntp_servers.zcloud indented too little (it is read as an entry named allow)");
         let scalar = with(
             "    local_stratum: 10             # keep serving the LAN while upstream is unreachable\n",
             "  local_stratum: 10\n",
         );
-        insta::assert_snapshot!(error(&scalar), @"inv.yaml:17:18: ntp_servers.local_stratum: expected a mapping of server settings (address, ssh, upstream, allow, local_stratum), found the value `10`; `local_stratum` looks like a setting of ntp_servers.zcloud indented too little (it is read as an entry named local_stratum)");
+        insta::assert_snapshot!(error(&scalar), @"inv.yaml:17:18: ntp_servers.local_stratum: expected a mapping of server settings (address, ssh, upstream, allow, ...), found the value `10`; `local_stratum` looks like a setting of ntp_servers.zcloud indented too little (it is read as an entry named local_stratum)");
         // ... and at the top level it is an unknown section.
         let top_level = format!("{GOOD}allow: [192.168.6.0/24]\n");
         insta::assert_snapshot!(error(&top_level), @"inv.yaml:27:1: unknown field `allow`; the fields here are `ssh`, `templates`, `ntp_servers`, `clients`, `images` or `daemon`; `allow` is one of the server settings: check its indentation");
@@ -1056,7 +1207,7 @@ mod tests {
     fn wrong_shapes_are_described_in_inventory_words() {
         insta::assert_snapshot!(error(&with("allow: [192.168.6.0/24]", "allow: 192.168.6.0/24")), @"inv.yaml:16:12: ntp_servers.zcloud.allow: expected a list of networks, e.g. [192.168.6.0/24], found the value `192.168.6.0/24`; a list is written `[192.168.6.0/24]`, or one `- item` per line");
         insta::assert_snapshot!(error(&with("      - pool: ntp.ubuntu.com", "      - ntp.ubuntu.com")), @"inv.yaml:15:9: ntp_servers.zcloud.upstream[0]: expected a mapping of upstream settings (pool, server, iburst, maxsources), found the value `ntp.ubuntu.com`");
-        insta::assert_snapshot!(error("ntp_servers:\n  zcloud: [192.168.6.200]\n"), @"inv.yaml:2:11: ntp_servers.zcloud: expected a mapping of server settings (address, ssh, upstream, allow, local_stratum), found a list");
+        insta::assert_snapshot!(error("ntp_servers:\n  zcloud: [192.168.6.200]\n"), @"inv.yaml:2:11: ntp_servers.zcloud: expected a mapping of server settings (address, ssh, upstream, allow, ...), found a list");
         insta::assert_snapshot!(error("clients: [1, 2]\n"), @"inv.yaml:1:10: clients: expected a mapping of client names to their settings, e.g. `z-b-data-1: { address: 192.168.6.204 }`, found a list");
         insta::assert_snapshot!(error("- ssh\n"), @"inv.yaml:1:1: expected a mapping of inventory sections (ssh, templates, ntp_servers, clients, ...), found a list");
         insta::assert_snapshot!(error(&with("ssh: { jump: zcloud }", "ssh: zcloud")), @"inv.yaml:20:46: clients.z-b-data-1.ssh: expected a mapping of SSH settings (user, host, port, identity_file, ...), found the value `zcloud`");
@@ -1222,5 +1373,89 @@ mod tests {
             yaml::struct_fields::<Upstream>().map(|(name, _)| name),
             Some("upstream settings")
         );
+    }
+}
+
+#[cfg(test)]
+mod nts_tests {
+    use super::*;
+    use crate::nts::tests::fixture;
+
+    /// An inventory beside the NTS fixtures, so that its relative paths name them.
+    fn parse(source: &str) -> Result<Inventory, String> {
+        Inventory::parse(&fixture("inv.yaml"), source).map_err(|e| {
+            e.to_string()
+                .replace(&fixture("").display().to_string(), "FIXTURES/")
+        })
+    }
+
+    const NTS: &str = "ntp_servers:\n  zcloud:\n    address: 192.168.6.200\n    local_stratum: 10\n    allow: [192.168.6.0/24]\n    nts:\n      certificate: server.crt\n      key: server.key\nclients:\n  c1:\n    address: 192.168.6.226\n    daemon: chrony\n    nts: true\n  c2:\n    address: 192.168.6.227\n    nts: {trusted_certs: ca.crt}\n  c3:\n    address: 192.168.6.228\n";
+
+    #[test]
+    fn nts_servers_and_clients_load_with_their_files() {
+        let inventory = parse(NTS).unwrap();
+        let nts: Vec<&HostNts> = inventory.hosts.iter().map(|h| &h.nts).collect();
+        let HostNts::Server { certificate, key } = nts[0] else {
+            panic!("{nts:?}")
+        };
+        assert!(
+            certificate
+                .content
+                .starts_with("-----BEGIN CERTIFICATE-----")
+        );
+        assert!(key.expose().starts_with("-----BEGIN PRIVATE KEY-----"));
+        assert_eq!(
+            nts[1],
+            &HostNts::Client {
+                trusted_certs: None
+            }
+        );
+        assert!(matches!(
+            nts[2],
+            HostNts::Client {
+                trusted_certs: Some(_)
+            }
+        ));
+        assert_eq!(nts[3], &HostNts::Off);
+        // The key never shows in a Debug print of the inventory.
+        let debug = format!("{inventory:?}");
+        assert!(
+            !debug.contains(key.expose().lines().nth(1).unwrap()),
+            "{debug}"
+        );
+    }
+
+    #[test]
+    fn nts_refusals_name_file_line_and_field() {
+        let wrong_address = NTS.replace("address: 192.168.6.200", "address: 192.168.6.201");
+        insta::assert_snapshot!(parse(&wrong_address).unwrap_err(), @"FIXTURES/inv.yaml:7:20: ntp_servers.zcloud.nts.certificate: certificate server.crt names zcloud.lan, 192.168.6.200; not 192.168.6.201 (clients check the server's address against the certificate's subjectAltName)");
+        let swapped = NTS
+            .replace("certificate: server.crt", "certificate: server.key")
+            .replace("key: server.key", "key: server.crt");
+        insta::assert_snapshot!(parse(&swapped).unwrap_err(), @"
+        FIXTURES/inv.yaml:7:20: ntp_servers.zcloud.nts.certificate: FIXTURES/server.key is not a PEM certificate (no `-----BEGIN CERTIFICATE-----` line)
+        FIXTURES/inv.yaml:8:12: ntp_servers.zcloud.nts.key: FIXTURES/server.crt is not a PEM private key (it holds a CERTIFICATE)
+        ");
+        let missing = NTS.replace("key: server.key", "key: nowhere.key");
+        insta::assert_snapshot!(parse(&missing).unwrap_err(), @"FIXTURES/inv.yaml:8:12: ntp_servers.zcloud.nts.key: cannot read the key FIXTURES/nowhere.key: No such file or directory");
+        let timesyncd = NTS.replace(
+            "    daemon: chrony\n    nts: true",
+            "    daemon: timesyncd\n    nts: true",
+        );
+        insta::assert_snapshot!(parse(&timesyncd).unwrap_err(), @"FIXTURES/inv.yaml:13:5: clients.c1.nts: systemd-timesyncd has no NTS; a client with `nts` runs chrony: set `daemon: chrony` (or leave `daemon` out where the OS runs chrony)");
+        let plain_server = NTS.replace(
+            "    nts:\n      certificate: server.crt\n      key: server.key\n",
+            "",
+        );
+        insta::assert_snapshot!(parse(&plain_server).unwrap_err(), @"
+        FIXTURES/inv.yaml:10:5: clients.c1.nts: server zcloud serves no NTS (it has no `nts:` certificate and key), so this client could never authenticate it: give zcloud an `nts:` block, or leave `nts` out here
+        FIXTURES/inv.yaml:13:5: clients.c2.nts: server zcloud serves no NTS (it has no `nts:` certificate and key), so this client could never authenticate it: give zcloud an `nts:` block, or leave `nts` out here
+        ");
+        let bad_ca = NTS.replace("trusted_certs: ca.crt", "trusted_certs: server.key");
+        insta::assert_snapshot!(parse(&bad_ca).unwrap_err(), @"FIXTURES/inv.yaml:16:26: clients.c2.nts.trusted_certs: FIXTURES/server.key is not a PEM certificate (no `-----BEGIN CERTIFICATE-----` line)");
+        let typo = NTS.replace("trusted_certs: ca.crt", "trusted_cert: ca.crt");
+        insta::assert_snapshot!(parse(&typo).unwrap_err(), @"FIXTURES/inv.yaml:16:11: clients.c2.nts: unknown field `trusted_cert`; did you mean `trusted_certs`?");
+        let word = NTS.replace("nts: true", "nts: yes please");
+        insta::assert_snapshot!(parse(&word).unwrap_err(), @"FIXTURES/inv.yaml:13:10: clients.c1.nts: expected `true`, `false` or `{trusted_certs: FILE}` (a private CA), found the value `yes please`");
     }
 }

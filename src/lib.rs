@@ -42,6 +42,7 @@ pub(crate) mod image;
 pub(crate) mod import;
 pub mod inventory;
 pub(crate) mod nofile;
+pub mod nts;
 pub mod operations;
 pub mod outcome;
 pub mod plan;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::daemon::Daemon;
+use crate::daemon::{Daemon, Family};
 use crate::effective::Effective;
 use crate::fleet::{self, Item, RunOptions};
 use crate::host::apply::{ApplyOptions, ApplyReport, apply_host};
@@ -187,6 +187,7 @@ async fn plan_host(
         daemon,
         version: facts.version_for(daemon),
     };
+    crate::nts::check_host(host, inputs, &facts.os.pretty_name)?;
     let desired = renderer.render(host, inputs)?;
     let plan = plan(host.name.as_str(), &desired, &facts)?;
     log_plan(&plan);
@@ -244,8 +245,17 @@ async fn read_facts(
     };
     // Both daemons' files and units in both layouts: which apply is known only from the
     // system the facts name (a client may be left to its OS's default), and it is one read.
+    // A host with NTS: its material in both layouts too.
+    let nts_paths: Vec<String> = [Family::Debian, Family::RedHat]
+        .into_iter()
+        .flat_map(|family| crate::render::nts_paths(&host.nts, family))
+        .collect();
+    let paths: Vec<&str> = Daemon::every_config_path()
+        .into_iter()
+        .chain(nts_paths.iter().map(String::as_str))
+        .collect();
     let request = FactsRequest {
-        paths: &Daemon::every_config_path(),
+        paths: &paths,
         units: &Daemon::every_unit(),
         dropins: &crate::effective::EVERY_DROPIN_DIR,
         max_file_size,
@@ -329,7 +339,7 @@ pub(crate) async fn apply_reviewed(
             async move {
                 let facts =
                     read_facts(&connector, &reviewed.host, max_file_size, &status).await?;
-                let plan = reviewed.saved.verify(&facts).map_err(|changes| {
+                let plan = reviewed.saved.verify(&facts, &reviewed.host.nts).map_err(|changes| {
                     HostError::new(
                         ErrorKind::Drift,
                         format!(

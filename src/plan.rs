@@ -197,7 +197,11 @@ pub fn file_changes(
             Some(_) => FileAction::Unchanged,
         };
         let diff = if matches!(action, FileAction::Create | FileAction::Update) {
-            unified_diff(host, &want.path, before.as_ref(), &want.content)
+            if want.is_secret() {
+                secret_diff(host, &want.path, before.as_ref(), &want.content)
+            } else {
+                unified_diff(host, &want.path, before.as_ref(), &want.content)
+            }
         } else {
             String::new()
         };
@@ -210,6 +214,24 @@ pub fn file_changes(
         });
     }
     Ok(files)
+}
+
+/// A secret's "diff": the headers of a unified diff, then its size and sha256 prefix, before
+/// and after; never a byte of it.
+#[must_use]
+pub fn secret_diff(host: &str, path: &str, before: Option<&FileFacts>, after: &str) -> String {
+    let describe = crate::nts::describe_secret;
+    match before {
+        None => format!(
+            "--- {host}:{path} (absent)\n+++ {host}:{path} (clockprov)\n {} created\n",
+            describe(after.as_bytes())
+        ),
+        Some(old) => format!(
+            "--- {host}:{path}\n+++ {host}:{path} (clockprov)\n {} changed to {}\n",
+            describe(&old.content),
+            describe(after.as_bytes())
+        ),
+    }
 }
 
 /// A unified diff with `HOST:PATH` headers, as `diff -u` would print it.
@@ -250,6 +272,7 @@ mod tests {
                 mode: 0o644,
                 owner: "root".into(),
                 group: "root".into(),
+                kind: crate::render::FileKind::Config,
             }],
         }
     }

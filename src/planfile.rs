@@ -16,7 +16,7 @@ use crate::daemon::{Daemon, DaemonVersion};
 use crate::host::facts::{FileFacts, HostFacts, PathFacts};
 use crate::operations::{HostResult, HostStatus};
 use crate::plan::{FileAction, FileChange, HostPlan, PackageInstall, UnitChange};
-use crate::render::DesiredFile;
+use crate::render::{DesiredFile, FileKind};
 use crate::utc::sha256_hex;
 
 /// Raised when a field's meaning changes or one is removed; fields are only added within one.
@@ -109,6 +109,10 @@ pub(crate) struct SavedFile {
     pub(crate) before: Option<SavedContent>,
     pub(crate) after: SavedContent,
     pub(crate) diff: String,
+    /// A private key (NTS): its `content`s are left empty (only the sha256 is kept); `apply PLAN`
+    /// takes the key from the inventory again, and only if its sha256 is the reviewed one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) secret: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -330,26 +334,31 @@ impl SavedPlan {
             files: plan
                 .files
                 .iter()
-                .map(|f| SavedFile {
-                    path: f.path.clone(),
-                    action: f.action,
-                    before: f.before.as_ref().map(|b| {
-                        content(
-                            &b.content,
-                            String::from_utf8_lossy(&b.content).into_owned(),
-                            b.mode,
-                            &b.owner,
-                            &b.group,
-                        )
-                    }),
-                    after: content(
-                        f.after.content.as_bytes(),
-                        f.after.content.clone(),
-                        f.after.mode,
-                        &f.after.owner,
-                        &f.after.group,
-                    ),
-                    diff: f.diff.clone(),
+                .map(|f| {
+                    let secret = f.after.is_secret();
+                    let text = |bytes: &[u8]| {
+                        if secret {
+                            String::new()
+                        } else {
+                            String::from_utf8_lossy(bytes).into_owned()
+                        }
+                    };
+                    SavedFile {
+                        path: f.path.clone(),
+                        action: f.action,
+                        before: f.before.as_ref().map(|b| {
+                            content(&b.content, text(&b.content), b.mode, &b.owner, &b.group)
+                        }),
+                        after: content(
+                            f.after.content.as_bytes(),
+                            text(f.after.content.as_bytes()),
+                            f.after.mode,
+                            &f.after.owner,
+                            &f.after.group,
+                        ),
+                        diff: f.diff.clone(),
+                        secret,
+                    }
                 })
                 .collect(),
             package: plan.package.clone(),
@@ -359,7 +368,15 @@ impl SavedPlan {
 
     /// The plan to carry out, each file's `before` being what the host has now (whose digest
     /// matched the reviewed one), so that apply's own drift check compares exact bytes.
-    fn to_host_plan(&self, host: &str, before: impl Fn(&str) -> Option<FileFacts>) -> HostPlan {
+    ///
+    /// A secret's content comes from `secret` (the inventory's key now), or stays empty.
+    fn to_host_plan(
+        &self,
+        host: &str,
+        family: crate::daemon::Family,
+        before: impl Fn(&str) -> Option<FileFacts>,
+        secret: impl Fn(&str) -> Option<String>,
+    ) -> HostPlan {
         HostPlan {
             host: host.to_owned(),
             daemon: self.daemon,
@@ -373,11 +390,22 @@ impl SavedPlan {
                     before: before(&f.path),
                     after: DesiredFile {
                         path: f.path.clone(),
-                        content: f.after.content.clone(),
+                        content: if f.secret {
+                            secret(&f.path).unwrap_or_default()
+                        } else {
+                            f.after.content.clone()
+                        },
                         // Checked when the file was loaded.
                         mode: u32::from_str_radix(&f.after.mode, 8).unwrap_or(0o644),
                         owner: f.after.owner.clone(),
                         group: f.after.group.clone(),
+                        kind: if f.secret {
+                            FileKind::Secret
+                        } else if f.path == self.daemon.config_path_on(family) {
+                            FileKind::Config
+                        } else {
+                            FileKind::Material
+                        },
                     },
                     diff: f.diff.clone(),
                 })
@@ -390,18 +418,43 @@ impl SavedPlan {
 
 impl SavedHost {
     /// The saved plan, if `facts` (read now) are the facts it was made from; else what changed.
-    pub(crate) fn verify(&self, facts: &HostFacts) -> Result<HostPlan, Vec<String>> {
+    ///
+    /// `nts` is the host's NTS as the inventory has it now: a saved plan carries no key, so the
+    /// key is taken from there, and only if it is the one reviewed (same sha256).
+    pub(crate) fn verify(
+        &self,
+        facts: &HostFacts,
+        nts: &crate::nts::HostNts,
+    ) -> Result<HostPlan, Vec<String>> {
         let now = SavedFacts::of(facts);
-        let changes = self.facts.changes(&now);
+        let mut changes = self.facts.changes(&now);
+        let key = match nts {
+            crate::nts::HostNts::Server { key, .. } => Some(key),
+            _ => None,
+        };
+        for file in self.plan.files.iter().filter(|f| f.secret) {
+            let now = key.map(|k| sha256_hex(k.expose().as_bytes()));
+            if now.as_deref() != Some(file.after.sha256.as_str()) {
+                changes.push(format!(
+                    "the inventory's key for {} is not the one reviewed (sha256 {}, now {})",
+                    file.path,
+                    short(&file.after.sha256),
+                    now.as_deref().map_or("none", short)
+                ));
+            }
+        }
         if !changes.is_empty() {
             return Err(changes);
         }
-        let mut plan = self
-            .plan
-            .to_host_plan(&self.name, |path| match facts.files.get(path) {
+        let mut plan = self.plan.to_host_plan(
+            &self.name,
+            self.family(),
+            |path| match facts.files.get(path) {
                 Some(PathFacts::File(file)) => Some(file.clone()),
                 _ => None,
-            });
+            },
+            |_| key.map(|k| k.expose().to_owned()),
+        );
         // Not part of the saved plan: read now, so a rollback brings a running unit back up.
         plan.unit.active_before = plan.package.is_none() && facts.unit(plan.daemon).is_active();
         Ok(plan)
@@ -409,16 +462,21 @@ impl SavedHost {
 
     /// The row the reports print for this host, as planned.
     pub(crate) fn row(&self) -> HostResult {
-        let plan = self.plan.to_host_plan(&self.name, |path| {
-            let file = self.plan.files.iter().find(|f| f.path == path)?;
-            let before = file.before.as_ref()?;
-            Some(FileFacts {
-                content: before.content.clone().into_bytes(),
-                mode: u32::from_str_radix(&before.mode, 8).unwrap_or(0),
-                owner: before.owner.clone(),
-                group: before.group.clone(),
-            })
-        });
+        let plan = self.plan.to_host_plan(
+            &self.name,
+            self.family(),
+            |path| {
+                let file = self.plan.files.iter().find(|f| f.path == path)?;
+                let before = file.before.as_ref()?;
+                Some(FileFacts {
+                    content: before.content.clone().into_bytes(),
+                    mode: u32::from_str_radix(&before.mode, 8).unwrap_or(0),
+                    owner: before.owner.clone(),
+                    group: before.group.clone(),
+                })
+            },
+            |_| None,
+        );
         HostResult {
             name: self.name.clone(),
             address: self.address.clone(),
@@ -578,6 +636,11 @@ fn is_name(text: &str) -> bool {
 }
 
 impl SavedHost {
+    /// The layout of the system the plan was made for.
+    fn family(&self) -> crate::daemon::Family {
+        crate::daemon::Family::of(self.facts.os.split(' ').next().unwrap_or_default())
+    }
+
     fn check(&self) -> Result<(), String> {
         if self.facts.digest() != self.facts_sha256 {
             return Err("its facts do not match facts_sha256".to_owned());
@@ -586,16 +649,29 @@ impl SavedHost {
             return Err(format!("role {:?} is neither server nor client", self.role));
         }
         let daemon = self.plan.daemon;
-        let family = crate::daemon::Family::of(self.facts.os.split(' ').next().unwrap_or_default());
+        let family = self.family();
+        let key = format!("{}/clockprov.key", crate::render::nts_dir(family));
+        let nts = [
+            format!("{}/clockprov.crt", crate::render::nts_dir(family)),
+            format!("{}/clockprov-ca.crt", crate::render::nts_dir(family)),
+        ];
         for file in &self.plan.files {
-            if file.path != daemon.config_path_on(family) {
+            let ours = file.path == daemon.config_path_on(family)
+                || (daemon == crate::daemon::Daemon::Chrony
+                    && (nts.contains(&file.path) || (file.secret && file.path == key)));
+            if !ours {
                 return Err(format!(
                     "{} is not a file clockprov writes for {}",
                     file.path,
                     daemon.package()
                 ));
             }
-            if sha256_hex(file.after.content.as_bytes()) != file.after.sha256 {
+            if file.secret {
+                // Kept out of the plan: the content comes from the inventory, by its sha256.
+                if !file.after.content.is_empty() {
+                    return Err(format!("{}: a secret's content is in the plan", file.path));
+                }
+            } else if sha256_hex(file.after.content.as_bytes()) != file.after.sha256 {
                 return Err(format!("{}: content does not match its sha256", file.path));
             }
             if u32::from_str_radix(&file.after.mode, 8).map_or(true, |m| m > 0o7777) {

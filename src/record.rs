@@ -254,6 +254,7 @@ mod tests {
             mode: 0o644,
             owner: "root".into(),
             group: "root".into(),
+            kind: crate::render::FileKind::Config,
         }];
         crate::plan::file_changes("h", &wanted, &found)
             .unwrap()

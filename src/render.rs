@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::daemon::{Daemon, DaemonVersion, Family};
 use crate::inventory::{Host, Role, Upstream, UpstreamKind};
+use crate::nts::HostNts;
 use crate::value::{Cidr, NetAddress};
 
 const BUILTIN_TEMPLATES: [(&str, &str); 3] = [
@@ -31,10 +32,34 @@ const BUILTIN_TEMPLATES: [(&str, &str); 3] = [
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DesiredFile {
     pub path: String,
+    /// The text. Never serialized: outputs show diffs, and a [`FileKind::Secret`]'s text must
+    /// not reach any output, log or saved plan.
+    #[serde(skip)]
     pub content: String,
     pub mode: u32,
     pub owner: String,
     pub group: String,
+    pub kind: FileKind,
+}
+
+/// What a managed file is, for what may be shown of it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FileKind {
+    /// The daemon's configuration: shown, diffed, checked (`chronyd -p`).
+    #[default]
+    Config,
+    /// Public material the configuration names (an NTS certificate, a CA): diffed like text.
+    Material,
+    /// A private key: only its size and sha256 prefix are ever shown.
+    Secret,
+}
+
+impl DesiredFile {
+    #[must_use]
+    pub fn is_secret(&self) -> bool {
+        self.kind == FileKind::Secret
+    }
 }
 
 /// What a host should run: the daemon (package and unit) and its configuration files.
@@ -116,6 +141,126 @@ struct ChronyFeatures {
     client: bool,
 }
 
+/// The NTS lines of chrony.conf, one small block of their own in the templates: a server's
+/// certificate and key, a client's `nts` on each server and its private CA. Paths are ours,
+/// never the inventory's.
+#[derive(Serialize, Default)]
+struct NtsContext {
+    server: Option<NtsServerPaths>,
+    /// `nts` on every `server` line (a client's sources are all its servers).
+    client: bool,
+    trusted_certs: Option<String>,
+}
+
+#[derive(Serialize)]
+struct NtsServerPaths {
+    certificate: String,
+    key: String,
+}
+
+/// Where clockprov puts NTS material: beside chrony's own files on Debian and Ubuntu, under
+/// `/etc/pki` (where the RHEL family keeps TLS material) there.
+#[must_use]
+pub fn nts_dir(family: Family) -> &'static str {
+    match family {
+        Family::Debian => "/etc/chrony/nts",
+        Family::RedHat => "/etc/pki/chrony",
+    }
+}
+
+/// The NTS files of `host` on `family`: certificate, key, CA (the ones it has).
+#[must_use]
+pub fn nts_paths(nts: &HostNts, family: Family) -> Vec<String> {
+    let dir = nts_dir(family);
+    match nts {
+        HostNts::Off
+        | HostNts::Client {
+            trusted_certs: None,
+        } => Vec::new(),
+        HostNts::Server { .. } => vec![
+            format!("{dir}/clockprov.crt"),
+            format!("{dir}/clockprov.key"),
+        ],
+        HostNts::Client {
+            trusted_certs: Some(_),
+        } => vec![format!("{dir}/clockprov-ca.crt")],
+    }
+}
+
+/// The group chronyd's user reads its key through (the package's system user).
+#[must_use]
+pub fn chrony_group(family: Family) -> &'static str {
+    match family {
+        Family::Debian => "_chrony",
+        Family::RedHat => "chrony",
+    }
+}
+
+/// The NTS files `host` should have, and the template's view of them.
+fn nts_files(nts: &HostNts, family: Family) -> (Vec<DesiredFile>, NtsContext) {
+    let paths = nts_paths(nts, family);
+    let file = |path: &str, content: &str, mode, group: &str, kind| DesiredFile {
+        path: path.to_owned(),
+        content: content.to_owned(),
+        mode,
+        owner: "root".to_owned(),
+        group: group.to_owned(),
+        kind,
+    };
+    match nts {
+        HostNts::Off => (Vec::new(), NtsContext::default()),
+        HostNts::Server { certificate, key } => (
+            vec![
+                file(
+                    &paths[0],
+                    &certificate.content,
+                    0o644,
+                    "root",
+                    FileKind::Material,
+                ),
+                // Readable by chronyd's NTS-KE helper, which runs as the daemon's user.
+                file(
+                    &paths[1],
+                    key.expose(),
+                    0o640,
+                    chrony_group(family),
+                    FileKind::Secret,
+                ),
+            ],
+            NtsContext {
+                server: Some(NtsServerPaths {
+                    certificate: paths[0].clone(),
+                    key: paths[1].clone(),
+                }),
+                ..NtsContext::default()
+            },
+        ),
+        HostNts::Client { trusted_certs } => match trusted_certs {
+            None => (
+                Vec::new(),
+                NtsContext {
+                    client: true,
+                    ..NtsContext::default()
+                },
+            ),
+            Some(ca) => (
+                vec![file(
+                    &paths[0],
+                    &ca.content,
+                    0o644,
+                    "root",
+                    FileKind::Material,
+                )],
+                NtsContext {
+                    client: true,
+                    trusted_certs: Some(paths[0].clone()),
+                    ..NtsContext::default()
+                },
+            ),
+        },
+    }
+}
+
 #[derive(Serialize)]
 struct TimesyncdFeatures {
     systemd_version: u32,
@@ -157,6 +302,7 @@ impl Renderer {
         host: &Host,
         inputs: RenderInputs<'_>,
     ) -> Result<DesiredState, RenderError> {
+        let nts = &host.nts;
         match &host.role {
             Role::Server(spec) => {
                 let host = HostContext {
@@ -169,6 +315,7 @@ impl Renderer {
                     &spec.upstream,
                     &spec.allow,
                     spec.local_stratum,
+                    nts,
                     inputs,
                 )
             }
@@ -178,7 +325,7 @@ impl Renderer {
                     address: host.address.to_string(),
                     section: "clients",
                 };
-                self.render_chrony(&host, &client_sources(servers), &[], None, inputs)
+                self.render_chrony(&host, &client_sources(servers), &[], None, nts, inputs)
             }
             Role::Client { spec, servers, .. } => {
                 let content = self.render_client(
@@ -207,10 +354,12 @@ impl Renderer {
         upstream: &[Upstream],
         allow: &[Cidr],
         local_stratum: Option<u8>,
+        nts: &HostNts,
         inputs: RenderInputs<'_>,
     ) -> Result<DesiredState, RenderError> {
         let modern = inputs.version.major >= 4;
         let family = Family::of(inputs.os_id);
+        let (nts_files, nts) = nts_files(nts, family);
         let context = minijinja::context! {
             host => host,
             chrony => ChronyFeatures {
@@ -224,15 +373,18 @@ impl Renderer {
             upstream => upstream,
             allow => allow.iter().map(Cidr::to_string).collect::<Vec<_>>(),
             local_stratum => local_stratum,
+            nts => nts,
         };
         let template = match family {
             Family::Debian => "chrony.conf.j2",
             Family::RedHat => "chrony-redhat.conf.j2",
         };
         let text = self.render_template(template, &context)?;
+        let mut files = vec![config_file(Daemon::Chrony, family, text)];
+        files.extend(nts_files);
         Ok(DesiredState {
             daemon: Daemon::Chrony,
-            files: vec![config_file(Daemon::Chrony, family, text)],
+            files,
         })
     }
 
@@ -254,7 +406,14 @@ impl Renderer {
             section: "images",
         };
         if inputs.daemon == Daemon::Chrony {
-            return self.render_chrony(&host, &client_sources(servers), &[], None, inputs);
+            return self.render_chrony(
+                &host,
+                &client_sources(servers),
+                &[],
+                None,
+                &HostNts::Off,
+                inputs,
+            );
         }
         let content = self.render_client(&host, servers, fallback, inputs)?;
         Ok(DesiredState {
@@ -323,5 +482,86 @@ fn config_file(daemon: Daemon, family: Family, content: String) -> DesiredFile {
         mode: 0o644,
         owner: "root".to_owned(),
         group: "root".to_owned(),
+        kind: FileKind::Config,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nts::tests::fixture;
+
+    const NTS: &str = "ntp_servers:\n  zcloud:\n    address: 192.168.6.200\n    local_stratum: 10\n    allow: [192.168.6.0/24]\n    nts: { certificate: server.crt, key: server.key }\nclients:\n  c1: { address: 192.168.6.226, daemon: chrony, nts: true }\n  c2: { address: 192.168.6.227, daemon: chrony, nts: { trusted_certs: ca.crt } }\n";
+
+    /// Each file of `host` on `os_id` as `PATH MODE OWNER:GROUP KIND`, then chrony.conf's lines
+    /// that NTS touches.
+    fn rendered(host: &str, os_id: &str) -> String {
+        let inventory = crate::inventory::Inventory::parse(&fixture("inv.yaml"), NTS).unwrap();
+        let host = inventory
+            .hosts
+            .iter()
+            .find(|h| h.name.as_str() == host)
+            .unwrap();
+        let desired = Renderer::new(None)
+            .unwrap()
+            .render(
+                host,
+                RenderInputs {
+                    os_id,
+                    daemon: Daemon::Chrony,
+                    version: DaemonVersion { major: 4, minor: 3 },
+                },
+            )
+            .unwrap();
+        let mut out = String::new();
+        for f in &desired.files {
+            let _ = writeln!(
+                out,
+                "{} {:o} {}:{} {:?}",
+                f.path, f.mode, f.owner, f.group, f.kind
+            );
+        }
+        for line in desired.files[0].content.lines() {
+            if line.starts_with("nts") || line.starts_with("server") {
+                let _ = writeln!(out, "{line}");
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn an_nts_server_gets_its_certificate_and_key_readable_by_chronyd() {
+        insta::assert_snapshot!(rendered("zcloud", "debian"), @r"
+        /etc/chrony/chrony.conf 644 root:root Config
+        /etc/chrony/nts/clockprov.crt 644 root:root Material
+        /etc/chrony/nts/clockprov.key 640 root:_chrony Secret
+        ntsdumpdir /var/lib/chrony
+        ntsservercert /etc/chrony/nts/clockprov.crt
+        ntsserverkey /etc/chrony/nts/clockprov.key
+        ");
+        insta::assert_snapshot!(rendered("zcloud", "rocky"), @r"
+        /etc/chrony.conf 644 root:root Config
+        /etc/pki/chrony/clockprov.crt 644 root:root Material
+        /etc/pki/chrony/clockprov.key 640 root:chrony Secret
+        ntsdumpdir /var/lib/chrony
+        ntsservercert /etc/pki/chrony/clockprov.crt
+        ntsserverkey /etc/pki/chrony/clockprov.key
+        ");
+    }
+
+    #[test]
+    fn nts_clients_authenticate_their_servers_with_the_system_store_or_a_private_ca() {
+        insta::assert_snapshot!(rendered("c1", "ubuntu"), @r"
+        /etc/chrony/chrony.conf 644 root:root Config
+        server 192.168.6.200 iburst nts
+        ntsdumpdir /var/lib/chrony
+        ");
+        insta::assert_snapshot!(rendered("c2", "debian"), @r"
+        /etc/chrony/chrony.conf 644 root:root Config
+        /etc/chrony/nts/clockprov-ca.crt 644 root:root Material
+        server 192.168.6.200 iburst nts
+        ntsdumpdir /var/lib/chrony
+        ntstrustedcerts /etc/chrony/nts/clockprov-ca.crt
+        ");
     }
 }

@@ -1362,6 +1362,7 @@ mod tests {
             mode: 0o644,
             owner: "root".into(),
             group: "root".into(),
+            kind: crate::render::FileKind::Config,
         }];
         file_changes(host, &wanted, &found).unwrap().remove(0)
     }

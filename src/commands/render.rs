@@ -4,8 +4,10 @@ use anyhow::anyhow;
 
 use crate::cli::RenderArgs;
 use crate::daemon::DaemonVersion;
+use crate::inventory::Host;
 use crate::inventory::Inventory;
-use crate::render::RenderInputs;
+use crate::nts::HostNts;
+use crate::render::{FileKind, RenderInputs};
 
 use super::{EXIT_OK, print_stdout, renderer_for};
 
@@ -32,17 +34,49 @@ pub(crate) fn run(args: &RenderArgs) -> anyhow::Result<u8> {
             .ok_or_else(|| anyhow!("--daemon-version {v:?} is not a version"))?,
         None => daemon.distribution_default(os_id, os_version),
     };
-    let desired = renderer.render(
-        host,
-        RenderInputs {
-            os_id,
-            daemon,
-            version,
-        },
-    )?;
+    let inputs = RenderInputs {
+        os_id,
+        daemon,
+        version,
+    };
+    crate::nts::check_host(host, inputs, &args.os)?;
+    let desired = renderer.render(host, inputs)?;
+    // The configuration, as the daemon reads it; NTS material is named on stderr only (the key
+    // is never printed).
     for file in &desired.files {
-        tracing::info!("{}:{}", host.name, file.path);
-        print_stdout(&file.content)?;
+        match file.kind {
+            FileKind::Config => {
+                tracing::info!("{}:{}", host.name, file.path);
+                print_stdout(&file.content)?;
+            }
+            FileKind::Material => tracing::info!(
+                "{}:{}: {} bytes from {}",
+                host.name,
+                file.path,
+                file.content.len(),
+                crate::report::shown(&source_of(host, &file.path))
+            ),
+            FileKind::Secret => tracing::info!(
+                "{}:{}: {}",
+                host.name,
+                file.path,
+                crate::nts::describe_secret(file.content.as_bytes())
+            ),
+        }
     }
     Ok(EXIT_OK)
+}
+
+/// The inventory's file a host's NTS certificate or CA comes from.
+fn source_of(host: &Host, path: &str) -> String {
+    let source = match &host.nts {
+        HostNts::Server { certificate, .. } if path.ends_with("clockprov.crt") => {
+            Some(&certificate.source)
+        }
+        HostNts::Client {
+            trusted_certs: Some(ca),
+        } => Some(&ca.source),
+        _ => None,
+    };
+    source.map_or_else(String::new, |s| s.display().to_string())
 }

@@ -504,6 +504,7 @@ mod tests {
                 mode: 0o644,
                 owner: id("-un"),
                 group: id("-gn"),
+                kind: crate::render::FileKind::Config,
             },
             diff: String::new(),
         }

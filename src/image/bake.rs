@@ -690,6 +690,7 @@ mod tests {
                 mode: 0o644,
                 owner: "root".into(),
                 group: "root".into(),
+                kind: crate::render::FileKind::Config,
             }],
         }
     }

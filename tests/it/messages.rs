@@ -52,7 +52,7 @@ fn inventory_mistakes_say_where_and_how_to_fix_them() {
         "    allow: [192.168.6.0/24]\n    local_stratum: 10             # keep serving the LAN while upstream is unreachable\n",
         "    local_stratum: 10\n  allow: [192.168.6.0/24]\n",
     );
-    insta::assert_snapshot!(error_of(&plan, &dedented), @"error: inv.yaml:17:10: ntp_servers.allow: expected a mapping of server settings (address, ssh, upstream, allow, local_stratum), found a list; `allow` looks like a setting of ntp_servers.zcloud indented too little (it is read as an entry named allow)");
+    insta::assert_snapshot!(error_of(&plan, &dedented), @"error: inv.yaml:17:10: ntp_servers.allow: expected a mapping of server settings (address, ssh, upstream, allow, ...), found a list; `allow` looks like a setting of ntp_servers.zcloud indented too little (it is read as an entry named allow)");
     // ... with a line after it that YAML cannot place.
     let misplaced = with(
         "    allow: [192.168.6.0/24]\n",
@@ -81,7 +81,7 @@ fn inventory_mistakes_say_where_and_how_to_fix_them() {
         "  zcloud:\n    address: 192.168.6.200",
         "  zcloud:\n  - address: 192.168.6.200",
     );
-    insta::assert_snapshot!(error_of(&plan, &list), @"error: inv.yaml:12:5: ntp_servers.zcloud: expected a mapping of server settings (address, ssh, upstream, allow, local_stratum), found a list");
+    insta::assert_snapshot!(error_of(&plan, &list), @"error: inv.yaml:12:5: ntp_servers.zcloud: expected a mapping of server settings (address, ssh, upstream, allow, ...), found a list");
     // Numbers out of range, at their own line, in words.
     let stratum = with("local_stratum: 10", "local_stratum: 16");
     insta::assert_snapshot!(error_of(&plan, &stratum), @"error: inv.yaml:17:20: ntp_servers.zcloud.local_stratum: must be 1 to 15 (chrony's range), not 16");
