@@ -318,6 +318,10 @@ pub(crate) fn judge_fleet(
                 }
             };
             check.findings = clock::judge(reading, &reference, &expected, limits);
+            // A client with NTS: each source must authenticate (a wrong CA, NTS-KE blocked).
+            if host.nts.is_on() && !host.is_server() && reading.unit_state == "active" {
+                check.findings.extend(clock::nts_findings(&reading.view));
+            }
             check.status = CheckStatus::of(&check.findings);
             check.offset_seconds = Some(reading.offset.offset);
             check.offset_uncertainty_seconds = Some(reading.offset.uncertainty);

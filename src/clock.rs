@@ -109,6 +109,117 @@ pub struct DaemonView {
     pub stratum: Option<u32>,
     /// One vocabulary for both daemons: [`leap_word`].
     pub leap_status: Option<String>,
+    /// chrony's sources and whether each authenticates (`chronyc -N authdata`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub authentication: Vec<SourceAuth>,
+}
+
+/// One chrony source's authentication, from `chronyc -c -N authdata`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SourceAuth {
+    /// The source as configured (`-N`): the inventory's address.
+    pub source: String,
+    /// `NTS`, `SK` (a symmetric key) or `-` (none): what is configured, not what works.
+    pub mode: String,
+    /// Packets from it are authenticated: a key is in use (for NTS: NTS-KE succeeded).
+    pub authenticated: bool,
+    pub key_id: u32,
+    /// NTS-KE attempts since the last success.
+    pub nts_ke_attempts: u32,
+    /// NTS cookies held.
+    pub cookies: u32,
+}
+
+impl SourceAuth {
+    /// Why NTS does not authenticate this source, in words.
+    #[must_use]
+    pub fn nts_failure(&self) -> Option<String> {
+        if self.mode != "NTS" {
+            return Some(format!("{} is not an NTS source", self.source));
+        }
+        if self.authenticated {
+            return None;
+        }
+        Some(format!(
+            "{} not authenticated by NTS (no key: NTS-KE failed, {} attempt{}, {} cookies)",
+            self.source,
+            self.nts_ke_attempts,
+            if self.nts_ke_attempts == 1 { "" } else { "s" },
+            self.cookies
+        ))
+    }
+}
+
+/// Parse `chronyc -c -N authdata`: one CSV line per source, `NAME,MODE,KEYID,TYPE,KLEN,LAST,
+/// ATMP,NAK,COOK,CLEN`. Lines that are not that (chrony before 4.0 does not know `authdata`,
+/// an error message) are skipped; a source authenticates when it has a key (`KEYID` and `KLEN`
+/// not 0; for NTS, cookies too).
+#[must_use]
+pub fn parse_authdata(text: &str) -> Vec<SourceAuth> {
+    let mut sources = Vec::new();
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split(',').collect();
+        let [
+            name,
+            mode,
+            key_id,
+            _,
+            key_length,
+            _,
+            attempts,
+            _,
+            cookies,
+            _,
+        ] = fields[..]
+        else {
+            continue;
+        };
+        let number = |text: &str| text.trim().parse::<u32>().ok();
+        let (Some(key_id), Some(key_length), Some(attempts), Some(cookies)) = (
+            number(key_id),
+            number(key_length),
+            number(attempts),
+            number(cookies),
+        ) else {
+            continue;
+        };
+        let mode = mode.trim();
+        if name.is_empty() || !matches!(mode, "NTS" | "SK" | "-") {
+            continue;
+        }
+        sources.push(SourceAuth {
+            source: name.trim().to_owned(),
+            mode: mode.to_owned(),
+            authenticated: mode != "-"
+                && key_id != 0
+                && key_length != 0
+                && (mode != "NTS" || cookies != 0),
+            key_id,
+            nts_ke_attempts: attempts,
+            cookies,
+        });
+    }
+    sources
+}
+
+/// A host configured with NTS: every source it has must authenticate, and it must have some.
+#[must_use]
+pub fn nts_findings(view: &DaemonView) -> Vec<Finding> {
+    let failures: Vec<String> = view
+        .authentication
+        .iter()
+        .filter_map(SourceAuth::nts_failure)
+        .collect();
+    if view.authentication.is_empty() {
+        return vec![Finding::NtsNotAuthenticated {
+            sources: vec!["chronyc -N authdata listed no source".to_owned()],
+        }];
+    }
+    if failures.is_empty() {
+        Vec::new()
+    } else {
+        vec![Finding::NtsNotAuthenticated { sources: failures }]
+    }
 }
 
 /// The leap indicator in one vocabulary for both daemons: `normal`, `insert-second`,
@@ -165,6 +276,7 @@ pub fn timesyncd_view(show_timesync: &str, show: &str, timesync_status: &str) ->
             .map(|v| -v),
         stratum: message.get("Stratum").and_then(|s| s.parse().ok()),
         leap_status: message.get("Leap").map(|l| leap_word(l)),
+        authentication: Vec::new(),
     }
 }
 
@@ -246,6 +358,7 @@ pub fn chrony_view(tracking: &str) -> DaemonView {
         offset_seconds: offset,
         stratum: fields.get("Stratum").and_then(|s| s.parse().ok()),
         leap_status: leap.as_deref().map(leap_word),
+        authentication: Vec::new(),
     }
 }
 
@@ -287,6 +400,10 @@ pub enum Finding {
     Isolated {
         stratum: Option<u32>,
     },
+    /// A client configured with NTS has a source that does not authenticate (each said why).
+    NtsNotAuthenticated {
+        sources: Vec<String>,
+    },
 }
 
 /// How much a finding weighs: the worst one decides the host's status.
@@ -312,7 +429,8 @@ impl Finding {
             | Finding::NotSynchronized
             | Finding::WrongServer { .. }
             | Finding::DaemonNotRunning { .. }
-            | Finding::ServerOffset { .. } => Severity::Problem,
+            | Finding::ServerOffset { .. }
+            | Finding::NtsNotAuthenticated { .. } => Severity::Problem,
         }
     }
 }
@@ -357,6 +475,9 @@ impl std::fmt::Display for Finding {
                     write!(f, " (local stratum {stratum})")?;
                 }
                 f.write_str(", no upstream reached")
+            }
+            Finding::NtsNotAuthenticated { sources } => {
+                write!(f, "NTS: {}", sources.join(", "))
             }
         }
     }
@@ -821,5 +942,48 @@ mod tests {
                 prop_assert_eq!(check_view("chrony", &view).is_ok(), offset.is_finite());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod nts_tests {
+    use super::*;
+
+    /// What chrony 4.8 printed on the VM lab (tests/fixtures/nts/chronyc/README).
+    const OK: &str = include_str!("../tests/fixtures/nts/chronyc/csv-ok.txt");
+    const WRONG_CA: &str = include_str!("../tests/fixtures/nts/chronyc/csv-wrong-ca.txt");
+
+    #[test]
+    fn authdata_says_which_sources_authenticate() {
+        let ok = parse_authdata(OK);
+        assert_eq!(
+            ok,
+            [SourceAuth {
+                source: "192.168.6.200".into(),
+                mode: "NTS".into(),
+                authenticated: true,
+                key_id: 1,
+                nts_ke_attempts: 0,
+                cookies: 8,
+            }]
+        );
+        let view = |authentication| DaemonView {
+            authentication,
+            ..DaemonView::default()
+        };
+        assert!(nts_findings(&view(ok)).is_empty());
+        let wrong = parse_authdata(WRONG_CA);
+        assert_eq!(wrong.len(), 1);
+        assert!(!wrong[0].authenticated);
+        let findings = nts_findings(&view(wrong));
+        assert_eq!(findings.len(), 1);
+        assert_eq!(findings[0].severity(), Severity::Problem);
+        insta::assert_snapshot!(findings[0], @"NTS: 192.168.6.200 not authenticated by NTS (no key: NTS-KE failed, 1 attempt, 0 cookies)");
+        // A plain source, and chrony 3.x's answer to an unknown command.
+        let plain = parse_authdata("192.168.6.200,-,0,0,0,4294967295,0,0,0,0\n");
+        insta::assert_snapshot!(nts_findings(&view(plain))[0], @"NTS: 192.168.6.200 is not an NTS source");
+        let old = parse_authdata("Unrecognized command\n");
+        assert!(old.is_empty());
+        insta::assert_snapshot!(nts_findings(&view(old))[0], @"NTS: chronyc -N authdata listed no source");
     }
 }

@@ -178,6 +178,9 @@ pub fn daemon_views(output: &[u8]) {
     }
     let text = String::from_utf8_lossy(output);
     let _ = crate::clock::chrony_view(&text);
+    for source in crate::clock::parse_authdata(&text) {
+        let _ = source.nts_failure();
+    }
     let _ = crate::clock::timesyncd_view(&text, &text, &text);
     for line in text.lines() {
         let _ = crate::clock::parse_timespan(line);

@@ -147,14 +147,38 @@ pub fn describe_secret(bytes: &[u8]) -> String {
     )
 }
 
+/// The largest NTS file read: a certificate chain is a few KiB.
+const MAX_FILE: u64 = 1 << 20;
+
+/// Read a regular file of at most [`MAX_FILE`] bytes (a device or a FIFO named by mistake would
+/// never end, or block).
 fn read(path: &Path, what: &str) -> Result<String, String> {
-    let bytes = std::fs::read(path).map_err(|e| {
+    use std::io::Read as _;
+    let cannot = |e: &std::io::Error| {
         format!(
             "cannot read the {what} {}: {}",
             path.display(),
-            crate::inventory::io_reason(&e)
+            crate::inventory::io_reason(e)
         )
-    })?;
+    };
+    // Before opening: opening a FIFO for reading waits for a writer.
+    if !std::fs::metadata(path).map_err(|e| cannot(&e))?.is_file() {
+        return Err(format!(
+            "the {what} {} is not a regular file",
+            path.display()
+        ));
+    }
+    let file = std::fs::File::open(path).map_err(|e| cannot(&e))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| cannot(&e))?;
+    if bytes.len() as u64 > MAX_FILE {
+        return Err(format!(
+            "the {what} {} is larger than {MAX_FILE} bytes: not a PEM file",
+            path.display()
+        ));
+    }
     String::from_utf8(bytes)
         .map_err(|_| format!("the {what} {} is not a PEM text file", path.display()))
 }
@@ -335,6 +359,17 @@ pub(crate) mod tests {
         insta::assert_snapshot!(
             not_named(&fixture("server.crt"), &names, &"192.168.6.201".parse().unwrap()),
             @"certificate server.crt names zcloud.lan, 192.168.6.200; not 192.168.6.201 (clients check the server's address against the certificate's subjectAltName)"
+        );
+    }
+
+    #[test]
+    fn only_regular_files_of_a_sane_size_are_read() {
+        let error = load_certificate(Path::new("/dev/zero")).unwrap_err();
+        assert_eq!(error, "the certificate /dev/zero is not a regular file");
+        let error = load_key(Path::new("/")).unwrap_err();
+        assert!(
+            error.ends_with("/ is not a regular file") || error.contains("cannot read"),
+            "{error}"
         );
     }
 

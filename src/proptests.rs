@@ -190,6 +190,13 @@ const DAEMON_WORDS: &[&str] = &[
     "@@show",
     "@@timesync-status",
     "@@tracking",
+    "@@authdata",
+    "192.168.6.200,NTS,1,15,256,16,0,0,8,100",
+    "192.168.6.200,NTS,0,0,0,4294967295,1,0,0,0",
+    "4294967296,",
+    "NTS,",
+    "SK,",
+    "-,",
     "ServerName=zcloud",
     "ServerAddress=10.0.0.1",
     "NTPMessage={",
@@ -276,6 +283,12 @@ proptest! {
     fn daemon_views_from_their_words(text in lines_of(DAEMON_WORDS, 16)) {
         fuzzing::daemon_views(text.as_bytes());
         fuzzing::daemon_views(text.replace(" : ", ": ").replace("= ", "=").as_bytes());
+    }
+
+    #[test]
+    fn authdata_csv_never_panics(lines in proptest::collection::vec(proptest::collection::vec("\\PC{0,6}|NTS|SK|-|[0-9]{1,11}", 0..12), 0..6)) {
+        let text: Vec<String> = lines.iter().map(|fields| fields.join(",")).collect();
+        fuzzing::daemon_views(format!("@@unit active\n@@authdata\n{}\n@@end\n", text.join("\n")).as_bytes());
     }
 
     #[test]

@@ -667,6 +667,7 @@ pub(crate) fn check_text(
         out.push_str(&painted);
         out.push('\n');
     }
+    nts_text(&mut out, checks);
     let s = CheckSummary::of(checks);
     let _ = writeln!(
         out,
@@ -686,6 +687,41 @@ pub(crate) fn check_text(
         ceph_text(&mut out, ceph, style);
     }
     out
+}
+
+/// Each chrony source that uses authentication (NTS or a key), per host, as `chronyc -N
+/// authdata` reported it; nothing when no source does.
+fn nts_text(out: &mut String, checks: &[HostCheck]) {
+    let rows: Vec<(&str, &crate::clock::SourceAuth)> = checks
+        .iter()
+        .flat_map(|c| {
+            c.daemon
+                .iter()
+                .flat_map(|d| d.authentication.iter())
+                .filter(|a| a.mode != "-")
+                .map(|a| (c.name.as_str(), a))
+        })
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    out.push_str("\nAuthentication (chronyc -N authdata):\n");
+    for (host, source) in rows {
+        let _ = writeln!(
+            out,
+            "  {host}: {} {} {}",
+            shown(&source.source),
+            shown(&source.mode),
+            if source.authenticated {
+                "authenticated".to_owned()
+            } else {
+                format!(
+                    "NOT authenticated ({} NTS-KE attempts, {} cookies)",
+                    source.nts_ke_attempts, source.cookies
+                )
+            }
+        );
+    }
 }
 
 /// A monitor's verdict: how Ceph's skew compares with clockprov's.
@@ -1669,6 +1705,7 @@ clients:
             offset_seconds: Some(offset),
             stratum: Some(11),
             leap_status: Some("normal".to_owned()),
+            authentication: Vec::new(),
         }
     }
 
@@ -1682,6 +1719,7 @@ clients:
             offset_seconds: Some(0.000_01),
             stratum: Some(10),
             leap_status: Some("normal".to_owned()),
+            authentication: Vec::new(),
         };
         let ts = Daemon::Timesyncd;
         vec![
@@ -1787,6 +1825,65 @@ clients:
     #[test]
     fn check_text() {
         insta::assert_snapshot!(super::check_text(&checks(), &CONTEXT, None, PLAIN));
+    }
+
+    /// NTS clients as chrony 4.8 reported them on the VM lab: one authenticated, one with a
+    /// CA that did not sign the server's certificate.
+    #[test]
+    fn check_reports_each_sources_nts_authentication() {
+        let source = "ntp_servers:\n  zcloud:\n    address: 192.168.6.200\n    local_stratum: 10\n    allow: [192.168.6.0/24]\n    nts: { certificate: server.crt, key: server.key }\nclients:\n  good: { address: 192.168.6.226, daemon: chrony, nts: { trusted_certs: ca.crt } }\n  wrong-ca: { address: 192.168.6.227, daemon: chrony, nts: true }\n";
+        let hosts =
+            crate::inventory::Inventory::parse(&crate::nts::tests::fixture("inv.yaml"), source)
+                .unwrap()
+                .hosts;
+        let authenticated = |csv: &str| DaemonView {
+            authentication: crate::clock::parse_authdata(csv),
+            ..synced_to("192.168.6.200", 0.000_02)
+        };
+        let readings = vec![
+            reading(
+                0.0,
+                0.000_4,
+                Daemon::Chrony,
+                "active",
+                synced_to("203.0.113.7", 0.0),
+            ),
+            reading(
+                0.000_1,
+                0.000_4,
+                Daemon::Chrony,
+                "active",
+                authenticated(include_str!("../tests/fixtures/nts/chronyc/csv-ok.txt")),
+            ),
+            reading(
+                0.000_1,
+                0.000_4,
+                Daemon::Chrony,
+                "active",
+                authenticated(include_str!(
+                    "../tests/fixtures/nts/chronyc/csv-wrong-ca.txt"
+                )),
+            ),
+        ];
+        let checks = judge_fleet(&hosts, &readings, &limits(&CONTEXT));
+        let text = super::check_text(&checks, &CONTEXT, None, PLAIN);
+        let from = text.find("good").unwrap();
+        insta::assert_snapshot!(&text[from..text.find("\nCheck:").unwrap()], @r"
+        good      client  +0.000100  0.000800  +0.000100     yes   192.168.6.200  ok
+        wrong-ca  client  +0.000100  0.000800  +0.000100     yes   192.168.6.200  NTS: 192.168.6.200 not authenticated by NTS (no key: NTS-KE failed, 1 attempt, 0 cookies)
+
+        Authentication (chronyc -N authdata):
+          good: 192.168.6.200 NTS authenticated
+          wrong-ca: 192.168.6.200 NTS NOT authenticated (1 NTS-KE attempts, 0 cookies)
+        ");
+        let json: serde_json::Value =
+            serde_json::from_str(&super::check_json(&checks, &CONTEXT, None)).unwrap();
+        let auth = |i: usize| json["hosts"][i]["daemon"]["authentication"][0].clone();
+        assert_eq!(auth(1)["authenticated"], true, "{json}");
+        assert_eq!(auth(1)["mode"], "NTS");
+        assert_eq!(auth(2)["authenticated"], false);
+        assert_eq!(json["hosts"][2]["status"], "findings");
+        assert_eq!(json["hosts"][0]["daemon"].get("authentication"), None);
     }
 
     #[test]

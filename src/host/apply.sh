@@ -31,6 +31,7 @@ clockprov_apply() {
     mdir=/run/clockprov
     marker=$mdir/restart-pending.$unit
     temps=''
+    nts_trust=''
     nl='
 '
     trap 'cleanup; exit 129' HUP
@@ -85,7 +86,15 @@ clockprov_apply() {
     # A marker left by an interrupted run means the unit may still run the previous files.
     [ -e "$marker" ] && action=restart
     [ "$action" = none ] && { done_ok "$@"; return 0; }
-    out=$(systemctl "$action" "$unit" 2>&1 9>&-)
+    if [ "$action" = restart ] && [ -n "$nts_trust" ]; then
+        # chronyd saves its NTS cookies in ntsdumpdir at exit and uses them at the next start,
+        # without a new NTS-KE: a changed certificate or CA would not be checked for weeks.
+        systemctl stop "$unit" >/dev/null 2>&1 9>&-
+        rm -f /var/lib/chrony/*.nts
+        out=$(systemctl start "$unit" 2>&1 9>&-)
+    else
+        out=$(systemctl "$action" "$unit" 2>&1 9>&-)
+    fi
     rc=$?
     unit_state
     if [ "$rc" != 0 ] || [ "$state" != active ]; then
@@ -180,6 +189,8 @@ stage_one() {
         return 1
     fi
     for old in "$d"/.clockprov.*; do
+        # Not this run's own: two files in one directory (an NTS certificate and key).
+        case $old in "$d/.clockprov.$$."*) continue ;; esac
         [ ! -e "$old" ] || rm -f "$old"
     done
     t=$d/.clockprov.$$.$i
@@ -278,6 +289,7 @@ install_one() {
         fi
         d=${1%/*}
         sync "${d:-/}" 2>/dev/null
+        case $1 in *.crt) nts_trust=1 ;; esac
         printf '@@written %s\n' "$1"
         ;;
     esac

@@ -188,7 +188,7 @@ pub fn parse_daemon_state(
     while let Some(record) = records.next_record()? {
         match record.kind {
             "unit" => unit_state = Some(record.text().trim().to_owned()),
-            "show-timesync" | "show" | "timesync-status" | "tracking" => {
+            "show-timesync" | "show" | "timesync-status" | "tracking" | "authdata" => {
                 let mut text = String::new();
                 for line in records.section() {
                     text.push_str(&String::from_utf8_lossy(line));
@@ -222,7 +222,10 @@ pub fn parse_daemon_state(
             section("show"),
             section("timesync-status"),
         ),
-        Daemon::Chrony => clock::chrony_view(section("tracking")),
+        Daemon::Chrony => clock::DaemonView {
+            authentication: clock::parse_authdata(section("authdata")),
+            ..clock::chrony_view(section("tracking"))
+        },
     };
     Ok((unit_state, view))
 }

@@ -36,6 +36,9 @@ export LC_ALL
         chrony)
             echo @@tracking
             chronyc -n tracking 2>&1
+            # NTS: whether each source authenticates (chrony 4.0+; 3.x prints an error, skipped).
+            echo @@authdata
+            chronyc -c -N authdata 2>&1
             ;;
         esac
     fi

@@ -779,6 +779,11 @@ cmd_up() {
         uid=4242
         while getent passwd "$uid" >/dev/null || getent group "$uid" >/dev/null; do uid=$((uid + 1)); done
     fi
+    local chrony_group=_chrony chrony_gid=4300
+    ((redhat)) && chrony_group=chrony
+    while getent group "$chrony_gid" >/dev/null || [[ $chrony_gid == "$uid" ]]; do chrony_gid=$((chrony_gid + 1)); done
+    local add_chrony_group=1
+    getent group "$chrony_group" >/dev/null && add_chrony_group=0
     local has_chrony=0 p
     for p in "${pkgs[@]}"; do [[ $p == chrony ]] && has_chrony=1; done
     if ((redhat)); then
@@ -913,6 +918,11 @@ cmd_up() {
             mkdir -p -m 700 "$h/home/$user/.ssh"
             printf '%s\n' "$client_pub" >"$h/home/$user/.ssh/authorized_keys"
             chown -R "$uid:$uid" "$h/home/$user"
+        fi
+        # chrony's system group, as its package adds it (NTS keys are root:GROUP 0640)
+        if ((add_chrony_group)); then
+            [[ -e $h/etc-upper/group ]] || cp -p /etc/group "$h/etc-upper/"
+            printf '%s:x:%s:\n' "$chrony_group" "$chrony_gid" >>"$h/etc-upper/group"
         fi
         if [[ -n $hostname ]]; then
             sed 's/^hosts:.*/hosts: files/' /etc/nsswitch.conf >"$h/etc-upper/nsswitch.conf"

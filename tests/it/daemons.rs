@@ -2,7 +2,7 @@
 //! layout, on sshd test hosts that present it (`testhosts.sh --os rocky-9`: os-release,
 //! `/etc/chrony.conf`, `chronyd.service`, rpm and dnf stand-ins, no dpkg or apt).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::support::hosts::{HostSpec, script, seed};
@@ -197,11 +197,15 @@ fn every_rendered_chrony_conf_passes_chronyd() {
     let chronyd = chronyd();
     let dir = tempfile::tempdir().unwrap();
     let inventory = dir.path().join("inv.yaml");
+    // NTS: a server with the fixture certificate (for 192.168.6.200), clients with the system
+    // store and with a private CA.
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/nts");
     std::fs::write(
         &inventory,
-        "ntp_servers:\n  up:\n    address: 192.0.2.1\n    upstream:\n      - pool: ntp.ubuntu.com\n        maxsources: 2\n      - server: 192.0.2.9\n        iburst: false\n    allow: [192.0.2.0/24, 2001:db8::/32]\n  alone:\n    address: 192.0.2.2\n    local_stratum: 10\n    allow: [192.0.2.0/24]\nclients:\n  c:\n    address: 192.0.2.3\n    daemon: chrony\n",
+        format!("ntp_servers:\n  up:\n    address: 192.0.2.1\n    upstream:\n      - pool: ntp.ubuntu.com\n        maxsources: 2\n      - server: 192.0.2.9\n        iburst: false\n    allow: [192.0.2.0/24, 2001:db8::/32]\n  alone:\n    address: 192.0.2.2\n    local_stratum: 10\n    allow: [192.0.2.0/24]\n  nts:\n    address: 192.168.6.200\n    local_stratum: 10\n    allow: [192.0.2.0/24, 192.168.6.0/24]\n    nts: {{ certificate: {f}/server.crt, key: {f}/server.key }}\nclients:\n  c:\n    address: 192.0.2.3\n    daemon: chrony\n  nts-c:\n    address: 192.168.6.3\n    daemon: chrony\n    ntp: [nts]\n    nts: true\n  nts-ca:\n    address: 192.168.6.4\n    daemon: chrony\n    ntp: [nts]\n    nts: {{ trusted_certs: {f}/ca.crt }}\n", f = fixtures.display()),
     )
     .unwrap();
+    let mut refused = Vec::new();
     let mut checked = 0;
     for system in clockprov::daemon::SUPPORTED_SYSTEMS {
         let versions: &[Option<&str>] = match system {
@@ -209,7 +213,7 @@ fn every_rendered_chrony_conf_passes_chronyd() {
             s if s.ends_with(":8") => &[None, Some("3.5")],
             _ => &[None],
         };
-        for host in ["up", "alone", "c"] {
+        for host in ["up", "alone", "c", "nts", "nts-c", "nts-ca"] {
             for version in versions {
                 let mut render = Clockprov::new()
                     .args(["render", "-i"])
@@ -219,7 +223,21 @@ fn every_rendered_chrony_conf_passes_chronyd() {
                     render = render.args(["--daemon-version", v]);
                 }
                 let run = render.run();
+                if host.starts_with("nts") && run.code != 0 {
+                    // chrony 3.x has no NTS; 4.0 cannot check an IP address in a certificate.
+                    assert!(
+                        run.stderr.contains("NTS needs chrony 4.0 or later")
+                            || run.stderr.contains("cannot check a server's IP address"),
+                        "{system} {host}: {run:?}"
+                    );
+                    refused.push(format!("{system} {host} {version:?}"));
+                    continue;
+                }
                 assert_eq!(run.code, 0, "{system} {host}: {run:?}");
+                if host.starts_with("nts") {
+                    assert!(run.stdout.contains("\nnts"), "{system} {host}: {run:?}");
+                    assert!(!run.stdout.contains("PRIVATE KEY"), "{run:?}");
+                }
                 let file = dir.path().join("chrony.conf");
                 std::fs::write(&file, &run.stdout).unwrap();
                 let out = Command::new(&chronyd)
@@ -238,5 +256,14 @@ fn every_rendered_chrony_conf_passes_chronyd() {
             }
         }
     }
-    assert!(checked >= 3 * clockprov::daemon::SUPPORTED_SYSTEMS.len());
+    assert!(checked >= 6 * clockprov::daemon::SUPPORTED_SYSTEMS.len() - refused.len());
+    // Ubuntu 20.04's chrony 3.5, as server and both clients.
+    assert!(
+        refused
+            .iter()
+            .filter(|r| r.starts_with("ubuntu:20.04 "))
+            .count()
+            == 3,
+        "{refused:?}"
+    );
 }

@@ -18,6 +18,7 @@ mod import;
 mod jump;
 mod logs;
 mod messages;
+mod nts;
 mod planfile;
 mod privilege;
 mod ssh;
