@@ -406,3 +406,34 @@ pub(crate) mod tests {
         assert_eq!(secret, "(secret, 3 bytes, sha256 ba7816bf8f01…)");
     }
 }
+
+#[cfg(test)]
+mod host_tests {
+    use super::tests::fixture;
+    use super::*;
+
+    #[test]
+    fn nts_is_refused_where_the_daemon_cannot_do_it() {
+        let source = "ntp_servers:\n  zcloud:\n    address: 192.168.6.200\n    local_stratum: 10\n    allow: [192.168.6.0/24]\n    nts: { certificate: server.crt, key: server.key }\nclients:\n  c: { address: 192.168.6.3, nts: true }\n  plain: { address: 192.168.6.4 }\n";
+        let inventory = crate::inventory::Inventory::parse(&fixture("inv.yaml"), source).unwrap();
+        let [server, client, plain] = &inventory.hosts[..] else {
+            panic!()
+        };
+        let inputs = |daemon, major, minor| RenderInputs {
+            os_id: "debian",
+            daemon,
+            version: DaemonVersion { major, minor },
+        };
+        let refusal = |host, daemon, major, minor| {
+            check_host(host, inputs(daemon, major, minor), "Some OS")
+                .err()
+                .map(|e| e.to_string())
+        };
+        assert_eq!(refusal(server, Daemon::Chrony, 4, 0), None);
+        assert_eq!(refusal(client, Daemon::Chrony, 4, 1), None);
+        assert_eq!(refusal(plain, Daemon::Timesyncd, 2, 45), None);
+        insta::assert_snapshot!(refusal(server, Daemon::Chrony, 3, 5).unwrap(), @"nts is set, but NTS needs chrony 4.0 or later; Some OS has chrony 3.5");
+        insta::assert_snapshot!(refusal(client, Daemon::Chrony, 4, 0).unwrap(), @"nts is set, but chrony 4.0 (Some OS) cannot check a server's IP address (192.168.6.200) against its certificate; chrony 4.1 or later can, or name the server by a DNS name its certificate lists");
+        insta::assert_snapshot!(refusal(client, Daemon::Timesyncd, 245, 4).unwrap(), @"nts is set, but this client runs systemd-timesyncd (Some OS's default), which has no NTS: set `daemon: chrony` for it");
+    }
+}

@@ -74,6 +74,10 @@ fn render_all(inventory: &Inventory, renderer: &Renderer) -> Vec<String> {
                 daemon,
                 version,
             };
+            // NTS where that system cannot do it is refused at plan, per host, not here.
+            if crate::nts::check_host(host, inputs, "").is_err() {
+                continue;
+            }
             if let Err(e) = renderer.render(host, inputs) {
                 note(
                     format!("host {}", host.name),

@@ -12,6 +12,8 @@
 #   /var/lib/dpkg/status  bind of H/dpkg-status (only the host's packages)
 #   /root                 bind of H/root (only .ssh/authorized_keys)
 #   /home                 bind of H/home (the --user's home, if any)
+#   /var/lib/chrony       a fresh tmpfs, when this machine has that directory
+#                         (apply removes chrony's NTS cookie dumps there)
 #   /run                  a fresh tmpfs (its own /run/lock, /run/clockprov, sudo
 #                         timestamps), seen from outside as /proc/PID/root/run
 # where H = DIR/hosts/ADDR.  No systemd runs: systemctl is a recorded
@@ -727,6 +729,8 @@ mount --bind "$h/dpkg-status" /var/lib/dpkg/status
 mount --bind "$h/root" /root
 mount --bind "$h/home" /home
 mount -t tmpfs -o mode=755 clockprov-run /run
+# chrony state (apply drops NTS cookie dumps there): per host, never this machine itself
+if [ -d /var/lib/chrony ]; then mount -t tmpfs -o mode=755 clockprov-chrony /var/lib/chrony; fi
 mkdir -p /run/sshd /run/lock
 chmod 1777 /run/lock
 ln -s /dev/shm /run/shm
