@@ -232,12 +232,14 @@ impl Daemon {
 
     /// Every path and unit either daemon has on any family: what facts read before the host's
     /// system (and so its layout, and a client's default daemon) is known, in one round trip.
+    /// With clockprov's own timesyncd drop-in (see [`crate::layout`]).
     #[must_use]
-    pub fn every_config_path() -> [&'static str; 3] {
+    pub fn every_config_path() -> [&'static str; 4] {
         [
             Daemon::Chrony.config_path_on(Family::Debian),
             Daemon::Chrony.config_path_on(Family::RedHat),
             Daemon::Timesyncd.config_path(),
+            crate::layout::TIMESYNCD_DROPIN,
         ]
     }
 

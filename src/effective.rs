@@ -232,7 +232,18 @@ pub fn of(desired: &DesiredState, facts: &HostFacts) -> Effective {
             ));
         }
     }
-    let lost: Vec<&str> = own
+    // Lost: the servers clockprov names as the list to use (`NTP=`, chrony's sources), not a
+    // `FallbackNTP=` that is rightly unused while `NTP=` has servers.
+    let named: BTreeSet<String> = desired
+        .files
+        .iter()
+        .flat_map(|f| match desired.daemon {
+            Daemon::Timesyncd => timesyncd_lists(&[(&f.path, &f.content)]).ntp,
+            Daemon::Chrony => chrony_lines(&f.path, &f.content).sources,
+        })
+        .map(|s| s.server)
+        .collect();
+    let lost: Vec<&str> = named
         .iter()
         .map(String::as_str)
         .filter(|s| !used.contains(s))
@@ -509,6 +520,14 @@ mod tests {
         let e = of(&desired(Daemon::Timesyncd, OWN), &facts(&[]));
         assert_eq!(servers(&e), ["10.0.0.1", "10.0.0.2"]);
         assert!(!e.is_shaped_by_others(), "{e:?}");
+    }
+
+    #[test]
+    fn an_unused_fallback_of_the_inventory_is_no_warning() {
+        let own = "[Time]\nNTP=\nNTP=10.0.0.1\nFallbackNTP=\nFallbackNTP=10.0.0.9\n";
+        let e = of(&desired(Daemon::Timesyncd, own), &facts(&[]));
+        assert_eq!(servers(&e), ["10.0.0.1"]);
+        assert!(e.warnings.is_empty(), "{e:?}");
     }
 
     #[test]

@@ -41,6 +41,7 @@ pub mod host;
 pub(crate) mod image;
 pub(crate) mod import;
 pub mod inventory;
+pub mod layout;
 pub(crate) mod nofile;
 pub mod nts;
 pub mod operations;

@@ -189,9 +189,11 @@ async fn plan_host(
     };
     crate::nts::check_host(host, inputs, &facts.os.pretty_name)?;
     let desired = renderer.render(host, inputs)?;
+    let (desired, migration_warning) = crate::layout::with_migration(desired, &facts);
     let plan = plan(host.name.as_str(), &desired, &facts)?;
     log_plan(&plan);
-    let effective = crate::effective::of(&desired, &facts);
+    let mut effective = crate::effective::of(&desired, &facts);
+    effective.warnings.extend(migration_warning);
     for warning in &effective.warnings {
         tracing::info!("effective: {}", crate::report::shown(warning));
     }

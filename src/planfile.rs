@@ -656,7 +656,7 @@ impl SavedHost {
             format!("{}/clockprov-ca.crt", crate::render::nts_dir(family)),
         ];
         for file in &self.plan.files {
-            let ours = file.path == daemon.config_path_on(family)
+            let ours = crate::layout::written_paths(daemon, family).contains(&file.path.as_str())
                 || (daemon == crate::daemon::Daemon::Chrony
                     && (nts.contains(&file.path) || (file.secret && file.path == key)));
             if !ours {

@@ -269,7 +269,8 @@ struct TimesyncdFeatures {
 
 impl Renderer {
     /// Compile the templates; files named `chrony.conf.j2` / `chrony-redhat.conf.j2` /
-    /// `timesyncd.conf.j2` in `override_dir` replace the built-in ones.
+    /// `timesyncd.conf.j2` (clockprov's timesyncd drop-in) in `override_dir` replace the
+    /// built-in ones.
     ///
     /// # Errors
     /// An override cannot be read or does not compile.
@@ -340,7 +341,7 @@ impl Renderer {
                 )?;
                 Ok(DesiredState {
                     daemon: Daemon::Timesyncd,
-                    files: vec![config_file(Daemon::Timesyncd, Family::Debian, content)],
+                    files: vec![timesyncd_dropin(content)],
                 })
             }
         }
@@ -418,7 +419,7 @@ impl Renderer {
         let content = self.render_client(&host, servers, fallback, inputs)?;
         Ok(DesiredState {
             daemon: Daemon::Timesyncd,
-            files: vec![config_file(Daemon::Timesyncd, Family::Debian, content)],
+            files: vec![timesyncd_dropin(content)],
         })
     }
 
@@ -473,6 +474,18 @@ fn client_sources(servers: &[NetAddress]) -> Vec<Upstream> {
             maxsources: None,
         })
         .collect()
+}
+
+/// clockprov's timesyncd drop-in (the main file stays the vendor's: see [`crate::layout`]).
+fn timesyncd_dropin(content: String) -> DesiredFile {
+    DesiredFile {
+        path: crate::layout::TIMESYNCD_DROPIN.to_owned(),
+        content,
+        mode: 0o644,
+        owner: "root".to_owned(),
+        group: "root".to_owned(),
+        kind: FileKind::Config,
+    }
 }
 
 fn config_file(daemon: Daemon, family: Family, content: String) -> DesiredFile {

@@ -166,10 +166,23 @@ fn actions(out: &mut String, actions: &[Action], style: Style) {
 }
 
 /// The actions on managed files, the same for hosts and images.
-fn file_actions(files: &[FileChange]) -> Vec<Action> {
+/// `restores`: a host's daemon, whose main file a plan may give back its vendor's text (not an
+/// image's: bake does not migrate).
+fn file_actions(restores: Option<Daemon>, files: &[FileChange]) -> Vec<Action> {
     files
         .iter()
         .filter_map(|file| match file.action {
+            FileAction::Update
+                if restores.is_some_and(|d| crate::layout::is_vendor_restore(d, &file.path)) =>
+            {
+                Some(Action::new(
+                    Mark::Change,
+                    format!(
+                        "restore vendor file {} (as its package shipped it; clockprov's servers are in its drop-in)",
+                        file.path
+                    ),
+                ))
+            }
             FileAction::Create => {
                 let after = &file.after;
                 // `root` for root:root, the common case; the pair when they differ (an NTS key:
@@ -218,7 +231,7 @@ fn host_actions(plan: &HostPlan) -> Vec<Action> {
             format!("install package {}{removes}", install.package),
         ));
     }
-    list.extend(file_actions(&plan.files));
+    list.extend(file_actions(Some(plan.daemon), &plan.files));
     let unit = &plan.unit;
     for (wanted, verb) in [
         (unit.enable, "enable"),
@@ -287,7 +300,7 @@ fn effective_actions(effective: &Effective) -> Vec<Action> {
 
 /// An image's plan: the files, the links that enable the daemon, the removals, the machine id.
 fn image_actions(plan: &ImagePlan) -> Vec<Action> {
-    let mut list = file_actions(&plan.files);
+    let mut list = file_actions(None, &plan.files);
     for link in &plan.enable {
         let replaces = link
             .replaces
@@ -1525,12 +1538,21 @@ mod tests {
         client.plan = Some(plan(
             "z-b-data-1",
             Daemon::Timesyncd,
-            vec![change(
-                "z-b-data-1",
-                "/etc/systemd/timesyncd.conf",
-                Some(("[Time]\n#NTP=\n", 0o600)),
-                "[Time]\nNTP=192.168.6.200\n",
-            )],
+            vec![
+                change(
+                    "z-b-data-1",
+                    crate::layout::TIMESYNCD_DROPIN,
+                    Some(("[Time]\nNTP=\nNTP=192.168.6.1\n", 0o600)),
+                    "[Time]\nNTP=\nNTP=192.168.6.200\n",
+                ),
+                // The migration: the main file clockprov once wrote whole, given back.
+                change(
+                    "z-b-data-1",
+                    "/etc/systemd/timesyncd.conf",
+                    Some(("# Managed by clockprov\n[Time]\nNTP=192.168.6.1\n", 0o644)),
+                    "[Time]\n#NTP=\n",
+                ),
+            ],
             true,
         ));
         let mut unchanged = row(
@@ -1574,7 +1596,7 @@ mod tests {
             Daemon::Timesyncd,
             vec![change(
                 "evil",
-                "/etc/systemd/timesyncd.conf",
+                crate::layout::TIMESYNCD_DROPIN,
                 Some((
                     "[Time]\r\n\x1b]0;pwned\x07\x1b[1A\x1b[2K\u{202e}NTP=1.2.3.4\n",
                     0o644,
@@ -1586,19 +1608,19 @@ mod tests {
         with_effective(vec![server, client, unchanged, unreachable, sudo, hostile])
     }
 
-    /// The servers zcloud's and z-b-data-1's daemons will use: a cloud image's drop-in adds its
-    /// provider's server to z-b-data-1's.
+    /// The servers zcloud's and z-b-data-1's daemons will use: a drop-in read after clockprov's
+    /// adds its provider's server to z-b-data-1's.
     fn with_effective(mut rows: Vec<HostResult>) -> Vec<HostResult> {
         rows[0].effective = Some(effective(
             Daemon::Chrony,
             &[("ntp.ubuntu.com", "/etc/chrony/chrony.conf")],
             &[],
         ));
-        let cloud = "/etc/systemd/timesyncd.conf.d/cloud-init.conf";
+        let cloud = "/etc/systemd/timesyncd.conf.d/zzz-cloud.conf";
         rows[1].effective = Some(effective(
             Daemon::Timesyncd,
             &[
-                ("192.168.6.200", "/etc/systemd/timesyncd.conf"),
+                ("192.168.6.200", crate::layout::TIMESYNCD_DROPIN),
                 ("169.254.169.123", cloud),
             ],
             &[cloud],
@@ -1627,7 +1649,10 @@ mod tests {
             },
             diff: String::new(),
         };
-        let texts: Vec<String> = file_actions(&[key]).into_iter().map(|a| a.text).collect();
+        let texts: Vec<String> = file_actions(Some(Daemon::Chrony), &[key])
+            .into_iter()
+            .map(|a| a.text)
+            .collect();
         assert_eq!(
             texts,
             ["create /etc/chrony/nts/clockprov.key (mode 640, root:_chrony)"]
@@ -2163,9 +2188,9 @@ clients:
     fn images() -> Vec<ImageResult> {
         let file = change(
             "golden",
-            "/etc/systemd/timesyncd.conf",
-            Some(("[Time]\n#NTP=\n", 0o644)),
-            "[Time]\nNTP=192.168.6.200\n",
+            crate::layout::TIMESYNCD_DROPIN,
+            None,
+            "[Time]\nNTP=\nNTP=192.168.6.200\n",
         );
         let plan = ImagePlan {
             image: "golden".into(),
@@ -2203,7 +2228,7 @@ clients:
         };
         let metadata = change(
             "chroot",
-            "/etc/systemd/timesyncd.conf",
+            crate::layout::TIMESYNCD_DROPIN,
             Some(("[Time]\nNTP=192.168.6.200\n", 0o600)),
             "[Time]\nNTP=192.168.6.200\n",
         );

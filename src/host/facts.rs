@@ -77,6 +77,9 @@ pub struct HostFacts {
     pub files: BTreeMap<String, PathFacts>,
     /// Units whose restart an interrupted apply left pending (`/run/clockprov/restart-pending.UNIT`).
     pub pending: BTreeSet<String>,
+    /// The daemon packages' conffiles and the md5 dpkg keeps of the text each package shipped
+    /// (empty on the RHEL family): what tells the vendor's file (see [`crate::layout`]).
+    pub conffiles: BTreeMap<String, String>,
 }
 
 impl HostFacts {
@@ -171,7 +174,13 @@ fn count(n: usize) -> ShellWord {
 
 /// Did `request` ask for `path`: one of its paths, or a file of one of its drop-in directories?
 fn asked(request: &FactsRequest<'_>, path: &str) -> bool {
-    request.paths.contains(&path) || request.dropins.iter().any(|d| d.name_of(path).is_some())
+    request.paths.contains(&path) || in_dropin_dir(request, path)
+}
+
+/// Is `path` a file of one of the requested drop-in directories? Such a path (clockprov's own
+/// drop-in) is read by the directory's glob, not named again: absent when the glob misses it.
+fn in_dropin_dir(request: &FactsRequest<'_>, path: &str) -> bool {
+    request.dropins.iter().any(|d| d.name_of(path).is_some())
 }
 
 /// The script that prints the facts `request` asks for, the packages of both daemons and the
@@ -199,7 +208,11 @@ pub fn script(request: &FactsRequest<'_>) -> Result<RemoteScript, FactsError> {
         let ok = is_plain_name(dropin.suffix) && !dropin.suffix.contains('/');
         args.push(word(dropin.suffix, "not a file name suffix", ok)?);
     }
-    for path in request.paths {
+    for path in request
+        .paths
+        .iter()
+        .filter(|path| !in_dropin_dir(request, path))
+    {
         let ok = path.starts_with('/') && !path.contains('\n');
         args.push(word(path, "not an absolute path on one line", ok)?);
     }
@@ -314,10 +327,27 @@ pub fn parse(output: &[u8], request: &FactsRequest<'_>) -> Result<HostFacts, Fac
                 if !status.bytes().all(|b| b.is_ascii_alphabetic()) {
                     return Err(record.bad("a dpkg status is ASCII letters").into());
                 }
-                if status.chars().nth(1) == Some('i') {
+                let installed = status.chars().nth(1) == Some('i');
+                if installed {
                     facts
                         .packages
                         .insert(name.to_owned(), fields.next().unwrap_or("").to_owned());
+                }
+                // dpkg's `${Conffiles}`: ` PATH MD5[ FLAG]...` lines up to the next record.
+                for line in records.section() {
+                    let line = String::from_utf8_lossy(line);
+                    if line.trim().is_empty() {
+                        continue;
+                    }
+                    let Some((path, md5, current)) = conffile(&line) else {
+                        return Err(RecordError::Garbage {
+                            line: excerpt(line.as_bytes()),
+                        }
+                        .into());
+                    };
+                    if installed && current {
+                        facts.conffiles.insert(path.to_owned(), md5.to_owned());
+                    }
                 }
             }
             "units" => parse_units(&records.section(), request, &mut facts)?,
@@ -349,7 +379,34 @@ pub fn parse(output: &[u8], request: &FactsRequest<'_>) -> Result<HostFacts, Fac
         }
     }
     facts.os = parse_os_release(&os_release);
+    for path in request.paths {
+        if in_dropin_dir(request, path) {
+            facts
+                .files
+                .entry((*path).to_owned())
+                .or_insert(PathFacts::Absent);
+        }
+    }
     Ok(facts)
+}
+
+/// One line of dpkg's `${Conffiles}`: ` PATH MD5`, then flags (`obsolete`,
+/// `remove-on-upgrade`); the path may hold spaces. `current`: no flag says it is gone.
+fn conffile(line: &str) -> Option<(&str, &str, bool)> {
+    let mut body = line.trim_end();
+    let mut current = true;
+    loop {
+        let (rest, last) = body.rsplit_once(' ')?;
+        if last.len() == 32 && last.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let path = rest.trim_start();
+            return path.starts_with('/').then_some((path, last, current));
+        }
+        if !last.bytes().all(|b| b.is_ascii_lowercase() || b == b'-') {
+            return None;
+        }
+        current = false;
+        body = rest;
+    }
 }
 
 /// The status in the `@@read STATUS` record that ends a complete output, found from the end.
@@ -494,6 +551,41 @@ mod tests {
             PathFacts::Absent
         );
         assert_eq!(facts.files["/etc/l"], PathFacts::Symlink);
+    }
+
+    #[test]
+    fn conffiles_and_a_drop_in_the_glob_missed() {
+        let request = FactsRequest {
+            paths: &["/etc/d/zz-own.conf"],
+            ..REQUEST
+        };
+        // Not named to the script: the directory's glob reads it when it is there.
+        let text = script(&request).unwrap().text();
+        assert!(!text.contains("zz-own"), "{text}");
+        let out = "@@pkg systemd-timesyncd ii  252.39-1\n \
+             /etc/systemd/timesyncd.conf 9bca5bc8be90d2921301a24084ffcd55\n \
+             /etc/gone 9bca5bc8be90d2921301a24084ffcd55 obsolete\n\
+             @@pkg chrony un  \n\n@@files\n\n@@read 0\n@@end\n";
+        let facts = parse(out.as_bytes(), &request).unwrap();
+        assert_eq!(
+            facts.conffiles,
+            BTreeMap::from([(
+                "/etc/systemd/timesyncd.conf".to_owned(),
+                "9bca5bc8be90d2921301a24084ffcd55".to_owned()
+            )])
+        );
+        assert_eq!(facts.files["/etc/d/zz-own.conf"], PathFacts::Absent);
+        let bad = out.replace(
+            "9bca5bc8be90d2921301a24084ffcd55\n \
+/etc/gone",
+            "x\n \
+/etc/gone",
+        );
+        assert!(parse(bad.as_bytes(), &request).is_err());
+        assert_eq!(
+            conffile(" /etc/a b.conf 9bca5bc8be90d2921301a24084ffcd55 remove-on-upgrade"),
+            Some(("/etc/a b.conf", "9bca5bc8be90d2921301a24084ffcd55", false))
+        );
     }
 
     #[test]

@@ -34,7 +34,8 @@ packages() {
     [ $# -gt 0 ] || return 0
     if command -v dpkg-query >/dev/null 2>&1; then
         # shellcheck disable=SC2016 # ${Package} is dpkg-query's field syntax, not the shell's
-        dpkg-query -W -f='@@pkg ${Package} ${db:Status-Abbrev} ${Version}\n' "$@" 2>/dev/null
+        # ${Conffiles}: ` PATH MD5` lines (the md5 of the file the package shipped), or none.
+        dpkg-query -W -f='@@pkg ${Package} ${db:Status-Abbrev} ${Version}\n${Conffiles}\n' "$@" 2>/dev/null
     else
         # The RHEL family: `-a` with names lists only the installed ones (plain `-q` prints
         # "package X is not installed" on stdout), as installed (`ii`) in dpkg's words.

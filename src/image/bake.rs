@@ -327,6 +327,7 @@ fn read_facts(root: &mut dyn RootFs) -> Result<ImageFacts, BakeError> {
         root,
         &[
             Daemon::Timesyncd.config_path(),
+            crate::layout::TIMESYNCD_DROPIN,
             Daemon::Chrony.config_path(),
         ],
         &Daemon::ALL,
@@ -384,7 +385,8 @@ pub fn open_and_plan(
 fn preflight(root: &mut dyn RootFs, plan: &ImagePlan) -> Result<(), BakeError> {
     for file in &plan.files {
         if file.action != FileAction::Unchanged {
-            root.check_dir(&GuestPath::new(&file.path)?.parent(), false)?;
+            // A drop-in directory the image lacks (timesyncd.conf.d) is made by the write.
+            root.check_dir(&GuestPath::new(&file.path)?.parent(), true)?;
         }
     }
     for link in &plan.enable {

@@ -689,6 +689,8 @@ impl RootFs for GuestfsRoot {
             .map_err(|e| RootError::Guestfs(format!("{local_text}: {e}")))?;
         drop(file);
         let result = (|| {
+            // A drop-in directory the image lacks (timesyncd.conf.d) is made first.
+            self.call("mkdir-p", &[Arg::Path(&parent)])?;
             self.call("upload", &[Arg::Local(&local_word), Arg::Path(&temp)])?;
             self.call("chown", &[Arg::Id(0), Arg::Id(0), Arg::Path(&temp)])?;
             self.call("chmod", &[Arg::Mode(mode), Arg::Path(&temp)])?;

@@ -112,7 +112,8 @@ pub trait RootFs: Send {
     fn list(&mut self, dir: &GuestPath) -> Result<Vec<String>, RootError>;
     /// Replace `path` atomically: a temporary file in the same directory, flushed to disk, mode
     /// `mode`, owned by root, renamed over `path`. With `backup`, the old file is first
-    /// hard-linked to that name in the same directory.
+    /// hard-linked to that name in the same directory. Missing directories on the way are
+    /// made (mode 755).
     ///
     /// # Errors
     /// Any step fails; `path` is then untouched.
@@ -660,7 +661,8 @@ impl RootFs for DirectoryRoot {
         backup: Option<&str>,
     ) -> Result<(), RootError> {
         self.writable()?;
-        let dir = self.parent_dir(path, false)?;
+        // Its missing directories are made (a drop-in directory the image lacks).
+        let dir = self.parent_dir(path, true)?;
         let name = path.file_name();
         if let Some(backup) = backup {
             path.parent().join(backup).map_err(|e| self.path_err(e))?;

@@ -25,6 +25,8 @@ use support::guest::{
 use support::lab::lab_script;
 
 const UNIT: &str = "systemd-timesyncd.service";
+/// clockprov's timesyncd drop-in, relative to a root.
+const DROPIN: &str = "etc/systemd/timesyncd.conf.d/zz-clockprov.conf";
 const WANTS_LINK: &str = "etc/systemd/system/sysinit.target.wants/systemd-timesyncd.service";
 const ALIAS_LINK: &str = "etc/systemd/system/dbus-org.freedesktop.timesync1.service";
 const CHRONY_LINK: &str = "etc/systemd/system/multi-user.target.wants/chrony.service";
@@ -160,27 +162,22 @@ fn bake_a_root_directory_as_systemctl_enable_would() {
     assert_eq!(run.code, 0, "{run:?}");
     assert!(run.stdout.contains("Bake: 1 image baked"), "{run:?}");
 
-    // The file: NTP= the inventory's server, mode 0644, root's, a backup of the stock one.
-    let conf = target.path("etc/systemd/timesyncd.conf");
+    // The file: clockprov's drop-in (its directory made), NTP= reset then the inventory's
+    // server, mode 0644, root's; the stock timesyncd.conf as it was, and no backup (nothing
+    // was replaced).
+    let conf = target.path(DROPIN);
     let text = fs::read_to_string(&conf).unwrap();
-    assert!(text.contains("\nNTP=192.168.6.200\n"), "{text}");
+    assert!(text.contains("\nNTP=\nNTP=192.168.6.200\n"), "{text}");
     assert!(text.contains("inventory: images.golden"), "{text}");
     let meta = fs::metadata(&conf).unwrap();
     assert_eq!(
         (meta.mode() & 0o7777, meta.uid(), meta.gid()),
         (0o644, 0, 0)
     );
-    let backups: Vec<_> = fs::read_dir(target.path("etc/systemd"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| {
-            n.starts_with("timesyncd.conf.clockprov-")
-                && Path::new(n).extension().is_some_and(|e| e == "bak")
-        })
-        .collect();
-    assert_eq!(backups.len(), 1, "{backups:?}");
+    let dir = fs::metadata(conf.parent().unwrap()).unwrap();
+    assert_eq!((dir.mode() & 0o7777, dir.uid()), (0o755, 0));
     assert_eq!(
-        fs::read(target.path(&format!("etc/systemd/{}", backups[0]))).unwrap(),
+        fs::read(target.path("etc/systemd/timesyncd.conf")).unwrap(),
         fs::read(pristine_tree().join("etc/systemd/timesyncd.conf")).unwrap()
     );
 
@@ -222,8 +219,8 @@ fn bake_a_root_directory_as_systemctl_enable_would() {
         .collect();
     let mut expected = vec![
         "etc/machine-id".to_owned(),
-        format!("etc/systemd/{}", backups[0]),
-        "etc/systemd/timesyncd.conf".to_owned(),
+        "etc/systemd/timesyncd.conf.d".to_owned(),
+        DROPIN.to_owned(),
         ALIAS_LINK.to_owned(),
         CHRONY_LINK.to_owned(),
         WANTS_LINK.to_owned(),
@@ -378,7 +375,11 @@ fn bake_json_describes_the_plan() {
     );
     assert_eq!(image["plan"]["clock_state"].as_array().unwrap().len(), 3);
     assert_eq!(image["plan"]["machine_id"]["state"], "populated");
-    assert_eq!(image["plan"]["files"][0]["action"], "update");
+    assert_eq!(
+        image["plan"]["files"][0]["path"],
+        "/etc/systemd/timesyncd.conf.d/zz-clockprov.conf"
+    );
+    assert_eq!(image["plan"]["files"][0]["action"], "create");
 }
 
 fn sha256(path: &Path) -> String {
@@ -528,7 +529,7 @@ fn bake_asks_on_a_terminal() {
     let accepted = bake_on_a_terminal(&inventory, "yes");
     assert!(accepted.contains("Bake: 1 image baked"), "{accepted}");
     assert!(
-        fs::read_to_string(target.path("etc/systemd/timesyncd.conf"))
+        fs::read_to_string(target.path(DROPIN))
             .unwrap()
             .contains("\nNTP=192.168.6.200\n")
     );

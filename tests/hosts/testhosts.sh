@@ -314,6 +314,12 @@ stanza_body() {
             esac
             printf 'Priority: %s\nSection: admin\nInstalled-Size: %s\nMaintainer: %s\nArchitecture: amd64\nVersion: %s\nProvides: time-daemon\nConflicts: time-daemon\nDescription: minimalistic service to synchronize local time with NTP servers\n' \
                 "$prio" "$size" "$maint" "$ver"
+            # dpkg's md5 of the conffile as shipped (the seed is the vendor's file): what tells
+            # clockprov's migration which text to give back.
+            if [[ -e $SEED_ROOT/$os/timesyncd.conf ]]; then
+                printf 'Conffiles:\n /etc/systemd/timesyncd.conf %s\n' \
+                    "$(md5sum <"$SEED_ROOT/$os/timesyncd.conf" | cut -d' ' -f1)"
+            fi
             ;;
     esac
 }

@@ -12,6 +12,8 @@ use crate::support::hosts::HostSpec;
 
 const TIMESYNCD: &str = "systemd/timesyncd.conf";
 const PATH: &str = "/etc/systemd/timesyncd.conf";
+/// clockprov's drop-in: the file it writes (the main one above is only read).
+const DROPIN: &str = "/etc/systemd/timesyncd.conf.d/zz-clockprov.conf";
 
 /// `strace -f` attached to a test host's sshd, stopped (by its PID) when dropped.
 struct Trace {
@@ -196,18 +198,24 @@ fn facts_take_four_processes_and_big_files_and_links_are_refused() {
     );
 
     // A managed file that is a symbolic link is refused for that host, not written through.
-    lab.hosts
-        .root(&client, &format!("ln -sf /etc/hostname {PATH}"));
+    lab.hosts.root(
+        &client,
+        &format!(
+            "mkdir -p {} && ln -sf /etc/hostname {DROPIN}",
+            &DROPIN[..DROPIN.rfind('/').unwrap()]
+        ),
+    );
     let run = lab.run("plan", &[]);
     assert_eq!(run.code, 1, "{run:?}");
     assert!(
-        run.stdout
-            .contains("/etc/systemd/timesyncd.conf is a symbolic link on the host"),
+        run.stdout.contains(
+            "/etc/systemd/timesyncd.conf.d/zz-clockprov.conf is a symbolic link on the host"
+        ),
         "{run:?}"
     );
     let run = lab.run("apply", &["--yes", "--limit", "data-1"]);
     assert_ne!(run.code, 0, "{run:?}");
-    let link = lab.hosts.ssh(&client, &format!("readlink {PATH}"));
+    let link = lab.hosts.ssh(&client, &format!("readlink {DROPIN}"));
     assert_eq!(link.stdout, b"/etc/hostname\n", "the link is left alone");
     assert!(lab.service_changes(&client).is_empty(), "{run:?}");
 }
@@ -233,10 +241,11 @@ fn apply_on_a_fresh_host_takes_these_processes() {
         "{run:?}"
     );
     // The facts' four (`dpkg-query`, `head`, `stat`, `systemctl`), then the transaction: the
-    // lock, the drift check, the backup's link (its name's time is the controller's), the
-    // marker's directory, the staged file's fsync, the marker's and the file's renames, the
-    // directory's fsync, the restart and its check, the marker's removal. No subshell, and no
-    // chown or chmod for a root:root 644 file written as root.
+    // lock, the marker's directory, the drop-in's directory (a fresh host has none; its file
+    // is created, so there is no drift digest and no backup link), the staged file's fsync,
+    // the marker's and the file's renames, the directory's fsync, the restart and its check,
+    // the marker's removal. No subshell, and no chown or chmod for a root:root 644 file
+    // written as root.
     let (processes, all) = processes_of_the_script(&log, r#"execve("/bin/sh", ["/bin/sh", "-s"]"#);
     let mut expected = [
         "dpkg-query",
@@ -244,8 +253,7 @@ fn apply_on_a_fresh_host_takes_these_processes() {
         "stat",
         "systemctl",
         "flock",
-        "sha256sum",
-        "ln",
+        "mkdir",
         "mkdir",
         "sync",
         "sync",
@@ -366,13 +374,15 @@ fn drop_ins_shape_the_effective_servers_and_what_the_inventory_did_not_name_is_a
     assert_eq!(run.code, 0, "{run:?}");
     assert!(!run.stdout.contains("will use"), "{run:?}");
 
-    // A cloud image's drop-in adds its provider's server after clockprov's; the same name in
-    // /usr/lib is hidden by /etc's. A vendor sources file adds a pool to the chrony server.
+    // A cloud image's drop-in sorts before clockprov's `zz-`: its server is dropped by the reset.
+    // One that sorts after it adds its server; the same name in /usr/lib is hidden by /etc's. A
+    // vendor sources file adds a pool to the chrony server.
     lab.hosts.root(
         &client,
         "mkdir -p /etc/systemd/timesyncd.conf.d /usr/lib/systemd/timesyncd.conf.d \
          && printf '[Time]\\nNTP=169.254.169.123\\n' >/etc/systemd/timesyncd.conf.d/cloud-init.conf \
-         && printf '[Time]\\nNTP=hidden.example\\n' >/usr/lib/systemd/timesyncd.conf.d/cloud-init.conf \
+         && printf '[Time]\\nNTP=169.254.169.124\\n' >/etc/systemd/timesyncd.conf.d/zzz-late.conf \
+         && printf '[Time]\\nNTP=hidden.example\\n' >/usr/lib/systemd/timesyncd.conf.d/zzz-late.conf \
          && echo NTP=not-read >/etc/systemd/timesyncd.conf.d/README",
     );
     lab.hosts.root(
@@ -381,12 +391,13 @@ fn drop_ins_shape_the_effective_servers_and_what_the_inventory_did_not_name_is_a
          && echo 'pool 2.debian.pool.ntp.org iburst' >/etc/chrony/sources.d/vendor.sources",
     );
     let cloud = "/etc/systemd/timesyncd.conf.d/cloud-init.conf";
+    let late = "/etc/systemd/timesyncd.conf.d/zzz-late.conf";
     assert_eq!(
         effective(&lab, "data-1"),
         (
-            vec![server.clone(), "169.254.169.123".to_owned()],
+            vec![server.clone(), "169.254.169.124".to_owned()],
             vec![format!(
-                "server 169.254.169.123 (from {cloud}) is not in the inventory"
+                "server 169.254.169.124 (from {late}) is not in the inventory"
             )]
         )
     );
@@ -407,17 +418,18 @@ fn drop_ins_shape_the_effective_servers_and_what_the_inventory_did_not_name_is_a
     assert_eq!(run.code, 0, "{run:?}");
     assert!(run.stdout.contains("2 unchanged"), "{run:?}");
     for line in [
-        format!("   = timesyncd will use servers: {server} 169.254.169.123 (also read: {cloud})\n"),
-        format!("   ! warning: server 169.254.169.123 (from {cloud}) is not in the inventory\n"),
+        format!("   = timesyncd will use servers: {server} 169.254.169.124 (also read: {cloud}, {late})\n"),
+        format!("   ! warning: server 169.254.169.124 (from {late}) is not in the inventory\n"),
         "   = chrony will use servers: ntp.ubuntu.com 2.debian.pool.ntp.org (also read: /etc/chrony/sources.d/vendor.sources)\n".to_owned(),
     ] {
         assert!(run.stdout.contains(&line), "{line:?} in {run:?}");
     }
 
-    // A drop-in that empties NTP= (in /run, sorted last) discards clockprov's servers.
+    // A drop-in that empties NTP= (in /run, sorted after clockprov's) discards its servers.
     lab.hosts.root(
         &client,
-        "mkdir -p /run/systemd/timesyncd.conf.d \
+        "rm /etc/systemd/timesyncd.conf.d/zzz-late.conf /usr/lib/systemd/timesyncd.conf.d/zzz-late.conf \
+         && mkdir -p /run/systemd/timesyncd.conf.d \
          && printf '[Time]\\nNTP=\\n' >/run/systemd/timesyncd.conf.d/zz-reset.conf",
     );
     let (servers, warnings) = effective(&lab, "data-1");

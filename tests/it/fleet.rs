@@ -7,7 +7,10 @@ use crate::LabBuilder;
 use crate::support::hosts::{HostSpec, seed};
 
 const CHRONY: &str = "chrony/chrony.conf";
+/// The vendor's main file: clockprov leaves it as the package shipped it.
 const TIMESYNCD: &str = "systemd/timesyncd.conf";
+/// clockprov's own timesyncd drop-in.
+const DROPIN: &str = "systemd/timesyncd.conf.d/zz-clockprov.conf";
 
 #[test]
 fn plan_on_fresh_hosts_shows_diffs_and_changes_nothing() {
@@ -34,8 +37,14 @@ fn plan_on_fresh_hosts_shows_diffs_and_changes_nothing() {
         "{run:?}"
     );
     assert!(
+        run.stdout.contains(
+            "   + create /etc/systemd/timesyncd.conf.d/zz-clockprov.conf (mode 644, root)\n"
+        ),
+        "{run:?}"
+    );
+    assert!(
         run.stdout
-            .contains(&format!("-#NTP=\n+NTP={}\n", lab.server)),
+            .contains(&format!("+NTP=\n+NTP={}\n", lab.server)),
         "{run:?}"
     );
     assert!(
@@ -56,6 +65,7 @@ fn plan_on_fresh_hosts_shows_diffs_and_changes_nothing() {
         lab.hosts.read_etc(&lab.clients[0], TIMESYNCD).unwrap(),
         seed("ubuntu-20.04", "timesyncd.conf")
     );
+    assert_eq!(lab.hosts.read_etc(&lab.clients[0], DROPIN), None);
     for addr in lab.all() {
         assert!(
             lab.service_changes(&addr).is_empty(),
@@ -92,10 +102,17 @@ fn apply_converges_and_a_second_run_is_a_no_op() {
         .run("render", &["data-1", "--os", "ubuntu:20.04"])
         .stdout;
     assert_eq!(
-        lab.hosts.read_etc(&lab.clients[0], TIMESYNCD).unwrap(),
+        lab.hosts.read_etc(&lab.clients[0], DROPIN).unwrap(),
         expected_client
     );
-    assert!(expected_client.contains(&format!("\nNTP={}\n", lab.server)));
+    assert!(expected_client.contains(&format!("\nNTP=\nNTP={}\n", lab.server)));
+    // The vendor's main files are as their packages shipped them.
+    for (client, os) in [(0, "ubuntu-20.04"), (1, "debian-12")] {
+        assert_eq!(
+            lab.hosts.read_etc(&lab.clients[client], TIMESYNCD).unwrap(),
+            seed(os, "timesyncd.conf")
+        );
+    }
     // Mode 0644, owner root, and a backup of the stock file beside it.
     let path = lab.hosts.etc_file(&lab.server, CHRONY);
     let meta = std::fs::metadata(&path).unwrap();
@@ -191,7 +208,11 @@ fn a_file_edited_after_planning_is_refused() {
     );
     // Someone edits the client's file between plan and apply.
     let edited = "[Time]\nNTP=10.9.9.9\n";
-    std::fs::write(lab.hosts.etc_file(&client, TIMESYNCD), edited).unwrap();
+    // On the host: a directory made in the overlay's upper layer from outside is not seen.
+    lab.hosts.root(
+        &client,
+        "mkdir -p /etc/systemd/timesyncd.conf.d && printf '[Time]\\nNTP=10.9.9.9\\n' >/etc/systemd/timesyncd.conf.d/zz-clockprov.conf",
+    );
     let applied = rt.block_on(clockprov::operations::apply_hosts(
         connector,
         planned,
@@ -205,10 +226,12 @@ fn a_file_edited_after_planning_is_refused() {
     );
     let error = client_result.error.as_deref().unwrap();
     assert!(
-        error.contains("/etc/systemd/timesyncd.conf changed on the host since it was read"),
+        error.contains(
+            "/etc/systemd/timesyncd.conf.d/zz-clockprov.conf changed on the host since it was read"
+        ),
         "{error}"
     );
-    assert_eq!(lab.hosts.read_etc(&client, TIMESYNCD).unwrap(), edited);
+    assert_eq!(lab.hosts.read_etc(&client, DROPIN).unwrap(), edited);
     assert!(lab.service_changes(&client).is_empty());
     // The other host was applied all the same.
     let server_result = applied.iter().find(|r| r.address == lab.server).unwrap();
@@ -289,6 +312,11 @@ fn a_unit_that_fails_to_restart_gets_its_old_file_back() {
         seed("ubuntu-20.04", "timesyncd.conf")
     );
     assert_eq!(
+        lab.hosts.read_etc(&client, DROPIN),
+        None,
+        "the drop-in is gone"
+    );
+    assert_eq!(
         lab.restarts(&client),
         2,
         "restart, then restart after restoring"
@@ -304,6 +332,55 @@ fn a_unit_that_fails_to_restart_gets_its_old_file_back() {
             .contains("ok zcloud: wrote /etc/chrony/chrony.conf; restarted chrony.service"),
         "{run:?}"
     );
+}
+
+/// A host clockprov managed the old way (timesyncd.conf written whole): the plan shows the
+/// vendor's text given back beside the new drop-in; a failed restart undoes both; the next
+/// apply does both, and the one after changes nothing.
+#[test]
+fn an_old_layout_host_gets_its_vendor_file_back_and_a_rollback_undoes_both() {
+    let lab = LabBuilder::new()
+        .clients(vec![HostSpec::new("debian-12", "systemd-timesyncd")])
+        .start();
+    let client = lab.clients[0].clone();
+    let old = format!(
+        "#  This file is part of systemd.\n#\n# Managed by clockprov (inventory: clients.data-1). Local edits\n# are replaced by the next `clockprov apply`.\n\n[Time]\nNTP={}\n",
+        lab.server
+    );
+    std::fs::write(lab.hosts.etc_file(&client, TIMESYNCD), &old).unwrap();
+    let plan = lab.run("plan", &["--limit", "data-1"]);
+    assert_eq!(plan.code, 0, "{plan:?}");
+    for shown in [
+        "   + create /etc/systemd/timesyncd.conf.d/zz-clockprov.conf (mode 644, root)\n",
+        "   ~ restore vendor file /etc/systemd/timesyncd.conf (as its package shipped it; clockprov's servers are in its drop-in)\n",
+        "-# Managed by clockprov (inventory: clients.data-1). Local edits\n",
+        "+#NTP=\n",
+    ] {
+        assert!(plan.stdout.contains(shown), "{shown}: {plan:?}");
+    }
+
+    lab.hosts.fail_start(&client, "systemd-timesyncd.service");
+    let failed = lab.run("apply", &["--yes", "--limit", "data-1"]);
+    assert_eq!(failed.code, 1, "{failed:?}");
+    assert_eq!(lab.hosts.read_etc(&client, TIMESYNCD).unwrap(), old);
+    assert_eq!(lab.hosts.read_etc(&client, DROPIN), None, "{failed:?}");
+
+    lab.hosts
+        .clear_fail_start(&client, "systemd-timesyncd.service");
+    let run = lab.run("apply", &["--yes", "--limit", "data-1"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        lab.hosts.read_etc(&client, TIMESYNCD).unwrap(),
+        seed("debian-12", "timesyncd.conf")
+    );
+    assert!(
+        lab.hosts
+            .read_etc(&client, DROPIN)
+            .unwrap()
+            .contains(&format!("\nNTP=\nNTP={}\n", lab.server))
+    );
+    let again = lab.run("plan", &["--limit", "data-1", "--detailed-exitcode"]);
+    assert_eq!(again.code, 0, "{again:?}");
 }
 
 #[test]
@@ -344,7 +421,7 @@ fn readers_never_see_a_partial_file() {
         .clients(vec![HostSpec::new("debian-12", "systemd-timesyncd")])
         .start();
     let client = lab.clients[0].clone();
-    let path = lab.hosts.etc_file(&client, TIMESYNCD);
+    let path = lab.hosts.etc_file(&client, DROPIN);
     // Two inventories whose rendered files differ in size: every read must be one or the other.
     let servers: Vec<String> = (0..60).map(|i| format!("10.1.{i}.1")).collect();
     let big = format!("fallback_ntp: [{}] }}", servers.join(", "));
@@ -429,9 +506,9 @@ fn limit_json_and_forks() {
     assert_eq!(host["plan"]["daemon"], "timesyncd");
     assert_eq!(
         host["plan"]["files"][0]["path"],
-        "/etc/systemd/timesyncd.conf"
+        "/etc/systemd/timesyncd.conf.d/zz-clockprov.conf"
     );
-    assert_eq!(host["plan"]["files"][0]["action"], "update");
+    assert_eq!(host["plan"]["files"][0]["action"], "create");
     assert!(
         host["plan"]["files"][0]["diff"]
             .as_str()

@@ -7,7 +7,8 @@ use crate::support::templates::chrony_with;
 use crate::{Lab, LabBuilder};
 
 const CHRONY: &str = "chrony/chrony.conf";
-const TIMESYNCD: &str = "systemd/timesyncd.conf";
+/// clockprov's timesyncd drop-in.
+const TIMESYNCD: &str = "systemd/timesyncd.conf.d/zz-clockprov.conf";
 
 /// The `after.content` the plan file holds for `host`'s one file.
 fn reviewed_content(plan: &serde_json::Value, host: &str) -> String {
@@ -66,13 +67,17 @@ fn a_saved_plan_is_applied_only_where_the_host_is_as_reviewed() {
     // new rendering), and someone edits data-1's file by hand.
     std::fs::write(templates.path().join("chrony.conf.j2"), "# not reviewed\n").unwrap();
     let edited = "[Time]\nNTP=10.9.9.9\n";
-    std::fs::write(lab.hosts.etc_file(&lab.clients[0], TIMESYNCD), edited).unwrap();
+    // On the host: a directory made in the overlay's upper layer from outside is not seen.
+    lab.hosts.root(
+        &lab.clients[0],
+        "mkdir -p /etc/systemd/timesyncd.conf.d && printf '[Time]\\nNTP=10.9.9.9\\n' >/etc/systemd/timesyncd.conf.d/zz-clockprov.conf",
+    );
 
     let applied = crate::Clockprov::new().arg("apply").arg(&plan_path).run();
     assert_eq!(applied.code, 1, "{applied:?}");
     assert!(
         applied.stdout.contains(
-            "refused: the host changed since the plan was reviewed: file /etc/systemd/timesyncd.conf: its sha256 differs (reviewed "
+            "refused: the host changed since the plan was reviewed: file /etc/systemd/timesyncd.conf.d/zz-clockprov.conf was absent, now a file; nothing was done"
         ),
         "{applied:?}"
     );

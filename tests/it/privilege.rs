@@ -9,7 +9,8 @@ use crate::support::hosts::HostSpec;
 use crate::{Lab, LabBuilder, Run};
 
 const CHRONY: &str = "chrony/chrony.conf";
-const TIMESYNCD: &str = "systemd/timesyncd.conf";
+/// clockprov's timesyncd drop-in.
+const TIMESYNCD: &str = "systemd/timesyncd.conf.d/zz-clockprov.conf";
 const USER: &str = "alice";
 /// If anything ever fed this to a shell as root, /etc/clockprov-fed-blindly would appear.
 const PASSWORD: &str = "touch /etc/clockprov-fed-blindly";

@@ -283,7 +283,7 @@ fn a_host_behind_a_jump_host_is_reached_through_it() {
     assert_eq!(run.code, 0, "{run:?}");
     assert!(
         lab.hosts
-            .read_etc(&client, "systemd/timesyncd.conf")
+            .read_etc(&client, "systemd/timesyncd.conf.d/zz-clockprov.conf")
             .unwrap()
             .contains(&format!("NTP={}", lab.server))
     );

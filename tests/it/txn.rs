@@ -13,7 +13,8 @@ use crate::support::hosts::{HostSpec, TestHosts, seed};
 use crate::{Lab, LabBuilder};
 
 const CHRONY: &str = "chrony/chrony.conf";
-const TIMESYNCD: &str = "systemd/timesyncd.conf";
+/// clockprov's timesyncd drop-in: the file it writes on a client.
+const TIMESYNCD: &str = "systemd/timesyncd.conf.d/zz-clockprov.conf";
 
 /// The managed file of a host of the lab (the server runs chrony).
 fn managed(lab: &Lab, addr: &str) -> (&'static str, &'static str) {
@@ -123,8 +124,10 @@ fn last_start(hosts: &TestHosts, addr: &str, unit: &str) -> SystemTime {
 fn leftovers(hosts: &TestHosts, addr: &str, rel: &str) -> Vec<String> {
     let path = hosts.etc_file(addr, rel);
     let name = path.file_name().unwrap().to_string_lossy().into_owned();
+    // A drop-in directory that was never made holds nothing.
     fs::read_dir(path.parent().unwrap())
-        .unwrap()
+        .into_iter()
+        .flatten()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| *n != name && !(n.starts_with(&name) && is_bak(n)))
         .collect()
@@ -138,7 +141,8 @@ fn backups(hosts: &TestHosts, addr: &str, rel: &str) -> Vec<String> {
     let path = hosts.etc_file(addr, rel);
     let name = path.file_name().unwrap().to_string_lossy().into_owned();
     let mut list: Vec<String> = fs::read_dir(path.parent().unwrap())
-        .unwrap()
+        .into_iter()
+        .flatten()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n.starts_with(&format!("{name}.clockprov-")) && is_bak(n))
         .collect();
@@ -222,12 +226,13 @@ fn check_whole(lab: &Lab, variants: &Variants, when: &str) -> usize {
     let mut pending = 0;
     for (i, addr) in lab.all().iter().enumerate() {
         let (rel, unit) = managed(lab, addr);
-        let text = lab.hosts.read_etc(addr, rel).unwrap();
-        let seed_text = seed("debian-12", rel.rsplit('/').next().unwrap());
+        // Before: the seed's chrony.conf; no drop-in.
+        let text = lab.hosts.read_etc(addr, rel);
+        let seed_text = (rel == CHRONY).then(|| seed("debian-12", "chrony.conf"));
         assert!(
-            text == seed_text || variants.files[i].contains(&text),
+            text == seed_text || text.as_ref().is_some_and(|t| variants.files[i].contains(t)),
             "{when}: {addr}:{rel} is neither old nor new ({} bytes)",
-            text.len()
+            text.as_ref().map_or(0, String::len)
         );
         let left = leftovers(&lab.hosts, addr, rel);
         assert!(left.is_empty(), "{when}: {addr}: left behind: {left:?}");
@@ -513,7 +518,9 @@ fn two_applies_at_once_change_each_host_once_and_a_held_lock_fails_its_host() {
             "{addr}: {:?}",
             lab.hosts.systemctl_log(addr)
         );
-        assert_eq!(backups(&lab.hosts, addr, rel).len(), 1, "{addr}");
+        // A backup of the server's chrony.conf; a client's drop-in was created (none to keep).
+        let kept = usize::from(rel == CHRONY);
+        assert_eq!(backups(&lab.hosts, addr, rel).len(), kept, "{addr}");
         let wrote = |run: &crate::Run| run.stdout.contains(&format!("ok {name}: wrote"));
         assert!(
             wrote(&first) != wrote(&second),
@@ -546,7 +553,7 @@ fn two_applies_at_once_change_each_host_once_and_a_held_lock_fails_its_host() {
         .open(host_root(&lab.hosts, &held).join("run/lock/clockprov.lock"))
         .unwrap();
     lock.lock().unwrap();
-    let before = lab.hosts.read_etc(&held, TIMESYNCD).unwrap();
+    let before = lab.hosts.read_etc(&held, TIMESYNCD);
     let t = Instant::now();
     let run = lab.run("apply", &["--yes", "--lock-wait", "1s"]);
     assert!(t.elapsed() >= Duration::from_secs(1));
@@ -558,7 +565,7 @@ fn two_applies_at_once_change_each_host_once_and_a_held_lock_fails_its_host() {
         "{run:?}"
     );
     assert!(run.stdout.contains("ok data-2: wrote"), "{run:?}");
-    assert_eq!(lab.hosts.read_etc(&held, TIMESYNCD).unwrap(), before);
+    assert_eq!(lab.hosts.read_etc(&held, TIMESYNCD), before);
     drop(lock);
     assert_eq!(lab.run("apply", &["--yes"]).code, 0);
 }
@@ -567,6 +574,14 @@ fn two_applies_at_once_change_each_host_once_and_a_held_lock_fails_its_host() {
 fn drift_checks_fail_closed_and_big_files_travel_on_stdin() {
     let lab = LabBuilder::new().start();
     let client = lab.clients[0].clone();
+    // The drop-in is there, and the plan changes it (a file created has no digest to check).
+    assert_eq!(lab.run("apply", &["--yes", "--limit", "data-1"]).code, 0);
+    let applied = lab.hosts.read_etc(&client, TIMESYNCD).unwrap();
+    let restarts = lab.restarts(&client);
+    lab.rewrite_inventory(
+        &format!("address: {client} }}"),
+        &format!("address: {client}, fallback_ntp: [10.0.0.1] }}"),
+    );
     // A host whose sha256sum is broken (fails, or prints nothing): nothing is written there.
     lab.hosts
         .root(&client, "cp -p /usr/bin/sha256sum /usr/bin/sha256sum.real");
@@ -579,15 +594,12 @@ fn drift_checks_fail_closed_and_big_files_travel_on_stdin() {
         assert_eq!(run.code, 1, "{run:?}");
         assert!(
             run.stdout.contains(
-                "FAILED data-1: could not verify that /etc/systemd/timesyncd.conf is as planned (the drift check failed); nothing was changed"
+                "FAILED data-1: could not verify that /etc/systemd/timesyncd.conf.d/zz-clockprov.conf is as planned (the drift check failed); nothing was changed"
             ),
             "{run:?}"
         );
-        assert_eq!(
-            lab.hosts.read_etc(&client, TIMESYNCD).unwrap(),
-            seed("ubuntu-20.04", "timesyncd.conf")
-        );
-        assert!(lab.service_changes(&client).is_empty());
+        assert_eq!(lab.hosts.read_etc(&client, TIMESYNCD).unwrap(), applied);
+        assert_eq!(lab.restarts(&client), restarts);
     }
     lab.hosts
         .root(&client, "mv /usr/bin/sha256sum.real /usr/bin/sha256sum");
@@ -629,7 +641,7 @@ fn rollback_says_what_failed_and_what_runs_and_backups_are_pruned() {
         .take_while(|l| !l.starts_with("ok ") && !l.starts_with("Apply:"))
         .collect();
     let failed = failed.join("\n");
-    let backup = "/etc/systemd/timesyncd.conf.clockprov-";
+    let backup = "/etc/systemd/timesyncd.conf.d/zz-clockprov.conf.clockprov-";
     let at = failed.find(backup).map(|i| i + backup.len());
     let masked = at.map_or(failed.clone(), |at| {
         let end = failed[at..].find(".bak").unwrap() + at;
@@ -638,17 +650,15 @@ fn rollback_says_what_failed_and_what_runs_and_backups_are_pruned() {
     insta::assert_snapshot!(masked.trim_end(), @r#"
     FAILED data-1: systemd-timesyncd.service did not come up after the restart (failed): Job for systemd-timesyncd.service failed because the control process exited with error code.
          See "systemctl status systemd-timesyncd.service" and "journalctl -xeu systemd-timesyncd.service" for details.
-       rolled back: restored /etc/systemd/timesyncd.conf from /etc/systemd/timesyncd.conf.clockprov-TIME.bak
+       rolled back: removed /etc/systemd/timesyncd.conf.d/zz-clockprov.conf (it was new)
        now: systemd-timesyncd.service is failed with the previous files too (it needs a look by hand)
        status after the failed restart:
          * systemd-timesyncd.service
               Loaded: loaded (/lib/systemd/system/systemd-timesyncd.service; enabled)
               Active: failed
     "#);
-    assert_eq!(
-        lab.hosts.read_etc(&client, TIMESYNCD).unwrap(),
-        seed("ubuntu-20.04", "timesyncd.conf")
-    );
+    // The drop-in it created is gone again.
+    assert_eq!(lab.hosts.read_etc(&client, TIMESYNCD), None);
     lab.hosts
         .clear_fail_start(&client, "systemd-timesyncd.service");
 
@@ -665,10 +675,12 @@ fn rollback_says_what_failed_and_what_runs_and_backups_are_pruned() {
             &["--yes", "--keep-backups", "2", "--limit", "data-1"],
         );
         assert_eq!(run.code, 0, "{run:?}");
-        if round >= 2 {
+        // Round 0 creates the drop-in (nothing to back up): the third backup comes in round 3.
+        if round >= 3 {
             assert!(
-                run.stdout
-                    .contains("   pruned: /etc/systemd/timesyncd.conf.clockprov-"),
+                run.stdout.contains(
+                    "   pruned: /etc/systemd/timesyncd.conf.d/zz-clockprov.conf.clockprov-"
+                ),
                 "{run:?}"
             );
         }

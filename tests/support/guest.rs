@@ -55,11 +55,12 @@ pub fn image_inventory(dir: &Path, images: &str) -> PathBuf {
 }
 
 /// What a disk image holds at the paths bake manages, read in one appliance launch; its root
-/// file system is `device`. Parts, separated by `@@` lines: timesyncd.conf, the sysinit.target
-/// wants link, /etc/machine-id, whether timesyncd's clock file exists, lstat of timesyncd.conf.
+/// file system is `device`. Parts, separated by `@@` lines: clockprov's timesyncd drop-in, the
+/// sysinit.target wants link, /etc/machine-id, whether timesyncd's clock file exists, lstat of
+/// the drop-in, and the image's own timesyncd.conf.
 #[must_use]
 pub fn read_baked_paths(image: &Path, device: &str) -> Vec<String> {
-    let script = "cat /etc/systemd/timesyncd.conf\necho @@\nreadlink /etc/systemd/system/sysinit.target.wants/systemd-timesyncd.service\necho @@\ncat /etc/machine-id\necho @@\nexists /var/lib/systemd/timesync/clock\necho @@\nlstatns /etc/systemd/timesyncd.conf\n";
+    let script = "cat /etc/systemd/timesyncd.conf.d/zz-clockprov.conf\necho @@\nreadlink /etc/systemd/system/sysinit.target.wants/systemd-timesyncd.service\necho @@\ncat /etc/machine-id\necho @@\nexists /var/lib/systemd/timesync/clock\necho @@\nlstatns /etc/systemd/timesyncd.conf.d/zz-clockprov.conf\necho @@\ncat /etc/systemd/timesyncd.conf\n";
     let mut child = guestfish()
         .args(["--ro", "-a"])
         .arg(image)
@@ -78,7 +79,7 @@ pub fn read_baked_paths(image: &Path, device: &str) -> Vec<String> {
     );
     let text = String::from_utf8(out.stdout).unwrap();
     let parts: Vec<String> = text.split("@@\n").map(str::to_owned).collect();
-    assert_eq!(parts.len(), 5, "{text}");
+    assert_eq!(parts.len(), 6, "{text}");
     parts
 }
 
@@ -95,6 +96,10 @@ pub fn assert_baked(image: &Path, device: &str) {
     assert_eq!(parts[3].trim(), "false", "timesyncd clock left: {seen}");
     assert!(parts[4].contains("st_mode: 33188"), "not 0100644: {seen}"); // regular, 0644
     assert!(parts[4].contains("st_uid: 0\n"), "{seen}");
+    assert!(
+        !parts[5].contains("clockprov"),
+        "timesyncd.conf written: {seen}"
+    );
 }
 
 /// A copy of the lab's client image at `dest` in `format` (`raw` or `qcow2`), with timesyncd's

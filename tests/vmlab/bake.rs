@@ -88,8 +88,16 @@ fn a_clone_of_a_baked_image_boots_synchronized() {
     assert_synchronized_to_zcloud(&after, "z-b-data-3");
     lab.assert_timesyncd_follows_zcloud("z-b-data-3");
     // The configuration came from the image: nothing was written to the clone.
-    let conf = lab.ssh("z-b-data-3", "cat /etc/systemd/timesyncd.conf");
+    let conf = lab.ssh(
+        "z-b-data-3",
+        "cat /etc/systemd/timesyncd.conf.d/zz-clockprov.conf",
+    );
     assert!(conf.contains("inventory: images.z-ubuntu20"), "{conf}");
+    let main = lab.ssh("z-b-data-3", "cat /etc/systemd/timesyncd.conf");
+    assert!(
+        !main.contains("clockprov"),
+        "the vendor's file is left: {main}"
+    );
     let os = lab.ssh("z-b-data-3", ". /etc/os-release; echo $ID:$VERSION_ID");
     assert_eq!(os.trim(), "ubuntu:20.04");
     eprintln!(

@@ -119,7 +119,11 @@ fn files_are_roots(lab: &Lab) {
 fn save_stock(lab: &Lab) {
     for vm in HOSTS {
         let path = stock_path(vm);
-        lab.ssh(vm, &format!("cp -p {path} /root/stock.conf"));
+        // A client's stock state is no drop-in: saved as an empty mark, "absent".
+        lab.ssh(
+            vm,
+            &format!("if [ -e {path} ]; then cp -p {path} /root/stock.conf; else : >/root/stock.absent; fi"),
+        );
     }
 }
 
@@ -133,7 +137,9 @@ fn restore_stock(lab: &Lab) {
         };
         lab.ssh(
             vm,
-            &format!("cp -p /root/stock.conf {path} && systemctl restart {unit}"),
+            &format!(
+                "if [ -e /root/stock.absent ]; then rm -f {path}; else cp -p /root/stock.conf {path}; fi && systemctl restart {unit}"
+            ),
         );
     }
 }
@@ -142,7 +148,8 @@ fn stock_path(vm: &str) -> &'static str {
     if vm == "zcloud" {
         "/etc/chrony/chrony.conf"
     } else {
-        "/etc/systemd/timesyncd.conf"
+        // clockprov's drop-in: the vendor's timesyncd.conf is never written.
+        "/etc/systemd/timesyncd.conf.d/zz-clockprov.conf"
     }
 }
 
@@ -408,7 +415,7 @@ fn stock_is_untouched(lab: &Lab) {
         let same = lab.ssh(
             vm,
             &format!(
-                "cmp -s /root/stock.conf {} && echo same || echo changed",
+                "if [ -e /root/stock.absent ]; then test ! -e {0}; else cmp -s /root/stock.conf {0}; fi && echo same || echo changed",
                 stock_path(vm)
             ),
         );

@@ -77,7 +77,8 @@ const FLEET: [Member; 6] = [
     },
 ];
 
-const TIMESYNCD_CONF: &str = "/etc/systemd/timesyncd.conf";
+/// clockprov's timesyncd drop-in (the vendor's timesyncd.conf is left as shipped).
+const TIMESYNCD_DROPIN: &str = "/etc/systemd/timesyncd.conf.d/zz-clockprov.conf";
 const CHRONY_CONF: &str = "/etc/chrony/chrony.conf";
 
 /// The files of `packages` on `vm` that are not what the package shipped (`dpkg --verify`:
@@ -147,8 +148,8 @@ fn plan_follows_only_zcloud(plan: &serde_json::Value, m: &Member) {
     assert!(!removed.iter().any(|l| l.starts_with("makestep")), "{diff}");
 }
 
-/// Step 2, the plan: on every timesyncd client its own timesyncd.conf, only the managed lines
-/// changed (and [`plan_follows_only_zcloud`] on a chrony client).
+/// Step 2, the plan: on every timesyncd client clockprov's own drop-in, created, and nothing
+/// else (and [`plan_follows_only_zcloud`] on a chrony client).
 fn plan_changes_only_ntp(lab: &Lab, inventory: &str) {
     let plan = lab.clockprov(&["plan", "-i", inventory, "--format", "json"], &[]);
     assert_eq!(plan.code, 0, "{plan:?}");
@@ -163,50 +164,34 @@ fn plan_changes_only_ntp(lab: &Lab, inventory: &str) {
         assert_eq!(h["plan"]["daemon"], "timesyncd", "{h:#}");
         assert_eq!(h["plan"]["version"]["major"], m.systemd, "{h:#}");
         assert_eq!(h["plan"]["package"], serde_json::Value::Null, "{h:#}");
+        // Only clockprov's own drop-in, created; the vendor's timesyncd.conf is not touched.
         let files = h["plan"]["files"].as_array().unwrap();
         assert_eq!(files.len(), 1, "{h:#}");
-        assert_eq!(files[0]["path"], TIMESYNCD_CONF, "{h:#}");
+        assert_eq!(files[0]["path"], TIMESYNCD_DROPIN, "{h:#}");
+        assert_eq!(files[0]["action"], "create", "{h:#}");
         let diff = files[0]["diff"].as_str().unwrap();
         eprintln!("{} ({}):\n{diff}", m.vm, m.os);
         let (removed, added) = changed_lines(diff);
-        // Settings: only NTP= (the comment block clockprov adds is comments).
-        let settings = |lines: &[&str]| -> Vec<String> {
-            lines
-                .iter()
-                .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-                .map(|l| (*l).to_owned())
-                .collect()
-        };
-        assert_eq!(settings(&removed), Vec::<String>::new(), "{}: {diff}", m.vm);
+        assert_eq!(removed, Vec::<&str>::new(), "{}: {diff}", m.vm);
+        let settings: Vec<&str> = added
+            .iter()
+            .copied()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .collect();
         assert_eq!(
-            settings(&added),
-            vec!["NTP=192.168.6.200"],
+            settings,
+            vec!["[Time]", "NTP=", "NTP=192.168.6.200"],
             "{}: {diff}",
             m.vm
         );
-        // Only comments go: the vendor's note on how to configure the file gives way to
-        // clockprov's (it manages the file), and `#NTP=` to `NTP=`.
-        assert!(
-            removed.iter().all(|l| l.starts_with('#')),
-            "{}: {diff}",
-            m.vm
-        );
-        // The defaults the vendor lists, commented out, are this systemd's, unchanged.
-        let defaults = |lines: &[&str]| -> Vec<String> {
-            lines
-                .iter()
-                .filter(|l| {
-                    l.strip_prefix('#').is_some_and(|d| {
-                        d.split_once('=').is_some_and(|(k, _)| {
-                            !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric())
-                        })
-                    })
-                })
-                .map(|l| (*l).to_owned())
-                .collect()
-        };
-        assert_eq!(defaults(&removed), vec!["#NTP="], "{}: {diff}", m.vm);
-        assert_eq!(defaults(&added), Vec::<String>::new(), "{}: {diff}", m.vm);
+        // What the daemon will use, the vendor's file and any drop-in read: the LAN server only.
+        let servers: Vec<&str> = h["effective"]["servers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["server"].as_str().unwrap())
+            .collect();
+        assert_eq!(servers, vec!["192.168.6.200"], "{}: {h:#}", m.vm);
     }
     let server = host(&plan, "zcloud");
     assert_eq!(
@@ -307,11 +292,13 @@ fn a_mixed_fleet_converges_and_keeps_the_vendor_files() {
             );
             continue;
         }
+        // timesyncd.conf is as the package shipped it: the servers are in clockprov's drop-in.
         let modified = modified_package_files(&lab, m.vm, "systemd-timesyncd systemd");
-        assert_eq!(
-            modified,
-            BTreeSet::from([TIMESYNCD_CONF.to_owned()]),
-            "{}",
+        assert_eq!(modified, BTreeSet::new(), "{}", m.vm);
+        let dropin = lab.ssh(m.vm, &format!("cat {TIMESYNCD_DROPIN}"));
+        assert!(
+            dropin.contains("\nNTP=\nNTP=192.168.6.200\n"),
+            "{}: {dropin}",
             m.vm
         );
     }
