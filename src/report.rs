@@ -183,10 +183,20 @@ fn file_actions(restores: Option<Daemon>, files: &[FileChange]) -> Vec<Action> {
                     ),
                 ))
             }
-            FileAction::Create => Some(Action::new(
-                Mark::Add,
-                format!("create {} (mode 644, root)", file.path),
-            )),
+            FileAction::Create => {
+                let after = &file.after;
+                // `root` for root:root, the common case; the pair when they differ (an NTS key:
+                // 640 root:_chrony).
+                let owner = if after.owner == after.group {
+                    after.owner.clone()
+                } else {
+                    format!("{}:{}", after.owner, after.group)
+                };
+                Some(Action::new(
+                    Mark::Add,
+                    format!("create {} (mode {:o}, {owner})", file.path, after.mode),
+                ))
+            }
             FileAction::Update => Some(Action::new(Mark::Change, format!("update {}", file.path))),
             FileAction::FixMetadata => {
                 let before = file
@@ -1621,6 +1631,32 @@ mod tests {
     #[test]
     fn plan_text() {
         insta::assert_snapshot!(super::plan_text(&planned(), PLAIN));
+    }
+
+    #[test]
+    fn a_new_file_shows_the_mode_and_owner_it_gets() {
+        let key = FileChange {
+            path: "/etc/chrony/nts/clockprov.key".into(),
+            action: FileAction::Create,
+            before: None,
+            after: DesiredFile {
+                path: "/etc/chrony/nts/clockprov.key".into(),
+                content: String::new(),
+                mode: 0o640,
+                owner: "root".into(),
+                group: "_chrony".into(),
+                kind: crate::render::FileKind::Secret,
+            },
+            diff: String::new(),
+        };
+        let texts: Vec<String> = file_actions(Some(Daemon::Chrony), &[key])
+            .into_iter()
+            .map(|a| a.text)
+            .collect();
+        assert_eq!(
+            texts,
+            ["create /etc/chrony/nts/clockprov.key (mode 640, root:_chrony)"]
+        );
     }
 
     #[test]

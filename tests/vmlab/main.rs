@@ -1,8 +1,8 @@
 //! The VM lab: real Debian and Ubuntu VMs with systemd, chrony and systemd-timesyncd under qemu,
 //! on a bridge inside a network namespace this test creates (tests/lab/lab.sh). The seed's story,
 //! measured: skewed clocks are detected, apply converges them, and real services are handled for
-//! real; a mixed fleet of every supported distribution (mixed.rs), and real Ceph monitors whose
-//! own clock-skew warning apply clears (ceph.rs).
+//! real; a mixed fleet of every supported distribution (mixed.rs), NTS on it (nts.rs), and real
+//! Ceph monitors whose own clock-skew warning apply clears (ceph.rs).
 
 // Test helpers panic on failure by design.
 #![allow(clippy::missing_panics_doc)]
@@ -11,6 +11,7 @@ mod bake;
 mod ceph;
 mod isolated;
 mod mixed;
+mod nts;
 #[path = "../support/mod.rs"]
 #[allow(dead_code)] // each test binary uses its own part
 mod support;

@@ -309,4 +309,6 @@ fn a_mixed_fleet_converges_and_keeps_the_vendor_files() {
         BTreeSet::new(),
         "zcloud"
     );
+
+    crate::nts::nts_authenticates_and_a_wrong_ca_is_found(&lab);
 }
