@@ -283,7 +283,13 @@ impl Daemon {
             // RHEL 8.0-8.3 shipped 3.5, 8.4 on 4.1; 9.0 4.1, up to 4.6 in 9.6; 10 and Fedora 4.6.
             (Daemon::Chrony, "rhel" | "rocky" | "almalinux", _) if rhel_major == "8" => (4, 1),
             (Daemon::Chrony, "rhel" | "rocky" | "almalinux", _) if rhel_major == "9" => (4, 5),
-            (Daemon::Chrony, "rhel" | "rocky" | "almalinux" | "fedora", _) => (4, 6),
+            // The archives' own: 22.04 4.2, 24.04 4.5, 25.10 4.7, 26.04 4.8, Debian 13 4.6.1.
+            (Daemon::Chrony, "rhel" | "rocky" | "almalinux" | "fedora", _)
+            | (Daemon::Chrony, "debian", "13") => (4, 6),
+            (Daemon::Chrony, "ubuntu", "22.04") => (4, 2),
+            (Daemon::Chrony, "ubuntu", "24.04") => (4, 5),
+            (Daemon::Chrony, "ubuntu", "25.10") => (4, 7),
+            (Daemon::Chrony, "ubuntu", "26.04") => (4, 8),
             (Daemon::Chrony, _, _) => (4, 3),
             (Daemon::Timesyncd, "ubuntu", "20.04") => (245, 0),
             (Daemon::Timesyncd, _, _) => (252, 0),

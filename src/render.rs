@@ -136,6 +136,10 @@ struct ChronyFeatures {
     sourcedir: bool,
     nts: bool,
     leapsectz: bool,
+    /// chrony 4.6+ on Debian 13 and Ubuntu 25.10+ reads leap seconds from tzdata's
+    /// `leap-seconds.list`, as the vendor's file does: those systems' tzdata no longer ships
+    /// `right/UTC` (chronyd logs "Timezone right/UTC failed leap second check, ignoring").
+    leapseclist: bool,
     /// A client: it follows only its inventory servers, so the distribution's other source
     /// directories (Ubuntu's pools in `sources.d`, DHCP's servers) are not read.
     client: bool,
@@ -360,6 +364,8 @@ impl Renderer {
     ) -> Result<DesiredState, RenderError> {
         let modern = inputs.version.major >= 4;
         let family = Family::of(inputs.os_id);
+        let leapseclist =
+            family == Family::Debian && (inputs.version.major, inputs.version.minor) >= (4, 6);
         let (nts_files, nts) = nts_files(nts, family);
         let context = minijinja::context! {
             host => host,
@@ -368,7 +374,8 @@ impl Renderer {
                 confdir: modern,
                 sourcedir: modern,
                 nts: modern,
-                leapsectz: modern,
+                leapsectz: modern && !leapseclist,
+                leapseclist,
                 client: host.section != "ntp_servers",
             },
             upstream => upstream,
@@ -540,6 +547,42 @@ mod tests {
             }
         }
         out
+    }
+
+    /// The leap-second source of a Debian-family chrony.conf for chrony `major.minor`.
+    fn leap_lines(major: u32, minor: u32) -> Vec<String> {
+        let inventory = crate::inventory::Inventory::parse(&fixture("inv.yaml"), NTS).unwrap();
+        let desired = Renderer::new(None)
+            .unwrap()
+            .render(
+                &inventory.hosts[0],
+                RenderInputs {
+                    os_id: "debian",
+                    daemon: Daemon::Chrony,
+                    version: DaemonVersion { major, minor },
+                },
+            )
+            .unwrap();
+        desired.files[0]
+            .content
+            .lines()
+            .filter(|l| l.starts_with("leapsec"))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn chrony_4_6_reads_leap_seconds_from_tzdata_as_debian_13_and_ubuntu_25_10_do() {
+        assert_eq!(leap_lines(3, 5), Vec::<String>::new());
+        assert_eq!(leap_lines(4, 5), ["leapsectz right/UTC"]);
+        assert_eq!(
+            leap_lines(4, 6),
+            ["leapseclist /usr/share/zoneinfo/leap-seconds.list"]
+        );
+        assert_eq!(
+            leap_lines(4, 8),
+            ["leapseclist /usr/share/zoneinfo/leap-seconds.list"]
+        );
     }
 
     #[test]

@@ -238,8 +238,24 @@ fn every_rendered_chrony_conf_passes_chronyd() {
                     assert!(run.stdout.contains("\nnts"), "{system} {host}: {run:?}");
                     assert!(!run.stdout.contains("PRIVATE KEY"), "{run:?}");
                 }
+                // chrony 4.6+ on Debian 13 / Ubuntu 25.10+ reads tzdata's leap-seconds.list, as
+                // their own file does. Debian 12's chronyd 4.3 here predates `leapseclist`: the
+                // line is left out for it (Ubuntu 26.04's real chronyd 4.8 checks it with `-p`
+                // at every apply in the VM lab's mixed fleet).
+                let leapseclist = "\nleapseclist /usr/share/zoneinfo/leap-seconds.list\n";
+                let newer = ["debian:13", "ubuntu:25.10", "ubuntu:26.04"].contains(&system);
+                assert_eq!(
+                    run.stdout.contains(leapseclist),
+                    newer,
+                    "{system} {host}: {run:?}"
+                );
+                assert_eq!(
+                    run.stdout.contains("\nleapsectz right/UTC\n"),
+                    !newer && system != "ubuntu:20.04",
+                    "{system} {host}: {run:?}"
+                );
                 let file = dir.path().join("chrony.conf");
-                std::fs::write(&file, &run.stdout).unwrap();
+                std::fs::write(&file, run.stdout.replace(leapseclist, "\n")).unwrap();
                 let out = Command::new(&chronyd)
                     .arg("-p")
                     .arg("-f")

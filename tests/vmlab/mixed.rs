@@ -146,6 +146,12 @@ fn plan_follows_only_zcloud(plan: &serde_json::Value, m: &Member) {
         "{diff}"
     );
     assert!(!removed.iter().any(|l| l.starts_with("makestep")), "{diff}");
+    // The vendor's leap-second source stays (26.04's tzdata has no usable right/UTC).
+    assert!(
+        !removed.iter().any(|l| l.starts_with("leapsec"))
+            && !added.iter().any(|l| l.starts_with("leapsec")),
+        "{diff}"
+    );
 }
 
 /// Step 2, the plan: on every timesyncd client clockprov's own drop-in, created, and nothing
