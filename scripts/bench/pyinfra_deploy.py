@@ -1,6 +1,6 @@
 """pyinfra side of `scripts/bench.sh --compare`: what `clockprov plan` / `apply` do, in pyinfra.
 
-Renders chrony.conf (ntp_servers) or timesyncd.conf (clients) from the Jinja2 templates beside
+Renders chrony.conf (ntp_servers) or the timesyncd drop-in (clients) from the Jinja2 templates beside
 this file, with the same content clockprov renders for the benchmark's inventory, and uploads it
 with files.template; when it changed, restarts the unit (as clockprov apply does). Run with
 `--dry --diff` (plan: pyinfra then only reads each host's file and shows the diff) or `-y`
@@ -36,7 +36,8 @@ else:
     conf = files.template(
         name="timesyncd.conf",
         src=str(HERE / "timesyncd.conf.j2"),
-        dest="/etc/systemd/timesyncd.conf",
+        dest="/etc/systemd/timesyncd.conf.d/zz-clockprov.conf",
+        create_remote_dir=True,
         user="root",
         group="root",
         mode="644",
