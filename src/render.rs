@@ -513,26 +513,31 @@ mod tests {
 
     const NTS: &str = "ntp_servers:\n  zcloud:\n    address: 192.168.6.200\n    local_stratum: 10\n    allow: [192.168.6.0/24]\n    nts: { certificate: server.crt, key: server.key }\nclients:\n  c1: { address: 192.168.6.226, daemon: chrony, nts: true }\n  c2: { address: 192.168.6.227, daemon: chrony, nts: { trusted_certs: ca.crt } }\n";
 
-    /// Each file of `host` on `os_id` as `PATH MODE OWNER:GROUP KIND`, then chrony.conf's lines
-    /// that NTS touches.
-    fn rendered(host: &str, os_id: &str) -> String {
+    /// [`NTS`]'s `host` rendered with chrony `version` on `os_id`.
+    fn render_chrony(host: &str, os_id: &str, version: DaemonVersion) -> DesiredState {
         let inventory = crate::inventory::Inventory::parse(&fixture("inv.yaml"), NTS).unwrap();
         let host = inventory
             .hosts
             .iter()
             .find(|h| h.name.as_str() == host)
             .unwrap();
-        let desired = Renderer::new(None)
+        Renderer::new(None)
             .unwrap()
             .render(
                 host,
                 RenderInputs {
                     os_id,
                     daemon: Daemon::Chrony,
-                    version: DaemonVersion { major: 4, minor: 3 },
+                    version,
                 },
             )
-            .unwrap();
+            .unwrap()
+    }
+
+    /// Each file of `host` on `os_id` as `PATH MODE OWNER:GROUP KIND`, then chrony.conf's lines
+    /// that NTS touches.
+    fn rendered(host: &str, os_id: &str) -> String {
+        let desired = render_chrony(host, os_id, DaemonVersion { major: 4, minor: 3 });
         let mut out = String::new();
         for f in &desired.files {
             let _ = writeln!(
@@ -551,19 +556,7 @@ mod tests {
 
     /// The leap-second source of a Debian-family chrony.conf for chrony `major.minor`.
     fn leap_lines(major: u32, minor: u32) -> Vec<String> {
-        let inventory = crate::inventory::Inventory::parse(&fixture("inv.yaml"), NTS).unwrap();
-        let desired = Renderer::new(None)
-            .unwrap()
-            .render(
-                &inventory.hosts[0],
-                RenderInputs {
-                    os_id: "debian",
-                    daemon: Daemon::Chrony,
-                    version: DaemonVersion { major, minor },
-                },
-            )
-            .unwrap();
-        desired.files[0]
+        render_chrony("zcloud", "debian", DaemonVersion { major, minor }).files[0]
             .content
             .lines()
             .filter(|l| l.starts_with("leapsec"))
