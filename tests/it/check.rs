@@ -279,22 +279,26 @@ fn check_changes_nothing_and_judges_every_kind_of_host() {
         );
         assert_eq!(run.stdout.lines().count(), 1, "{name}: {run:?}");
     }
-    // Thresholds: data-1 is within 50 ms of its server, not within a nanosecond.
-    let run = lab.run(
-        "check",
-        &[
-            "--format",
-            "nagios",
-            "--limit",
-            "data-1",
-            "--warning",
-            "0.000000001",
-            "--critical",
-            "10s",
-        ],
-    );
-    assert_eq!(run.code, 1, "{run:?}");
-    assert!(run.stdout.contains("'data-1 offset'="), "perfdata: {run:?}");
+    // Thresholds replace the 50 ms skew limit: data-2, 2 s ahead, is a WARNING beyond 1 s and
+    // critical beyond 1.5 s. (Not a client on the server's own clock against a nanosecond: two
+    // loopback hosts share one clock, and their difference can round to exactly zero.)
+    for (critical, code) in [("10s", 1), ("1.5s", 2)] {
+        let run = lab.run(
+            "check",
+            &[
+                "--format",
+                "nagios",
+                "--limit",
+                "data-2",
+                "--warning",
+                "1s",
+                "--critical",
+                critical,
+            ],
+        );
+        assert_eq!(run.code, code, "{run:?}");
+        assert!(run.stdout.contains("'data-2 offset'=2."), "perfdata: {run:?}");
+    }
 
     // Prometheus: the exposition format, as promtool reads it.
     let run = lab.run("check", &["--format", "prometheus"]);
