@@ -291,7 +291,15 @@ impl Daemon {
             (Daemon::Chrony, "ubuntu", "25.10") => (4, 7),
             (Daemon::Chrony, "ubuntu", "26.04") => (4, 8),
             (Daemon::Chrony, _, _) => (4, 3),
+            // systemd's: 20.04 245, 22.04 249, 24.04 255, 25.10 257, 26.04 259; Debian 12 252,
+            // 13 257.
             (Daemon::Timesyncd, "ubuntu", "20.04") => (245, 0),
+            (Daemon::Timesyncd, "ubuntu", "22.04") => (249, 0),
+            (Daemon::Timesyncd, "ubuntu", "24.04") => (255, 0),
+            (Daemon::Timesyncd, "ubuntu", "25.10") | (Daemon::Timesyncd, "debian", "13") => {
+                (257, 0)
+            }
+            (Daemon::Timesyncd, "ubuntu", "26.04") => (259, 0),
             (Daemon::Timesyncd, _, _) => (252, 0),
         };
         DaemonVersion { major, minor }
@@ -409,6 +417,22 @@ mod tests {
             Daemon::Chrony.distribution_default("rocky", "8.10"),
             DaemonVersion { major: 4, minor: 1 }
         );
+        // A removed timesyncd is shown at its distribution's systemd version (jammy's 249, as
+        // the swap test's 22.04 VM showed 252, Debian 12's, before).
+        for (os, version, major) in [
+            ("ubuntu", "20.04", 245),
+            ("ubuntu", "22.04", 249),
+            ("ubuntu", "24.04", 255),
+            ("ubuntu", "26.04", 259),
+            ("debian", "12", 252),
+            ("debian", "13", 257),
+        ] {
+            assert_eq!(
+                Daemon::Timesyncd.distribution_default(os, version).major,
+                major,
+                "{os} {version}"
+            );
+        }
         assert!(
             check_available(Daemon::Timesyncd, "rhel", "Red Hat Enterprise Linux 9.4").is_err()
         );

@@ -10,6 +10,7 @@ use crate::check::{self, CheckStatus, ControllerClock, HostCheck};
 use crate::cli::{ApplyArgs, Format};
 use crate::clock::Limits;
 use crate::host::apply::ApplyOptions;
+use crate::inventory::Host;
 use crate::operations::{self, HostResult, HostStatus, Reviewed, Summary};
 use crate::planfile::PlanFile;
 use crate::record::{self, Record, Recorder};
@@ -141,7 +142,7 @@ pub(crate) fn run(args: &ApplyArgs) -> anyhow::Result<u8> {
     } else {
         EXIT_OK
     };
-    Ok(wait_sync(args, &prepared, code))
+    Ok(wait_sync(args, &prepared, &results, code))
 }
 
 /// `apply PLAN`: the saved plan, host by host, where the host is still as it was reviewed. It
@@ -187,12 +188,37 @@ fn reviewed(args: &ApplyArgs, path: &Path) -> anyhow::Result<u8> {
         EXIT_OK
     };
     let prepared = Prepared { hosts, ..prepared };
-    Ok(wait_sync(args, &prepared, code))
+    Ok(wait_sync(args, &prepared, &results, code))
 }
 
-/// `--wait-sync`: after applying, wait until the hosts are in sync; `code` is apply's.
-fn wait_sync(args: &ApplyArgs, prepared: &Prepared, mut code: u8) -> u8 {
+/// `--wait-sync`: after applying, wait until the hosts are in sync; `code` is apply's. A host
+/// whose apply failed (or that was unreachable) is already an error: it is not waited for.
+fn wait_sync(args: &ApplyArgs, prepared: &Prepared, results: &[HostResult], mut code: u8) -> u8 {
     if let Some(within) = args.wait_sync {
+        let failed: Vec<&str> = results
+            .iter()
+            .filter(|r| matches!(r.status, HostStatus::Failed | HostStatus::Unreachable))
+            .map(|r| r.name.as_str())
+            .collect();
+        if !failed.is_empty() {
+            note(&format!(
+                "wait-sync: not waiting for {} (apply did not reach or failed there)",
+                failed
+                    .iter()
+                    .map(|n| report::shown(n))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        let waited: Vec<Host> = prepared
+            .hosts
+            .iter()
+            .filter(|h| !failed.contains(&h.name.as_str()))
+            .cloned()
+            .collect();
+        if waited.is_empty() {
+            return code;
+        }
         let limits = Limits {
             max_skew: args.max_skew.seconds(),
             max_server_offset: check::DEFAULT_MAX_SERVER_OFFSET.as_secs_f64(),
@@ -200,7 +226,7 @@ fn wait_sync(args: &ApplyArgs, prepared: &Prepared, mut code: u8) -> u8 {
         };
         let checks = prepared.runtime.block_on(check::wait_for_sync(
             prepared.connector.clone(),
-            &prepared.hosts,
+            &waited,
             &prepared.all_hosts,
             &prepared.options,
             &limits,

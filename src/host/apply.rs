@@ -84,7 +84,7 @@ pub enum ApplyError {
         check: String,
         output: String,
     },
-    #[error("{step} failed{status}; nothing was changed: {stderr}")]
+    #[error("{step} failed ({status}); nothing was changed: {stderr}")]
     Step {
         step: String,
         status: String,

@@ -332,6 +332,21 @@ fn a_unit_that_fails_to_restart_gets_its_old_file_back() {
             .contains("ok zcloud: wrote /etc/chrony/chrony.conf; restarted chrony.service"),
         "{run:?}"
     );
+    // --wait-sync does not wait for a host whose apply failed: it is an error already.
+    let started = std::time::Instant::now();
+    let run = lab.run(
+        "apply",
+        &["--yes", "--limit", "data-1", "--wait-sync", "60s"],
+    );
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr.contains("wait-sync: not waiting for data-1"),
+        "{run:?}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(45),
+        "waited for a failed host: {run:?}"
+    );
 }
 
 /// A host clockprov managed the old way (timesyncd.conf written whole): the plan shows the
