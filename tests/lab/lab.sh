@@ -10,6 +10,15 @@
 # default daemon: timesyncd, but chrony on Ubuntu 26.04 (as it installs):
 #   ubuntu20 192.168.6.220 (20.04 focal), ubuntu22 .222 (22.04 jammy), ubuntu24 .224 (24.04
 #   noble), ubuntu26 .226 (26.04 resolute, chrony), debian13 .213 (13 trixie).
+# No VM reaches a package mirror (and none may).  The jammy image (ubuntu22) carries an offline apt
+# repository instead, so that clockprov's package swap (timesyncd -> chrony) runs with the VM's
+# real apt, dpkg and systemd: /var/lib/clockprov-lab/repo holds chrony and what it needs that the
+# image lacks (tzdata), downloaded at build time from the mirror the roots came from, with a
+# Packages index; /etc/apt/sources.list names only `deb [trusted=yes] file:/var/lib/clockprov-lab/repo ./`
+# and apt's lists hold only that repository, so `apt-get install` works at once and `apt-get
+# update` reads the disk, never the network.  apt itself is installed too (Ubuntu's minbase has
+# none; every real Ubuntu does).  Those images are cached apart (offline-HASH: see
+# add_offline_repo), so changing their repository rebuilds only them, from the cached roots.
 # `up --ceph`: z-b-data-1..3 run Ubuntu 20.04 with real Ceph monitors instead (the seed's stack).
 #
 # The VMs run under qemu (TCG: KVM hangs here) on a bridge inside a network
@@ -73,7 +82,9 @@
 # Environment:
 #   CLOCKPROV_LAB_CACHE    image cache (default /var/tmp/clockprov-lab-cache);
 #                          keyed on a hash of this script's recipe section and
-#                          files/, rebuilt only when those change
+#                          files/, rebuilt only when those change (images-HASH;
+#                          the other distributions' roots-HASH, distro-HASH, and
+#                          offline-HASH for those with an offline repository)
 #   CLOCKPROV_LAB_TIMEOUT  seconds `up` waits for every VM to answer ssh (300;
 #                          4 VMs take 30-50 s on a quiet 2-core machine, up to
 #                          about 280 s on one saturated by other work)

@@ -281,16 +281,18 @@ fn swapped_to_chrony(lab: &Lab) {
     lab.ssh(SWAPPED, &format!("test ! -e {TIMESYNCD_DROPIN}"));
 }
 
-/// The lab's inventory with [`SWAPPED`] asking for chrony (`daemon: chrony`), beside it.
+/// The lab's inventory, rewritten with [`SWAPPED`] asking for chrony (`daemon: chrony`): in
+/// place, because the NTS step's inventories are made from it (without it they would swap the
+/// VM back to timesyncd, whose package its offline repository does not hold).
 fn swap_inventory(lab: &Lab) -> String {
-    let plain = std::fs::read_to_string(lab.inventory()).unwrap();
+    let path = lab.inventory();
+    let plain = std::fs::read_to_string(&path).unwrap();
     let entry = format!("  {SWAPPED}: {{ address: 192.168.6.222 }}\n");
     assert!(plain.contains(&entry), "{plain}");
     let swapped = plain.replace(
         &entry,
         &format!("  {SWAPPED}: {{ address: 192.168.6.222, daemon: chrony }}\n"),
     );
-    let path = lab.file("inventory-swap.yaml");
     std::fs::write(&path, swapped).unwrap();
     path
 }
