@@ -10,6 +10,15 @@
 # default daemon: timesyncd, but chrony on Ubuntu 26.04 (as it installs):
 #   ubuntu20 192.168.6.220 (20.04 focal), ubuntu22 .222 (22.04 jammy), ubuntu24 .224 (24.04
 #   noble), ubuntu26 .226 (26.04 resolute, chrony), debian13 .213 (13 trixie).
+# No VM reaches a package mirror (and none may).  The jammy image (ubuntu22) carries an offline apt
+# repository instead, so that clockprov's package swap (timesyncd -> chrony) runs with the VM's
+# real apt, dpkg and systemd: /var/lib/clockprov-lab/repo holds chrony and what it needs that the
+# image lacks (tzdata), downloaded at build time from the mirror the roots came from, with a
+# Packages index; /etc/apt/sources.list names only `deb [trusted=yes] file:/var/lib/clockprov-lab/repo ./`
+# and apt's lists hold only that repository, so `apt-get install` works at once and `apt-get
+# update` reads the disk, never the network.  apt itself is installed too (Ubuntu's minbase has
+# none; every real Ubuntu does).  Those images are cached apart (offline-HASH: see
+# add_offline_repo), so changing their repository rebuilds only them, from the cached roots.
 # `up --ceph`: z-b-data-1..3 run Ubuntu 20.04 with real Ceph monitors instead (the seed's stack).
 #
 # The VMs run under qemu (TCG: KVM hangs here) on a bridge inside a network
@@ -73,7 +82,9 @@
 # Environment:
 #   CLOCKPROV_LAB_CACHE    image cache (default /var/tmp/clockprov-lab-cache);
 #                          keyed on a hash of this script's recipe section and
-#                          files/, rebuilt only when those change
+#                          files/, rebuilt only when those change (images-HASH;
+#                          the other distributions' roots-HASH, distro-HASH, and
+#                          offline-HASH for those with an offline repository)
 #   CLOCKPROV_LAB_TIMEOUT  seconds `up` waits for every VM to answer ssh (300;
 #                          4 VMs take 30-50 s on a quiet 2-core machine, up to
 #                          about 280 s on one saturated by other work)
@@ -388,6 +399,59 @@ MAC+=([ubuntu20]=52:54:00:06:00:dc [ubuntu22]=52:54:00:06:00:de [ubuntu24]=52:54
 declare -A DISTRO_OF=([ubuntu20]=focal [ubuntu22]=jammy [ubuntu24]=noble [ubuntu26]=resolute [debian13]=trixie)
 # <<< distro recipe
 
+# >>> offline repo: from here to "<<< offline repo" (with the distro recipe) keys the images
+# that carry an offline apt repository (offline-HASH in the cache), so that changing it rebuilds
+# only those images, from the cached roots.  A lab VM reaches no package mirror (and must not),
+# so a distribution whose test installs a package gets the package, and what it depends on that
+# the image lacks, in $OFFLINE_REPO (and apt itself, which Ubuntu's minbase leaves out): the .debs, downloaded at build time from the mirror the
+# roots came from (apt resolves them against the root's own dpkg database), with a Packages
+# index (dpkg-scanpackages).  The image's sources list names that repository only (trusted=yes:
+# it is on the image's own disk) and apt's lists hold it only, so `apt-get install` and
+# `apt-get update` in the VM read the disk and never try the network.
+# jammy: clockprov's package swap (timesyncd -> chrony, the mixed fleet's ubuntu22).
+declare -A DISTRO_OFFLINE=([jammy]=chrony)
+OFFLINE_REPO=/var/lib/clockprov-lab/repo
+
+# add_offline_repo NAME ROOT WORK: $OFFLINE_REPO in ROOT with ${DISTRO_OFFLINE[NAME]} and the
+# packages they need that ROOT lacks; ROOT's apt reads only it.  WORK holds Ubuntu's keyring.
+add_offline_repo() {
+    local name=$1 root=$2 work=$3 apt_opts
+    # The host's apt on ROOT (its sources, its dpkg database, its cache): the download uses this
+    # machine's network and resolver, which the root's own files do not describe.
+    local keyring=$work/ubuntu-archive-keyring.gpg
+    [[ ${DISTRO_SUITE[$name]} != trixie ]] || keyring=/usr/share/keyrings/debian-archive-keyring.gpg
+    apt_opts=(-q -o Dir="$root" -o Dir::State::status="$root/var/lib/dpkg/status"
+        -o Dir::Etc::Trusted="$keyring" -o Dir::Etc::TrustedParts=/nonexistent
+        -o APT::Sandbox::User=root)
+    apt-get "${apt_opts[@]}" update >&2
+    # apt itself, which every real installation has but a minbase root may lack (Ubuntu's).
+    if [[ ! -x $root/usr/bin/apt-get ]]; then
+        apt-get "${apt_opts[@]}" install --download-only --yes apt >&2
+        mkdir -p "$root/tmp/apt-debs"
+        mv "$root"/var/cache/apt/archives/*.deb "$root/tmp/apt-debs/"
+        # shellcheck disable=SC2016 # the chroot's shell expands it
+        chroot "$root" sh -c 'dpkg -i /tmp/apt-debs/*.deb' >&2
+        rm -rf "$root/tmp/apt-debs"
+    fi
+    # shellcheck disable=SC2086 # DISTRO_OFFLINE holds a list of package names
+    apt-get "${apt_opts[@]}" install --download-only --yes ${DISTRO_OFFLINE[$name]//,/ } >&2
+    mkdir -p "$root$OFFLINE_REPO"
+    mv "$root"/var/cache/apt/archives/*.deb "$root$OFFLINE_REPO/"
+    (cd "$root$OFFLINE_REPO" && dpkg-scanpackages --multiversion . /dev/null >Packages 2>/dev/null)
+    [[ -s $root$OFFLINE_REPO/Packages ]] || die "offline repo of $name: no packages downloaded"
+    printf '# clockprov lab (lab.sh add_offline_repo): the VM reaches no mirror; this repository
+# on its own disk holds what the lab installs.
+deb [trusted=yes] file:%s ./
+' \
+        "$OFFLINE_REPO" >"$root/etc/apt/sources.list"
+    rm -f "$root"/etc/apt/sources.list.d/*
+    rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin
+    # The lists the VM starts with: the offline repository's only.
+    chroot "$root" apt-get -q update >&2
+    rm -f "$root"/var/cache/apt/*.bin "$root"/var/cache/apt/archives/partial/*
+}
+# <<< offline repo
+
 recipe_hash() {
     {
         sed -n '/^# >>> recipe/,/^# <<< recipe/p' "$SELF"
@@ -523,6 +587,18 @@ distro_hash() {
     { roots_hash; sed -n '/^# >>> distro recipe/,/^# <<< distro recipe/p' "$SELF"; } | sha256sum | cut -c1-16
 }
 distros_dir() { printf '%s/distro-%s' "$CACHE" "$(distro_hash)"; }
+offline_hash() {
+    { distro_hash; sed -n '/^# >>> offline repo/,/^# <<< offline repo/p' "$SELF"; } | sha256sum | cut -c1-16
+}
+offline_dir() { printf '%s/offline-%s' "$CACHE" "$(offline_hash)"; }
+# distro_image NAME: the cached image of distribution NAME (an offline-repo one where it has one).
+distro_image() {
+    if [[ -n ${DISTRO_OFFLINE[$1]+x} ]]; then
+        printf '%s/%s.raw' "$(offline_dir)" "$1"
+    else
+        printf '%s/%s.raw' "$(distros_dir)" "$1"
+    fi
+}
 roots_dir() { printf '%s/roots-%s' "$CACHE" "$(roots_hash)"; }
 
 # bootstrap_roots: $(roots_dir)/NAME.tar for every distribution that lacks one (side by side:
@@ -561,9 +637,67 @@ bootstrap_roots() {
     done
 }
 
-# build_distros: make $(distros_dir) unless it is there (after the Debian 12 images, whose kernel,
-# initrd, modules and lab key it uses); serialized by the same lock.
+# build_distros: the distribution images, and those with an offline repository.
 build_distros() {
+    build_distro_dir
+    build_offline_images
+}
+
+# build_offline_images: make $(offline_dir) unless it is there: the images of DISTRO_OFFLINE,
+# from their cached roots as build_distro_dir makes them, plus add_offline_repo.  Only older
+# offline-* directories are removed (another recipe's distro-* may still be in use).
+build_offline_images() {
+    local dest images
+    dest=$(offline_dir)
+    images=$(images_dir)
+    [[ -f $dest/ready ]] && return 0
+    exec {lock}>"$CACHE/.lock"
+    flock "$lock"
+    if [[ -f $dest/ready ]]; then
+        exec {lock}>&-
+        return 0
+    fi
+    local t0 work t name
+    t0=$(now)
+    log "building the images with an offline repository (${!DISTRO_OFFLINE[*]}) into $dest"
+    rm -rf "$CACHE"/obuild.*
+    work=$(mktemp -d "$CACHE/obuild.XXXXXX")
+    chmod 755 "$work" # apt checks signatures as _apt, with the keyring in here
+    # shellcheck disable=SC2064 # expand now: the trap must remove this build's directory
+    trap "rm -rf '$work'" EXIT
+    ubuntu_keyring "$work"
+    mkdir -p "$work/kmods/usr/lib"
+    debugfs -R "rdump /usr/lib/modules $work/kmods/usr/lib" "$images/client.raw" 2>/dev/null
+    for name in "${!DISTRO_OFFLINE[@]}"; do
+        t=$(now)
+        mkdir "$work/$name"
+        tar -C "$work/$name" --numeric-owner --xattrs --xattrs-include='*' -xf "$(roots_dir)/$name.tar"
+        customize_distro "$name" "$work/$name" "$work/kmods" "$images/lab_ed25519.pub"
+        add_offline_repo "$name" "$work/$name" "$work" >"$work/$name.log" 2>&1 ||
+            { tail -n 30 "$work/$name.log" >&2; die "offline repository of $name failed"; }
+        make_disk "$work/$name" "$work/$name.raw"
+        chmod 444 "$work/$name.raw"
+        printf '%s image, %s: %s\n' "$name" "$OFFLINE_REPO" "$(cd "$work/$name$OFFLINE_REPO" && echo *.deb)" >>"$work/versions.txt"
+        log "$name image with an offline repository in $(elapsed "$t") s"
+        rm -rf "${work:?}/$name"
+    done
+    rm -rf "$work/kmods" "$work/ubuntu-keyring" "$work/ubuntu-keyring.deb" "$work/ubuntu-archive-keyring.gpg"
+    rm -rf "$dest"
+    mv "$work" "$dest"
+    trap - EXIT
+    touch "$dest/ready"
+    local old
+    for old in "$CACHE"/offline-*; do
+        [[ $old == "$dest" ]] || rm -rf "$old"
+    done
+    exec {lock}>&-
+    log "offline-repository images ready in $(elapsed "$t0") s:"
+    sed 's/^/    /' "$dest/versions.txt" >&2
+}
+
+# build_distro_dir: make $(distros_dir) unless it is there (after the Debian 12 images, whose
+# kernel, initrd, modules and lab key it uses); serialized by the same lock.
+build_distro_dir() {
     local dest images
     build_images
     dest=$(distros_dir)
@@ -754,7 +888,7 @@ cmd_up() {
     if ((${#os_of[@]})); then
         build_distros
         for vm in "${!os_of[@]}"; do
-            [[ -n ${disk_of[$vm]:-} ]] || disk_of[$vm]=$(distros_dir)/${os_of[$vm]}.raw
+            [[ -n ${disk_of[$vm]:-} ]] || disk_of[$vm]=$(distro_image "${os_of[$vm]}")
         done
     fi
     t0=$(now)
@@ -1604,7 +1738,7 @@ cmd_image() {
     else
         [[ -n ${DISTRO_SUITE[$1]+x} ]] || die "image: ROLE is client, server or one of ${DISTROS[*]}, not '$1'"
         build_distros >&2
-        printf '%s/%s.raw\n' "$(distros_dir)" "$1"
+        printf '%s\n' "$(distro_image "$1")"
     fi
 }
 

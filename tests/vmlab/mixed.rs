@@ -2,10 +2,12 @@
 //! clockprov supports, booted fresh from their own images (`lab.sh up --only`, each image
 //! bootstrapped from that distribution's archive), each left to its OS's default daemon:
 //! systemd-timesyncd, but chrony on Ubuntu 26.04, whose packaged NTS pools the lab cannot
-//! reach. `plan` shows each one's own file, `apply --wait-sync` converges them all (the 26.04
-//! client to the LAN server alone), `check` is healthy, a second `apply` changes nothing, and
-//! dpkg finds every file of the daemons' packages as shipped but the ones clockprov meant to
-//! write.
+//! reach; and Ubuntu 22.04 ([`SWAPPED`]) asked for chrony in the inventory: the package swap,
+//! by the VM's real apt from the offline repository in its image (`lab.sh`'s
+//! `add_offline_repo`). `plan` shows each one's own file (and the swap), `apply --wait-sync`
+//! converges them all (the 26.04 and 22.04 clients to the LAN server alone), `check` is healthy,
+//! a second `apply` changes nothing, and dpkg finds every file of the daemons' packages as
+//! shipped but the ones clockprov meant to write.
 
 use std::collections::BTreeSet;
 
@@ -76,6 +78,11 @@ const FLEET: [Member; 6] = [
         chrony: true,
     },
 ];
+
+/// The timesyncd client whose inventory entry asks for chrony (`daemon: chrony`): apt installs
+/// chrony, which removes systemd-timesyncd (both provide time-daemon). Its image carries chrony
+/// and tzdata in an offline apt repository, the only source its apt knows.
+const SWAPPED: &str = "ubuntu22";
 
 /// clockprov's timesyncd drop-in (the vendor's timesyncd.conf is left as shipped).
 const TIMESYNCD_DROPIN: &str = "/etc/systemd/timesyncd.conf.d/zz-clockprov.conf";
@@ -154,6 +161,39 @@ fn plan_follows_only_zcloud(plan: &serde_json::Value, m: &Member) {
     );
 }
 
+/// Step 2 on [`SWAPPED`] (timesyncd running, chrony asked for): the package swap, shown, and
+/// chrony's file following the LAN server only, `makestep` in it; no timesyncd file.
+fn plan_swaps_to_chrony(plan: &serde_json::Value, m: &Member) {
+    let h = host(plan, m.vm);
+    assert_eq!(h["status"], "change", "{h:#}");
+    assert_eq!(h["plan"]["daemon"], "chrony", "{h:#}");
+    assert_eq!(
+        h["plan"]["package"],
+        serde_json::json!({"package": "chrony", "removes": "systemd-timesyncd"}),
+        "{h:#}"
+    );
+    let files = h["plan"]["files"].as_array().unwrap();
+    assert!(files.iter().all(|f| f["path"] != TIMESYNCD_DROPIN), "{h:#}");
+    let conf = files
+        .iter()
+        .find(|f| f["path"] == CHRONY_CONF)
+        .unwrap_or_else(|| panic!("no {CHRONY_CONF} in {h:#}"));
+    assert_eq!(conf["action"], "create", "{h:#}");
+    let diff = conf["diff"].as_str().unwrap();
+    eprintln!("{} ({}), the package swap:\n{diff}", m.vm, m.os);
+    let (_, added) = changed_lines(diff);
+    assert!(added.contains(&"server 192.168.6.200 iburst"), "{diff}");
+    assert!(
+        !added
+            .iter()
+            .any(|l| l.starts_with("pool ") || l.starts_with("sourcedir ")),
+        "{diff}"
+    );
+    assert!(added.iter().any(|l| l.starts_with("makestep ")), "{diff}");
+    assert_eq!(h["plan"]["unit"]["unit"], "chrony.service", "{h:#}");
+    assert_eq!(h["plan"]["unit"]["enable"], true, "{h:#}");
+}
+
 /// Step 2, the plan: on every timesyncd client clockprov's own drop-in, created, and nothing
 /// else (and [`plan_follows_only_zcloud`] on a chrony client).
 fn plan_changes_only_ntp(lab: &Lab, inventory: &str) {
@@ -163,6 +203,10 @@ fn plan_changes_only_ntp(lab: &Lab, inventory: &str) {
     for m in &FLEET {
         if m.chrony {
             plan_follows_only_zcloud(&plan, m);
+            continue;
+        }
+        if m.vm == SWAPPED {
+            plan_swaps_to_chrony(&plan, m);
             continue;
         }
         let h = host(&plan, m.vm);
@@ -206,6 +250,53 @@ fn plan_changes_only_ntp(lab: &Lab, inventory: &str) {
     );
 }
 
+/// After the apply, on [`SWAPPED`]: what real apt and dpkg did (chrony installed, timesyncd
+/// removed with its configuration kept: dpkg's "rc"), chrony's unit enabled and running, its
+/// package's files as shipped but the chrony.conf clockprov wrote, no timesyncd drop-in.
+fn swapped_to_chrony(lab: &Lab) {
+    let status = lab.ssh(
+        SWAPPED,
+        "dpkg-query -W -f='${Package} ${db:Status-Abbrev}\n' chrony systemd-timesyncd",
+    );
+    assert_eq!(
+        status.lines().map(str::trim_end).collect::<Vec<_>>(),
+        vec!["chrony ii", "systemd-timesyncd rc"],
+        "{status}"
+    );
+    let unit = lab.ssh(
+        SWAPPED,
+        "systemctl is-enabled chrony.service; systemctl is-active chrony.service; \
+         systemctl is-active systemd-timesyncd.service; true",
+    );
+    assert_eq!(
+        unit.lines().collect::<Vec<_>>(),
+        vec!["enabled", "active", "inactive"],
+        "{unit}"
+    );
+    let modified = modified_package_files(lab, SWAPPED, "chrony systemd");
+    assert!(
+        modified.is_empty() || modified == BTreeSet::from([CHRONY_CONF.to_owned()]),
+        "{SWAPPED}: {modified:?}"
+    );
+    lab.ssh(SWAPPED, &format!("test ! -e {TIMESYNCD_DROPIN}"));
+}
+
+/// The lab's inventory, rewritten with [`SWAPPED`] asking for chrony (`daemon: chrony`): in
+/// place, because the NTS step's inventories are made from it (without it they would swap the
+/// VM back to timesyncd, whose package its offline repository does not hold).
+fn swap_inventory(lab: &Lab) -> String {
+    let path = lab.inventory();
+    let plain = std::fs::read_to_string(&path).unwrap();
+    let entry = format!("  {SWAPPED}: {{ address: 192.168.6.222 }}\n");
+    assert!(plain.contains(&entry), "{plain}");
+    let swapped = plain.replace(
+        &entry,
+        &format!("  {SWAPPED}: {{ address: 192.168.6.222, daemon: chrony }}\n"),
+    );
+    std::fs::write(&path, swapped).unwrap();
+    path
+}
+
 /// zcloud and the [`FLEET`], each client's clock [`Member::skew`] off.
 fn fleet_lab() -> Lab {
     let mut args = vec!["--only".to_owned()];
@@ -224,7 +315,7 @@ fn fleet_lab() -> Lab {
 #[test]
 fn a_mixed_fleet_converges_and_keeps_the_vendor_files() {
     let lab = fleet_lab();
-    let inventory = lab.inventory();
+    let inventory = swap_inventory(&lab);
 
     // 1. Each VM is the distribution it claims, its daemon's files as the package shipped them.
     for m in &FLEET {
@@ -236,6 +327,13 @@ fn a_mixed_fleet_converges_and_keeps_the_vendor_files() {
     assert!(modified_package_files(&lab, "zcloud", "chrony").is_empty());
 
     plan_changes_only_ntp(&lab, &inventory);
+    let shown = lab.clockprov(&["plan", "-i", &inventory], &[]);
+    assert!(
+        shown.stdout.contains(
+            "   + install package chrony (removes systemd-timesyncd: both provide time-daemon)\n"
+        ),
+        "{shown:?}"
+    );
 
     // 3. apply --wait-sync converges the whole fleet; check agrees.
     let apply = lab.clockprov(
@@ -257,7 +355,7 @@ fn a_mixed_fleet_converges_and_keeps_the_vendor_files() {
     assert_eq!(code, 0, "{after:#}");
     for m in &FLEET {
         assert_synchronized_to_zcloud(&after, m.vm);
-        if m.chrony {
+        if m.chrony || m.vm == SWAPPED {
             // chrony's own list: the LAN server, selected, and no other source (no pool).
             let sources = lab.ssh(m.vm, "chronyc -n sources");
             let listed: Vec<&str> = sources.lines().filter(|l| l.starts_with('^')).collect();
@@ -283,6 +381,10 @@ fn a_mixed_fleet_converges_and_keeps_the_vendor_files() {
     // 5. Of the daemons' packages, only the files clockprov meant to write differ from what was
     //    shipped.
     for m in &FLEET {
+        if m.vm == SWAPPED {
+            swapped_to_chrony(&lab);
+            continue;
+        }
         if m.chrony {
             // The packaged pools and NTS settings are left as shipped (not read any more);
             // chrony.conf itself is ucf's on Debian, a conffile where dpkg tracks it.
