@@ -318,11 +318,10 @@ pub fn chrony_main(
         _ => (rendered.as_bytes(), path, None),
     };
     let block = chrony_block(rendered, base);
-    let text = String::from_utf8(chrony_managed_lines(base, &block)).map_err(|_| {
-        PlanError::NotText {
+    let text =
+        String::from_utf8(chrony_managed_lines(base, &block)).map_err(|_| PlanError::NotText {
             path: base_path.to_owned(),
-        }
-    })?;
+        })?;
     Ok((text, warning))
 }
 
@@ -351,8 +350,8 @@ pub fn with_chrony_layout(
 }
 
 /// The host's own chrony main file with only the managed lines changed: every managed line is
-/// taken out and `block` (lines of managed directives, or `# clockprov:` comments) goes where the
-/// first one was (at the end if there was none). Every other byte stays as the host has it (the
+/// taken out and `block` (one line each: see [`chrony_block`]) goes where the first one was (at
+/// the end, after a blank line, if there was none). Every other byte stays as the host has it (the
 /// vendor's comments, typos and typographic apostrophes included). Running it again on its own
 /// output gives the same file.
 #[must_use]
@@ -388,6 +387,10 @@ pub fn chrony_managed_lines(host: &[u8], block: &[String]) -> Vec<u8> {
         }
     }
     if !placed {
+        // A paragraph of its own at the end (Ubuntu 25.10+'s file has no source line at all).
+        if !out.is_empty() && !out.ends_with(b"\n\n") {
+            out.push(b'\n');
+        }
         out.extend_from_slice(&block_bytes);
     }
     out
@@ -444,7 +447,7 @@ mod tests {
     fn a_file_without_sources_gets_the_block_at_its_end() {
         assert_eq!(
             chrony_managed_lines(b"keyfile /k", &block()[1..2]),
-            b"keyfile /k\npool ntp.ubuntu.com iburst\n"
+            b"keyfile /k\n\npool ntp.ubuntu.com iburst\n"
         );
     }
 
@@ -599,7 +602,11 @@ mod tests {
                 .any(|d| chrony_directive(l.as_bytes()).as_deref() == Some(d.as_bytes()))
                 || host.lines().any(|h| h == l)
         });
-        assert_eq!(unmanaged(host), kept, "the host's other lines stay, in order");
+        assert_eq!(
+            unmanaged(host),
+            kept,
+            "the host's other lines stay, in order"
+        );
         once
     }
 
@@ -682,7 +689,9 @@ mod tests {
         let own = "makestep 0.1 -1\nntsdumpdir /srv/chrony\n";
         assert_eq!(
             self::edited(DEBIAN_MAIN, &nts_client, own),
-            format!("{own}# clockprov: the lines below are managed by clockprov (inventory: clients.c1)\nserver 192.168.6.200 iburst nts\n")
+            format!(
+                "{own}\n# clockprov: the lines below are managed by clockprov (inventory: clients.c1)\nserver 192.168.6.200 iburst nts\n"
+            )
         );
     }
 
@@ -725,7 +734,10 @@ mod tests {
                 none.insert(path.to_owned(), PathFacts::Absent);
                 let (whole, warning) = chrony_main(path, &text, &none).unwrap();
                 assert_eq!(warning, None);
-                assert_eq!(whole, text, "{host} {os_id} {major}.{minor}: the rendering as it is");
+                assert_eq!(
+                    whole, text,
+                    "{host} {os_id} {major}.{minor}: the rendering as it is"
+                );
                 assert!(!is_written_whole(whole.as_bytes()), "not the old layout");
                 // Once written, the next plan edits it and finds nothing to change.
                 assert_eq!(edited(path, &text, &whole), text);
@@ -737,8 +749,12 @@ mod tests {
     fn an_old_whole_file_gets_the_vendors_text_back_with_the_managed_lines() {
         let client = rendered(PLAIN, "data-1", "debian", 4, 3);
         let old = "# Welcome to the chrony configuration file. See chrony.conf(5) for more\n# information about usable directives.\n#\n# Managed by clockprov (inventory: clients.data-1). Local edits are\n# replaced by the next `clockprov apply`.\n\nconfdir /etc/chrony/conf.d\n\n# Upstream time sources.\nserver 192.168.6.200 iburst\n\nmakestep 1 3\n";
-        let (restored, warning) =
-            chrony_main(DEBIAN_MAIN, &client, &files(DEBIAN_MAIN, old, Some(DEBIAN_12))).unwrap();
+        let (restored, warning) = chrony_main(
+            DEBIAN_MAIN,
+            &client,
+            &files(DEBIAN_MAIN, old, Some(DEBIAN_12)),
+        )
+        .unwrap();
         assert_eq!(warning, None);
         assert_eq!(restored, edited(DEBIAN_MAIN, &client, DEBIAN_12));
         let change = |before: &str, after: &str| FileChange {
@@ -761,12 +777,22 @@ mod tests {
             diff: String::new(),
         };
         assert!(is_vendor_restore(Daemon::Chrony, &change(old, &restored)));
-        assert!(!is_vendor_restore(Daemon::Chrony, &change(&restored, &restored)));
+        assert!(!is_vendor_restore(
+            Daemon::Chrony,
+            &change(&restored, &restored)
+        ));
         // No vendor's copy (RHEL; a package without one): the old file's lines, with a warning.
         let (kept, warning) =
             chrony_main(DEBIAN_MAIN, &client, &files(DEBIAN_MAIN, old, None)).unwrap();
-        assert!(warning.unwrap().contains("no /usr/share/chrony/chrony.conf"));
-        assert!(kept.contains(MANAGED_HEADER) && kept.contains("# Upstream time sources.\n# clockprov: "));
+        assert!(
+            warning
+                .unwrap()
+                .contains("no /usr/share/chrony/chrony.conf")
+        );
+        assert!(
+            kept.contains(MANAGED_HEADER)
+                && kept.contains("# Upstream time sources.\n# clockprov: ")
+        );
         assert!(!is_vendor_restore(Daemon::Chrony, &change(old, &kept)));
         let rocky = Daemon::Chrony.config_path_on(Family::RedHat);
         let (_, warning) = chrony_main(
@@ -776,6 +802,49 @@ mod tests {
         )
         .unwrap();
         assert!(warning.unwrap().contains("the RHEL family keeps no copy"));
+    }
+
+    #[test]
+    fn the_effective_settings_show_the_vendors_source_directories_a_client_still_reads() {
+        let client = crate::render::tests::render_inventory(
+            PLAIN,
+            "data-1",
+            "ubuntu",
+            crate::daemon::DaemonVersion { major: 4, minor: 8 },
+        );
+        let mut facts = HostFacts::default();
+        facts.files = files(DEBIAN_MAIN, DEBIAN_12, None);
+        for (path, text) in [
+            (
+                "/etc/chrony/sources.d/ubuntu-ntp-pools.sources",
+                "pool 1.ntp.ubuntu.com iburst maxsources 1 nts prefer\n",
+            ),
+            ("/run/chrony-dhcp/eth0.sources", "server 10.9.9.9 iburst\n"),
+        ] {
+            facts
+                .files
+                .insert(path.to_owned(), text_file(text.as_bytes()));
+        }
+        let (desired, _) = with_migration(client, &facts).unwrap();
+        assert!(
+            desired.files[0]
+                .content
+                .contains("sourcedir /etc/chrony/sources.d\n")
+        );
+        let effective = crate::effective::of(&desired, &facts);
+        let servers: Vec<&str> = effective
+            .servers
+            .iter()
+            .map(|s| s.server.as_str())
+            .collect();
+        assert_eq!(servers, ["192.168.6.200", "10.9.9.9", "1.ntp.ubuntu.com"]);
+        assert_eq!(
+            effective.warnings,
+            [
+                "server 10.9.9.9 (from /run/chrony-dhcp/eth0.sources) is not in the inventory",
+                "server 1.ntp.ubuntu.com (from /etc/chrony/sources.d/ubuntu-ntp-pools.sources) is not in the inventory",
+            ]
+        );
     }
 
     #[test]

@@ -92,8 +92,9 @@ fn apply_converges_and_a_second_run_is_a_no_op() {
             .contains("Apply: 3 hosts changed, 0 unchanged, 0 unreachable, 0 failed."),
         "{run:?}"
     );
-    // The files are exactly what `render` prints for each host's distribution.
-    let expected_server = lab.run("render", &["zcloud", "--os", "debian:12"]).stdout;
+    // The files are exactly what `render` prints for each host's distribution (chrony: laid
+    // onto the host's own chrony.conf, the seed, as plan does).
+    let expected_server = lab.render_onto("zcloud", "debian:12", "debian-12");
     assert_eq!(
         lab.hosts.read_etc(&lab.server, CHRONY).unwrap(),
         expected_server
@@ -385,7 +386,9 @@ fn an_old_layout_host_gets_its_vendor_file_back_and_a_rollback_undoes_both() {
 
 #[test]
 fn chronyd_refuses_a_broken_template_before_it_is_used() {
-    let templates = crate::support::templates::chrony_with("not_a_chrony_directive 1");
+    // A managed line (only those reach the host's own file) that chronyd cannot parse.
+    let templates =
+        crate::support::templates::chrony_with("server 192.0.2.1 iburst not_a_chrony_option");
     let lab = LabBuilder::new().start();
     let dir = templates.path().display().to_string();
     let run = lab.run("apply", &["--yes", "--templates", &dir]);
@@ -396,7 +399,7 @@ fn chronyd_refuses_a_broken_template_before_it_is_used() {
         "{run:?}"
     );
     assert!(
-        run.stdout.contains("not_a_chrony_directive"),
+        run.stdout.contains("Could not parse server directive"),
         "chronyd's own message is shown: {run:?}"
     );
     assert_eq!(
