@@ -177,7 +177,7 @@ fn file_actions(restores: Option<Daemon>, files: &[FileChange]) -> Vec<Action> {
             {
                 let how = if restores == Some(Daemon::Chrony) {
                     format!(
-                        "as its package shipped it ({}), with clockprov's managed lines",
+                        "the text its package shipped, {}, with clockprov's managed lines",
                         crate::layout::CHRONY_VENDOR_COPY
                     )
                 } else {
