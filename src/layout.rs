@@ -612,11 +612,14 @@ mod tests {
 
     /// The lines of `after` that differ from `before` (a line diff of the two).
     fn changed_lines(before: &str, after: &str) -> String {
+        use std::fmt::Write as _;
         let diff = similar::TextDiff::from_lines(before, after);
         diff.iter_all_changes()
             .filter(|c| c.tag() != similar::ChangeTag::Equal)
-            .map(|c| format!("{}{}", c.tag(), c))
-            .collect()
+            .fold(String::new(), |mut out, c| {
+                let _ = write!(out, "{}{}", c.tag(), c);
+                out
+            })
     }
 
     #[test]
@@ -812,8 +815,10 @@ mod tests {
             "ubuntu",
             crate::daemon::DaemonVersion { major: 4, minor: 8 },
         );
-        let mut facts = HostFacts::default();
-        facts.files = files(DEBIAN_MAIN, DEBIAN_12, None);
+        let mut facts = HostFacts {
+            files: files(DEBIAN_MAIN, DEBIAN_12, None),
+            ..HostFacts::default()
+        };
         for (path, text) in [
             (
                 "/etc/chrony/sources.d/ubuntu-ntp-pools.sources",
@@ -892,7 +897,11 @@ mod tests {
                 (crate::render::tests::NTS, "zcloud"), (crate::render::tests::NTS, "c2"),
             ][which];
             let text = rendered(yaml, host, "debian", 4, 3);
-            let host_file = lines.iter().map(|l| format!("{l}\n")).collect::<String>();
+            let host_file = lines.iter().fold(String::new(), |mut text, line| {
+                text.push_str(line);
+                text.push('\n');
+                text
+            });
             let (once, _) = chrony_main(DEBIAN_MAIN, &text, &files(DEBIAN_MAIN, &host_file, None)).unwrap();
             let (twice, _) = chrony_main(DEBIAN_MAIN, &text, &files(DEBIAN_MAIN, &once, None)).unwrap();
             prop_assert_eq!(once, twice);

@@ -278,41 +278,8 @@ fn every_rendered_chrony_conf_passes_chronyd() {
                 );
                 checked += 1;
                 // And laid onto the distribution's own file, as plan does on a host that has
-                // one (the test hosts' stock files: Ubuntu 20.04's, Debian 12's, Rocky 9's).
-                let own = match system.split(':').next() {
-                    _ if system == "ubuntu:20.04" => "ubuntu-20.04",
-                    Some("debian" | "ubuntu") => "debian-12",
-                    _ => "rocky-9",
-                };
-                let own_file = crate::support::hosts::seed_file(own, "chrony.conf");
-                let mut onto = Clockprov::new()
-                    .args(["render", "-i"])
-                    .arg(&inventory)
-                    .args([host, "--os", system, "--onto"])
-                    .arg(&own_file);
-                if let Some(v) = version {
-                    onto = onto.args(["--daemon-version", v]);
-                }
-                let laid = onto.run();
-                assert_eq!(laid.code, 0, "{system} {host} onto {own}: {laid:?}");
-                assert!(
-                    laid.stdout
-                        .contains("\n# clockprov: the lines below are managed by clockprov"),
-                    "{laid:?}"
-                );
-                std::fs::write(&file, &laid.stdout).unwrap();
-                let out = Command::new(&chronyd)
-                    .arg("-p")
-                    .arg("-f")
-                    .arg(&file)
-                    .output()
-                    .unwrap();
-                assert!(
-                    out.status.success(),
-                    "{system} {host} {version:?} onto {own}: chronyd -p refuses:\n{}\n{}",
-                    String::from_utf8_lossy(&out.stderr),
-                    laid.stdout
-                );
+                // one.
+                check_laid_onto_the_stock_file(&chronyd, &inventory, &file, system, host, *version);
             }
         }
     }
@@ -325,5 +292,52 @@ fn every_rendered_chrony_conf_passes_chronyd() {
             .count()
             == 3,
         "{refused:?}"
+    );
+}
+
+/// `host` rendered for `system` (chrony `version`) laid onto the test hosts' stock file of that
+/// family (Ubuntu 20.04's, Debian 12's, Rocky 9's) with `render --onto`, as plan does on a host
+/// that has one, passes `chronyd -p` (written to `file`).
+fn check_laid_onto_the_stock_file(
+    chronyd: &Path,
+    inventory: &Path,
+    file: &Path,
+    system: &str,
+    host: &str,
+    version: Option<&str>,
+) {
+    let own = match system.split(':').next() {
+        _ if system == "ubuntu:20.04" => "ubuntu-20.04",
+        Some("debian" | "ubuntu") => "debian-12",
+        _ => "rocky-9",
+    };
+    let own_file = crate::support::hosts::seed_file(own, "chrony.conf");
+    let mut onto = Clockprov::new()
+        .args(["render", "-i"])
+        .arg(inventory)
+        .args([host, "--os", system, "--onto"])
+        .arg(&own_file);
+    if let Some(v) = version {
+        onto = onto.args(["--daemon-version", v]);
+    }
+    let laid = onto.run();
+    assert_eq!(laid.code, 0, "{system} {host} onto {own}: {laid:?}");
+    assert!(
+        laid.stdout
+            .contains("\n# clockprov: the lines below are managed by clockprov"),
+        "{laid:?}"
+    );
+    std::fs::write(file, &laid.stdout).unwrap();
+    let out = Command::new(chronyd)
+        .arg("-p")
+        .arg("-f")
+        .arg(file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{system} {host} {version:?} onto {own}: chronyd -p refuses:\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        laid.stdout
     );
 }

@@ -158,6 +158,7 @@ impl Lab {
     /// What `render` prints for the chrony host `name` on `os` (`ID:VERSION_ID`) whose own
     /// chrony.conf is the seed of `seed_os`: the file plan makes of it (only the managed lines
     /// changed).
+    #[must_use]
     pub fn render_onto(&self, name: &str, os: &str, seed_os: &str) -> String {
         let own = crate::support::hosts::seed_file(seed_os, "chrony.conf");
         let run = self.run(
