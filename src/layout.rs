@@ -589,9 +589,10 @@ mod tests {
         assert_eq!(warning, None);
         let (twice, _) = chrony_main(path, rendered, &files(path, &once, None)).unwrap();
         assert_eq!(once, twice, "a second plan changes nothing");
+        // (Blank lines aside: a block added at the end gets one before it.)
         let unmanaged = |text: &str| -> Vec<String> {
             text.lines()
-                .filter(|l| !is_managed_chrony_line(l.as_bytes()))
+                .filter(|l| !l.is_empty() && !is_managed_chrony_line(l.as_bytes()))
                 .map(str::to_owned)
                 .collect()
         };
