@@ -382,6 +382,11 @@ pub struct RenderArgs {
     /// A directory whose templates replace the built-in ones.
     #[arg(long, value_name = "DIR")]
     pub templates: Option<PathBuf>,
+    /// chrony: print the chrony.conf a host whose own file is FILE gets, as `plan` makes it
+    /// (only the managed lines changed) instead of the whole rendering (what a host without
+    /// one gets).
+    #[arg(long, value_name = "FILE")]
+    pub onto: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

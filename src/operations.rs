@@ -189,7 +189,7 @@ async fn plan_host(
     };
     crate::nts::check_host(host, inputs, &facts.os.pretty_name)?;
     let desired = renderer.render(host, inputs)?;
-    let (desired, migration_warning) = crate::layout::with_migration(desired, &facts);
+    let (desired, migration_warning) = crate::layout::with_migration(desired, &facts)?;
     let plan = plan(host.name.as_str(), &desired, &facts)?;
     log_plan(&plan);
     let mut effective = crate::effective::of(&desired, &facts);
@@ -252,8 +252,11 @@ async fn read_facts(
         .into_iter()
         .flat_map(|family| crate::render::nts_paths(&host.nts, family))
         .collect();
+    // And the vendor's copy of chrony.conf that Debian's and Ubuntu's package keep: the text a
+    // main file clockprov wrote whole is given back (src/layout.rs).
     let paths: Vec<&str> = Daemon::every_config_path()
         .into_iter()
+        .chain([crate::layout::CHRONY_VENDOR_COPY])
         .chain(nts_paths.iter().map(String::as_str))
         .collect();
     let request = FactsRequest {

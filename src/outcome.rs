@@ -167,7 +167,9 @@ fn become_kind(error: &BecomeError) -> ErrorKind {
 
 fn plan_kind(error: &PlanError) -> ErrorKind {
     match error {
-        PlanError::NotAFile { .. } | PlanError::Symlink { .. } => ErrorKind::Unsupported,
+        PlanError::NotAFile { .. } | PlanError::Symlink { .. } | PlanError::NotText { .. } => {
+            ErrorKind::Unsupported
+        }
         PlanError::MissingFacts { .. } => ErrorKind::UnexpectedOutput,
     }
 }

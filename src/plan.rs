@@ -117,6 +117,10 @@ pub enum PlanError {
     Symlink { path: String },
     #[error("the facts do not cover {path}")]
     MissingFacts { path: String },
+    #[error(
+        "{path} is not UTF-8 text; clockprov edits only the managed lines of a text chrony.conf (chrony's own are ASCII)"
+    )]
+    NotText { path: String },
 }
 
 /// Compare `desired` with `facts` and say what to do on host `host`.

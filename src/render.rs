@@ -140,8 +140,10 @@ struct ChronyFeatures {
     /// `leap-seconds.list`, as the vendor's file does: those systems' tzdata no longer ships
     /// `right/UTC` (chronyd logs "Timezone right/UTC failed leap second check, ignoring").
     leapseclist: bool,
-    /// A client: it follows only its inventory servers, so the distribution's other source
-    /// directories (Ubuntu's pools in `sources.d`, DHCP's servers) are not read.
+    /// A client of the fleet (its sources are its inventory servers, it serves no one). The
+    /// vendor's `sourcedir` lines stay in its file as in a server's: Ubuntu 25.10+'s pools file
+    /// in `sources.d` is switched off by a plan step of its own, and the effective settings
+    /// show whatever else those directories hold.
     client: bool,
 }
 
@@ -507,15 +509,26 @@ fn config_file(daemon: Daemon, family: Family, content: String) -> DesiredFile {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::nts::tests::fixture;
 
-    const NTS: &str = "ntp_servers:\n  zcloud:\n    address: 192.168.6.200\n    local_stratum: 10\n    allow: [192.168.6.0/24]\n    nts: { certificate: server.crt, key: server.key }\nclients:\n  c1: { address: 192.168.6.226, daemon: chrony, nts: true }\n  c2: { address: 192.168.6.227, daemon: chrony, nts: { trusted_certs: ca.crt } }\n";
+    pub(crate) const NTS: &str = "ntp_servers:\n  zcloud:\n    address: 192.168.6.200\n    local_stratum: 10\n    allow: [192.168.6.0/24]\n    nts: { certificate: server.crt, key: server.key }\nclients:\n  c1: { address: 192.168.6.226, daemon: chrony, nts: true }\n  c2: { address: 192.168.6.227, daemon: chrony, nts: { trusted_certs: ca.crt } }\n";
 
     /// [`NTS`]'s `host` rendered with chrony `version` on `os_id`.
-    fn render_chrony(host: &str, os_id: &str, version: DaemonVersion) -> DesiredState {
-        let inventory = crate::inventory::Inventory::parse(&fixture("inv.yaml"), NTS).unwrap();
+    pub(crate) fn render_chrony(host: &str, os_id: &str, version: DaemonVersion) -> DesiredState {
+        render_inventory(NTS, host, os_id, version)
+    }
+
+    /// `host` of the inventory `yaml` (NTS files from the NTS fixtures) rendered with chrony
+    /// `version` on `os_id`.
+    pub(crate) fn render_inventory(
+        yaml: &str,
+        host: &str,
+        os_id: &str,
+        version: DaemonVersion,
+    ) -> DesiredState {
+        let inventory = crate::inventory::Inventory::parse(&fixture("inv.yaml"), yaml).unwrap();
         let host = inventory
             .hosts
             .iter()
@@ -584,17 +597,17 @@ mod tests {
         /etc/chrony/chrony.conf 644 root:root Config
         /etc/chrony/nts/clockprov.crt 644 root:root Material
         /etc/chrony/nts/clockprov.key 640 root:_chrony Secret
-        ntsdumpdir /var/lib/chrony
         ntsservercert /etc/chrony/nts/clockprov.crt
         ntsserverkey /etc/chrony/nts/clockprov.key
+        ntsdumpdir /var/lib/chrony
         ");
         insta::assert_snapshot!(rendered("zcloud", "rocky"), @r"
         /etc/chrony.conf 644 root:root Config
         /etc/pki/chrony/clockprov.crt 644 root:root Material
         /etc/pki/chrony/clockprov.key 640 root:chrony Secret
-        ntsdumpdir /var/lib/chrony
         ntsservercert /etc/pki/chrony/clockprov.crt
         ntsserverkey /etc/pki/chrony/clockprov.key
+        ntsdumpdir /var/lib/chrony
         ");
     }
 
@@ -609,8 +622,8 @@ mod tests {
         /etc/chrony/chrony.conf 644 root:root Config
         /etc/chrony/nts/clockprov-ca.crt 644 root:root Material
         server 192.168.6.200 iburst nts
-        ntsdumpdir /var/lib/chrony
         ntstrustedcerts /etc/chrony/nts/clockprov-ca.crt
+        ntsdumpdir /var/lib/chrony
         ");
     }
 }

@@ -173,14 +173,19 @@ fn file_actions(restores: Option<Daemon>, files: &[FileChange]) -> Vec<Action> {
         .iter()
         .filter_map(|file| match file.action {
             FileAction::Update
-                if restores.is_some_and(|d| crate::layout::is_vendor_restore(d, &file.path)) =>
+                if restores.is_some_and(|d| crate::layout::is_vendor_restore(d, file)) =>
             {
+                let how = if restores == Some(Daemon::Chrony) {
+                    format!(
+                        "the text its package shipped, {}, with clockprov's managed lines",
+                        crate::layout::CHRONY_VENDOR_COPY
+                    )
+                } else {
+                    "as its package shipped it; clockprov's servers are in its drop-in".to_owned()
+                };
                 Some(Action::new(
                     Mark::Change,
-                    format!(
-                        "restore vendor file {} (as its package shipped it; clockprov's servers are in its drop-in)",
-                        file.path
-                    ),
+                    format!("restore vendor file {} ({how})", file.path),
                 ))
             }
             FileAction::Create => {

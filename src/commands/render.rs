@@ -40,7 +40,33 @@ pub(crate) fn run(args: &RenderArgs) -> anyhow::Result<u8> {
         version,
     };
     crate::nts::check_host(host, inputs, &args.os)?;
-    let desired = renderer.render(host, inputs)?;
+    let mut desired = renderer.render(host, inputs)?;
+    if let Some(onto) = &args.onto {
+        if daemon != crate::daemon::Daemon::Chrony {
+            return Err(anyhow!(
+                "--onto is for chrony's main file; {} runs {daemon} on {}",
+                host.name,
+                args.os
+            ));
+        }
+        let own = std::fs::read(onto).map_err(|e| anyhow!("{}: {e}", onto.display()))?;
+        let path = daemon.config_path_on(crate::daemon::Family::of(os_id));
+        let files = std::collections::BTreeMap::from([(
+            path.to_owned(),
+            crate::host::facts::PathFacts::File(crate::host::facts::FileFacts {
+                content: own,
+                mode: 0o644,
+                owner: "root".to_owned(),
+                group: "root".to_owned(),
+            }),
+        )]);
+        let (laid, warning) = crate::layout::with_chrony_layout(desired, &files)
+            .map_err(|e| anyhow!("{}: {e}", onto.display()))?;
+        if let Some(warning) = warning {
+            tracing::warn!("{}", crate::report::shown(&warning));
+        }
+        desired = laid;
+    }
     // The configuration, as the daemon reads it; NTS material is named on stderr only (the key
     // is never printed).
     for file in &desired.files {

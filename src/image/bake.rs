@@ -329,6 +329,8 @@ fn read_facts(root: &mut dyn RootFs) -> Result<ImageFacts, BakeError> {
             Daemon::Timesyncd.config_path(),
             crate::layout::TIMESYNCD_DROPIN,
             Daemon::Chrony.config_path(),
+            // The vendor's text of chrony.conf, for a main file written whole (src/layout.rs).
+            crate::layout::CHRONY_VENDOR_COPY,
         ],
         &Daemon::ALL,
     )?)
@@ -367,6 +369,11 @@ pub fn open_and_plan(
             version,
         },
     )?;
+    // chrony: the image's own chrony.conf with only the managed lines changed, as on a host.
+    let (desired, warning) = crate::layout::with_chrony_layout(desired, &facts.files)?;
+    if let Some(warning) = warning {
+        tracing::warn!("{name}: {}", crate::report::shown(&warning));
+    }
     let plan = plan_image(name, &desired, &facts, options)?;
     preflight(root.as_mut(), &plan)?;
     Ok(OpenImage {

@@ -8,7 +8,9 @@
 #   /usr                  overlay, upper = H/usr-upper (stand-ins for
 #                         systemctl, apt-get and apt); chrony hosts get a real
 #                         chronyd 4.3 (extracted from Debian's package) as an
-#                         extra lower layer
+#                         extra lower layer, and (Debian, Ubuntu) the seed's
+#                         chrony.conf as /usr/share/chrony/chrony.conf, the
+#                         copy the package keeps of the text it ships
 #   /var/lib/dpkg/status  bind of H/dpkg-status (only the host's packages)
 #   /root                 bind of H/root (only .ssh/authorized_keys)
 #   /home                 bind of H/home (the --user's home, if any)
@@ -600,7 +602,7 @@ write_status() {
 remove_pkg() { # pkg purge(0|1)
     u=$(unit_of "$1")
     rm -f "$S/units/$u.enabled" "$S/units/$u.active" "$S/units/$u.masked"
-    [ "$1" = chrony ] && rm -f /usr/sbin/chronyd
+    [ "$1" = chrony ] && rm -f /usr/sbin/chronyd /usr/share/chrony/chrony.conf
     if [ "$2" = 1 ]; then
         rm -f "$S/pkgs/$1" "$(conffile_of "$1")"
         echo "Purging configuration files for $1 ..."
@@ -617,6 +619,11 @@ install_pkg() {
     fi
     if [ "$1" = chrony ] && [ -n "$CHRONY_LAYER" ] && [ ! -e /usr/sbin/chronyd ]; then
         cp "$CHRONY_LAYER/sbin/chronyd" /usr/sbin/chronyd
+    fi
+    if [ "$1" = chrony ] && [ ! -e "$FL/redhat" ]; then
+        # the package's own copy of the text it ships (ucf's pristine copy)
+        mkdir -p /usr/share/chrony
+        cp "$FL/chrony.conf" /usr/share/chrony/chrony.conf
     fi
     echo "install ok installed" >"$S/pkgs/$1"
     u=$(unit_of "$1")
@@ -908,6 +915,12 @@ cmd_up() {
             for p in chrony/chrony.conf chrony.conf systemd/timesyncd.conf; do
                 [[ -e /etc/$p ]] && whiteouts+=("$h/etc-upper/$p")
             done
+        fi
+        # Debian's and Ubuntu's chrony package keeps the text it ships (ucf's pristine copy):
+        # clockprov gives a chrony.conf it wrote whole that text back
+        if ((has_chrony && !redhat)); then
+            mkdir -p "$h/usr-upper/share/chrony"
+            cp "$fl/chrony.conf" "$h/usr-upper/share/chrony/chrony.conf"
         fi
         printf '%s' "$status_text" >"$h/dpkg-status"
         for p in "${pkgs[@]}"; do

@@ -61,13 +61,15 @@ fn rhel_hosts_and_chrony_clients_get_their_layout_and_the_package_swap_is_planne
         "   + install package chrony\n",
         "   + install package chrony (removes systemd-timesyncd: both provide time-daemon)\n",
         "--- data-2:/etc/chrony/chrony.conf\n",
-        "-sourcedir /etc/chrony/sources.d\n",
+        "-pool 2.debian.pool.ntp.org iburst\n",
         &format!("+NTP={server}\n"),
     ] {
         assert!(out.contains(expected), "{expected:?} not in {plan:?}");
     }
-    // The DHCP sources of the RHEL stock file are not read by a client.
-    assert!(!out.contains("+sourcedir"), "{plan:?}");
+    // The vendor's `sourcedir` lines stay (DHCP's servers, Debian's sources.d): not managed.
+    assert!(!out.contains("-sourcedir"), "{plan:?}");
+    // Only the managed lines of the hosts' own files change: the vendor's comments stay.
+    assert!(!out.contains("-# "), "{plan:?}");
     assert!(dnf_log(&lab, &rhel).lines().all(|l| l.starts_with("rpm ")));
     assert!(lab.hosts.apt_log(&swapped).is_empty());
 
@@ -131,8 +133,14 @@ fn assert_swapped_to_chrony(lab: &crate::Lab, swapped: &str, server: &str) {
         conf.contains(&format!("\nserver {server} iburst\n")),
         "{conf}"
     );
-    assert!(!conf.contains("sourcedir"), "{conf}");
-    assert!(conf.contains("\nmakestep 1 3\n"), "{conf}");
+    // Debian's own file with its pool replaced; its other lines as shipped.
+    assert_eq!(
+        conf,
+        seed("debian-12", "chrony.conf").replace(
+            "\npool 2.debian.pool.ntp.org iburst\n",
+            &format!("\n# clockprov: the lines below are managed by clockprov (inventory: clients.data-2)\nserver {server} iburst\n")
+        )
+    );
     assert_eq!(
         lab.hosts.unit_state(swapped, "chrony.service"),
         Some(("enabled".to_owned(), "active".to_owned()))
@@ -269,6 +277,9 @@ fn every_rendered_chrony_conf_passes_chronyd() {
                     run.stdout
                 );
                 checked += 1;
+                // And laid onto the distribution's own file, as plan does on a host that has
+                // one.
+                check_laid_onto_the_stock_file(&chronyd, &inventory, &file, system, host, *version);
             }
         }
     }
@@ -281,5 +292,52 @@ fn every_rendered_chrony_conf_passes_chronyd() {
             .count()
             == 3,
         "{refused:?}"
+    );
+}
+
+/// `host` rendered for `system` (chrony `version`) laid onto the test hosts' stock file of that
+/// family (Ubuntu 20.04's, Debian 12's, Rocky 9's) with `render --onto`, as plan does on a host
+/// that has one, passes `chronyd -p` (written to `file`).
+fn check_laid_onto_the_stock_file(
+    chronyd: &Path,
+    inventory: &Path,
+    file: &Path,
+    system: &str,
+    host: &str,
+    version: Option<&str>,
+) {
+    let own = match system.split(':').next() {
+        _ if system == "ubuntu:20.04" => "ubuntu-20.04",
+        Some("debian" | "ubuntu") => "debian-12",
+        _ => "rocky-9",
+    };
+    let own_file = crate::support::hosts::seed_file(own, "chrony.conf");
+    let mut onto = Clockprov::new()
+        .args(["render", "-i"])
+        .arg(inventory)
+        .args([host, "--os", system, "--onto"])
+        .arg(&own_file);
+    if let Some(v) = version {
+        onto = onto.args(["--daemon-version", v]);
+    }
+    let laid = onto.run();
+    assert_eq!(laid.code, 0, "{system} {host} onto {own}: {laid:?}");
+    assert!(
+        laid.stdout
+            .contains("\n# clockprov: the lines below are managed by clockprov"),
+        "{laid:?}"
+    );
+    std::fs::write(file, &laid.stdout).unwrap();
+    let out = Command::new(chronyd)
+        .arg("-p")
+        .arg("-f")
+        .arg(file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{system} {host} {version:?} onto {own}: chronyd -p refuses:\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        laid.stdout
     );
 }

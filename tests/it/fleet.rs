@@ -92,8 +92,9 @@ fn apply_converges_and_a_second_run_is_a_no_op() {
             .contains("Apply: 3 hosts changed, 0 unchanged, 0 unreachable, 0 failed."),
         "{run:?}"
     );
-    // The files are exactly what `render` prints for each host's distribution.
-    let expected_server = lab.run("render", &["zcloud", "--os", "debian:12"]).stdout;
+    // The files are exactly what `render` prints for each host's distribution (chrony: laid
+    // onto the host's own chrony.conf, the seed, as plan does).
+    let expected_server = lab.render_onto("zcloud", "debian:12", "debian-12");
     assert_eq!(
         lab.hosts.read_etc(&lab.server, CHRONY).unwrap(),
         expected_server
@@ -398,9 +399,142 @@ fn an_old_layout_host_gets_its_vendor_file_back_and_a_rollback_undoes_both() {
     assert_eq!(again.code, 0, "{again:?}");
 }
 
+/// The lines a plan's text diffs remove and add (file headers left out).
+fn diff_lines(plan: &str) -> Vec<&str> {
+    plan.lines()
+        .filter(|l| {
+            (l.starts_with('-') || l.starts_with('+'))
+                && !l.starts_with("--- ")
+                && !l.starts_with("+++ ")
+        })
+        .collect()
+}
+
+#[test]
+fn ubuntu_20_04s_own_chrony_conf_changes_only_in_its_sources() {
+    let lab = LabBuilder::new()
+        .clients(vec![HostSpec::new("ubuntu-20.04", "chrony")])
+        .start();
+    let client = lab.clients[0].clone();
+    lab.rewrite_inventory(
+        &format!("{{ address: {client} }}"),
+        &format!("{{ address: {client}, daemon: chrony }}"),
+    );
+    let plan = lab.run("plan", &["--limit", "data-1"]);
+    assert_eq!(plan.code, 0, "{plan:?}");
+    assert!(
+        plan.stdout
+            .contains("   ~ update /etc/chrony/chrony.conf\n"),
+        "{plan:?}"
+    );
+    // The vendor's pools out, the inventory's server in; not one comment of the vendor's
+    // touched ("usuable", the typographic apostrophe).
+    assert_eq!(
+        diff_lines(&plan.stdout),
+        [
+            "-pool ntp.ubuntu.com        iburst maxsources 4",
+            "-pool 0.ubuntu.pool.ntp.org iburst maxsources 1",
+            "-pool 1.ubuntu.pool.ntp.org iburst maxsources 1",
+            "-pool 2.ubuntu.pool.ntp.org iburst maxsources 2",
+            "+# clockprov: the lines below are managed by clockprov (inventory: clients.data-1)",
+            &format!("+server {} iburst", lab.server),
+        ],
+        "{plan:?}"
+    );
+    let run = lab.run("apply", &["--yes", "--limit", "data-1"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let conf = lab.hosts.read_etc(&client, CHRONY).unwrap();
+    assert!(
+        conf.contains("usuable directives") && conf.contains("can\u{2019}t be used"),
+        "{conf}"
+    );
+    assert_eq!(
+        conf,
+        lab.render_onto("data-1", "ubuntu:20.04", "ubuntu-20.04")
+    );
+    let again = lab.run("apply", &["--yes", "--limit", "data-1"]);
+    assert!(
+        again.stdout.contains("Apply: 0 hosts changed, 1 unchanged"),
+        "{again:?}"
+    );
+}
+
+#[test]
+fn an_old_whole_chrony_conf_gets_its_vendor_text_back_with_the_managed_lines() {
+    let lab = LabBuilder::new().start();
+    // As an older clockprov wrote it: its template's text, whole, with its header.
+    let old = "# Welcome to the chrony configuration file. See chrony.conf(5) for more\n# information about usable directives.\n#\n# Managed by clockprov (inventory: ntp_servers.zcloud). Local edits are\n# replaced by the next `clockprov apply`.\n\n# Include configuration files found in /etc/chrony/conf.d.\nconfdir /etc/chrony/conf.d\n\n# Upstream time sources.\npool ntp.ubuntu.com iburst\n\n# Use time sources from DHCP.\nsourcedir /run/chrony-dhcp\n\n# Serve time to these networks (chrony refuses every client without an allow line).\nallow 127.0.0.0/8\n\n# Keep serving the LAN, at this stratum, while no upstream is reachable.\nlocal stratum 10\n\nkeyfile /etc/chrony/chrony.keys\ndriftfile /var/lib/chrony/chrony.drift\nmakestep 1 3\n";
+    std::fs::write(lab.hosts.etc_file(&lab.server, CHRONY), old).unwrap();
+    let plan = lab.run("plan", &["--limit", "zcloud"]);
+    assert_eq!(plan.code, 0, "{plan:?}");
+    for shown in [
+        "   ~ restore vendor file /etc/chrony/chrony.conf (the text its package shipped, /usr/share/chrony/chrony.conf, with clockprov's managed lines)\n",
+        "-# Managed by clockprov (inventory: ntp_servers.zcloud). Local edits are\n",
+        "+# Use Debian vendor zone.\n",
+    ] {
+        assert!(plan.stdout.contains(shown), "{shown}: {plan:?}");
+    }
+    assert!(!plan.stdout.contains("warning"), "{plan:?}");
+    let run = lab.run("apply", &["--yes", "--limit", "zcloud"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    // Debian's own file (the test host's vendor copy is the seed), its pool replaced.
+    let conf = lab.hosts.read_etc(&lab.server, CHRONY).unwrap();
+    assert_eq!(conf, lab.render_onto("zcloud", "debian:12", "debian-12"));
+    assert_eq!(
+        conf,
+        seed("debian-12", "chrony.conf").replace(
+            "\npool 2.debian.pool.ntp.org iburst\n",
+            "\n# clockprov: the lines below are managed by clockprov (inventory: ntp_servers.zcloud)\npool ntp.ubuntu.com iburst\nallow 127.0.0.0/8\nlocal stratum 10\n"
+        )
+    );
+    let again = lab.run("apply", &["--yes", "--limit", "zcloud"]);
+    assert!(
+        again.stdout.contains("Apply: 0 hosts changed, 1 unchanged"),
+        "{again:?}"
+    );
+    assert_eq!(lab.restarts(&lab.server), 1);
+}
+
+#[test]
+fn an_old_whole_chrony_conf_without_a_vendor_copy_keeps_its_lines_with_a_warning() {
+    let lab = LabBuilder::new()
+        .server(HostSpec::new("rocky-9", "chrony"))
+        .start();
+    let old = "# Managed by clockprov (inventory: ntp_servers.zcloud). Local edits are\n# replaced by the next `clockprov apply`.\n\n# Time sources.\npool ntp.ubuntu.com iburst\n\ndriftfile /var/lib/chrony/drift\nmakestep 1.0 3\nallow 127.0.0.0/8\nlocal stratum 10\nkeyfile /etc/chrony.keys\nntsdumpdir /var/lib/chrony\n";
+    std::fs::write(lab.hosts.etc_file(&lab.server, "chrony.conf"), old).unwrap();
+    let plan = lab.run("plan", &["--limit", "zcloud"]);
+    assert_eq!(plan.code, 0, "{plan:?}");
+    assert!(
+        plan.stdout.contains(
+            "   ! warning: /etc/chrony.conf was written whole by an older clockprov, and the text its package shipped is not on the host (the RHEL family keeps no copy)"
+        ),
+        "{plan:?}"
+    );
+    assert!(
+        plan.stdout.contains("   ~ update /etc/chrony.conf\n"),
+        "{plan:?}"
+    );
+    assert_eq!(
+        diff_lines(&plan.stdout),
+        [
+            "+# clockprov: the lines below are managed by clockprov (inventory: ntp_servers.zcloud)",
+            "+allow 127.0.0.0/8",
+            "+local stratum 10",
+            "-allow 127.0.0.0/8",
+            "-local stratum 10",
+        ],
+        "{plan:?}"
+    );
+    assert_eq!(lab.run("apply", &["--yes", "--limit", "zcloud"]).code, 0);
+    let again = lab.run("plan", &["--limit", "zcloud", "--detailed-exitcode"]);
+    assert_eq!(again.code, 0, "{again:?}");
+}
+
 #[test]
 fn chronyd_refuses_a_broken_template_before_it_is_used() {
-    let templates = crate::support::templates::chrony_with("not_a_chrony_directive 1");
+    // A managed line (only those reach the host's own file) that chronyd cannot parse.
+    let templates =
+        crate::support::templates::chrony_with("server 192.0.2.1 iburst not_a_chrony_option");
     let lab = LabBuilder::new().start();
     let dir = templates.path().display().to_string();
     let run = lab.run("apply", &["--yes", "--templates", &dir]);
@@ -411,7 +545,7 @@ fn chronyd_refuses_a_broken_template_before_it_is_used() {
         "{run:?}"
     );
     assert!(
-        run.stdout.contains("not_a_chrony_directive"),
+        run.stdout.contains("Could not parse server directive"),
         "chronyd's own message is shown: {run:?}"
     );
     assert_eq!(

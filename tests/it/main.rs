@@ -155,6 +155,20 @@ impl Lab {
         self.clockprov(command).args(extra).run()
     }
 
+    /// What `render` prints for the chrony host `name` on `os` (`ID:VERSION_ID`) whose own
+    /// chrony.conf is the seed of `seed_os`: the file plan makes of it (only the managed lines
+    /// changed).
+    #[must_use]
+    pub fn render_onto(&self, name: &str, os: &str, seed_os: &str) -> String {
+        let own = crate::support::hosts::seed_file(seed_os, "chrony.conf");
+        let run = self.run(
+            "render",
+            &[name, "--os", os, "--onto", own.to_str().unwrap()],
+        );
+        assert_eq!(run.code, 0, "{run:?}");
+        run.stdout
+    }
+
     pub fn rewrite_inventory(&self, from: &str, to: &str) {
         let text = std::fs::read_to_string(&self.inventory).unwrap();
         assert!(text.contains(from), "inventory has no {from:?}");

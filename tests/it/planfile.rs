@@ -26,7 +26,8 @@ fn reviewed_content(plan: &serde_json::Value, host: &str) -> String {
 
 #[test]
 fn a_saved_plan_is_applied_only_where_the_host_is_as_reviewed() {
-    let templates = chrony_with("# reviewed");
+    // (A `# clockprov:` line: the template's managed lines are what reaches the host's file.)
+    let templates = chrony_with("# clockprov: reviewed");
     let lab = LabBuilder::new()
         .clients(vec![
             HostSpec::new("ubuntu-20.04", "systemd-timesyncd"),
@@ -61,11 +62,18 @@ fn a_saved_plan_is_applied_only_where_the_host_is_as_reviewed() {
     assert_eq!(plan["hosts"].as_array().unwrap().len(), 3);
     assert_eq!(plan["hosts"][0]["facts_sha256"].as_str().unwrap().len(), 64);
     let server_content = reviewed_content(&plan, "zcloud");
-    assert!(server_content.ends_with("# reviewed\n"));
+    assert!(
+        server_content.contains("\nlocal stratum 10\n# clockprov: reviewed\n"),
+        "{server_content}"
+    );
 
     // After the review: the template changes (the reviewed text must be what is written, not a
     // new rendering), and someone edits data-1's file by hand.
-    std::fs::write(templates.path().join("chrony.conf.j2"), "# not reviewed\n").unwrap();
+    std::fs::write(
+        templates.path().join("chrony.conf.j2"),
+        "# clockprov: not reviewed\n",
+    )
+    .unwrap();
     let edited = "[Time]\nNTP=10.9.9.9\n";
     // On the host: a directory made in the overlay's upper layer from outside is not seen.
     lab.hosts.root(
@@ -114,7 +122,7 @@ fn only_the_reviewed_actions(lab: &Lab, templates: &Path) {
             "/templates/chrony.conf.j2"
         ))
         .unwrap()
-            + "\n# reviewed\n",
+            + "\n# clockprov: reviewed\n",
     )
     .unwrap();
     let second = lab.hosts.dir().join("second.plan");

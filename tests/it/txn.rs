@@ -209,6 +209,9 @@ fn variants(lab: &Lab) -> Variants {
         .map(|name| {
             [0, 1].map(|v| {
                 fs::write(&lab.inventory, &texts[v]).unwrap();
+                if name == "zcloud" {
+                    return lab.render_onto(name, "debian:12", "debian-12");
+                }
                 let run = lab.run("render", &[name.as_str(), "--os", "debian:12"]);
                 assert_eq!(run.code, 0, "{run:?}");
                 run.stdout
@@ -524,9 +527,12 @@ fn two_applies_at_once_change_each_host_once_and_a_held_lock_fails_its_host() {
         } else {
             format!("data-{i}")
         };
-        let rendered = lab
-            .run("render", &[name.as_str(), "--os", "debian:12"])
-            .stdout;
+        let rendered = if rel == CHRONY {
+            lab.render_onto(&name, "debian:12", "debian-12")
+        } else {
+            lab.run("render", &[name.as_str(), "--os", "debian:12"])
+                .stdout
+        };
         assert_eq!(lab.hosts.read_etc(addr, rel).unwrap(), rendered, "{addr}");
         assert_eq!(
             lab.restarts(addr),
@@ -619,8 +625,8 @@ fn drift_checks_fail_closed_and_big_files_travel_on_stdin() {
     }
     lab.hosts
         .root(&client, "mv /usr/bin/sha256sum.real /usr/bin/sha256sum");
-    // A 200 KB file on the host is replaced by a 200 KB rendering (the script travels on stdin,
-    // not in a command line, so no argv limit applies).
+    // A 200 KB file on the host gets 200 KB of managed lines (clockprov's own comments: the
+    // script travels on stdin, not in a command line, so no argv limit applies).
     let lines = |text: &str, width: usize| {
         (0..4000).fold(String::new(), |mut s, i| {
             let _ = writeln!(s, "# {text} {i:>width$}");
@@ -629,15 +635,19 @@ fn drift_checks_fail_closed_and_big_files_travel_on_stdin() {
     };
     let big_old = lines("old comment line", 40);
     fs::write(lab.hosts.etc_file(&lab.server, CHRONY), &big_old).unwrap();
-    let padding = lines("padding line", 50);
+    let padding = lines("clockprov: padding line", 50);
     assert!(big_old.len() > 200_000 && padding.len() > 200_000);
     let templates = crate::support::templates::chrony_with(&padding);
     let dir = templates.path().display().to_string();
     let run = lab.run("apply", &["--yes", "--templates", &dir]);
     assert_eq!(run.code, 0, "{run:?}");
     let text = lab.hosts.read_etc(&lab.server, CHRONY).unwrap();
+    // The host's lines, then the managed ones, then the two the file lacked (src/layout.rs).
     assert!(
-        text.ends_with(&format!("{padding}\n")),
+        text.starts_with(&big_old)
+            && text.ends_with(&format!(
+                "{padding}ntsdumpdir /var/lib/chrony\nmakestep 1 3\n"
+            )),
         "{} bytes",
         text.len()
     );

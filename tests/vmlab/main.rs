@@ -132,9 +132,18 @@ fn a_second_apply_restarts_nothing(lab: &Lab) {
 
 fn a_failed_restart_is_rolled_back(lab: &Lab) {
     let inventory = lab.inventory();
-    // 6. A configuration chronyd accepts on parsing (`chronyd -p`) but cannot start with: the
-    //    restart fails, the previous file comes back, chrony runs again.
-    let templates = templates::chrony_with("pidfile /nonexistent/clockprov/chronyd.pid");
+    // 6. A configuration chronyd accepts on parsing (`chronyd -p`) but its service cannot
+    //    start with: the restart fails, the previous file comes back, chrony runs again. The
+    //    template adds one managed line (only those reach the host's own file), which a unit
+    //    drop-in made for the test refuses at start.
+    let refuse = "/etc/systemd/system/chrony.service.d/zz-refuse-test-line.conf";
+    lab.ssh(
+        "zcloud",
+        &format!(
+            "mkdir -p /etc/systemd/system/chrony.service.d && printf '%s\\n' '[Service]' \"ExecStartPre=/bin/sh -c '! grep -q \\\"^# clockprov: refused at start\\\" /etc/chrony/chrony.conf'\" >{refuse} && systemctl daemon-reload"
+        ),
+    );
+    let templates = templates::chrony_with("# clockprov: refused at start");
     let good = lab.ssh("zcloud", "cat /etc/chrony/chrony.conf");
     let dir = templates.path().display().to_string();
     let broken = lab.clockprov(
@@ -173,6 +182,7 @@ fn a_failed_restart_is_rolled_back(lab: &Lab) {
             .trim(),
         "active"
     );
+    lab.ssh("zcloud", &format!("rm {refuse} && systemctl daemon-reload"));
     let (code, healthy) = check_json(lab);
     assert_eq!(code, 0, "{healthy:#}");
 }

@@ -4,10 +4,12 @@
 //! systemd-timesyncd, but chrony on Ubuntu 26.04, whose packaged NTS pools the lab cannot
 //! reach; and Ubuntu 22.04 ([`SWAPPED`]) asked for chrony in the inventory: the package swap,
 //! by the VM's real apt from the offline repository in its image (`lab.sh`'s
-//! `add_offline_repo`). `plan` shows each one's own file (and the swap), `apply --wait-sync`
-//! converges them all (the 26.04 and 22.04 clients to the LAN server alone), `check` is healthy,
-//! a second `apply` changes nothing, and dpkg finds every file of the daemons' packages as
-//! shipped but the ones clockprov meant to write.
+//! `add_offline_repo`). `plan` shows each one's own file (on a chrony host that has one, only
+//! the managed lines of its own chrony.conf; and the swap), `apply --wait-sync` converges them
+//! all (the 26.04 and 22.04 clients to the LAN server alone), `check` is healthy, a second
+//! `apply` changes nothing, dpkg finds every file of the daemons' packages as shipped but the
+//! ones clockprov meant to write, and every line of the vendor's chrony.conf that is not a
+//! managed line is still there.
 
 use std::collections::BTreeSet;
 
@@ -127,8 +129,11 @@ fn changed_lines(diff: &str) -> (Vec<&str>, Vec<&str>) {
     (removed, added)
 }
 
-/// Step 2 on a chrony client (Ubuntu 26.04's default): the plan changes its own chrony.conf to
-/// follow the LAN server only, the packaged pools (`sources.d`) no longer read, `makestep` kept.
+/// Step 2 on a chrony client (Ubuntu 26.04's default): the plan changes only the managed lines
+/// of its own chrony.conf. 26.04's file names no source at all (its pools are in `sources.d`),
+/// so nothing of the vendor's is removed: clockprov's lines are added at its end, the vendor's
+/// `sourcedir`, `makestep` and `leapseclist` stay. (Switching off the packaged pools file is a
+/// step of its own, not this file's.)
 fn plan_follows_only_zcloud(plan: &serde_json::Value, m: &Member) {
     let h = host(plan, m.vm);
     assert_eq!(h["status"], "change", "{h:#}");
@@ -136,28 +141,65 @@ fn plan_follows_only_zcloud(plan: &serde_json::Value, m: &Member) {
     assert_eq!(h["plan"]["version"]["major"], 4, "{h:#}");
     assert_eq!(h["plan"]["package"], serde_json::Value::Null, "{h:#}");
     let files = h["plan"]["files"].as_array().unwrap();
-    assert_eq!(files.len(), 1, "{h:#}");
-    assert_eq!(files[0]["path"], CHRONY_CONF, "{h:#}");
-    let diff = files[0]["diff"].as_str().unwrap();
+    let conf: Vec<&serde_json::Value> = files.iter().filter(|f| f["path"] == CHRONY_CONF).collect();
+    assert_eq!(conf.len(), 1, "{h:#}");
+    assert_eq!(conf[0]["action"], "update", "{h:#}");
+    let diff = conf[0]["diff"].as_str().unwrap();
     eprintln!("{} ({}):\n{diff}", m.vm, m.os);
     let (removed, added) = changed_lines(diff);
-    assert!(added.contains(&"server 192.168.6.200 iburst"), "{diff}");
-    assert!(
-        removed.contains(&"sourcedir /etc/chrony/sources.d"),
+    assert_eq!(removed, Vec::<&str>::new(), "{diff}");
+    let added: Vec<&str> = added.into_iter().filter(|l| !l.is_empty()).collect();
+    assert_eq!(
+        added,
+        [
+            format!(
+                "# clockprov: the lines below are managed by clockprov (inventory: clients.{})",
+                m.vm
+            )
+            .as_str(),
+            "server 192.168.6.200 iburst",
+        ],
         "{diff}"
     );
+}
+
+/// Is `line` one clockprov manages in a chrony main file (src/layout.rs)?
+fn is_managed_chrony_line(line: &str) -> bool {
+    let word = line
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    line.starts_with("# clockprov:")
+        || [
+            "server",
+            "pool",
+            "peer",
+            "allow",
+            "local",
+            "ntsservercert",
+            "ntsserverkey",
+            "ntstrustedcerts",
+        ]
+        .contains(&word.as_str())
+}
+
+/// Every line of the vendor's chrony.conf (the package's own copy, /usr/share/chrony) that is
+/// not a managed line is still in `vm`'s /etc/chrony/chrony.conf, byte for byte and in order,
+/// and the file has no other line but the managed ones (and a blank line before them).
+fn assert_vendor_lines_kept(lab: &Lab, vm: &str) {
+    let vendor = lab.ssh(vm, "cat /usr/share/chrony/chrony.conf");
+    let conf = lab.ssh(vm, &format!("cat {CHRONY_CONF}"));
+    let unmanaged = |text: &str| -> Vec<String> {
+        text.split('\n')
+            .filter(|l| !l.is_empty() && !is_managed_chrony_line(l))
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(unmanaged(&vendor), unmanaged(&conf), "{vm}:\n{conf}");
     assert!(
-        !added
-            .iter()
-            .any(|l| l.starts_with("pool ") || l.starts_with("sourcedir ")),
-        "{diff}"
-    );
-    assert!(!removed.iter().any(|l| l.starts_with("makestep")), "{diff}");
-    // The vendor's leap-second source stays (26.04's tzdata has no usable right/UTC).
-    assert!(
-        !removed.iter().any(|l| l.starts_with("leapsec"))
-            && !added.iter().any(|l| l.starts_with("leapsec")),
-        "{diff}"
+        conf.contains("\nserver 192.168.6.200 iburst\n") || vm == "zcloud",
+        "{vm}:\n{conf}"
     );
 }
 
@@ -386,8 +428,8 @@ fn a_mixed_fleet_converges_and_keeps_the_vendor_files() {
             continue;
         }
         if m.chrony {
-            // The packaged pools and NTS settings are left as shipped (not read any more);
-            // chrony.conf itself is ucf's on Debian, a conffile where dpkg tracks it.
+            // The packaged pools and NTS settings are left as shipped; chrony.conf itself is
+            // ucf's on Debian, a conffile where dpkg tracks it.
             let modified = modified_package_files(&lab, m.vm, "chrony systemd");
             assert!(
                 modified.is_empty() || modified == BTreeSet::from([CHRONY_CONF.to_owned()]),
@@ -409,6 +451,15 @@ fn a_mixed_fleet_converges_and_keeps_the_vendor_files() {
             "{}: {dropin}",
             m.vm
         );
+    }
+    // chrony.conf: the vendor's own lines all kept, on the 26.04 client and on the server.
+    for vm in FLEET
+        .iter()
+        .filter(|m| m.chrony)
+        .map(|m| m.vm)
+        .chain(["zcloud"])
+    {
+        assert_vendor_lines_kept(&lab, vm);
     }
     // chrony.conf is not a dpkg conffile (Debian's chrony installs it through ucf), so dpkg
     // finds every file of the server's packages as shipped.
