@@ -192,7 +192,11 @@ async fn plan_host(
     let (desired, migration_warning) = crate::layout::with_migration(desired, &facts);
     let plan = plan(host.name.as_str(), &desired, &facts)?;
     log_plan(&plan);
-    let mut effective = crate::effective::of(&desired, &facts);
+    // What the daemon reads once applied: the vendor sources switched off are gone.
+    let mut effective = crate::effective::of(
+        &desired,
+        &crate::vendor_sources::applied(&facts, &plan.switch_off),
+    );
     effective.warnings.extend(migration_warning);
     for warning in &effective.warnings {
         tracing::info!("effective: {}", crate::report::shown(warning));
@@ -216,6 +220,9 @@ fn log_plan(plan: &HostPlan) {
     }
     if let Some(install) = &plan.package {
         tracing::info!("plan: install {}", install.package);
+    }
+    for step in &plan.switch_off {
+        tracing::info!("plan: switch off {}", step.path);
     }
     for (wanted, verb) in [
         (plan.unit.enable, "enable"),
@@ -252,9 +259,12 @@ async fn read_facts(
         .into_iter()
         .flat_map(|family| crate::render::nts_paths(&host.nts, family))
         .collect();
+    // The vendor sources a chrony host switches off, and their switched-off names.
+    let vendor_paths = crate::vendor_sources::fact_paths();
     let paths: Vec<&str> = Daemon::every_config_path()
         .into_iter()
         .chain(nts_paths.iter().map(String::as_str))
+        .chain(vendor_paths.iter().map(String::as_str))
         .collect();
     let request = FactsRequest {
         paths: &paths,

@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use crate::host::records::{RecordError, Records};
 use crate::host::script::RemoteScript;
-use crate::plan::{FileAction, FileChange, HostPlan};
+use crate::plan::{FileAction, HostPlan};
 use crate::shell::{ShellWord, ShellWordError};
 use crate::ssh::sudo::{BecomeError, Privileged};
 use crate::ssh::transport::CommandOutput;
@@ -202,9 +202,7 @@ pub fn script(plan: &HostPlan, options: &ApplyOptions) -> Result<RemoteScript, S
     let unit = &plan.unit;
     // A restart owed only to a marker is left to the script, which restarts while the marker is
     // there: an apply running at the same moment (holding the lock) may have paid the debt since.
-    let owed_only = unit.pending
-        && plan.package.is_none()
-        && !plan.files.iter().any(FileChange::writes_content);
+    let owed_only = unit.pending && plan.package.is_none() && !plan.changes_configuration();
     let action = if unit.restart && !owed_only {
         "restart"
     } else if unit.start && !owed_only {
@@ -254,6 +252,21 @@ pub fn script(plan: &HostPlan, options: &ApplyOptions) -> Result<RemoteScript, S
             file.after.owner.clone(),
             file.after.group.clone(),
             content,
+        ]);
+    }
+    // A vendor source switched off: renamed to its `.clockprov-off` name, under the same drift
+    // check, marker and rollback as the files (CONTENT is what the new name holds as read).
+    for step in &plan.switch_off {
+        args.extend([
+            step.path.clone(),
+            "off".to_owned(),
+            step.sha256.clone(),
+            "644".to_owned(),
+            "root".to_owned(),
+            "root".to_owned(),
+            step.replaces_sha256
+                .clone()
+                .unwrap_or_else(|| "absent".to_owned()),
         ]);
     }
     args.push("@@args".to_owned());
@@ -353,6 +366,12 @@ fn interpret(
             }
             "backup" => report.backups.push(rest.to_owned()),
             "written" => report.done.push(format!("wrote {rest}")),
+            "switchedoff" => {
+                let (path, to) = rest.split_once(' ').unwrap_or((rest, ""));
+                report
+                    .done
+                    .push(format!("switched off {path} (renamed to {to})"));
+            }
             "meta" => {
                 if let Some(file) = plan.files.iter().find(|f| f.path == rest) {
                     report.done.push(format!(
@@ -520,6 +539,7 @@ mod tests {
             },
             files,
             package: None,
+            switch_off: Vec::new(),
             unit: UnitChange {
                 unit: "clockprov-test-unit.service".into(),
                 enable: false,
@@ -684,6 +704,140 @@ mod tests {
             Err(ApplyError::RolledBack(_))
         ));
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "old\n");
+    }
+
+    /// A plan that switches `pools` off (as read: `content`; its `.clockprov-off` name: `off`).
+    fn switching_off(pools: &Path, content: &str, off: Option<&str>) -> HostPlan {
+        let mut p = plan(Vec::new());
+        p.unit.restart = true;
+        p.switch_off.push(crate::vendor_sources::SwitchOff {
+            path: pools.display().to_string(),
+            to: crate::vendor_sources::off_path(&pools.display().to_string()),
+            sha256: crate::utc::sha256_hex(content.as_bytes()),
+            replaces_sha256: off.map(|o| crate::utc::sha256_hex(o.as_bytes())),
+        });
+        p
+    }
+
+    #[test]
+    fn a_vendor_source_is_switched_off_in_the_transaction_and_rolled_back_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let pools = dir.path().join("ubuntu-ntp-pools.sources");
+        let off = dir.path().join("ubuntu-ntp-pools.sources.clockprov-off");
+        let read = |p: &Path| std::fs::read_to_string(p).ok();
+        let options = ApplyOptions::default();
+        std::fs::write(&pools, "pool 1\n").unwrap();
+
+        // A restart that fails: the vendor file is back under its name.
+        std::fs::write(dir.path().join("fail"), "").unwrap();
+        let p = switching_off(&pools, "pool 1\n", None);
+        let out = run(&p, &options, dir.path());
+        let Err(ApplyError::RolledBack(rollback)) = interpret(&p, &options, &out) else {
+            panic!("{out:?}");
+        };
+        assert_eq!(
+            rollback.restored,
+            [(pools.display().to_string(), Some(off.display().to_string()))]
+        );
+        assert_eq!(
+            (read(&pools).as_deref(), read(&off)),
+            (Some("pool 1\n"), None)
+        );
+        std::fs::remove_file(dir.path().join("fail")).unwrap();
+
+        // Edited since the plan read it: refused, nothing renamed.
+        let stale = switching_off(&pools, "pool 0\n", None);
+        let out = run(&stale, &options, dir.path());
+        assert!(matches!(
+            interpret(&stale, &options, &out),
+            Err(ApplyError::Drifted { path }) if path == pools.display().to_string()
+        ));
+        assert_eq!(read(&pools).as_deref(), Some("pool 1\n"));
+
+        // Switched off, one restart.
+        let out = run(&p, &options, dir.path());
+        let report = interpret(&p, &options, &out).unwrap();
+        assert_eq!(
+            report.done,
+            [
+                format!(
+                    "switched off {} (renamed to {})",
+                    pools.display(),
+                    off.display()
+                ),
+                "restarted clockprov-test-unit.service".to_owned()
+            ]
+        );
+        assert_eq!(
+            (read(&pools), read(&off).as_deref()),
+            (None, Some("pool 1\n"))
+        );
+
+        // The package brought it back, with new text: switched off again, the old one kept as a
+        // backup; a failed restart puts both back where they were.
+        std::fs::write(&pools, "pool 2\n").unwrap();
+        let again = switching_off(&pools, "pool 2\n", Some("pool 1\n"));
+        std::fs::write(dir.path().join("fail"), "").unwrap();
+        let out = run(&again, &options, dir.path());
+        assert!(matches!(
+            interpret(&again, &options, &out),
+            Err(ApplyError::RolledBack(_))
+        ));
+        assert_eq!(
+            (read(&pools).as_deref(), read(&off).as_deref()),
+            (Some("pool 2\n"), Some("pool 1\n"))
+        );
+        std::fs::remove_file(dir.path().join("fail")).unwrap();
+        let out = run(&again, &options, dir.path());
+        let report = interpret(&again, &options, &out).unwrap();
+        assert_eq!(report.backups.len(), 1, "{report:?}");
+        assert_eq!(
+            read(Path::new(&report.backups[0])).as_deref(),
+            Some("pool 1\n")
+        );
+        assert_eq!(
+            (read(&pools), read(&off).as_deref()),
+            (None, Some("pool 2\n"))
+        );
+        assert_eq!(names(&dir.path().join("run")), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_rollback_never_moves_a_switched_off_file_over_one_that_came_back() {
+        // The marker of an apply killed after its rename; the package brought the file back
+        // since, and the owed restart fails: both files stay (the rename is not undone onto the
+        // new file), and the old switched-off file's backup is not moved over it either.
+        let dir = tempfile::tempdir().unwrap();
+        let pools = dir.path().join("p.sources");
+        let off = dir.path().join("p.sources.clockprov-off");
+        std::fs::write(&pools, "new\n").unwrap();
+        std::fs::write(&off, "renamed\n").unwrap();
+        std::fs::write(dir.path().join("bak"), "older\n").unwrap();
+        std::fs::create_dir(dir.path().join("run")).unwrap();
+        std::fs::write(
+            dir.path()
+                .join("run/restart-pending.clockprov-test-unit.service"),
+            format!(
+                "+{off} {pools}\n{bak} {off}\n",
+                off = off.display(),
+                pools = pools.display(),
+                bak = dir.path().join("bak").display()
+            ),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("fail"), "").unwrap();
+        let mut pending = plan(Vec::new());
+        pending.unit.pending = true;
+        let out = run(&pending, &ApplyOptions::default(), dir.path());
+        assert!(matches!(
+            interpret(&pending, &ApplyOptions::default(), &out),
+            Err(ApplyError::RolledBack(_))
+        ));
+        let read = |p: &Path| std::fs::read_to_string(p).unwrap();
+        assert_eq!(
+            (read(&pools), read(&off), read(&dir.path().join("bak"))),
+            ("new\n".into(), "renamed\n".into(), "older\n".into())
+        );
     }
 
     #[test]

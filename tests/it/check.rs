@@ -297,7 +297,10 @@ fn check_changes_nothing_and_judges_every_kind_of_host() {
             ],
         );
         assert_eq!(run.code, code, "{run:?}");
-        assert!(run.stdout.contains("'data-2 offset'=2."), "perfdata: {run:?}");
+        assert!(
+            run.stdout.contains("'data-2 offset'=2."),
+            "perfdata: {run:?}"
+        );
     }
 
     // Prometheus: the exposition format, as promtool reads it.
