@@ -6,9 +6,10 @@
 use crate::support::hosts::HostSpec;
 use crate::{Lab, LabBuilder};
 
-const POOLS: &str = "/etc/chrony/sources.d/ubuntu-ntp-pools.sources";
-const OFF: &str = "/etc/chrony/sources.d/ubuntu-ntp-pools.sources.clockprov-off";
-const POOLS_TEXT: &str = include_str!("../fixtures/ubuntu-26.04/ubuntu-ntp-pools.sources");
+pub(crate) const POOLS: &str = "/etc/chrony/sources.d/ubuntu-ntp-pools.sources";
+pub(crate) const OFF: &str = "/etc/chrony/sources.d/ubuntu-ntp-pools.sources.clockprov-off";
+pub(crate) const POOLS_TEXT: &str =
+    include_str!("../fixtures/ubuntu-26.04/ubuntu-ntp-pools.sources");
 const OS_RELEASE: &str = include_str!("../fixtures/ubuntu-26.04/os-release");
 const STEP: &str = "   ~ switch off vendor source /etc/chrony/sources.d/ubuntu-ntp-pools.sources (renamed to ubuntu-ntp-pools.sources.clockprov-off: chrony reads only *.sources; rename it back to undo)\n";
 
@@ -38,7 +39,7 @@ fn base64_encode(bytes: &[u8]) -> String {
 }
 
 /// The host's file at `path`, or None when there is none.
-fn get(lab: &Lab, addr: &str, path: &str) -> Option<String> {
+pub(crate) fn get(lab: &Lab, addr: &str, path: &str) -> Option<String> {
     let out = lab.hosts.ssh(addr, &format!("cat {path}"));
     out.status
         .success()
@@ -46,7 +47,7 @@ fn get(lab: &Lab, addr: &str, path: &str) -> Option<String> {
 }
 
 /// A host made to look like Ubuntu 26.04 with its pools file as chrony's package installs it.
-fn ubuntu_26_04(lab: &Lab, addr: &str) {
+pub(crate) fn ubuntu_26_04(lab: &Lab, addr: &str) {
     put(lab, addr, "/etc/os-release", OS_RELEASE);
     put(lab, addr, POOLS, POOLS_TEXT);
 }
