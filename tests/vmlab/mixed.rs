@@ -80,6 +80,10 @@ const FLEET: [Member; 6] = [
 /// clockprov's timesyncd drop-in (the vendor's timesyncd.conf is left as shipped).
 const TIMESYNCD_DROPIN: &str = "/etc/systemd/timesyncd.conf.d/zz-clockprov.conf";
 const CHRONY_CONF: &str = "/etc/chrony/chrony.conf";
+/// Ubuntu 25.10+'s NTS pools (installed by chrony's postinst with ucf), and the name clockprov
+/// switches it off to.
+const POOLS: &str = "/etc/chrony/sources.d/ubuntu-ntp-pools.sources";
+const POOLS_OFF: &str = "/etc/chrony/sources.d/ubuntu-ntp-pools.sources.clockprov-off";
 
 /// The files of `packages` on `vm` that are not what the package shipped (`dpkg --verify`:
 /// checksums against dpkg's database). Documentation is left out of the lab's images
@@ -152,6 +156,19 @@ fn plan_follows_only_zcloud(plan: &serde_json::Value, m: &Member) {
             && !added.iter().any(|l| l.starts_with("leapsec")),
         "{diff}"
     );
+    // The packaged pools are switched off (renamed, a shown step), and chrony will use the LAN
+    // server alone.
+    let steps = h["plan"]["switch_off"].as_array().unwrap();
+    assert_eq!(steps.len(), 1, "{h:#}");
+    assert_eq!(steps[0]["path"], POOLS, "{h:#}");
+    assert_eq!(steps[0]["to"], POOLS_OFF, "{h:#}");
+    let servers: Vec<&str> = h["effective"]["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["server"].as_str().unwrap())
+        .collect();
+    assert_eq!(servers, vec!["192.168.6.200"], "{}: {h:#}", m.vm);
 }
 
 /// Step 2, the plan: on every timesyncd client clockprov's own drop-in, created, and nothing
@@ -267,6 +284,8 @@ fn a_mixed_fleet_converges_and_keeps_the_vendor_files() {
                 "{}: {sources}",
                 m.vm
             );
+            // The pools file switched off: under its new name, whole; not under its own.
+            lab.ssh(m.vm, &format!("test -s {POOLS_OFF} && test ! -e {POOLS}"));
         } else {
             lab.assert_timesyncd_follows_zcloud(m.vm);
         }
@@ -292,9 +311,11 @@ fn a_mixed_fleet_converges_and_keeps_the_vendor_files() {
                 "{}: {modified:?}",
                 m.vm
             );
+            // The pools file is ucf's, not dpkg's: renamed, dpkg finds nothing changed. Its
+            // content is the package's (/usr/share/chrony), so renaming it back undoes it.
             lab.ssh(
                 m.vm,
-                "test -s /etc/chrony/sources.d/ubuntu-ntp-pools.sources",
+                &format!("cmp {POOLS_OFF} /usr/share/chrony/ubuntu-ntp-pools.sources"),
             );
             continue;
         }
