@@ -552,7 +552,8 @@ mod tests {
     }
 
     /// A `systemctl` stand-in in `dir/bin`: logs its arguments to `dir/systemctl.log`; the unit
-    /// fails to restart while `dir/fail` exists.
+    /// fails to restart while `dir/fail` exists; a `stop` kills the apply script (its parent)
+    /// once if `dir/crash-at-stop` exists.
     fn fake_systemctl(dir: &Path) -> std::path::PathBuf {
         use std::os::unix::fs::PermissionsExt as _;
         let bin = dir.join("bin");
@@ -562,6 +563,7 @@ mod tests {
             "#!/bin/sh\necho \"$*\" >>'{d}/systemctl.log'\ncase $1 in\n\
              is-active) if [ -e '{d}/fail' ]; then echo failed; exit 3; fi; echo active ;;\n\
              restart|start) if [ -e '{d}/fail' ]; then echo 'Job failed.' >&2; exit 1; fi ;;\n\
+             stop) if [ -e '{d}/crash-at-stop' ]; then rm -f '{d}/crash-at-stop'; kill -9 $PPID; fi ;;\n\
              status) echo '* unit'; echo '   Active: failed' ;;\nesac\n"
         );
         let path = bin.join("systemctl");
@@ -583,6 +585,10 @@ mod tests {
             .replace(
                 "mdir=/run/clockprov",
                 &format!("mdir={}/run", dir.display()),
+            )
+            .replace(
+                "/var/lib/chrony/*.nts",
+                &format!("{}/lib/*.nts", dir.display()),
             );
         let out = std::process::Command::new("sh")
             .arg("-c")
@@ -838,6 +844,73 @@ mod tests {
             (read(&pools), read(&off), read(&dir.path().join("bak"))),
             ("new\n".into(), "renamed\n".into(), "older\n".into())
         );
+    }
+
+    #[test]
+    fn a_restart_owed_for_a_new_nts_ca_drops_the_saved_cookies() {
+        // Killed after writing a new CA, before chrony's stop / rm / start: the marker says the
+        // trust changed, and the next run's owed restart is that sequence, not a plain restart.
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("clockprov-ca.crt");
+        let cookies = dir.path().join("lib/192.0.2.1.nts");
+        std::fs::write(&ca, "old CA\n").unwrap();
+        std::fs::create_dir(dir.path().join("lib")).unwrap();
+        std::fs::write(&cookies, "cookie\n").unwrap();
+        std::fs::write(dir.path().join("crash-at-stop"), "").unwrap();
+        let options = ApplyOptions::default();
+        let p = plan(vec![change(&ca, Some("old CA\n"), "new CA\n")]);
+        let out = run(&p, &options, dir.path());
+        assert!(
+            matches!(
+                interpret(&p, &options, &out),
+                Err(ApplyError::CutShort { .. })
+            ),
+            "{out:?}"
+        );
+        let marker = dir
+            .path()
+            .join("run/restart-pending.clockprov-test-unit.service");
+        assert_eq!(std::fs::read_to_string(&ca).unwrap(), "new CA\n");
+        assert!(
+            std::fs::read_to_string(&marker)
+                .unwrap()
+                .lines()
+                .any(|l| l == "!nts-trust"),
+            "{out:?}"
+        );
+        assert!(cookies.exists());
+        let log = || std::fs::read_to_string(dir.path().join("systemctl.log")).unwrap();
+        let before = log().lines().count();
+
+        let mut pending = plan(Vec::new());
+        pending.unit.pending = true;
+        let out = run(&pending, &options, dir.path());
+        assert!(interpret(&pending, &options, &out).is_ok(), "{out:?}");
+        let calls: Vec<String> = log().lines().skip(before).map(str::to_owned).collect();
+        assert_eq!(
+            calls
+                .iter()
+                .filter(|c| !c.starts_with("is-active"))
+                .collect::<Vec<_>>(),
+            [
+                "stop clockprov-test-unit.service",
+                "start clockprov-test-unit.service"
+            ]
+        );
+        assert!(!cookies.exists());
+        assert!(!marker.exists());
+
+        // Without a trust change, an owed restart stays a restart (and the cookies stay).
+        std::fs::write(&cookies, "cookie\n").unwrap();
+        std::fs::write(&marker, "- /nonexistent\n").unwrap();
+        let before = log().lines().count();
+        let out = run(&pending, &options, dir.path());
+        assert!(interpret(&pending, &options, &out).is_ok(), "{out:?}");
+        assert_eq!(
+            log().lines().nth(before),
+            Some("restart clockprov-test-unit.service")
+        );
+        assert!(cookies.exists());
     }
 
     #[test]

@@ -86,8 +86,14 @@ clockprov_apply() {
         printf '@@enabled %s\n' "$unit"
     fi
 
-    # A marker left by an interrupted run means the unit may still run the previous files.
-    [ -e "$marker" ] && action=restart
+    # A marker left by an interrupted run means the unit may still run the previous files, and
+    # perhaps the previous NTS trust (see mark_trust).
+    if [ -f "$marker" ]; then
+        action=restart
+        while read -r mb mp; do
+            [ "$mb" != '!nts-trust' ] || nts_trust=1
+        done <"$marker"
+    fi
     [ "$action" = none ] && { done_ok "$@"; return 0; }
     if [ "$action" = restart ] && [ -n "$nts_trust" ]; then
         # chronyd saves its NTS cookies in ntsdumpdir at exit and uses them at the next start,
@@ -269,7 +275,10 @@ backup_one() {
 mark_one() {
     eval "b=\$bak_$i"
     case $2 in
-    write) mark_entry "$b" "$1" ;;
+    write)
+        mark_entry "$b" "$1" || return 1
+        case $1 in *.crt) mark_trust ;; esac
+        ;;
     off)
         mark_entry "+$1$off" "$1" || return 1
         [ "$b" = - ] || mark_entry "$b" "$1$off"
@@ -295,6 +304,27 @@ mark_entry() {
             done <"$marker"
         fi
         printf '%s %s\n' "$1" "$2"
+    } >"$mt" || ! mv -f "$mt" "$marker"; then
+        printf '@@fail marker %s\n' "$marker"
+        return 1
+    fi
+}
+
+# The marker records that an NTS certificate or CA changes (a `!nts-trust` line): a restart a
+# later run owes for it then drops chrony's saved NTS cookies too, as this run would have.
+mark_trust() {
+    if [ -f "$marker" ]; then
+        while read -r mb mp; do
+            [ "$mb" != '!nts-trust' ] || return 0
+        done <"$marker"
+    fi
+    mt=$mdir/.restart-pending.$unit.$$
+    temps=$temps$mt$nl
+    if ! {
+        if [ -f "$marker" ]; then
+            while IFS= read -r l; do printf '%s\n' "$l"; done <"$marker"
+        fi
+        echo '!nts-trust'
     } >"$mt" || ! mv -f "$mt" "$marker"; then
         printf '@@fail marker %s\n' "$marker"
         return 1
@@ -365,7 +395,7 @@ roll_back() {
             fi
         done <"$marker"
         while read -r mb mp; do
-            case $mb in +*) continue ;; esac
+            case $mb in +* | '!'*) continue ;; esac
             case $nl$kept in *"$nl$mp$nl"*) continue ;; esac
             if [ "$mb" = - ]; then
                 rm -f "$mp" && printf '@@removed %s\n' "$mp"

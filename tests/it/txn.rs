@@ -780,3 +780,66 @@ fn rollback_says_what_failed_and_what_runs_and_backups_are_pruned() {
         "disabled"
     );
 }
+
+/// A client whose apply is killed after writing a new NTS CA, before chrony's stop / cookie
+/// removal / start (its `stop` made slow, the host crashed during it): the marker says the
+/// trust changed, so the next apply's owed restart is that sequence again, not a plain restart
+/// that would keep the cookies of the old trust.
+#[test]
+fn a_restart_owed_for_a_new_nts_ca_still_drops_the_cookies() {
+    let lab = LabBuilder::new()
+        .clients(vec![HostSpec::new("debian-12", "chrony")])
+        .start();
+    let (server, client) = (lab.server.clone(), lab.clients[0].clone());
+    let unit = "chrony.service";
+    for pki in ["pki", "pki2"] {
+        crate::nts::make_pki(&lab.hosts.dir().join(pki), &server);
+    }
+    lab.rewrite_inventory(
+        "    local_stratum: 10\n",
+        "    local_stratum: 10\n    nts: { certificate: pki/server.crt, key: pki/server.key }\n",
+    );
+    lab.rewrite_inventory(
+        &format!("{{ address: {client} }}"),
+        &format!("{{ address: {client}, daemon: chrony, nts: {{ trusted_certs: pki/ca.crt }} }}"),
+    );
+    let first = lab.run("apply", &["--yes"]);
+    assert_eq!(first.code, 0, "{first:?}");
+
+    // A new CA; the host crashes while chrony is being stopped.
+    lab.rewrite_inventory("trusted_certs: pki/ca.crt", "trusted_certs: pki2/ca.crt");
+    let slow = lab
+        .hosts
+        .host_dir(&client)
+        .join("state/slow-stop")
+        .join(unit);
+    fs::write(&slow, "30\n").unwrap();
+    let apply = lab.clockprov("apply").arg("--yes").spawn();
+    let start = Instant::now();
+    let stop = format!("stop {unit}");
+    while lab.hosts.systemctl_log(&client).last() != Some(&stop) {
+        assert!(start.elapsed() < Duration::from_secs(30), "no stop came");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    crash_sessions(&lab.hosts, &client);
+    assert_eq!(apply.wait().code, 1);
+    wait_quiet(&lab.hosts, &client);
+    fs::remove_file(&slow).unwrap();
+    let new_ca = fs::read_to_string(lab.hosts.dir().join("pki2/ca.crt")).unwrap();
+    assert_eq!(
+        lab.hosts.read_etc(&client, "chrony/nts/clockprov-ca.crt"),
+        Some(new_ca)
+    );
+    let recorded = fs::read_to_string(marker(&lab.hosts, &client, unit)).unwrap();
+    assert!(recorded.lines().any(|l| l == "!nts-trust"), "{recorded}");
+
+    let before = lab.service_changes(&client).len();
+    let owed = lab.run("apply", &["--yes"]);
+    assert_eq!(owed.code, 0, "{owed:?}");
+    assert_eq!(
+        lab.service_changes(&client)[before..],
+        [format!("stop {unit}"), format!("start {unit}")]
+    );
+    assert!(!marker(&lab.hosts, &client, unit).exists());
+    assert_eq!(lab.run("plan", &["--detailed-exitcode"]).code, 0);
+}
