@@ -128,8 +128,25 @@ fn the_pools_file_is_switched_off_in_the_transaction_and_stays_off() {
 
     // 4. Applied: renamed, chrony restarted once; then nothing more to do.
     let restarts = lab.restarts(&client);
-    let applied = lab.run("apply", &["--yes"]);
+    let records = lab.hosts.dir().join("records");
+    let applied = lab.run("apply", &["--yes", "--record", records.to_str().unwrap()]);
     assert_eq!(applied.code, 0, "{applied:?}");
+    // The record names the step and the content switched off.
+    let record = std::fs::read_dir(&records)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(record.path()).unwrap()).unwrap();
+    let host = &record["hosts"][1];
+    assert_eq!(host["name"], "data-1", "{record:#}");
+    assert_eq!(host["switched_off"][0]["path"], POOLS, "{record:#}");
+    assert_eq!(
+        host["switched_off"][0]["sha256"].as_str().unwrap().len(),
+        64,
+        "{record:#}"
+    );
     assert!(
         applied
             .stdout
