@@ -52,6 +52,34 @@ pub(crate) fn ubuntu_26_04(lab: &Lab, addr: &str) {
     put(lab, addr, POOLS, POOLS_TEXT);
 }
 
+/// Step 2: a saved plan, and the client's pools file edited since: refused there, nothing done;
+/// the server is applied from it. The client's file is then given back its package's text.
+fn an_edited_pools_file_refuses_the_saved_plan(lab: &Lab, server: &str, client: &str) {
+    let saved = lab.hosts.dir().join("reviewed.plan");
+    let planned = lab.run("plan", &["--out", saved.to_str().unwrap()]);
+    assert_eq!(planned.code, 0, "{planned:?}");
+    let shown = crate::Clockprov::new().arg("show").arg(&saved).run();
+    assert_eq!(shown.stdout.matches(STEP).count(), 2, "{shown:?}");
+    let edited = format!("{POOLS_TEXT}pool 0.ubuntu.pool.ntp.org iburst\n");
+    put(lab, client, POOLS, &edited);
+    let restarts = lab.restarts(client);
+    let refused = crate::Clockprov::new().arg("apply").arg(&saved).run();
+    assert_eq!(refused.code, 1, "{refused:?}");
+    assert!(
+        refused.stdout.contains(&format!(
+            "refused: the host changed since the plan was reviewed: file {POOLS}: its sha256 differs"
+        )),
+        "{refused:?}"
+    );
+    assert_eq!(get(lab, client, POOLS).as_deref(), Some(edited.as_str()));
+    assert_eq!(get(lab, client, OFF), None);
+    assert_eq!(lab.restarts(client), restarts);
+    // The server's was applied from the saved plan.
+    assert_eq!(get(lab, server, POOLS), None);
+    assert_eq!(get(lab, server, OFF).as_deref(), Some(POOLS_TEXT));
+    put(lab, client, POOLS, POOLS_TEXT);
+}
+
 #[test]
 fn the_pools_file_is_switched_off_in_the_transaction_and_stays_off() {
     let lab = LabBuilder::new()
@@ -87,30 +115,7 @@ fn the_pools_file_is_switched_off_in_the_transaction_and_stays_off() {
         assert_eq!(host["plan"]["unit"]["restart"], true, "{host:#}");
     }
 
-    // 2. A saved plan, and the client's pools file edited since: refused, nothing done there.
-    let saved = lab.hosts.dir().join("reviewed.plan");
-    let planned = lab.run("plan", &["--out", saved.to_str().unwrap()]);
-    assert_eq!(planned.code, 0, "{planned:?}");
-    let shown = crate::Clockprov::new().arg("show").arg(&saved).run();
-    assert_eq!(shown.stdout.matches(STEP).count(), 2, "{shown:?}");
-    let edited = format!("{POOLS_TEXT}pool 0.ubuntu.pool.ntp.org iburst\n");
-    put(&lab, &client, POOLS, &edited);
-    let restarts = lab.restarts(&client);
-    let refused = crate::Clockprov::new().arg("apply").arg(&saved).run();
-    assert_eq!(refused.code, 1, "{refused:?}");
-    assert!(
-        refused.stdout.contains(&format!(
-            "refused: the host changed since the plan was reviewed: file {POOLS}: its sha256 differs"
-        )),
-        "{refused:?}"
-    );
-    assert_eq!(get(&lab, &client, POOLS).as_deref(), Some(edited.as_str()));
-    assert_eq!(get(&lab, &client, OFF), None);
-    assert_eq!(lab.restarts(&client), restarts);
-    // The server's was applied from the saved plan.
-    assert_eq!(get(&lab, &server, POOLS), None);
-    assert_eq!(get(&lab, &server, OFF).as_deref(), Some(POOLS_TEXT));
-    put(&lab, &client, POOLS, POOLS_TEXT);
+    an_edited_pools_file_refuses_the_saved_plan(&lab, &server, &client);
 
     // 3. chrony does not come back up: the pools file is back under its name, with the files.
     lab.hosts.fail_start(&client, "chrony");
