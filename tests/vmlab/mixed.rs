@@ -2,8 +2,9 @@
 //! clockprov supports, booted fresh from their own images (`lab.sh up --only`, each image
 //! bootstrapped from that distribution's archive), each left to its OS's default daemon:
 //! systemd-timesyncd, but chrony on Ubuntu 26.04, whose packaged NTS pools the lab cannot
-//! reach. `plan` shows each one's own file, `apply --wait-sync` converges them all (the 26.04
-//! client to the LAN server alone), `check` is healthy, a second `apply` changes nothing, and
+//! reach. `plan` shows each one's own file (and the 26.04 client's pools file switched off),
+//! `apply --wait-sync` converges them all (the 26.04 client to the LAN server alone, its pools
+//! file renamed to `.clockprov-off`), `check` is healthy, a second `apply` changes nothing, and
 //! dpkg finds every file of the daemons' packages as shipped but the ones clockprov meant to
 //! write.
 
