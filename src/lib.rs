@@ -61,6 +61,7 @@ pub mod ssh;
 pub mod suggest;
 pub(crate) mod utc;
 pub mod value;
+pub mod vendor_sources;
 pub mod yaml;
 
 pub use commands::main;

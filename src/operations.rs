@@ -192,7 +192,11 @@ async fn plan_host(
     let (desired, migration_warning) = crate::layout::with_migration(desired, &facts)?;
     let plan = plan(host.name.as_str(), &desired, &facts)?;
     log_plan(&plan);
-    let mut effective = crate::effective::of(&desired, &facts);
+    // What the daemon reads once applied: the vendor sources switched off are gone.
+    let mut effective = crate::effective::of(
+        &desired,
+        &crate::vendor_sources::applied(&facts, &plan.switch_off),
+    );
     effective.warnings.extend(migration_warning);
     for warning in &effective.warnings {
         tracing::info!("effective: {}", crate::report::shown(warning));
@@ -216,6 +220,9 @@ fn log_plan(plan: &HostPlan) {
     }
     if let Some(install) = &plan.package {
         tracing::info!("plan: install {}", install.package);
+    }
+    for step in &plan.switch_off {
+        tracing::info!("plan: switch off {}", step.path);
     }
     for (wanted, verb) in [
         (plan.unit.enable, "enable"),
@@ -254,10 +261,13 @@ async fn read_facts(
         .collect();
     // And the vendor's copy of chrony.conf that Debian's and Ubuntu's package keep: the text a
     // main file clockprov wrote whole is given back (src/layout.rs).
+    // The vendor sources a chrony host switches off, and their switched-off names.
+    let vendor_paths = crate::vendor_sources::fact_paths();
     let paths: Vec<&str> = Daemon::every_config_path()
         .into_iter()
         .chain([crate::layout::CHRONY_VENDOR_COPY])
         .chain(nts_paths.iter().map(String::as_str))
+        .chain(vendor_paths.iter().map(String::as_str))
         .collect();
     let request = FactsRequest {
         paths: &paths,

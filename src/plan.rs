@@ -8,6 +8,7 @@ use similar::TextDiff;
 use crate::daemon::{Daemon, DaemonVersion};
 use crate::host::facts::{FileFacts, HostFacts, PathFacts};
 use crate::render::{DesiredFile, DesiredState};
+use crate::vendor_sources::SwitchOff;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -95,6 +96,10 @@ pub struct HostPlan {
     pub version: DaemonVersion,
     pub files: Vec<FileChange>,
     pub package: Option<PackageInstall>,
+    /// Vendor source files renamed out of the daemon's way (Ubuntu's pools file): see
+    /// [`crate::vendor_sources`].
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub switch_off: Vec<SwitchOff>,
     pub unit: UnitChange,
 }
 
@@ -103,7 +108,15 @@ impl HostPlan {
     pub fn has_changes(&self) -> bool {
         self.package.is_some()
             || self.files.iter().any(|f| f.action != FileAction::Unchanged)
+            || !self.switch_off.is_empty()
             || !self.unit.is_noop()
+    }
+
+    /// Does the plan change what the daemon reads (a file's content, a vendor source switched
+    /// off)? Such a plan restarts the unit.
+    #[must_use]
+    pub fn changes_configuration(&self) -> bool {
+        self.files.iter().any(FileChange::writes_content) || !self.switch_off.is_empty()
     }
 }
 
@@ -130,6 +143,7 @@ pub enum PlanError {
 pub fn plan(host: &str, desired: &DesiredState, facts: &HostFacts) -> Result<HostPlan, PlanError> {
     let daemon = desired.daemon;
     let files = file_changes(host, &desired.files, &facts.files)?;
+    let switch_off = crate::vendor_sources::plan(daemon, facts.family(), &facts.files)?;
     let package = (!facts.is_installed(daemon)).then(|| PackageInstall {
         package: daemon.package().to_owned(),
         removes: facts
@@ -139,7 +153,7 @@ pub fn plan(host: &str, desired: &DesiredState, facts: &HostFacts) -> Result<Hos
     let unit_facts = facts.unit(daemon);
     let unit_name = daemon.unit_on(facts.family());
     let pending = facts.pending.contains(unit_name);
-    let restart = pending || files.iter().any(FileChange::writes_content);
+    let restart = pending || files.iter().any(FileChange::writes_content) || !switch_off.is_empty();
     let unit = UnitChange {
         unit: unit_name.to_owned(),
         enable: package.is_some() || !unit_facts.is_enabled(),
@@ -154,6 +168,7 @@ pub fn plan(host: &str, desired: &DesiredState, facts: &HostFacts) -> Result<Hos
         version: facts.version_for(daemon),
         files,
         package,
+        switch_off,
         unit,
     })
 }

@@ -18,6 +18,7 @@ use crate::operations::{HostResult, HostStatus};
 use crate::plan::{FileAction, FileChange, HostPlan, PackageInstall, UnitChange};
 use crate::render::{DesiredFile, FileKind};
 use crate::utc::sha256_hex;
+use crate::vendor_sources::SwitchOff;
 
 /// Raised when a field's meaning changes or one is removed; fields are only added within one.
 pub(crate) const FORMAT_VERSION: u32 = 1;
@@ -98,6 +99,10 @@ pub(crate) struct SavedPlan {
     pub(crate) changes: bool,
     pub(crate) files: Vec<SavedFile>,
     pub(crate) package: Option<PackageInstall>,
+    /// Vendor sources switched off (renamed to `PATH.clockprov-off`); their sha256s are those of
+    /// the facts, which `apply PLAN` compares first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) switch_off: Vec<SwitchOff>,
     pub(crate) unit: UnitChange,
 }
 
@@ -362,6 +367,7 @@ impl SavedPlan {
                 })
                 .collect(),
             package: plan.package.clone(),
+            switch_off: plan.switch_off.clone(),
             unit: plan.unit.clone(),
         }
     }
@@ -411,6 +417,7 @@ impl SavedPlan {
                 })
                 .collect(),
             package: self.package.clone(),
+            switch_off: self.switch_off.clone(),
             unit: self.unit.clone(),
         }
     }
@@ -682,6 +689,18 @@ impl SavedHost {
             }
             if !is_name(&file.after.owner) || !is_name(&file.after.group) {
                 return Err(format!("{}: owner or group is not a user name", file.path));
+            }
+        }
+        for step in &self.plan.switch_off {
+            if daemon != crate::daemon::Daemon::Chrony
+                || family != crate::daemon::Family::Debian
+                || !crate::vendor_sources::is_known(step)
+            {
+                return Err(format!(
+                    "{} is not a vendor source clockprov switches off for {}",
+                    step.path,
+                    daemon.package()
+                ));
             }
         }
         if let Some(install) = &self.plan.package {

@@ -50,6 +50,10 @@ struct HostRecord {
     error_kind: Option<ErrorKind>,
     /// The managed files the plan changed (files already right are left out).
     files: Vec<FileRecord>,
+    /// The vendor sources the plan switched off (renamed to `PATH.clockprov-off`), with the
+    /// sha256 of each as read.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    switched_off: Vec<crate::vendor_sources::SwitchOff>,
     /// The steps carried out, in order (empty when the host failed: `error` says where).
     actions: Vec<String>,
     rolled_back: bool,
@@ -120,6 +124,11 @@ fn host_record(result: &HostResult) -> HostRecord {
         error: result.error.clone(),
         error_kind: result.error_kind,
         files,
+        switched_off: result
+            .plan
+            .iter()
+            .flat_map(|plan| plan.switch_off.iter().cloned())
+            .collect(),
         actions: report.map(|r| r.done.clone()).unwrap_or_default(),
         rolled_back: report.is_some_and(|r| r.rolled_back),
     }

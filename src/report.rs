@@ -237,6 +237,11 @@ fn host_actions(plan: &HostPlan) -> Vec<Action> {
         ));
     }
     list.extend(file_actions(Some(plan.daemon), &plan.files));
+    list.extend(
+        plan.switch_off
+            .iter()
+            .map(|step| Action::new(Mark::Change, crate::vendor_sources::describe(step))),
+    );
     let unit = &plan.unit;
     for (wanted, verb) in [
         (unit.enable, "enable"),
@@ -244,10 +249,7 @@ fn host_actions(plan: &HostPlan) -> Vec<Action> {
         (unit.start, "start"),
     ] {
         if wanted {
-            let why = if verb == "restart"
-                && unit.pending
-                && !plan.files.iter().any(FileChange::writes_content)
-            {
+            let why = if verb == "restart" && unit.pending && !plan.changes_configuration() {
                 " (restart pending from an interrupted apply)"
             } else {
                 ""
@@ -306,6 +308,11 @@ fn effective_actions(effective: &Effective) -> Vec<Action> {
 /// An image's plan: the files, the links that enable the daemon, the removals, the machine id.
 fn image_actions(plan: &ImagePlan) -> Vec<Action> {
     let mut list = file_actions(None, &plan.files);
+    list.extend(
+        plan.switch_off
+            .iter()
+            .map(|step| Action::new(Mark::Change, crate::vendor_sources::describe(step))),
+    );
     for link in &plan.enable {
         let replaces = link
             .replaces
@@ -1444,6 +1451,7 @@ mod tests {
             },
             files,
             package: None,
+            switch_off: Vec::new(),
             unit: UnitChange {
                 unit: daemon.unit().to_owned(),
                 enable: false,
@@ -1636,6 +1644,43 @@ mod tests {
     #[test]
     fn plan_text() {
         insta::assert_snapshot!(super::plan_text(&planned(), PLAIN));
+    }
+
+    #[test]
+    fn a_switched_off_vendor_source_is_a_change_that_restarts() {
+        // An Ubuntu 26.04 chrony client whose only change is its pools file; the effective
+        // servers after the step (the pools' gone).
+        let mut client = row(
+            "data-26",
+            "192.168.6.207",
+            Daemon::Chrony,
+            HostStatus::Change,
+        );
+        client.role = "client";
+        client.os = Some("Ubuntu 26.04.1 LTS".into());
+        let mut client_plan = plan("data-26", Daemon::Chrony, Vec::new(), true);
+        client_plan
+            .switch_off
+            .push(crate::vendor_sources::SwitchOff {
+                path: "/etc/chrony/sources.d/ubuntu-ntp-pools.sources".into(),
+                to: "/etc/chrony/sources.d/ubuntu-ntp-pools.sources.clockprov-off".into(),
+                sha256: "d".repeat(64),
+                replaces_sha256: None,
+            });
+        assert!(client_plan.has_changes() && client_plan.changes_configuration());
+        client.plan = Some(client_plan);
+        insta::assert_snapshot!(super::plan_text(&[client.clone()], PLAIN), @r"
+        == data-26 (192.168.6.207; chrony client; Ubuntu 26.04.1 LTS; chrony 4.3): change
+           ~ switch off vendor source /etc/chrony/sources.d/ubuntu-ntp-pools.sources (renamed to ubuntu-ntp-pools.sources.clockprov-off: chrony reads only *.sources; rename it back to undo)
+           ~ restart chrony.service
+
+        Plan: 1 host to change, 0 unchanged, 0 unreachable, 0 failed.
+        ");
+        let json: serde_json::Value = serde_json::to_value(client.plan.as_ref().unwrap()).unwrap();
+        assert_eq!(
+            json["switch_off"][0]["to"],
+            "/etc/chrony/sources.d/ubuntu-ntp-pools.sources.clockprov-off"
+        );
     }
 
     #[test]
@@ -2205,6 +2250,7 @@ clients:
                 minor: 39,
             },
             files: vec![file],
+            switch_off: Vec::new(),
             enable: vec![LinkChange {
                 link: GuestPath::new("/etc/systemd/system/sysinit.target.wants/systemd-timesyncd.service").unwrap(),
                 target: GuestPath::new("/lib/systemd/system/systemd-timesyncd.service").unwrap(),

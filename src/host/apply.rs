@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use crate::host::records::{RecordError, Records};
 use crate::host::script::RemoteScript;
-use crate::plan::{FileAction, FileChange, HostPlan};
+use crate::plan::{FileAction, HostPlan};
 use crate::shell::{ShellWord, ShellWordError};
 use crate::ssh::sudo::{BecomeError, Privileged};
 use crate::ssh::transport::CommandOutput;
@@ -202,9 +202,7 @@ pub fn script(plan: &HostPlan, options: &ApplyOptions) -> Result<RemoteScript, S
     let unit = &plan.unit;
     // A restart owed only to a marker is left to the script, which restarts while the marker is
     // there: an apply running at the same moment (holding the lock) may have paid the debt since.
-    let owed_only = unit.pending
-        && plan.package.is_none()
-        && !plan.files.iter().any(FileChange::writes_content);
+    let owed_only = unit.pending && plan.package.is_none() && !plan.changes_configuration();
     let action = if unit.restart && !owed_only {
         "restart"
     } else if unit.start && !owed_only {
@@ -254,6 +252,21 @@ pub fn script(plan: &HostPlan, options: &ApplyOptions) -> Result<RemoteScript, S
             file.after.owner.clone(),
             file.after.group.clone(),
             content,
+        ]);
+    }
+    // A vendor source switched off: renamed to its `.clockprov-off` name, under the same drift
+    // check, marker and rollback as the files (CONTENT is what the new name holds as read).
+    for step in &plan.switch_off {
+        args.extend([
+            step.path.clone(),
+            "off".to_owned(),
+            step.sha256.clone(),
+            "644".to_owned(),
+            "root".to_owned(),
+            "root".to_owned(),
+            step.replaces_sha256
+                .clone()
+                .unwrap_or_else(|| "absent".to_owned()),
         ]);
     }
     args.push("@@args".to_owned());
@@ -353,6 +366,12 @@ fn interpret(
             }
             "backup" => report.backups.push(rest.to_owned()),
             "written" => report.done.push(format!("wrote {rest}")),
+            "switchedoff" => {
+                let (path, to) = rest.split_once(' ').unwrap_or((rest, ""));
+                report
+                    .done
+                    .push(format!("switched off {path} (renamed to {to})"));
+            }
             "meta" => {
                 if let Some(file) = plan.files.iter().find(|f| f.path == rest) {
                     report.done.push(format!(
@@ -520,6 +539,7 @@ mod tests {
             },
             files,
             package: None,
+            switch_off: Vec::new(),
             unit: UnitChange {
                 unit: "clockprov-test-unit.service".into(),
                 enable: false,
@@ -532,7 +552,8 @@ mod tests {
     }
 
     /// A `systemctl` stand-in in `dir/bin`: logs its arguments to `dir/systemctl.log`; the unit
-    /// fails to restart while `dir/fail` exists.
+    /// fails to restart while `dir/fail` exists; a `stop` kills the apply script (its parent)
+    /// once if `dir/crash-at-stop` exists.
     fn fake_systemctl(dir: &Path) -> std::path::PathBuf {
         use std::os::unix::fs::PermissionsExt as _;
         let bin = dir.join("bin");
@@ -542,6 +563,7 @@ mod tests {
             "#!/bin/sh\necho \"$*\" >>'{d}/systemctl.log'\ncase $1 in\n\
              is-active) if [ -e '{d}/fail' ]; then echo failed; exit 3; fi; echo active ;;\n\
              restart|start) if [ -e '{d}/fail' ]; then echo 'Job failed.' >&2; exit 1; fi ;;\n\
+             stop) if [ -e '{d}/crash-at-stop' ]; then rm -f '{d}/crash-at-stop'; kill -9 $PPID; fi ;;\n\
              status) echo '* unit'; echo '   Active: failed' ;;\nesac\n"
         );
         let path = bin.join("systemctl");
@@ -563,6 +585,10 @@ mod tests {
             .replace(
                 "mdir=/run/clockprov",
                 &format!("mdir={}/run", dir.display()),
+            )
+            .replace(
+                "/var/lib/chrony/*.nts",
+                &format!("{}/lib/*.nts", dir.display()),
             );
         let out = std::process::Command::new("sh")
             .arg("-c")
@@ -684,6 +710,207 @@ mod tests {
             Err(ApplyError::RolledBack(_))
         ));
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "old\n");
+    }
+
+    /// A plan that switches `pools` off (as read: `content`; its `.clockprov-off` name: `off`).
+    fn switching_off(pools: &Path, content: &str, off: Option<&str>) -> HostPlan {
+        let mut p = plan(Vec::new());
+        p.unit.restart = true;
+        p.switch_off.push(crate::vendor_sources::SwitchOff {
+            path: pools.display().to_string(),
+            to: crate::vendor_sources::off_path(&pools.display().to_string()),
+            sha256: crate::utc::sha256_hex(content.as_bytes()),
+            replaces_sha256: off.map(|o| crate::utc::sha256_hex(o.as_bytes())),
+        });
+        p
+    }
+
+    #[test]
+    fn a_vendor_source_is_switched_off_in_the_transaction_and_rolled_back_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let pools = dir.path().join("ubuntu-ntp-pools.sources");
+        let off = dir.path().join("ubuntu-ntp-pools.sources.clockprov-off");
+        let read = |p: &Path| std::fs::read_to_string(p).ok();
+        let options = ApplyOptions::default();
+        std::fs::write(&pools, "pool 1\n").unwrap();
+
+        // A restart that fails: the vendor file is back under its name.
+        std::fs::write(dir.path().join("fail"), "").unwrap();
+        let p = switching_off(&pools, "pool 1\n", None);
+        let out = run(&p, &options, dir.path());
+        let Err(ApplyError::RolledBack(rollback)) = interpret(&p, &options, &out) else {
+            panic!("{out:?}");
+        };
+        assert_eq!(
+            rollback.restored,
+            [(pools.display().to_string(), Some(off.display().to_string()))]
+        );
+        assert_eq!(
+            (read(&pools).as_deref(), read(&off)),
+            (Some("pool 1\n"), None)
+        );
+        std::fs::remove_file(dir.path().join("fail")).unwrap();
+
+        // Edited since the plan read it: refused, nothing renamed.
+        let stale = switching_off(&pools, "pool 0\n", None);
+        let out = run(&stale, &options, dir.path());
+        assert!(matches!(
+            interpret(&stale, &options, &out),
+            Err(ApplyError::Drifted { path }) if path == pools.display().to_string()
+        ));
+        assert_eq!(read(&pools).as_deref(), Some("pool 1\n"));
+
+        // Switched off, one restart.
+        let out = run(&p, &options, dir.path());
+        let report = interpret(&p, &options, &out).unwrap();
+        assert_eq!(
+            report.done,
+            [
+                format!(
+                    "switched off {} (renamed to {})",
+                    pools.display(),
+                    off.display()
+                ),
+                "restarted clockprov-test-unit.service".to_owned()
+            ]
+        );
+        assert_eq!(
+            (read(&pools), read(&off).as_deref()),
+            (None, Some("pool 1\n"))
+        );
+
+        // The package brought it back, with new text: switched off again, the old one kept as a
+        // backup; a failed restart puts both back where they were.
+        std::fs::write(&pools, "pool 2\n").unwrap();
+        let again = switching_off(&pools, "pool 2\n", Some("pool 1\n"));
+        std::fs::write(dir.path().join("fail"), "").unwrap();
+        let out = run(&again, &options, dir.path());
+        assert!(matches!(
+            interpret(&again, &options, &out),
+            Err(ApplyError::RolledBack(_))
+        ));
+        assert_eq!(
+            (read(&pools).as_deref(), read(&off).as_deref()),
+            (Some("pool 2\n"), Some("pool 1\n"))
+        );
+        std::fs::remove_file(dir.path().join("fail")).unwrap();
+        let out = run(&again, &options, dir.path());
+        let report = interpret(&again, &options, &out).unwrap();
+        assert_eq!(report.backups.len(), 1, "{report:?}");
+        assert_eq!(
+            read(Path::new(&report.backups[0])).as_deref(),
+            Some("pool 1\n")
+        );
+        assert_eq!(
+            (read(&pools), read(&off).as_deref()),
+            (None, Some("pool 2\n"))
+        );
+        assert_eq!(names(&dir.path().join("run")), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_rollback_never_moves_a_switched_off_file_over_one_that_came_back() {
+        // The marker of an apply killed after its rename; the package brought the file back
+        // since, and the owed restart fails: both files stay (the rename is not undone onto the
+        // new file), and the old switched-off file's backup is not moved over it either.
+        let dir = tempfile::tempdir().unwrap();
+        let pools = dir.path().join("p.sources");
+        let off = dir.path().join("p.sources.clockprov-off");
+        std::fs::write(&pools, "new\n").unwrap();
+        std::fs::write(&off, "renamed\n").unwrap();
+        std::fs::write(dir.path().join("bak"), "older\n").unwrap();
+        std::fs::create_dir(dir.path().join("run")).unwrap();
+        std::fs::write(
+            dir.path()
+                .join("run/restart-pending.clockprov-test-unit.service"),
+            format!(
+                "+{off} {pools}\n{bak} {off}\n",
+                off = off.display(),
+                pools = pools.display(),
+                bak = dir.path().join("bak").display()
+            ),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("fail"), "").unwrap();
+        let mut pending = plan(Vec::new());
+        pending.unit.pending = true;
+        let out = run(&pending, &ApplyOptions::default(), dir.path());
+        assert!(matches!(
+            interpret(&pending, &ApplyOptions::default(), &out),
+            Err(ApplyError::RolledBack(_))
+        ));
+        let read = |p: &Path| std::fs::read_to_string(p).unwrap();
+        assert_eq!(
+            (read(&pools), read(&off), read(&dir.path().join("bak"))),
+            ("new\n".into(), "renamed\n".into(), "older\n".into())
+        );
+    }
+
+    #[test]
+    fn a_restart_owed_for_a_new_nts_ca_drops_the_saved_cookies() {
+        // Killed after writing a new CA, before chrony's stop / rm / start: the marker says the
+        // trust changed, and the next run's owed restart is that sequence, not a plain restart.
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("clockprov-ca.crt");
+        let cookies = dir.path().join("lib/192.0.2.1.nts");
+        std::fs::write(&ca, "old CA\n").unwrap();
+        std::fs::create_dir(dir.path().join("lib")).unwrap();
+        std::fs::write(&cookies, "cookie\n").unwrap();
+        std::fs::write(dir.path().join("crash-at-stop"), "").unwrap();
+        let options = ApplyOptions::default();
+        let p = plan(vec![change(&ca, Some("old CA\n"), "new CA\n")]);
+        let out = run(&p, &options, dir.path());
+        assert!(
+            matches!(
+                interpret(&p, &options, &out),
+                Err(ApplyError::CutShort { .. })
+            ),
+            "{out:?}"
+        );
+        let marker = dir
+            .path()
+            .join("run/restart-pending.clockprov-test-unit.service");
+        assert_eq!(std::fs::read_to_string(&ca).unwrap(), "new CA\n");
+        assert!(
+            std::fs::read_to_string(&marker)
+                .unwrap()
+                .lines()
+                .any(|l| l == "!nts-trust"),
+            "{out:?}"
+        );
+        assert!(cookies.exists());
+        let log = || std::fs::read_to_string(dir.path().join("systemctl.log")).unwrap();
+        let before = log().lines().count();
+
+        let mut pending = plan(Vec::new());
+        pending.unit.pending = true;
+        let out = run(&pending, &options, dir.path());
+        assert!(interpret(&pending, &options, &out).is_ok(), "{out:?}");
+        let calls: Vec<String> = log().lines().skip(before).map(str::to_owned).collect();
+        assert_eq!(
+            calls
+                .iter()
+                .filter(|c| !c.starts_with("is-active"))
+                .collect::<Vec<_>>(),
+            [
+                "stop clockprov-test-unit.service",
+                "start clockprov-test-unit.service"
+            ]
+        );
+        assert!(!cookies.exists());
+        assert!(!marker.exists());
+
+        // Without a trust change, an owed restart stays a restart (and the cookies stay).
+        std::fs::write(&cookies, "cookie\n").unwrap();
+        std::fs::write(&marker, "- /nonexistent\n").unwrap();
+        let before = log().lines().count();
+        let out = run(&pending, &options, dir.path());
+        assert!(interpret(&pending, &options, &out).is_ok(), "{out:?}");
+        assert_eq!(
+            log().lines().nth(before),
+            Some("restart clockprov-test-unit.service")
+        );
+        assert!(cookies.exists());
     }
 
     #[test]

@@ -4,7 +4,9 @@
 #   LOCK_WAIT KEEP UNIT ENABLE ACTION ACTIVE_BEFORE PACKAGE CHECK STAMP
 #   then per file: PATH KIND EXPECT MODE OWNER GROUP CONTENT
 #   then the sentinel @@args.
-# KIND is write|meta|none (none: unchanged, only its old backups pruned); EXPECT is `absent` or
+# KIND is write|meta|none|off (none: unchanged, only its old backups pruned; off: a vendor
+# source switched off, PATH renamed to PATH.clockprov-off, CONTENT being what that name holds
+# as planned: `absent` or its sha256, kept as a backup when replaced); EXPECT is `absent` or
 # the sha256 of the file as planned; ACTION is
 # restart|start|none; CHECK is `chronyd` or empty; STAMP, the UTC time in the backups' names, is
 # the controller's (no `date` process here).
@@ -31,6 +33,7 @@ clockprov_apply() {
     mdir=/run/clockprov
     marker=$mdir/restart-pending.$unit
     temps=''
+    off=.clockprov-off
     nts_trust=''
     nl='
 '
@@ -83,8 +86,14 @@ clockprov_apply() {
         printf '@@enabled %s\n' "$unit"
     fi
 
-    # A marker left by an interrupted run means the unit may still run the previous files.
-    [ -e "$marker" ] && action=restart
+    # A marker left by an interrupted run means the unit may still run the previous files, and
+    # perhaps the previous NTS trust (see mark_trust).
+    if [ -f "$marker" ]; then
+        action=restart
+        while read -r mb mp; do
+            [ "$mb" != '!nts-trust' ] || nts_trust=1
+        done <"$marker"
+    fi
     [ "$action" = none ] && { done_ok "$@"; return 0; }
     if [ "$action" = restart ] && [ -n "$nts_trust" ]; then
         # chronyd saves its NTS cookies in ntsdumpdir at exit and uses them at the next start,
@@ -135,9 +144,18 @@ said() {
     done
 }
 
-# The file must be exactly as the plan read it: fail closed when that cannot be shown.
+# The file must be exactly as the plan read it: fail closed when that cannot be shown. A vendor
+# source to switch off, and the name it gets, both.
 drift_one() {
-    [ "$2" != none ] || return 0
+    case $2 in
+    none) return 0 ;;
+    off) drift_path "$1" "$3" && drift_path "$1$off" "$7" ;;
+    *) drift_path "$1" "$3" ;;
+    esac
+}
+
+# drift_path PATH EXPECT: PATH is EXPECT (`absent` or its sha256).
+drift_path() {
     if [ -L "$1" ]; then
         printf '@@drift %s symlink\n' "$1"
         return 1
@@ -156,7 +174,7 @@ drift_one() {
     else
         cur=absent
     fi
-    if [ "$cur" != "$3" ]; then
+    if [ "$cur" != "$2" ]; then
         printf '@@drift %s %s\n' "$1" "$cur"
         return 1
     fi
@@ -225,10 +243,16 @@ owned() {
     [ "$4" = 644 ] || chmod "$4" "$1"
 }
 
-# A hard link to the current file: the backup costs no copy and is the very file that ran.
+# A hard link to the current file: the backup costs no copy and is the very file that ran. A
+# vendor source switched off: the switched-off file of an earlier run, which its rename replaces.
 backup_one() {
     eval "bak_$i=-"
-    [ "$2" = write ] && [ -e "$1" ] || return 0
+    case $2 in
+    write) set -- "$1" ;;
+    off) set -- "$1$off" ;;
+    *) return 0 ;;
+    esac
+    [ -e "$1" ] || return 0
     b=$1.clockprov-$ts.bak
     n=1
     while [ -e "$b" ]; do
@@ -246,26 +270,61 @@ backup_one() {
 # The marker lists `BACKUP PATH` (BACKUP `-`: the file did not exist) for every file to restore
 # if the unit does not come back; an earlier interrupted run's entry for a file (its older
 # backup: the file that last ran) is kept, unless a rollback cut short already moved that
-# backup back.
+# backup back. A vendor source switched off: `+PATH.clockprov-off PATH` (moved back to its name
+# if that name is free), and that new name's backup if the rename replaces one.
 mark_one() {
-    [ "$2" = write ] || return 0
+    eval "b=\$bak_$i"
+    case $2 in
+    write)
+        mark_entry "$b" "$1" || return 1
+        case $1 in *.crt) mark_trust ;; esac
+        ;;
+    off)
+        mark_entry "+$1$off" "$1" || return 1
+        [ "$b" = - ] || mark_entry "$b" "$1$off"
+        ;;
+    esac
+}
+
+# mark_entry BACKUP PATH: the marker's entry for PATH.
+mark_entry() {
     if [ -f "$marker" ]; then
         while read -r mb mp; do
-            if [ "$mp" = "$1" ] && { [ "$mb" = - ] || [ -e "$mb" ]; }; then
+            if [ "$mp" = "$2" ] && { [ "$mb" = - ] || [ -e "$mb" ]; }; then
                 return 0
             fi
         done <"$marker"
     fi
-    eval "b=\$bak_$i"
     mt=$mdir/.restart-pending.$unit.$$
     temps=$temps$mt$nl
     if ! {
         if [ -f "$marker" ]; then
             while read -r mb mp; do
-                [ "$mp" = "$1" ] || printf '%s %s\n' "$mb" "$mp"
+                [ "$mp" = "$2" ] || printf '%s %s\n' "$mb" "$mp"
             done <"$marker"
         fi
-        printf '%s %s\n' "$b" "$1"
+        printf '%s %s\n' "$1" "$2"
+    } >"$mt" || ! mv -f "$mt" "$marker"; then
+        printf '@@fail marker %s\n' "$marker"
+        return 1
+    fi
+}
+
+# The marker records that an NTS certificate or CA changes (a `!nts-trust` line): a restart a
+# later run owes for it then drops chrony's saved NTS cookies too, as this run would have.
+mark_trust() {
+    if [ -f "$marker" ]; then
+        while read -r mb mp; do
+            [ "$mb" != '!nts-trust' ] || return 0
+        done <"$marker"
+    fi
+    mt=$mdir/.restart-pending.$unit.$$
+    temps=$temps$mt$nl
+    if ! {
+        if [ -f "$marker" ]; then
+            while IFS= read -r l; do printf '%s\n' "$l"; done <"$marker"
+        fi
+        echo '!nts-trust'
     } >"$mt" || ! mv -f "$mt" "$marker"; then
         printf '@@fail marker %s\n' "$marker"
         return 1
@@ -292,6 +351,15 @@ install_one() {
         case $1 in *.crt) nts_trust=1 ;; esac
         printf '@@written %s\n' "$1"
         ;;
+    off)
+        if ! mv -f "$1" "$1$off"; then
+            printf '@@fail rename %s\n' "$1"
+            return 1
+        fi
+        d=${1%/*}
+        sync "${d:-/}" 2>/dev/null
+        printf '@@switchedoff %s %s\n' "$1" "$1$off"
+        ;;
     esac
 }
 
@@ -313,8 +381,22 @@ unit_state() {
 # Put back every file the marker names, undo our enable, bring the unit back as it was, and say
 # what now runs. The marker goes last: a run killed in here leaves it for the next one.
 roll_back() {
+    kept=''
     if [ -f "$marker" ]; then
+        # First the vendor sources switched off, back under their names. A name that is taken
+        # (the rename never happened, or the package brought the file back) keeps its file, and
+        # the switched-off one stays too, its backup entry skipped: neither content is lost.
         while read -r mb mp; do
+            case $mb in +*) mb=${mb#+} ;; *) continue ;; esac
+            if [ -e "$mp" ]; then
+                [ ! -e "$mb" ] || kept=$kept$mb$nl
+            elif [ -e "$mb" ]; then
+                mv -f "$mb" "$mp" && printf '@@restored %s %s\n' "$mp" "$mb"
+            fi
+        done <"$marker"
+        while read -r mb mp; do
+            case $mb in +* | '!'*) continue ;; esac
+            case $nl$kept in *"$nl$mp$nl"*) continue ;; esac
             if [ "$mb" = - ]; then
                 rm -f "$mp" && printf '@@removed %s\n' "$mp"
             elif [ -e "$mb" ]; then
@@ -342,8 +424,9 @@ roll_back() {
 }
 
 # Keep the newest KEEP backups of each managed file (names sort by time), those of runs that
-# were cut short included.
+# were cut short included. A vendor source switched off: the backups of its new name.
 prune_one() {
+    [ "$2" != off ] || set -- "$1$off"
     n=0
     for b in "$1".clockprov-*.bak; do
         [ ! -e "$b" ] || n=$((n + 1))

@@ -23,6 +23,7 @@ use crate::inventory::{ImageSpec, Inventory, servers_of};
 use crate::outcome::{ErrorKind, HostError};
 use crate::plan::{FileAction, FileChange, PlanError, file_changes};
 use crate::render::{RenderError, RenderInputs, Renderer};
+use crate::vendor_sources::SwitchOff;
 
 /// A link `systemctl enable` would create (or fix).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -57,6 +58,9 @@ pub struct ImagePlan {
     pub daemon: Daemon,
     pub version: DaemonVersion,
     pub files: Vec<FileChange>,
+    /// Vendor sources switched off (Ubuntu's pools file), as on hosts.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub switch_off: Vec<SwitchOff>,
     /// Links that enable the daemon.
     pub enable: Vec<LinkChange>,
     /// Links that enable the conflicting daemon, removed.
@@ -70,6 +74,7 @@ impl ImagePlan {
     #[must_use]
     pub fn has_changes(&self) -> bool {
         self.files.iter().any(|f| f.action != FileAction::Unchanged)
+            || !self.switch_off.is_empty()
             || !self.enable.is_empty()
             || !self.disable.is_empty()
             || !self.clock_state.is_empty()
@@ -141,6 +146,11 @@ pub fn plan_image(
         });
     }
     let files = file_changes(name, &desired.files, &facts.files)?;
+    let switch_off = crate::vendor_sources::plan(
+        daemon,
+        crate::daemon::Family::of(&facts.os.id),
+        &facts.files,
+    )?;
     let mut wanted_links: Vec<GuestPath> = Vec::new();
     for (targets, suffix) in [
         (&unit.install.wanted_by, "wants"),
@@ -215,6 +225,7 @@ pub fn plan_image(
         daemon,
         version: version_for(facts, daemon),
         files,
+        switch_off,
         enable,
         disable,
         clock_state,
@@ -323,17 +334,18 @@ pub fn open_root(
 /// The facts bake plans from: both daemons' configuration, units and state (which one the
 /// image gets may depend on its system).
 fn read_facts(root: &mut dyn RootFs) -> Result<ImageFacts, BakeError> {
-    Ok(image::gather(
-        root,
-        &[
-            Daemon::Timesyncd.config_path(),
-            crate::layout::TIMESYNCD_DROPIN,
-            Daemon::Chrony.config_path(),
-            // The vendor's text of chrony.conf, for a main file written whole (src/layout.rs).
-            crate::layout::CHRONY_VENDOR_COPY,
-        ],
-        &Daemon::ALL,
-    )?)
+    let vendor = crate::vendor_sources::fact_paths();
+    let paths: Vec<&str> = [
+        Daemon::Timesyncd.config_path(),
+        crate::layout::TIMESYNCD_DROPIN,
+        Daemon::Chrony.config_path(),
+        // The vendor's text of chrony.conf, for a main file written whole (src/layout.rs).
+        crate::layout::CHRONY_VENDOR_COPY,
+    ]
+    .into_iter()
+    .chain(vendor.iter().map(String::as_str))
+    .collect();
+    Ok(image::gather(root, &paths, &Daemon::ALL)?)
 }
 
 /// Open image `name`, read its facts, render and plan.
@@ -532,6 +544,9 @@ pub fn execute(image: OpenImage, stamp: &str) -> Result<BakeReport, BakeError> {
                 .map(|p| p.to_string()),
         );
     }
+    for step in &plan.switch_off {
+        switch_off(root.as_mut(), step, stamp, &mut report)?;
+    }
     for link in &plan.enable {
         root.symlink(&link.target, &link.link)?;
         report.linked.push(link.link.to_string());
@@ -552,6 +567,52 @@ pub fn execute(image: OpenImage, stamp: &str) -> Result<BakeReport, BakeError> {
     }
     root.finish()?;
     Ok(report)
+}
+
+/// Switch a vendor source off in an image: its content written under its `.clockprov-off` name
+/// (an earlier one kept as a backup), then the file removed; refused if either changed since
+/// it was read. Cut short between the two, both names hold the same content: nothing is lost,
+/// and the next bake does it again.
+fn switch_off(
+    root: &mut dyn RootFs,
+    step: &SwitchOff,
+    stamp: &str,
+    report: &mut BakeReport,
+) -> Result<(), BakeError> {
+    let drift = || BakeError::Drift {
+        path: step.path.clone(),
+    };
+    let (path, to) = (GuestPath::new(&step.path)?, GuestPath::new(&step.to)?);
+    let Entry::File { mode, .. } = root.lstat(&path)? else {
+        return Err(drift());
+    };
+    let content = root.read(&path)?;
+    if crate::utc::sha256_hex(&content) != step.sha256 {
+        return Err(drift());
+    }
+    let replaced = match root.lstat(&to)? {
+        Entry::Absent => None,
+        Entry::File { .. } => Some(crate::utc::sha256_hex(&root.read(&to)?)),
+        _ => {
+            return Err(BakeError::Drift {
+                path: step.to.clone(),
+            });
+        }
+    };
+    if replaced != step.replaces_sha256 {
+        return Err(BakeError::Drift {
+            path: step.to.clone(),
+        });
+    }
+    let backup = replaced.map(|_| format!("{}.clockprov-{stamp}.bak", to.file_name()));
+    root.write(&to, &content, mode, backup.as_deref())?;
+    root.remove(&path)?;
+    report.written.push(step.to.clone());
+    report.removed.push(step.path.clone());
+    if let Some(name) = backup {
+        report.backups.push(to.parent().join(&name)?.to_string());
+    }
+    Ok(())
 }
 
 /// How an image fared.

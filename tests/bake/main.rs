@@ -241,6 +241,10 @@ fn bake_a_root_directory_as_systemctl_enable_would() {
     assert_eq!(snapshot_tree(&target.root()), after);
 }
 
+/// Ubuntu 26.04's pools file (tests/fixtures/ubuntu-26.04), relative to the root.
+const POOLS: &str = "etc/chrony/sources.d/ubuntu-ntp-pools.sources";
+const POOLS_TEXT: &str = include_str!("../fixtures/ubuntu-26.04/ubuntu-ntp-pools.sources");
+
 /// Debian's chrony.service, as its package installs it.
 const CHRONY_UNIT: &str = "[Unit]\nDescription=chrony, an NTP client/server\nConflicts=openntpd.service ntp.service ntpsec.service systemd-timesyncd.service\n\n[Service]\nType=forking\nExecStart=/usr/sbin/chronyd $DAEMON_OPTS\n\n[Install]\nAlias=chronyd.service\nWantedBy=multi-user.target\n";
 
@@ -254,7 +258,7 @@ fn bake_a_chrony_image_when_the_inventory_chooses_chrony() {
             CHRONY_UNIT,
         )
         .unwrap();
-        fs::create_dir_all(target.path("etc/chrony")).unwrap();
+        fs::create_dir_all(target.path("etc/chrony/sources.d")).unwrap();
         // Debian 12's own chrony.conf, as its package installs it.
         fs::copy(
             concat!(
@@ -264,12 +268,27 @@ fn bake_a_chrony_image_when_the_inventory_chooses_chrony() {
             target.path("etc/chrony/chrony.conf"),
         )
         .unwrap();
+        // Ubuntu 25.10+'s pools, as its chrony package installs them.
+        fs::write(target.path(POOLS), POOLS_TEXT).unwrap();
     };
     let target = Target::new();
     prepare(&target);
     let inventory = target.inventory("  golden:\n    path: root\n    daemon: chrony\n");
+    let dry = clockprov_here(&["bake", "--dry-run"], &inventory);
+    assert!(
+        dry.stdout.contains(
+            "   ~ switch off vendor source /etc/chrony/sources.d/ubuntu-ntp-pools.sources (renamed to ubuntu-ntp-pools.sources.clockprov-off"
+        ),
+        "{dry:?}"
+    );
+    assert_eq!(fs::read_to_string(target.path(POOLS)).unwrap(), POOLS_TEXT);
     let run = clockprov_here(&["bake", "--yes"], &inventory);
     assert_eq!(run.code, 0, "{run:?}");
+    // The pools file switched off: under its new name, whole, with its mode.
+    assert!(fs::symlink_metadata(target.path(POOLS)).is_err());
+    let off = target.path(&format!("{POOLS}.clockprov-off"));
+    assert_eq!(fs::read_to_string(&off).unwrap(), POOLS_TEXT);
+    assert_eq!(fs::metadata(&off).unwrap().mode() & 0o7777, 0o644);
     // The image's own file with only its managed lines changed, as on a host.
     let conf = fs::read_to_string(target.path("etc/chrony/chrony.conf")).unwrap();
     let stock = fs::read_to_string(concat!(

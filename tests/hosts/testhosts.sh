@@ -22,7 +22,8 @@
 # stand-in that logs to H/state/systemctl.log and keeps unit state in
 # H/state/units/; apt-get logs to H/state/apt-get.log and edits
 # H/dpkg-status.  Knobs: H/state/fail-start/<unit>, H/state/slow-start/<unit>
-# (seconds to sleep before each start), H/state/fail-apt.
+# (seconds to sleep before each start), H/state/slow-stop/<unit> (the same before each
+# stop), H/state/fail-apt.
 #
 # Usage:
 #   testhosts.sh [-v] up DIR [--os OS] [--packages PKGS] [--no-seed-files]
@@ -361,7 +362,8 @@ systemctl_lib() {
 # Unit state: $H/state/units/<unit>.enabled (enabled|disabled),
 # <unit>.active (active|inactive|failed), <unit>.masked; a unit exists iff
 # its .enabled or .masked file does.  Knobs: $H/state/fail-start/<unit>,
-# $H/state/slow-start/<unit> (seconds to sleep before starting).
+# $H/state/slow-start/<unit> (seconds to sleep before starting), $H/state/slow-stop/<unit>
+# (before stopping).
 S=$H/state
 printf '%s\n' "$*" >>"$S/systemctl.log"
 
@@ -484,6 +486,7 @@ start | restart | reload-or-restart | try-restart | try-reload-or-restart | cond
 stop)
     need_units
     for u in $units; do
+        if [ -e "$S/slow-stop/$u" ]; then read -r secs <"$S/slow-stop/$u"; sleep "$secs"; fi
         if exists "$u"; then set_active "$u" inactive
         else printf 'Failed to stop %s: Unit %s not loaded.\n' "$u" "$u" >&2; rc=5; fi
     done
@@ -863,7 +866,8 @@ cmd_up() {
     for a in "${addrs[@]}"; do
         h=$dir/hosts/$a
         dirs+=("$h/etc-upper" "$h/etc-work" "$h/usr-upper/bin" "$h/usr-work"
-            "$h/state/units" "$h/state/fail-start" "$h/state/slow-start" "$h/state/pkgs")
+            "$h/state/units" "$h/state/fail-start" "$h/state/slow-start" "$h/state/slow-stop"
+            "$h/state/pkgs")
         ((seed && !redhat)) && dirs+=("$h/etc-upper/chrony" "$h/etc-upper/systemd")
         private+=("$h/root" "$h/root/.ssh")
         dirs+=("$h/home")

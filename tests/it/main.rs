@@ -23,6 +23,7 @@ mod planfile;
 mod privilege;
 mod ssh;
 mod txn;
+mod vendor_sources;
 
 use std::fmt::Write as _;
 use std::path::PathBuf;

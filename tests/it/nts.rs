@@ -11,7 +11,7 @@ use crate::support::hosts::HostSpec;
 use crate::{Clockprov, LabBuilder};
 
 /// A CA and a server certificate for `address` (its IP SAN), made with the openssl CLI.
-fn make_pki(dir: &Path, address: &str) {
+pub(crate) fn make_pki(dir: &Path, address: &str) {
     std::fs::create_dir_all(dir).unwrap();
     let openssl = |args: &[&str]| {
         let out = Command::new("openssl")

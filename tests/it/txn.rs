@@ -426,42 +426,34 @@ fn kill_trials_leave_whole_files_and_the_next_apply_converges() {
 
 /// A host that crashes between the rename and the restart keeps its marker: plan says why it
 /// restarts, apply restarts it; if that restart fails, the file from before is restored.
+/// Start `apply --yes` with `unit`'s restart on `addr` made slow, and crash the host (every
+/// process of it killed) once the restart runs: the apply's files are in place, its marker
+/// stays. Waits until the host is quiet again.
+fn crash_mid_restart(lab: &Lab, addr: &str, unit: &str) {
+    let slow = lab.hosts.host_dir(addr).join("state/slow-start").join(unit);
+    fs::write(&slow, "30\n").unwrap();
+    let apply = lab.clockprov("apply").arg("--yes").spawn();
+    let start = Instant::now();
+    let restart = format!("restart {unit}");
+    while !marker(&lab.hosts, addr, unit).exists()
+        || lab.hosts.systemctl_log(addr).last() != Some(&restart)
+    {
+        assert!(start.elapsed() < Duration::from_secs(30), "no marker came");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    crash_sessions(&lab.hosts, addr);
+    let run = apply.wait();
+    assert_eq!(run.code, 1, "{run:?}");
+    wait_quiet(&lab.hosts, addr);
+    fs::remove_file(&slow).unwrap();
+}
+
 #[test]
 fn a_restart_owed_by_a_crashed_apply_is_done_or_rolled_back_by_the_next() {
     let lab = LabBuilder::new().start();
     let client = lab.clients[0].clone();
     let unit = "systemd-timesyncd.service";
-    let crash_mid_restart = |lab: &Lab| {
-        fs::write(
-            lab.hosts
-                .host_dir(&client)
-                .join("state/slow-start")
-                .join(unit),
-            "30\n",
-        )
-        .unwrap();
-        let apply = lab.clockprov("apply").arg("--yes").spawn();
-        let start = Instant::now();
-        while !marker(&lab.hosts, &client, unit).exists()
-            || lab.hosts.systemctl_log(&client).last().map(String::as_str)
-                != Some("restart systemd-timesyncd.service")
-        {
-            assert!(start.elapsed() < Duration::from_secs(30), "no marker came");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        crash_sessions(&lab.hosts, &client);
-        let run = apply.wait();
-        assert_eq!(run.code, 1, "{run:?}");
-        wait_quiet(&lab.hosts, &client);
-        fs::remove_file(
-            lab.hosts
-                .host_dir(&client)
-                .join("state/slow-start")
-                .join(unit),
-        )
-        .unwrap();
-    };
-    crash_mid_restart(&lab);
+    crash_mid_restart(&lab, &client, unit);
     let new = lab
         .run("render", &["data-1", "--os", "ubuntu:20.04"])
         .stdout;
@@ -487,7 +479,7 @@ fn a_restart_owed_by_a_crashed_apply_is_done_or_rolled_back_by_the_next() {
         &format!("address: {client} }}"),
         &format!("address: {client}, fallback_ntp: [10.0.0.1] }}"),
     );
-    crash_mid_restart(&lab);
+    crash_mid_restart(&lab, &client, unit);
     assert!(marker(&lab.hosts, &client, unit).exists());
     lab.hosts.fail_start(&client, unit);
     let apply = lab.run("apply", &["--yes"]);
@@ -506,6 +498,59 @@ fn a_restart_owed_by_a_crashed_apply_is_done_or_rolled_back_by_the_next() {
     );
     assert_eq!(lab.hosts.read_etc(&client, TIMESYNCD).unwrap(), new);
     assert!(!marker(&lab.hosts, &client, unit).exists());
+}
+
+/// The same with Ubuntu's pools file switched off by the crashed apply (it is part of the
+/// transaction, like a file): the next plan owes only the restart (the file is off already);
+/// that restart failing puts the pools file back under its name, as it was before the crashed
+/// apply; done, nothing is left to do.
+#[test]
+fn a_pools_file_switched_off_by_a_crashed_apply_is_kept_or_put_back_by_the_next() {
+    use crate::vendor_sources::{OFF, POOLS, POOLS_TEXT, get, ubuntu_26_04};
+    let lab = LabBuilder::new()
+        .server(HostSpec::new("debian-12", "chrony"))
+        .clients(vec![HostSpec::new("debian-12", "chrony")])
+        .start();
+    let client = lab.clients[0].clone();
+    let unit = "chrony.service";
+    ubuntu_26_04(&lab, &client);
+    crash_mid_restart(&lab, &client, unit);
+    assert_eq!(get(&lab, &client, POOLS), None);
+    assert_eq!(get(&lab, &client, OFF).as_deref(), Some(POOLS_TEXT));
+    assert!(marker(&lab.hosts, &client, unit).exists());
+    let plan = lab.run("plan", &["--detailed-exitcode"]);
+    assert_eq!(plan.code, 2, "{plan:?}");
+    assert!(
+        plan.stdout
+            .contains("   ~ restart chrony.service (restart pending from an interrupted apply)\n"),
+        "{plan:?}"
+    );
+    assert!(!plan.stdout.contains("switch off"), "{plan:?}");
+
+    lab.hosts.fail_start(&client, unit);
+    let apply = lab.run("apply", &["--yes"]);
+    assert_eq!(apply.code, 1, "{apply:?}");
+    assert!(
+        apply
+            .stdout
+            .contains(&format!("restored {POOLS} from {OFF}")),
+        "{apply:?}"
+    );
+    assert_eq!(get(&lab, &client, POOLS).as_deref(), Some(POOLS_TEXT));
+    assert_eq!(get(&lab, &client, OFF), None);
+    assert!(!marker(&lab.hosts, &client, unit).exists());
+    lab.hosts.clear_fail_start(&client, unit);
+
+    // Crashed again, and this time the owed restart works: the file stays off.
+    crash_mid_restart(&lab, &client, unit);
+    let restarts = lab.restarts(&client);
+    let apply = lab.run("apply", &["--yes"]);
+    assert_eq!(apply.code, 0, "{apply:?}");
+    assert_eq!(lab.restarts(&client), restarts + 1);
+    assert_eq!(get(&lab, &client, POOLS), None);
+    assert_eq!(get(&lab, &client, OFF).as_deref(), Some(POOLS_TEXT));
+    assert!(!marker(&lab.hosts, &client, unit).exists());
+    assert_eq!(lab.run("plan", &["--detailed-exitcode"]).code, 0);
 }
 
 #[test]
@@ -744,4 +789,67 @@ fn rollback_says_what_failed_and_what_runs_and_backups_are_pruned() {
             .0,
         "disabled"
     );
+}
+
+/// A client whose apply is killed after writing a new NTS CA, before chrony's stop / cookie
+/// removal / start (its `stop` made slow, the host crashed during it): the marker says the
+/// trust changed, so the next apply's owed restart is that sequence again, not a plain restart
+/// that would keep the cookies of the old trust.
+#[test]
+fn a_restart_owed_for_a_new_nts_ca_still_drops_the_cookies() {
+    let lab = LabBuilder::new()
+        .clients(vec![HostSpec::new("debian-12", "chrony")])
+        .start();
+    let (server, client) = (lab.server.clone(), lab.clients[0].clone());
+    let unit = "chrony.service";
+    for pki in ["pki", "pki2"] {
+        crate::nts::make_pki(&lab.hosts.dir().join(pki), &server);
+    }
+    lab.rewrite_inventory(
+        "    local_stratum: 10\n",
+        "    local_stratum: 10\n    nts: { certificate: pki/server.crt, key: pki/server.key }\n",
+    );
+    lab.rewrite_inventory(
+        &format!("{{ address: {client} }}"),
+        &format!("{{ address: {client}, daemon: chrony, nts: {{ trusted_certs: pki/ca.crt }} }}"),
+    );
+    let first = lab.run("apply", &["--yes"]);
+    assert_eq!(first.code, 0, "{first:?}");
+
+    // A new CA; the host crashes while chrony is being stopped.
+    lab.rewrite_inventory("trusted_certs: pki/ca.crt", "trusted_certs: pki2/ca.crt");
+    let slow = lab
+        .hosts
+        .host_dir(&client)
+        .join("state/slow-stop")
+        .join(unit);
+    fs::write(&slow, "30\n").unwrap();
+    let apply = lab.clockprov("apply").arg("--yes").spawn();
+    let start = Instant::now();
+    let stop = format!("stop {unit}");
+    while lab.hosts.systemctl_log(&client).last() != Some(&stop) {
+        assert!(start.elapsed() < Duration::from_secs(30), "no stop came");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    crash_sessions(&lab.hosts, &client);
+    assert_eq!(apply.wait().code, 1);
+    wait_quiet(&lab.hosts, &client);
+    fs::remove_file(&slow).unwrap();
+    let new_ca = fs::read_to_string(lab.hosts.dir().join("pki2/ca.crt")).unwrap();
+    assert_eq!(
+        lab.hosts.read_etc(&client, "chrony/nts/clockprov-ca.crt"),
+        Some(new_ca)
+    );
+    let recorded = fs::read_to_string(marker(&lab.hosts, &client, unit)).unwrap();
+    assert!(recorded.lines().any(|l| l == "!nts-trust"), "{recorded}");
+
+    let before = lab.service_changes(&client).len();
+    let owed = lab.run("apply", &["--yes"]);
+    assert_eq!(owed.code, 0, "{owed:?}");
+    assert_eq!(
+        lab.service_changes(&client)[before..],
+        [format!("stop {unit}"), format!("start {unit}")]
+    );
+    assert!(!marker(&lab.hosts, &client, unit).exists());
+    assert_eq!(lab.run("plan", &["--detailed-exitcode"]).code, 0);
 }

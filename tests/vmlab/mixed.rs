@@ -2,7 +2,8 @@
 //! clockprov supports, booted fresh from their own images (`lab.sh up --only`, each image
 //! bootstrapped from that distribution's archive), each left to its OS's default daemon:
 //! systemd-timesyncd, but chrony on Ubuntu 26.04, whose packaged NTS pools the lab cannot
-//! reach; and Ubuntu 22.04 ([`SWAPPED`]) asked for chrony in the inventory: the package swap,
+//! reach (its packaged pools file switched off: renamed to `.clockprov-off`, a shown step);
+//! and Ubuntu 22.04 ([`SWAPPED`]) asked for chrony in the inventory: the package swap,
 //! by the VM's real apt from the offline repository in its image (`lab.sh`'s
 //! `add_offline_repo`). `plan` shows each one's own file (on a chrony host that has one, only
 //! the managed lines of its own chrony.conf; and the swap), `apply --wait-sync` converges them
@@ -89,6 +90,10 @@ const SWAPPED: &str = "ubuntu22";
 /// clockprov's timesyncd drop-in (the vendor's timesyncd.conf is left as shipped).
 const TIMESYNCD_DROPIN: &str = "/etc/systemd/timesyncd.conf.d/zz-clockprov.conf";
 const CHRONY_CONF: &str = "/etc/chrony/chrony.conf";
+/// Ubuntu 25.10+'s NTS pools (installed by chrony's postinst with ucf), and the name clockprov
+/// switches it off to.
+const POOLS: &str = "/etc/chrony/sources.d/ubuntu-ntp-pools.sources";
+const POOLS_OFF: &str = "/etc/chrony/sources.d/ubuntu-ntp-pools.sources.clockprov-off";
 
 /// The files of `packages` on `vm` that are not what the package shipped (`dpkg --verify`:
 /// checksums against dpkg's database). Documentation is left out of the lab's images
@@ -161,6 +166,19 @@ fn plan_follows_only_zcloud(plan: &serde_json::Value, m: &Member) {
         ],
         "{diff}"
     );
+    // The packaged pools are switched off (renamed, a shown step), and chrony will use the LAN
+    // server alone.
+    let steps = h["plan"]["switch_off"].as_array().unwrap();
+    assert_eq!(steps.len(), 1, "{h:#}");
+    assert_eq!(steps[0]["path"], POOLS, "{h:#}");
+    assert_eq!(steps[0]["to"], POOLS_OFF, "{h:#}");
+    let servers: Vec<&str> = h["effective"]["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["server"].as_str().unwrap())
+        .collect();
+    assert_eq!(servers, vec!["192.168.6.200"], "{}: {h:#}", m.vm);
 }
 
 /// Is `line` one clockprov manages in a chrony main file (src/layout.rs)?
@@ -225,12 +243,7 @@ fn plan_swaps_to_chrony(plan: &serde_json::Value, m: &Member) {
     eprintln!("{} ({}), the package swap:\n{diff}", m.vm, m.os);
     let (_, added) = changed_lines(diff);
     assert!(added.contains(&"server 192.168.6.200 iburst"), "{diff}");
-    assert!(
-        !added
-            .iter()
-            .any(|l| l.starts_with("pool ") || l.starts_with("sourcedir ")),
-        "{diff}"
-    );
+    assert!(!added.iter().any(|l| l.starts_with("pool ")), "{diff}");
     assert!(added.iter().any(|l| l.starts_with("makestep ")), "{diff}");
     assert_eq!(h["plan"]["unit"]["unit"], "chrony.service", "{h:#}");
     assert_eq!(h["plan"]["unit"]["enable"], true, "{h:#}");
@@ -407,6 +420,8 @@ fn a_mixed_fleet_converges_and_keeps_the_vendor_files() {
                 "{}: {sources}",
                 m.vm
             );
+            // The pools file switched off: under its new name, whole; not under its own.
+            lab.ssh(m.vm, &format!("test -s {POOLS_OFF} && test ! -e {POOLS}"));
         } else {
             lab.assert_timesyncd_follows_zcloud(m.vm);
         }
@@ -436,9 +451,11 @@ fn a_mixed_fleet_converges_and_keeps_the_vendor_files() {
                 "{}: {modified:?}",
                 m.vm
             );
+            // The pools file is ucf's, not dpkg's: renamed, dpkg finds nothing changed. Its
+            // content is the package's (/usr/share/chrony), so renaming it back undoes it.
             lab.ssh(
                 m.vm,
-                "test -s /etc/chrony/sources.d/ubuntu-ntp-pools.sources",
+                &format!("cmp {POOLS_OFF} /usr/share/chrony/ubuntu-ntp-pools.sources"),
             );
             continue;
         }

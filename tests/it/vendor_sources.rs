@@ -1,0 +1,188 @@
+//! Ubuntu 25.10+'s pools file switched off on chrony hosts (issue 12 item 3): sshd test hosts
+//! that present Ubuntu 26.04's os-release and its `sources.d/ubuntu-ntp-pools.sources` (the
+//! real file, from the lab's 26.04 root), a chrony server and a client left to its OS's
+//! default (chrony on 26.04). Debian 12's real chronyd checks every rendered file.
+
+use crate::support::hosts::HostSpec;
+use crate::{Lab, LabBuilder};
+
+pub(crate) const POOLS: &str = "/etc/chrony/sources.d/ubuntu-ntp-pools.sources";
+pub(crate) const OFF: &str = "/etc/chrony/sources.d/ubuntu-ntp-pools.sources.clockprov-off";
+pub(crate) const POOLS_TEXT: &str =
+    include_str!("../fixtures/ubuntu-26.04/ubuntu-ntp-pools.sources");
+const OS_RELEASE: &str = include_str!("../fixtures/ubuntu-26.04/os-release");
+const STEP: &str = "   ~ switch off vendor source /etc/chrony/sources.d/ubuntu-ntp-pools.sources (renamed to ubuntu-ntp-pools.sources.clockprov-off: chrony reads only *.sources; rename it back to undo)\n";
+
+/// Write `content` to `path` on the host (through the real ssh client, base64 on the command
+/// line: the content has quotes).
+fn put(lab: &Lab, addr: &str, path: &str, content: &str) {
+    let encoded = base64_encode(content.as_bytes());
+    lab.hosts.root(
+        addr,
+        &format!(
+            "mkdir -p \"$(dirname {path})\" && echo {encoded} | base64 -d > {path}.new && mv {path}.new {path}"
+        ),
+    );
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("base64")
+        .arg("-w0")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(bytes).unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The host's file at `path`, or None when there is none.
+pub(crate) fn get(lab: &Lab, addr: &str, path: &str) -> Option<String> {
+    let out = lab.hosts.ssh(addr, &format!("cat {path}"));
+    out.status
+        .success()
+        .then(|| String::from_utf8(out.stdout).unwrap())
+}
+
+/// A host made to look like Ubuntu 26.04 with its pools file as chrony's package installs it.
+pub(crate) fn ubuntu_26_04(lab: &Lab, addr: &str) {
+    put(lab, addr, "/etc/os-release", OS_RELEASE);
+    put(lab, addr, POOLS, POOLS_TEXT);
+}
+
+/// Step 2: a saved plan, and the client's pools file edited since: refused there, nothing done;
+/// the server is applied from it. The client's file is then given back its package's text.
+fn an_edited_pools_file_refuses_the_saved_plan(lab: &Lab, server: &str, client: &str) {
+    let saved = lab.hosts.dir().join("reviewed.plan");
+    let planned = lab.run("plan", &["--out", saved.to_str().unwrap()]);
+    assert_eq!(planned.code, 0, "{planned:?}");
+    let shown = crate::Clockprov::new().arg("show").arg(&saved).run();
+    assert_eq!(shown.stdout.matches(STEP).count(), 2, "{shown:?}");
+    let edited = format!("{POOLS_TEXT}pool 0.ubuntu.pool.ntp.org iburst\n");
+    put(lab, client, POOLS, &edited);
+    let restarts = lab.restarts(client);
+    let refused = crate::Clockprov::new().arg("apply").arg(&saved).run();
+    assert_eq!(refused.code, 1, "{refused:?}");
+    assert!(
+        refused.stdout.contains(&format!(
+            "refused: the host changed since the plan was reviewed: file {POOLS}: its sha256 differs"
+        )),
+        "{refused:?}"
+    );
+    assert_eq!(get(lab, client, POOLS).as_deref(), Some(edited.as_str()));
+    assert_eq!(get(lab, client, OFF), None);
+    assert_eq!(lab.restarts(client), restarts);
+    // The server's was applied from the saved plan.
+    assert_eq!(get(lab, server, POOLS), None);
+    assert_eq!(get(lab, server, OFF).as_deref(), Some(POOLS_TEXT));
+    put(lab, client, POOLS, POOLS_TEXT);
+}
+
+#[test]
+fn the_pools_file_is_switched_off_in_the_transaction_and_stays_off() {
+    let lab = LabBuilder::new()
+        .server(HostSpec::new("debian-12", "chrony"))
+        .clients(vec![HostSpec::new("debian-12", "chrony")])
+        .start();
+    let (server, client) = (lab.server.clone(), lab.clients[0].clone());
+    ubuntu_26_04(&lab, &server);
+    ubuntu_26_04(&lab, &client);
+
+    // 1. Shown for both (the server's chrony.conf reads sources.d; the client's too, once its
+    //    file keeps the vendor's `sourcedir`), and the pools are not among the servers chrony
+    //    will use after the plan.
+    let plan = lab.run("plan", &["--detailed-exitcode"]);
+    assert_eq!(plan.code, 2, "{plan:?}");
+    assert_eq!(plan.stdout.matches(STEP).count(), 2, "{plan:?}");
+    assert!(
+        plan.stdout.contains("(127.0.1.")
+            && plan.stdout.contains("chrony client; Ubuntu 26.04.1 LTS"),
+        "{plan:?}"
+    );
+    assert!(
+        !plan
+            .stdout
+            .contains("ntp.ubuntu.com iburst maxsources 1 nts"),
+        "{plan:?}"
+    );
+    assert!(!plan.stdout.contains("1.ntp.ubuntu.com"), "{plan:?}");
+    let json = lab.run("plan", &["--format", "json"]).json();
+    for host in json["hosts"].as_array().unwrap() {
+        assert_eq!(host["plan"]["switch_off"][0]["path"], POOLS, "{host:#}");
+        assert_eq!(host["plan"]["switch_off"][0]["to"], OFF, "{host:#}");
+        assert_eq!(host["plan"]["unit"]["restart"], true, "{host:#}");
+    }
+
+    an_edited_pools_file_refuses_the_saved_plan(&lab, &server, &client);
+
+    // 3. chrony does not come back up: the pools file is back under its name, with the files.
+    lab.hosts.fail_start(&client, "chrony");
+    let failed = lab.run("apply", &["--yes"]);
+    assert_eq!(failed.code, 1, "{failed:?}");
+    assert!(
+        failed
+            .stdout
+            .contains(&format!("restored {POOLS} from {OFF}")),
+        "{failed:?}"
+    );
+    assert_eq!(get(&lab, &client, POOLS).as_deref(), Some(POOLS_TEXT));
+    assert_eq!(get(&lab, &client, OFF), None);
+    lab.hosts.clear_fail_start(&client, "chrony");
+
+    // 4. Applied: renamed, chrony restarted once; then nothing more to do.
+    let restarts = lab.restarts(&client);
+    let records = lab.hosts.dir().join("records");
+    let applied = lab.run("apply", &["--yes", "--record", records.to_str().unwrap()]);
+    assert_eq!(applied.code, 0, "{applied:?}");
+    // The record names the step and the content switched off.
+    let record = std::fs::read_dir(&records)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(record.path()).unwrap()).unwrap();
+    let host = &record["hosts"][1];
+    assert_eq!(host["name"], "data-1", "{record:#}");
+    assert_eq!(host["switched_off"][0]["path"], POOLS, "{record:#}");
+    assert_eq!(
+        host["switched_off"][0]["sha256"].as_str().unwrap().len(),
+        64,
+        "{record:#}"
+    );
+    assert!(
+        applied
+            .stdout
+            .contains(&format!("switched off {POOLS} (renamed to {OFF})")),
+        "{applied:?}"
+    );
+    assert_eq!(get(&lab, &client, POOLS), None);
+    assert_eq!(get(&lab, &client, OFF).as_deref(), Some(POOLS_TEXT));
+    assert_eq!(lab.restarts(&client), restarts + 1);
+    let again = lab.run("plan", &["--detailed-exitcode"]);
+    assert_eq!(again.code, 0, "{again:?}");
+
+    // 5. A package upgrade brings a new pools file: switched off again, the earlier one kept.
+    let upgraded = POOLS_TEXT.replace("maxsources 1 nts prefer", "maxsources 2 nts prefer");
+    put(&lab, &client, POOLS, &upgraded);
+    let plan = lab.run("plan", &["--detailed-exitcode"]);
+    assert_eq!(plan.code, 2, "{plan:?}");
+    assert!(
+        plan.stdout.contains(&format!(
+            "~ switch off vendor source {POOLS} again (it came back"
+        )),
+        "{plan:?}"
+    );
+    let applied = lab.run("apply", &["--yes"]);
+    assert_eq!(applied.code, 0, "{applied:?}");
+    assert_eq!(get(&lab, &client, POOLS), None);
+    assert_eq!(get(&lab, &client, OFF).as_deref(), Some(upgraded.as_str()));
+    let backups = lab
+        .hosts
+        .ssh(&client, &format!("cat {OFF}.clockprov-*.bak"));
+    assert_eq!(String::from_utf8_lossy(&backups.stdout), POOLS_TEXT);
+    let again = lab.run("plan", &["--detailed-exitcode"]);
+    assert_eq!(again.code, 0, "{again:?}");
+}
