@@ -131,6 +131,64 @@ pub const BACKEND_SETTINGS: &str = "LIBGUESTFS_BACKEND_SETTINGS";
 /// Set once the appliance died under KVM in this process: later images go straight to TCG.
 static KVM_FAILED: AtomicBool = AtomicBool::new(false);
 
+/// Wait until a qemu left by a killed launch is gone: libguestfs's recovery process polls
+/// every 2 s for guestfish and then stops qemu, whose lock on `disks` the retry needs (seen:
+/// a retry at once fails with "appliance closed the connection unexpectedly"). Then (at most
+/// 30 s) until no qemu holds a lock on any of `disks`.
+fn wait_for_unlocked(disks: &[Disk]) {
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < deadline
+        && disks
+            .iter()
+            .any(|d| matches!(probe(&d.path), Err(ImageError::Locked { .. })))
+    {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
+
+/// How long an appliance may take to start under KVM before it is taken for one that hangs.
+const KVM_LAUNCH_LIMIT: std::time::Duration = std::time::Duration::from_secs(90);
+
+/// Kills guestfish (`pid`, not yet reaped by us, so not reused) if the launch outlasts
+/// [`KVM_LAUNCH_LIMIT`].
+struct LaunchWatchdog {
+    done: std::sync::Arc<AtomicBool>,
+    thread: JoinHandle<bool>,
+}
+
+impl LaunchWatchdog {
+    fn start(pid: u32) -> LaunchWatchdog {
+        let done = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = done.clone();
+        let thread = std::thread::spawn(move || {
+            let deadline = std::time::Instant::now() + KVM_LAUNCH_LIMIT;
+            while std::time::Instant::now() < deadline {
+                if flag.load(Ordering::Acquire) {
+                    return false;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            if flag.load(Ordering::Acquire) {
+                return false;
+            }
+            let Ok(pid) = libc::pid_t::try_from(pid) else {
+                return false;
+            };
+            // SAFETY: kill(2) with a pid of our own unreaped child and a constant signal.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            true
+        });
+        LaunchWatchdog { done, thread }
+    }
+
+    /// Stop watching; whether it fired.
+    fn stop(self) -> bool {
+        self.done.store(true, Ordering::Release);
+        self.thread.join().unwrap_or(false)
+    }
+}
+
 /// `LIBGUESTFS_BACKEND_SETTINGS` with `force_tcg` added (settings are colon-separated).
 fn settings_with_tcg(current: Option<&str>) -> String {
     match current {
@@ -360,6 +418,9 @@ impl GuestfsRoot {
                         launch_reason(&e.to_string())
                     );
                 }
+                // A qemu killed by the launch watchdog goes a moment later (libguestfs's
+                // recovery process polls): its image lock must be gone before the retry.
+                wait_for_unlocked(disks);
                 Self::start(name, disks, &formats, readonly, true).map_err(|e| match e {
                     StartError::LaunchDied(e) | StartError::Other(e) => e,
                 })
@@ -441,7 +502,21 @@ impl GuestfsRoot {
             nonce: session_nonce(),
             staging,
         };
-        if let Err(e) = root.call("run", &[]) {
+        // Under KVM the appliance starts in seconds; where /dev/kvm exists but the nested
+        // virtualisation under it does not work, it may spin forever instead of dying (seen on
+        // this project's CI machines). A watchdog kills guestfish then (libguestfs's recovery
+        // process stops qemu once guestfish is reaped), and the start counts as a launch death: tried again
+        // under TCG. Under TCG there is no limit (a slow machine is not a broken one).
+        let watchdog = (!force_tcg).then(|| LaunchWatchdog::start(root.child.id()));
+        let launched = root.call("run", &[]);
+        let timed_out = watchdog.is_some_and(LaunchWatchdog::stop);
+        if let Err(e) = launched {
+            if timed_out {
+                return Err(StartError::LaunchDied(RootError::Guestfs(format!(
+                    "guestfish run: the appliance did not start within {} s under KVM",
+                    KVM_LAUNCH_LIMIT.as_secs()
+                ))));
+            }
             let text = e.to_string();
             if is_lock_message(&text) {
                 return Err(StartError::Other(
