@@ -20,6 +20,8 @@ die() { log "error: $*"; exit 1; }
 
 work=$(mktemp -d /var/tmp/clockprov-package-test.XXXXXX)
 trap 'rm -rf "$work"' EXIT
+# apt checks signatures as _apt, which must read Ubuntu's keyring in here (mktemp made it 0700).
+chmod 755 "$work"
 mkdir -p "$CACHE"
 
 # root_tar NAME: the cached minbase root NAME.tar, bootstrapped when missing.
