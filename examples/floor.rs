@@ -129,6 +129,7 @@ fn main() -> ExitCode {
         max_output: clockprov::ssh::transport::DEFAULT_MAX_OUTPUT,
         progress: false,
         max_file_size: clockprov::host::facts::DEFAULT_MAX_FILE_SIZE,
+        keep_shells: false,
     };
     let connector = match Connector::new(&inventory, &options) {
         Ok(connector) => Arc::new(connector),

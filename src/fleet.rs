@@ -28,6 +28,9 @@ pub struct RunOptions {
     pub progress: bool,
     /// The largest managed file read from a host, in bytes (`--max-file-size`).
     pub max_file_size: u64,
+    /// Keep each host's facts shell for apply's transaction (apply sets it; see
+    /// [`crate::ssh::sudo::Privileged::run_script_keeping_shell`]).
+    pub keep_shells: bool,
 }
 
 impl RunOptions {

@@ -124,6 +124,7 @@ pub fn facts(output: &[u8]) {
         units: &["chrony.service", "systemd-timesyncd.service"],
         dropins: &crate::effective::EVERY_DROPIN_DIR,
         max_file_size: crate::host::facts::DEFAULT_MAX_FILE_SIZE,
+        held_marker: "fuzz",
     };
     if let Ok(facts) = crate::host::facts::parse(output, &request) {
         effective_settings(&facts, output);

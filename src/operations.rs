@@ -131,14 +131,17 @@ pub async fn plan_hosts(
         .iter()
         .map(|h| HostResult::new(h, HostStatus::Failed))
         .collect();
-    let max_file_size = options.max_file_size;
+    let read = FactsRead {
+        max_file_size: options.max_file_size,
+        keep_shell: options.keep_shells,
+    };
     let outcomes = fleet::for_each(
         hosts,
         options.forks,
         options.progress("planning"),
         move |host, status| {
             let (connector, renderer) = (connector.clone(), renderer.clone());
-            async move { plan_host(&connector, &renderer, &host, max_file_size, &status).await }
+            async move { plan_host(&connector, &renderer, &host, read, &status).await }
         },
     )
     .await;
@@ -175,10 +178,10 @@ async fn plan_host(
     connector: &Connector,
     renderer: &Renderer,
     host: &Host,
-    max_file_size: u64,
+    read: FactsRead,
     status: &Status,
 ) -> Result<Planned, HostError> {
-    let facts = read_facts(connector, host, max_file_size, status).await?;
+    let facts = read_facts(connector, host, read, status).await?;
     status.set("planning");
     let daemon = host.daemon(&facts.os.id, &facts.os.version_id);
     crate::daemon::check_available(daemon, &facts.os.id, &facts.os.pretty_name)?;
@@ -235,12 +238,21 @@ fn log_plan(plan: &HostPlan) {
     }
 }
 
+/// How a host's facts are read.
+#[derive(Debug, Clone, Copy)]
+struct FactsRead {
+    /// `--max-file-size`.
+    max_file_size: u64,
+    /// Keep the facts shell for the transaction (apply).
+    keep_shell: bool,
+}
+
 /// Connect to `host` and read what it has of what its daemon needs.
 /// Refused when the system is not one clockprov knows: its layout would half-work.
 async fn read_facts(
     connector: &Connector,
     host: &Host,
-    max_file_size: u64,
+    read: FactsRead,
     status: &Status,
 ) -> Result<HostFacts, HostError> {
     let name = host.name.as_str();
@@ -269,27 +281,31 @@ async fn read_facts(
         .chain(nts_paths.iter().map(String::as_str))
         .chain(vendor_paths.iter().map(String::as_str))
         .collect();
+    let held_marker = facts::held_marker();
     let request = FactsRequest {
         paths: &paths,
         units: &Daemon::every_unit(),
         dropins: &crate::effective::EVERY_DROPIN_DIR,
-        max_file_size,
+        max_file_size: read.max_file_size,
+        held_marker: &held_marker,
     };
     let script = facts::script(&request)?;
-    let read = || async {
-        root.run_script(&script).await.map_err(|e| match e {
-            BecomeError::Ssh(e) => HostError::from(e).context("reading facts"),
-            // sudo's refusals say what they are about.
-            e => HostError::from(e),
-        })
+    let read_once = || async {
+        root.run_script_keeping_shell(&script, &held_marker, read.keep_shell)
+            .await
+            .map_err(|e| match e {
+                BecomeError::Ssh(e) => HostError::from(e).context("reading facts"),
+                // sudo's refusals say what they are about.
+                e => HostError::from(e),
+            })
     };
-    let mut out = read().await?;
+    let mut out = read_once().await?;
     let mut parsed = facts::parse(&out.stdout, &request);
     if parsed.is_err() {
         // A file replaced between the script's `stat` and its read (an apply running on the
         // host at this moment) breaks the framing: read once more before calling the host bad.
         tracing::debug!("facts did not parse; reading them again");
-        out = read().await?;
+        out = read_once().await?;
         parsed = facts::parse(&out.stdout, &request);
     }
     let facts = parsed.map_err(|e| {
@@ -344,7 +360,11 @@ pub(crate) async fn apply_reviewed(
         .enumerate()
         .filter(|(_, r)| r.saved.plan.changes)
         .unzip();
-    let max_file_size = options.max_file_size;
+    // The shell that reads a host's facts again runs its transaction too.
+    let read = FactsRead {
+        max_file_size: options.max_file_size,
+        keep_shell: true,
+    };
     let outcomes = fleet::for_each(
         changes,
         options.forks,
@@ -353,7 +373,7 @@ pub(crate) async fn apply_reviewed(
             let connector = connector.clone();
             async move {
                 let facts =
-                    read_facts(&connector, &reviewed.host, max_file_size, &status).await?;
+                    read_facts(&connector, &reviewed.host, read, &status).await?;
                 let plan = reviewed.saved.verify(&facts, &reviewed.host.nts).map_err(|changes| {
                     HostError::new(
                         ErrorKind::Drift,

@@ -113,6 +113,7 @@ impl HostError {
             | SshError::CommandTimeout { .. }
             | SshError::Protocol(_) => ErrorKind::Unreachable,
             SshError::OutputTooLarge { .. } => ErrorKind::OutputTooLarge,
+            SshError::KeptShellGone { .. } => ErrorKind::RemoteCommandFailed,
             SshError::HostKeyUnknown { .. }
             | SshError::HostCertificate { .. }
             | SshError::LearnKey { .. } => ErrorKind::HostKeyUnknown,

@@ -103,7 +103,9 @@ pub(crate) fn run(args: &ApplyArgs) -> anyhow::Result<u8> {
     if let Some(plan) = &args.plan {
         return reviewed(args, plan);
     }
-    let prepared = prepare(&args.fleet, args.templates.clone())?;
+    let mut prepared = prepare(&args.fleet, args.templates.clone())?;
+    // Each host's facts shell waits to run its transaction: no second channel or login shell.
+    prepared.options.keep_shells = true;
     let recorder = recorder(args)?;
     let results = plan_results(&prepared);
     let changes = results
@@ -136,6 +138,7 @@ pub(crate) fn run(args: &ApplyArgs) -> anyhow::Result<u8> {
         }
         results
     };
+    prepared.runtime.block_on(prepared.connector.release_kept());
     print_applied(args, &results, written.as_deref())?;
     let code = if Summary::of(&results).has_errors() || record_failed {
         EXIT_ERROR
@@ -181,6 +184,7 @@ fn reviewed(args: &ApplyArgs, path: &Path) -> anyhow::Result<u8> {
         .as_ref()
         .and_then(|recorder| write_record(recorder, &prepared, started, &results));
     let record_failed = recorder.is_some() && written.is_none();
+    prepared.runtime.block_on(prepared.connector.release_kept());
     print_applied(args, &results, written.as_deref())?;
     let code = if Summary::of(&results).has_errors() || record_failed {
         EXIT_ERROR

@@ -231,6 +231,7 @@ fn prepare_at(
         max_output: args.max_output,
         progress: true,
         max_file_size: args.max_file_size,
+        keep_shells: false,
     };
     let secrets = Secrets::from_environment(args.become_password_file.as_deref())?;
     let connector = Arc::new(Connector::with_secrets(

@@ -286,8 +286,21 @@ mark_one() {
     esac
 }
 
-# mark_entry BACKUP PATH: the marker's entry for PATH.
+# mark_entry BACKUP PATH: the marker's entry for PATH. With no marker yet (the usual case) it is
+# created whole by one write of the shell's, no process: noclobber makes the create exclusive,
+# and a run killed between the create and the write leaves an empty marker, which owes only a
+# restart (nothing was replaced yet: a marker is written before the first rename). Adding to an
+# existing marker rewrites it through a temporary file and `mv`, so it is never half-written.
 mark_entry() {
+    if [ ! -e "$marker" ]; then
+        set -C
+        printf '%s %s\n' "$1" "$2" >"$marker"
+        rc=$?
+        set +C
+        [ "$rc" = 0 ] && return 0
+        printf '@@fail marker %s\n' "$marker"
+        return 1
+    fi
     if [ -f "$marker" ]; then
         while read -r mb mp; do
             if [ "$mp" = "$2" ] && { [ "$mb" = - ] || [ -e "$mb" ]; }; then

@@ -145,6 +145,8 @@ pub struct FactsRequest<'a> {
     pub dropins: &'a [DropinDir],
     pub units: &'a [&'a str],
     pub max_file_size: u64,
+    /// The script's last line is `@@held MARKER` (see [`held_marker`]).
+    pub held_marker: &'a str,
 }
 
 /// A unit or package name as the script passes it to `systemctl`/`dpkg-query`: a word of the
@@ -190,8 +192,14 @@ fn in_dropin_dir(request: &FactsRequest<'_>, path: &str) -> bool {
 /// A path is not absolute or holds a newline, or a unit name is not one systemd allows.
 pub fn script(request: &FactsRequest<'_>) -> Result<RemoteScript, FactsError> {
     let packages: Vec<&str> = Daemon::ALL.iter().map(|d| d.package()).collect();
+    let ok = !request.held_marker.is_empty()
+        && request
+            .held_marker
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-');
     let mut args = vec![
         ShellWord::number(request.max_file_size),
+        word(request.held_marker, "not a marker", ok)?,
         count(packages.len()),
     ];
     for package in &packages {
@@ -217,6 +225,24 @@ pub fn script(request: &FactsRequest<'_>) -> Result<RemoteScript, FactsError> {
         args.push(word(path, "not an absolute path on one line", ok)?);
     }
     Ok(RemoteScript::new(include_str!("facts.sh")).args(args))
+}
+
+/// A fresh marker for a facts read (see [`FactsRequest::held_marker`]): unguessable, so that
+/// no file a host holds can end its facts early.
+///
+/// # Panics
+/// If the system's random number generator fails.
+#[must_use]
+pub fn held_marker() -> String {
+    use ring::rand::SecureRandom as _;
+    let mut bytes = [0u8; 12];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .expect("the system random number generator works");
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
 }
 
 /// A path's `stat` line: raw mode (hex), size, permissions (octal), owner, group.
@@ -307,6 +333,9 @@ fn parse_units(
 /// The output is cut short or malformed, a managed file is over the size limit, or the files
 /// changed (or could not be read) while being read.
 pub fn parse(output: &[u8], request: &FactsRequest<'_>) -> Result<HostFacts, FactsError> {
+    // The line that says the shell waits to be given apply's transaction is not a fact.
+    let held = format!("@@held {}\n", request.held_marker);
+    let output = output.strip_suffix(held.as_bytes()).unwrap_or(output);
     let mut facts = HostFacts::default();
     let mut os_release = String::new();
     let mut listed: Vec<Stat> = Vec::new();
@@ -508,6 +537,7 @@ mod tests {
             suffix: ".conf",
         }],
         max_file_size: 64,
+        held_marker: "m4rker",
     };
 
     fn output(files: &str, read: &str) -> Vec<u8> {
@@ -681,7 +711,7 @@ mod tests {
         let text = script(&REQUEST).unwrap().text();
         assert!(
             text.starts_with(
-                "{\nset -- '64' '2' 'chrony' 'systemd-timesyncd' '2' 'chrony.service' 'systemd-timesyncd.service' '1' '/etc/d' '.conf' '/etc/chrony/chrony.conf' '/etc/systemd/timesyncd.conf' '/etc/l'\n"
+                "{\nset -- '64' 'm4rker' '2' 'chrony' 'systemd-timesyncd' '2' 'chrony.service' 'systemd-timesyncd.service' '1' '/etc/d' '.conf' '/etc/chrony/chrony.conf' '/etc/systemd/timesyncd.conf' '/etc/l'\n"
             ),
             "{text}"
         );
@@ -702,6 +732,14 @@ mod tests {
                 units: &["a b"],
                 ..REQUEST
             },
+            FactsRequest {
+                held_marker: "a'b",
+                ..REQUEST
+            },
+            FactsRequest {
+                held_marker: "",
+                ..REQUEST
+            },
         ] {
             assert!(matches!(script(&bad), Err(FactsError::BadRequest { .. })));
         }
@@ -711,6 +749,72 @@ mod tests {
     /// `dpkg-query`; `systemctl` may have no systemd to ask, which leaves the units unknown).
     fn run_here(request: &FactsRequest<'_>) -> Result<HostFacts, FactsError> {
         parse(&script(request).unwrap().run_here(&[], ""), request)
+    }
+
+    /// Run the facts script here as a kept shell: its text, then (once it has printed its
+    /// marker line, as the controller waits for it) `then` on its stdin; everything it prints.
+    fn run_kept_here(then: &str) -> String {
+        use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+        use std::process::{Command, Stdio};
+        let request = FactsRequest {
+            paths: KEPT_PATHS,
+            ..REQUEST
+        };
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(RemoteScript::COMMAND)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let text = script(&request).unwrap().text_keeping_stdin();
+        stdin.write_all(text.as_bytes()).unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut out = String::new();
+        while !out.ends_with("@@held m4rker\n") {
+            assert_ne!(stdout.read_line(&mut out).unwrap(), 0, "no marker: {out}");
+        }
+        stdin.write_all(then.as_bytes()).unwrap();
+        drop(stdin);
+        stdout.read_to_string(&mut out).unwrap();
+        child.wait().unwrap();
+        out
+    }
+
+    /// Paths no machine has: the kept shell's facts are then the same everywhere.
+    const KEPT_PATHS: &[&str] = &["/nonexistent/clockprov-test"];
+
+    /// The facts shell, kept: after its facts and the marker it runs a script that follows
+    /// `@@next` on its stdin, and nothing else (end of input, or any other line, ends it).
+    #[test]
+    fn the_kept_facts_shell_runs_only_the_script_after_next() {
+        let kept = FactsRequest {
+            paths: KEPT_PATHS,
+            ..REQUEST
+        };
+        let next = crate::host::script::group("echo ran-next-$((6 * 7))");
+        let out = run_kept_here(&format!("@@next\n{next}"));
+        let (facts, rest) = out.split_once("@@held m4rker\n").unwrap();
+        assert!(facts.ends_with("@@end\n"), "{out}");
+        assert_eq!(rest, "ran-next-42\n");
+        parse(facts.as_bytes(), &kept).unwrap();
+        for then in [
+            String::new(),
+            format!("@@other\n{next}"),
+            format!("@@next-\n{next}"),
+        ] {
+            let out = run_kept_here(&then);
+            assert!(out.ends_with("@@end\n@@held m4rker\n"), "{then:?}: {out}");
+            parse(out.as_bytes(), &kept).unwrap();
+        }
+        // The marker line is only the script's last: elsewhere it is garbage.
+        let out = run_kept_here("");
+        let moved = out
+            .replace("@@held m4rker\n", "")
+            .replace("@@files", "@@held m4rker\n@@files");
+        assert!(parse(moved.as_bytes(), &kept).is_err());
     }
 
     #[test]
@@ -757,6 +861,7 @@ mod tests {
             units: &["clockprov-test-no-such.service"],
             dropins: &dropins,
             max_file_size: 4096,
+            held_marker: "m4rker",
         };
         let facts = run_here(&request).unwrap();
         let dropins_read: Vec<&String> = facts
@@ -810,7 +915,7 @@ mod tests {
             std::fs::write(&pa, &a).unwrap();
             std::fs::write(&pb, &b).unwrap();
             let (pa, pb) = (pa.to_str().unwrap(), pb.to_str().unwrap());
-            let facts = run_here(&FactsRequest { paths: &[pa, pb], units: &[], dropins: &[], max_file_size: 600 }).unwrap();
+            let facts = run_here(&FactsRequest { paths: &[pa, pb], units: &[], dropins: &[], max_file_size: 600, held_marker: "m4rker" }).unwrap();
             for (path, want) in [(pa, &a), (pb, &b)] {
                 let PathFacts::File(file) = &facts.files[path] else { panic!("{path}") };
                 prop_assert_eq!(&file.content, want);

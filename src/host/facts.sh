@@ -6,15 +6,17 @@
 # units and paths. Everything
 # else is a builtin: no pipe, no command substitution, no subshell.
 #
-# Arguments: MAX NPKG PACKAGE... NUNIT UNIT... NDIR (DIR SUFFIX)... PATH...
+# Arguments: MAX HELD NPKG PACKAGE... NUNIT UNIT... NDIR (DIR SUFFIX)... PATH...
 #   DIR SUFFIX: a drop-in directory; its files DIR/*SUFFIX are read as managed paths are.
 #   MAX: the largest managed file to read, in bytes; a bigger one is read only up to MAX bytes
 #   (its size tells the controller to refuse it, without waiting for all of it).
+#   HELD: the controller's random marker for this read (see the end).
 LC_ALL=C
 export LC_ALL
 
 max=$1
-shift
+held=$2
+shift 2
 
 # with_first N FUNCTION ARG...: FUNCTION with the first N ARGs (a function has its own "$@").
 # POSIX sh has no `local`: its variables start with an underscore.
@@ -105,3 +107,12 @@ if [ $# -gt 0 ]; then
     r=$?
 fi
 printf '\n@@read %s\n@@end\n' "$r"
+
+# The shell is kept for apply's transaction (src/ssh/sudo.rs, run_script_keeping_shell): the
+# facts end with the controller's marker; then `@@next` on fd 3 (the channel's stdin) means a
+# script follows there, run by `sh -s` in this process's place: no second channel or login
+# shell. End of input (plan; apply with nothing to change) just ends it.
+printf '@@held %s\n' "$held"
+if IFS= read -r next <&3 && [ "$next" = @@next ]; then
+    exec /bin/sh -s <&3 3<&-
+fi

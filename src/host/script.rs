@@ -120,6 +120,11 @@ impl RemoteScript {
     /// `env` set and `trailing_stdin` after the text: the tests' stand-in for a host. Its stdout.
     #[cfg(test)]
     pub(crate) fn run_here(&self, env: &[(&str, &str)], trailing_stdin: &str) -> Vec<u8> {
+        Self::run_text_here(&self.text(), env, trailing_stdin)
+    }
+
+    #[cfg(test)]
+    fn run_text_here(text: &str, env: &[(&str, &str)], trailing_stdin: &str) -> Vec<u8> {
         use std::io::Write as _;
         use std::process::{Command, Stdio};
         let mut child = Command::new("sh")
@@ -132,7 +137,7 @@ impl RemoteScript {
             .spawn()
             .unwrap();
         let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(self.text().as_bytes()).unwrap();
+        stdin.write_all(text.as_bytes()).unwrap();
         stdin.write_all(trailing_stdin.as_bytes()).unwrap();
         drop(stdin);
         child.wait_with_output().unwrap().stdout

@@ -252,6 +252,18 @@ impl Connector {
         self.node_session(key).await
     }
 
+    /// Let go of every shell kept for a next script that never came (the hosts apply had
+    /// nothing to do on): they get end of input and exit.
+    pub async fn release_kept(&self) {
+        for cell in self.cells.values() {
+            if let Some(Ok(session)) = cell.get()
+                && let Some(process) = session.take_kept()
+            {
+                process.close().await;
+            }
+        }
+    }
+
     fn node_session<'a>(
         &'a self,
         key: &'a str,
@@ -318,6 +330,7 @@ mod tests {
                 max_output: crate::ssh::transport::DEFAULT_MAX_OUTPUT,
                 progress: false,
                 max_file_size: crate::host::facts::DEFAULT_MAX_FILE_SIZE,
+                keep_shells: false,
             };
             Connector::with_home(
                 &inventory,

@@ -139,13 +139,76 @@ impl Privileged<'_> {
         self.send(&script.text(), timeout).await
     }
 
-    /// Run `text` (a whole [`group`]) on stdin of a root shell that reads it.
+    /// Run `script`, one that ends by printing the line `@@held MARKER` and then, given the
+    /// line [`NEXT_SCRIPT`] on the channel's stdin, runs what follows there as a script in its
+    /// place (the facts script does). With `keep` and a root login its shell is then kept
+    /// (see [`Session::keep`]) and runs the connection's next script: apply's transaction, sent
+    /// without a second channel or login shell. Through sudo (a dialogue per script) and
+    /// without `keep`, its stdin is closed at once and the script just ends.
+    ///
+    /// # Errors
+    /// As for [`Privileged::run_script`].
+    pub async fn run_script_keeping_shell(
+        &self,
+        script: &RemoteScript,
+        marker: &str,
+        keep: bool,
+    ) -> Result<CommandOutput, BecomeError> {
+        // A shell kept from an earlier read is not the one to give the next script to.
+        if let Some(earlier) = self.session.take_kept() {
+            earlier.close().await;
+        }
+        let text = script.text_keeping_stdin();
+        let timeout = self.session.command_timeout();
+        match self.privilege {
+            Privilege::Direct if keep => {
+                let held = format!("@@held {marker}\n");
+                let (output, process) = self
+                    .session
+                    .run_until_marker(
+                        RemoteScript::COMMAND,
+                        text.as_bytes(),
+                        held.as_bytes(),
+                        timeout,
+                    )
+                    .await?;
+                if let Some(process) = process {
+                    self.session.keep(process).await;
+                }
+                Ok(output)
+            }
+            _ => self.send(&text, timeout).await,
+        }
+    }
+
+    /// Run `text` (a whole [`group`]) on stdin of a root shell that reads it: the shell kept
+    /// for this connection's next script if there is one, else a new one.
     async fn send(&self, text: &str, timeout: Duration) -> Result<CommandOutput, BecomeError> {
         match self.privilege {
-            Privilege::Direct => Ok(self
-                .session
-                .run_with_input(RemoteScript::COMMAND, text.as_bytes(), timeout)
-                .await?),
+            Privilege::Direct => {
+                if let Some(shell) = self.session.take_kept() {
+                    let mut input = Vec::with_capacity(NEXT_SCRIPT.len() + 1 + text.len());
+                    input.extend_from_slice(NEXT_SCRIPT.as_bytes());
+                    input.push(b'\n');
+                    input.extend_from_slice(text.as_bytes());
+                    let deadline = tokio::time::Instant::now() + timeout;
+                    let output = self
+                        .session
+                        .finish_with_input(shell, &input, deadline, timeout)
+                        .await?;
+                    if output.stdout.is_empty() && output.status.is_none() {
+                        return Err(SshError::KeptShellGone {
+                            host: self.session.name().to_owned(),
+                        }
+                        .into());
+                    }
+                    return Ok(output);
+                }
+                Ok(self
+                    .session
+                    .run_with_input(RemoteScript::COMMAND, text.as_bytes(), timeout)
+                    .await?)
+            }
             // sudo's root shell is `sh -s` too, started once sudo has let us in.
             Privilege::Sudo { user, password } => {
                 sudo(self.session, user, password, text, timeout).await
@@ -153,6 +216,10 @@ impl Privileged<'_> {
         }
     }
 }
+
+/// The line that tells a kept shell (see [`Privileged::run_script_keeping_shell`]) that a
+/// script follows for it to run.
+pub const NEXT_SCRIPT: &str = "@@next";
 
 /// sudo, where Debian and Ubuntu install it.
 pub const SUDO: &str = "/usr/bin/sudo";

@@ -110,6 +110,13 @@ pub enum SshError {
         addr: String,
         tried: String,
     },
+    /// The shell kept for a host's next script (see [`Session::keep`]) ended before that
+    /// script printed anything: killed, or its session closed. A script prints before it
+    /// changes anything, so nothing was.
+    #[error(
+        "the shell on {host} that read its facts ended before its transaction ran (killed, or its session closed); nothing was done"
+    )]
+    KeptShellGone { host: String },
     #[error("ssh: {0}")]
     Protocol(#[from] russh::Error),
 }
@@ -247,6 +254,8 @@ pub struct Session {
     name: String,
     command_timeout: Duration,
     max_output: ByteSize,
+    /// A command kept running for this connection's next script (see [`Session::keep`]).
+    kept: std::sync::Mutex<Option<Process>>,
 }
 
 /// Counts what one command has printed, against `--max-output`.
@@ -366,6 +375,7 @@ impl Session {
             name: spec.name.clone(),
             command_timeout: spec.command_timeout,
             max_output: spec.max_output,
+            kept: std::sync::Mutex::new(None),
         })
     }
 
@@ -458,9 +468,30 @@ impl Session {
             what: what.clone(),
             after: timeout,
         };
-        let mut process = tokio::time::timeout_at(deadline, self.start(command))
+        let process = tokio::time::timeout_at(deadline, self.start(command))
             .await
             .map_err(|_| timed_out())??;
+        self.finish_with_input(process, input, deadline, timeout)
+            .await
+    }
+
+    /// Send `input` (then EOF) to the running `process` and wait for its exit status and the
+    /// rest of its output, by `deadline` (`timeout` is what the error says).
+    ///
+    /// # Errors
+    /// As for [`Session::run_with_input`].
+    pub async fn finish_with_input(
+        &self,
+        mut process: Process,
+        input: &[u8],
+        deadline: tokio::time::Instant,
+        timeout: Duration,
+    ) -> Result<CommandOutput, SshError> {
+        let what = format!("a command on {}", self.name);
+        let timed_out = || SshError::CommandTimeout {
+            what: what.clone(),
+            after: timeout,
+        };
         // Sending counts too: a host that stops reading must not hold the run forever.
         let work = async {
             process.send(input).await?;
@@ -483,6 +514,81 @@ impl Session {
             process.close().await;
         }
         result
+    }
+
+    /// Start `command` with `input` on its stdin, left open, and read its output until stdout
+    /// ends with the line `marker` (which the output keeps) or the command ends, within
+    /// `timeout`. Marker seen: the command, still running and waiting for more input, comes
+    /// back with the output, for [`Session::keep`]. Ended: as [`Session::run_with_input`].
+    ///
+    /// # Errors
+    /// As for [`Session::run_with_input`].
+    pub async fn run_until_marker(
+        &self,
+        command: &str,
+        input: &[u8],
+        marker: &[u8],
+        timeout: Duration,
+    ) -> Result<(CommandOutput, Option<Process>), SshError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let timed_out = || SshError::CommandTimeout {
+            what: format!("a command on {}", self.name),
+            after: timeout,
+        };
+        let mut process = tokio::time::timeout_at(deadline, self.start(command))
+            .await
+            .map_err(|_| timed_out())??;
+        let work = async {
+            process.send(input).await?;
+            let mut output = CommandOutput::default();
+            loop {
+                match process.next().await? {
+                    ProcessEvent::Stdout(data) => {
+                        output.stdout.extend_from_slice(&data);
+                        if output.stdout.ends_with(marker) {
+                            return Ok((output, true));
+                        }
+                    }
+                    ProcessEvent::Stderr(data) => output.stderr.extend_from_slice(&data),
+                    ProcessEvent::Exit(code) => output.status = Some(code),
+                    ProcessEvent::Closed => return Ok((output, false)),
+                }
+            }
+        };
+        let result = match tokio::time::timeout_at(deadline, work).await {
+            Ok(result) => result,
+            Err(_) => Err(timed_out()),
+        };
+        match result {
+            Ok((output, true)) => Ok((output, Some(process))),
+            Ok((output, false)) => Ok((output, None)),
+            Err(e) => {
+                process.close().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Keep `process` (a shell waiting on its stdin) for this connection's next script: apply
+    /// sends its transaction to the shell that read the facts, so the host starts no second
+    /// channel and login shell for it. One is kept at a time; one kept before is closed.
+    pub async fn keep(&self, process: Process) {
+        let before = self
+            .kept
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .replace(process);
+        if let Some(before) = before {
+            before.close().await;
+        }
+    }
+
+    /// The process kept by [`Session::keep`], if any (taken: it is used once).
+    pub fn take_kept(&self) -> Option<Process> {
+        self.kept
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
     }
 
     /// Start `command` within the command timeout.

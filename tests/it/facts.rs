@@ -243,10 +243,16 @@ fn apply_on_a_fresh_host_takes_these_processes() {
     // The facts' four (`dpkg-query`, `head`, `stat`, `systemctl`), then the transaction: the
     // lock, the marker's directory, the drop-in's directory (a fresh host has none; its file
     // is created, so there is no drift digest and no backup link), the staged file's fsync,
-    // the marker's and the file's renames, the directory's fsync, the restart and its check,
-    // the marker's removal. No subshell, and no chown or chmod for a root:root 644 file
-    // written as root.
-    let (processes, all) = processes_of_the_script(&log, r#"execve("/bin/sh", ["/bin/sh", "-s"]"#);
+    // the file's rename (the marker is created by the shell itself), the directory's fsync,
+    // the restart and its check, the marker's removal. No subshell, and no chown or chmod for
+    // a root:root 644 file written as root.
+    let shell = r#"execve("/bin/sh", ["/bin/sh", "-s"]"#;
+    let (processes, all) = processes_of_the_script(&log, shell);
+    // One login shell and one channel: the shell that read the facts runs the transaction
+    // (it execs `sh -s` a second time, in the same process).
+    let pids_with_shell = all.split("\n== ").filter(|log| log.contains(shell)).count();
+    assert_eq!(pids_with_shell, 1, "{all}");
+    assert_eq!(all.matches(shell).count(), 2, "{all}");
     let mut expected = [
         "dpkg-query",
         "head",
@@ -257,7 +263,6 @@ fn apply_on_a_fresh_host_takes_these_processes() {
         "mkdir",
         "sync",
         "sync",
-        "mv",
         "mv",
         "rm",
         "systemctl",

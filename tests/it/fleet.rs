@@ -167,46 +167,142 @@ fn apply_converges_and_a_second_run_is_a_no_op() {
     );
 }
 
+/// The lab's fleet planned in this process as `apply` plans it (each host's facts shell kept for
+/// its transaction), to act on the hosts between plan and apply.
+struct InProcess {
+    rt: tokio::runtime::Runtime,
+    connector: Arc<clockprov::ssh::connector::Connector>,
+    options: clockprov::fleet::RunOptions,
+    planned: Vec<clockprov::operations::HostResult>,
+}
+
+impl InProcess {
+    fn plan(lab: &crate::Lab) -> InProcess {
+        // In this process, not through the binary: name an empty OpenSSH config, or the
+        // developer's own ~/.ssh/config (this process's HOME) would be read.
+        let no_config = lab.hosts.dir().join("empty_ssh_config");
+        std::fs::write(&no_config, "").unwrap();
+        lab.rewrite_inventory(
+            "  connect_timeout: 30s\n",
+            &format!(
+                "  connect_timeout: 30s\n  config_file: {}\n",
+                no_config.display()
+            ),
+        );
+        let inventory = clockprov::inventory::Inventory::load(&lab.inventory).unwrap();
+        let options = clockprov::fleet::RunOptions {
+            forks: 4,
+            connect_timeout: None,
+            command_timeout: None,
+            max_output: clockprov::ssh::transport::DEFAULT_MAX_OUTPUT,
+            progress: false,
+            max_file_size: clockprov::host::facts::DEFAULT_MAX_FILE_SIZE,
+            keep_shells: true,
+        };
+        let connector =
+            Arc::new(clockprov::ssh::connector::Connector::new(&inventory, &options).unwrap());
+        let renderer = Arc::new(clockprov::render::Renderer::new(None).unwrap());
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let planned = rt.block_on(clockprov::operations::plan_hosts(
+            connector.clone(),
+            renderer,
+            inventory.hosts.clone(),
+            &options,
+        ));
+        assert!(
+            planned
+                .iter()
+                .all(|r| r.status == clockprov::operations::HostStatus::Change),
+            "{planned:?}"
+        );
+        InProcess {
+            rt,
+            connector,
+            options,
+            planned,
+        }
+    }
+
+    fn apply(self) -> Vec<clockprov::operations::HostResult> {
+        self.rt.block_on(clockprov::operations::apply_hosts(
+            self.connector,
+            self.planned,
+            &self.options,
+            clockprov::host::apply::ApplyOptions::default(),
+        ))
+    }
+}
+
+/// The `sh -s` processes under the sshd with PID `sshd` (its sessions' shells).
+fn shells_under(sshd: u32) -> Vec<u32> {
+    let parent = |pid: u32| -> Option<u32> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        stat.rsplit_once(") ")?.1.split(' ').nth(1)?.parse().ok()
+    };
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if std::fs::read(entry.path().join("cmdline")).ok().as_deref() != Some(b"/bin/sh\0-s\0") {
+            continue;
+        }
+        let mut up = parent(pid);
+        while let Some(p) = up.filter(|p| *p > 1) {
+            if p == sshd {
+                found.push(pid);
+                break;
+            }
+            up = parent(p);
+        }
+    }
+    found
+}
+
+#[test]
+fn a_host_whose_facts_shell_dies_before_its_transaction_fails_alone_and_unchanged() {
+    let lab = LabBuilder::new().start();
+    let client = lab.clients[0].clone();
+    let in_process = InProcess::plan(&lab);
+    // Planned: each host's facts shell waits for its transaction. The client's dies.
+    let shells = shells_under(lab.hosts.pid(&client).unwrap());
+    assert_eq!(shells.len(), 1, "the client's kept shell: {shells:?}");
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &shells[0].to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let applied = in_process.apply();
+    let client_result = applied.iter().find(|r| r.address == client).unwrap();
+    assert_eq!(
+        client_result.status,
+        clockprov::operations::HostStatus::Failed,
+        "{client_result:?}"
+    );
+    let error = client_result.error.as_deref().unwrap();
+    assert!(error.contains("nothing was done"), "{error}");
+    assert_eq!(lab.hosts.read_etc(&client, DROPIN), None);
+    assert!(lab.service_changes(&client).is_empty());
+    // The other host was applied all the same, in its kept shell.
+    let server_result = applied.iter().find(|r| r.address == lab.server).unwrap();
+    assert_eq!(
+        server_result.status,
+        clockprov::operations::HostStatus::Applied,
+        "{server_result:?}"
+    );
+    assert_eq!(lab.restarts(&lab.server), 1);
+    assert!(shells_under(lab.hosts.pid(&lab.server).unwrap()).is_empty());
+    // And the next apply converges the client.
+    let run = lab.run("apply", &["--yes"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(lab.hosts.read_etc(&client, DROPIN).is_some(), "{run:?}");
+}
+
 #[test]
 fn a_file_edited_after_planning_is_refused() {
     let lab = LabBuilder::new().start();
     let client = lab.clients[0].clone();
-    // In this process, not through the binary: name an empty OpenSSH config, or the developer's
-    // own ~/.ssh/config (this process's HOME) would be read.
-    let no_config = lab.hosts.dir().join("empty_ssh_config");
-    std::fs::write(&no_config, "").unwrap();
-    lab.rewrite_inventory(
-        "  connect_timeout: 30s\n",
-        &format!(
-            "  connect_timeout: 30s\n  config_file: {}\n",
-            no_config.display()
-        ),
-    );
-    let inventory = clockprov::inventory::Inventory::load(&lab.inventory).unwrap();
-    let options = clockprov::fleet::RunOptions {
-        forks: 4,
-        connect_timeout: None,
-        command_timeout: None,
-        max_output: clockprov::ssh::transport::DEFAULT_MAX_OUTPUT,
-        progress: false,
-        max_file_size: clockprov::host::facts::DEFAULT_MAX_FILE_SIZE,
-    };
-    let connector =
-        Arc::new(clockprov::ssh::connector::Connector::new(&inventory, &options).unwrap());
-    let renderer = Arc::new(clockprov::render::Renderer::new(None).unwrap());
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let planned = rt.block_on(clockprov::operations::plan_hosts(
-        connector.clone(),
-        renderer,
-        inventory.hosts.clone(),
-        &options,
-    ));
-    assert!(
-        planned
-            .iter()
-            .all(|r| r.status == clockprov::operations::HostStatus::Change),
-        "{planned:?}"
-    );
+    let in_process = InProcess::plan(&lab);
     // Someone edits the client's file between plan and apply.
     let edited = "[Time]\nNTP=10.9.9.9\n";
     // On the host: a directory made in the overlay's upper layer from outside is not seen.
@@ -214,12 +310,7 @@ fn a_file_edited_after_planning_is_refused() {
         &client,
         "mkdir -p /etc/systemd/timesyncd.conf.d && printf '[Time]\\nNTP=10.9.9.9\\n' >/etc/systemd/timesyncd.conf.d/zz-clockprov.conf",
     );
-    let applied = rt.block_on(clockprov::operations::apply_hosts(
-        connector,
-        planned,
-        &options,
-        clockprov::host::apply::ApplyOptions::default(),
-    ));
+    let applied = in_process.apply();
     let client_result = applied.iter().find(|r| r.address == client).unwrap();
     assert_eq!(
         client_result.status,
