@@ -500,6 +500,52 @@ fn a_restart_owed_by_a_crashed_apply_is_done_or_rolled_back_by_the_next() {
     assert!(!marker(&lab.hosts, &client, unit).exists());
 }
 
+/// A run killed between creating a new marker and writing its entry (the shell creates it in
+/// one write, no temporary file) leaves it empty: that owes a restart and nothing else. A later
+/// apply with a change adds its entry to the existing marker, so a failed restart still puts
+/// the previous file back.
+#[test]
+fn an_empty_marker_owes_only_a_restart_and_takes_a_later_entry() {
+    let lab = LabBuilder::new().start();
+    let client = lab.clients[0].clone();
+    let unit = "systemd-timesyncd.service";
+    assert_eq!(lab.run("apply", &["--yes"]).code, 0);
+    let applied = lab.hosts.read_etc(&client, TIMESYNCD).unwrap();
+    fs::write(marker(&lab.hosts, &client, unit), "").unwrap();
+    let plan = lab.run("plan", &["--detailed-exitcode"]);
+    assert_eq!(plan.code, 2, "{plan:?}");
+    assert!(
+        plan.stdout.contains(
+            "   ~ restart systemd-timesyncd.service (restart pending from an interrupted apply)\n"
+        ),
+        "{plan:?}"
+    );
+    let restarts = lab.restarts(&client);
+    let apply = lab.run("apply", &["--yes"]);
+    assert_eq!(apply.code, 0, "{apply:?}");
+    assert_eq!(lab.restarts(&client), restarts + 1);
+    assert!(!marker(&lab.hosts, &client, unit).exists());
+    assert_eq!(lab.hosts.read_etc(&client, TIMESYNCD).unwrap(), applied);
+
+    // Empty again, and now a change whose restart fails: the entry went into that marker.
+    fs::write(marker(&lab.hosts, &client, unit), "").unwrap();
+    lab.rewrite_inventory(
+        &format!("address: {client} }}"),
+        &format!("address: {client}, fallback_ntp: [10.0.0.1] }}"),
+    );
+    lab.hosts.fail_start(&client, unit);
+    let apply = lab.run("apply", &["--yes"]);
+    assert_eq!(apply.code, 1, "{apply:?}");
+    assert!(
+        apply
+            .stdout
+            .contains("rolled back: restored /etc/systemd/timesyncd.conf.d/zz-clockprov.conf"),
+        "{apply:?}"
+    );
+    assert_eq!(lab.hosts.read_etc(&client, TIMESYNCD).unwrap(), applied);
+    assert!(!marker(&lab.hosts, &client, unit).exists());
+}
+
 /// The same with Ubuntu's pools file switched off by the crashed apply (it is part of the
 /// transaction, like a file): the next plan owes only the restart (the file is off already);
 /// that restart failing puts the pools file back under its name, as it was before the crashed
