@@ -143,13 +143,21 @@ pub enum PlanError {
 pub fn plan(host: &str, desired: &DesiredState, facts: &HostFacts) -> Result<HostPlan, PlanError> {
     let daemon = desired.daemon;
     let files = file_changes(host, &desired.files, &facts.files)?;
-    let switch_off = crate::vendor_sources::plan(daemon, facts.family(), &facts.files)?;
+    let mut switch_off = crate::vendor_sources::plan(daemon, facts.family(), &facts.files)?;
     let package = (!facts.is_installed(daemon)).then(|| PackageInstall {
         package: daemon.package().to_owned(),
         removes: facts
             .is_installed(daemon.conflicting())
             .then(|| daemon.conflicting().package().to_owned()),
     });
+    if package.is_some() {
+        // The package creates its vendor files during apply, after these facts were read.
+        switch_off.extend(crate::vendor_sources::after_install(
+            daemon,
+            &facts.os,
+            &facts.files,
+        )?);
+    }
     let unit_facts = facts.unit(daemon);
     let unit_name = daemon.unit_on(facts.family());
     let pending = facts.pending.contains(unit_name);

@@ -1666,6 +1666,7 @@ mod tests {
                 to: "/etc/chrony/sources.d/ubuntu-ntp-pools.sources.clockprov-off".into(),
                 sha256: "d".repeat(64),
                 replaces_sha256: None,
+                after_install: false,
             });
         assert!(client_plan.has_changes() && client_plan.changes_configuration());
         client.plan = Some(client_plan);
@@ -1732,6 +1733,7 @@ mod tests {
             ],
             backups: Vec::new(),
             pruned: Vec::new(),
+            not_created: Vec::new(),
             rolled_back: false,
         });
         rows[1].status = HostStatus::Applied;
@@ -1742,6 +1744,7 @@ mod tests {
             ],
             backups: vec!["/etc/systemd/timesyncd.conf.clockprov-20261125T141608Z.bak".into()],
             pruned: Vec::new(),
+            not_created: Vec::new(),
             rolled_back: false,
         });
         rows[5] = failed(

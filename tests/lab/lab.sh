@@ -408,8 +408,11 @@ declare -A DISTRO_OF=([ubuntu20]=focal [ubuntu22]=jammy [ubuntu24]=noble [ubuntu
 # index (dpkg-scanpackages).  The image's sources list names that repository only (trusted=yes:
 # it is on the image's own disk) and apt's lists hold it only, so `apt-get install` and
 # `apt-get update` in the VM read the disk and never try the network.
-# jammy: clockprov's package swap (timesyncd -> chrony, the mixed fleet's ubuntu22).
-declare -A DISTRO_OFFLINE=([jammy]=chrony)
+# jammy: clockprov's package swap (timesyncd -> chrony, the mixed fleet's ubuntu22). resolute:
+# chrony installed again after a purge (the mixed fleet's ubuntu26), whose postinst creates
+# Ubuntu's pools file during clockprov's apply; the image has chrony and its dependencies already,
+# so only chrony's own .deb is downloaded (--reinstall: apt would download nothing otherwise).
+declare -A DISTRO_OFFLINE=([jammy]=chrony [resolute]=chrony)
 OFFLINE_REPO=/var/lib/clockprov-lab/repo
 
 # add_offline_repo NAME ROOT WORK: $OFFLINE_REPO in ROOT with ${DISTRO_OFFLINE[NAME]} and the
@@ -434,7 +437,7 @@ add_offline_repo() {
         rm -rf "$root/tmp/apt-debs"
     fi
     # shellcheck disable=SC2086 # DISTRO_OFFLINE holds a list of package names
-    apt-get "${apt_opts[@]}" install --download-only --yes ${DISTRO_OFFLINE[$name]//,/ } >&2
+    apt-get "${apt_opts[@]}" install --download-only --reinstall --yes ${DISTRO_OFFLINE[$name]//,/ } >&2
     mkdir -p "$root$OFFLINE_REPO"
     mv "$root"/var/cache/apt/archives/*.deb "$root$OFFLINE_REPO/"
     (cd "$root$OFFLINE_REPO" && dpkg-scanpackages --multiversion . /dev/null >Packages 2>/dev/null)
