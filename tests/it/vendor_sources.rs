@@ -234,12 +234,29 @@ fn a_timesyncd_host_swapped_to_chrony_converges_in_one_apply() {
         "{json:#}"
     );
 
-    // 2. One apply: chrony installed, the file its package created switched off before chrony
-    //    restarts with the new configuration; the record says so. Then nothing more to do.
+    // 2. One apply, of the saved plan (which carries the step): chrony installed, the file its
+    //    package created switched off before chrony restarts with the new configuration; the
+    //    record says so. Then nothing more to do.
+    let saved = lab.hosts.dir().join("swap.plan");
+    let planned = lab.run("plan", &["--out", saved.to_str().unwrap()]);
+    assert_eq!(planned.code, 0, "{planned:?}");
+    let shown = crate::Clockprov::new().arg("show").arg(&saved).run();
+    assert!(shown.stdout.contains(STEP_AFTER_INSTALL), "{shown:?}");
     let records = lab.hosts.dir().join("records");
     let restarts = lab.restarts(&client);
-    let applied = lab.run("apply", &["--yes", "--record", records.to_str().unwrap()]);
+    let applied = crate::Clockprov::new()
+        .arg("apply")
+        .arg(&saved)
+        .args(["--record", records.to_str().unwrap()])
+        .run();
     assert_eq!(applied.code, 0, "{applied:?}");
+    // Each host reported as applied (`apply PLAN` left them as planned, shown as FAILED).
+    assert!(
+        applied
+            .stdout
+            .contains("Apply: 2 hosts changed, 0 unchanged"),
+        "{applied:?}"
+    );
     assert!(
         applied.stdout.contains(&format!(
             "switched off {POOLS}, created by the chrony install (renamed to {OFF})"

@@ -496,13 +496,13 @@ fn a_purged_chrony_comes_back_with_its_pools_off_in_one_apply(lab: &Lab) {
         REINSTALLED,
         &format!("test ! -e {POOLS} && test ! -e /usr/sbin/chronyd"),
     );
-    let plain = std::fs::read_to_string(lab.inventory()).unwrap();
+    let lab_inventory = std::fs::read_to_string(lab.inventory()).unwrap();
     let entry = format!("  {REINSTALLED}: {{ address: 192.168.6.226 }}\n");
-    assert!(plain.contains(&entry), "{plain}");
+    assert!(lab_inventory.contains(&entry), "{lab_inventory}");
     let inventory = lab.file("inventory-reinstalled.yaml");
     std::fs::write(
         &inventory,
-        plain.replace(
+        lab_inventory.replace(
             &entry,
             &format!("  {REINSTALLED}: {{ address: 192.168.6.226, daemon: chrony }}\n"),
         ),
