@@ -12,8 +12,9 @@
 #   noble), ubuntu26 .226 (26.04 resolute, chrony), debian13 .213 (13 trixie).
 # No VM reaches a package mirror (and none may).  The jammy image (ubuntu22) carries an offline apt
 # repository instead, so that clockprov's package swap (timesyncd -> chrony) runs with the VM's
-# real apt, dpkg and systemd: /var/lib/clockprov-lab/repo holds chrony and what it needs that the
-# image lacks (tzdata), downloaded at build time from the mirror the roots came from, with a
+# real apt, dpkg and systemd, and the resolute image (ubuntu26) one with chrony's .deb, installed
+# again by clockprov after a purge: /var/lib/clockprov-lab/repo holds chrony and what it needs that
+# the image lacks (jammy: tzdata), downloaded at build time from the mirror the roots came from, with a
 # Packages index; /etc/apt/sources.list names only `deb [trusted=yes] file:/var/lib/clockprov-lab/repo ./`
 # and apt's lists hold only that repository, so `apt-get install` works at once and `apt-get
 # update` reads the disk, never the network.  apt itself is installed too (Ubuntu's minbase has
