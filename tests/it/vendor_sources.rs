@@ -280,19 +280,23 @@ fn a_timesyncd_host_swapped_to_chrony_converges_in_one_apply() {
     let again = lab.run("plan", &["--detailed-exitcode"]);
     assert_eq!(again.code, 0, "{again:?}");
 
-    // 3. Back to timesyncd (chrony removed, its files kept: dpkg's `rc`), and the pools file
-    //    put back by hand: chrony installed again over it gets the ordinary step (the facts read
-    //    the file whatever the daemon), and one apply converges again.
+    reinstalled_over_its_leftover_files(&lab, &client);
+}
+
+/// Step 3: back to timesyncd (chrony removed, its files kept: dpkg's `rc`), and the pools file
+/// put back by hand: chrony installed again over it gets the ordinary step (the facts read the
+/// file whatever the daemon), and one apply converges again.
+fn reinstalled_over_its_leftover_files(lab: &Lab, client: &str) {
     lab.hosts.root(
-        &client,
+        client,
         &format!("apt-get install -y systemd-timesyncd >/dev/null && mv {OFF} {POOLS}"),
     );
     assert!(
         lab.hosts
-            .dpkg_status(&client)
+            .dpkg_status(client)
             .contains("Package: chrony\nStatus: deinstall ok config-files"),
         "{}",
-        lab.hosts.dpkg_status(&client)
+        lab.hosts.dpkg_status(client)
     );
     let plan = lab.run("plan", &["--detailed-exitcode"]);
     assert_eq!(plan.code, 2, "{plan:?}");
@@ -308,8 +312,8 @@ fn a_timesyncd_host_swapped_to_chrony_converges_in_one_apply() {
     );
     let applied = lab.run("apply", &["--yes"]);
     assert_eq!(applied.code, 0, "{applied:?}");
-    assert_eq!(get(&lab, &client, POOLS), None);
-    assert_eq!(get(&lab, &client, OFF).as_deref(), Some(POOLS_TEXT));
+    assert_eq!(get(lab, client, POOLS), None);
+    assert_eq!(get(lab, client, OFF).as_deref(), Some(POOLS_TEXT));
     let again = lab.run("plan", &["--detailed-exitcode"]);
     assert_eq!(again.code, 0, "{again:?}");
 }
