@@ -242,6 +242,7 @@ fn a_timesyncd_host_swapped_to_chrony_converges_in_one_apply() {
     assert_eq!(planned.code, 0, "{planned:?}");
     let shown = crate::Clockprov::new().arg("show").arg(&saved).run();
     assert!(shown.stdout.contains(STEP_AFTER_INSTALL), "{shown:?}");
+    a_step_after_no_install_is_refused(&lab, &saved, &client);
     let records = lab.hosts.dir().join("records");
     let restarts = lab.restarts(&client);
     let applied = crate::Clockprov::new()
@@ -316,4 +317,28 @@ fn reinstalled_over_its_leftover_files(lab: &Lab, client: &str) {
     assert_eq!(get(lab, client, OFF).as_deref(), Some(POOLS_TEXT));
     let again = lab.run("plan", &["--detailed-exitcode"]);
     assert_eq!(again.code, 0, "{again:?}");
+}
+
+/// A saved plan edited to keep the step after the install but not the install: refused when
+/// read (a plan file must not be a way to rename files the facts never read), nothing done.
+fn a_step_after_no_install_is_refused(lab: &Lab, saved: &std::path::Path, client: &str) {
+    let mut plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(saved).unwrap()).unwrap();
+    let hosts = plan["hosts"].as_array_mut().unwrap();
+    let host = hosts
+        .iter_mut()
+        .find(|h| h["plan"]["switch_off"].is_array())
+        .unwrap();
+    host["plan"]["package"] = serde_json::Value::Null;
+    let edited = lab.hosts.dir().join("edited.plan");
+    std::fs::write(&edited, plan.to_string()).unwrap();
+    let refused = crate::Clockprov::new().arg("apply").arg(&edited).run();
+    assert_ne!(refused.code, 0, "{refused:?}");
+    assert!(
+        refused.stderr.contains(&format!(
+            "{POOLS} is not a vendor source clockprov switches off for chrony"
+        )),
+        "{refused:?}"
+    );
+    assert!(lab.hosts.apt_log(client).is_empty());
 }
