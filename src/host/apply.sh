@@ -17,8 +17,9 @@
 # syntax error or an unknown command, never half a transaction. Order: lock, drift check (fail
 # closed), package (then which `offnew` vendor sources it created), stage every file beside its
 # target, backups (hard links), the marker /run/clockprov/restart-pending.UNIT, renames, enable,
-# restart, verify, remove the marker, prune old backups. A failed enable/restart restores the files named in the marker (which keeps
-# the oldest backup of an earlier interrupted run) and undoes the enable.
+# restart, verify, remove the marker, prune old backups. A failed enable/restart restores the
+# files named in the marker (which keeps the oldest backup of an earlier interrupted run) and
+# undoes the enable.
 
 clockprov_apply() {
     umask 022
