@@ -70,16 +70,22 @@ impl Family {
     }
 }
 
+/// Ubuntu 25.10 or later: chrony by default, and chrony's package ships the NTS pools in
+/// `sources.d` (see [`crate::vendor_sources`]).
+#[must_use]
+pub fn is_ubuntu_25_10_or_later(os_id: &str, version_id: &str) -> bool {
+    os_id == "ubuntu"
+        && version_id
+            .split_once('.')
+            .and_then(|(y, m)| Some((y.parse::<u32>().ok()?, m.parse::<u32>().ok()?)))
+            .is_some_and(|v| v >= (25, 10))
+}
+
 /// The daemon a client runs when the inventory does not choose: the one its distribution
 /// installs by default (chrony on Ubuntu 25.10 and later and on the RHEL family).
 #[must_use]
 pub fn os_default_client_daemon(os_id: &str, version_id: &str) -> Daemon {
-    let newer_ubuntu = os_id == "ubuntu"
-        && version_id
-            .split_once('.')
-            .and_then(|(y, m)| Some((y.parse::<u32>().ok()?, m.parse::<u32>().ok()?)))
-            .is_some_and(|v| v >= (25, 10));
-    if newer_ubuntu || Family::of(os_id) == Family::RedHat {
+    if is_ubuntu_25_10_or_later(os_id, version_id) || Family::of(os_id) == Family::RedHat {
         Daemon::Chrony
     } else {
         Daemon::Timesyncd

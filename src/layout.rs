@@ -229,8 +229,10 @@ fn chrony_directive(line: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
-/// Is `line` one clockprov manages in a chrony main file?
-fn is_managed_chrony_line(line: &[u8]) -> bool {
+/// Is `line` one clockprov manages in a chrony main file? (Public for the VM tests, which check
+/// that every other line of the vendor's file is kept.)
+#[must_use]
+pub fn is_managed_chrony_line(line: &[u8]) -> bool {
     if line.starts_with(OWN_COMMENT) {
         return true;
     }

@@ -400,6 +400,7 @@ pub(crate) async fn apply_reviewed(
         *row = row
             .clone()
             .settled(outcome, |row, (plan, report)| HostResult {
+                status: HostStatus::Applied,
                 plan: Some(plan),
                 apply: Some(report),
                 ..row

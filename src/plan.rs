@@ -143,13 +143,21 @@ pub enum PlanError {
 pub fn plan(host: &str, desired: &DesiredState, facts: &HostFacts) -> Result<HostPlan, PlanError> {
     let daemon = desired.daemon;
     let files = file_changes(host, &desired.files, &facts.files)?;
-    let switch_off = crate::vendor_sources::plan(daemon, facts.family(), &facts.files)?;
+    let mut switch_off = crate::vendor_sources::plan(daemon, facts.family(), &facts.files)?;
     let package = (!facts.is_installed(daemon)).then(|| PackageInstall {
         package: daemon.package().to_owned(),
         removes: facts
             .is_installed(daemon.conflicting())
             .then(|| daemon.conflicting().package().to_owned()),
     });
+    if package.is_some() {
+        // The package creates its vendor files during apply, after these facts were read.
+        switch_off.extend(crate::vendor_sources::after_install(
+            daemon,
+            &facts.os,
+            &facts.files,
+        )?);
+    }
     let unit_facts = facts.unit(daemon);
     let unit_name = daemon.unit_on(facts.family());
     let pending = facts.pending.contains(unit_name);
@@ -403,6 +411,30 @@ mod tests {
                 .diff
                 .starts_with("--- h:/etc/systemd/timesyncd.conf (absent)\n")
         );
+    }
+
+    #[test]
+    fn installing_chrony_on_ubuntu_26_04_switches_off_the_pools_file_it_creates() {
+        const POOLS: &str = "/etc/chrony/sources.d/ubuntu-ntp-pools.sources";
+        let mut f = facts(None, 0, true, "enabled", "active");
+        f.os.version_id = "26.04".into();
+        for path in crate::vendor_sources::fact_paths() {
+            f.files.insert(path, PathFacts::Absent);
+        }
+        let mut want = desired("x\n");
+        want.daemon = Daemon::Chrony;
+        want.files[0].path = "/etc/chrony/chrony.conf".into();
+        f.files
+            .insert("/etc/chrony/chrony.conf".into(), PathFacts::Absent);
+        let swap = plan("h", &want, &f).unwrap();
+        assert!(swap.package.is_some());
+        assert_eq!(swap.switch_off.len(), 1, "{swap:?}");
+        assert!(swap.switch_off[0].after_install && swap.switch_off[0].path == POOLS);
+        assert!(swap.unit.restart, "chrony restarts once the file is off");
+        // chrony installed (the file, if any, was read): no step after an install.
+        f.packages.insert("chrony".into(), "4.8-2ubuntu1".into());
+        let installed = plan("h", &want, &f).unwrap();
+        assert_eq!(installed.switch_off, Vec::new());
     }
 
     #[test]

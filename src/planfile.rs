@@ -692,9 +692,11 @@ impl SavedHost {
             }
         }
         for step in &self.plan.switch_off {
+            // One to switch off after the package install needs that install in the plan.
             if daemon != crate::daemon::Daemon::Chrony
                 || family != crate::daemon::Family::Debian
                 || !crate::vendor_sources::is_known(step)
+                || (step.after_install && self.plan.package.is_none())
             {
                 return Err(format!(
                     "{} is not a vendor source clockprov switches off for {}",

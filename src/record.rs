@@ -124,10 +124,15 @@ fn host_record(result: &HostResult) -> HostRecord {
         error: result.error.clone(),
         error_kind: result.error_kind,
         files,
+        // A step after the package install that found no file renamed nothing: its action says so.
         switched_off: result
             .plan
             .iter()
-            .flat_map(|plan| plan.switch_off.iter().cloned())
+            .flat_map(|plan| plan.switch_off.iter())
+            .filter(|step| {
+                report.is_none_or(|r| !(step.after_install && r.not_created.contains(&step.path)))
+            })
+            .cloned()
             .collect(),
         actions: report.map(|r| r.done.clone()).unwrap_or_default(),
         rolled_back: report.is_some_and(|r| r.rolled_back),

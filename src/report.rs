@@ -1666,6 +1666,7 @@ mod tests {
                 to: "/etc/chrony/sources.d/ubuntu-ntp-pools.sources.clockprov-off".into(),
                 sha256: "d".repeat(64),
                 replaces_sha256: None,
+                after_install: false,
             });
         assert!(client_plan.has_changes() && client_plan.changes_configuration());
         client.plan = Some(client_plan);
@@ -1681,6 +1682,49 @@ mod tests {
             json["switch_off"][0]["to"],
             "/etc/chrony/sources.d/ubuntu-ntp-pools.sources.clockprov-off"
         );
+        // Only a step after a package install says so (plans made before it read the same).
+        assert_eq!(json["switch_off"][0].get("after_install"), None, "{json:#}");
+    }
+
+    #[test]
+    fn a_chrony_install_shows_the_step_for_the_pools_file_it_will_create() {
+        // An Ubuntu 26.04 timesyncd client swapped to chrony: the file is not there yet.
+        let mut client = row(
+            "data-26",
+            "192.168.6.207",
+            Daemon::Chrony,
+            HostStatus::Change,
+        );
+        client.role = "client";
+        client.os = Some("Ubuntu 26.04.1 LTS".into());
+        let mut client_plan = plan("data-26", Daemon::Chrony, Vec::new(), true);
+        client_plan.package = Some(crate::plan::PackageInstall {
+            package: "chrony".into(),
+            removes: Some("systemd-timesyncd".into()),
+        });
+        client_plan.unit.enable = true;
+        client_plan
+            .switch_off
+            .push(crate::vendor_sources::SwitchOff {
+                path: "/etc/chrony/sources.d/ubuntu-ntp-pools.sources".into(),
+                to: "/etc/chrony/sources.d/ubuntu-ntp-pools.sources.clockprov-off".into(),
+                sha256: crate::vendor_sources::ABSENT.into(),
+                replaces_sha256: None,
+                after_install: true,
+            });
+        client.plan = Some(client_plan);
+        insta::assert_snapshot!(super::plan_text(&[client.clone()], PLAIN), @r"
+        == data-26 (192.168.6.207; chrony client; Ubuntu 26.04.1 LTS; chrony 4.3): change
+           + install package chrony (removes systemd-timesyncd: both provide time-daemon)
+           ~ switch off vendor source /etc/chrony/sources.d/ubuntu-ntp-pools.sources if installing chrony creates it (Ubuntu's package does; renamed to ubuntu-ntp-pools.sources.clockprov-off right after the install: chrony reads only *.sources; rename it back to undo)
+           ~ enable chrony.service
+           ~ restart chrony.service
+
+        Plan: 1 host to change, 0 unchanged, 0 unreachable, 0 failed.
+        ");
+        let json: serde_json::Value = serde_json::to_value(client.plan.as_ref().unwrap()).unwrap();
+        assert_eq!(json["switch_off"][0]["after_install"], true, "{json:#}");
+        assert_eq!(json["switch_off"][0]["sha256"], "absent", "{json:#}");
     }
 
     #[test]
@@ -1732,6 +1776,7 @@ mod tests {
             ],
             backups: Vec::new(),
             pruned: Vec::new(),
+            not_created: Vec::new(),
             rolled_back: false,
         });
         rows[1].status = HostStatus::Applied;
@@ -1742,6 +1787,7 @@ mod tests {
             ],
             backups: vec!["/etc/systemd/timesyncd.conf.clockprov-20261125T141608Z.bak".into()],
             pruned: Vec::new(),
+            not_created: Vec::new(),
             rolled_back: false,
         });
         rows[5] = failed(

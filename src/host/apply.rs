@@ -62,6 +62,10 @@ pub struct ApplyReport {
     /// Older backups removed (beyond `--keep-backups`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub pruned: Vec<String>,
+    /// Vendor sources the plan was to switch off after the package install, which that install
+    /// did not create (nothing was renamed).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub not_created: Vec<String>,
     pub rolled_back: bool,
 }
 
@@ -256,10 +260,12 @@ pub fn script(plan: &HostPlan, options: &ApplyOptions) -> Result<RemoteScript, S
     }
     // A vendor source switched off: renamed to its `.clockprov-off` name, under the same drift
     // check, marker and rollback as the files (CONTENT is what the new name holds as read).
+    // One the package install is to create (`offnew`): renamed after the install if it did,
+    // the file expected absent before it.
     for step in &plan.switch_off {
         args.extend([
             step.path.clone(),
-            "off".to_owned(),
+            if step.after_install { "offnew" } else { "off" }.to_owned(),
             step.sha256.clone(),
             "644".to_owned(),
             "root".to_owned(),
@@ -368,9 +374,25 @@ fn interpret(
             "written" => report.done.push(format!("wrote {rest}")),
             "switchedoff" => {
                 let (path, to) = rest.split_once(' ').unwrap_or((rest, ""));
-                report
-                    .done
-                    .push(format!("switched off {path} (renamed to {to})"));
+                let created = plan
+                    .switch_off
+                    .iter()
+                    .any(|step| step.path == path && step.after_install);
+                report.done.push(if created {
+                    format!(
+                        "switched off {path}, created by the {} install (renamed to {to})",
+                        plan.daemon.package()
+                    )
+                } else {
+                    format!("switched off {path} (renamed to {to})")
+                });
+            }
+            "notcreated" => {
+                report.done.push(format!(
+                    "nothing to switch off: the {} install did not create {rest}",
+                    plan.daemon.package()
+                ));
+                report.not_created.push(rest.to_owned());
             }
             "meta" => {
                 if let Some(file) = plan.files.iter().find(|f| f.path == rest) {
@@ -569,6 +591,15 @@ mod tests {
         let path = bin.join("systemctl");
         std::fs::write(&path, body).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // apt-get: Ubuntu 25.10+'s chrony postinst creates its pools file (`DIR/postinst` holds
+        // its text; without it the package creates none).
+        let body = format!(
+            "#!/bin/sh\necho \"$*\" >>'{d}/apt-get.log'\n\
+             if [ -e '{d}/postinst' ]; then cp '{d}/postinst' '{d}/ubuntu-ntp-pools.sources'; fi\n"
+        );
+        let path = bin.join("apt-get");
+        std::fs::write(&path, body).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
         bin
     }
 
@@ -721,6 +752,7 @@ mod tests {
             to: crate::vendor_sources::off_path(&pools.display().to_string()),
             sha256: crate::utc::sha256_hex(content.as_bytes()),
             replaces_sha256: off.map(|o| crate::utc::sha256_hex(o.as_bytes())),
+            after_install: false,
         });
         p
     }
@@ -804,6 +836,91 @@ mod tests {
         assert_eq!(
             (read(&pools), read(&off).as_deref()),
             (None, Some("pool 2\n"))
+        );
+        assert_eq!(names(&dir.path().join("run")), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_vendor_source_the_package_install_creates_is_switched_off_in_the_same_apply() {
+        let dir = tempfile::tempdir().unwrap();
+        let pools = dir.path().join("ubuntu-ntp-pools.sources");
+        let off = dir.path().join("ubuntu-ntp-pools.sources.clockprov-off");
+        let read = |p: &Path| std::fs::read_to_string(p).ok();
+        let options = ApplyOptions::default();
+        let mut p = switching_off(&pools, "", None);
+        p.daemon = Daemon::Chrony;
+        p.package = Some(crate::plan::PackageInstall {
+            package: "chrony".into(),
+            removes: Some("systemd-timesyncd".into()),
+        });
+        p.switch_off[0].sha256 = crate::vendor_sources::ABSENT.into();
+        p.switch_off[0].after_install = true;
+
+        // The install creates it, the restart fails: back under its name, with the files.
+        std::fs::write(dir.path().join("postinst"), "pool 1 nts prefer\n").unwrap();
+        std::fs::write(dir.path().join("fail"), "").unwrap();
+        let out = run(&p, &options, dir.path());
+        let Err(ApplyError::RolledBack(rollback)) = interpret(&p, &options, &out) else {
+            panic!("{out:?}");
+        };
+        assert_eq!(
+            rollback.restored,
+            [(pools.display().to_string(), Some(off.display().to_string()))]
+        );
+        assert_eq!(
+            (read(&pools).as_deref(), read(&off)),
+            (Some("pool 1 nts prefer\n"), None)
+        );
+        std::fs::remove_file(dir.path().join("fail")).unwrap();
+
+        // There since the plan read it absent: refused before the install, nothing renamed.
+        let out = run(&p, &options, dir.path());
+        assert!(matches!(
+            interpret(&p, &options, &out),
+            Err(ApplyError::Drifted { path }) if path == pools.display().to_string()
+        ));
+        assert_eq!(read(&pools).as_deref(), Some("pool 1 nts prefer\n"));
+        std::fs::remove_file(&pools).unwrap();
+
+        // Created by the install and switched off before the restart, in one apply.
+        let out = run(&p, &options, dir.path());
+        let report = interpret(&p, &options, &out).unwrap();
+        assert_eq!(
+            report.done,
+            [
+                "installed chrony (removed systemd-timesyncd)".to_owned(),
+                format!(
+                    "switched off {}, created by the chrony install (renamed to {})",
+                    pools.display(),
+                    off.display()
+                ),
+                "restarted clockprov-test-unit.service".to_owned()
+            ]
+        );
+        assert!(report.not_created.is_empty());
+        assert_eq!(
+            (read(&pools), read(&off).as_deref()),
+            (None, Some("pool 1 nts prefer\n"))
+        );
+
+        // Not created by the install (ucf remembers it was removed): nothing renamed, and said.
+        std::fs::remove_file(dir.path().join("postinst")).unwrap();
+        let mut again = p.clone();
+        again.switch_off[0].replaces_sha256 = Some(crate::utc::sha256_hex(b"pool 1 nts prefer\n"));
+        let out = run(&again, &options, dir.path());
+        let report = interpret(&again, &options, &out).unwrap();
+        assert_eq!(
+            report.done[1],
+            format!(
+                "nothing to switch off: the chrony install did not create {}",
+                pools.display()
+            )
+        );
+        assert_eq!(report.not_created, [pools.display().to_string()]);
+        assert!(report.backups.is_empty(), "{report:?}");
+        assert_eq!(
+            (read(&pools), read(&off).as_deref()),
+            (None, Some("pool 1 nts prefer\n"))
         );
         assert_eq!(names(&dir.path().join("run")), Vec::<String>::new());
     }

@@ -4,19 +4,22 @@
 #   LOCK_WAIT KEEP UNIT ENABLE ACTION ACTIVE_BEFORE PACKAGE CHECK STAMP
 #   then per file: PATH KIND EXPECT MODE OWNER GROUP CONTENT
 #   then the sentinel @@args.
-# KIND is write|meta|none|off (none: unchanged, only its old backups pruned; off: a vendor
+# KIND is write|meta|none|off|offnew (none: unchanged, only its old backups pruned; off: a vendor
 # source switched off, PATH renamed to PATH.clockprov-off, CONTENT being what that name holds
-# as planned: `absent` or its sha256, kept as a backup when replaced); EXPECT is `absent` or
-# the sha256 of the file as planned; ACTION is
+# as planned: `absent` or its sha256, kept as a backup when replaced; offnew: the same for a
+# vendor source PACKAGE's install is to create, PATH absent when planned: switched off right
+# after the install if it is a regular file then, else `@@notcreated PATH` and nothing done);
+# EXPECT is `absent` or the sha256 of the file as planned; ACTION is
 # restart|start|none; CHECK is `chronyd` or empty; STAMP, the UTC time in the backups' names, is
 # the controller's (no `date` process here).
 #
 # Everything is inside one function called on the last line: a script cut short in transit is a
 # syntax error or an unknown command, never half a transaction. Order: lock, drift check (fail
-# closed), package, stage every file beside its target, backups (hard links), the marker
-# /run/clockprov/restart-pending.UNIT, renames, enable, restart, verify, remove the marker,
-# prune old backups. A failed enable/restart restores the files named in the marker (which keeps
-# the oldest backup of an earlier interrupted run) and undoes the enable.
+# closed), package (then which `offnew` vendor sources it created), stage every file beside its
+# target, backups (hard links), the marker /run/clockprov/restart-pending.UNIT, renames, enable,
+# restart, verify, remove the marker, prune old backups. A failed enable/restart restores the
+# files named in the marker (which keeps the oldest backup of an earlier interrupted run) and
+# undoes the enable.
 
 clockprov_apply() {
     umask 022
@@ -63,6 +66,8 @@ clockprov_apply() {
         fi
         printf '@@installed %s\n' "$package"
     fi
+    i=0
+    each created_one "$@"
 
     i=0
     each stage_one "$@" || { cleanup; return 4; }
@@ -149,7 +154,7 @@ said() {
 drift_one() {
     case $2 in
     none) return 0 ;;
-    off) drift_path "$1" "$3" && drift_path "$1$off" "$7" ;;
+    off | offnew) drift_path "$1" "$3" && drift_path "$1$off" "$7" ;;
     *) drift_path "$1" "$3" ;;
     esac
 }
@@ -178,6 +183,24 @@ drift_path() {
         printf '@@drift %s %s\n' "$1" "$cur"
         return 1
     fi
+}
+
+# A vendor source the package install was to create: from here on kind `off` if it did (a
+# regular file now: what ucf installed, no sha256 to compare), else nothing to do.
+created_one() {
+    [ "$2" = offnew ] || return 0
+    if [ -f "$1" ] && [ ! -L "$1" ]; then
+        eval "kind_$i=off"
+    else
+        eval "kind_$i=none"
+        printf '@@notcreated %s\n' "$1"
+    fi
+}
+
+# kind_now KIND: the kind the file has after the package install (`offnew` resolved), in `k`.
+kind_now() {
+    k=$1
+    [ "$k" != offnew ] || eval "k=\${kind_$i:-none}"
 }
 
 install_package() {
@@ -247,7 +270,8 @@ owned() {
 # vendor source switched off: the switched-off file of an earlier run, which its rename replaces.
 backup_one() {
     eval "bak_$i=-"
-    case $2 in
+    kind_now "$2"
+    case $k in
     write) set -- "$1" ;;
     off) set -- "$1$off" ;;
     *) return 0 ;;
@@ -274,7 +298,8 @@ backup_one() {
 # if that name is free), and that new name's backup if the rename replaces one.
 mark_one() {
     eval "b=\$bak_$i"
-    case $2 in
+    kind_now "$2"
+    case $k in
     write)
         mark_entry "$b" "$1" || return 1
         case $1 in *.crt) mark_trust ;; esac
@@ -345,7 +370,8 @@ mark_trust() {
 }
 
 install_one() {
-    case $2 in
+    kind_now "$2"
+    case $k in
     meta)
         if ! chown "$5:$6" "$1" || ! chmod "$4" "$1"; then
             printf '@@fail chmod %s\n' "$1"
@@ -439,7 +465,8 @@ roll_back() {
 # Keep the newest KEEP backups of each managed file (names sort by time), those of runs that
 # were cut short included. A vendor source switched off: the backups of its new name.
 prune_one() {
-    [ "$2" != off ] || set -- "$1$off"
+    kind_now "$2"
+    [ "$k" != off ] || set -- "$1$off"
     n=0
     for b in "$1".clockprov-*.bak; do
         [ ! -e "$b" ] || n=$((n + 1))

@@ -570,8 +570,13 @@ apt_get_lib() {
 # shellcheck shell=sh
 # clockprov test host: stand-in for apt-get.  Knows chrony and
 # systemd-timesyncd (which conflict: both provide time-daemon); any other
-# package is accepted and ignored.  Knob: $H/state/fail-apt.
+# package is accepted and ignored.  Knobs: $H/state/fail-apt; $H/state/postinst-pools:
+# installing chrony creates /etc/chrony/sources.d/ubuntu-ntp-pools.sources with
+# that text, as Ubuntu 25.10+'s chrony.postinst does through ucf: only when ucf
+# does not know the file yet ($H/state/ucf-pools, forgotten at purge), so a file
+# the admin deleted or renamed is not recreated by a reinstall.
 S=$H/state
+POOLS=/etc/chrony/sources.d/ubuntu-ntp-pools.sources
 printf '%s\n' "$*" >>"$S/${PKGLOG:-apt-get.log}" # dnf.log when it stands in for dnf
 if [ -e "$S/fail-apt" ]; then
     echo "E: Unable to fetch some archives, maybe run apt-get update or try with --fix-missing? (clockprov test host: fail-apt knob)" >&2
@@ -608,6 +613,9 @@ remove_pkg() { # pkg purge(0|1)
     [ "$1" = chrony ] && rm -f /usr/sbin/chronyd /usr/share/chrony/chrony.conf
     if [ "$2" = 1 ]; then
         rm -f "$S/pkgs/$1" "$(conffile_of "$1")"
+        if [ "$1" = chrony ] && [ -e "$S/ucf-pools" ]; then
+            rm -f "$POOLS" "$S/ucf-pools"
+        fi
         echo "Purging configuration files for $1 ..."
     else
         echo "deinstall ok config-files" >"$S/pkgs/$1"
@@ -627,6 +635,13 @@ install_pkg() {
         # the package's own copy of the text it ships (ucf's pristine copy)
         mkdir -p /usr/share/chrony
         cp "$FL/chrony.conf" /usr/share/chrony/chrony.conf
+    fi
+    if [ "$1" = chrony ] && [ -e "$S/postinst-pools" ] && [ ! -e "$S/ucf-pools" ]; then
+        : >"$S/ucf-pools"
+        if [ ! -e "$POOLS" ]; then
+            mkdir -p "${POOLS%/*}"
+            cp "$S/postinst-pools" "$POOLS"
+        fi
     fi
     echo "install ok installed" >"$S/pkgs/$1"
     u=$(unit_of "$1")

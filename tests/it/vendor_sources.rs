@@ -186,3 +186,159 @@ fn the_pools_file_is_switched_off_in_the_transaction_and_stays_off() {
     let again = lab.run("plan", &["--detailed-exitcode"]);
     assert_eq!(again.code, 0, "{again:?}");
 }
+
+/// The plan's step for the pools file the chrony install creates (Ubuntu 25.10+'s postinst).
+const STEP_AFTER_INSTALL: &str = "   ~ switch off vendor source /etc/chrony/sources.d/ubuntu-ntp-pools.sources if installing chrony creates it (Ubuntu's package does; renamed to ubuntu-ntp-pools.sources.clockprov-off right after the install: chrony reads only *.sources; rename it back to undo)\n";
+
+/// The host's chrony package creates the pools file when installed, as Ubuntu 25.10+'s postinst
+/// does through ucf (the apt-get stand-in's `postinst-pools` knob: only when ucf does not know
+/// the file yet).
+fn chrony_package_creates_the_pools_file(lab: &Lab, addr: &str) {
+    let knob = lab.hosts.host_dir(addr).join("state/postinst-pools");
+    std::fs::write(&knob, POOLS_TEXT).unwrap();
+}
+
+#[test]
+fn a_timesyncd_host_swapped_to_chrony_converges_in_one_apply() {
+    let lab = LabBuilder::new()
+        .server(HostSpec::new("debian-12", "chrony"))
+        .clients(vec![HostSpec::new("debian-12", "systemd-timesyncd")])
+        .start();
+    let client = lab.clients[0].clone();
+    put(&lab, &client, "/etc/os-release", OS_RELEASE);
+    chrony_package_creates_the_pools_file(&lab, &client);
+    lab.rewrite_inventory(
+        &format!("{{ address: {client} }}"),
+        &format!("{{ address: {client}, daemon: chrony }}"),
+    );
+    assert_eq!(get(&lab, &client, POOLS), None);
+
+    // 1. No file yet: the step after the install is shown, with the package swap.
+    let plan = lab.run("plan", &["--detailed-exitcode"]);
+    assert_eq!(plan.code, 2, "{plan:?}");
+    assert!(
+        plan.stdout.contains(
+            "   + install package chrony (removes systemd-timesyncd: both provide time-daemon)\n"
+        ) && plan.stdout.contains(STEP_AFTER_INSTALL),
+        "{plan:?}"
+    );
+    let json = lab.run("plan", &["--format", "json"]).json();
+    let step = &json["hosts"][1]["plan"]["switch_off"][0];
+    assert_eq!(
+        (&step["path"], &step["after_install"], &step["sha256"]),
+        (
+            &serde_json::json!(POOLS),
+            &serde_json::json!(true),
+            &serde_json::json!("absent")
+        ),
+        "{json:#}"
+    );
+
+    // 2. One apply, of the saved plan (which carries the step): chrony installed, the file its
+    //    package created switched off before chrony restarts with the new configuration; the
+    //    record says so. Then nothing more to do.
+    let saved = lab.hosts.dir().join("swap.plan");
+    let planned = lab.run("plan", &["--out", saved.to_str().unwrap()]);
+    assert_eq!(planned.code, 0, "{planned:?}");
+    let shown = crate::Clockprov::new().arg("show").arg(&saved).run();
+    assert!(shown.stdout.contains(STEP_AFTER_INSTALL), "{shown:?}");
+    a_step_after_no_install_is_refused(&lab, &saved, &client);
+    let records = lab.hosts.dir().join("records");
+    let restarts = lab.restarts(&client);
+    let applied = crate::Clockprov::new()
+        .arg("apply")
+        .arg(&saved)
+        .args(["--record", records.to_str().unwrap()])
+        .run();
+    assert_eq!(applied.code, 0, "{applied:?}");
+    // Each host reported as applied (`apply PLAN` left them as planned, shown as FAILED).
+    assert!(
+        applied
+            .stdout
+            .contains("Apply: 2 hosts changed, 0 unchanged"),
+        "{applied:?}"
+    );
+    assert!(
+        applied.stdout.contains(&format!(
+            "switched off {POOLS}, created by the chrony install (renamed to {OFF})"
+        )),
+        "{applied:?}"
+    );
+    assert_eq!(get(&lab, &client, POOLS), None);
+    assert_eq!(get(&lab, &client, OFF).as_deref(), Some(POOLS_TEXT));
+    assert_eq!(lab.restarts(&client), restarts + 1);
+    let record = std::fs::read_dir(&records)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(record.path()).unwrap()).unwrap();
+    assert_eq!(
+        record["hosts"][1]["switched_off"][0]["after_install"], true,
+        "{record:#}"
+    );
+    let again = lab.run("plan", &["--detailed-exitcode"]);
+    assert_eq!(again.code, 0, "{again:?}");
+
+    reinstalled_over_its_leftover_files(&lab, &client);
+}
+
+/// Step 3: back to timesyncd (chrony removed, its files kept: dpkg's `rc`), and the pools file
+/// put back by hand: chrony installed again over it gets the ordinary step (the facts read the
+/// file whatever the daemon), and one apply converges again.
+fn reinstalled_over_its_leftover_files(lab: &Lab, client: &str) {
+    lab.hosts.root(
+        client,
+        &format!("apt-get install -y systemd-timesyncd >/dev/null && mv {OFF} {POOLS}"),
+    );
+    assert!(
+        lab.hosts
+            .dpkg_status(client)
+            .contains("Package: chrony\nStatus: deinstall ok config-files"),
+        "{}",
+        lab.hosts.dpkg_status(client)
+    );
+    let plan = lab.run("plan", &["--detailed-exitcode"]);
+    assert_eq!(plan.code, 2, "{plan:?}");
+    assert!(
+        plan.stdout.contains(STEP) && !plan.stdout.contains(STEP_AFTER_INSTALL),
+        "{plan:?}"
+    );
+    assert!(
+        plan.stdout.contains(
+            "   + install package chrony (removes systemd-timesyncd: both provide time-daemon)\n"
+        ),
+        "{plan:?}"
+    );
+    let applied = lab.run("apply", &["--yes"]);
+    assert_eq!(applied.code, 0, "{applied:?}");
+    assert_eq!(get(lab, client, POOLS), None);
+    assert_eq!(get(lab, client, OFF).as_deref(), Some(POOLS_TEXT));
+    let again = lab.run("plan", &["--detailed-exitcode"]);
+    assert_eq!(again.code, 0, "{again:?}");
+}
+
+/// A saved plan edited to keep the step after the install but not the install: refused when
+/// read (a plan file must not be a way to rename files the facts never read), nothing done.
+fn a_step_after_no_install_is_refused(lab: &Lab, saved: &std::path::Path, client: &str) {
+    let mut plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(saved).unwrap()).unwrap();
+    let hosts = plan["hosts"].as_array_mut().unwrap();
+    let host = hosts
+        .iter_mut()
+        .find(|h| h["plan"]["switch_off"].is_array())
+        .unwrap();
+    host["plan"]["package"] = serde_json::Value::Null;
+    let edited = lab.hosts.dir().join("edited.plan");
+    std::fs::write(&edited, plan.to_string()).unwrap();
+    let refused = crate::Clockprov::new().arg("apply").arg(&edited).run();
+    assert_ne!(refused.code, 0, "{refused:?}");
+    assert!(
+        refused.stderr.contains(&format!(
+            "{POOLS} is not a vendor source clockprov switches off for chrony"
+        )),
+        "{refused:?}"
+    );
+    assert!(lab.hosts.apt_log(client).is_empty());
+}

@@ -12,8 +12,9 @@
 #   noble), ubuntu26 .226 (26.04 resolute, chrony), debian13 .213 (13 trixie).
 # No VM reaches a package mirror (and none may).  The jammy image (ubuntu22) carries an offline apt
 # repository instead, so that clockprov's package swap (timesyncd -> chrony) runs with the VM's
-# real apt, dpkg and systemd: /var/lib/clockprov-lab/repo holds chrony and what it needs that the
-# image lacks (tzdata), downloaded at build time from the mirror the roots came from, with a
+# real apt, dpkg and systemd, and the resolute image (ubuntu26) one with chrony's .deb, installed
+# again by clockprov after a purge: /var/lib/clockprov-lab/repo holds chrony and what it needs that
+# the image lacks (jammy: tzdata), downloaded at build time from the mirror the roots came from, with a
 # Packages index; /etc/apt/sources.list names only `deb [trusted=yes] file:/var/lib/clockprov-lab/repo ./`
 # and apt's lists hold only that repository, so `apt-get install` works at once and `apt-get
 # update` reads the disk, never the network.  apt itself is installed too (Ubuntu's minbase has
@@ -408,8 +409,11 @@ declare -A DISTRO_OF=([ubuntu20]=focal [ubuntu22]=jammy [ubuntu24]=noble [ubuntu
 # index (dpkg-scanpackages).  The image's sources list names that repository only (trusted=yes:
 # it is on the image's own disk) and apt's lists hold it only, so `apt-get install` and
 # `apt-get update` in the VM read the disk and never try the network.
-# jammy: clockprov's package swap (timesyncd -> chrony, the mixed fleet's ubuntu22).
-declare -A DISTRO_OFFLINE=([jammy]=chrony)
+# jammy: clockprov's package swap (timesyncd -> chrony, the mixed fleet's ubuntu22). resolute:
+# chrony installed again after a purge (the mixed fleet's ubuntu26), whose postinst creates
+# Ubuntu's pools file during clockprov's apply; the image has chrony and its dependencies already,
+# so only chrony's own .deb is downloaded (--reinstall: apt would download nothing otherwise).
+declare -A DISTRO_OFFLINE=([jammy]=chrony [resolute]=chrony)
 OFFLINE_REPO=/var/lib/clockprov-lab/repo
 
 # add_offline_repo NAME ROOT WORK: $OFFLINE_REPO in ROOT with ${DISTRO_OFFLINE[NAME]} and the
@@ -434,7 +438,7 @@ add_offline_repo() {
         rm -rf "$root/tmp/apt-debs"
     fi
     # shellcheck disable=SC2086 # DISTRO_OFFLINE holds a list of package names
-    apt-get "${apt_opts[@]}" install --download-only --yes ${DISTRO_OFFLINE[$name]//,/ } >&2
+    apt-get "${apt_opts[@]}" install --download-only --reinstall --yes ${DISTRO_OFFLINE[$name]//,/ } >&2
     mkdir -p "$root$OFFLINE_REPO"
     mv "$root"/var/cache/apt/archives/*.deb "$root$OFFLINE_REPO/"
     (cd "$root$OFFLINE_REPO" && dpkg-scanpackages --multiversion . /dev/null >Packages 2>/dev/null)

@@ -10,7 +10,9 @@
 //! all (the 26.04 and 22.04 clients to the LAN server alone), `check` is healthy, a second
 //! `apply` changes nothing, dpkg finds every file of the daemons' packages as shipped but the
 //! ones clockprov meant to write, and every line of the vendor's chrony.conf that is not a
-//! managed line is still there.
+//! managed line is still there. Then 26.04's chrony is purged and installed again by
+//! clockprov (`daemon: chrony`): the pools file its postinst creates during that apply is
+//! switched off in the same apply (one apply converges).
 
 use std::collections::BTreeSet;
 
@@ -181,27 +183,6 @@ fn plan_follows_only_zcloud(plan: &serde_json::Value, m: &Member) {
     assert_eq!(servers, vec!["192.168.6.200"], "{}: {h:#}", m.vm);
 }
 
-/// Is `line` one clockprov manages in a chrony main file (src/layout.rs)?
-fn is_managed_chrony_line(line: &str) -> bool {
-    let word = line
-        .split_whitespace()
-        .next()
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    line.starts_with("# clockprov:")
-        || [
-            "server",
-            "pool",
-            "peer",
-            "allow",
-            "local",
-            "ntsservercert",
-            "ntsserverkey",
-            "ntstrustedcerts",
-        ]
-        .contains(&word.as_str())
-}
-
 /// Every line of the vendor's chrony.conf (the package's own copy, /usr/share/chrony) that is
 /// not a managed line is still in `vm`'s /etc/chrony/chrony.conf, byte for byte and in order,
 /// and the file has no other line but the managed ones (and a blank line before them).
@@ -210,7 +191,7 @@ fn assert_vendor_lines_kept(lab: &Lab, vm: &str) {
     let conf = lab.ssh(vm, &format!("cat {CHRONY_CONF}"));
     let unmanaged = |text: &str| -> Vec<String> {
         text.split('\n')
-            .filter(|l| !l.is_empty() && !is_managed_chrony_line(l))
+            .filter(|l| !l.is_empty() && !clockprov::layout::is_managed_chrony_line(l.as_bytes()))
             .map(str::to_owned)
             .collect()
     };
@@ -490,4 +471,101 @@ fn a_mixed_fleet_converges_and_keeps_the_vendor_files() {
     );
 
     crate::nts::nts_authenticates_and_a_wrong_ca_is_found(&lab);
+
+    a_purged_chrony_comes_back_with_its_pools_off_in_one_apply(&lab);
+}
+
+/// The 26.04 client ([`FLEET`]'s chrony member) whose chrony is purged and installed again.
+const REINSTALLED: &str = "ubuntu26";
+
+/// Step 7, on [`REINSTALLED`]: `apt-get purge chrony` (ucf forgets the pools file, no time daemon
+/// runs), then an inventory asking for chrony there. The plan installs chrony and shows the step
+/// for the pools file the package will create; ONE `apply --wait-sync` installs it with the VM's
+/// real apt from the offline repository in its image, whose real postinst creates the file, and
+/// switches it off in the same apply: chrony follows the LAN server alone, a second apply
+/// changes nothing.
+fn a_purged_chrony_comes_back_with_its_pools_off_in_one_apply(lab: &Lab) {
+    let purged = lab.ssh(
+        REINSTALLED,
+        "DEBIAN_FRONTEND=noninteractive apt-get purge -y -q chrony 2>&1; \
+         dpkg-query -W -f='${db:Status-Abbrev}' chrony 2>&1; echo; \
+         ls /etc/chrony/sources.d; true",
+    );
+    eprintln!("{REINSTALLED}, chrony purged:\n{purged}");
+    lab.ssh(
+        REINSTALLED,
+        &format!("test ! -e {POOLS} && test ! -e /usr/sbin/chronyd"),
+    );
+    let lab_inventory = std::fs::read_to_string(lab.inventory()).unwrap();
+    let entry = format!("  {REINSTALLED}: {{ address: 192.168.6.226 }}\n");
+    assert!(lab_inventory.contains(&entry), "{lab_inventory}");
+    let inventory = lab.file("inventory-reinstalled.yaml");
+    std::fs::write(
+        &inventory,
+        lab_inventory.replace(
+            &entry,
+            &format!("  {REINSTALLED}: {{ address: 192.168.6.226, daemon: chrony }}\n"),
+        ),
+    )
+    .unwrap();
+    // clockprov on this host only, with that inventory.
+    let run = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["-i", inventory.as_str(), "--limit", REINSTALLED]);
+        lab.clockprov(&all, &[])
+    };
+
+    let plan = run(&["plan", "--format", "json"]);
+    assert_eq!(plan.code, 0, "{plan:?}");
+    let plan = plan.json();
+    let h = host(&plan, REINSTALLED);
+    assert_eq!(
+        h["plan"]["package"],
+        serde_json::json!({"package": "chrony", "removes": null}),
+        "{h:#}"
+    );
+    let steps = h["plan"]["switch_off"].as_array().unwrap();
+    assert_eq!(steps.len(), 1, "{h:#}");
+    assert_eq!(steps[0]["path"], POOLS, "{h:#}");
+    assert_eq!(steps[0]["after_install"], true, "{h:#}");
+    let shown = run(&["plan"]);
+    assert!(
+        shown.stdout.contains(&format!(
+            "   ~ switch off vendor source {POOLS} if installing chrony creates it"
+        )),
+        "{shown:?}"
+    );
+
+    let apply = run(&["apply", "--yes", "--wait-sync", "300s"]);
+    assert_eq!(apply.code, 0, "{apply:?}");
+    assert!(
+        apply.stdout.contains(&format!(
+            "switched off {POOLS}, created by the chrony install (renamed to {POOLS_OFF})"
+        )),
+        "{apply:?}"
+    );
+    // Created by the real postinst (the package's text), and switched off: only the new name.
+    lab.ssh(
+        REINSTALLED,
+        &format!("test ! -e {POOLS} && cmp {POOLS_OFF} /usr/share/chrony/ubuntu-ntp-pools.sources"),
+    );
+    let status = lab.ssh(
+        REINSTALLED,
+        "dpkg-query -W -f='${db:Status-Abbrev}' chrony; echo; systemctl is-active chrony",
+    );
+    assert_eq!(
+        status.lines().map(str::trim_end).collect::<Vec<_>>(),
+        ["ii", "active"],
+        "{status}"
+    );
+    let sources = lab.ssh(REINSTALLED, "chronyc -n sources");
+    let listed: Vec<&str> = sources.lines().filter(|l| l.starts_with('^')).collect();
+    assert_eq!(listed.len(), 1, "{sources}");
+    assert!(listed[0].starts_with("^* 192.168.6.200 "), "{sources}");
+
+    let again = run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(again.code, 0, "{again:?}");
+    let again = run(&["apply", "--yes"]);
+    assert_eq!(again.code, 0, "{again:?}");
+    assert!(again.stdout.contains("Apply: 0 hosts changed"), "{again:?}");
 }
