@@ -5,6 +5,26 @@
 //! never spliced into shell text, a `ShellWord` always can be.
 
 use std::fmt;
+use std::fmt::Write as _;
+
+/// `bytes` random bytes as lowercase hex: a marker a host cannot guess, so that nothing else it
+/// prints can pass for it (sudo's prompt and ready markers, the facts' held marker).
+///
+/// # Panics
+/// If the system's random number generator fails: that is not something to carry on from.
+#[must_use]
+pub fn random_hex(bytes: usize) -> String {
+    use ring::rand::SecureRandom as _;
+    let mut buf = vec![0u8; bytes];
+    ring::rand::SystemRandom::new()
+        .fill(&mut buf)
+        .expect("the system random number generator works");
+    buf.iter()
+        .fold(String::with_capacity(2 * bytes), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
 
 /// One single-quoted shell word: nothing inside it is interpreted by the shell.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -234,15 +234,7 @@ pub fn script(request: &FactsRequest<'_>) -> Result<RemoteScript, FactsError> {
 /// If the system's random number generator fails.
 #[must_use]
 pub fn held_marker() -> String {
-    use ring::rand::SecureRandom as _;
-    let mut bytes = [0u8; 12];
-    ring::rand::SystemRandom::new()
-        .fill(&mut bytes)
-        .expect("the system random number generator works");
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    crate::shell::random_hex(12)
 }
 
 /// A path's `stat` line: raw mode (hex), size, permissions (octal), owner, group.
@@ -755,19 +747,11 @@ mod tests {
     /// marker line, as the controller waits for it) `then` on its stdin; everything it prints.
     fn run_kept_here(then: &str) -> String {
         use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-        use std::process::{Command, Stdio};
         let request = FactsRequest {
             paths: KEPT_PATHS,
             ..REQUEST
         };
-        let mut child = Command::new("sh")
-            .arg("-c")
-            .arg(RemoteScript::COMMAND)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = RemoteScript::spawn_here(&[]);
         let mut stdin = child.stdin.take().unwrap();
         let text = script(&request).unwrap().text_keeping_stdin();
         stdin.write_all(text.as_bytes()).unwrap();

@@ -120,14 +120,21 @@ impl RemoteScript {
     /// `env` set and `trailing_stdin` after the text: the tests' stand-in for a host. Its stdout.
     #[cfg(test)]
     pub(crate) fn run_here(&self, env: &[(&str, &str)], trailing_stdin: &str) -> Vec<u8> {
-        Self::run_text_here(&self.text(), env, trailing_stdin)
+        use std::io::Write as _;
+        let mut child = Self::spawn_here(env);
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(self.text().as_bytes()).unwrap();
+        stdin.write_all(trailing_stdin.as_bytes()).unwrap();
+        drop(stdin);
+        child.wait_with_output().unwrap().stdout
     }
 
+    /// `sh -c COMMAND` here, as a host starts a script, with `env` set, stdin and stdout piped
+    /// (stderr discarded): for tests that talk to the script while it runs.
     #[cfg(test)]
-    fn run_text_here(text: &str, env: &[(&str, &str)], trailing_stdin: &str) -> Vec<u8> {
-        use std::io::Write as _;
+    pub(crate) fn spawn_here(env: &[(&str, &str)]) -> std::process::Child {
         use std::process::{Command, Stdio};
-        let mut child = Command::new("sh")
+        Command::new("sh")
             .arg("-c")
             .arg(Self::COMMAND)
             .envs(env.iter().copied())
@@ -135,12 +142,7 @@ impl RemoteScript {
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(text.as_bytes()).unwrap();
-        stdin.write_all(trailing_stdin.as_bytes()).unwrap();
-        drop(stdin);
-        child.wait_with_output().unwrap().stdout
+            .unwrap()
     }
 }
 

@@ -27,7 +27,6 @@
 //! log line. Everything sudo prints on stderr before READY (e.g. `sudo: unable to resolve host
 //! X`) is kept out of the script's output, which the facts and apply parsers read.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -238,21 +237,9 @@ impl Markers {
     /// If the system's random number generator fails.
     #[must_use]
     pub fn random() -> Markers {
-        use ring::rand::SecureRandom as _;
-        let mut bytes = [0u8; 24];
-        // The system RNG failing is not something to carry on from.
-        ring::rand::SystemRandom::new()
-            .fill(&mut bytes)
-            .expect("the system random number generator works");
-        let hex = |b: &[u8]| {
-            b.iter().fold(String::new(), |mut s, b| {
-                let _ = write!(s, "{b:02x}");
-                s
-            })
-        };
         Markers {
-            prompt: format!("clockprov-sudo-prompt-{}", hex(&bytes[..12])),
-            ready: format!("clockprov-sudo-ready-{}", hex(&bytes[12..])),
+            prompt: format!("clockprov-sudo-prompt-{}", crate::shell::random_hex(12)),
+            ready: format!("clockprov-sudo-ready-{}", crate::shell::random_hex(12)),
         }
     }
 

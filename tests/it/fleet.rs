@@ -233,6 +233,17 @@ impl InProcess {
     }
 }
 
+/// The lab's server among `applied`: applied, its unit restarted once.
+fn assert_server_applied_once(lab: &crate::Lab, applied: &[clockprov::operations::HostResult]) {
+    let server_result = applied.iter().find(|r| r.address == lab.server).unwrap();
+    assert_eq!(
+        server_result.status,
+        clockprov::operations::HostStatus::Applied,
+        "{server_result:?}"
+    );
+    assert_eq!(lab.restarts(&lab.server), 1);
+}
+
 /// The `sh -s` processes under the sshd with PID `sshd` (its sessions' shells).
 fn shells_under(sshd: u32) -> Vec<u32> {
     let parent = |pid: u32| -> Option<u32> {
@@ -284,13 +295,7 @@ fn a_host_whose_facts_shell_dies_before_its_transaction_fails_alone_and_unchange
     assert_eq!(lab.hosts.read_etc(&client, DROPIN), None);
     assert!(lab.service_changes(&client).is_empty());
     // The other host was applied all the same, in its kept shell.
-    let server_result = applied.iter().find(|r| r.address == lab.server).unwrap();
-    assert_eq!(
-        server_result.status,
-        clockprov::operations::HostStatus::Applied,
-        "{server_result:?}"
-    );
-    assert_eq!(lab.restarts(&lab.server), 1);
+    assert_server_applied_once(&lab, &applied);
     assert!(shells_under(lab.hosts.pid(&lab.server).unwrap()).is_empty());
     // And the next apply converges the client.
     let run = lab.run("apply", &["--yes"]);
@@ -326,13 +331,7 @@ fn a_file_edited_after_planning_is_refused() {
     assert_eq!(lab.hosts.read_etc(&client, DROPIN).unwrap(), edited);
     assert!(lab.service_changes(&client).is_empty());
     // The other host was applied all the same.
-    let server_result = applied.iter().find(|r| r.address == lab.server).unwrap();
-    assert_eq!(
-        server_result.status,
-        clockprov::operations::HostStatus::Applied,
-        "{server_result:?}"
-    );
-    assert_eq!(lab.restarts(&lab.server), 1);
+    assert_server_applied_once(&lab, &applied);
 }
 
 #[test]

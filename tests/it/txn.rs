@@ -448,6 +448,24 @@ fn crash_mid_restart(lab: &Lab, addr: &str, unit: &str) {
     fs::remove_file(&slow).unwrap();
 }
 
+/// A restart owed for `unit` on `client` (its marker left): plan shows it, apply does it, once,
+/// and removes the marker.
+fn owed_restart_is_done(lab: &Lab, client: &str, unit: &str) {
+    let plan = lab.run("plan", &["--detailed-exitcode"]);
+    assert_eq!(plan.code, 2, "{plan:?}");
+    assert!(
+        plan.stdout.contains(&format!(
+            "   ~ restart {unit} (restart pending from an interrupted apply)\n"
+        )),
+        "{plan:?}"
+    );
+    let restarts = lab.restarts(client);
+    let apply = lab.run("apply", &["--yes"]);
+    assert_eq!(apply.code, 0, "{apply:?}");
+    assert_eq!(lab.restarts(client), restarts + 1);
+    assert!(!marker(&lab.hosts, client, unit).exists());
+}
+
 #[test]
 fn a_restart_owed_by_a_crashed_apply_is_done_or_rolled_back_by_the_next() {
     let lab = LabBuilder::new().start();
@@ -459,19 +477,7 @@ fn a_restart_owed_by_a_crashed_apply_is_done_or_rolled_back_by_the_next() {
         .stdout;
     assert_eq!(lab.hosts.read_etc(&client, TIMESYNCD).unwrap(), new);
     assert!(marker(&lab.hosts, &client, unit).exists());
-    let plan = lab.run("plan", &["--detailed-exitcode"]);
-    assert_eq!(plan.code, 2, "{plan:?}");
-    assert!(
-        plan.stdout.contains(
-            "   ~ restart systemd-timesyncd.service (restart pending from an interrupted apply)\n"
-        ),
-        "{plan:?}"
-    );
-    let restarts = lab.restarts(&client);
-    let apply = lab.run("apply", &["--yes"]);
-    assert_eq!(apply.code, 0, "{apply:?}");
-    assert_eq!(lab.restarts(&client), restarts + 1);
-    assert!(!marker(&lab.hosts, &client, unit).exists());
+    owed_restart_is_done(&lab, &client, unit);
     assert_eq!(lab.run("plan", &["--detailed-exitcode"]).code, 0);
 
     // Again, now with a restart that fails: the file that ran before the crashed apply is back.
@@ -512,19 +518,7 @@ fn an_empty_marker_owes_only_a_restart_and_takes_a_later_entry() {
     assert_eq!(lab.run("apply", &["--yes"]).code, 0);
     let applied = lab.hosts.read_etc(&client, TIMESYNCD).unwrap();
     fs::write(marker(&lab.hosts, &client, unit), "").unwrap();
-    let plan = lab.run("plan", &["--detailed-exitcode"]);
-    assert_eq!(plan.code, 2, "{plan:?}");
-    assert!(
-        plan.stdout.contains(
-            "   ~ restart systemd-timesyncd.service (restart pending from an interrupted apply)\n"
-        ),
-        "{plan:?}"
-    );
-    let restarts = lab.restarts(&client);
-    let apply = lab.run("apply", &["--yes"]);
-    assert_eq!(apply.code, 0, "{apply:?}");
-    assert_eq!(lab.restarts(&client), restarts + 1);
-    assert!(!marker(&lab.hosts, &client, unit).exists());
+    owed_restart_is_done(&lab, &client, unit);
     assert_eq!(lab.hosts.read_etc(&client, TIMESYNCD).unwrap(), applied);
 
     // Empty again, and now a change whose restart fails: the entry went into that marker.

@@ -25,6 +25,12 @@ fn put(lab: &Lab, addr: &str, path: &str, content: &str) {
     );
 }
 
+/// The apply record in `dir`, the only one written there.
+fn only_record(dir: &std::path::Path) -> serde_json::Value {
+    let record = std::fs::read_dir(dir).unwrap().next().unwrap().unwrap();
+    serde_json::from_str(&std::fs::read_to_string(record.path()).unwrap()).unwrap()
+}
+
 fn base64_encode(bytes: &[u8]) -> String {
     use std::io::Write as _;
     let mut child = std::process::Command::new("base64")
@@ -137,13 +143,7 @@ fn the_pools_file_is_switched_off_in_the_transaction_and_stays_off() {
     let applied = lab.run("apply", &["--yes", "--record", records.to_str().unwrap()]);
     assert_eq!(applied.code, 0, "{applied:?}");
     // The record names the step and the content switched off.
-    let record = std::fs::read_dir(&records)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap();
-    let record: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(record.path()).unwrap()).unwrap();
+    let record = only_record(&records);
     let host = &record["hosts"][1];
     assert_eq!(host["name"], "data-1", "{record:#}");
     assert_eq!(host["switched_off"][0]["path"], POOLS, "{record:#}");
@@ -267,13 +267,7 @@ fn a_timesyncd_host_swapped_to_chrony_converges_in_one_apply() {
     assert_eq!(get(&lab, &client, POOLS), None);
     assert_eq!(get(&lab, &client, OFF).as_deref(), Some(POOLS_TEXT));
     assert_eq!(lab.restarts(&client), restarts + 1);
-    let record = std::fs::read_dir(&records)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap();
-    let record: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(record.path()).unwrap()).unwrap();
+    let record = only_record(&records);
     assert_eq!(
         record["hosts"][1]["switched_off"][0]["after_install"], true,
         "{record:#}"
