@@ -8,14 +8,18 @@
 //! answers N numbered requests with its clock (`$EPOCHREALTIME`), one round trip each, as
 //! `check` reads a clock (`check --samples`, default 7); no daemon is asked anything.
 //!
+//! With `--read PATH` (repeatable) it is issue 14's floor for `plan`: the command is `cat` of
+//! those files instead of `true` (one process, as `true` is), its exit status 0 or 1 (1: a file
+//! that host does not have), the files' text read and dropped.
+//!
 //! ```text
 //! cargo run --release --example floor -- -i INVENTORY [--forks N] [--connect-timeout DURATION]
-//!     [--clock-samples N]
+//!     [--clock-samples N] [--read PATH]...
 //! ```
 //!
 //! `--connect-timeout` (e.g. `60s`) is clockprov's option of the same name.
 //!
-//! Exits 0 when `true` succeeded on every host, 1 otherwise (each failure is named on stderr),
+//! Exits 0 when `true` (or `cat`) succeeded on every host, 1 otherwise (each failure is named on stderr),
 //! 2 on bad arguments.
 
 use std::path::PathBuf;
@@ -34,8 +38,8 @@ use clockprov::value::DurationValue;
 /// clockprov's own default for `--forks`.
 const DEFAULT_FORKS: usize = 64;
 
-const USAGE: &str =
-    "usage: floor -i INVENTORY [--forks N] [--connect-timeout DURATION] [--clock-samples N]";
+const USAGE: &str = "usage: floor -i INVENTORY [--forks N] [--connect-timeout DURATION] [--clock-samples N] \
+     [--read PATH]...";
 
 /// The clock reader of `--clock-samples`: each request line answered with itself and the time.
 const CLOCK_READER: &str =
@@ -45,8 +49,22 @@ struct Args {
     inventory: PathBuf,
     forks: usize,
     connect_timeout: Option<Duration>,
-    /// 0: run `true`.
+    /// 0: run `true` (or `cat`).
     clock_samples: usize,
+    /// Not empty: run `cat` of these instead of `true`.
+    read: Vec<String>,
+}
+
+impl Args {
+    /// The one command each host runs.
+    fn command(&self) -> String {
+        if self.read.is_empty() {
+            "true".to_owned()
+        } else {
+            // `exec`: the login shell becomes the one process, as with `true` (bash execs it).
+            format!("exec cat -- {} 2>/dev/null", self.read.join(" "))
+        }
+    }
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -54,6 +72,7 @@ fn parse_args() -> Result<Args, String> {
     let mut forks = DEFAULT_FORKS;
     let mut connect_timeout = None;
     let mut clock_samples = 0;
+    let mut read = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -90,6 +109,19 @@ fn parse_args() -> Result<Args, String> {
                     .filter(|&n: &usize| n >= 1)
                     .ok_or_else(|| format!("--clock-samples takes a number >= 1, not {v:?}"))?;
             }
+            "--read" => {
+                let v = value("--read")?;
+                // It goes into the command line unquoted: a plain absolute path only.
+                let plain = v.starts_with('/')
+                    && v.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"/._-".contains(&b));
+                if !plain {
+                    return Err(format!(
+                        "--read takes an absolute path of letters, digits and / . _ -, not {v:?}"
+                    ));
+                }
+                read.push(v);
+            }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unexpected argument {other:?}")),
         }
@@ -99,6 +131,7 @@ fn parse_args() -> Result<Args, String> {
         forks,
         connect_timeout,
         clock_samples,
+        read,
     })
 }
 
@@ -152,6 +185,9 @@ fn main() -> ExitCode {
     let names: Vec<String> = inventory.hosts.iter().map(|h| h.name.to_string()).collect();
     let hosts = names.len();
     let samples = args.clock_samples;
+    let command: Arc<str> = args.command().into();
+    // cat's 1: one of the files is not on that host (the other was still read).
+    let read_files = !args.read.is_empty();
     let fan_out = Instant::now();
     // The same fan-out engine clockprov's commands use.
     let outcomes = runtime.block_on(for_each(
@@ -160,20 +196,13 @@ fn main() -> ExitCode {
         Progress::hidden(),
         move |name, _status| {
             let connector = connector.clone();
+            let command = command.clone();
             async move {
                 let session = connector.session(&name).await?;
                 if samples > 0 {
                     return read_clock(&session, samples).await;
                 }
-                let out = session.run("true").await?;
-                if out.success() {
-                    Ok(())
-                } else {
-                    Err(HostError::new(
-                        ErrorKind::RemoteCommandFailed,
-                        format!("`true` exited with {:?}: {}", out.status, out.stderr_text()),
-                    ))
-                }
+                run_command(&session, &command, read_files).await
             }
         },
     ));
@@ -199,6 +228,23 @@ fn main() -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+/// The floor's one command; `read_files`: `cat`, whose 1 says a file is not on that host.
+async fn run_command(session: &Session, command: &str, read_files: bool) -> Result<(), HostError> {
+    let out = session.run(command).await?;
+    if out.success() || (read_files && out.status == Some(1)) {
+        Ok(())
+    } else {
+        Err(HostError::new(
+            ErrorKind::RemoteCommandFailed,
+            format!(
+                "`{command}` exited with {:?}: {}",
+                out.status,
+                out.stderr_text()
+            ),
+        ))
     }
 }
 

@@ -13,6 +13,10 @@
 # and times with hyperfine (--warmup 1), at clockprov's default --forks (64;
 # BENCH_FORKS for others), one command after the other:
 #   floor        target/release/examples/floor: one connection + `true` per host
+#   floor-read   plan's floor as issue 14 measured it: floor --read
+#                /etc/chrony/chrony.conf --read /etc/systemd/timesyncd.conf, one
+#                connection + `cat` of the two config files per host; plan's and
+#                apply's ratios to it are in the note
 #   floor-clock  check's floor: floor --clock-samples 7, one connection + one
 #                channel in which bash answers 7 clock requests (check's
 #                default --samples), one round trip each; check's ratio is to
@@ -403,12 +407,14 @@ RETRY_TIMEOUT=${BENCH_RETRY_CONNECT_TIMEOUT:-60s}
 # What is timed, in this order (NAMES), with each command's hyperfine
 # --prepare (PREP, run before every run, warm-up included, not timed):
 #   floor        examples/floor.rs: one connection + `true` per host
+#   floor-read   examples/floor.rs --read (the two config files): plan's floor
+#                as issue 14 measured it
 #   floor-clock  examples/floor.rs --clock-samples 7: check's floor
 #   plan         clockprov plan, a change on every host (hosts reset first)
 #   check        clockprov check: every host's clock and daemon read
 #   apply-fresh  clockprov apply --yes, every run on freshly reset hosts
 #   apply-noop   clockprov apply --yes on converged hosts: nothing to do
-NAMES=(floor floor-clock plan check apply-fresh apply-noop)
+NAMES=(floor floor-read floor-clock plan check apply-fresh apply-noop)
 if [[ -n ${BENCH_COMMANDS:-} ]]; then
     read -r -a NAMES <<<"$BENCH_COMMANDS"
 fi
@@ -421,6 +427,7 @@ set_commands() {
     o="-i $inv $*"
     CMD=(
         [floor]="$FLOOR $o"
+        [floor-read]="$FLOOR --read /etc/chrony/chrony.conf --read /etc/systemd/timesyncd.conf $o"
         [floor-clock]="$FLOOR --clock-samples 7 $o"
         [plan]="$CLOCKPROV plan $o"
         [check]="$CHECK_RUN $CLOCKPROV check $o"
@@ -458,7 +465,7 @@ time_cmd() {
 }
 
 bench_n() {
-    local n=$1 dir forks label note name floor_mean clock_floor_mean ref
+    local n=$1 dir forks label note name floor_mean read_floor_mean clock_floor_mean ref
     local -a extra=()
     dir=$WORK/hosts-$n
     INV=$WORK/inventory-$n.yaml
@@ -480,7 +487,7 @@ bench_n() {
             sanity "$INV" "$n" "${extra[@]}" || die "N=$n ${extra[*]}: $FAIL_NOTE"
         fi
         set_commands "$INV" "${extra[@]}"
-        floor_mean='' clock_floor_mean=''
+        floor_mean='' read_floor_mean='' clock_floor_mean=''
         for name in "${NAMES[@]}"; do
             local rnote=$note
             NOISY=0
@@ -490,11 +497,15 @@ bench_n() {
                 continue
             fi
             [[ $name == floor ]] && floor_mean=$MEAN
+            [[ $name == floor-read ]] && read_floor_mean=$MEAN
             [[ $name == floor-clock ]] && clock_floor_mean=$MEAN
             ref=$floor_mean
             if [[ $name == check && -n $clock_floor_mean ]]; then
                 ref=$clock_floor_mean
                 [[ -n $floor_mean ]] && rnote+="${rnote:+; }$(awk -v m="$MEAN" -v f="$floor_mean" 'BEGIN { printf "%.2fx floor", m / f }')"
+            fi
+            if [[ $name == plan || $name == apply-* ]] && [[ -n $read_floor_mean ]]; then
+                rnote+="${rnote:+; }$(awk -v m="$MEAN" -v f="$read_floor_mean" 'BEGIN { printf "%.2fx floor-read", m / f }')"
             fi
             log "N=$n $name: CPU, $CPU_RUNS runs under /usr/bin/time"
             cpu_runs "$name"
@@ -525,7 +536,9 @@ print_table() {
     printf '|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n'
     printf '%s\n' "${ROWS[@]}"
     printf '\n'
-    printf 'floor: one connection + "true" per host (examples/floor.rs); floor-clock: one connection + one channel whose\n'
+    printf 'floor: one connection + "true" per host (examples/floor.rs); floor-read: the same running "cat" of the two\n'
+    printf 'config files, plan'"'"'s floor as issue 14 measured it (plan'"'"'s and apply'"'"'s ratios to it in the note);\n'
+    printf 'floor-clock: one connection + one channel whose\n'
     printf 'bash answers 7 clock requests, one round trip each (floor --clock-samples 7: check'"'"'s floor, its "vs floor";\n'
     printf 'check'"'"'s ratio to floor in the note); plan: a change on every host; check: clock\n'
     printf 'and daemon read on every host; apply-fresh: apply --yes, every run on freshly reset hosts (a change on\n'
@@ -560,7 +573,7 @@ main() {
     need_tool jq jq
     local f
     for f in "${NAMES[@]}"; do
-        [[ " floor floor-clock plan check apply-fresh apply-noop " == *" $f "* ]] || die "BENCH_COMMANDS: no command '$f'"
+        [[ " floor floor-read floor-clock plan check apply-fresh apply-noop " == *" $f "* ]] || die "BENCH_COMMANDS: no command '$f'"
     done
     for f in "${FORKS_LIST[@]}"; do
         [[ $f == all || $f =~ ^[1-9][0-9]*$ ]] || die "BENCH_FORKS: not a --forks value: '$f'"

@@ -389,11 +389,16 @@ mod tests {
             .unwrap();
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
         }
+        // The system bus the host's timedatectl would talk to: a socket (nothing answers it,
+        // the stand-in does). The file stays a socket after the listener is dropped.
+        drop(std::os::unix::net::UnixListener::bind(dir.path().join("bus")).unwrap());
         dir
     }
 
     /// The script as a host runs it ([`READING_COMMAND`], the text, then two clock requests)
     /// with the [`stand_ins`] in `dir` first on PATH: what it reported, and the calls.
+    /// `timesyncd`: `up` or `down` (whether timedatectl's `show-timesync` answers), or `nobus`
+    /// (the system bus's address names no socket).
     fn run_script(
         dir: &std::path::Path,
         chosen: Option<Daemon>,
@@ -405,8 +410,15 @@ mod tests {
         let log = dir.join("calls");
         let _ = std::fs::remove_file(&log);
         let path = format!("{}:/usr/bin:/bin", dir.display());
+        let bus = dir.join(if timesyncd == "nobus" {
+            "no-bus"
+        } else {
+            "bus"
+        });
+        let bus = format!("unix:path={}", bus.display());
         let env = [
             ("PATH", path.as_str()),
+            ("DBUS_SYSTEM_BUS_ADDRESS", bus.as_str()),
             ("LOG", log.to_str().unwrap()),
             ("STATES", states),
             ("TIMESYNCD", timesyncd),
@@ -528,6 +540,25 @@ mod tests {
             calls,
             "systemctl is-active systemd-timesyncd.service\n\
              timedatectl show-timesync --all\ntimedatectl show\n"
+        );
+        // No system bus: timedatectl could only fail, so it is not run; the host reads as
+        // unsynchronized, as when it fails, and the report says why.
+        let (state, calls) = run(
+            Some(Daemon::Timesyncd),
+            "systemd-timesyncd.service=active",
+            "nobus",
+        );
+        assert_eq!(calls, "systemctl is-active systemd-timesyncd.service\n");
+        let (unit_state, view) = state.daemon(Daemon::Timesyncd, Family::Debian).unwrap();
+        assert_eq!(unit_state, "active");
+        assert!(!view.synchronized);
+        assert!(
+            state.sections[0].1.starts_with("no system bus: ")
+                && state.sections[0]
+                    .1
+                    .ends_with("/no-bus is not a socket; timedatectl not run\n"),
+            "{:?}",
+            state.sections
         );
     }
 }

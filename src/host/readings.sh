@@ -14,7 +14,8 @@
 # talks to timesyncd over D-Bus, which starts the unit). `timedatectl show` asks
 # systemd-timedated, a bus-activated helper that exits on its own; the time daemon's unit is
 # never started. timesyncd that did not answer `show-timesync` is not asked again for
-# `timesync-status` (the same properties of the same service).
+# `timesync-status` (the same properties of the same service). A host with no system bus is not
+# asked at all (below).
 #
 # The clock: bash's `$EPOCHREALTIME`, no process started per reading. After `@@end` each line on
 # fd 3 (the channel's stdin, kept by RemoteScript::text_keeping_stdin) is a request number,
@@ -46,14 +47,29 @@ export LC_ALL
     done
     case $active in
     *" timesyncd "*)
+        # timedatectl asks both services over the system bus and nothing else (sd-bus's address:
+        # $DBUS_SYSTEM_BUS_ADDRESS, or this socket). On a host with no bus at that path (no
+        # D-Bus installed) every call can only fail: none is started to learn that.
+        sock=/run/dbus/system_bus_socket
+        case ${DBUS_SYSTEM_BUS_ADDRESS-} in
+        '') ;;
+        # options, escapes or several addresses: timedatectl decides
+        unix:path=*[,\;%]*) sock= ;;
+        unix:path=*) sock=${DBUS_SYSTEM_BUS_ADDRESS#unix:path=} ;;
+        *) sock= ;;
+        esac
         echo @@show-timesync
-        answered=
-        timedatectl show-timesync --all 2>&1 && answered=1
-        echo @@show
-        timedatectl show 2>&1
-        if [ -n "$answered" ]; then
-            echo @@timesync-status
-            timedatectl timesync-status 2>&1
+        if [ -n "$sock" ] && [ ! -S "$sock" ]; then
+            printf 'no system bus: %s is not a socket; timedatectl not run\n' "$sock"
+        else
+            answered=
+            timedatectl show-timesync --all 2>&1 && answered=1
+            echo @@show
+            timedatectl show 2>&1
+            if [ -n "$answered" ]; then
+                echo @@timesync-status
+                timedatectl timesync-status 2>&1
+            fi
         fi
         ;;
     esac

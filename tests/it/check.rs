@@ -63,6 +63,7 @@ fn install(lab: &Lab, addr: &str, name: &str, text: &str) {
 /// (timedatectl's sign: server minus host).
 fn timesyncd(lab: &Lab, addr: &str, server: &str, synchronized: bool, offset: &str) {
     install(lab, addr, "timedatectl", TIMEDATECTL);
+    lab.hosts.add_system_bus_socket(addr);
     let (leap, sync) = if synchronized { (0, "yes") } else { (3, "no") };
     lab.hosts.root(
         addr,

@@ -298,6 +298,7 @@ fn check_reads_a_host_in_one_channel_and_four_processes() {
              chmod 755 /usr/local/bin/timedatectl"
         ),
     );
+    lab.hosts.add_system_bus_socket(&client);
     std::fs::write(
         lab.hosts
             .host_dir(&client)

@@ -23,6 +23,7 @@ use std::fs::{self, File};
 use std::io::ErrorKind;
 use std::net::TcpListener;
 use std::os::unix::fs::FileTypeExt;
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
@@ -318,6 +319,18 @@ impl TestHosts {
             .trim()
             .parse()
             .ok()
+    }
+
+    /// Gives the host a socket where its system D-Bus would listen (nothing answers there): check
+    /// runs `timedatectl` only on a host that has one (src/host/readings.sh), so a test whose
+    /// `timedatectl` stand-in answers in the bus's place needs it. Made through the host's
+    /// `/proc/PID/root`, in its own `/run`.
+    pub fn add_system_bus_socket(&self, addr: &str) {
+        let pid = self.pid(addr).expect("the host's sshd PID");
+        let dir = PathBuf::from(format!("/proc/{pid}/root/run/dbus"));
+        fs::create_dir_all(&dir).unwrap();
+        // The file stays a socket once the listener is dropped.
+        drop(UnixListener::bind(dir.join("system_bus_socket")).unwrap());
     }
 
     /// Kills one host (its sshd and everything it started), e.g. to test an
