@@ -163,6 +163,7 @@ fn main() -> ExitCode {
         progress: false,
         max_file_size: clockprov::host::facts::DEFAULT_MAX_FILE_SIZE,
         keep_shells: false,
+        release_done: false,
     };
     let connector = match Connector::new(&inventory, &options) {
         Ok(connector) => Arc::new(connector),

@@ -31,6 +31,10 @@ pub struct RunOptions {
     /// Keep each host's facts shell for apply's transaction (apply sets it; see
     /// [`crate::ssh::sudo::Privileged::run_script_keeping_shell`]).
     pub keep_shells: bool,
+    /// Close each host's connection as soon as the command is done with it
+    /// ([`crate::ssh::connector::Connector::release`]), not when it exits: plan, and apply
+    /// without `--wait-sync` (which reads every host again afterwards).
+    pub release_done: bool,
 }
 
 impl RunOptions {

@@ -135,13 +135,23 @@ pub async fn plan_hosts(
         max_file_size: options.max_file_size,
         keep_shell: options.keep_shells,
     };
+    let release_done = options.release_done;
     let outcomes = fleet::for_each(
         hosts,
         options.forks,
         options.progress("planning"),
         move |host, status| {
             let (connector, renderer) = (connector.clone(), renderer.clone());
-            async move { plan_host(&connector, &renderer, &host, read, &status).await }
+            async move {
+                let planned = plan_host(&connector, &renderer, &host, read, &status).await;
+                // Done with the host unless its kept shell is to run a change.
+                let to_apply =
+                    read.keep_shell && planned.as_ref().is_ok_and(|p| p.plan.has_changes());
+                if release_done && !to_apply {
+                    connector.release(host.name.as_str()).await;
+                }
+                planned
+            }
         },
     )
     .await;
@@ -365,6 +375,7 @@ pub(crate) async fn apply_reviewed(
         max_file_size: options.max_file_size,
         keep_shell: true,
     };
+    let release_done = options.release_done;
     let outcomes = fleet::for_each(
         changes,
         options.forks,
@@ -372,25 +383,12 @@ pub(crate) async fn apply_reviewed(
         move |reviewed, status| {
             let connector = connector.clone();
             async move {
-                let facts =
-                    read_facts(&connector, &reviewed.host, read, &status).await?;
-                let plan = reviewed.saved.verify(&facts, &reviewed.host.nts).map_err(|changes| {
-                    HostError::new(
-                        ErrorKind::Drift,
-                        format!(
-                            "refused: the host changed since the plan was reviewed: {}; nothing was done (make the plan again)",
-                            changes.join("; ")
-                        ),
-                    )
-                })?;
-                status.set("applying");
-                let session = connector.session(&reviewed.saved.name).await?;
-                let root = Privileged {
-                    session: &session,
-                    privilege: connector.privilege(&reviewed.saved.name),
-                };
-                let report = apply_host(&root, &plan, &apply).await?;
-                Ok((plan, report))
+                let outcome =
+                    apply_one_reviewed(&connector, &reviewed, read, &apply, &status).await;
+                if release_done {
+                    connector.release(&reviewed.saved.name).await;
+                }
+                outcome
             }
         },
     )
@@ -407,6 +405,34 @@ pub(crate) async fn apply_reviewed(
             });
     }
     rows
+}
+
+/// One host of [`apply_reviewed`]: read again, verified against the reviewed plan, applied.
+async fn apply_one_reviewed(
+    connector: &Connector,
+    reviewed: &Reviewed,
+    read: FactsRead,
+    apply: &ApplyOptions,
+    status: &Status,
+) -> Result<(HostPlan, ApplyReport), HostError> {
+    let facts = read_facts(connector, &reviewed.host, read, status).await?;
+    let plan = reviewed.saved.verify(&facts, &reviewed.host.nts).map_err(|changes| {
+                    HostError::new(
+                        ErrorKind::Drift,
+                        format!(
+                            "refused: the host changed since the plan was reviewed: {}; nothing was done (make the plan again)",
+                            changes.join("; ")
+                        ),
+                    )
+                })?;
+    status.set("applying");
+    let session = connector.session(&reviewed.saved.name).await?;
+    let root = Privileged {
+        session: &session,
+        privilege: connector.privilege(&reviewed.saved.name),
+    };
+    let report = apply_host(&root, &plan, apply).await?;
+    Ok((plan, report))
 }
 
 /// A host to apply: its name and its plan.
@@ -444,6 +470,7 @@ pub async fn apply_hosts(
             ))
         })
         .unzip();
+    let release_done = options.release_done;
     let outcomes = fleet::for_each(
         changes,
         options.forks,
@@ -459,7 +486,11 @@ pub async fn apply_hosts(
                     privilege: connector.privilege(&change.name),
                 };
                 tracing::info!("applying the plan");
-                let report = apply_host(&root, &change.plan, &apply).await?;
+                let report = apply_host(&root, &change.plan, &apply).await;
+                if release_done {
+                    connector.release(&change.name).await;
+                }
+                let report = report?;
                 for step in &report.done {
                     tracing::info!("applied: {}", crate::report::shown(step));
                 }

@@ -114,6 +114,7 @@ impl HostError {
             | SshError::Protocol(_) => ErrorKind::Unreachable,
             SshError::OutputTooLarge { .. } => ErrorKind::OutputTooLarge,
             SshError::KeptShellGone { .. } => ErrorKind::RemoteCommandFailed,
+            SshError::Released { .. } => ErrorKind::Internal,
             SshError::HostKeyUnknown { .. }
             | SshError::HostCertificate { .. }
             | SshError::LearnKey { .. } => ErrorKind::HostKeyUnknown,

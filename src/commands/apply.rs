@@ -106,6 +106,8 @@ pub(crate) fn run(args: &ApplyArgs) -> anyhow::Result<u8> {
     let mut prepared = prepare(&args.fleet, args.templates.clone())?;
     // Each host's facts shell waits to run its transaction: no second channel or login shell.
     prepared.options.keep_shells = true;
+    // A host's connection closes once apply is done with it, unless --wait-sync reads it again.
+    prepared.options.release_done = args.wait_sync.is_none();
     let recorder = recorder(args)?;
     let results = plan_results(&prepared);
     let changes = results
@@ -153,7 +155,8 @@ pub(crate) fn run(args: &ApplyArgs) -> anyhow::Result<u8> {
 fn reviewed(args: &ApplyArgs, path: &Path) -> anyhow::Result<u8> {
     let plan = PlanFile::load(path)?;
     let inventory = plan.check_inventory(path, args.fleet.inventory.as_deref())?;
-    let prepared = prepare_at(&args.fleet, &inventory, None, None)?;
+    let mut prepared = prepare_at(&args.fleet, &inventory, None, None)?;
+    prepared.options.release_done = args.wait_sync.is_none();
     let mut reviewed = Vec::new();
     for saved in plan.hosts {
         let host = prepared

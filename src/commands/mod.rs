@@ -232,6 +232,7 @@ fn prepare_at(
         progress: true,
         max_file_size: args.max_file_size,
         keep_shells: false,
+        release_done: false,
     };
     let secrets = Secrets::from_environment(args.become_password_file.as_deref())?;
     let connector = Arc::new(Connector::with_secrets(

@@ -9,7 +9,9 @@ use super::{EXIT_CHANGES, EXIT_ERROR, EXIT_OK, plan_results, prepare, print_stdo
 
 pub(crate) fn run(args: &PlanArgs) -> anyhow::Result<u8> {
     args.fleet.format.refuse_check_only("plan")?;
-    let prepared = prepare(&args.fleet, args.templates.clone())?;
+    let mut prepared = prepare(&args.fleet, args.templates.clone())?;
+    // Each host's connection closes once its facts are read: a large fleet holds --forks.
+    prepared.options.release_done = true;
     let results = plan_results(&prepared);
     match args.fleet.format {
         Format::Text => print_stdout(&report::plan_text(&results, stdout_style()))?,

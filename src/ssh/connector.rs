@@ -104,6 +104,8 @@ pub struct Connector {
     /// Inventory name -> its node.
     hosts: HashMap<String, String>,
     cells: HashMap<String, SessionCell>,
+    /// The nodes some other node is reached through.
+    jumps: std::collections::HashSet<String>,
     /// How each host's privileged scripts run (sudo for `become: sudo` with a non-root login).
     privileges: HashMap<String, Privilege>,
 }
@@ -223,8 +225,10 @@ impl Connector {
             .keys()
             .map(|key| (key.clone(), SessionCell::new()))
             .collect();
+        let jumps = nodes.values().filter_map(|n| n.via.clone()).collect();
         Ok(Connector {
             nodes,
+            jumps,
             hosts: routes.hosts.clone(),
             cells,
             privileges,
@@ -250,6 +254,20 @@ impl Connector {
             )
         })?;
         self.node_session(key).await
+    }
+
+    /// Close `name`'s connection now: the command is done with that host (see
+    /// [`Session::release`]). Not a jump host's, which the hosts behind it still use.
+    pub async fn release(&self, name: &str) {
+        let Some(key) = self.hosts.get(name) else {
+            return;
+        };
+        if self.jumps.contains(key) {
+            return;
+        }
+        if let Some(Ok(session)) = self.cells[key].get() {
+            session.release().await;
+        }
     }
 
     /// Let go of every shell kept for a next script that never came (the hosts apply had
@@ -331,6 +349,7 @@ mod tests {
                 progress: false,
                 max_file_size: crate::host::facts::DEFAULT_MAX_FILE_SIZE,
                 keep_shells: false,
+                release_done: false,
             };
             Connector::with_home(
                 &inventory,

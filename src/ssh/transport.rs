@@ -117,6 +117,10 @@ pub enum SshError {
         "the shell on {host} that read its facts ended before its transaction ran (killed, or its session closed); nothing was done"
     )]
     KeptShellGone { host: String },
+    /// The command was done with this connection and closed it ([`Session::release`]): asking
+    /// for it again is a bug in clockprov.
+    #[error("the connection to {host} was already closed (clockprov was done with that host)")]
+    Released { host: String },
     #[error("ssh: {0}")]
     Protocol(#[from] russh::Error),
 }
@@ -250,7 +254,9 @@ impl client::Handler for HostKeyCheck {
 
 /// An authenticated connection to one host.
 pub struct Session {
-    handle: Handle<HostKeyCheck>,
+    /// `None` once released ([`Session::release`]). An `Arc` so that a channel is opened
+    /// without holding the lock across the wait.
+    handle: std::sync::Mutex<Option<Arc<Handle<HostKeyCheck>>>>,
     name: String,
     command_timeout: Duration,
     max_output: ByteSize,
@@ -342,7 +348,7 @@ impl Session {
         tracing::info!("connecting to {addr} as {}{via}", spec.user);
         let mut handle = if let Some(jump) = jump {
             let channel = jump
-                .handle
+                .handle()?
                 .channel_open_direct_tcpip(spec.host.clone(), u32::from(spec.port), "127.0.0.1", 0)
                 .await
                 .map_err(|e| SshError::Connect {
@@ -371,7 +377,7 @@ impl Session {
             started.elapsed().as_secs_f64() * 1000.0
         );
         Ok(Session {
-            handle,
+            handle: std::sync::Mutex::new(Some(Arc::new(handle))),
             name: spec.name.clone(),
             command_timeout: spec.command_timeout,
             max_output: spec.max_output,
@@ -421,8 +427,36 @@ impl Session {
         }
     }
 
+    /// The connection, unless it was released.
+    fn handle(&self) -> Result<Arc<Handle<HostKeyCheck>>, SshError> {
+        self.handle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .ok_or_else(|| SshError::Released {
+                host: self.name.clone(),
+            })
+    }
+
+    /// Close the connection now, when the command is done with the host, instead of when it
+    /// exits: its buffers are freed and the host's sshd ends, so a large fleet holds about
+    /// `--forks` connections at a time, not one per host. A shell kept for a next script gets
+    /// end of input with the rest. Idempotent.
+    pub async fn release(&self) {
+        drop(self.take_kept());
+        let handle = self
+            .handle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(handle) = handle {
+            let goodbye = handle.disconnect(russh::Disconnect::ByApplication, "", "en");
+            let _ = tokio::time::timeout(CLOSE_GRACE, goodbye).await;
+        }
+    }
+
     async fn exec(&self, command: &str) -> Result<Channel, SshError> {
-        let channel = self.handle.channel_open_session().await?;
+        let channel = self.handle()?.channel_open_session().await?;
         channel.exec(true, command).await?;
         Ok(channel)
     }

@@ -198,6 +198,7 @@ impl InProcess {
             progress: false,
             max_file_size: clockprov::host::facts::DEFAULT_MAX_FILE_SIZE,
             keep_shells: true,
+            release_done: false,
         };
         let connector =
             Arc::new(clockprov::ssh::connector::Connector::new(&inventory, &options).unwrap());

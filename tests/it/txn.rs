@@ -893,3 +893,66 @@ fn a_restart_owed_for_a_new_nts_ca_still_drops_the_cookies() {
     assert!(!marker(&lab.hosts, &client, unit).exists());
     assert_eq!(lab.run("plan", &["--detailed-exitcode"]).code, 0);
 }
+
+/// Waits until `addr` runs nothing but its listener while `run` is still going: the command
+/// closed that host's connection (its sshd session ended) before it was done with the others.
+fn let_go_while_running(lab: &Lab, addr: &str, run: &mut crate::support::clockprov::Spawned) {
+    let start = Instant::now();
+    while !host_processes(&lab.hosts, addr).is_empty() {
+        assert!(
+            !run.finished(),
+            "{addr} kept its connection until the command ended"
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{addr} still has a session: {:?}",
+            host_processes(&lab.hosts, addr)
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(!run.finished(), "the slow host should still be running");
+}
+
+/// plan and apply close a host's connection as soon as they are done with it (a large fleet
+/// holds about --forks connections, not one per host): while the server is slow (its `stat`
+/// during plan, its restart during apply), the client's session has already ended.
+#[test]
+fn a_host_is_let_go_as_soon_as_plan_or_apply_is_done_with_it() {
+    let lab = LabBuilder::new().start();
+    let (server, client) = (lab.server.clone(), lab.clients[0].clone());
+    // A slow `stat` on the server, first on sshd's PATH, for plan's facts.
+    lab.hosts.root(
+        &server,
+        "mkdir -p /usr/local/bin && printf '#!/bin/sh\\nsleep 8\\nexec /usr/bin/stat \"$@\"\\n' \
+         >/usr/local/bin/stat && chmod 755 /usr/local/bin/stat",
+    );
+    let mut plan = lab.clockprov("plan").spawn();
+    let_go_while_running(&lab, &client, &mut plan);
+    assert_eq!(plan.wait().code, 0);
+    lab.hosts.root(&server, "rm /usr/local/bin/stat");
+
+    let slow = lab
+        .hosts
+        .host_dir(&server)
+        .join("state/slow-start/chrony.service");
+    fs::write(&slow, "8\n").unwrap();
+    let mut apply = lab.clockprov("apply").arg("--yes").spawn();
+    let restart = "restart systemd-timesyncd.service".to_owned();
+    let start = Instant::now();
+    while !lab.hosts.systemctl_log(&client).contains(&restart) {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the client was not applied: {:?}",
+            lab.hosts.systemctl_log(&client)
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let_go_while_running(&lab, &client, &mut apply);
+    let run = apply.wait();
+    assert_eq!(run.code, 0, "{run:?}");
+    fs::remove_file(&slow).unwrap();
+    // Both applied, once: releasing the client did not cut its transaction short.
+    assert!(run.stdout.contains("2 hosts changed"), "{run:?}");
+    let again = lab.run("plan", &["--detailed-exitcode"]);
+    assert_eq!(again.code, 0, "{again:?}");
+}
