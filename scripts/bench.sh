@@ -60,6 +60,11 @@
 #   BENCH_FORKS      --forks values, space-separated, `all` for N
 #                    (default 64, clockprov's default)
 #   BENCH_RETRY_CONNECT_TIMEOUT  see above (default 60s)
+#   BENCH_ADJACENT   1 (default): the floor (floor-clock for check) is timed
+#                    again right before each other command, and that
+#                    command's "vs floor" is to this adjacent floor: on a
+#                    shared machine the floor drifts by up to 15% within
+#                    minutes; 0: every ratio to the first floor row
 #   BENCH_KEEP=1     keep the work directory (the hosts are still stopped)
 #   CARGO_TARGET_DIR as for cargo
 #
@@ -82,6 +87,7 @@ IDLE_WAIT=${BENCH_IDLE_WAIT:-600}
 DEFAULT_FORKS=64 # clockprov's default --forks
 read -r -a FORKS_LIST <<<"${BENCH_FORKS:-$DEFAULT_FORKS}"
 NET=${BENCH_NET:-127.1}
+ADJACENT=${BENCH_ADJACENT:-1}
 if ! [[ $NET =~ ^127\.([0-9]{1,3})$ ]] || ((BASH_REMATCH[1] > 255)); then
     echo "bench.sh: BENCH_NET must be 127.B, not '$NET'" >&2
     exit 2
@@ -489,9 +495,17 @@ bench_n() {
         set_commands "$INV" "${extra[@]}"
         floor_mean='' read_floor_mean='' clock_floor_mean=''
         for name in "${NAMES[@]}"; do
-            local rnote=$note
+            local rnote=$note adjacent=''
             NOISY=0
             wait_idle
+            if ((ADJACENT)) && [[ $name != floor* ]]; then
+                local base=floor
+                [[ $name == check ]] && base=floor-clock
+                if [[ -n ${CMD[$base]:-} ]] && time_cmd "$n" "$base"; then
+                    adjacent=$MEAN
+                    rnote+="${rnote:+; }$base right before: $(awk -v m="$MEAN" -v s="$SD" 'BEGIN { printf "%.0f ± %.0f ms", m, s }')"
+                fi
+            fi
             if ! time_cmd "$n" "$name"; then
                 ROWS+=("| $n | $label | $name | failed | | | | | | | | $FAIL_NOTE${note:+; $note} |")
                 continue
@@ -504,6 +518,7 @@ bench_n() {
                 ref=$clock_floor_mean
                 [[ -n $floor_mean ]] && rnote+="${rnote:+; }$(awk -v m="$MEAN" -v f="$floor_mean" 'BEGIN { printf "%.2fx floor", m / f }')"
             fi
+            [[ -n $adjacent ]] && ref=$adjacent
             if [[ $name == plan || $name == apply-* ]] && [[ -n $read_floor_mean ]]; then
                 rnote+="${rnote:+; }$(awk -v m="$MEAN" -v f="$read_floor_mean" 'BEGIN { printf "%.2fx floor-read", m / f }')"
             fi
@@ -543,6 +558,9 @@ print_table() {
     printf 'check'"'"'s ratio to floor in the note); plan: a change on every host; check: clock\n'
     printf 'and daemon read on every host; apply-fresh: apply --yes, every run on freshly reset hosts (a change on\n'
     printf 'every host); apply-noop: apply --yes on converged hosts.  hyperfine --warmup 1 --runs %s.\n' "$RUNS"
+    if ((ADJACENT)); then
+        printf 'vs floor: to the floor (floor-clock for check) timed again right before the command (in the note).\n'
+    fi
     printf 'client CPU ms/host: (user+sys)/N of the client process, mean of %s runs under /usr/bin/time; peak RSS:\n' "$CPU_RUNS"
     printf 'its largest maximum resident set (%%M) over those runs, and that /N; peak fds: open files, sampled every 20 ms.\n'
     printf 'host-side: the test hosts'"'"' sshd (key exchange, auth, sessions) and the commands they ran, per host.\n'
