@@ -417,14 +417,14 @@ async fn apply_one_reviewed(
 ) -> Result<(HostPlan, ApplyReport), HostError> {
     let facts = read_facts(connector, &reviewed.host, read, status).await?;
     let plan = reviewed.saved.verify(&facts, &reviewed.host.nts).map_err(|changes| {
-                    HostError::new(
-                        ErrorKind::Drift,
-                        format!(
-                            "refused: the host changed since the plan was reviewed: {}; nothing was done (make the plan again)",
-                            changes.join("; ")
-                        ),
-                    )
-                })?;
+        HostError::new(
+            ErrorKind::Drift,
+            format!(
+                "refused: the host changed since the plan was reviewed: {}; nothing was done (make the plan again)",
+                changes.join("; ")
+            ),
+        )
+    })?;
     status.set("applying");
     let session = connector.session(&reviewed.saved.name).await?;
     let root = Privileged {
