@@ -19,8 +19,8 @@
 //!
 //! `--connect-timeout` (e.g. `60s`) is clockprov's option of the same name.
 //!
-//! Exits 0 when `true` (or `cat`) succeeded on every host, 1 otherwise (each failure is named on stderr),
-//! 2 on bad arguments.
+//! Exits 0 when `true` (or `cat`) succeeded on every host, 1 otherwise (each failure is named on
+//! stderr), 2 on bad arguments.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
