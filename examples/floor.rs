@@ -164,6 +164,7 @@ fn main() -> ExitCode {
         max_file_size: clockprov::host::facts::DEFAULT_MAX_FILE_SIZE,
         keep_shells: false,
         release_done: false,
+        keep_open: None,
     };
     let connector = match Connector::new(&inventory, &options) {
         Ok(connector) => Arc::new(connector),

@@ -360,7 +360,7 @@ wait_ms() {
 # from /proc) over the runs; CPU_FAILED counts the runs that exited non-zero
 # (left out of the means).
 cpu_runs() {
-    local name=$1 i f=$WORK/time.out e u s rss t0 t1 client=0 sshd=0 ok=0 tpid child fds
+    local name=$1 i f=$WORK/time.out e u s rss t0 t1 client=0 sshd=0 ok=0 tpid child grandchild comm fds
     local -a cmd=() open=()
     read -r -a cmd <<<"${CMD[$name]}"
     CPU_FAILED=0 CPU_RSS_KB=0 CPU_FDS=0
@@ -372,6 +372,14 @@ cpu_runs() {
         while kill -0 "$tpid" 2>/dev/null; do
             if [[ -z $child ]]; then
                 read -r child _ 2>/dev/null <"/proc/$tpid/task/$tpid/children" || true # no newline: read fails, yet sets child
+            fi
+            # check runs under the findings-ok.sh wrapper (/bin/sh): sample the command it runs
+            comm=
+            [[ -n $child ]] && { read -r comm <"/proc/$child/comm" || true; } 2>/dev/null
+            if [[ $comm == sh ]]; then
+                grandchild=
+                read -r grandchild _ 2>/dev/null <"/proc/$child/task/$child/children" || true
+                [[ -n $grandchild ]] && child=$grandchild
             fi
             if [[ -n $child ]]; then
                 open=("/proc/$child/fd/"*)

@@ -33,8 +33,11 @@ pub struct RunOptions {
     pub keep_shells: bool,
     /// Close each host's connection as soon as the command is done with it
     /// ([`crate::ssh::connector::Connector::release`]), not when it exits: plan, and apply
-    /// without `--wait-sync` (which reads every host again afterwards).
+    /// without `--wait-sync` (which reads every host again afterwards), and check.
     pub release_done: bool,
+    /// The one host whose connection `release_done` leaves open: check's `--ceph` monitor, asked
+    /// after the fleet is measured.
+    pub keep_open: Option<String>,
 }
 
 impl RunOptions {

@@ -17,7 +17,10 @@ pub(crate) const EXIT_INCONCLUSIVE: u8 = 3;
 pub(crate) fn run(args: &CheckArgs) -> anyhow::Result<u8> {
     // check renders nothing: no --templates (the inventory's own `templates:` must still exist).
     let reach = args.ceph.as_ref().map(|host| ("--ceph", host));
-    let prepared = prepare_at(&args.fleet, inventory_arg(&args.fleet)?, None, reach)?;
+    let mut prepared = prepare_at(&args.fleet, inventory_arg(&args.fleet)?, None, reach)?;
+    // Each host's connection closes once it is measured, but the monitor's: Ceph is asked after.
+    prepared.options.release_done = true;
+    prepared.options.keep_open.clone_from(&prepared.reach);
     let controller = ControllerClock::read();
     let limits = Limits {
         max_skew: args.max_skew.seconds(),

@@ -233,6 +233,7 @@ fn prepare_at(
         max_file_size: args.max_file_size,
         keep_shells: false,
         release_done: false,
+        keep_open: None,
     };
     let secrets = Secrets::from_environment(args.become_password_file.as_deref())?;
     let connector = Arc::new(Connector::with_secrets(

@@ -350,6 +350,7 @@ mod tests {
                 max_file_size: crate::host::facts::DEFAULT_MAX_FILE_SIZE,
                 keep_shells: false,
                 release_done: false,
+                keep_open: None,
             };
             Connector::with_home(
                 &inventory,

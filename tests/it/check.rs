@@ -385,6 +385,27 @@ fn check_changes_nothing_and_judges_every_kind_of_host() {
     let run = check_ceph(&lab.inventory, "data-1", &["--format", "json"]);
     assert_eq!(run.code, 2, "{run:?}");
     assert_eq!(run.json()["ceph"]["queried"], "data-1", "{run:?}");
+    // Measured and then asked: check closes each host's connection once it is measured, but not
+    // the monitor's, which Ceph is asked over afterwards.
+    let run = Clockprov::new()
+        .args(["check", "-i"])
+        .arg(&lab.inventory)
+        .args(["--limit", "data-1", "--ceph", "data-1", "--format", "json"])
+        .run();
+    let doc = run.json();
+    assert_eq!(doc["ceph"]["error"], serde_json::Value::Null, "{doc:#}");
+    assert_eq!(
+        doc["ceph"]["clock_skew"]["summary"], "clock skew detected on mon.z-b-data-2",
+        "{doc:#}"
+    );
+    assert!(
+        doc["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["name"] == "data-1" && h["status"] != "unreachable"),
+        "{doc:#}"
+    );
     // Unreachable outside the inventory: the Ceph part says so, an error as for a host.
     let nobody = format!("root@{}", next_addr());
     let run = check_ceph(&without_ok, &nobody, &["--format", "json"]);

@@ -199,6 +199,7 @@ impl InProcess {
             max_file_size: clockprov::host::facts::DEFAULT_MAX_FILE_SIZE,
             keep_shells: true,
             release_done: false,
+            keep_open: None,
         };
         let connector =
             Arc::new(clockprov::ssh::connector::Connector::new(&inventory, &options).unwrap());

@@ -910,14 +910,45 @@ fn let_go_while_running(lab: &Lab, addr: &str, run: &mut crate::support::clockpr
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-    assert!(!run.finished(), "the slow host should still be running");
+    assert!(
+        !run.finished(),
+        "{addr} kept its connection until the command ended (or the slow host was not slow)"
+    );
 }
 
-/// plan and apply close a host's connection as soon as they are done with it (a large fleet
-/// holds about --forks connections, not one per host): while the server is slow (its `stat`
-/// during plan, its restart during apply), the client's session has already ended.
+/// Wait until the host's `systemctl` log has a line past its first `seen` lines containing
+/// `call` (the command has reached the host), while `run` runs.
+fn wait_called(
+    lab: &Lab,
+    addr: &str,
+    seen: usize,
+    call: &str,
+    run: &mut crate::support::clockprov::Spawned,
+) {
+    let start = Instant::now();
+    while !lab.hosts.systemctl_log(addr)[seen..]
+        .iter()
+        .any(|line| line.contains(call))
+    {
+        assert!(
+            !run.finished(),
+            "the command ended before {addr} ran `{call}`"
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{addr} never ran `{call}`: {:?}",
+            lab.hosts.systemctl_log(addr)
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// plan, apply and check close a host's connection as soon as they are done with it (a large
+/// fleet holds about --forks connections, not one per host): while the server is slow (its
+/// `stat` during plan, its restart during apply, its `systemctl` during check), the client's
+/// session has already ended.
 #[test]
-fn a_host_is_let_go_as_soon_as_plan_or_apply_is_done_with_it() {
+fn a_host_is_let_go_as_soon_as_plan_apply_or_check_is_done_with_it() {
     let lab = LabBuilder::new().start();
     let (server, client) = (lab.server.clone(), lab.clients[0].clone());
     // A slow `stat` on the server, first on sshd's PATH, for plan's facts.
@@ -926,7 +957,9 @@ fn a_host_is_let_go_as_soon_as_plan_or_apply_is_done_with_it() {
         "mkdir -p /usr/local/bin && printf '#!/bin/sh\\nsleep 8\\nexec /usr/bin/stat \"$@\"\\n' \
          >/usr/local/bin/stat && chmod 755 /usr/local/bin/stat",
     );
+    let seen = lab.hosts.systemctl_log(&client).len();
     let mut plan = lab.clockprov("plan").spawn();
+    wait_called(&lab, &client, seen, "show", &mut plan);
     let_go_while_running(&lab, &client, &mut plan);
     assert_eq!(plan.wait().code, 0);
     lab.hosts.root(&server, "rm /usr/local/bin/stat");
@@ -936,17 +969,15 @@ fn a_host_is_let_go_as_soon_as_plan_or_apply_is_done_with_it() {
         .host_dir(&server)
         .join("state/slow-start/chrony.service");
     fs::write(&slow, "8\n").unwrap();
+    let seen = lab.hosts.systemctl_log(&client).len();
     let mut apply = lab.clockprov("apply").arg("--yes").spawn();
-    let restart = "restart systemd-timesyncd.service".to_owned();
-    let start = Instant::now();
-    while !lab.hosts.systemctl_log(&client).contains(&restart) {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "the client was not applied: {:?}",
-            lab.hosts.systemctl_log(&client)
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_called(
+        &lab,
+        &client,
+        seen,
+        "restart systemd-timesyncd.service",
+        &mut apply,
+    );
     let_go_while_running(&lab, &client, &mut apply);
     let run = apply.wait();
     assert_eq!(run.code, 0, "{run:?}");
@@ -955,4 +986,27 @@ fn a_host_is_let_go_as_soon_as_plan_or_apply_is_done_with_it() {
     assert!(run.stdout.contains("2 hosts changed"), "{run:?}");
     let again = lab.run("plan", &["--detailed-exitcode"]);
     assert_eq!(again.code, 0, "{again:?}");
+
+    // check: a slow `systemctl` on the server, for its readings.
+    lab.hosts.root(
+        &server,
+        "printf '#!/bin/sh\\nsleep 8\\nexec /usr/bin/systemctl \"$@\"\\n' \
+         >/usr/local/bin/systemctl && chmod 755 /usr/local/bin/systemctl",
+    );
+    let seen = lab.hosts.systemctl_log(&client).len();
+    let mut check = lab.clockprov("check").arg("--format=json").spawn();
+    wait_called(&lab, &client, seen, "is-active", &mut check);
+    let_go_while_running(&lab, &client, &mut check);
+    let run = check.wait();
+    lab.hosts.root(&server, "rm /usr/local/bin/systemctl");
+    // Both measured all the same (the client was read before it was let go).
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).expect("check's JSON");
+    let hosts = report["hosts"].as_array().expect("hosts");
+    assert_eq!(hosts.len(), 2, "{run:?}");
+    for host in hosts {
+        assert!(
+            !matches!(host["status"].as_str(), Some("unreachable" | "failed")),
+            "{host}"
+        );
+    }
 }
