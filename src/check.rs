@@ -186,14 +186,14 @@ pub(crate) async fn read_clocks(
     samples: usize,
 ) -> Vec<Outcome<ClockReading>> {
     let release_done = options.release_done;
-    let keep_open: Option<Arc<str>> = options.keep_open.as_deref().map(Arc::from);
+    let keep_open = options.keep_open.clone();
     fleet::for_each(
         hosts.to_vec(),
         options.forks,
         progress,
         move |host, status| {
             let connector = connector.clone();
-            let keep_open = keep_open.clone();
+            let release = release_done && keep_open.as_deref() != Some(host.name.as_str());
             async move {
                 status.set("connecting");
                 let session = connector.session(host.name.as_str()).await?;
@@ -228,7 +228,7 @@ pub(crate) async fn read_clocks(
                 })?;
                 clock::check_view(daemon.package(), &view)
                     .map_err(|e| HostError::new(ErrorKind::UnexpectedOutput, e.to_string()))?;
-                if release_done && keep_open.as_deref() != Some(host.name.as_str()) {
+                if release {
                     connector.release(host.name.as_str()).await;
                 }
                 Ok(ClockReading {
