@@ -284,6 +284,10 @@ impl Renderer {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_keep_trailing_newline(true);
+        // Debug info on in every build, not only under debug_assertions (minijinja's default):
+        // without it a release binary's error has no template source, and an undefined variable
+        // cannot be named (`RenderError::from_minijinja`).
+        env.set_debug(true);
         for (name, builtin) in BUILTIN_TEMPLATES {
             let source = match override_dir.map(|dir| dir.join(name)) {
                 Some(path) if path.exists() => {
