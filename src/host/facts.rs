@@ -1,6 +1,6 @@
 //! Facts: what a host has now, read in one command (one round trip).
 //!
-//! The remote side is `facts.sh` (at most four processes on the host); it prints records (see
+//! The remote side is `facts.sh` (two processes with perl, four without); it prints records (see
 //! [`crate::host::records`]), the managed files' contents as one payload split by the sizes
 //! `stat` printed, so any byte survives. Parsing is pure, unit- and property-tested.
 
@@ -186,11 +186,14 @@ fn in_dropin_dir(request: &FactsRequest<'_>, path: &str) -> bool {
 }
 
 /// The script that prints the facts `request` asks for, the packages of both daemons and the
-/// restarts an interrupted apply left pending (see `facts.sh`: at most four processes).
+/// restarts an interrupted apply left pending (see `facts.sh`: two processes with perl, four without).
 ///
 /// # Errors
 /// A path is not absolute or holds a newline, or a unit name is not one systemd allows.
 pub fn script(request: &FactsRequest<'_>) -> Result<RemoteScript, FactsError> {
+    /// facts.pl as it is sent (it is an argument of facts.sh): without comments and indentation.
+    static FACTS_PL: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| crate::host::script::compact(include_str!("facts.pl")));
     let packages: Vec<&str> = Daemon::ALL.iter().map(|d| d.package()).collect();
     let ok = !request.held_marker.is_empty()
         && request
@@ -200,6 +203,7 @@ pub fn script(request: &FactsRequest<'_>) -> Result<RemoteScript, FactsError> {
     let mut args = vec![
         ShellWord::number(request.max_file_size),
         word(request.held_marker, "not a marker", ok)?,
+        word(&FACTS_PL, "not perl's text", true)?,
         count(packages.len()),
     ];
     for package in &packages {
@@ -701,10 +705,11 @@ mod tests {
     #[test]
     fn the_script_passes_everything_as_words() {
         let text = script(&REQUEST).unwrap().text();
+        let perl = ShellWord::new(&crate::host::script::compact(include_str!("facts.pl"))).unwrap();
         assert!(
-            text.starts_with(
-                "{\nset -- '64' 'm4rker' '2' 'chrony' 'systemd-timesyncd' '2' 'chrony.service' 'systemd-timesyncd.service' '1' '/etc/d' '.conf' '/etc/chrony/chrony.conf' '/etc/systemd/timesyncd.conf' '/etc/l'\n"
-            ),
+            text.starts_with(&format!(
+                "{{\nset -- '64' 'm4rker' {perl} '2' 'chrony' 'systemd-timesyncd' '2' 'chrony.service' 'systemd-timesyncd.service' '1' '/etc/d' '.conf' '/etc/chrony/chrony.conf' '/etc/systemd/timesyncd.conf' '/etc/l'\n"
+            )),
             "{text}"
         );
         for bad in [
@@ -741,6 +746,171 @@ mod tests {
     /// `dpkg-query`; `systemctl` may have no systemd to ask, which leaves the units unknown).
     fn run_here(request: &FactsRequest<'_>) -> Result<HostFacts, FactsError> {
         parse(&script(request).unwrap().run_here(&[], ""), request)
+    }
+
+    /// As [`run_here`] on a host with no perl (the RHEL family's minimal installs): `PATH`
+    /// holds only the commands the script's other way runs.
+    fn run_here_without_perl(request: &FactsRequest<'_>) -> Result<HostFacts, FactsError> {
+        static BIN: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+        let bin = BIN.get_or_init(|| {
+            let bin = tempfile::tempdir().unwrap();
+            for name in ["sh", "stat", "head", "dpkg-query", "systemctl"] {
+                let found = ["/usr/bin", "/bin"]
+                    .iter()
+                    .map(|dir| std::path::Path::new(dir).join(name))
+                    .find(|path| path.exists());
+                if let Some(path) = found {
+                    std::os::unix::fs::symlink(path, bin.path().join(name)).unwrap();
+                }
+            }
+            bin
+        });
+        let path = bin.path().to_str().unwrap();
+        let out = script(request).unwrap().run_here(&[("PATH", path)], "");
+        assert!(!out.is_empty(), "nothing printed without perl");
+        parse(&out, request)
+    }
+
+    /// The text `script` sends as facts.pl, reading dpkg's status from `status` instead.
+    fn facts_pl_reading(status: &std::path::Path) -> String {
+        let text = crate::host::script::compact(include_str!("facts.pl"));
+        assert!(text.contains("'/var/lib/dpkg/status'"));
+        text.replace("'/var/lib/dpkg/status'", &format!("'{}'", status.display()))
+    }
+
+    /// dpkg-query's records for `names` from the database in `admindir`, blank lines (a
+    /// package with no conffiles) dropped and the status's padding (`ii ` then a space) one
+    /// space: what facts.pl prints, record for record.
+    fn dpkg_query_records(admindir: &str, names: &[String]) -> Vec<String> {
+        let out = std::process::Command::new("dpkg-query")
+            .arg(format!("--admindir={admindir}"))
+            .arg("-W")
+            .arg("-f=@@pkg ${Package} ${db:Status-Abbrev} ${Version}\n${Conffiles}\n")
+            .args(names)
+            .output()
+            .unwrap();
+        let mut lines: Vec<String> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .filter(|line| !line.is_empty())
+            .map(|line| match line.strip_prefix("@@pkg ") {
+                Some(rest) => format!(
+                    "@@pkg {}",
+                    rest.split_whitespace().collect::<Vec<_>>().join(" ")
+                ),
+                None => line.to_owned(),
+            })
+            .collect();
+        lines.sort();
+        lines
+    }
+
+    fn facts_pl_records(program: &str, names: &[String]) -> Vec<String> {
+        let out = std::process::Command::new("perl")
+            .arg("-e")
+            .arg(program)
+            .args(["--", "0", &names.len().to_string()])
+            .args(names)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let mut lines: Vec<String> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .filter(|line| *line != "@@files")
+            .map(|line| {
+                // facts.pl prints the version as the field has it, with no padding to drop.
+                line.to_owned()
+            })
+            .collect();
+        lines.sort();
+        lines
+    }
+
+    /// facts.pl reads dpkg's status file as dpkg-query reads it: every package of this
+    /// machine's real database, and a database with every status dpkg writes, conffile flags
+    /// and a package with no version, judged by the real dpkg-query.
+    #[test]
+    fn facts_pl_reports_packages_as_dpkg_query_does() {
+        let out = std::process::Command::new("dpkg-query")
+            .args(["-W", "-f=${Package}\n"])
+            .output()
+            .unwrap();
+        let mut names: Vec<String> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        names.sort();
+        names.dedup();
+        assert!(names.len() > 50, "{names:?}");
+        let here = dpkg_query_records("/var/lib/dpkg", &names);
+        assert!(
+            here.iter().any(|line| line.starts_with(" /etc/")),
+            "no conffiles"
+        );
+        assert_eq!(
+            facts_pl_records(&facts_pl_reading("/var/lib/dpkg/status".as_ref()), &names),
+            here
+        );
+
+        let admin = tempfile::tempdir().unwrap();
+        for dir in ["updates", "info", "triggers"] {
+            std::fs::create_dir(admin.path().join(dir)).unwrap();
+        }
+        std::fs::write(admin.path().join("available"), "").unwrap();
+        let mut status = String::new();
+        let mut names = Vec::new();
+        for (i, words) in [
+            "install ok installed",
+            "hold ok installed",
+            "deinstall ok config-files",
+            "purge ok not-installed",
+            "install reinstreq half-installed",
+            "install ok unpacked",
+            "install ok half-configured",
+            "install ok triggers-pending",
+            "unknown ok not-installed",
+            "deinstall reinstreq half-configured",
+            "deinstall ok not-installed",
+            "install ok not-installed",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let name = format!("pkg-{i}");
+            let _ = write!(
+                status,
+                "Package: {name}\nStatus: {words}\nPriority: optional\nArchitecture: amd64\n"
+            );
+            if !words.starts_with("purge") {
+                let _ = writeln!(status, "Version: 1:2.{i}-3+b1");
+            }
+            if words.ends_with("triggers-pending") {
+                status.push_str("Triggers-Pending: ldconfig\n");
+            }
+            if i % 2 == 0 && !words.ends_with("not-installed") {
+                let _ = write!(
+                    status,
+                    "Conffiles:\n /etc/{name}/a b.conf 0123456789abcdef0123456789abcdef\n /etc/{name}/old.conf fedcba9876543210fedcba9876543210 obsolete\n /etc/{name}/gone.conf 00000000000000000000000000000000 remove-on-upgrade\n"
+                );
+            }
+            status.push_str("Description: test\n\n");
+            names.push(name);
+        }
+        names.push("not-in-the-database".to_owned());
+        std::fs::write(admin.path().join("status"), &status).unwrap();
+        let admindir = admin.path().to_str().unwrap();
+        let want = dpkg_query_records(admindir, &names);
+        assert_eq!(
+            want.iter().filter(|line| line.starts_with("@@pkg")).count(),
+            12,
+            "{want:?}"
+        );
+        assert_eq!(
+            facts_pl_records(&facts_pl_reading(&admin.path().join("status")), &names),
+            want
+        );
     }
 
     /// Run the facts script here as a kept shell: its text, then (once it has printed its
@@ -848,6 +1018,7 @@ mod tests {
             held_marker: "m4rker",
         };
         let facts = run_here(&request).unwrap();
+        assert_eq!(run_here_without_perl(&request), Ok(facts.clone()));
         let dropins_read: Vec<&String> = facts
             .files
             .keys()
@@ -876,17 +1047,17 @@ mod tests {
         let mut with_big = paths.clone();
         let big = at("big");
         with_big.push(&big);
-        assert_eq!(
-            run_here(&FactsRequest {
-                paths: &with_big,
-                ..request
-            }),
-            Err(FactsError::TooLarge {
-                path: big.clone(),
-                size: 5000,
-                max: 4096
-            })
-        );
+        let too_large = Err(FactsError::TooLarge {
+            path: big.clone(),
+            size: 5000,
+            max: 4096,
+        });
+        let with_big = FactsRequest {
+            paths: &with_big,
+            ..request
+        };
+        assert_eq!(run_here(&with_big), too_large);
+        assert_eq!(run_here_without_perl(&with_big), too_large);
     }
 
     proptest! {
@@ -899,7 +1070,9 @@ mod tests {
             std::fs::write(&pa, &a).unwrap();
             std::fs::write(&pb, &b).unwrap();
             let (pa, pb) = (pa.to_str().unwrap(), pb.to_str().unwrap());
-            let facts = run_here(&FactsRequest { paths: &[pa, pb], units: &[], dropins: &[], max_file_size: 600, held_marker: "m4rker" }).unwrap();
+            let request = FactsRequest { paths: &[pa, pb], units: &[], dropins: &[], max_file_size: 600, held_marker: "m4rker" };
+            let facts = run_here(&request).unwrap();
+            prop_assert_eq!(run_here_without_perl(&request), Ok(facts.clone()));
             for (path, want) in [(pa, &a), (pb, &b)] {
                 let PathFacts::File(file) = &facts.files[path] else { panic!("{path}") };
                 prop_assert_eq!(&file.content, want);

@@ -3,10 +3,12 @@
 #
 # One round trip, and at most four processes besides this shell (which is the login process):
 # dpkg-query (rpm on the RHEL family), systemctl, stat and head, one each for all packages,
-# units and paths. Everything
-# else is a builtin: no pipe, no command substitution, no subshell.
+# units and paths. Where perl is (every Debian and Ubuntu host: perl-base is Essential), one
+# perl process (facts.pl) does the work of dpkg-query, stat and head: two processes in all.
+# Everything else is a builtin: no pipe, no command substitution, no subshell.
 #
-# Arguments: MAX HELD NPKG PACKAGE... NUNIT UNIT... NDIR (DIR SUFFIX)... PATH...
+# Arguments: MAX HELD PERL NPKG PACKAGE... NUNIT UNIT... NDIR (DIR SUFFIX)... PATH...
+#   PERL: the text of facts.pl.
 #   DIR SUFFIX: a drop-in directory; its files DIR/*SUFFIX are read as managed paths are.
 #   MAX: the largest managed file to read, in bytes; a bigger one is read only up to MAX bytes
 #   (its size tells the controller to refuse it, without waiting for all of it).
@@ -16,7 +18,13 @@ export LC_ALL
 
 max=$1
 held=$2
-shift 2
+pl=$3
+shift 3
+perl=
+if command -v perl >/dev/null 2>&1; then perl=perl; fi
+# The packages facts.pl reports (set by `packages`), if it does.
+npkg=0
+pkgs=
 
 # with_first N FUNCTION ARG...: FUNCTION with the first N ARGs (a function has its own "$@").
 # POSIX sh has no `local`: its variables start with an underscore.
@@ -35,6 +43,14 @@ with_first() {
 packages() {
     [ $# -gt 0 ] || return 0
     if command -v dpkg-query >/dev/null 2>&1; then
+        # dpkg's status file is the whole truth unless an interrupted dpkg left its update
+        # journal (which dpkg-query would read too): then facts.pl reads it, as one with the
+        # files. The names are plain words (src/host/facts.rs checks them).
+        if [ -n "$perl" ] && [ -f /var/lib/dpkg/status ] && ! dpkg_journal; then
+            npkg=$#
+            pkgs=$*
+            return 0
+        fi
         # shellcheck disable=SC2016 # ${Package} is dpkg-query's field syntax, not the shell's
         # ${Conffiles}: ` PATH MD5` lines (the md5 of the file the package shipped), or none.
         dpkg-query -W -f='@@pkg ${Package} ${db:Status-Abbrev} ${Version}\n${Conffiles}\n' "$@" 2>/dev/null
@@ -43,6 +59,12 @@ packages() {
         # "package X is not installed" on stdout), as installed (`ii`) in dpkg's words.
         rpm -qa --qf '@@pkg %{NAME} ii %{VERSION}-%{RELEASE}\n' "$@" 2>/dev/null
     fi
+}
+dpkg_journal() {
+    for _j in /var/lib/dpkg/updates/[0-9]*; do
+        if [ -e "$_j" ]; then return 0; fi
+    done
+    return 1
 }
 units() {
     echo @@units
@@ -92,19 +114,27 @@ for p do
         printf '@@absent %s\n' "$p"
     fi
 done
-[ $# -eq 0 ] || stat -c '@@stat %f %s %a %U %G %n' -- "$@"
-
-# The regular files' contents, back to back, in the order stat listed them: the controller
-# splits them by the sizes stat printed.
-for p do
-    shift
-    if [ -f "$p" ] && [ ! -L "$p" ]; then set -- "$@" "$p"; fi
-done
-echo @@files
 r=0
-if [ $# -gt 0 ]; then
-    head -q -c "$max" -- "$@"
+if [ -n "$perl" ]; then
+    # No pathname expansion of $pkgs (plain words, split on spaces only).
+    set -f
+    # shellcheck disable=SC2086 # $pkgs: one word per package
+    perl -e "$pl" -- "$max" "$npkg" $pkgs "$@"
     r=$?
+    set +f
+else
+    [ $# -eq 0 ] || stat -c '@@stat %f %s %a %U %G %n' -- "$@"
+    # The regular files' contents, back to back, in the order stat listed them: the
+    # controller splits them by the sizes stat printed.
+    for p do
+        shift
+        if [ -f "$p" ] && [ ! -L "$p" ]; then set -- "$@" "$p"; fi
+    done
+    echo @@files
+    if [ $# -gt 0 ]; then
+        head -q -c "$max" -- "$@"
+        r=$?
+    fi
 fi
 printf '\n@@read %s\n@@end\n' "$r"
 

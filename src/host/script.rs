@@ -82,11 +82,11 @@ impl RemoteScript {
 }
 
 /// `body` without its comment lines and indentation: the same commands in fewer
-/// bytes. bash reading a script from a pipe (`bash -s`) reads it one byte per system call, so
+/// bytes (also for facts.pl, perl's text, which keeps to the same rule). bash reading a script from a pipe (`bash -s`) reads it one byte per system call, so
 /// that it never takes what follows on stdin: check's script was two thirds comments. A test
 /// holds every script's compacted text to the same parse as its source (`bash --pretty-print`);
 /// no script has a here-document or a quoted string across lines, whose lines this would change.
-fn compact(body: &str) -> String {
+pub(crate) fn compact(body: &str) -> String {
     let mut text = String::with_capacity(body.len());
     for line in body.lines() {
         let line = line.trim_start();

@@ -12,6 +12,8 @@
 #                         chrony.conf as /usr/share/chrony/chrony.conf, the
 #                         copy the package keeps of the text it ships
 #   /var/lib/dpkg/status  bind of H/dpkg-status (only the host's packages)
+#   /var/lib/dpkg/updates bind of H/dpkg-updates (dpkg's update journal: empty,
+#                         unless a test leaves an interrupted dpkg's there)
 #   /root                 bind of H/root (only .ssh/authorized_keys)
 #   /home                 bind of H/home (the --user's home, if any)
 #   /var/lib/chrony       a fresh tmpfs, when this machine has that directory
@@ -31,7 +33,8 @@
 #       OS:   ubuntu-20.04 | debian-12 | rocky-9 (default debian-12)
 #             rocky-9 presents the RHEL family's layout: /etc/chrony.conf,
 #             chronyd.service, rpm and dnf stand-ins (logging to
-#             H/state/dnf.log), no dpkg-query, apt-get or apt (whiteouts)
+#             H/state/dnf.log), no dpkg-query, apt-get or apt, and no
+#             perl, as a minimal RHEL install has none (whiteouts)
 #       PKGS: chrony | systemd-timesyncd | chrony,systemd-timesyncd | none
 #             (default systemd-timesyncd; rocky-9: chrony or none)
 #       --user NAME: also a non-root login NAME (uid 4242 or the next free
@@ -757,6 +760,7 @@ h=$1
 mount -t overlay clockprov-etc -o "lowerdir=/etc,upperdir=$h/etc-upper,workdir=$h/etc-work" /etc
 mount -t overlay clockprov-usr -o "lowerdir=$2,upperdir=$h/usr-upper,workdir=$h/usr-work" /usr
 mount --bind "$h/dpkg-status" /var/lib/dpkg/status
+mount --bind "$h/dpkg-updates" /var/lib/dpkg/updates
 mount --bind "$h/root" /root
 mount --bind "$h/home" /home
 mount -t tmpfs -o mode=755 clockprov-run /run
@@ -885,7 +889,7 @@ cmd_up() {
             "$h/state/pkgs")
         ((seed && !redhat)) && dirs+=("$h/etc-upper/chrony" "$h/etc-upper/systemd")
         private+=("$h/root" "$h/root/.ssh")
-        dirs+=("$h/home")
+        dirs+=("$h/home" "$h/dpkg-updates")
         keys+=("$h/ssh_host_ed25519_key")
     done
     printf '%s\0' "${dirs[@]}" | xargs0 mkdir -p
@@ -981,8 +985,9 @@ H='$h' FL='$fl' CHRONY_LAYER='$CHRONY_LAYER'"
             printf '%s\nPKGLOG=dnf.log\n. %s\n' "$wrapper_head" "'$dir/lib/apt-get.sh'" >"$h/usr-upper/bin/dnf"
             printf '%s\n. %s\n' "$wrapper_head" "'$dir/lib/rpm.sh'" >"$h/usr-upper/bin/rpm"
             wrappers+=("$h/usr-upper/bin/dnf" "$h/usr-upper/bin/rpm")
-            # no Debian tools: whiteouts hide this machine's own
-            for p in dpkg-query dpkg apt-get apt; do
+            # no Debian tools, and no perl (a minimal RHEL install has none: the facts
+            # script then takes its other way, stat and head): whiteouts hide this machine's own
+            for p in dpkg-query dpkg apt-get apt perl; do
                 [[ -e /usr/bin/$p ]] && whiteouts+=("$h/usr-upper/bin/$p")
             done
         else

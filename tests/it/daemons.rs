@@ -47,6 +47,11 @@ fn rhel_hosts_and_chrony_clients_get_their_layout_and_the_package_swap_is_planne
         &format!("{{ address: {swapped}, daemon: chrony }}"),
     );
 
+    // A minimal RHEL install has no perl: the facts are read the other way (stat, head).
+    for addr in [&server, &rhel] {
+        let perl = lab.hosts.ssh(addr, "command -v perl");
+        assert!(!perl.status.success(), "{addr}: {perl:?}");
+    }
     let plan = lab.run("plan", &["--detailed-exitcode"]);
     assert_eq!(plan.code, 2, "{plan:?}");
     let out = &plan.stdout;

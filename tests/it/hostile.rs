@@ -31,12 +31,13 @@ fn put(hosts: &TestHosts, addr: &str, path: &str, content: &[u8], mode: &str) {
     );
 }
 
-/// A `dpkg-query` stand-in running `body` (the facts script calls it once).
-fn dpkg_query(hosts: &TestHosts, addr: &str, body: &str) {
+/// A `perl` stand-in running `body`: the facts script calls it once, to read dpkg's status
+/// and the managed files (facts.pl), so what it prints is what the host says of those.
+fn facts_perl(hosts: &TestHosts, addr: &str, body: &str) {
     put(
         hosts,
         addr,
-        "/usr/bin/dpkg-query",
+        "/usr/bin/perl",
         format!("#!/bin/sh\n{body}\n").as_bytes(),
         "755",
     );
@@ -140,8 +141,8 @@ fn each_hostile_host_fails_alone_and_the_others_are_planned_and_applied() {
     let hosts = &lab.hosts;
     let addr = |i: usize| lab.clients[i - 1].as_str();
     // data-1 is a well-behaved client.
-    // data-2: dpkg-query answers with a status that is not dpkg's (non-ASCII).
-    dpkg_query(
+    // data-2: a package's status that is not dpkg's (non-ASCII).
+    facts_perl(
         hosts,
         addr(2),
         r"printf '@@pkg systemd-timesyncd \303\257i 252.38-1~deb12u1\n'",
@@ -155,7 +156,7 @@ fn each_hostile_host_fails_alone_and_the_others_are_planned_and_applied() {
         "644",
     );
     // data-4: the facts script dies half-way: no end marker.
-    dpkg_query(hosts, addr(4), "kill -9 $PPID");
+    facts_perl(hosts, addr(4), "kill -9 $PPID");
     // data-5: os-release that is not UTF-8, naming a system we do not support, in colour.
     put(
         hosts,
@@ -166,10 +167,10 @@ fn each_hostile_host_fails_alone_and_the_others_are_planned_and_applied() {
     );
     // data-6: a flood of output, for as long as anyone reads it.
     let flood = format!("clockprov-flood-{}", addr(6));
-    dpkg_query(hosts, addr(6), &format!("exec yes {flood}"));
+    facts_perl(hosts, addr(6), &format!("exec yes {flood}"));
     // data-7: stops answering after authentication: its sshd session is frozen (SIGSTOP)
     // while the facts command runs.
-    dpkg_query(
+    facts_perl(
         hosts,
         addr(7),
         r#"p=$PPID
@@ -204,7 +205,7 @@ exec sleep 600"#,
     );
     hosts.set_sudoers(addr(9), "hostile ALL=(ALL:ALL) NOPASSWD: ALL");
     let sudo_flood = format!("clockprov-flood-{}", addr(9));
-    dpkg_query(hosts, addr(9), &format!("exec yes {sudo_flood}"));
+    facts_perl(hosts, addr(9), &format!("exec yes {sudo_flood}"));
     let limits = [
         "--command-timeout",
         "5s",

@@ -945,24 +945,25 @@ fn wait_called(
 
 /// plan, apply and check close a host's connection as soon as they are done with it (a large
 /// fleet holds about --forks connections, not one per host): while the server is slow (its
-/// `stat` during plan, its restart during apply, its `systemctl` during check), the client's
+/// `perl` during plan, its restart during apply, its `systemctl` during check), the client's
 /// session has already ended.
 #[test]
 fn a_host_is_let_go_as_soon_as_plan_apply_or_check_is_done_with_it() {
     let lab = LabBuilder::new().start();
     let (server, client) = (lab.server.clone(), lab.clients[0].clone());
-    // A slow `stat` on the server, first on sshd's PATH, for plan's facts.
+    // A slow `perl` (which reads the files) on the server, first on sshd's PATH, for plan's
+    // facts.
     lab.hosts.root(
         &server,
-        "mkdir -p /usr/local/bin && printf '#!/bin/sh\\nsleep 8\\nexec /usr/bin/stat \"$@\"\\n' \
-         >/usr/local/bin/stat && chmod 755 /usr/local/bin/stat",
+        "mkdir -p /usr/local/bin && printf '#!/bin/sh\\nsleep 8\\nexec /usr/bin/perl \"$@\"\\n' \
+         >/usr/local/bin/perl && chmod 755 /usr/local/bin/perl",
     );
     let seen = lab.hosts.systemctl_log(&client).len();
     let mut plan = lab.clockprov("plan").spawn();
     wait_called(&lab, &client, seen, "show", &mut plan);
     let_go_while_running(&lab, &client, &mut plan);
     assert_eq!(plan.wait().code, 0);
-    lab.hosts.root(&server, "rm /usr/local/bin/stat");
+    lab.hosts.root(&server, "rm /usr/local/bin/perl");
 
     let slow = lab
         .hosts
