@@ -10,3 +10,9 @@ find src -name '*.sh' -exec shellcheck {} +
 bash tests/lab/lab.sh deps
 bash tests/lab/lab.sh build
 cargo test --locked "$@"
+# What users see, from the binary they install: the message snapshots again on a release build
+# (minijinja, for one, kept less in its errors without debug assertions until render.rs said
+# otherwise). Only on a whole run: `scripts/test.sh ARGS` runs just what ARGS pick.
+if [ $# -eq 0 ]; then
+    cargo test --locked --release --test it messages::
+fi

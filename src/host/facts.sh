@@ -4,7 +4,8 @@
 # One round trip, and at most four processes besides this shell (which is the login process):
 # dpkg-query (rpm on the RHEL family), systemctl, stat and head, one each for all packages,
 # units and paths. Where perl is (every Debian and Ubuntu host: perl-base is Essential), one
-# perl process (facts.pl) does the work of dpkg-query, stat and head: two processes in all.
+# perl process (facts.pl) does the work of dpkg-query, stat and head: two processes in all
+# (three when an interrupted dpkg left its update journal: dpkg-query then reads the packages).
 # Everything else is a builtin: no pipe, no command substitution, no subshell.
 #
 # Arguments: MAX HELD PERL NPKG PACKAGE... NUNIT UNIT... NDIR (DIR SUFFIX)... PATH...
