@@ -185,15 +185,16 @@ fn in_dropin_dir(request: &FactsRequest<'_>, path: &str) -> bool {
     request.dropins.iter().any(|d| d.name_of(path).is_some())
 }
 
+/// facts.pl as it is sent (it is an argument of facts.sh): without comments and indentation.
+static FACTS_PL: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| crate::host::script::compact(include_str!("facts.pl")));
+
 /// The script that prints the facts `request` asks for, the packages of both daemons and the
 /// restarts an interrupted apply left pending (see `facts.sh`: two processes with perl, four without).
 ///
 /// # Errors
 /// A path is not absolute or holds a newline, or a unit name is not one systemd allows.
 pub fn script(request: &FactsRequest<'_>) -> Result<RemoteScript, FactsError> {
-    /// facts.pl as it is sent (it is an argument of facts.sh): without comments and indentation.
-    static FACTS_PL: std::sync::LazyLock<String> =
-        std::sync::LazyLock::new(|| crate::host::script::compact(include_str!("facts.pl")));
     let packages: Vec<&str> = Daemon::ALL.iter().map(|d| d.package()).collect();
     let ok = !request.held_marker.is_empty()
         && request
@@ -705,7 +706,7 @@ mod tests {
     #[test]
     fn the_script_passes_everything_as_words() {
         let text = script(&REQUEST).unwrap().text();
-        let perl = ShellWord::new(&crate::host::script::compact(include_str!("facts.pl"))).unwrap();
+        let perl = ShellWord::new(&FACTS_PL).unwrap();
         assert!(
             text.starts_with(&format!(
                 "{{\nset -- '64' 'm4rker' {perl} '2' 'chrony' 'systemd-timesyncd' '2' 'chrony.service' 'systemd-timesyncd.service' '1' '/etc/d' '.conf' '/etc/chrony/chrony.conf' '/etc/systemd/timesyncd.conf' '/etc/l'\n"
@@ -773,9 +774,8 @@ mod tests {
 
     /// The text `script` sends as facts.pl, reading dpkg's status from `status` instead.
     fn facts_pl_reading(status: &std::path::Path) -> String {
-        let text = crate::host::script::compact(include_str!("facts.pl"));
-        assert!(text.contains("'/var/lib/dpkg/status'"));
-        text.replace("'/var/lib/dpkg/status'", &format!("'{}'", status.display()))
+        assert!(FACTS_PL.contains("'/var/lib/dpkg/status'"));
+        FACTS_PL.replace("'/var/lib/dpkg/status'", &format!("'{}'", status.display()))
     }
 
     /// dpkg-query's records for `names` from the database in `admindir`, blank lines (a
@@ -818,10 +818,7 @@ mod tests {
             .unwrap()
             .lines()
             .filter(|line| *line != "@@files")
-            .map(|line| {
-                // facts.pl prints the version as the field has it, with no padding to drop.
-                line.to_owned()
-            })
+            .map(str::to_owned)
             .collect();
         lines.sort();
         lines
