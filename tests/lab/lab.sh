@@ -950,9 +950,23 @@ cmd_up() {
     } >"$dir/skews.tsv"
     log "clock offsets from this machine's clock:"
     column -t <"$dir/skews.tsv" | sed 's/^/    /' >&2
+    for vm in "${list[@]}"; do debug_time_daemons "$dir" "$ns" "$vm" & done
+    wait
     ((ceph == 0)) || ceph_bootstrap "$dir" "$ns"
     trap - EXIT INT TERM HUP
     log "lab up in $(elapsed "$t0") s: $dir (netns $ns)"
+}
+
+# debug_time_daemons DIR NS VM: timesyncd logs at debug level from its next start on (every
+# reply, each "spike", "jump" and "not synchronized" answer), so that a test whose client does
+# not synchronize leaves its reasons in the journal (tests/support/lab.rs prints them). A runtime
+# drop-in under /run: nothing on the VM's disk changes, and it is gone at the next boot.
+debug_time_daemons() {
+    local dir=$1 ns=$2 vm=$3
+    # shellcheck disable=SC2016 # $d is the VM's shell's
+    vm_ssh "$dir" "$ns" "$vm" 'd=/run/systemd/system/systemd-timesyncd.service.d
+        mkdir -p "$d" && printf "[Service]\nEnvironment=SYSTEMD_LOG_LEVEL=debug\n" >"$d/clockprov-lab-debug.conf" &&
+        systemctl daemon-reload' || die "$vm: could not set timesyncd's log level"
 }
 
 tap_of() { printf 'tap-%s' "$1"; }

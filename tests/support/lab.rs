@@ -1,6 +1,7 @@
 //! The VM lab (tests/lab/lab.sh) from a test: booted by `up`, torn down (by the PIDs it
 //! recorded) when the [`Lab`] is dropped, one lab at a time per test binary.
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -138,6 +139,50 @@ impl Lab {
     #[must_use]
     pub fn ceph_health_detail(&self) -> String {
         self.lab("ceph", &["health", "detail"])
+    }
+
+    /// What each VM's time daemon says of itself, for a failure message: the kernel's view
+    /// (`timedatectl show`), the daemon's own (timesync-status or chronyc tracking) and the tail
+    /// of its journal. A `--wait-sync` that runs out leaves only clockprov's verdict; this is
+    /// what tells a daemon that stepped, lost its server or never asked apart.
+    #[must_use]
+    pub fn time_daemon_diagnostics(&self) -> String {
+        const SCRIPT: &str = "date -u +%T.%N; timedatectl show 2>&1 | grep -E 'NTP|TimeUSec'; \
+            if systemctl -q is-active chrony; then chronyc -n tracking; chronyc -n sources; \
+            journalctl -q --no-pager -n 40 -u chrony; else timedatectl timesync-status 2>&1; \
+            journalctl -q --no-pager -u systemd-timesyncd | grep -v -e 'Got message' -e 'Sent message' | tail -n 80; fi";
+        // The VMs `up` booted: one VM.pid each.
+        let mut vms: Vec<String> = std::fs::read_dir(self.dir.path())
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter_map(|e| {
+                        let name = e.file_name().to_string_lossy().into_owned();
+                        name.strip_suffix(".pid").map(str::to_owned)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        vms.sort();
+        let mut out = String::new();
+        for vm in &vms {
+            let run = Command::new("bash")
+                .arg(lab_script())
+                .arg("ssh")
+                .arg(self.dir.path())
+                .args([vm, SCRIPT])
+                .stdin(Stdio::null())
+                .output();
+            let text = match run {
+                Ok(o) => format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&o.stdout),
+                    String::from_utf8_lossy(&o.stderr)
+                ),
+                Err(e) => format!("lab.sh ssh: {e}"),
+            };
+            let _ = write!(out, "\n--- {vm} ---\n{text}");
+        }
+        out
     }
 
     /// Step `vm`'s clock to `seconds` off this machine's (to about 2 ms, `lab.sh skew`).

@@ -94,7 +94,7 @@ fn plan_apply_check<'a>(lab: &Lab, inventory: &'a str, password: Option<&str>, e
         &with(&["apply", "-i", inventory, "--yes", "--wait-sync", "240s"]),
         password,
     );
-    assert_eq!(apply.code, 0, "{apply:?}");
+    assert_eq!(apply.code, 0, "{apply:?}{}", lab.time_daemon_diagnostics());
     assert!(apply.stdout.contains("Apply: 4 hosts changed"), "{apply:?}");
 
     let (code, after) = check_json(lab, inventory, password);

@@ -167,7 +167,7 @@ fn ceph_warns_of_the_skew_and_apply_clears_it() {
         &["apply", "-i", &inventory, "--yes", "--wait-sync", "240s"],
         &[],
     );
-    assert_eq!(apply.code, 0, "{apply:?}");
+    assert_eq!(apply.code, 0, "{apply:?}{}", lab.time_daemon_diagnostics());
     let (code, after) = check_json(&lab);
     assert_eq!(code, 0, "{after:#}");
     for vm in CLIENTS {

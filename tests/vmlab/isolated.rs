@@ -58,7 +58,7 @@ fn an_isolated_server_is_a_warning_and_check_changes_nothing() {
         &[],
     );
     let waited = started.elapsed().as_secs_f64();
-    assert_eq!(apply.code, 0, "{apply:?}");
+    assert_eq!(apply.code, 0, "{apply:?}{}", lab.time_daemon_diagnostics());
     assert!(
         apply.stderr.contains("warning: zcloud: isolated"),
         "{apply:?}"

@@ -90,7 +90,7 @@ fn apply_converges(lab: &Lab) {
         &["apply", "-i", &inventory, "--yes", "--wait-sync", "240s"],
         &[],
     );
-    assert_eq!(apply.code, 0, "{apply:?}");
+    assert_eq!(apply.code, 0, "{apply:?}{}", lab.time_daemon_diagnostics());
     assert!(apply.stdout.contains("Apply: 4 hosts changed"), "{apply:?}");
 
     // 4. Healthy: every client synchronized to zcloud, within Ceph's 0.05 s.

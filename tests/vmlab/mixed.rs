@@ -376,7 +376,7 @@ fn a_mixed_fleet_converges_and_keeps_the_vendor_files() {
         &["apply", "-i", &inventory, "--yes", "--wait-sync", "300s"],
         &[],
     );
-    assert_eq!(apply.code, 0, "{apply:?}");
+    assert_eq!(apply.code, 0, "{apply:?}{}", lab.time_daemon_diagnostics());
     assert!(apply.stdout.contains("Apply: 7 hosts changed"), "{apply:?}");
     // A client that has just synchronized can report "not synchronized" for a poll or two while
     // timesyncd settles: check again for up to a minute before calling it a failure.
@@ -537,7 +537,7 @@ fn a_purged_chrony_comes_back_with_its_pools_off_in_one_apply(lab: &Lab) {
     );
 
     let apply = run(&["apply", "--yes", "--wait-sync", "300s"]);
-    assert_eq!(apply.code, 0, "{apply:?}");
+    assert_eq!(apply.code, 0, "{apply:?}{}", lab.time_daemon_diagnostics());
     assert!(
         apply.stdout.contains(&format!(
             "switched off {POOLS}, created by the chrony install (renamed to {POOLS_OFF})"

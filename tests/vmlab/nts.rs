@@ -133,7 +133,7 @@ pub(crate) fn nts_authenticates_and_a_wrong_ca_is_found(lab: &Lab) {
         &key_a,
         &["apply", "-i", &good, "--yes", "--wait-sync", "300s"],
     );
-    assert_eq!(apply.code, 0, "{apply:?}");
+    assert_eq!(apply.code, 0, "{apply:?}{}", lab.time_daemon_diagnostics());
     let ((), took) = wait_for(
         "the client authenticated by NTS and synchronized, as check reports it",
         Duration::from_secs(120),
@@ -162,7 +162,7 @@ pub(crate) fn nts_authenticates_and_a_wrong_ca_is_found(lab: &Lab) {
     // 2. A CA that did not sign zcloud's certificate: the client cannot authenticate it, and
     //    check says so for that client alone.
     let apply = clockprov(lab, &key_a, &["apply", "-i", &wrong, "--yes"]);
-    assert_eq!(apply.code, 0, "{apply:?}");
+    assert_eq!(apply.code, 0, "{apply:?}{}", lab.time_daemon_diagnostics());
     let (doc, took) = wait_for(
         "an NTS finding for the client with the wrong CA",
         Duration::from_secs(120),
@@ -203,7 +203,7 @@ pub(crate) fn nts_authenticates_and_a_wrong_ca_is_found(lab: &Lab) {
         &key_a,
         &["apply", "-i", &good, "--yes", "--wait-sync", "300s"],
     );
-    assert_eq!(apply.code, 0, "{apply:?}");
+    assert_eq!(apply.code, 0, "{apply:?}{}", lab.time_daemon_diagnostics());
     let fields = authdata(lab);
     assert!(chrony_authenticated(&fields), "{fields:?}");
 }
