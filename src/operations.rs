@@ -89,6 +89,41 @@ impl HostResult {
         }
     }
 
+    /// The row once its host is planned: its plan, and `change` or `unchanged`.
+    fn planned(self, outcome: Outcome<Planned>) -> HostResult {
+        self.settled(
+            outcome,
+            |row,
+             Planned {
+                 os,
+                 plan,
+                 effective,
+                 facts,
+             }| HostResult {
+                daemon: Some(plan.daemon),
+                status: if plan.has_changes() {
+                    HostStatus::Change
+                } else {
+                    HostStatus::Unchanged
+                },
+                os: Some(os),
+                plan: Some(plan),
+                effective: Some(effective),
+                facts: Some(facts),
+                ..row
+            },
+        )
+    }
+
+    /// A planned row once its transaction is over: `applied` with its report, or its error.
+    fn applied(self, outcome: Outcome<ApplyReport>) -> HostResult {
+        self.settled(outcome, |row, report| HostResult {
+            status: HostStatus::Applied,
+            apply: Some(report),
+            ..row
+        })
+    }
+
     /// The row with `error` and the status it implies.
     fn failed(self, status: HostStatus, error: HostError) -> HostResult {
         HostResult {
@@ -157,31 +192,83 @@ pub async fn plan_hosts(
     .await;
     rows.into_iter()
         .zip(outcomes)
-        .map(|(row, outcome)| {
-            row.settled(
-                outcome,
-                |row,
-                 Planned {
-                     os,
-                     plan,
-                     effective,
-                     facts,
-                 }| HostResult {
-                    daemon: Some(plan.daemon),
-                    status: if plan.has_changes() {
-                        HostStatus::Change
-                    } else {
-                        HostStatus::Unchanged
-                    },
-                    os: Some(os),
-                    plan: Some(plan),
-                    effective: Some(effective),
-                    facts: Some(facts),
-                    ..row
-                },
-            )
-        })
+        .map(|(row, outcome)| row.planned(outcome))
         .collect()
+}
+
+/// `apply --yes`: each host planned and, where its plan changes something, applied at once over
+/// the same connection (its kept facts shell), `options.forks` hosts at a time. Nothing is asked,
+/// so no host waits for the others' plans, and a host's connection is held only for its own
+/// plan and transaction: a fleet holds about `--forks` connections, not one per host to change.
+/// A host's plan depends on its own facts alone, so none is made differently than with the
+/// barrier (plan all, ask, apply all).
+///
+/// Returns the rows as planned (what `plan` would print) and as applied.
+pub async fn plan_and_apply_hosts(
+    connector: Arc<Connector>,
+    renderer: Arc<Renderer>,
+    hosts: Vec<Host>,
+    options: &RunOptions,
+    apply: ApplyOptions,
+) -> (Vec<HostResult>, Vec<HostResult>) {
+    let rows: Vec<HostResult> = hosts
+        .iter()
+        .map(|h| HostResult::new(h, HostStatus::Failed))
+        .collect();
+    let read = FactsRead {
+        max_file_size: options.max_file_size,
+        keep_shell: true,
+    };
+    let release_done = options.release_done;
+    let outcomes = fleet::for_each(
+        hosts,
+        options.forks,
+        options.progress("applying"),
+        move |host, status| {
+            let (connector, renderer) = (connector.clone(), renderer.clone());
+            async move {
+                let planned = plan_host(&connector, &renderer, &host, read, &status).await?;
+                let name = host.name.as_str();
+                let applied = if planned.plan.has_changes() {
+                    Some(Outcome::of(
+                        apply_change(
+                            &connector,
+                            name,
+                            &planned.plan,
+                            &apply,
+                            release_done,
+                            &status,
+                        )
+                        .await,
+                    ))
+                } else {
+                    if release_done {
+                        connector.release(name).await;
+                    }
+                    None
+                };
+                Ok((planned, applied))
+            }
+        },
+    )
+    .await;
+    let mut planned_rows = Vec::with_capacity(rows.len());
+    let mut applied_rows = Vec::with_capacity(rows.len());
+    for (row, outcome) in rows.into_iter().zip(outcomes) {
+        // The plan's outcome, and apart from it the transaction's (for hosts that had one).
+        let (outcome, applied) = match outcome {
+            Outcome::Done((planned, applied)) => (Outcome::Done(planned), applied),
+            Outcome::Unreachable(e) => (Outcome::Unreachable(e), None),
+            Outcome::Failed(e) => (Outcome::Failed(e), None),
+        };
+        let row = row.planned(outcome);
+        applied_rows.push(match applied {
+            Some(applied) => row.clone().applied(applied),
+            None => row.clone(),
+        });
+        planned_rows.push(row);
+    }
+    (planned_rows, applied_rows)
 }
 
 async fn plan_host(
@@ -478,29 +565,15 @@ pub async fn apply_hosts(
         move |change, status| {
             let connector = connector.clone();
             async move {
-                status.set("connecting");
-                let session = connector.session(&change.name).await?;
-                status.set("applying");
-                let root = Privileged {
-                    session: &session,
-                    privilege: connector.privilege(&change.name),
-                };
-                tracing::info!("applying the plan");
-                let report = apply_host(&root, &change.plan, &apply).await;
-                if release_done {
-                    connector.release(&change.name).await;
-                }
-                let report = report?;
-                for step in &report.done {
-                    tracing::info!("applied: {}", crate::report::shown(step));
-                }
-                for backup in &report.backups {
-                    tracing::info!("backup: {}", crate::report::shown(backup));
-                }
-                for pruned in &report.pruned {
-                    tracing::info!("pruned: {}", crate::report::shown(pruned));
-                }
-                Ok(report)
+                apply_change(
+                    &connector,
+                    &change.name,
+                    &change.plan,
+                    &apply,
+                    release_done,
+                    &status,
+                )
+                .await
             }
         },
     )
@@ -508,13 +581,44 @@ pub async fn apply_hosts(
     let mut results = results;
     for (position, outcome) in positions.into_iter().zip(outcomes) {
         let row = &mut results[position];
-        *row = row.clone().settled(outcome, |row, report| HostResult {
-            status: HostStatus::Applied,
-            apply: Some(report),
-            ..row
-        });
+        *row = row.clone().applied(outcome);
     }
     results
+}
+
+/// One host's transaction over its connection (the kept facts shell), then, with
+/// `release_done`, the connection closed.
+async fn apply_change(
+    connector: &Connector,
+    name: &str,
+    plan: &HostPlan,
+    apply: &ApplyOptions,
+    release_done: bool,
+    status: &Status,
+) -> Result<ApplyReport, HostError> {
+    status.set("connecting");
+    let session = connector.session(name).await?;
+    status.set("applying");
+    let root = Privileged {
+        session: &session,
+        privilege: connector.privilege(name),
+    };
+    tracing::info!("applying the plan");
+    let report = apply_host(&root, plan, apply).await;
+    if release_done {
+        connector.release(name).await;
+    }
+    let report = report?;
+    for step in &report.done {
+        tracing::info!("applied: {}", crate::report::shown(step));
+    }
+    for backup in &report.backups {
+        tracing::info!("backup: {}", crate::report::shown(backup));
+    }
+    for pruned in &report.pruned {
+        tracing::info!("pruned: {}", crate::report::shown(pruned));
+    }
+    Ok(report)
 }
 
 /// Counts of hosts by status, for summaries and exit codes.

@@ -109,20 +109,19 @@ pub(crate) fn run(args: &ApplyArgs) -> anyhow::Result<u8> {
     // A host's connection closes once apply is done with it, unless --wait-sync reads it again.
     prepared.options.release_done = args.wait_sync.is_none();
     let recorder = recorder(args)?;
+    if args.yes {
+        return auto_approved(args, &prepared, recorder.as_ref());
+    }
     let results = plan_results(&prepared);
-    let changes = results
-        .iter()
-        .filter(|r| r.status == HostStatus::Change)
-        .count();
+    let changes = changes(&results);
     if args.fleet.format == Format::Text {
         print_stdout(&report::plan_text(&results, stdout_style()))?;
     }
-    let mut written = None;
-    let mut record_failed = false;
+    let mut written = Written::default();
     let results = if changes == 0 {
         results
     } else {
-        if !args.yes && !confirm(changes)? {
+        if !confirm(changes)? {
             // Saying no is a decision, not a failure.
             eprintln!("Apply cancelled; nothing was changed.");
             return Ok(EXIT_OK);
@@ -134,20 +133,91 @@ pub(crate) fn run(args: &ApplyArgs) -> anyhow::Result<u8> {
             &prepared.options,
             apply_options(args),
         ));
-        if let Some(recorder) = &recorder {
-            written = write_record(recorder, &prepared, started, &results);
-            record_failed = written.is_none();
-        }
+        written = Written::of(recorder.as_ref(), &prepared, started, &results);
         results
     };
+    finish(args, &prepared, &results, &written)
+}
+
+/// `apply --yes`: nothing is asked, so no host waits for the others' plans: each is applied as
+/// soon as its own plan is made (`operations::plan_and_apply_hosts`). Its output is the same as
+/// without `--yes`, the plan and then what was applied, printed once every host is done.
+fn auto_approved(
+    args: &ApplyArgs,
+    prepared: &Prepared,
+    recorder: Option<&Recorder>,
+) -> anyhow::Result<u8> {
+    let started = SystemTime::now();
+    let (planned, results) = prepared.runtime.block_on(operations::plan_and_apply_hosts(
+        prepared.connector.clone(),
+        prepared.renderer.clone(),
+        prepared.hosts.clone(),
+        &prepared.options,
+        apply_options(args),
+    ));
+    if args.fleet.format == Format::Text {
+        print_stdout(&report::plan_text(&planned, stdout_style()))?;
+    }
+    let written = if changes(&planned) == 0 {
+        Written::default()
+    } else {
+        Written::of(recorder, prepared, started, &results)
+    };
+    finish(args, prepared, &results, &written)
+}
+
+/// The hosts whose plan changes something.
+fn changes(planned: &[HostResult]) -> usize {
+    planned
+        .iter()
+        .filter(|r| r.status == HostStatus::Change)
+        .count()
+}
+
+/// The apply's record: where it was written, or that writing it failed (no recorder, or no
+/// change: neither).
+#[derive(Default)]
+struct Written {
+    path: Option<PathBuf>,
+    failed: bool,
+}
+
+impl Written {
+    fn of(
+        recorder: Option<&Recorder>,
+        prepared: &Prepared,
+        started: SystemTime,
+        results: &[HostResult],
+    ) -> Written {
+        match recorder {
+            Some(recorder) => {
+                let path = write_record(recorder, prepared, started, results);
+                Written {
+                    failed: path.is_none(),
+                    path,
+                }
+            }
+            None => Written::default(),
+        }
+    }
+}
+
+/// After the transactions: the kept connections closed, what was applied printed, the exit code
+/// (an error on any host, or a record that could not be written), then `--wait-sync`.
+fn finish(
+    args: &ApplyArgs,
+    prepared: &Prepared,
+    results: &[HostResult],
+    written: &Written,
+) -> anyhow::Result<u8> {
     prepared.runtime.block_on(prepared.connector.release_kept());
-    print_applied(args, &results, written.as_deref())?;
-    let code = if Summary::of(&results).has_errors() || record_failed {
+    print_applied(args, results, written.path.as_deref())?;
+    let code = if Summary::of(results).has_errors() || written.failed {
         EXIT_ERROR
     } else {
         EXIT_OK
     };
-    Ok(wait_sync(args, &prepared, &results, code))
+    Ok(wait_sync(args, prepared, results, code))
 }
 
 /// `apply PLAN`: the saved plan, host by host, where the host is still as it was reviewed. It
@@ -183,19 +253,10 @@ fn reviewed(args: &ApplyArgs, path: &Path) -> anyhow::Result<u8> {
         &prepared.options,
         apply_options(args),
     ));
-    let written = recorder
-        .as_ref()
-        .and_then(|recorder| write_record(recorder, &prepared, started, &results));
-    let record_failed = recorder.is_some() && written.is_none();
-    prepared.runtime.block_on(prepared.connector.release_kept());
-    print_applied(args, &results, written.as_deref())?;
-    let code = if Summary::of(&results).has_errors() || record_failed {
-        EXIT_ERROR
-    } else {
-        EXIT_OK
-    };
+    let written = Written::of(recorder.as_ref(), &prepared, started, &results);
+    // --wait-sync waits for the plan's hosts.
     let prepared = Prepared { hosts, ..prepared };
-    Ok(wait_sync(args, &prepared, &results, code))
+    finish(args, &prepared, &results, &written)
 }
 
 /// `--wait-sync`: after applying, wait until the hosts are in sync; `code` is apply's. A host

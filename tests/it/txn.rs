@@ -943,6 +943,49 @@ fn wait_called(
     }
 }
 
+/// `apply --yes` holds no host for the others' plans: with `--forks 1` the server is planned,
+/// applied and let go before the client's facts are even read (without `--yes`, every host is
+/// planned before any is changed, to ask once). A fleet to change holds about `--forks`
+/// connections, not one per host. The output is the same: the plan, then what was applied.
+#[test]
+fn apply_yes_applies_each_host_as_soon_as_it_is_planned() {
+    let lab = LabBuilder::new().start();
+    let (server, client) = (lab.server.clone(), lab.clients[0].clone());
+    // A slow `perl` (which reads the files) on the client: its facts take 8 s more.
+    lab.hosts.root(
+        &client,
+        "mkdir -p /usr/local/bin && printf '#!/bin/sh\\nsleep 8\\nexec /usr/bin/perl \"$@\"\\n' \
+         >/usr/local/bin/perl && chmod 755 /usr/local/bin/perl",
+    );
+    let server_seen = lab.hosts.systemctl_log(&server).len();
+    let seen = lab.hosts.systemctl_log(&client).len();
+    let mut apply = lab
+        .clockprov("apply")
+        .args(["--yes", "--forks", "1"])
+        .spawn();
+    wait_called(&lab, &client, seen, "show", &mut apply);
+    // The client's facts are being read: the server is changed and restarted already ...
+    let server_calls = lab.hosts.systemctl_log(&server)[server_seen..].to_vec();
+    assert!(
+        server_calls
+            .iter()
+            .any(|l| l.starts_with("restart chrony.service")),
+        "the server waited for the client's plan: {server_calls:?}"
+    );
+    // ... and let go.
+    let_go_while_running(&lab, &server, &mut apply);
+    let run = apply.wait();
+    lab.hosts.root(&client, "rm /usr/local/bin/perl");
+    assert_eq!(run.code, 0, "{run:?}");
+    let plan_at = run.stdout.find("\nPlan: 2 hosts to change");
+    let applied_at = run.stdout.find("\nApply: 2 hosts changed");
+    assert!(
+        plan_at.is_some() && applied_at.is_some() && plan_at < applied_at,
+        "{run:?}"
+    );
+    assert_eq!(lab.run("plan", &["--detailed-exitcode"]).code, 0);
+}
+
 /// plan, apply and check close a host's connection as soon as they are done with it (a large
 /// fleet holds about --forks connections, not one per host): while the server is slow (its
 /// `perl` during plan, its restart during apply, its `systemctl` during check), the client's
