@@ -943,6 +943,16 @@ fn wait_called(
     }
 }
 
+/// A `perl` that sleeps 8 s before it runs, first on the host's sshd PATH: the facts' reader of
+/// packages and files is slow there. `rm /usr/local/bin/perl` undoes it.
+fn slow_perl(hosts: &TestHosts, addr: &str) {
+    hosts.root(
+        addr,
+        "mkdir -p /usr/local/bin && printf '#!/bin/sh\\nsleep 8\\nexec /usr/bin/perl \"$@\"\\n' \
+         >/usr/local/bin/perl && chmod 755 /usr/local/bin/perl",
+    );
+}
+
 /// `apply --yes` holds no host for the others' plans: with `--forks 1` the server is planned,
 /// applied and let go before the client's facts are even read (without `--yes`, every host is
 /// planned before any is changed, to ask once). A fleet to change holds about `--forks`
@@ -951,12 +961,8 @@ fn wait_called(
 fn apply_yes_applies_each_host_as_soon_as_it_is_planned() {
     let lab = LabBuilder::new().start();
     let (server, client) = (lab.server.clone(), lab.clients[0].clone());
-    // A slow `perl` (which reads the files) on the client: its facts take 8 s more.
-    lab.hosts.root(
-        &client,
-        "mkdir -p /usr/local/bin && printf '#!/bin/sh\\nsleep 8\\nexec /usr/bin/perl \"$@\"\\n' \
-         >/usr/local/bin/perl && chmod 755 /usr/local/bin/perl",
-    );
+    // A slow `perl` on the client: its facts take 8 s more.
+    slow_perl(&lab.hosts, &client);
     let server_seen = lab.hosts.systemctl_log(&server).len();
     let seen = lab.hosts.systemctl_log(&client).len();
     let mut apply = lab
@@ -994,13 +1000,8 @@ fn apply_yes_applies_each_host_as_soon_as_it_is_planned() {
 fn a_host_is_let_go_as_soon_as_plan_apply_or_check_is_done_with_it() {
     let lab = LabBuilder::new().start();
     let (server, client) = (lab.server.clone(), lab.clients[0].clone());
-    // A slow `perl` (which reads the files) on the server, first on sshd's PATH, for plan's
-    // facts.
-    lab.hosts.root(
-        &server,
-        "mkdir -p /usr/local/bin && printf '#!/bin/sh\\nsleep 8\\nexec /usr/bin/perl \"$@\"\\n' \
-         >/usr/local/bin/perl && chmod 755 /usr/local/bin/perl",
-    );
+    // A slow `perl` on the server, for plan's facts.
+    slow_perl(&lab.hosts, &server);
     let seen = lab.hosts.systemctl_log(&client).len();
     let mut plan = lab.clockprov("plan").spawn();
     wait_called(&lab, &client, seen, "show", &mut plan);
