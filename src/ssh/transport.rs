@@ -364,6 +364,10 @@ impl Session {
                     source,
                 })?;
             stream.set_nodelay(true).ok();
+            // russh reads each packet in two reads (its length, then the rest): unbuffered, that
+            // was a system call per read, four times as many as with this buffer, which takes
+            // what the socket holds at once (a few packets at a time). Writes are not buffered.
+            let stream = tokio::io::BufReader::with_capacity(8 * 1024, stream);
             client::connect_stream(config, stream, check).await?
         };
         tracing::debug!(
