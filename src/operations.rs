@@ -162,38 +162,9 @@ pub async fn plan_hosts(
     hosts: Vec<Host>,
     options: &RunOptions,
 ) -> Vec<HostResult> {
-    let rows: Vec<HostResult> = hosts
-        .iter()
-        .map(|h| HostResult::new(h, HostStatus::Failed))
-        .collect();
-    let read = FactsRead {
-        max_file_size: options.max_file_size,
-        keep_shell: options.keep_shells,
-    };
-    let release_done = options.release_done;
-    let outcomes = fleet::for_each(
-        hosts,
-        options.forks,
-        options.progress("planning"),
-        move |host, status| {
-            let (connector, renderer) = (connector.clone(), renderer.clone());
-            async move {
-                let planned = plan_host(&connector, &renderer, &host, read, &status).await;
-                // Done with the host unless its kept shell is to run a change.
-                let to_apply =
-                    read.keep_shell && planned.as_ref().is_ok_and(|p| p.plan.has_changes());
-                if release_done && !to_apply {
-                    connector.release(host.name.as_str()).await;
-                }
-                planned
-            }
-        },
-    )
-    .await;
-    rows.into_iter()
-        .zip(outcomes)
-        .map(|(row, outcome)| row.planned(outcome))
-        .collect()
+    plan_fleet(connector, renderer, hosts, options, None)
+        .await
+        .0
 }
 
 /// `apply --yes`: each host planned and, where its plan changes something, applied at once over
@@ -211,49 +182,68 @@ pub async fn plan_and_apply_hosts(
     options: &RunOptions,
     apply: ApplyOptions,
 ) -> (Vec<HostResult>, Vec<HostResult>) {
+    plan_fleet(connector, renderer, hosts, options, Some(apply)).await
+}
+
+/// Plan every host and, with `apply`, run each host's change as soon as its plan is made. The
+/// rows as planned, and (with `apply` only) as applied.
+async fn plan_fleet(
+    connector: Arc<Connector>,
+    renderer: Arc<Renderer>,
+    hosts: Vec<Host>,
+    options: &RunOptions,
+    apply: Option<ApplyOptions>,
+) -> (Vec<HostResult>, Vec<HostResult>) {
     let rows: Vec<HostResult> = hosts
         .iter()
         .map(|h| HostResult::new(h, HostStatus::Failed))
         .collect();
+    let applying = apply.is_some();
     let read = FactsRead {
         max_file_size: options.max_file_size,
-        keep_shell: true,
+        // The transaction runs in the facts shell: one login, no second channel.
+        keep_shell: options.keep_shells || applying,
     };
     let release_done = options.release_done;
+    let title = if applying { "applying" } else { "planning" };
     let outcomes = fleet::for_each(
         hosts,
         options.forks,
-        options.progress("applying"),
+        options.progress(title),
         move |host, status| {
             let (connector, renderer) = (connector.clone(), renderer.clone());
             async move {
-                let planned = plan_host(&connector, &renderer, &host, read, &status).await?;
                 let name = host.name.as_str();
-                let applied = if planned.plan.has_changes() {
-                    Some(Outcome::of(
+                let planned = plan_host(&connector, &renderer, &host, read, &status).await;
+                let changes = planned.as_ref().is_ok_and(|p| p.plan.has_changes());
+                let applied = match (&planned, &apply) {
+                    (Ok(planned), Some(apply)) if changes => Some(Outcome::of(
                         apply_change(
                             &connector,
                             name,
                             &planned.plan,
-                            &apply,
+                            apply,
                             release_done,
                             &status,
                         )
                         .await,
-                    ))
-                } else {
-                    if release_done {
-                        connector.release(name).await;
+                    )),
+                    _ => {
+                        // Done with the host, unless its kept shell is to run a change later
+                        // (plan's rows for an apply that asks first).
+                        if release_done && !(read.keep_shell && changes) {
+                            connector.release(name).await;
+                        }
+                        None
                     }
-                    None
                 };
-                Ok((planned, applied))
+                planned.map(|planned| (planned, applied))
             }
         },
     )
     .await;
     let mut planned_rows = Vec::with_capacity(rows.len());
-    let mut applied_rows = Vec::with_capacity(rows.len());
+    let mut applied_rows = Vec::with_capacity(if applying { rows.len() } else { 0 });
     for (row, outcome) in rows.into_iter().zip(outcomes) {
         // The plan's outcome, and apart from it the transaction's (for hosts that had one).
         let (outcome, applied) = match outcome {
@@ -262,10 +252,12 @@ pub async fn plan_and_apply_hosts(
             Outcome::Failed(e) => (Outcome::Failed(e), None),
         };
         let row = row.planned(outcome);
-        applied_rows.push(match applied {
-            Some(applied) => row.clone().applied(applied),
-            None => row.clone(),
-        });
+        if applying {
+            applied_rows.push(match applied {
+                Some(applied) => row.clone().applied(applied),
+                None => row.clone(),
+            });
+        }
         planned_rows.push(row);
     }
     (planned_rows, applied_rows)
