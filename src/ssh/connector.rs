@@ -17,10 +17,11 @@ use crate::inventory::{BecomeMethod, Inventory, io_reason};
 use crate::outcome::HostError;
 use crate::ssh::config::{ConfigError, local_user_name};
 use crate::ssh::files::Files;
+use crate::ssh::identity::IdentityError;
 use crate::ssh::resolve::{self, Routes, Settings};
 use crate::ssh::secret::Secrets;
 use crate::ssh::sudo::Privilege;
-use crate::ssh::transport::{ConnectSpec, IdentityError, Session};
+use crate::ssh::transport::{ConnectSpec, Session};
 use crate::value::JumpHop;
 
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -6,14 +6,12 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use russh::keys::PrivateKey;
-
 use crate::ssh::config::{ConfigError, SshConfig};
 use crate::ssh::connector::SetupError;
+use crate::ssh::identity::{Identity, IdentityError, load_identity};
 use crate::ssh::known_hosts::{KnownHosts, KnownHostsFile};
 use crate::ssh::resolve::{ConfigSource, Identities};
 use crate::ssh::secret::{KEY_PASSPHRASE_ENV, Secrets};
-use crate::ssh::transport::{IdentityError, load_identity};
 
 /// Files of one kind, each read at most once: a failure is remembered too, so that an optional
 /// file that cannot be used is tried (and warned about) once.
@@ -59,7 +57,7 @@ pub(crate) struct Files<'s> {
     home: PathBuf,
     secrets: &'s Secrets,
     configs: Cache<SshConfig>,
-    identities: Cache<PrivateKey>,
+    identities: Cache<Identity>,
     known_hosts: Cache<KnownHostsFile>,
     warned: HashSet<String>,
 }
@@ -93,7 +91,7 @@ impl<'s> Files<'s> {
     pub(crate) fn identities(
         &mut self,
         wanted: &Identities,
-    ) -> Result<Vec<Arc<PrivateKey>>, SetupError> {
+    ) -> Result<Vec<Arc<Identity>>, SetupError> {
         let named = &self.secrets.key_passphrase;
         let mut keys = Vec::new();
         match wanted {

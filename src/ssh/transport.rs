@@ -1,17 +1,17 @@
 //! The SSH transport (russh): one connection per host, reused for every command on it.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use russh::ChannelMsg;
 use russh::client::{self, Handle};
-use russh::keys::{PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
+use russh::keys::{PrivateKeyWithHashAlg, PublicKeyOrCertificate};
 
 use crate::inventory::HostKeyPolicy;
+use crate::ssh::identity::Identity;
 use crate::ssh::known_hosts::{self, KnownHosts, Verdict};
-use crate::ssh::secret::KeyPassphrase;
 use crate::value::ByteSize;
 
 /// What one remote command may print (stdout and stderr together) unless `--max-output` says
@@ -33,7 +33,7 @@ pub struct ConnectSpec {
     pub host: String,
     pub port: u16,
     pub user: String,
-    pub identities: Vec<Arc<PrivateKey>>,
+    pub identities: Vec<Arc<Identity>>,
     /// Also offer the keys of the ssh-agent at `$SSH_AUTH_SOCK`.
     pub use_agent: bool,
     pub known_hosts: Arc<KnownHosts>,
@@ -850,7 +850,8 @@ async fn authenticate(
     addr: &str,
 ) -> Result<(), SshError> {
     let mut tried = Vec::new();
-    for key in &spec.identities {
+    for identity in &spec.identities {
+        let key = identity.key();
         let fingerprint = key
             .public_key()
             .fingerprint(russh::keys::HashAlg::default());
@@ -864,12 +865,25 @@ async fn authenticate(
         } else {
             None
         };
-        let result = handle
-            .authenticate_publickey(
-                spec.user.clone(),
-                PrivateKeyWithHashAlg::new(key.clone(), hash),
-            )
-            .await?;
+        let result = match identity.expanded_ed25519() {
+            Some(mut signer) => handle
+                .authenticate_publickey_with(
+                    spec.user.clone(),
+                    key.public_key().clone(),
+                    None,
+                    &mut signer,
+                )
+                .await
+                .map_err(|russh::SendError {}| russh::Error::SendError)?,
+            None => {
+                handle
+                    .authenticate_publickey(
+                        spec.user.clone(),
+                        PrivateKeyWithHashAlg::new(key.clone(), hash),
+                    )
+                    .await?
+            }
+        };
         if result.success() {
             tracing::info!(
                 "authenticated as {} with publickey {} ({fingerprint})",
@@ -947,78 +961,6 @@ async fn authenticate_with_agent(
         }
     }
     Ok(false)
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum IdentityError {
-    // The causes are in the messages and not chained as sources: `{:#}` would print them twice.
-    #[error("cannot read identity file {}: {}", .path.display(), crate::inventory::io_reason(.error))]
-    Read {
-        path: PathBuf,
-        error: std::io::Error,
-    },
-    #[error("identity file {} is not a private key clockprov can use: {error}", .path.display())]
-    Decode {
-        path: PathBuf,
-        error: russh::keys::Error,
-    },
-    #[error(
-        "identity file {} is encrypted and no passphrase was given: set {} or run on a terminal to be asked",
-        .path.display(), crate::ssh::secret::KEY_PASSPHRASE_ENV
-    )]
-    NoPassphrase { path: PathBuf },
-    #[error("wrong passphrase for identity file {} (from {from})", .path.display())]
-    WrongPassphrase { path: PathBuf, from: &'static str },
-}
-
-/// Read a private key for authentication, decrypting it with a passphrase from `passphrase`
-/// when it is encrypted.
-///
-/// # Errors
-/// The file cannot be read or decoded, or it is encrypted and the passphrase is missing or wrong.
-pub fn load_identity(
-    path: &Path,
-    passphrase: &KeyPassphrase,
-) -> Result<Arc<PrivateKey>, IdentityError> {
-    let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|error| {
-        IdentityError::Read {
-            path: path.to_owned(),
-            error,
-        }
-    })?);
-    let mut key = match russh::keys::decode_secret_key(&text, None) {
-        Ok(key) => key,
-        Err(russh::keys::Error::KeyIsEncrypted) => {
-            let secret = passphrase
-                .for_key(path)
-                .ok_or_else(|| IdentityError::NoPassphrase {
-                    path: path.to_owned(),
-                })?;
-            russh::keys::decode_secret_key(&text, Some(secret.expose())).map_err(|_| {
-                IdentityError::WrongPassphrase {
-                    path: path.to_owned(),
-                    from: passphrase.origin_name(),
-                }
-            })?
-        }
-        Err(error) => {
-            return Err(IdentityError::Decode {
-                path: path.to_owned(),
-                error,
-            });
-        }
-    };
-    // The comment is never sent to a host (public-key authentication sends the key only): it
-    // names the file in `-v` logs, which say which key was offered and which was accepted.
-    key.set_comment(path.display().to_string());
-    tracing::debug!(
-        "identity {}: {} key {}",
-        path.display(),
-        key.algorithm(),
-        key.public_key()
-            .fingerprint(russh::keys::HashAlg::default())
-    );
-    Ok(Arc::new(key))
 }
 
 #[cfg(test)]

@@ -367,3 +367,62 @@ fn keys_from_ssh_agent_work_without_an_identity_file() {
     assert_eq!(with.code, 0, "{with:?}");
     drop(agent);
 }
+
+/// An Ed25519 identity is signed by clockprov itself (its key expanded once per run); the other
+/// types are signed by russh. Each kind is accepted by real OpenSSH servers, and a key they do not
+/// know is refused: the signature is what they check.
+#[test]
+fn identity_files_of_each_key_type_authenticate_and_an_unknown_key_is_refused() {
+    let lab = LabBuilder::new().start();
+    let keygen = |name: &str, kind: &[&str]| {
+        let path = lab.hosts.dir().join(name);
+        let made = Command::new("ssh-keygen")
+            .args(["-q", "-N", "", "-C", name, "-f"])
+            .arg(&path)
+            .args(kind)
+            .output()
+            .expect("ssh-keygen");
+        assert!(made.status.success(), "{made:?}");
+        path
+    };
+    let keys = [
+        keygen("fresh_ed25519", &["-t", "ed25519"]),
+        keygen("fresh_ecdsa", &["-t", "ecdsa"]),
+        keygen("fresh_rsa", &["-t", "rsa", "-b", "3072"]),
+    ];
+    let unknown = keygen("unknown_ed25519", &["-t", "ed25519"]);
+    for addr in lab.all() {
+        let authorized = lab.hosts.host_dir(&addr).join("root/.ssh/authorized_keys");
+        let mut text = std::fs::read_to_string(&authorized).unwrap();
+        for key in &keys {
+            text.push_str(&std::fs::read_to_string(key.with_extension("pub")).unwrap());
+        }
+        std::fs::write(&authorized, text).unwrap();
+    }
+    let mut current = lab.hosts.key();
+    for key in keys.iter().chain([&unknown]) {
+        lab.rewrite_inventory(
+            &format!("identity_file: {}", current.display()),
+            &format!("identity_file: {}", key.display()),
+        );
+        current.clone_from(key);
+        let run = lab.run("plan", &["-v"]);
+        if key == &unknown {
+            assert_eq!(run.code, 1, "{run:?}");
+            assert!(
+                run.stdout.contains("authentication as root") && run.stdout.contains("was refused"),
+                "{run:?}"
+            );
+            continue;
+        }
+        assert_eq!(run.code, 0, "{}: {run:?}", key.display());
+        let accepted = format!("authenticated as root with publickey {}", key.display());
+        assert_eq!(
+            run.stderr.matches(&accepted).count(),
+            lab.all().len(),
+            "{}: {}",
+            key.display(),
+            run.stderr
+        );
+    }
+}
