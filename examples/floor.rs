@@ -35,6 +35,12 @@ use clockprov::ssh::connector::Connector;
 use clockprov::ssh::transport::Session;
 use clockprov::value::DurationValue;
 
+// The same allocator as clockprov's binary (src/main.rs): the floor is clockprov's client minus
+// clockprov's own work, so the two are compared on equal terms.
+#[cfg(unix)]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// clockprov's own default for `--forks`.
 const DEFAULT_FORKS: usize = 64;
 
@@ -174,10 +180,7 @@ fn main() -> ExitCode {
         }
     };
     // The same runtime clockprov's commands build.
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match clockprov::fleet::runtime() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("floor: starting the async runtime: {e}");

@@ -134,10 +134,7 @@ fn stdout_style() -> Style {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")
+    crate::fleet::runtime().context("starting the async runtime")
 }
 
 /// Everything a fleet command needs before it contacts any host.
