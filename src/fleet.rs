@@ -70,8 +70,8 @@ impl Item for String {
 }
 
 /// Run `task` on every item, at most `forks` at a time (at least one), each as its own task on
-/// the runtime ([`runtime`]). The outcomes come back in the order of `items`; a task that panics is its
-/// item's [`Outcome::Failed`] with [`crate::outcome::ErrorKind::Internal`].
+/// the runtime ([`runtime`]). The outcomes come back in the order of `items`; a task that
+/// panics is its item's [`Outcome::Failed`] with [`crate::outcome::ErrorKind::Internal`].
 pub async fn for_each<I, T, F, Fut>(
     items: Vec<I>,
     forks: usize,
