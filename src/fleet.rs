@@ -174,18 +174,15 @@ mod tests {
     use super::*;
     use crate::outcome::ErrorKind;
 
-    fn runtime() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap()
+    /// The runtime the commands run in, so that these tests try the engine as it ships.
+    fn shipped_runtime() -> tokio::runtime::Runtime {
+        runtime().unwrap()
     }
 
     #[test]
     fn outcomes_come_back_in_input_order_whatever_finishes_first() {
         let items: Vec<String> = (0..20).map(|i| format!("h{i}")).collect();
-        let outcomes = runtime().block_on(for_each(
+        let outcomes = shipped_runtime().block_on(for_each(
             items,
             5,
             Progress::hidden(),
@@ -209,7 +206,7 @@ mod tests {
         let running = Arc::new(AtomicUsize::new(0));
         let most = Arc::new(AtomicUsize::new(0));
         let (r, m) = (running.clone(), most.clone());
-        let outcomes = runtime().block_on(for_each(
+        let outcomes = shipped_runtime().block_on(for_each(
             (0..12).map(|i| i.to_string()).collect(),
             3,
             Progress::hidden(),
@@ -230,7 +227,7 @@ mod tests {
 
     #[test]
     fn a_panicking_task_fails_its_item_only() {
-        let outcomes = runtime().block_on(for_each(
+        let outcomes = shipped_runtime().block_on(for_each(
             vec!["ok".to_owned(), "boom".to_owned(), "refused".to_owned()],
             2,
             Progress::hidden(),
@@ -258,7 +255,7 @@ mod tests {
 
     #[test]
     fn blocking_work_that_panics_is_an_internal_error() {
-        let outcomes = runtime().block_on(for_each(
+        let outcomes = shipped_runtime().block_on(for_each(
             vec!["image".to_owned()],
             1,
             Progress::hidden(),
